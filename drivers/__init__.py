@@ -1,0 +1,4 @@
+"""Device drivers: serial transport, bill acceptors, receipt printers, simulators.
+
+Nothing here imports kiosk/, sync/ or ui/ (DESIGN.md layering).
+"""

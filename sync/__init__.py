@@ -1,0 +1,1 @@
+"""MQTT sync with the central desk (issue 5)."""

@@ -1,0 +1,1 @@
+"""Kivy touchscreen: a client of the core's local API (issue 6)."""
