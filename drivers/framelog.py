@@ -31,8 +31,9 @@ class FrameLog:
             handler = logging.handlers.RotatingFileHandler(
                 path, maxBytes=max_bytes, backupCount=backups, encoding="ascii"
             )
-            handler.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d %(message)s",
-                                                   "%Y-%m-%dT%H:%M:%S"))
+            handler.setFormatter(
+                logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", "%Y-%m-%dT%H:%M:%S")
+            )
             self._logger.addHandler(handler)
             self._handler = handler
 

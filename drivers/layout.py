@@ -17,9 +17,7 @@ def wrap(text: str, width: int) -> list[str]:
         raise ValueError(f"width must be at least 1, got {width}")
     out: list[str] = []
     for paragraph in text.split("\n"):
-        lines = textwrap.wrap(
-            paragraph, width=width, break_long_words=True, break_on_hyphens=False
-        )
+        lines = textwrap.wrap(paragraph, width=width, break_long_words=True, break_on_hyphens=False)
         out.extend(lines or [""])
     return out
 

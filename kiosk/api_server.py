@@ -1,0 +1,288 @@
+"""The local API: versioned JSON lines over a Unix socket (docs/local-api.md).
+
+The UI and the technician CLI are clients. A bad message gets a typed error reply and the
+connection lives on; a slow client only ever has the newest snapshot waiting for it, so it
+cannot make the core buffer without bound. The socket is created 0660 in a 0750 folder:
+only the kiosk user and group reach it, and technician operations need a PIN session too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from kiosk import service
+from kiosk.engine import IntentError, PaymentEngine
+from kiosk.ledger import LedgerError
+from kiosk.technician import TechnicianAuthError
+
+log = logging.getLogger("kiosk.api")
+
+API_VERSION = 1
+MAX_LINE = 64 * 1024
+SOCKET_MODE = 0o660
+DIR_MODE = 0o750
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _arg(msg: dict[str, Any], key: str, expected: type, default: Any = ...) -> Any:
+    if key not in msg:
+        if default is ...:
+            raise ApiError("bad_request", f"missing field '{key}'")
+        return default
+    value = msg[key]
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ApiError("bad_request", f"field '{key}' must be {expected.__name__}")
+    return value
+
+
+class Connection:
+    def __init__(self, server: ApiServer, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.subscribed = False
+        self.latest: dict[str, Any] | None = None
+        self.wake = asyncio.Event()
+        self.write_lock = asyncio.Lock()
+
+    async def send(self, obj: dict[str, Any]) -> None:
+        data = json.dumps({"v": API_VERSION, **obj}, ensure_ascii=False).encode() + b"\n"
+        async with self.write_lock:
+            self.writer.write(data)
+            await self.writer.drain()
+
+    def offer(self, snapshot: dict[str, Any]) -> None:
+        """Called in the loop thread: keep only the newest snapshot for this client."""
+        self.latest = snapshot
+        self.wake.set()
+
+    async def pusher(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            snap, self.latest = self.latest, None
+            if snap is not None and self.subscribed:
+                await self.send({"push": "snapshot", "snapshot": snap})
+
+
+class ApiServer:
+    def __init__(self, engine: PaymentEngine, path: Path) -> None:
+        self.engine = engine
+        self.path = path
+        self.connections: set[Connection] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ops: dict[str, Callable[[Connection, dict[str, Any]], Awaitable[Any]]] = {
+            "hello": self._op_hello,
+            "snapshot": self._op_snapshot,
+            "subscribe": self._op_subscribe,
+            "unsubscribe": self._op_unsubscribe,
+            "catalog": self._op_catalog,
+            "intent": self._op_intent,
+            "payment_status": self._op_payment_status,
+            "payments": self._op_payments,
+            "status": self._op_status,
+            "tech.login": self._op_tech_login,
+            "tech.logout": self._op_tech_logout,
+            "tech.counters": self._tech(lambda m: service.counters(self.engine)),
+            "tech.events": self._tech(lambda m: self.engine.ledger.recent_events(
+                _arg(m, "limit", int, 50))),
+            "tech.encash": self._tech(lambda m: service.encash(self.engine, "technician")),
+            "tech.reprint": self._tech(lambda m: service.reprint(
+                self.engine, _arg(m, "payment_id", str))),
+            "tech.test_print": self._tech(lambda m: service.test_print(self.engine)),
+            "tech.service": self._tech(lambda m: service.set_service_mode(
+                self.engine, _arg(m, "on", bool))),
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            os.chmod(self.path.parent, DIR_MODE)
+        if self.path.exists() or self.path.is_symlink():
+            self.path.unlink()
+        self._server = await asyncio.start_unix_server(
+            self._serve, path=str(self.path), limit=MAX_LINE
+        )
+        os.chmod(self.path, SOCKET_MODE)
+        self.engine.subscribe(self._on_snapshot)
+
+    async def stop(self) -> None:
+        self.engine.unsubscribe(self._on_snapshot)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for conn in list(self.connections):
+            conn.writer.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+    def _on_snapshot(self, snapshot: dict[str, Any]) -> None:
+        """Engine thread → loop thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def fan_out() -> None:
+            for conn in self.connections:
+                conn.offer(snapshot)
+
+        loop.call_soon_threadsafe(fan_out)
+
+    # -- one client --------------------------------------------------------------------
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(self, reader, writer)
+        self.connections.add(conn)
+        pusher = asyncio.create_task(conn.pusher())
+        try:
+            while True:
+                try:
+                    line = await reader.readuntil(b"\n")
+                except asyncio.IncompleteReadError:
+                    break  # client closed
+                except asyncio.LimitOverrunError as exc:
+                    # Too long: drop it up to the next newline and say so.
+                    await reader.readexactly(exc.consumed)
+                    await self._skip_rest_of_line(reader)
+                    await conn.send({"id": None, "ok": False, "error": {
+                        "code": "too_long", "message": f"a message is at most {MAX_LINE} bytes"}})
+                    continue
+                await self._handle(conn, line)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            pusher.cancel()
+            self.connections.discard(conn)
+            writer.close()
+
+    async def _skip_rest_of_line(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                await reader.readuntil(b"\n")
+                return
+            except asyncio.LimitOverrunError as exc:
+                await reader.readexactly(exc.consumed)
+
+    async def _handle(self, conn: Connection, line: bytes) -> None:
+        msg_id: Any = None
+        try:
+            try:
+                msg = json.loads(line)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ApiError("bad_json", f"not a JSON object: {exc}") from exc
+            if not isinstance(msg, dict):
+                raise ApiError("bad_json", "a message must be a JSON object")
+            msg_id = msg.get("id")
+            if not isinstance(msg_id, str | int | type(None)) or isinstance(msg_id, bool):
+                msg_id = None
+                raise ApiError("bad_request", "field 'id' must be a string or an integer")
+            if msg.get("v") != API_VERSION:
+                raise ApiError("bad_version", f"this core speaks API version {API_VERSION}")
+            op = msg.get("op")
+            handler = self._ops.get(op) if isinstance(op, str) else None
+            if handler is None:
+                raise ApiError("unknown_op", f"unknown op {op!r}")
+            result = await handler(conn, msg)
+            await conn.send({"id": msg_id, "ok": True, "result": result})
+        except (ApiError, IntentError, TechnicianAuthError) as exc:
+            await conn.send({"id": msg_id, "ok": False,
+                             "error": {"code": exc.code, "message": str(exc)}})
+        except LedgerError as exc:
+            await conn.send({"id": msg_id, "ok": False,
+                             "error": {"code": "ledger_unavailable", "message": str(exc)}})
+        except (ConnectionError, OSError):
+            raise
+        except Exception as exc:  # a bug in one op must not take the core down
+            log.exception("local API op failed")
+            await conn.send({"id": msg_id, "ok": False,
+                             "error": {"code": "internal", "message": type(exc).__name__}})
+
+    # -- ops ---------------------------------------------------------------------------
+    async def _op_hello(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        conn.subscribed = _arg(msg, "subscribe", bool, True)
+        return {"api": API_VERSION, "terminal_id": self.engine.config.terminal.id,
+                "snapshot": self.engine.snapshot()}
+
+    async def _op_snapshot(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        return self.engine.snapshot()
+
+    async def _op_subscribe(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        conn.subscribed = True
+        conn.offer(self.engine.snapshot())
+        return {}
+
+    async def _op_unsubscribe(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        conn.subscribed = False
+        return {}
+
+    async def _op_catalog(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        cat = self.engine.config.catalog
+        return {
+            "categories": [{"id": c, "name_ru": ru, "name_en": en} for c, ru, en in cat.categories],
+            "providers": [
+                {"id": p.id, "name_ru": p.name_ru, "name_en": p.name_en, "category": p.category,
+                 "account_mask": p.account_mask, "min_minor": p.min_minor,
+                 "max_minor": p.max_minor, "currency": p.currency}
+                for p in cat.providers
+            ],
+        }
+
+    async def _op_intent(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        name = _arg(msg, "intent", str)
+        args = _arg(msg, "args", dict, {})
+        return await asyncio.to_thread(self.engine.intent, name, args)
+
+    async def _op_payment_status(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        pid = _arg(msg, "payment_id", str)
+        return await asyncio.to_thread(self.engine.payment_status, pid)
+
+    async def _op_payments(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        limit = _arg(msg, "limit", int, 50)
+        offset = _arg(msg, "offset", int, 0)
+        if not 1 <= limit <= 1000 or offset < 0:
+            raise ApiError("bad_request", "limit must be 1..1000 and offset >= 0")
+        return await asyncio.to_thread(self.engine.ledger.list_payments, limit, offset)
+
+    async def _op_status(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(service.status, self.engine)
+
+    async def _op_tech_login(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        pin = _arg(msg, "pin", str)
+        engine = self.engine
+        with engine._lock:
+            try:
+                token = engine.technician.login(pin)
+            except TechnicianAuthError as exc:
+                engine._add_event("technician_login_failed", "warning", {"code": exc.code})
+                raise
+            engine._add_event("technician_login", "info", {})
+        return {"token": token, "expires_after_s": engine.config.technician.session_timeout_s}
+
+    async def _op_tech_logout(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        self.engine.technician.logout()
+        return {}
+
+    def _tech(self, op: Callable[[dict[str, Any]], Any]
+              ) -> Callable[[Connection, dict[str, Any]], Awaitable[Any]]:
+        async def handler(conn: Connection, msg: dict[str, Any]) -> Any:
+            with self.engine._lock:
+                self.engine.technician.check(msg.get("token"))
+                self.engine._add_event("technician_action", "info", {"op": msg.get("op")})
+            return await asyncio.to_thread(op, msg)
+
+        return handler

@@ -1,0 +1,255 @@
+"""The `kiosk` command: the core daemon, status and payments, technician diagnostics,
+a scripted customer, device simulators and probing, and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from kiosk.api_client import ApiClient, ApiRequestError
+from kiosk.config import Config, ConfigError, load_config
+
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = getattr(args, "config", None)
+    return load_config(Path(path) if path else None)
+
+
+def _client(args: argparse.Namespace) -> ApiClient:
+    socket_path = getattr(args, "socket", None) or _config(args).paths.socket
+    client = ApiClient(socket_path)
+    try:
+        client.connect(subscribe=False)
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        raise SystemExit(
+            f"kiosk: the core is not running (no answer on {socket_path}): {exc.strerror}"
+        ) from exc
+    except PermissionError as exc:
+        raise SystemExit(
+            f"kiosk: no permission to use {socket_path}: run as the kiosk user or group"
+        ) from exc
+    return client
+
+
+def _money(minor: int | None) -> str:
+    if minor is None:
+        return "-"
+    return f"{minor // 100}.{minor % 100:02d}"
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True))
+
+
+# -- commands ------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from kiosk.daemon import run, setup_logging
+
+    setup_logging(args.verbose)
+    return run(_config(args))
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _config(args)
+    print(f"{config.source or '<defaults>'}: OK (terminal {config.terminal.id}, "
+          f"{len(config.catalog.providers)} providers)")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        status = client.request("status")
+    if args.json:
+        _print_json(status)
+        return 0
+    print(f"terminal      {status['terminal_id']}")
+    print(f"screen        {status['screen']}")
+    oos = status["out_of_service"]
+    print(f"in service    {'no: ' + '; '.join(oos.values()) if oos else 'yes'}")
+    acc = status["acceptor"]
+    print(f"acceptor      {acc['status']} {acc['detail']} ({acc['info']['protocol']} "
+          f"{acc['info']['model']})")
+    print(f"printer       {status['printer']['status']}")
+    print(f"cassette      {status['bill_count']} bills, {_money(status['total_minor'])}")
+    print(f"unsent        {status['queue']['payments_unsent']} payments")
+    print(f"support phone {status['support_phone']}")
+    return 0
+
+
+def cmd_payments(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        rows = client.request("payments", limit=args.limit)
+    if args.json:
+        _print_json(rows)
+        return 0
+    print(f"{'payment id':<22} {'kind':<9} {'status':<10} {'provider':<14} {'account':<14} "
+          f"{'inserted':>10} {'fee':>8} {'credited':>10}")
+    for r in rows:
+        print(f"{r['id']:<22} {r['kind']:<9} {r['status']:<10} {r['provider_id'] or '-':<14} "
+              f"{r['account'] or '-':<14} {_money(r['inserted_minor']):>10} "
+              f"{_money(r['commission_minor']):>8} {_money(r['credited_minor']):>10}")
+    return 0
+
+
+def cmd_payment_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print_json(client.request("payment_status", payment_id=args.payment_id))
+    return 0
+
+
+def cmd_pay(args: argparse.Namespace) -> int:
+    from kiosk.scripted import inbox_feeder, run_payment
+
+    config = _config(args)
+    feed_path = Path(args.feed) if args.feed else (
+        config.acceptor.inbox or config.paths.data_dir / "virtual-acceptor.inbox")
+    bills = [int(b) for b in args.bills.split(",") if b.strip()]
+    with _client(args) as client:
+        client.request("subscribe")
+        result = run_payment(client, args.provider, args.account, bills,
+                             inbox_feeder(feed_path), timeout=args.timeout)
+    _print_json(result)
+    return 0
+
+
+def cmd_pin_hash(args: argparse.Namespace) -> int:
+    from kiosk.pin import hash_pin
+
+    pin = sys.stdin.readline().strip() if args.stdin else getpass.getpass("New PIN: ")
+    try:
+        print(hash_pin(pin))
+    except ValueError as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def cmd_diag(args: argparse.Namespace) -> int:
+    pin = os.environ.get("KIOSK_PIN") or getpass.getpass("Technician PIN: ")
+    with _client(args) as client:
+        token = client.request("tech.login", pin=pin)["token"]
+        try:
+            op = args.diag_op
+            if op == "counters":
+                result = client.request("tech.counters", token=token)
+            elif op == "events":
+                result = client.request("tech.events", token=token, limit=args.limit)
+            elif op == "encash":
+                result = client.request("tech.encash", token=token)
+            elif op == "reprint":
+                result = client.request("tech.reprint", token=token, payment_id=args.payment_id)
+            elif op == "test-print":
+                result = client.request("tech.test_print", token=token)
+            else:
+                result = client.request("tech.service", token=token, on=args.state == "on")
+        finally:
+            client.request("tech.logout")
+    _print_json(result)
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    if args.device == "ccnet":
+        from drivers.sim.ccnet import main as sim_main
+    else:
+        from drivers.sim.printer import main as sim_main
+    return sim_main(args.rest)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from drivers.probe import main as probe_main
+
+    return probe_main(args.rest)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kiosk.demo import main as demo_main
+
+    return demo_main(args)
+
+
+# -- parser --------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kiosk", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Any, help_text: str, config: bool = True,
+            socket_opt: bool = False) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        if config:
+            sp.add_argument("--config", "-c", help="configuration TOML file (default: demo)")
+        if socket_opt:
+            sp.add_argument("--socket", help="local API socket (default: from the config)")
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("run", cmd_run, "run the core daemon")
+    sp.add_argument("--verbose", "-v", action="store_true")
+    add("check-config", cmd_check_config, "validate a configuration file and exit")
+    sp = add("status", cmd_status, "terminal status from the running core", socket_opt=True)
+    sp.add_argument("--json", action="store_true")
+    sp = add("payments", cmd_payments, "recent payments from the ledger", socket_opt=True)
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--limit", type=int, default=20)
+    sp = add("payment-status", cmd_payment_status, "what a customer sees for a payment id",
+             socket_opt=True)
+    sp.add_argument("payment_id")
+    sp = add("pay", cmd_pay, "a scripted customer: select, enter account, insert bills, pay",
+             socket_opt=True)
+    sp.add_argument("--provider", required=True)
+    sp.add_argument("--account", required=True, help="digits only, e.g. 9161234567")
+    sp.add_argument("--bills", required=True, help="bills in roubles, e.g. 500,100")
+    sp.add_argument("--feed", help="file or FIFO taking 'insert N' lines "
+                                   "(default: the virtual acceptor's inbox)")
+    sp.add_argument("--timeout", type=float, default=30.0)
+    sp = add("pin-hash", cmd_pin_hash, "hash a technician PIN for the config", config=False)
+    sp.add_argument("--stdin", action="store_true", help="read the PIN from standard input")
+    sp = add("diag", cmd_diag, "technician diagnostics (PIN from KIOSK_PIN or a prompt)",
+             socket_opt=True)
+    dsub = sp.add_subparsers(dest="diag_op", required=True)
+    dsub.add_parser("counters", help="cassette counters and queue")
+    ev = dsub.add_parser("events", help="recent events")
+    ev.add_argument("--limit", type=int, default=20)
+    dsub.add_parser("encash", help="empty the cassette: print the report, reset counters")
+    rp = dsub.add_parser("reprint", help="reprint a receipt by payment id")
+    rp.add_argument("payment_id")
+    dsub.add_parser("test-print", help="print a test page")
+    sv = dsub.add_parser("service", help="take the terminal out of service or back")
+    sv.add_argument("state", choices=["on", "off"])
+    sp = add("sim", cmd_sim, "run a device simulator on a pseudo-terminal", config=False)
+    sp.add_argument("device", choices=["ccnet", "printer"])
+    sp.add_argument("rest", nargs=argparse.REMAINDER, help="simulator options (see --help)")
+    sp = add("devices", cmd_devices, "find and identify devices on serial ports", config=False)
+    sp.add_argument("action", choices=["probe"])
+    sp.add_argument("rest", nargs=argparse.REMAINDER, help="ports and probe options")
+    sp = add("demo", cmd_demo, "a terminal with simulated devices takes a payment")
+    sp.add_argument("--workdir", default="demo-run", help="where the demo keeps its files")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"kiosk: bad configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ApiRequestError as exc:
+        print(f"kiosk: refused: {exc.message} ({exc.code})", file=sys.stderr)
+        return 1
+    except (ConnectionError, TimeoutError) as exc:
+        print(f"kiosk: lost the core: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

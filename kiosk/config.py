@@ -1,0 +1,346 @@
+"""The terminal's configuration: one TOML file, validated at start.
+
+Every error names the file, the key and what was expected, because the person reading it
+is a technician at a terminal, not the author. Unknown keys are errors too (a typo must
+not silently fall back to a default). With no file at all the demo defaults apply.
+See docs/configuration.md and config.example.toml.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kiosk.catalog import DEMO_CATALOG, Catalog, CatalogError, CommissionBand, Provider
+
+ACCEPTOR_KINDS = ("virtual", "ccnet", "id003")
+PRINTER_KINDS = ("virtual", "escpos")
+PRINTER_POLICIES = ("out_of_service", "warn")
+# Demo PIN "1234" (scrypt). Real terminals get theirs from the file or the desk.
+DEMO_PIN_HASH = (
+    "scrypt$16384$8$1$a2lvc2stZGVtby1zYWx0IQ==$UwQ7MPwLFIqPHW+SjdFrcal9PvmtHhq60fyj+sqhsTo="
+)
+
+
+class ConfigError(ValueError):
+    """The configuration is broken; the message says where and what was expected."""
+
+
+@dataclass(frozen=True)
+class TerminalConfig:
+    id: str = "T0001"
+    address: str = "Москва, ул. Примерная, 1"
+    agent_name: str = "ООО «Платёжный агент»"
+    support_phone: str = "8 800 555-35-35"
+    status_url: str | None = "https://pay.example.ru/check/{payment_id}"
+    currency: str = "RUB"
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    data_dir: Path = Path("var/data")
+    runtime_dir: Path = Path("var/run")
+    log_dir: Path = Path("var/log")
+
+    @property
+    def ledger(self) -> Path:
+        return self.data_dir / "ledger.sqlite"
+
+    @property
+    def socket(self) -> Path:
+        return self.runtime_dir / "kiosk.sock"
+
+
+@dataclass(frozen=True)
+class AcceptorConfig:
+    kind: str = "virtual"
+    port: str = ""
+    profile: str = ""  # firmware profile name; "" = detect from identification
+    # virtual device only: its memory (survives a core crash) and its bill slot
+    journal: Path | None = None
+    inbox: Path | None = None
+    ack_delay_ms: int = 0
+
+
+@dataclass(frozen=True)
+class PrinterConfig:
+    kind: str = "virtual"
+    port: str = ""
+    profile: str = ""
+    receipts_dir: Path | None = None  # virtual printer output
+    unavailable_policy: str = "warn"  # or "out_of_service"
+
+
+@dataclass(frozen=True)
+class TimeoutsConfig:
+    """Seconds per screen; Cyberplat's defaults (payment-terminals.md §1.7)."""
+
+    provider: int = 60
+    account: int = 70
+    confirm: int = 30
+    cash_first_bill: int = 60
+    cash_after_bill: int = 120
+    prompt: int = 15
+    receipt: int = 30
+    escrow_settle: int = 15
+
+
+@dataclass(frozen=True)
+class TechnicianConfig:
+    pin_hash: str = ""
+    session_timeout_s: int = 300
+    max_attempts: int = 5
+    lockout_s: int = 300
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 1883
+
+
+@dataclass(frozen=True)
+class Config:
+    terminal: TerminalConfig = field(default_factory=TerminalConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    acceptor: AcceptorConfig = field(default_factory=AcceptorConfig)
+    printer: PrinterConfig = field(default_factory=PrinterConfig)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+    technician: TechnicianConfig = field(default_factory=lambda: TechnicianConfig(DEMO_PIN_HASH))
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    catalog: Catalog = DEMO_CATALOG
+    source: Path | None = None
+
+
+class _Reader:
+    """Typed reads from one TOML table, remembering which keys were used."""
+
+    def __init__(self, source: str, prefix: str, table: Any) -> None:
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: '{prefix}' must be a table, got {type(table).__name__}")
+        self.source, self.prefix, self.table = source, prefix, table
+        self.used: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return (
+            f"{self.source}: key '{self.prefix}.{key}'"
+            if self.prefix
+            else f"{self.source}: key '{key}'"
+        )
+
+    def get(self, key: str, expected: type, default: Any, what: str = "") -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+        if not ok:
+            name = what or expected.__name__
+            raise ConfigError(f"{self.where(key)} must be {name}, got {value!r}")
+        return value
+
+    def positive(self, key: str, default: int) -> int:
+        value = self.get(key, int, default, "a positive integer")
+        if value <= 0:
+            raise ConfigError(f"{self.where(key)} must be a positive integer, got {value!r}")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(key, str, default)
+        if value not in choices:
+            raise ConfigError(
+                f"{self.where(key)} must be one of {', '.join(choices)}; got {value!r}"
+            )
+        return value
+
+    def path(self, key: str, default: Path | None, base: Path) -> Path | None:
+        value = self.get(key, str, None, "a path string")
+        if value is None:
+            return default
+        p = Path(value)
+        return p if p.is_absolute() else base / p
+
+    def sub(self, key: str) -> _Reader:
+        self.used.add(key)
+        prefix = f"{self.prefix}.{key}" if self.prefix else key
+        return _Reader(self.source, prefix, self.table.get(key, {}))
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise ConfigError(f"{self.where(unknown[0])} is not a known setting")
+
+
+def _terminal(r: _Reader) -> TerminalConfig:
+    d = TerminalConfig()
+    tid = r.get("id", str, d.id)
+    if not tid or not tid.replace("-", "").isalnum() or len(tid) > 32:
+        raise ConfigError(f"{r.where('id')} must be 1-32 letters, digits or '-', got {tid!r}")
+    phone = r.get("support_phone", str, d.support_phone)
+    if sum(ch.isdigit() for ch in phone) < 3:
+        raise ConfigError(f"{r.where('support_phone')} must be a phone number, got {phone!r}")
+    out = TerminalConfig(
+        id=tid,
+        address=r.get("address", str, d.address),
+        agent_name=r.get("agent_name", str, d.agent_name),
+        support_phone=phone,
+        status_url=r.get("status_url", str, d.status_url) or None,
+        currency=r.get("currency", str, d.currency),
+    )
+    r.finish()
+    return out
+
+
+def _band(r: _Reader) -> CommissionBand:
+    band = CommissionBand(
+        from_minor=r.get("from_minor", int, 0),
+        to_minor=r.get("to_minor", int, None),
+        percent_bp=r.get("percent_bp", int, 0),
+        fixed_minor=r.get("fixed_minor", int, 0),
+        min_minor=r.get("min_minor", int, 0),
+        max_minor=r.get("max_minor", int, None),
+    )
+    r.finish()
+    return band
+
+
+def _catalog(r: _Reader) -> Catalog:
+    if not r.table:
+        return DEMO_CATALOG
+    categories = []
+    for i, c in enumerate(r.get("categories", list, [])):
+        cr = _Reader(r.source, f"catalog.categories[{i}]", c)
+        categories.append(
+            (cr.get("id", str, ""), cr.get("name_ru", str, ""), cr.get("name_en", str, ""))
+        )
+        cr.finish()
+    providers = []
+    for i, p in enumerate(r.get("providers", list, [])):
+        pr = _Reader(r.source, f"catalog.providers[{i}]", p)
+        bands = tuple(
+            _band(_Reader(r.source, f"catalog.providers[{i}].bands[{j}]", b))
+            for j, b in enumerate(pr.get("bands", list, []))
+        )
+        missing = object()
+        fields = {}
+        for key, typ in (
+            ("id", str),
+            ("name_ru", str),
+            ("name_en", str),
+            ("category", str),
+            ("account_mask", str),
+            ("account_pattern", str),
+            ("min_minor", int),
+            ("max_minor", int),
+        ):
+            value = pr.get(key, typ, missing)
+            if value is missing:
+                raise ConfigError(f"{pr.where(key)} is required")
+            fields[key] = value
+        providers.append(Provider(bands=bands, currency=pr.get("currency", str, "RUB"), **fields))
+        pr.finish()
+    r.finish()
+    catalog = Catalog(providers=tuple(providers), categories=tuple(categories))
+    if not catalog.providers:
+        raise ConfigError(f"{r.source}: key 'catalog.providers' must list at least one provider")
+    try:
+        catalog.validate()
+    except CatalogError as exc:
+        raise ConfigError(f"{r.source}: catalog: {exc}") from exc
+    return catalog
+
+
+def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
+    root = _Reader(source, "", data)
+    terminal = _terminal(root.sub("terminal"))
+
+    pr = root.sub("paths")
+    d = PathsConfig()
+    paths = PathsConfig(
+        data_dir=pr.path("data_dir", base / d.data_dir, base) or d.data_dir,
+        runtime_dir=pr.path("runtime_dir", base / d.runtime_dir, base) or d.runtime_dir,
+        log_dir=pr.path("log_dir", base / d.log_dir, base) or d.log_dir,
+    )
+    pr.finish()
+
+    ar = root.sub("acceptor")
+    acceptor = AcceptorConfig(
+        kind=ar.choice("kind", ACCEPTOR_KINDS, "virtual"),
+        port=ar.get("port", str, ""),
+        profile=ar.get("profile", str, ""),
+        journal=ar.path("journal", None, base),
+        inbox=ar.path("inbox", None, base),
+        ack_delay_ms=ar.get("ack_delay_ms", int, 0),
+    )
+    if acceptor.kind in ("ccnet", "id003") and not acceptor.port:
+        raise ConfigError(f"{ar.where('port')} is required when acceptor.kind is {acceptor.kind!r}")
+    ar.finish()
+
+    prr = root.sub("printer")
+    printer = PrinterConfig(
+        kind=prr.choice("kind", PRINTER_KINDS, "virtual"),
+        port=prr.get("port", str, ""),
+        profile=prr.get("profile", str, ""),
+        receipts_dir=prr.path("receipts_dir", None, base),
+        unavailable_policy=prr.choice("unavailable_policy", PRINTER_POLICIES, "warn"),
+    )
+    if printer.kind == "escpos" and not printer.port:
+        raise ConfigError(f"{prr.where('port')} is required when printer.kind is 'escpos'")
+    prr.finish()
+
+    tr = root.sub("timeouts")
+    dt = TimeoutsConfig()
+    timeouts = TimeoutsConfig(
+        **{k: tr.positive(k, getattr(dt, k)) for k in dt.__dataclass_fields__}
+    )
+    tr.finish()
+
+    te = root.sub("technician")
+    dtech = TechnicianConfig()
+    pin_hash = te.get("pin_hash", str, "")
+    if pin_hash and not pin_hash.startswith("scrypt$"):
+        raise ConfigError(
+            f"{te.where('pin_hash')} must be an scrypt hash made by 'kiosk pin-hash', not a PIN"
+        )
+    technician = TechnicianConfig(
+        pin_hash=pin_hash,
+        session_timeout_s=te.positive("session_timeout_s", dtech.session_timeout_s),
+        max_attempts=te.positive("max_attempts", dtech.max_attempts),
+        lockout_s=te.positive("lockout_s", dtech.lockout_s),
+    )
+    te.finish()
+
+    mr = root.sub("mqtt")
+    mqtt = MqttConfig(
+        enabled=mr.get("enabled", bool, False),
+        host=mr.get("host", str, "127.0.0.1"),
+        port=mr.positive("port", 1883),
+    )
+    mr.finish()
+
+    catalog = _catalog(root.sub("catalog"))
+    root.finish()
+    return Config(terminal, paths, acceptor, printer, timeouts, technician, mqtt, catalog)
+
+
+def load_config(path: Path | None) -> Config:
+    """Load and validate; `None` gives the demo defaults under ./var."""
+    if path is None:
+        return parse_config({"technician": {"pin_hash": DEMO_PIN_HASH}}, "<defaults>", Path.cwd())
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: configuration file not found") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    config = parse_config(data, str(path), path.resolve().parent)
+    return Config(**{**config.__dict__, "source": path})

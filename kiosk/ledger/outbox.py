@@ -1,0 +1,79 @@
+"""Outbox reads and acknowledgements for the sync layer (M8).
+
+A message stays in the outbox until the desk acknowledges it at application level; being
+sent (or PUBACKed) only bumps the attempt counter. Resending is always safe: the desk
+de-duplicates by payment id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from kiosk.ledger import schema as t
+from kiosk.ledger.store import Ledger, PaymentStatus
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: int
+    kind: str
+    ref: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+def pending(ledger: Ledger, limit: int = 100, after_id: int = 0) -> list[OutboxMessage]:
+    o = t.outbox
+    with ledger._read() as conn:
+        rows = conn.execute(
+            select(o).where(o.c.acked_ms.is_(None), o.c.id > after_id).order_by(o.c.id).limit(limit)
+        ).all()
+    return [OutboxMessage(r.id, r.kind, r.ref, json.loads(r.payload), r.attempts) for r in rows]
+
+
+def mark_sent(ledger: Ledger, ids: Iterable[int]) -> None:
+    o = t.outbox
+    ids = list(ids)
+    if not ids:
+        return
+    now = ledger.now_ms()
+    with ledger._tx() as conn:
+        conn.execute(
+            update(o).where(o.c.id.in_(ids)).values(attempts=o.c.attempts + 1, last_sent_ms=now)
+        )
+        refs = [
+            r
+            for (r,) in conn.execute(select(o.c.ref).where(o.c.id.in_(ids), o.c.kind == "payment"))
+        ]
+        conn.execute(
+            update(t.payments)
+            .where(t.payments.c.id.in_(refs), t.payments.c.status == PaymentStatus.QUEUED)
+            .values(status=PaymentStatus.SENT, updated_ms=now)
+        )
+
+
+def acknowledge(ledger: Ledger, refs: Iterable[str]) -> int:
+    """The desk committed these payments/events: they leave the outbox. Returns how many."""
+    o = t.outbox
+    refs = list(refs)
+    if not refs:
+        return 0
+    now = ledger.now_ms()
+    with ledger._tx() as conn:
+        count = conn.execute(
+            update(o).where(o.c.ref.in_(refs), o.c.acked_ms.is_(None)).values(acked_ms=now)
+        ).rowcount
+        conn.execute(
+            update(t.payments)
+            .where(
+                t.payments.c.id.in_(refs),
+                t.payments.c.status.in_([PaymentStatus.QUEUED, PaymentStatus.SENT]),
+            )
+            .values(status=PaymentStatus.ACCEPTED, updated_ms=now)
+        )
+        return int(count)

@@ -1,0 +1,661 @@
+"""The ledger: every money fact of the terminal, each written in one durable transaction.
+
+What each method guarantees, and the invariants it serves:
+- record_escrow: the STACK decision is on disk before STACK is sent (M3, M6).
+- record_stacked: a stacked bill is committed once per acceptor event, counted in the
+  cassette in the same transaction (M1, M2, M7); one that belongs to no collecting session
+  becomes an unclaimed-credit record at once (M6).
+- finish_session: the payment and its immutable id are committed, together with its outbox
+  message, before any receipt is printed (M5, M8).
+- reconcile: after a crash, nothing stacked stays outside a payment or unclaimed record (M6).
+Any write failure raises LedgerError so the engine can go out of service (M10).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from kiosk.ledger import schema as t
+from kiosk.ledger.db import make_engine, migrate
+
+PAYMENT_COUNTER = "payment"
+NUMBER_WIDTH = 8
+
+
+class LedgerError(RuntimeError):
+    """The ledger cannot read or write (disk full, I/O error, read-only, corrupt)."""
+
+
+class PaymentStatus:
+    COLLECTING = "collecting"
+    CONFIRMED = "confirmed"
+    QUEUED = "queued"
+    SENT = "sent"
+    ACCEPTED = "accepted"
+    PROCESSED = "processed"
+    FAILED = "failed"
+    REPROCESSED = "reprocessed"
+    UNCLAIMED = "unclaimed"
+
+
+@dataclass(frozen=True)
+class StackOutcome:
+    """What a stacked-bill report turned into.
+
+    kind: "credited" (added to the collecting session), "unclaimed" (own record),
+    "duplicate" (this event was recorded before: nothing changes).
+    """
+
+    kind: str
+    session_id: int | None = None
+    session_inserted_minor: int = 0
+    unclaimed_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    recovered_payments: tuple[str, ...]
+    abandoned_sessions: int
+    expired_escrows: int
+    unclaimed_records: tuple[str, ...]
+
+
+def _describe(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc)
+
+
+class Ledger:
+    def __init__(
+        self,
+        path: Path,
+        terminal_id: str,
+        clock: Callable[[], float] = time.time,
+        run_id: str | None = None,
+    ) -> None:
+        self.path = path
+        self.terminal_id = terminal_id
+        self._clock = clock
+        self.run_id = run_id or uuid.uuid4().hex[:16]
+        self._lock = threading.RLock()
+        self._engine: Engine | None = None
+
+    # -- plumbing ----------------------------------------------------------------------
+    def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot create the data directory {self.path.parent}: {exc.strerror}"
+            ) from exc
+        try:
+            self._engine = make_engine(self.path)
+            migrate(self._engine)
+        except (SQLAlchemyError, OSError) as exc:
+            raise LedgerError(f"cannot open the ledger {self.path}: {_describe(exc)}") from exc
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise LedgerError("the ledger is not open")
+        return self._engine
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self._lock:
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            except LedgerError:
+                raise
+            except (DBAPIError, SQLAlchemyError, OSError) as exc:
+                raise LedgerError(f"ledger write failed: {_describe(exc)}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._lock:
+            try:
+                with self.engine.connect() as conn:
+                    yield conn
+            except (DBAPIError, SQLAlchemyError, OSError) as exc:
+                raise LedgerError(f"ledger read failed: {_describe(exc)}") from exc
+
+    # -- sessions and escrow -----------------------------------------------------------
+    def open_session(self, provider_id: str, account: str, currency: str) -> int:
+        now = self.now_ms()
+        with self._tx() as conn:
+            result = conn.execute(
+                insert(t.sessions).values(
+                    provider_id=provider_id,
+                    account=account,
+                    state="collecting",
+                    inserted_minor=0,
+                    currency=currency,
+                    started_ms=now,
+                    updated_ms=now,
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def abandon_session(self, session_id: int) -> None:
+        """Close a session that took no cash. One with cash must be finished, never dropped."""
+        with self._tx() as conn:
+            inserted = conn.execute(
+                select(t.sessions.c.inserted_minor).where(t.sessions.c.id == session_id)
+            ).scalar_one()
+            if inserted:
+                raise LedgerError(f"session {session_id} holds cash and cannot be abandoned")
+            conn.execute(
+                update(t.sessions)
+                .where(t.sessions.c.id == session_id)
+                .values(state="abandoned", updated_ms=self.now_ms())
+            )
+
+    def record_escrow(
+        self, session_id: int | None, amount_minor: int, currency: str, bill_type: int
+    ) -> int:
+        with self._tx() as conn:
+            result = conn.execute(
+                insert(t.escrows).values(
+                    session_id=session_id,
+                    amount_minor=amount_minor,
+                    currency=currency,
+                    bill_type=bill_type,
+                    state="pending",
+                    created_ms=self.now_ms(),
+                    run_id=self.run_id,
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def resolve_escrow(self, escrow_id: int, state: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(t.escrows)
+                .where(t.escrows.c.id == escrow_id, t.escrows.c.state == "pending")
+                .values(state=state, resolved_ms=self.now_ms())
+            )
+
+    # -- the credit point --------------------------------------------------------------
+    def record_stacked(
+        self,
+        event_key: str,
+        amount_minor: int,
+        currency: str,
+        bill_type: int,
+        recovered: bool,
+        escrow_id: int | None,
+    ) -> StackOutcome:
+        """Commit one stacked bill (M1, M2), or recognise it as already committed.
+
+        `escrow_id` is the engine's pending escrow for this bill in this run. Without one
+        (a report that arrives right after a restart) only the latest escrow on record can
+        own it: if that one was pending or expired (STACK sent, outcome unknown: power-up
+        with bill in stacker, M6) the bill is its own; if it was already stacked in an
+        earlier run, this is the un-acknowledged repeat of that bill (the core died between
+        commit and ACK) and credits nothing. Anything else is an unclaimed credit, never
+        dropped.
+        """
+        now = self.now_ms()
+        with self._tx() as conn:
+            if conn.execute(
+                select(t.stacked_bills.c.id).where(t.stacked_bills.c.event_key == event_key)
+            ).first():
+                return StackOutcome("duplicate")
+            escrow, repeat = self._match_escrow(conn, escrow_id, amount_minor, currency)
+            if repeat:
+                self._event(
+                    conn,
+                    "duplicate_stacked_ignored",
+                    "warning",
+                    {"event_key": event_key, "amount_minor": amount_minor, "currency": currency},
+                    now,
+                )
+                return StackOutcome("duplicate")
+            session = None
+            if escrow is not None:
+                conn.execute(
+                    update(t.escrows)
+                    .where(t.escrows.c.id == escrow.id)
+                    .values(state="stacked", resolved_ms=now)
+                )
+                if escrow.session_id is not None:
+                    session = conn.execute(
+                        select(t.sessions).where(t.sessions.c.id == escrow.session_id)
+                    ).first()
+            collecting = session is not None and session.state == "collecting"
+            bill_id = conn.execute(
+                insert(t.stacked_bills).values(
+                    event_key=event_key,
+                    escrow_id=escrow.id if escrow is not None else None,
+                    session_id=session.id if collecting else None,
+                    amount_minor=amount_minor,
+                    currency=currency,
+                    bill_type=bill_type,
+                    recovered=recovered,
+                    stacked_ms=now,
+                    run_id=self.run_id,
+                )
+            ).inserted_primary_key[0]
+            self._count_in_cassette(conn, amount_minor, currency)
+            if collecting:
+                inserted = session.inserted_minor + amount_minor
+                conn.execute(
+                    update(t.sessions)
+                    .where(t.sessions.c.id == session.id)
+                    .values(inserted_minor=inserted, updated_ms=now)
+                )
+                return StackOutcome("credited", session.id, inserted)
+            reason = (
+                "stacked after its session had ended"
+                if session is not None
+                else "stacked with no escrow decision on record"
+            )
+            record_id = self._unclaimed(conn, [int(bill_id)], amount_minor, currency, reason, now)
+            return StackOutcome("unclaimed", unclaimed_id=record_id)
+
+    def _match_escrow(
+        self, conn: Connection, escrow_id: int | None, amount_minor: int, currency: str
+    ) -> tuple[Any, bool]:
+        """(escrow row or None, is_repeat). See record_stacked for the rules."""
+        e, b = t.escrows, t.stacked_bills
+        if escrow_id is not None:
+            row = conn.execute(select(e).where(e.c.id == escrow_id)).first()
+            if row is not None and row.state == "pending":
+                return row, False
+        # No escrow of this run: only the latest escrow of all can own this report.
+        latest = conn.execute(select(e).order_by(e.c.id.desc()).limit(1)).first()
+        if latest is None or latest.amount_minor != amount_minor or latest.currency != currency:
+            return None, False
+        if latest.state in ("pending", "expired"):
+            return latest, False  # STACK was sent, the outcome never arrived: this is it
+        if latest.state == "stacked" and latest.run_id != self.run_id:
+            bill = conn.execute(select(b.c.run_id).where(b.c.escrow_id == latest.id)).first()
+            return None, bill is not None and bill.run_id != self.run_id
+        return None, False
+
+    def _count_in_cassette(self, conn: Connection, amount_minor: int, currency: str) -> None:
+        c = t.cassette
+        updated = conn.execute(
+            update(c)
+            .where(c.c.amount_minor == amount_minor, c.c.currency == currency)
+            .values(count=c.c.count + 1)
+        ).rowcount
+        if not updated:
+            conn.execute(insert(c).values(amount_minor=amount_minor, currency=currency, count=1))
+
+    # -- payments ----------------------------------------------------------------------
+    def _next_number(self, conn: Connection) -> int:
+        c = t.counters
+        value = conn.execute(
+            update(c)
+            .where(c.c.name == PAYMENT_COUNTER)
+            .values(value=c.c.value + 1)
+            .returning(c.c.value)
+        ).scalar()
+        if value is None:
+            conn.execute(insert(c).values(name=PAYMENT_COUNTER, value=1))
+            value = 1
+        return int(value)
+
+    def _payment_id(self, number: int) -> str:
+        return f"{self.terminal_id}-{number:0{NUMBER_WIDTH}d}"
+
+    def _bills_summary(self, conn: Connection, where: Any) -> list[dict[str, int | str]]:
+        b = t.stacked_bills
+        rows = conn.execute(
+            select(b.c.amount_minor, b.c.currency, func.count())
+            .where(where)
+            .group_by(b.c.amount_minor, b.c.currency)
+            .order_by(b.c.amount_minor)
+        ).all()
+        return [{"amount_minor": a, "currency": cur, "count": n} for a, cur, n in rows]
+
+    def _enqueue(
+        self, conn: Connection, kind: str, ref: str, payload: dict[str, Any], now: int
+    ) -> None:
+        conn.execute(
+            insert(t.outbox).values(
+                kind=kind,
+                ref=ref,
+                payload=json.dumps(payload, ensure_ascii=False, sort_keys=True),
+                created_ms=now,
+                attempts=0,
+            )
+        )
+
+    def _history(
+        self, conn: Connection, payment_id: str, status: str, detail: str | None, now: int
+    ) -> None:
+        conn.execute(
+            insert(t.payment_history).values(
+                payment_id=payment_id, status=status, detail=detail, at_ms=now
+            )
+        )
+
+    def _payment_payload(self, conn: Connection, payment_id: str) -> dict[str, Any]:
+        p = conn.execute(select(t.payments).where(t.payments.c.id == payment_id)).one()
+        payload = dict(p._mapping)
+        payload["terminal_id"] = self.terminal_id
+        payload["bills"] = self._bills_summary(conn, t.stacked_bills.c.payment_id == payment_id)
+        for key in ("receipt_printed_ms", "updated_ms", "status_detail"):
+            payload.pop(key, None)
+        return payload
+
+    def finish_session(
+        self,
+        session_id: int,
+        commission: Callable[[int], int],
+        note: str | None = None,
+    ) -> str | None:
+        """Turn a collecting session into a payment (M5, M9); None if it took no cash."""
+        now = self.now_ms()
+        with self._tx() as conn:
+            s = conn.execute(select(t.sessions).where(t.sessions.c.id == session_id)).one()
+            if s.state != "collecting":
+                return s.payment_id
+            if s.inserted_minor == 0:
+                conn.execute(
+                    update(t.sessions)
+                    .where(t.sessions.c.id == session_id)
+                    .values(state="abandoned", updated_ms=now)
+                )
+                return None
+            fee = min(max(commission(s.inserted_minor), 0), s.inserted_minor)
+            number = self._next_number(conn)
+            payment_id = self._payment_id(number)
+            conn.execute(
+                insert(t.payments).values(
+                    id=payment_id,
+                    number=number,
+                    kind="payment",
+                    session_id=session_id,
+                    provider_id=s.provider_id,
+                    account=s.account,
+                    inserted_minor=s.inserted_minor,
+                    commission_minor=fee,
+                    credited_minor=s.inserted_minor - fee,
+                    currency=s.currency,
+                    status=PaymentStatus.QUEUED,
+                    note=note,
+                    created_ms=now,
+                    updated_ms=now,
+                    reprocess_count=0,
+                )
+            )
+            conn.execute(
+                update(t.stacked_bills)
+                .where(t.stacked_bills.c.session_id == session_id)
+                .values(payment_id=payment_id)
+            )
+            conn.execute(
+                update(t.sessions)
+                .where(t.sessions.c.id == session_id)
+                .values(state="finished", payment_id=payment_id, updated_ms=now)
+            )
+            self._history(conn, payment_id, PaymentStatus.CONFIRMED, note, now)
+            self._history(conn, payment_id, PaymentStatus.QUEUED, None, now)
+            self._enqueue(conn, "payment", payment_id, self._payment_payload(conn, payment_id), now)
+            return payment_id
+
+    def _unclaimed(
+        self,
+        conn: Connection,
+        bill_ids: list[int],
+        amount_minor: int,
+        currency: str,
+        reason: str,
+        now: int,
+    ) -> str:
+        number = self._next_number(conn)
+        record_id = self._payment_id(number)
+        conn.execute(
+            insert(t.payments).values(
+                id=record_id,
+                number=number,
+                kind="unclaimed",
+                session_id=None,
+                provider_id=None,
+                account=None,
+                inserted_minor=amount_minor,
+                commission_minor=0,
+                credited_minor=0,
+                currency=currency,
+                status=PaymentStatus.UNCLAIMED,
+                note=reason,
+                created_ms=now,
+                updated_ms=now,
+                reprocess_count=0,
+            )
+        )
+        conn.execute(
+            update(t.stacked_bills)
+            .where(t.stacked_bills.c.id.in_(bill_ids))
+            .values(payment_id=record_id)
+        )
+        self._history(conn, record_id, PaymentStatus.UNCLAIMED, reason, now)
+        self._enqueue(conn, "payment", record_id, self._payment_payload(conn, record_id), now)
+        self._event(
+            conn,
+            "unclaimed_credit",
+            "warning",
+            {
+                "record_id": record_id,
+                "amount_minor": amount_minor,
+                "currency": currency,
+                "reason": reason,
+            },
+            now,
+        )
+        return record_id
+
+    def mark_receipt_printed(self, payment_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(t.payments)
+                .where(t.payments.c.id == payment_id)
+                .values(receipt_printed_ms=self.now_ms())
+            )
+
+    def get_payment(self, payment_id: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = conn.execute(select(t.payments).where(t.payments.c.id == payment_id)).first()
+            if row is None:
+                return None
+            out = dict(row._mapping)
+            out["bills"] = self._bills_summary(conn, t.stacked_bills.c.payment_id == payment_id)
+            out["history"] = [
+                dict(h._mapping)
+                for h in conn.execute(
+                    select(
+                        t.payment_history.c.status,
+                        t.payment_history.c.detail,
+                        t.payment_history.c.at_ms,
+                    )
+                    .where(t.payment_history.c.payment_id == payment_id)
+                    .order_by(t.payment_history.c.id)
+                )
+            ]
+            return out
+
+    def list_payments(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(t.payments).order_by(t.payments.c.number.desc()).limit(limit).offset(offset)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    # -- crash recovery (M6) -----------------------------------------------------------
+    def reconcile(self, commission_for: Callable[[str], Callable[[int], int]]) -> ReconcileReport:
+        """Close what a crash left open. Call once per start, before any new session."""
+        now = self.now_ms()
+        with self._tx() as conn:
+            expired = conn.execute(
+                update(t.escrows)
+                .where(t.escrows.c.state == "pending")
+                .values(state="expired", resolved_ms=now)
+            ).rowcount
+            open_sessions = conn.execute(
+                select(t.sessions.c.id, t.sessions.c.provider_id).where(
+                    t.sessions.c.state == "collecting"
+                )
+            ).all()
+            b = t.stacked_bills
+            strays = conn.execute(
+                select(b.c.id, b.c.amount_minor, b.c.currency).where(
+                    b.c.payment_id.is_(None), b.c.session_id.is_(None)
+                )
+            ).all()
+            unclaimed = tuple(
+                self._unclaimed(conn, [bid], amount, cur, "found unassigned after restart", now)
+                for bid, amount, cur in strays
+            )
+        recovered: list[str] = []
+        abandoned = 0
+        for session_id, provider_id in open_sessions:
+            pid = self.finish_session(
+                session_id, commission_for(provider_id), note="finished after a terminal restart"
+            )
+            if pid is None:
+                abandoned += 1
+            else:
+                recovered.append(pid)
+                self.add_event(
+                    "session_recovered", "warning", {"payment_id": pid, "session_id": session_id}
+                )
+        return ReconcileReport(tuple(recovered), abandoned, expired, unclaimed)
+
+    # -- cassette and encashment (M7) --------------------------------------------------
+    def cassette_counts(self) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(t.cassette)
+                .where(t.cassette.c.count > 0)
+                .order_by(t.cassette.c.currency, t.cassette.c.amount_minor)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def encash(self, technician: str) -> dict[str, Any]:
+        """Empty the cassette: report what was in it, reset counters, in one transaction."""
+        now = self.now_ms()
+        with self._tx() as conn:
+            counts = [
+                dict(r._mapping)
+                for r in conn.execute(
+                    select(t.cassette)
+                    .where(t.cassette.c.count > 0)
+                    .order_by(t.cassette.c.currency, t.cassette.c.amount_minor)
+                )
+            ]
+            currencies = {c["currency"] for c in counts} or {"RUB"}
+            currency = sorted(currencies)[0]
+            total = sum(c["amount_minor"] * c["count"] for c in counts)
+            bill_count = sum(c["count"] for c in counts)
+            period_start = conn.execute(select(func.max(t.encashments.c.at_ms))).scalar()
+            report = {"counts": counts, "period_start_ms": period_start}
+            enc_id = conn.execute(
+                insert(t.encashments).values(
+                    at_ms=now,
+                    technician=technician,
+                    bill_count=bill_count,
+                    total_minor=total,
+                    currency=currency,
+                    report=json.dumps(report),
+                )
+            ).inserted_primary_key[0]
+            conn.execute(
+                update(t.stacked_bills)
+                .where(t.stacked_bills.c.encashment_id.is_(None))
+                .values(encashment_id=enc_id)
+            )
+            conn.execute(update(t.cassette).values(count=0))
+            self._event(
+                conn,
+                "encashment",
+                "info",
+                {
+                    "encashment_id": enc_id,
+                    "bill_count": bill_count,
+                    "total_minor": total,
+                    "technician": technician,
+                },
+                now,
+            )
+            return {
+                "id": int(enc_id),
+                "at_ms": now,
+                "technician": technician,
+                "bill_count": bill_count,
+                "total_minor": total,
+                "currency": currency,
+                "counts": counts,
+                "period_start_ms": period_start,
+            }
+
+    # -- events and health -------------------------------------------------------------
+    def _event(
+        self, conn: Connection, kind: str, severity: str, data: dict[str, Any], now: int
+    ) -> int:
+        event_id = int(
+            conn.execute(
+                insert(t.events).values(
+                    kind=kind,
+                    severity=severity,
+                    data=json.dumps(data, ensure_ascii=False, sort_keys=True),
+                    at_ms=now,
+                )
+            ).inserted_primary_key[0]
+        )
+        self._enqueue(
+            conn,
+            "event",
+            f"{self.terminal_id}-E{event_id}",
+            {
+                "event_id": event_id,
+                "terminal_id": self.terminal_id,
+                "kind": kind,
+                "severity": severity,
+                "data": data,
+                "at_ms": now,
+            },
+            now,
+        )
+        return event_id
+
+    def add_event(self, kind: str, severity: str, data: dict[str, Any]) -> int:
+        with self._tx() as conn:
+            return self._event(conn, kind, severity, data, self.now_ms())
+
+    def recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            rows = conn.execute(select(t.events).order_by(t.events.c.id.desc()).limit(limit))
+            return [{**dict(r._mapping), "data": json.loads(r.data)} for r in rows]
+
+    def queue_stats(self) -> dict[str, Any]:
+        o = t.outbox
+        with self._read() as conn:
+            depth, oldest = conn.execute(
+                select(func.count(), func.min(o.c.created_ms)).where(
+                    o.c.acked_ms.is_(None), o.c.kind == "payment"
+                )
+            ).one()
+            return {"payments_unsent": int(depth), "oldest_unsent_ms": oldest}

@@ -1,0 +1,289 @@
+"""Receipt content: pure functions that turn payment facts into printable `Document`s.
+
+Only words and structure live here, never bytes: the same Document goes to a real ESC/POS
+printer, the virtual printer and the logs (drivers/printer.py). Every customer document
+answers "who do I call and what do I tell them?" (DESIGN.md): the terminal id, the
+document id, the date-time and the support phone are always on it. Amounts are integers
+in minor units end to end; nothing here touches a float.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from drivers.printer import Align, Block, Document, Pair, QrCode, Rule, Text
+
+# Receipts are read by people, so the date is in the Russian day-first form.
+DATE_FORMAT = "%d.%m.%Y %H:%M:%S"
+
+# How many minor units make a major one, per ISO 4217 code (2 unless listed).
+MINOR_DIGITS: dict[str, int] = {"JPY": 0, "KRW": 0}
+DEFAULT_MINOR_DIGITS = 2
+
+# What is printed after the amount. "₽" is not in CP866, so roubles are spelled out.
+CURRENCY_SUFFIX: dict[str, str] = {
+    "RUB": "руб.",
+    "RUR": "руб.",
+    "KZT": "тг.",
+    "BYN": "бел. руб.",
+    "UZS": "сум",
+}
+
+PAYMENT_ID_PLACEHOLDER = "{payment_id}"
+
+KIND_PAYMENT = "payment"
+KIND_UNCLAIMED = "unclaimed"
+KIND_ENCASHMENT = "encashment"
+KIND_TEST = "test"
+
+KEEP_RECEIPT_RU = "Сохраняйте чек до зачисления средств"
+KEEP_RECEIPT_EN = "Keep this receipt until the payment is credited"
+SUPPORT_LABEL = "Телефон поддержки / Support:"
+
+# The test page shows every glyph a receipt may use, plus the typography the encoder
+# must replace (so a technician sees the replacements, not question marks).
+CYRILLIC_UPPER = "АБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯ"
+CYRILLIC_LOWER = "абвгдеёжзийклмнопрстуфхцчшщъыьэюя"
+ASCII_SAMPLE = "0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz"
+# No "?" here: tests assert that no "?" reaches the paper (it would mean a lost glyph).
+SYMBOL_SAMPLE = "!\"#$%&'()*+,-./:;<=>@[\\]^_{|}~ № ° «» — – ₽ €"
+
+
+@dataclass(frozen=True)
+class TerminalInfo:
+    """Who issued the document and whom to call; comes from config (support phone is
+    changed fleet-wide by the desk)."""
+
+    terminal_id: str
+    address: str
+    support_phone: str
+    agent_name: str
+    status_url: str | None = None  # may contain "{payment_id}"
+
+
+@dataclass(frozen=True)
+class PaymentReceiptData:
+    payment_id: str
+    created_at: datetime  # aware, in the terminal's local zone (printed as is)
+    provider_name: str
+    account: str  # as displayed to the customer (already masked)
+    inserted_minor: int
+    commission_minor: int
+    credited_minor: int
+    currency: str
+    status_note: str | None = None  # e.g. "printed without paper check", "reprint"
+
+
+@dataclass(frozen=True)
+class UnclaimedData:
+    record_id: str
+    created_at: datetime
+    amount_minor: int
+    currency: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class EncashmentData:
+    encashment_id: int
+    created_at: datetime
+    period_start: datetime | None
+    technician: str
+    counts: tuple[tuple[int, int], ...]  # (denomination_minor, count)
+    total_minor: int
+    currency: str
+
+
+def format_money(minor: int, currency: str) -> str:
+    """`123450, "RUB"` -> `"1 234.50 руб."`: integer arithmetic only, thousands by spaces."""
+    if isinstance(minor, bool) or not isinstance(minor, int):
+        raise TypeError(f"amount must be an int of minor units, got {minor!r}")
+    code = currency.upper()
+    digits = MINOR_DIGITS.get(code, DEFAULT_MINOR_DIGITS)
+    sign = "-" if minor < 0 else ""
+    major, fraction = divmod(abs(minor), 10**digits)
+    grouped = f"{major:,}".replace(",", " ")
+    number = f"{grouped}.{fraction:0{digits}d}" if digits else grouped
+    return f"{sign}{number} {CURRENCY_SUFFIX.get(code, code)}"
+
+
+def format_amount(minor: int, currency: str) -> str:
+    """The number alone (no currency word), for compact columns such as denominations."""
+    return format_money(minor, currency).rsplit(" ", 1)[0]
+
+
+def format_datetime(moment: datetime) -> str:
+    """Day-first local time; naive datetimes are refused because a legal document must
+    not carry a time nobody can place."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"datetime must be timezone-aware, got naive {moment!r}")
+    return moment.strftime(DATE_FORMAT)
+
+
+def status_link(term: TerminalInfo, payment_id: str) -> str:
+    """What the receipt's QR code carries: the status URL for this payment, or the bare id."""
+    if not term.status_url:
+        return payment_id
+    if PAYMENT_ID_PLACEHOLDER in term.status_url:
+        return term.status_url.replace(PAYMENT_ID_PLACEHOLDER, payment_id)
+    return term.status_url
+
+
+def _header(term: TerminalInfo) -> list[Block]:
+    return [
+        Text(term.agent_name, Align.CENTER, bold=True),
+        Text(term.address, Align.CENTER),
+        Pair("Терминал / Terminal", term.terminal_id),
+        Rule(),
+    ]
+
+
+def _support_footer() -> list[Block]:
+    return [
+        Text(KEEP_RECEIPT_RU, Align.CENTER, bold=True),
+        Text(KEEP_RECEIPT_EN, Align.CENTER),
+        Rule(),
+    ]
+
+
+def _support_phone(term: TerminalInfo) -> list[Block]:
+    return [
+        Text(SUPPORT_LABEL, Align.CENTER, bold=True),
+        Text(term.support_phone, Align.CENTER, bold=True, double=True),
+    ]
+
+
+def payment_receipt(
+    term: TerminalInfo, data: PaymentReceiptData, *, copy: bool = False
+) -> Document:
+    """The customer's receipt: what was paid to whom, and how to chase it if not credited."""
+    link = status_link(term, data.payment_id)
+    blocks: list[Block] = [*_header(term)]
+    blocks.append(Text("ЧЕК ОБ ОПЛАТЕ / PAYMENT RECEIPT", Align.CENTER, bold=True))
+    if copy:
+        blocks.append(Text("КОПИЯ / COPY", Align.CENTER, bold=True, double=True))
+    if data.status_note:
+        blocks.append(Text(data.status_note, Align.CENTER))
+    blocks += [
+        Pair("Платёж № / Payment", data.payment_id, bold=True),
+        Pair("Дата / Date", format_datetime(data.created_at)),
+        Pair("Услуга / Service", data.provider_name),
+        Pair("Счёт / Account", data.account, bold=True),
+        Rule(),
+        Pair("Принято / Inserted", format_money(data.inserted_minor, data.currency)),
+        Pair("Комиссия / Fee", format_money(data.commission_minor, data.currency)),
+        Pair("Зачислено / Credited", format_money(data.credited_minor, data.currency), bold=True),
+        Rule(),
+        *_support_footer(),
+        *_support_phone(term),
+        QrCode(link),
+    ]
+    if link != data.payment_id:
+        blocks.append(Text("Статус платежа / Payment status:", Align.CENTER))
+        blocks.append(Text(link, Align.CENTER))
+    return Document(KIND_PAYMENT, tuple(blocks))
+
+
+def unclaimed_slip(term: TerminalInfo, data: UnclaimedData) -> Document:
+    """Printed when money went in but no payment was completed (M6): reassure, and give
+    the customer exactly what support needs to find the money."""
+    blocks: list[Block] = [
+        *_header(term),
+        Text("ДЕНЬГИ В СОХРАННОСТИ", Align.CENTER, bold=True),
+        Text("YOUR MONEY IS SAFE", Align.CENTER, bold=True),
+        Pair("Запись № / Record", data.record_id, bold=True),
+        Pair("Дата / Date", format_datetime(data.created_at)),
+        Pair("Сумма / Amount", format_money(data.amount_minor, data.currency), bold=True),
+        Text(f"Причина / Reason: {data.reason}"),
+        Rule(),
+        Text(
+            "Платёж не завершён, но внесённые деньги учтены терминалом и не потеряны. "
+            f"Позвоните в службу поддержки и назовите номер записи {data.record_id}: "
+            "деньги зачислят на счёт или вернут."
+        ),
+        Text(
+            "The payment was not completed, but the money you inserted is recorded and "
+            f"safe. Call support and quote record {data.record_id}: the money will be "
+            "credited or refunded."
+        ),
+        Rule(),
+        *_support_footer(),
+        *_support_phone(term),
+    ]
+    return Document(KIND_UNCLAIMED, tuple(blocks))
+
+
+def encashment_report(term: TerminalInfo, data: EncashmentData) -> Document:
+    """The technician's cash-collection slip: counts per denomination and the total; a
+    total that does not match the counts is printed as a warning, never hidden (M7)."""
+    since = format_datetime(data.period_start) if data.period_start else "-"
+    blocks: list[Block] = [
+        *_header(term),
+        Text("ИНКАССАЦИЯ / ENCASHMENT", Align.CENTER, bold=True),
+        Pair("Инкассация № / No.", str(data.encashment_id), bold=True),
+        Pair("Дата / Date", format_datetime(data.created_at)),
+        Pair("С / Since", since),
+        Pair("Техник / Technician", data.technician),
+        Rule(),
+    ]
+    notes = 0
+    counted = 0
+    for denomination, count in sorted(data.counts):
+        notes += count
+        counted += denomination * count
+        blocks.append(
+            Pair(
+                f"{format_amount(denomination, data.currency)} x {count}",
+                format_money(denomination * count, data.currency),
+            )
+        )
+    blocks += [
+        Rule(),
+        Pair("Купюр / Notes", str(notes)),
+        Pair("Итого / Total", format_money(data.total_minor, data.currency), bold=True),
+    ]
+    if counted != data.total_minor:
+        blocks.append(
+            Text(
+                "ВНИМАНИЕ / WARNING: сумма по купюрам / sum of notes "
+                f"{format_money(counted, data.currency)}",
+                bold=True,
+            )
+        )
+    blocks += [
+        Rule(),
+        Text("Подпись / Signature:"),
+        Text(""),
+        Rule("_"),
+    ]
+    return Document(KIND_ENCASHMENT, tuple(blocks))
+
+
+def test_page(term: TerminalInfo, printer_name: str) -> Document:
+    """A page that shows at a glance whether code page, styles, cut and QR work."""
+    blocks: list[Block] = [
+        *_header(term),
+        Text("ТЕСТ ПРИНТЕРА / PRINTER TEST", Align.CENTER, bold=True),
+        Pair("Принтер / Printer", printer_name),
+        Rule(),
+        Text(CYRILLIC_UPPER),
+        Text(CYRILLIC_LOWER),
+        Text(ASCII_SAMPLE),
+        Text(SYMBOL_SAMPLE),
+        Rule(),
+        Text("Слева / Left"),
+        Text("Центр / Center", Align.CENTER),
+        Text("Справа / Right", Align.RIGHT),
+        Text("Жирный / Bold", bold=True),
+        Text("Крупно / Big", double=True),
+        Pair("Сумма / Amount", format_money(123450, "RUB")),
+        Rule("="),
+        *_support_phone(term),
+        QrCode(f"TEST {term.terminal_id}"),
+    ]
+    return Document(KIND_TEST, tuple(blocks))
+
+
+# Keep pytest from collecting this function as a test when a test module imports it.
+test_page.__test__ = False  # type: ignore[attr-defined]

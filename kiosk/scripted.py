@@ -1,0 +1,67 @@
+"""A scripted customer: one whole payment through the local API, as a person would do it.
+
+Used by `kiosk pay`, the demo and the tests. Bills are put into the acceptor by `feed`
+(the virtual acceptor's inbox, or a simulator's control channel), never by the API:
+the API cannot create money.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kiosk.api_client import ApiClient
+
+
+def inbox_feeder(path: Path) -> Callable[[int], None]:
+    """Feed bills to a virtual acceptor (or any `insert N` line channel) by appending."""
+
+    def feed(rubles: int) -> None:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"insert {rubles}\n")
+
+    return feed
+
+
+def run_payment(
+    client: ApiClient,
+    provider_id: str,
+    account: str,
+    bills: list[int],
+    feed: Callable[[int], None],
+    timeout: float = 20.0,
+) -> dict[str, Any]:
+    """Pay `bills` (major units) to the account; returns the finished payment summary."""
+    client.wait_for(lambda s: s["screen"] == "idle", timeout)
+    client.intent("select_provider", provider_id=provider_id)
+    client.intent("submit_account", account=account)
+    if client.snapshot and client.snapshot.get("printer_warning"):
+        client.intent("accept_no_receipt")
+    client.intent("confirm_account")
+    client.wait_for(lambda s: s["screen"] == "cash", timeout)
+    expected = 0
+    for rubles in bills:
+        before = client.snapshot["session"]["inserted_minor"] if client.snapshot else 0
+        feed(rubles)
+        expected = before + rubles * 100
+        snap = client.wait_for(
+            lambda s, e=expected: s["screen"] != "cash"
+            or (s["session"] or {}).get("inserted_minor", 0) >= e
+            or (s["notice"] or {}).get("code") in ("bill_rejected", "bill_returned",
+                                                   "bill_over_max"),
+            timeout,
+        )
+        if snap["screen"] != "cash":
+            break
+    if client.snapshot and client.snapshot["screen"] == "cash":
+        client.intent("pay")
+    snap = client.wait_for(
+        lambda s: s["screen"] in ("receipt", "out_of_service", "idle")
+        and (s["last_payment"] or {}).get("receipt") not in (None, "printing"),
+        timeout,
+    )
+    result = dict(snap["last_payment"] or {})
+    if snap["screen"] == "receipt":
+        client.intent("done")
+    return result

@@ -1,0 +1,109 @@
+"""Technician operations: encashment, counters, reprints, test print, service mode.
+
+Each one needs a PIN-authenticated technician session (kiosk.technician) and is recorded
+as an event for the desk. They run through the same engine lock as customer intents, so a
+technician can never empty the cassette under a customer who is paying.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from drivers.printer import PrinterError
+from kiosk import receipts
+from kiosk.engine import IntentError, PaymentEngine
+from kiosk.screens import Screen
+
+TECH_SCREENS = (Screen.IDLE, Screen.OUT_OF_SERVICE)
+
+
+def _local(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000).astimezone()
+
+
+def _no_customer(engine: PaymentEngine) -> None:
+    if engine.screen not in TECH_SCREENS:
+        raise IntentError("busy", "a customer session is in progress; try again when idle")
+
+
+def encash(engine: PaymentEngine, technician: str) -> dict[str, Any]:
+    """Empty the cassette (M7): one ledger transaction, then the printed report."""
+    with engine._lock:
+        _no_customer(engine)
+        report = engine.ledger.encash(technician)
+    document = receipts.encashment_report(
+        engine.terminal_info(),
+        receipts.EncashmentData(
+            encashment_id=report["id"],
+            created_at=_local(report["at_ms"]),
+            period_start=_local(report["period_start_ms"]),
+            technician=technician,
+            counts=tuple((c["amount_minor"], c["count"]) for c in report["counts"]),
+            total_minor=report["total_minor"],
+            currency=report["currency"],
+        ),
+    )
+    report["printed"] = _print(engine, document)
+    return report
+
+
+def _print(engine: PaymentEngine, document: Any) -> bool:
+    future = engine._printer_pool.submit(engine.printer.print_document, document)
+    try:
+        future.result(timeout=60)
+    except (PrinterError, OSError, TimeoutError):
+        return False
+    return True
+
+
+def counters(engine: PaymentEngine) -> dict[str, Any]:
+    cassette = engine.ledger.cassette_counts()
+    return {
+        "cassette": cassette,
+        "bill_count": sum(c["count"] for c in cassette),
+        "total_minor": sum(c["count"] * c["amount_minor"] for c in cassette),
+        "queue": engine.ledger.queue_stats(),
+    }
+
+
+def reprint(engine: PaymentEngine, payment_id: str) -> dict[str, Any]:
+    document = engine.payment_document(payment_id, copy=True)
+    printed = _print(engine, document)
+    engine._add_event("receipt_reprinted", "info", {"payment_id": payment_id,
+                                                     "printed": printed})
+    return {"payment_id": payment_id, "printed": printed}
+
+
+def test_print(engine: PaymentEngine) -> dict[str, Any]:
+    document = receipts.test_page(engine.terminal_info(), engine.config.printer.kind)
+    return {"printed": _print(engine, document)}
+
+
+def set_service_mode(engine: PaymentEngine, on: bool) -> dict[str, Any]:
+    """Take the terminal out of service for maintenance (or back), between customers."""
+    with engine._lock:
+        if on:
+            _no_customer(engine)
+            engine._set_oos("service", "technician service mode")
+        else:
+            engine._clear_oos("service")
+        engine._publish()
+        return {"out_of_service": sorted(engine.oos_reasons)}
+
+
+def status(engine: PaymentEngine) -> dict[str, Any]:
+    """Health as the technician and the desk see it, reasons included."""
+    snap = engine.snapshot()
+    return {
+        "terminal_id": engine.config.terminal.id,
+        "screen": snap["screen"],
+        "out_of_service": dict(engine.oos_reasons),
+        "acceptor": {"status": engine.acceptor_status.value, "detail": engine.acceptor_detail,
+                     "info": {"protocol": engine.acceptor.info.protocol,
+                              "model": engine.acceptor.info.model,
+                              "serial": engine.acceptor.info.serial_number}},
+        "printer": snap["printer"],
+        "support_phone": engine.support_phone,
+        **counters(engine),
+    }

@@ -1,0 +1,197 @@
+"""The customer session: screens, timeouts with a "continue?" prompt, cancel rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers.printer import PrinterStatus
+from kiosk.engine import IntentError
+from tests.core.harness import MTS_ACCOUNT, make_terminal
+
+
+@pytest.fixture
+def term(config, clock):
+    t = make_terminal(config, clock)
+    yield t
+    t.engine.stop()
+
+
+def test_starts_idle_after_reconciliation(term):
+    assert term.engine.screen.value == "idle"
+    snap = term.engine.snapshot()
+    assert snap["terminal"]["support_phone"] == "8 800 555-35-35"
+    assert snap["out_of_service"] is None
+
+
+def test_full_payment_flow_prints_receipt_with_payment_id(term):
+    term.to_cash()
+    snap = term.engine.snapshot()
+    assert snap["session"]["account_display"] == "+7 (916) 123-45-67"
+    term.acceptor.insert(500)
+    term.acceptor.insert(100)
+    snap = term.engine.snapshot()
+    assert snap["session"]["inserted_minor"] == 60_000
+    # mts: 3 % above 500 roubles, min 10: 18.00 roubles
+    assert snap["session"]["commission_minor"] == 1_800
+    assert snap["session"]["credited_minor"] == 58_200
+    term.intent("pay")
+    term.drain()
+    snap = term.engine.snapshot()
+    assert snap["screen"] == "receipt"
+    payment = snap["last_payment"]
+    assert payment["receipt"] == "printed"
+    assert payment["payment_id"] == "T0001-00000001"
+    text = term.printer.texts()[-1]
+    assert "T0001-00000001" in text and "8 800 555-35-35" in text
+    row = term.ledger.get_payment(payment["payment_id"])
+    assert (row["inserted_minor"], row["commission_minor"], row["credited_minor"]) == (
+        60_000, 1_800, 58_200)
+    assert row["account"] == MTS_ACCOUNT and row["status"] == "queued"
+    assert row["receipt_printed_ms"] is not None
+    term.intent("done")
+    assert term.engine.screen.value == "idle"
+
+
+def test_invalid_account_is_refused_and_screen_stays(term):
+    term.intent("select_provider", provider_id="mts")
+    with pytest.raises(IntentError) as exc:
+        term.intent("submit_account", account="8161234567")  # mobile numbers start with 9
+    assert exc.value.code == "invalid_account"
+    assert term.engine.screen.value == "account"
+    with pytest.raises(IntentError):
+        term.intent("set_account", account="12ab")
+
+
+def test_unknown_provider_and_wrong_screen(term):
+    with pytest.raises(IntentError) as exc:
+        term.intent("select_provider", provider_id="nope")
+    assert exc.value.code == "unknown_provider"
+    with pytest.raises(IntentError) as exc:
+        term.intent("pay")
+    assert exc.value.code == "wrong_screen"
+    with pytest.raises(IntentError) as exc:
+        term.intent("fly")
+    assert exc.value.code == "unknown_intent"
+
+
+def test_timeout_shows_prompt_then_returns_to_idle_without_cash(term):
+    term.intent("select_provider", provider_id="mts")
+    term.tick(term.engine.config.timeouts.account - 1)
+    assert term.engine.snapshot()["prompt"] is None
+    term.tick(2)
+    prompt = term.engine.snapshot()["prompt"]
+    assert prompt is not None and prompt["kind"] == "continue"
+    term.intent("continue")
+    assert term.engine.snapshot()["prompt"] is None
+    assert term.engine.screen.value == "account"
+    term.tick(term.engine.config.timeouts.account + 1)
+    term.tick(term.engine.config.timeouts.prompt + 1)
+    assert term.engine.screen.value == "idle"
+
+
+def test_cash_session_that_times_out_is_confirmed_never_dropped(term):
+    term.to_cash()
+    term.acceptor.insert(50)  # below the 10-rouble minimum? no: 50 >= 10; one bill
+    term.tick(term.engine.config.timeouts.cash_after_bill + 1)
+    assert term.engine.snapshot()["prompt"] is not None
+    term.tick(term.engine.config.timeouts.prompt + 1)
+    term.drain()
+    snap = term.engine.snapshot()
+    assert snap["screen"] == "receipt"
+    row = term.ledger.get_payment(snap["last_payment"]["payment_id"])
+    assert row["inserted_minor"] == 5_000
+    assert "timed out" in row["note"]
+
+
+def test_cash_screen_without_cash_times_out_to_idle_and_abandons_session(term):
+    term.to_cash()
+    term.tick(term.engine.config.timeouts.cash_first_bill + 1)
+    term.tick(term.engine.config.timeouts.prompt + 1)
+    assert term.engine.screen.value == "idle"
+    assert term.ledger.list_payments() == []
+
+
+def test_cancel_allowed_before_cash_refused_after(term):
+    term.to_cash()
+    term.intent("cancel")
+    assert term.engine.screen.value == "idle"
+    term.to_cash()
+    term.acceptor.insert(100)
+    with pytest.raises(IntentError) as exc:
+        term.intent("cancel")
+    assert exc.value.code == "has_cash"
+
+
+def test_pay_below_minimum_is_refused(term):
+    term.to_cash(provider="rostelecom", account="123456789012")  # min 50 roubles
+    term.acceptor.insert(10)
+    with pytest.raises(IntentError) as exc:
+        term.intent("pay")
+    assert exc.value.code == "below_minimum"
+    term.acceptor.insert(50)
+    term.intent("pay")
+    term.drain()
+    assert term.engine.screen.value == "receipt"
+
+
+def test_reaching_maximum_finishes_at_once(term, config):
+    term.to_cash(provider="mts")
+    for _ in range(3):
+        term.acceptor.insert(5000)
+    term.drain()
+    assert term.engine.screen.value == "receipt"  # 15 000 is the maximum
+    assert term.engine.last_payment["inserted_minor"] == 1_500_000
+
+
+def test_printer_unavailable_warns_before_cash(term):
+    term.printer.state = PrinterStatus.PAPER_OUT
+    term.engine._check_printer_now()
+    term.intent("select_provider", provider_id="mts")
+    term.intent("submit_account", account=MTS_ACCOUNT)
+    assert term.engine.snapshot()["printer_warning"] is True
+    with pytest.raises(IntentError) as exc:
+        term.intent("confirm_account")
+    assert exc.value.code == "printer_warning"
+    term.intent("accept_no_receipt")
+    term.intent("confirm_account")
+    term.acceptor.insert(100)
+    term.intent("pay")
+    term.drain()
+    snap = term.engine.snapshot()
+    assert snap["last_payment"]["receipt"] == "failed"
+    assert snap["notice"]["code"] == "receipt_failed"
+    assert snap["last_payment"]["payment_id"] in snap["notice"]["ru"]
+    events = [e["kind"] for e in term.ledger.recent_events()]
+    assert "printer_unavailable" in events and "receipt_not_printed" in events
+
+
+def test_printer_out_of_service_policy(tmp_path, clock):
+    import dataclasses
+
+    from tests.conftest import config_in
+
+    base = config_in(tmp_path)
+    cfg = dataclasses.replace(
+        base, printer=dataclasses.replace(base.printer, unavailable_policy="out_of_service"))
+    term = make_terminal(cfg, clock)
+    term.printer.state = PrinterStatus.COVER_OPEN
+    term.engine._check_printer_now()
+    snap = term.engine.snapshot()
+    assert snap["screen"] == "out_of_service"
+    assert "8 800 555-35-35" in snap["out_of_service"]["ru"]
+    assert snap["out_of_service"]["code"] == "oos_printer"
+    term.printer.state = PrinterStatus.OK
+    term.engine._check_printer_now()
+    assert term.engine.screen.value == "idle"
+    term.engine.stop()
+
+
+def test_payment_status_check_hides_account(term):
+    pid = term.pay(100)
+    status = term.engine.payment_status(pid.lower())
+    assert status["payment_id"] == pid
+    assert status["status"] == "queued"
+    assert status["account_tail"] == MTS_ACCOUNT[-4:]
+    assert MTS_ACCOUNT not in str(status)
+    with pytest.raises(IntentError):
+        term.engine.payment_status("T0001-99999999")
