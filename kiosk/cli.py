@@ -59,8 +59,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _config(args)
-    print(f"{config.source or '<defaults>'}: OK (terminal {config.terminal.id}, "
-          f"{len(config.catalog.providers)} providers)")
+    print(
+        f"{config.source or '<defaults>'}: OK (terminal {config.terminal.id}, "
+        f"{len(config.catalog.providers)} providers)"
+    )
     return 0
 
 
@@ -75,8 +77,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     oos = status["out_of_service"]
     print(f"in service    {'no: ' + '; '.join(oos.values()) if oos else 'yes'}")
     acc = status["acceptor"]
-    print(f"acceptor      {acc['status']} {acc['detail']} ({acc['info']['protocol']} "
-          f"{acc['info']['model']})")
+    print(
+        f"acceptor      {acc['status']} {acc['detail']} ({acc['info']['protocol']} "
+        f"{acc['info']['model']})"
+    )
     print(f"printer       {status['printer']['status']}")
     print(f"cassette      {status['bill_count']} bills, {_money(status['total_minor'])}")
     print(f"unsent        {status['queue']['payments_unsent']} payments")
@@ -90,12 +94,16 @@ def cmd_payments(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
         return 0
-    print(f"{'payment id':<22} {'kind':<9} {'status':<10} {'provider':<14} {'account':<14} "
-          f"{'inserted':>10} {'fee':>8} {'credited':>10}")
+    print(
+        f"{'payment id':<22} {'kind':<9} {'status':<10} {'provider':<14} {'account':<14} "
+        f"{'inserted':>10} {'fee':>8} {'credited':>10}"
+    )
     for r in rows:
-        print(f"{r['id']:<22} {r['kind']:<9} {r['status']:<10} {r['provider_id'] or '-':<14} "
-              f"{r['account'] or '-':<14} {_money(r['inserted_minor']):>10} "
-              f"{_money(r['commission_minor']):>8} {_money(r['credited_minor']):>10}")
+        print(
+            f"{r['id']:<22} {r['kind']:<9} {r['status']:<10} {r['provider_id'] or '-':<14} "
+            f"{r['account'] or '-':<14} {_money(r['inserted_minor']):>10} "
+            f"{_money(r['commission_minor']):>8} {_money(r['credited_minor']):>10}"
+        )
     return 0
 
 
@@ -109,13 +117,22 @@ def cmd_pay(args: argparse.Namespace) -> int:
     from kiosk.scripted import inbox_feeder, run_payment
 
     config = _config(args)
-    feed_path = Path(args.feed) if args.feed else (
-        config.acceptor.inbox or config.paths.data_dir / "virtual-acceptor.inbox")
+    feed_path = (
+        Path(args.feed)
+        if args.feed
+        else (config.acceptor.inbox or config.paths.data_dir / "virtual-acceptor.inbox")
+    )
     bills = [int(b) for b in args.bills.split(",") if b.strip()]
     with _client(args) as client:
         client.request("subscribe")
-        result = run_payment(client, args.provider, args.account, bills,
-                             inbox_feeder(feed_path), timeout=args.timeout)
+        result = run_payment(
+            client,
+            args.provider,
+            args.account,
+            bills,
+            inbox_feeder(feed_path),
+            timeout=args.timeout,
+        )
     _print_json(result)
     return 0
 
@@ -181,8 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kiosk", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func: Any, help_text: str, config: bool = True,
-            socket_opt: bool = False) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Any, help_text: str, config: bool = True, socket_opt: bool = False
+    ) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_text, description=help_text)
         if config:
             sp.add_argument("--config", "-c", help="configuration TOML file (default: demo)")
@@ -199,30 +217,49 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("payments", cmd_payments, "recent payments from the ledger", socket_opt=True)
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--limit", type=int, default=20)
-    sp = add("payment-status", cmd_payment_status, "what a customer sees for a payment id",
-             socket_opt=True)
+    sp = add(
+        "payment-status",
+        cmd_payment_status,
+        "what a customer sees for a payment id",
+        socket_opt=True,
+    )
     sp.add_argument("payment_id")
-    sp = add("pay", cmd_pay, "a scripted customer: select, enter account, insert bills, pay",
-             socket_opt=True)
+    sp = add(
+        "pay",
+        cmd_pay,
+        "a scripted customer: select, enter account, insert bills, pay",
+        socket_opt=True,
+    )
     sp.add_argument("--provider", required=True)
     sp.add_argument("--account", required=True, help="digits only, e.g. 9161234567")
     sp.add_argument("--bills", required=True, help="bills in roubles, e.g. 500,100")
-    sp.add_argument("--feed", help="file or FIFO taking 'insert N' lines "
-                                   "(default: the virtual acceptor's inbox)")
+    sp.add_argument(
+        "--feed",
+        help="file or FIFO taking 'insert N' lines (default: the virtual acceptor's inbox)",
+    )
     sp.add_argument("--timeout", type=float, default=30.0)
     sp = add("pin-hash", cmd_pin_hash, "hash a technician PIN for the config", config=False)
     sp.add_argument("--stdin", action="store_true", help="read the PIN from standard input")
-    sp = add("diag", cmd_diag, "technician diagnostics (PIN from KIOSK_PIN or a prompt)",
-             socket_opt=True)
+    sp = add(
+        "diag", cmd_diag, "technician diagnostics (PIN from KIOSK_PIN or a prompt)", socket_opt=True
+    )
+    # --config/--socket may also follow the operation: `kiosk diag counters -c FILE`
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", default=argparse.SUPPRESS)
+    common.add_argument("--socket", default=argparse.SUPPRESS)
     dsub = sp.add_subparsers(dest="diag_op", required=True)
-    dsub.add_parser("counters", help="cassette counters and queue")
-    ev = dsub.add_parser("events", help="recent events")
+    dsub.add_parser("counters", help="cassette counters and queue", parents=[common])
+    ev = dsub.add_parser("events", help="recent events", parents=[common])
     ev.add_argument("--limit", type=int, default=20)
-    dsub.add_parser("encash", help="empty the cassette: print the report, reset counters")
-    rp = dsub.add_parser("reprint", help="reprint a receipt by payment id")
+    dsub.add_parser(
+        "encash", help="empty the cassette: print the report, reset counters", parents=[common]
+    )
+    rp = dsub.add_parser("reprint", help="reprint a receipt by payment id", parents=[common])
     rp.add_argument("payment_id")
-    dsub.add_parser("test-print", help="print a test page")
-    sv = dsub.add_parser("service", help="take the terminal out of service or back")
+    dsub.add_parser("test-print", help="print a test page", parents=[common])
+    sv = dsub.add_parser(
+        "service", help="take the terminal out of service or back", parents=[common]
+    )
     sv.add_argument("state", choices=["on", "off"])
     sp = add("sim", cmd_sim, "run a device simulator on a pseudo-terminal", config=False)
     sp.add_argument("device", choices=["ccnet", "printer"])

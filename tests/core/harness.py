@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from kiosk.config import Config
@@ -54,14 +53,15 @@ class Terminal:
 
     def restart(self, run_id: str = "run2") -> Terminal:
         """A new process on the same ledger file (the old one is simply abandoned)."""
-        return make_terminal(self.engine.config, self.clock, run_id=run_id,
-                             printer=self.printer)
+        return make_terminal(self.engine.config, self.clock, run_id=run_id, printer=self.printer)
 
 
-def make_terminal(config: Config, clock: ManualClock, run_id: str = "run1",
-                  printer: DoublePrinter | None = None) -> Terminal:
-    ledger = Ledger(config.paths.ledger, config.terminal.id, clock=lambda: clock() + 1.7e9,
-                    run_id=run_id)
+def make_terminal(
+    config: Config, clock: ManualClock, run_id: str = "run1", printer: DoublePrinter | None = None
+) -> Terminal:
+    ledger = Ledger(
+        config.paths.ledger, config.terminal.id, clock=lambda: clock() + 1.7e9, run_id=run_id
+    )
     ledger.open()
     acceptor = DoubleAcceptor(run_id=run_id)
     printer = printer or DoublePrinter()

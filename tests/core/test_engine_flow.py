@@ -41,11 +41,17 @@ def test_full_payment_flow_prints_receipt_with_payment_id(term):
     payment = snap["last_payment"]
     assert payment["receipt"] == "printed"
     assert payment["payment_id"] == "T0001-00000001"
+    term.tick(1)
+    term.drain()
+    assert len(term.printer.printed) == 1  # one receipt, however often the clock ticks
     text = term.printer.texts()[-1]
     assert "T0001-00000001" in text and "8 800 555-35-35" in text
     row = term.ledger.get_payment(payment["payment_id"])
     assert (row["inserted_minor"], row["commission_minor"], row["credited_minor"]) == (
-        60_000, 1_800, 58_200)
+        60_000,
+        1_800,
+        58_200,
+    )
     assert row["account"] == MTS_ACCOUNT and row["status"] == "queued"
     assert row["receipt_printed_ms"] is not None
     term.intent("done")
@@ -172,7 +178,8 @@ def test_printer_out_of_service_policy(tmp_path, clock):
 
     base = config_in(tmp_path)
     cfg = dataclasses.replace(
-        base, printer=dataclasses.replace(base.printer, unavailable_policy="out_of_service"))
+        base, printer=dataclasses.replace(base.printer, unavailable_policy="out_of_service")
+    )
     term = make_terminal(cfg, clock)
     term.printer.state = PrinterStatus.COVER_OPEN
     term.engine._check_printer_now()

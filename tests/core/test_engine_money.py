@@ -69,8 +69,11 @@ def test_m2_commit_failure_means_no_ack_and_the_retry_credits_once(term, mocker)
     term.to_cash()
     term.acceptor.escrow(1000)
     real = term.ledger.record_stacked
-    mocker.patch.object(term.ledger, "record_stacked",
-                        side_effect=LedgerError("ledger write failed: disk I/O error"))
+    mocker.patch.object(
+        term.ledger,
+        "record_stacked",
+        side_effect=LedgerError("ledger write failed: disk I/O error"),
+    )
     with pytest.raises(LedgerError):
         term.acceptor.report_stacked(1000, key="k-1")
     assert term.acceptor.acked == []  # the driver did not acknowledge
@@ -79,7 +82,8 @@ def test_m2_commit_failure_means_no_ack_and_the_retry_credits_once(term, mocker)
     term.acceptor.report_stacked(1000, key="k-1")  # the device repeats it
     assert term.acceptor.acked == ["k-1"]
     assert ledger_rows(term.ledger, "SELECT amount_minor, session_id FROM stacked_bills") == [
-        (100_000, 1)]
+        (100_000, 1)
+    ]
 
 
 def test_m2_committed_before_on_stacked_returns(term):
@@ -205,8 +209,9 @@ def test_m6_bill_in_stacker_at_power_up_is_credited_to_its_session(term):
     kinds = sorted((r["kind"], r["inserted_minor"]) for r in rows)
     # the session was closed with 100 at restart; the 500 is never lost: unclaimed credit
     assert kinds == [("payment", 10_000), ("unclaimed", 50_000)]
-    assert ledger_rows(after.ledger, "SELECT count(*) FROM stacked_bills "
-                                     "WHERE payment_id IS NULL") == [(0,)]
+    assert ledger_rows(
+        after.ledger, "SELECT count(*) FROM stacked_bills WHERE payment_id IS NULL"
+    ) == [(0,)]
     after.drain()
     slip = after.printer.texts()[-1]
     assert "8 800 555-35-35" in slip
@@ -254,7 +259,8 @@ def test_m6_stray_bill_without_escrow_becomes_unclaimed(term):
     term.acceptor.report_stacked(200)  # no session, no escrow on record: device anomaly
     rows = term.ledger.list_payments()
     assert [(r["kind"], r["inserted_minor"], r["status"]) for r in rows] == [
-        ("unclaimed", 20_000, "unclaimed")]
+        ("unclaimed", 20_000, "unclaimed")
+    ]
     term.drain()
     assert rows[0]["id"] in term.printer.texts()[-1]
 
@@ -262,8 +268,13 @@ def test_m6_stray_bill_without_escrow_becomes_unclaimed(term):
 # -- M7: cassette counters equal the bills stacked since the last encashment ---------------
 def _counters_match(ledger) -> bool:
     counted = dict(ledger_rows(ledger, "SELECT amount_minor, count FROM cassette WHERE count>0"))
-    derived = dict(ledger_rows(ledger, "SELECT amount_minor, count(*) FROM stacked_bills "
-                                       "WHERE encashment_id IS NULL GROUP BY amount_minor"))
+    derived = dict(
+        ledger_rows(
+            ledger,
+            "SELECT amount_minor, count(*) FROM stacked_bills "
+            "WHERE encashment_id IS NULL GROUP BY amount_minor",
+        )
+    )
     return counted == derived
 
 
@@ -280,8 +291,7 @@ def test_m7_counters_follow_stacked_bills_and_reset_on_encashment(term):
     assert _counters_match(term.ledger)
     term.pay(50)
     assert _counters_match(term.ledger)
-    assert [(c["amount_minor"], c["count"]) for c in term.ledger.cassette_counts()] == [
-        (5_000, 1)]
+    assert [(c["amount_minor"], c["count"]) for c in term.ledger.cassette_counts()] == [(5_000, 1)]
     assert "tech-1" in term.printer.texts()[-2]
 
 

@@ -1,0 +1,175 @@
+"""The local API against the real core daemon: snapshots, intents, typed errors for bad
+messages without dropping the connection, technician PIN rules, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from kiosk.api_client import ApiClient, ApiRequestError
+from kiosk.scripted import inbox_feeder, run_payment
+from tests.core.daemon import Core, write_config
+
+
+@pytest.fixture
+def core(tmp_path):
+    c = Core(write_config(tmp_path), tmp_path)
+    c.start()
+    yield c
+    assert c.stop() == 0, "".join(c.log)
+
+
+@pytest.fixture
+def client(core):
+    with ApiClient(core.socket) as cl:
+        cl.connect()
+        yield cl
+
+
+def test_hello_returns_snapshot_with_support_phone(client):
+    assert client.snapshot["screen"] == "idle"
+    assert client.snapshot["terminal"]["support_phone"] == "8 800 555-35-35"
+
+
+def test_socket_is_private_to_kiosk_user_and_group(core):
+    mode = stat.S_IMODE(os.stat(core.socket).st_mode)
+    assert mode == 0o660
+    assert stat.S_IMODE(os.stat(core.socket.parent).st_mode) == 0o750
+
+
+def test_snapshots_are_pushed_on_every_change(client):
+    client.intent("start")
+    snap = client.wait_for(lambda s: s["screen"] == "provider", timeout=5)
+    assert snap["seq"] > 0
+    client.intent("cancel")
+    client.wait_for(lambda s: s["screen"] == "idle", timeout=5)
+
+
+def test_scripted_payment_through_the_api(core, client):
+    result = run_payment(client, "mts", "9161234567", [500, 100], inbox_feeder(core.inbox))
+    assert result["inserted_minor"] == 60_000
+    assert result["receipt"] == "printed"
+    assert result["payment_id"] == "T0001-00000001"
+    status = client.request("payment_status", payment_id=result["payment_id"])
+    assert status["status"] == "queued" and status["credited_minor"] == 58_200
+    payments = client.request("payments", limit=5)
+    assert [p["id"] for p in payments] == ["T0001-00000001"]
+    receipt = (core.workdir / "data" / "receipts").glob("*.txt")
+    assert any("T0001-00000001" in p.read_text() for p in receipt)
+
+
+BAD_MESSAGES = [
+    (b"not json\n", "bad_json"),
+    (b"[1, 2]\n", "bad_json"),
+    (b'{"v": 1, "id": 7, "op": "warp"}\n', "unknown_op"),
+    (b'{"v": 2, "id": 7, "op": "snapshot"}\n', "bad_version"),
+    (b'{"v": 1, "id": 7, "op": "intent"}\n', "bad_request"),
+    (b'{"v": 1, "id": 7, "op": "intent", "intent": 5}\n', "bad_request"),
+    (b'{"v": 1, "id": 7, "op": "intent", "intent": "pay"}\n', "wrong_screen"),
+    (
+        b'{"v": 1, "id": 7, "op": "intent", "intent": "select_provider", "args": []}\n',
+        "bad_request",
+    ),
+    (b'{"v": 1, "id": 7, "op": "payments", "limit": -1}\n', "bad_request"),
+    (b'{"v": 1, "id": {"x": 1}, "op": "snapshot"}\n', "bad_request"),
+    (b"\xff\xfe\n", "bad_json"),
+    (b'{"v": 1, "id": 7, "op": "tech.encash", "token": "guess"}\n', "not_authorized"),
+]
+
+
+def test_bad_messages_get_typed_errors_and_the_connection_survives(core):
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(10)
+    sock.connect(str(core.socket))
+    reader = sock.makefile("rb")
+    for raw, code in BAD_MESSAGES:
+        sock.sendall(raw)
+        reply = json.loads(reader.readline())
+        assert reply["ok"] is False, raw
+        assert reply["error"]["code"] == code, (raw, reply)
+        assert reply["error"]["message"]
+    sock.sendall(b"x" * 200_000 + b"\n")  # too long: refused, skipped, still connected
+    reply = json.loads(reader.readline())
+    assert reply["error"]["code"] == "too_long"
+    sock.sendall(b'{"v": 1, "id": "after", "op": "snapshot"}\n')
+    reply = json.loads(reader.readline())
+    assert reply["ok"] is True and reply["id"] == "after"
+    sock.close()
+    with ApiClient(core.socket) as other:  # and the core serves others as before
+        other.connect()
+        assert other.request("snapshot")["screen"] == "idle"
+
+
+def test_technician_pin_lockout_and_events(core, client):
+    for _ in range(4):
+        with pytest.raises(ApiRequestError) as exc:
+            client.request("tech.login", pin="0000")
+        assert exc.value.code == "wrong_pin"
+    with pytest.raises(ApiRequestError) as exc:
+        client.request("tech.login", pin="0000")
+    assert exc.value.code == "locked"
+    with pytest.raises(ApiRequestError) as exc:
+        client.request("tech.login", pin="1234")  # even the right PIN, while locked
+    assert exc.value.code == "locked"
+
+
+def test_technician_operations_need_a_session(core, client):
+    with pytest.raises(ApiRequestError) as exc:
+        client.request("tech.counters", token="")
+    assert exc.value.code == "not_authorized"
+    token = client.request("tech.login", pin="1234")["token"]
+    counters = client.request("tech.counters", token=token)
+    assert counters["bill_count"] == 0
+    events = client.request("tech.events", token=token, limit=10)
+    assert {"technician_login", "technician_action"} <= {e["kind"] for e in events}
+    client.request("tech.logout")
+    with pytest.raises(ApiRequestError):
+        client.request("tech.counters", token=token)
+
+
+def kiosk_cli(core, *args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "kiosk", *args, "--config", str(core.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_cli_pay_status_payments_and_diag(core):
+    paid = kiosk_cli(
+        core, "pay", "--provider", "beeline", "--account", "9031234567", "--bills", "100,50"
+    )
+    assert paid.returncode == 0, paid.stderr
+    payment = json.loads(paid.stdout)
+    assert payment["inserted_minor"] == 15_000
+    listing = kiosk_cli(core, "payments", "--json")
+    assert json.loads(listing.stdout)[0]["id"] == payment["payment_id"]
+    status = kiosk_cli(core, "status")
+    assert "8 800 555-35-35" in status.stdout and "2 bills" in status.stdout
+    counters = kiosk_cli(core, "diag", "counters", env={"KIOSK_PIN": "1234"})
+    assert json.loads(counters.stdout)["total_minor"] == 15_000
+    encash = kiosk_cli(core, "diag", "encash", env={"KIOSK_PIN": "1234"})
+    report = json.loads(encash.stdout)
+    assert report["total_minor"] == 15_000 and report["printed"] is True
+    wrong = kiosk_cli(core, "diag", "counters", env={"KIOSK_PIN": "9999"})
+    assert wrong.returncode == 1 and "wrong PIN" in wrong.stderr
+
+
+def test_cli_without_core_says_so(tmp_path):
+    config = write_config(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "kiosk", "status", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "core is not running" in result.stderr
