@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar
 
 from drivers.acceptor import AcceptorStatus, Bill, BillAcceptor, EscrowDecision, StackedBill
@@ -58,6 +58,7 @@ class CashSession:
     session_id: int | None = None  # ledger row, from account confirmation on
     inserted_minor: int = 0
     finishing: bool = False
+    payment_id: str | None = None  # set once the payment is committed
     finish_note: str | None = None
     finish_deadline: float = 0.0
 
@@ -139,7 +140,7 @@ class PaymentEngine:
                     self._reconcile()
                 return
             s = self.session
-            if s is not None and s.finishing:
+            if s is not None and s.finishing and s.payment_id is None:
                 if self.pending is None or now >= s.finish_deadline:
                     self._finish()
                 return
@@ -388,6 +389,7 @@ class PaymentEngine:
         if payment_id is None:
             self._go_idle()
             return
+        s.payment_id = payment_id
         payment = self.ledger.get_payment(payment_id) or {}
         self.last_payment = {
             "payment_id": payment_id,
@@ -418,7 +420,7 @@ class PaymentEngine:
         if p is None:
             raise IntentError("not_found", f"no payment {payment_id}")
         term = self.terminal_info()
-        created = datetime.fromtimestamp(p["created_ms"] / 1000, tz=UTC)
+        created = datetime.fromtimestamp(p["created_ms"] / 1000).astimezone()
         if p["kind"] == "unclaimed":
             return receipts.unclaimed_slip(
                 term,
