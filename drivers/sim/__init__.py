@@ -1,0 +1,1 @@
+"""Device simulators that speak the real protocol bytes on a pseudo-terminal."""

@@ -1,0 +1,1 @@
+"""Receipt printer tests: receipts content, ESC/POS encoder, status, driver, simulator."""
