@@ -50,7 +50,9 @@ def block_lines(block: Block, columns: int) -> list[str]:
     if isinstance(block, Rule):
         return [block.char * columns]
     if isinstance(block, QrCode):
-        return [align_line(f"[QR: {block.data}]", columns, Align.CENTER)]
+        return [
+            align_line(line, columns, Align.CENTER) for line in wrap(f"[QR: {block.data}]", columns)
+        ]
     if isinstance(block, Feed):
         return [""] * block.lines
     raise TypeError(f"unknown block {block!r}")

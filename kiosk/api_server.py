@@ -48,8 +48,9 @@ def _arg(msg: dict[str, Any], key: str, expected: type, default: Any = ...) -> A
 
 
 class Connection:
-    def __init__(self, server: ApiServer, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, server: ApiServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
@@ -98,14 +99,17 @@ class ApiServer:
             "tech.login": self._op_tech_login,
             "tech.logout": self._op_tech_logout,
             "tech.counters": self._tech(lambda m: service.counters(self.engine)),
-            "tech.events": self._tech(lambda m: self.engine.ledger.recent_events(
-                _arg(m, "limit", int, 50))),
+            "tech.events": self._tech(
+                lambda m: self.engine.ledger.recent_events(_arg(m, "limit", int, 50))
+            ),
             "tech.encash": self._tech(lambda m: service.encash(self.engine, "technician")),
-            "tech.reprint": self._tech(lambda m: service.reprint(
-                self.engine, _arg(m, "payment_id", str))),
+            "tech.reprint": self._tech(
+                lambda m: service.reprint(self.engine, _arg(m, "payment_id", str))
+            ),
             "tech.test_print": self._tech(lambda m: service.test_print(self.engine)),
-            "tech.service": self._tech(lambda m: service.set_service_mode(
-                self.engine, _arg(m, "on", bool))),
+            "tech.service": self._tech(
+                lambda m: service.set_service_mode(self.engine, _arg(m, "on", bool))
+            ),
         }
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -159,8 +163,16 @@ class ApiServer:
                     # Too long: drop it up to the next newline and say so.
                     await reader.readexactly(exc.consumed)
                     await self._skip_rest_of_line(reader)
-                    await conn.send({"id": None, "ok": False, "error": {
-                        "code": "too_long", "message": f"a message is at most {MAX_LINE} bytes"}})
+                    await conn.send(
+                        {
+                            "id": None,
+                            "ok": False,
+                            "error": {
+                                "code": "too_long",
+                                "message": f"a message is at most {MAX_LINE} bytes",
+                            },
+                        }
+                    )
                     continue
                 await self._handle(conn, line)
         except (ConnectionError, OSError):
@@ -200,23 +212,37 @@ class ApiServer:
             result = await handler(conn, msg)
             await conn.send({"id": msg_id, "ok": True, "result": result})
         except (ApiError, IntentError, TechnicianAuthError) as exc:
-            await conn.send({"id": msg_id, "ok": False,
-                             "error": {"code": exc.code, "message": str(exc)}})
+            await conn.send(
+                {"id": msg_id, "ok": False, "error": {"code": exc.code, "message": str(exc)}}
+            )
         except LedgerError as exc:
-            await conn.send({"id": msg_id, "ok": False,
-                             "error": {"code": "ledger_unavailable", "message": str(exc)}})
+            await conn.send(
+                {
+                    "id": msg_id,
+                    "ok": False,
+                    "error": {"code": "ledger_unavailable", "message": str(exc)},
+                }
+            )
         except (ConnectionError, OSError):
             raise
         except Exception as exc:  # a bug in one op must not take the core down
             log.exception("local API op failed")
-            await conn.send({"id": msg_id, "ok": False,
-                             "error": {"code": "internal", "message": type(exc).__name__}})
+            await conn.send(
+                {
+                    "id": msg_id,
+                    "ok": False,
+                    "error": {"code": "internal", "message": type(exc).__name__},
+                }
+            )
 
     # -- ops ---------------------------------------------------------------------------
     async def _op_hello(self, conn: Connection, msg: dict[str, Any]) -> Any:
         conn.subscribed = _arg(msg, "subscribe", bool, True)
-        return {"api": API_VERSION, "terminal_id": self.engine.config.terminal.id,
-                "snapshot": self.engine.snapshot()}
+        return {
+            "api": API_VERSION,
+            "terminal_id": self.engine.config.terminal.id,
+            "snapshot": self.engine.snapshot(),
+        }
 
     async def _op_snapshot(self, conn: Connection, msg: dict[str, Any]) -> Any:
         return self.engine.snapshot()
@@ -235,9 +261,16 @@ class ApiServer:
         return {
             "categories": [{"id": c, "name_ru": ru, "name_en": en} for c, ru, en in cat.categories],
             "providers": [
-                {"id": p.id, "name_ru": p.name_ru, "name_en": p.name_en, "category": p.category,
-                 "account_mask": p.account_mask, "min_minor": p.min_minor,
-                 "max_minor": p.max_minor, "currency": p.currency}
+                {
+                    "id": p.id,
+                    "name_ru": p.name_ru,
+                    "name_en": p.name_en,
+                    "category": p.category,
+                    "account_mask": p.account_mask,
+                    "min_minor": p.min_minor,
+                    "max_minor": p.max_minor,
+                    "currency": p.currency,
+                }
                 for p in cat.providers
             ],
         }
@@ -277,8 +310,9 @@ class ApiServer:
         self.engine.technician.logout()
         return {}
 
-    def _tech(self, op: Callable[[dict[str, Any]], Any]
-              ) -> Callable[[Connection, dict[str, Any]], Awaitable[Any]]:
+    def _tech(
+        self, op: Callable[[dict[str, Any]], Any]
+    ) -> Callable[[Connection, dict[str, Any]], Awaitable[Any]]:
         async def handler(conn: Connection, msg: dict[str, Any]) -> Any:
             with self.engine._lock:
                 self.engine.technician.check(msg.get("token"))

@@ -39,9 +39,13 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     await asyncio.to_thread(engine.start)
     await server.start()
-    log.info("ready in %.0f ms: terminal %s, socket %s, ledger %s",
-             (time.monotonic() - started) * 1000, config.terminal.id, config.paths.socket,
-             config.paths.ledger)
+    log.info(
+        "ready in %.0f ms: terminal %s, socket %s, ledger %s",
+        (time.monotonic() - started) * 1000,
+        config.terminal.id,
+        config.paths.socket,
+        config.paths.ledger,
+    )
     print(f"READY socket={config.paths.socket}", flush=True)
     if ready is not None:
         ready.set()

@@ -585,6 +585,9 @@ class PaymentEngine:
             raise IntentError("unknown_provider", f"no provider {args.get('provider_id')!r}")
         self.session = CashSession(provider)
         self._set_screen(Screen.ACCOUNT)
+        # A fresh printer status before any cash goes in (the confirm screen warns).
+        self._printer_checked = self._clock()
+        self._printer_pool.submit(self._poll_printer)
 
     def _i_set_account(self, args: dict[str, Any]) -> None:
         self._need(Screen.ACCOUNT)

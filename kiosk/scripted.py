@@ -46,10 +46,12 @@ def run_payment(
         feed(rubles)
         expected = before + rubles * 100
         snap = client.wait_for(
-            lambda s, e=expected: s["screen"] != "cash"
-            or (s["session"] or {}).get("inserted_minor", 0) >= e
-            or (s["notice"] or {}).get("code") in ("bill_rejected", "bill_returned",
-                                                   "bill_over_max"),
+            lambda s, e=expected: (
+                s["screen"] != "cash"
+                or (s["session"] or {}).get("inserted_minor", 0) >= e
+                or (s["notice"] or {}).get("code")
+                in ("bill_rejected", "bill_returned", "bill_over_max")
+            ),
             timeout,
         )
         if snap["screen"] != "cash":
@@ -57,8 +59,10 @@ def run_payment(
     if client.snapshot and client.snapshot["screen"] == "cash":
         client.intent("pay")
     snap = client.wait_for(
-        lambda s: s["screen"] in ("receipt", "out_of_service", "idle")
-        and (s["last_payment"] or {}).get("receipt") not in (None, "printing"),
+        lambda s: (
+            s["screen"] in ("receipt", "out_of_service", "idle")
+            and (s["last_payment"] or {}).get("receipt") not in (None, "printing")
+        ),
         timeout,
     )
     result = dict(snap["last_payment"] or {})

@@ -70,8 +70,7 @@ def counters(engine: PaymentEngine) -> dict[str, Any]:
 def reprint(engine: PaymentEngine, payment_id: str) -> dict[str, Any]:
     document = engine.payment_document(payment_id, copy=True)
     printed = _print(engine, document)
-    engine._add_event("receipt_reprinted", "info", {"payment_id": payment_id,
-                                                     "printed": printed})
+    engine._add_event("receipt_reprinted", "info", {"payment_id": payment_id, "printed": printed})
     return {"payment_id": payment_id, "printed": printed}
 
 
@@ -99,10 +98,15 @@ def status(engine: PaymentEngine) -> dict[str, Any]:
         "terminal_id": engine.config.terminal.id,
         "screen": snap["screen"],
         "out_of_service": dict(engine.oos_reasons),
-        "acceptor": {"status": engine.acceptor_status.value, "detail": engine.acceptor_detail,
-                     "info": {"protocol": engine.acceptor.info.protocol,
-                              "model": engine.acceptor.info.model,
-                              "serial": engine.acceptor.info.serial_number}},
+        "acceptor": {
+            "status": engine.acceptor_status.value,
+            "detail": engine.acceptor_detail,
+            "info": {
+                "protocol": engine.acceptor.info.protocol,
+                "model": engine.acceptor.info.model,
+                "serial": engine.acceptor.info.serial_number,
+            },
+        },
         "printer": snap["printer"],
         "support_phone": engine.support_phone,
         **counters(engine),

@@ -202,3 +202,12 @@ def test_payment_status_check_hides_account(term):
     assert MTS_ACCOUNT not in str(status)
     with pytest.raises(IntentError):
         term.engine.payment_status("T0001-99999999")
+
+
+def test_printer_checked_when_a_session_starts(term):
+    """A printer that failed since the last idle poll is caught before cash goes in."""
+    term.printer.state = PrinterStatus.PAPER_OUT
+    term.intent("select_provider", provider_id="mts")
+    term.drain()
+    term.intent("submit_account", account=MTS_ACCOUNT)
+    assert term.engine.snapshot()["printer_warning"] is True

@@ -51,8 +51,9 @@ def upgrade() -> None:
         sa.Column("id", sa.String(64), primary_key=True),
         sa.Column("number", sa.Integer, nullable=False, unique=True),
         sa.Column("kind", sa.String(16), nullable=False),
-        sa.Column("session_id", sa.Integer, sa.ForeignKey("sessions.id"), nullable=True,
-                  unique=True),
+        sa.Column(
+            "session_id", sa.Integer, sa.ForeignKey("sessions.id"), nullable=True, unique=True
+        ),
         sa.Column("provider_id", sa.String(64), nullable=True),
         sa.Column("account", sa.String(64), nullable=True),
         sa.Column("inserted_minor", sa.Integer, nullable=False),
@@ -133,6 +134,16 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("cassette", "events", "outbox", "stacked_bills", "encashments",
-                  "payment_history", "payments", "escrows", "sessions", "counters"):
+    for table in (
+        "cassette",
+        "events",
+        "outbox",
+        "stacked_bills",
+        "encashments",
+        "payment_history",
+        "payments",
+        "escrows",
+        "sessions",
+        "counters",
+    ):
         op.drop_table(table)

@@ -1,0 +1,158 @@
+"""`kiosk demo` (`make demo`): a whole terminal on one machine, no hardware, no broker.
+
+It starts a receipt-printer simulator on a pseudo-terminal (real ESC/POS bytes through the
+real driver), the core daemon with the virtual bill acceptor and a fresh SQLite ledger,
+then a scripted customer pays a mobile phone through the local API. At the end it shows
+the receipt as the printer decoded it, the ledger's payments and the outbox, where the
+payment waits for the central desk (no MQTT broker is needed: payments queue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from drivers.profiles import load_profile
+from drivers.sim.printer import PrinterSimulator, SimConfig
+from kiosk.api_client import ApiClient
+from kiosk.scripted import inbox_feeder, run_payment
+
+PRINTER_PROFILE = "custom_vkp80iii"
+READY_TIMEOUT_S = 30.0
+DEMO_PROVIDER, DEMO_ACCOUNT, DEMO_BILLS = "mts", "9161234567", [500, 100, 50]
+
+
+def _say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def _write_config(work: Path, printer_port: str) -> Path:
+    path = work / "kiosk.toml"
+    path.write_text(
+        f"""# written by `kiosk demo`
+[terminal]
+id = "DEMO-01"
+address = "Москва, Тверская ул., 1"
+support_phone = "8 800 555-35-35"
+
+[paths]
+data_dir = "{work / "data"}"
+runtime_dir = "{work / "run"}"
+log_dir = "{work / "log"}"
+
+[acceptor]
+kind = "virtual"
+
+[printer]
+kind = "escpos"
+port = "{printer_port}"
+profile = "{PRINTER_PROFILE}"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _start_core(config: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kiosk", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    deadline, buf = time.monotonic() + READY_TIMEOUT_S, b""
+    while time.monotonic() < deadline and b"READY" not in buf:
+        if select.select([proc.stdout], [], [], 0.2)[0]:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buf += chunk
+    if b"READY" not in buf:
+        proc.kill()
+        raise RuntimeError("the core did not start:\n" + buf.decode(errors="replace"))
+    return proc
+
+
+def main(args: argparse.Namespace) -> int:
+    work = Path(args.workdir).resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    profile = load_profile(
+        Path(__file__).resolve().parent.parent
+        / "firmware_profiles"
+        / f"printer_{PRINTER_PROFILE}.toml"
+    )
+    _say(f"printer simulator ({profile.name}) on a pseudo-terminal")
+    printer = PrinterSimulator(
+        SimConfig.from_profile(profile), link=work / "printer.pty", receipts_dir=work / "receipts"
+    )
+    printer.start()
+    core = None
+    try:
+        config = _write_config(work, str(work / "printer.pty"))
+        _say(f"core daemon: kiosk run --config {config}")
+        core = _start_core(config)
+        socket_path = work / "run" / "kiosk.sock"
+        with ApiClient(socket_path) as client:
+            hello = client.connect()
+            snap = hello["snapshot"]
+            print(
+                f"terminal {hello['terminal_id']}, screen '{snap['screen']}', "
+                f"support phone {snap['terminal']['support_phone']}"
+            )
+            _say(f"a customer pays {DEMO_ACCOUNT} ({DEMO_PROVIDER}) with bills {DEMO_BILLS}")
+            client.wait_for(lambda s: s["screen"] == "idle", timeout=15)
+            payment = run_payment(
+                client,
+                DEMO_PROVIDER,
+                DEMO_ACCOUNT,
+                DEMO_BILLS,
+                inbox_feeder(work / "data" / "virtual-acceptor.inbox"),
+            )
+            print(json.dumps(payment, ensure_ascii=False, indent=2))
+            status = client.request("payment_status", payment_id=payment["payment_id"])
+            print(
+                f"'check my payment' at the terminal: {status['payment_id']} is {status['status']}"
+            )
+        printer.wait_for_receipts(1, timeout=10)
+        _say("the receipt, as the printer simulator decoded it (CP866 ESC/POS)")
+        receipts = sorted((work / "receipts").glob("*.txt"))
+        print(receipts[-1].read_text(encoding="utf-8") if receipts else "(no receipt!)")
+        _say("ledger and outbox (no MQTT broker configured: the payment waits for the desk)")
+        db = sqlite3.connect(work / "data" / "ledger.sqlite")
+        for pid, status_, inserted, fee, credited in db.execute(
+            "SELECT id, status, inserted_minor, commission_minor, credited_minor FROM payments"
+        ):
+            print(
+                f"payment {pid}: {status_}, inserted {inserted / 100:.2f}, "
+                f"fee {fee / 100:.2f}, credited {credited / 100:.2f}"
+            )
+        for kind, ref, attempts in db.execute(
+            "SELECT kind, ref, attempts FROM outbox WHERE acked_ms IS NULL ORDER BY id"
+        ):
+            print(f"outbox: {kind} {ref} waiting for the desk's ack ({attempts} attempts)")
+        cassette = list(db.execute("SELECT amount_minor, count FROM cassette WHERE count > 0"))
+        print("cassette: " + ", ".join(f"{a // 100} x {n}" for a, n in cassette))
+        db.close()
+        ok = bool(receipts) and payment.get("receipt") == "printed"
+    finally:
+        if core is not None:
+            core.send_signal(signal.SIGTERM)
+            try:
+                core.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                core.kill()
+        printer.stop()
+    _say("demo finished" if ok else "demo FAILED")
+    print(f"files: {work} (config, ledger, receipts, frame logs)")
+    return 0 if ok else 1
