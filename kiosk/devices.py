@@ -26,7 +26,9 @@ def build_acceptor(config: Config) -> BillAcceptor:
     if ac.kind == "ccnet":
         from drivers.ccnet.factory import build_ccnet_acceptor
 
-        return build_ccnet_acceptor(ac.port, ac.profile, config.paths.log_dir)
+        return build_ccnet_acceptor(
+            ac.port, ac.profile, config.paths.log_dir, state_dir=config.paths.data_dir
+        )
     raise DeviceConfigError(f"acceptor kind {ac.kind!r} is not supported by this build yet")
 
 

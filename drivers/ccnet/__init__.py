@@ -1,0 +1,13 @@
+"""CashCode CCNET bill-validator driver (bill-acceptors.md §1).
+
+Layers, one concept per module: `crc` and `frame` (bytes), `replies` and `billtable`
+(meaning of a reply in the context of its request), `states` (Z1 codes), `link`
+(one request on the line, ACK/NAK, retries), `device` (the `BillAcceptor` the engine uses),
+`factory` (built from configuration words), `probe` (identification without side effects).
+"""
+
+from drivers.ccnet.device import CcnetAcceptor
+from drivers.ccnet.factory import build_ccnet_acceptor
+from drivers.ccnet.timing import CcnetTiming
+
+__all__ = ["CcnetAcceptor", "CcnetTiming", "build_ccnet_acceptor"]
