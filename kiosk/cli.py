@@ -269,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("rest", nargs=argparse.REMAINDER, help="ports and probe options")
     sp = add("demo", cmd_demo, "a terminal with simulated devices takes a payment")
     sp.add_argument("--workdir", default="demo-run", help="where the demo keeps its files")
+    sp.add_argument(
+        "--acceptor",
+        choices=["ccnet", "virtual"],
+        default="ccnet",
+        help="bill acceptor: CCNET simulator on a pty (default) or virtual",
+    )
     return p
 
 

@@ -1,9 +1,10 @@
 """`kiosk demo` (`make demo`): a whole terminal on one machine, no hardware, no broker.
 
-It starts a receipt-printer simulator on a pseudo-terminal (real ESC/POS bytes through the
-real driver), the core daemon with the virtual bill acceptor and a fresh SQLite ledger,
-then a scripted customer pays a mobile phone through the local API. At the end it shows
-the receipt as the printer decoded it, the ledger's payments and the outbox, where the
+It starts device simulators on pseudo-terminals — a CashCode CCNET bill validator and an
+ESC/POS receipt printer, both speaking the real bytes to the real drivers — then the core
+daemon with a fresh SQLite ledger, and a scripted customer pays a mobile phone through
+the local API (`--acceptor virtual` uses the in-process virtual acceptor instead). At the
+end it shows the receipt as the printer decoded it, the ledger's payments and the outbox, where the
 payment waits for the central desk (no MQTT broker is needed: payments queue).
 """
 
@@ -22,11 +23,13 @@ import time
 from pathlib import Path
 
 from drivers.profiles import load_profile
+from drivers.sim.ccnet import CcnetSimulator
 from drivers.sim.printer import PrinterSimulator, SimConfig
 from kiosk.api_client import ApiClient
 from kiosk.scripted import inbox_feeder, run_payment
 
 PRINTER_PROFILE = "custom_vkp80iii"
+ACCEPTOR_PROFILE = "cashcode_sm"
 READY_TIMEOUT_S = 30.0
 DEMO_PROVIDER, DEMO_ACCOUNT, DEMO_BILLS = "mts", "9161234567", [500, 100, 50]
 
@@ -35,7 +38,13 @@ def _say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def _write_config(work: Path, printer_port: str) -> Path:
+def _acceptor_section(work: Path, kind: str) -> str:
+    if kind == "ccnet":
+        return f'kind = "ccnet"\nport = "{work / "acceptor.pty"}"\nprofile = "{ACCEPTOR_PROFILE}"'
+    return 'kind = "virtual"'
+
+
+def _write_config(work: Path, printer_port: str, acceptor: str) -> Path:
     path = work / "kiosk.toml"
     path.write_text(
         f"""# written by `kiosk demo`
@@ -50,7 +59,7 @@ runtime_dir = "{work / "run"}"
 log_dir = "{work / "log"}"
 
 [acceptor]
-kind = "virtual"
+{_acceptor_section(work, acceptor)}
 
 [printer]
 kind = "escpos"
@@ -97,9 +106,16 @@ def main(args: argparse.Namespace) -> int:
         SimConfig.from_profile(profile), link=work / "printer.pty", receipts_dir=work / "receipts"
     )
     printer.start()
+    bills_sim: CcnetSimulator | None = None
+    if args.acceptor == "ccnet":
+        _say("CashCode CCNET bill validator simulator on a pseudo-terminal")
+        bills_sim = CcnetSimulator(link=work / "acceptor.pty").start()
+        feed = lambda rubles: bills_sim.command(f"insert {rubles}")  # noqa: E731
+    else:
+        feed = inbox_feeder(work / "data" / "virtual-acceptor.inbox")
     core = None
     try:
-        config = _write_config(work, str(work / "printer.pty"))
+        config = _write_config(work, str(work / "printer.pty"), args.acceptor)
         _say(f"core daemon: kiosk run --config {config}")
         core = _start_core(config)
         socket_path = work / "run" / "kiosk.sock"
@@ -111,14 +127,12 @@ def main(args: argparse.Namespace) -> int:
                 f"support phone {snap['terminal']['support_phone']}"
             )
             _say(f"a customer pays {DEMO_ACCOUNT} ({DEMO_PROVIDER}) with bills {DEMO_BILLS}")
-            client.wait_for(lambda s: s["screen"] == "idle", timeout=15)
-            payment = run_payment(
-                client,
-                DEMO_PROVIDER,
-                DEMO_ACCOUNT,
-                DEMO_BILLS,
-                inbox_feeder(work / "data" / "virtual-acceptor.inbox"),
+            client.wait_for(lambda s: s["screen"] == "idle", timeout=30)
+            print(
+                f"acceptor: {client.snapshot['acceptor']['status']}, printer: "
+                f"{client.snapshot['printer']['status']}"
             )
+            payment = run_payment(client, DEMO_PROVIDER, DEMO_ACCOUNT, DEMO_BILLS, feed)
             print(json.dumps(payment, ensure_ascii=False, indent=2))
             status = client.request("payment_status", payment_id=payment["payment_id"])
             print(
@@ -153,6 +167,8 @@ def main(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 core.kill()
         printer.stop()
+        if bills_sim is not None:
+            bills_sim.stop()
     _say("demo finished" if ok else "demo FAILED")
     print(f"files: {work} (config, ledger, receipts, frame logs)")
     return 0 if ok else 1

@@ -139,6 +139,9 @@ class PaymentEngine:
                 if settled or now - self._started_at >= STARTUP_SETTLE_S:
                     self._reconcile()
                 return
+            # The bill table may arrive after the cash screen opened (a driver still in its
+            # start-up sequence): re-derive the wanted mask; nothing is sent if unchanged.
+            self._apply_acceptor()
             s = self.session
             if s is not None and s.finishing and s.payment_id is None:
                 if self.pending is None or now >= s.finish_deadline:

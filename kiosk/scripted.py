@@ -42,7 +42,13 @@ def run_payment(
     client.wait_for(lambda s: s["screen"] == "cash", timeout)
     expected = 0
     for rubles in bills:
-        before = client.snapshot["session"]["inserted_minor"] if client.snapshot else 0
+        # Like a customer waiting for the slot's light: insert only once it takes bills.
+        client.wait_for(
+            lambda s: s["screen"] != "cash" or s["acceptor"]["status"] == "idle", timeout
+        )
+        if client.snapshot is None or client.snapshot["screen"] != "cash":
+            break
+        before = client.snapshot["session"]["inserted_minor"]
         feed(rubles)
         expected = before + rubles * 100
         snap = client.wait_for(

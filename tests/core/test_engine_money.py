@@ -376,3 +376,22 @@ def test_m10_read_only_ledger_refuses_cash(term):
     assert term.engine.screen.value == "out_of_service"
     assert term.acceptor.enabled == frozenset()
     assert term.acceptor.escrow(500) is EscrowDecision.RETURN
+
+
+def test_m4_acceptor_enabled_once_a_late_bill_table_arrives(term, monkeypatch):
+    """A driver may report 'disabled' before it has read the bill table; the cash screen
+    must still enable the acceptor once the table is known."""
+    from drivers.acceptor import DeviceInfo
+    from tests.core.doubles import RUB_TABLE
+
+    monkeypatch.setattr(
+        type(term.acceptor),
+        "info",
+        property(lambda self: DeviceInfo("double", bill_table=self.table)),
+    )
+    term.acceptor.table = ()
+    term.to_cash()
+    assert term.acceptor.enabled == frozenset()
+    term.acceptor.table = RUB_TABLE
+    term.tick(0.1)
+    assert 50_000 in term.acceptor.enabled

@@ -5,10 +5,22 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 
-def test_demo_takes_a_payment_and_prints_the_receipt(tmp_path):
+
+@pytest.mark.parametrize("acceptor", ["ccnet", "virtual"])
+def test_demo_takes_a_payment_and_prints_the_receipt(tmp_path, acceptor):
     result = subprocess.run(
-        [sys.executable, "-m", "kiosk", "demo", "--workdir", str(tmp_path / "demo")],
+        [
+            sys.executable,
+            "-m",
+            "kiosk",
+            "demo",
+            "--workdir",
+            str(tmp_path / "demo"),
+            "--acceptor",
+            acceptor,
+        ],
         capture_output=True,
         text=True,
         timeout=180,
