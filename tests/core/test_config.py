@@ -115,3 +115,9 @@ def test_cli_run_with_bad_config_exits_with_clear_message(tmp_path):
     assert "bad configuration" in result.stderr
     assert "terminal.support_phone" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_shipped_example_config_is_valid():
+    config = load_config(Path(__file__).resolve().parents[2] / "config.example.toml")
+    assert config.acceptor.kind == "ccnet" and config.printer.profile == "custom_vkp80iii"
+    assert config.technician.pin_hash == ""  # no default PIN on a real terminal
