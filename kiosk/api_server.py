@@ -107,6 +107,13 @@ class ApiServer:
                 lambda m: service.reprint(self.engine, _arg(m, "payment_id", str))
             ),
             "tech.test_print": self._tech(lambda m: service.test_print(self.engine)),
+            "tech.acceptor_test": self._tech(
+                lambda m: service.acceptor_test(self.engine, _arg(m, "on", bool))
+            ),
+            "tech.acceptor_test_results": self._tech(
+                lambda m: service.acceptor_test_results(self.engine)
+            ),
+            "tech.restart": self._tech(lambda m: service.request_restart(self.engine)),
             "tech.service": self._tech(
                 lambda m: service.set_service_mode(self.engine, _arg(m, "on", bool))
             ),

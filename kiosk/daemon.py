@@ -50,7 +50,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     if ready is not None:
         ready.set()
     try:
-        while not stop.is_set():
+        while not stop.is_set() and not engine.restart_requested:
             await asyncio.to_thread(engine.tick)
             try:
                 await asyncio.wait_for(stop.wait(), TICK_S)
@@ -60,7 +60,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         await server.stop()
         await asyncio.to_thread(engine.stop)
         ledger.close()
-        log.info("stopped")
+        log.info("stopped%s", " for a restart" if engine.restart_requested else "")
 
 
 def run(config: Config) -> int:

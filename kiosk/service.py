@@ -91,6 +91,40 @@ def set_service_mode(engine: PaymentEngine, on: bool) -> dict[str, Any]:
         return {"out_of_service": sorted(engine.oos_reasons)}
 
 
+def acceptor_test(engine: PaymentEngine, on: bool) -> dict[str, Any]:
+    """Technician acceptor test: every bill is read and returned, never credited. The
+    terminal is out of service for customers meanwhile."""
+    with engine._lock:
+        if on:
+            _no_customer(engine)
+            engine._set_oos("service", "technician acceptor test")
+            engine.acceptor_test = []
+        else:
+            engine.acceptor_test = None
+            engine._clear_oos("service")
+        engine._apply_acceptor()
+        engine._add_event("acceptor_test", "info", {"on": on})
+        engine._publish()
+        return {"on": on, "bills_seen": list(engine.acceptor_test or [])}
+
+
+def acceptor_test_results(engine: PaymentEngine) -> dict[str, Any]:
+    with engine._lock:
+        return {
+            "on": engine.acceptor_test is not None,
+            "bills_seen": list(engine.acceptor_test or []),
+        }
+
+
+def request_restart(engine: PaymentEngine) -> dict[str, Any]:
+    """Ask the daemon to restart the core (systemd starts it again), between customers."""
+    with engine._lock:
+        _no_customer(engine)
+        engine._add_event("restart_requested", "info", {"by": "technician"})
+        engine.restart_requested = True
+        return {"restarting": True}
+
+
 def status(engine: PaymentEngine) -> dict[str, Any]:
     """Health as the technician and the desk see it, reasons included."""
     snap = engine.snapshot()
@@ -109,5 +143,6 @@ def status(engine: PaymentEngine) -> dict[str, Any]:
         },
         "printer": snap["printer"],
         "support_phone": engine.support_phone,
+        "acceptor_test": acceptor_test_results(engine),
         **counters(engine),
     }

@@ -152,9 +152,7 @@ def command_record(ledger: Ledger, command_id: str) -> CommandRecord | None:
 def last_command_seq(ledger: Ledger, key_id: str) -> int:
     c = t.counters
     with ledger._read() as conn:
-        value = conn.execute(
-            select(c.c.value).where(c.c.name == DESK_SEQ_PREFIX + key_id)
-        ).scalar()
+        value = conn.execute(select(c.c.value).where(c.c.name == DESK_SEQ_PREFIX + key_id)).scalar()
     return int(value or 0)
 
 

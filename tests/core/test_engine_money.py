@@ -395,3 +395,20 @@ def test_m4_acceptor_enabled_once_a_late_bill_table_arrives(term, monkeypatch):
     term.acceptor.table = RUB_TABLE
     term.tick(0.1)
     assert 50_000 in term.acceptor.enabled
+
+
+def test_technician_acceptor_test_returns_every_bill_and_credits_nothing(term):
+    from kiosk import service
+
+    service.acceptor_test(term.engine, True)
+    assert term.engine.screen.value == "out_of_service"  # no customer can pay meanwhile
+    assert 500_000 in term.acceptor.enabled
+    assert term.acceptor.insert(500) is EscrowDecision.RETURN
+    assert term.acceptor.insert(100) is EscrowDecision.RETURN
+    seen = service.acceptor_test_results(term.engine)["bills_seen"]
+    assert [b["amount_minor"] for b in seen] == [50_000, 10_000]
+    service.acceptor_test(term.engine, False)
+    assert term.acceptor.enabled == frozenset()
+    assert term.engine.screen.value == "idle"
+    assert stacked_total(term.ledger) == 0
+    assert ledger_rows(term.ledger, "SELECT count(*) FROM escrows") == [(0,)]

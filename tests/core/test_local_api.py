@@ -173,3 +173,11 @@ def test_cli_without_core_says_so(tmp_path):
     )
     assert result.returncode != 0
     assert "core is not running" in result.stderr
+
+
+def test_technician_restart_stops_the_core_cleanly(core, client):
+    token = client.request("tech.login", pin="1234")["token"]
+    assert client.request("tech.restart", token=token) == {"restarting": True}
+    assert core.proc.wait(timeout=15) == 0  # systemd (Restart=always) starts it again
+    core.drain_output()
+    assert "stopped for a restart" in "".join(core.log)
