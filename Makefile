@@ -4,7 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps demo test bench lint clean
+PREFIX ?= /opt/kiosk-agent
+CONFIG ?= /etc/kiosk/kiosk.toml
+
+.PHONY: setup system-deps demo test bench lint install clean
 
 setup: $(STAMP) system-deps
 
@@ -28,6 +31,9 @@ bench: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+install:
+	./scripts/install.sh $(PREFIX) $(CONFIG)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache var demo-run

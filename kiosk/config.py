@@ -97,9 +97,28 @@ class TechnicianConfig:
 
 @dataclass(frozen=True)
 class MqttConfig:
+    """The MQTT session with the desk (sync/, docs/mqtt.md)."""
+
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = 1883
+    client_id: str = ""  # "" = the terminal id
+    keepalive_s: int = 30
+    tls_ca: Path | None = None  # TLS on when set; client certificate from tls_cert/tls_key
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    signing_key: Path | None = None  # None = <data_dir>/keys/terminal.ed25519.key
+    desk_keys: tuple[tuple[str, str], ...] = ()  # (key id, base64 raw Ed25519 public key)
+    session_expiry_s: int = 7 * 24 * 3600
+    will_delay_s: int = 0
+    health_interval_s: int = 60
+    health_min_interval_s: float = 2.0
+    inflight: int = 256  # payment/event records sent and awaiting the desk's ack
+    batch: int = 50  # records per payments/events message
+    resend_after_s: float = 30.0
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    clock_skew_s: int = 300
 
 
 @dataclass(frozen=True)
@@ -253,6 +272,55 @@ def _catalog(r: _Reader) -> Catalog:
     return catalog
 
 
+def _seconds(r: _Reader, key: str, default: float) -> float:
+    value = r.get(key, int | float, default, "a positive number of seconds")
+    if value <= 0:
+        raise ConfigError(f"{r.where(key)} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _mqtt(r: _Reader, base: Path) -> MqttConfig:
+    d = MqttConfig()
+    keys = r.get("desk_keys", dict, {}, "a table of key id = base64 public key")
+    desk_keys = []
+    for kid, value in keys.items():
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{r.where('desk_keys.' + kid)} must be a base64 public key")
+        desk_keys.append((kid, value.strip()))
+    out = MqttConfig(
+        enabled=r.get("enabled", bool, False),
+        host=r.get("host", str, d.host),
+        port=r.positive("port", d.port),
+        client_id=r.get("client_id", str, ""),
+        keepalive_s=r.positive("keepalive_s", d.keepalive_s),
+        tls_ca=r.path("tls_ca", None, base),
+        tls_cert=r.path("tls_cert", None, base),
+        tls_key=r.path("tls_key", None, base),
+        signing_key=r.path("signing_key", None, base),
+        desk_keys=tuple(desk_keys),
+        session_expiry_s=r.positive("session_expiry_s", d.session_expiry_s),
+        will_delay_s=r.get("will_delay_s", int, d.will_delay_s, "an integer"),
+        health_interval_s=r.positive("health_interval_s", d.health_interval_s),
+        health_min_interval_s=_seconds(r, "health_min_interval_s", d.health_min_interval_s),
+        inflight=r.positive("inflight", d.inflight),
+        batch=r.positive("batch", d.batch),
+        resend_after_s=_seconds(r, "resend_after_s", d.resend_after_s),
+        reconnect_min_s=_seconds(r, "reconnect_min_s", d.reconnect_min_s),
+        reconnect_max_s=_seconds(r, "reconnect_max_s", d.reconnect_max_s),
+        clock_skew_s=r.positive("clock_skew_s", d.clock_skew_s),
+    )
+    if (out.tls_cert is None) != (out.tls_key is None):
+        raise ConfigError(f"{r.where('tls_cert')} and 'mqtt.tls_key' go together")
+    if out.tls_cert is not None and out.tls_ca is None:
+        raise ConfigError(f"{r.where('tls_ca')} is required with a client certificate")
+    if out.reconnect_max_s < out.reconnect_min_s:
+        raise ConfigError(f"{r.where('reconnect_max_s')} must be >= mqtt.reconnect_min_s")
+    if out.will_delay_s < 0:
+        raise ConfigError(f"{r.where('will_delay_s')} must be 0 or more")
+    r.finish()
+    return out
+
+
 def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
     root = _Reader(source, "", data)
     terminal = _terminal(root.sub("terminal"))
@@ -313,13 +381,7 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
     )
     te.finish()
 
-    mr = root.sub("mqtt")
-    mqtt = MqttConfig(
-        enabled=mr.get("enabled", bool, False),
-        host=mr.get("host", str, "127.0.0.1"),
-        port=mr.positive("port", 1883),
-    )
-    mr.finish()
+    mqtt = _mqtt(root.sub("mqtt"), base)
 
     catalog = _catalog(root.sub("catalog"))
     root.finish()

@@ -29,6 +29,7 @@ from drivers.printer import Document, PrinterError, PrinterStatus, ReceiptPrinte
 from kiosk import receipts
 from kiosk.catalog import Provider
 from kiosk.config import Config
+from kiosk.diskguard import DiskLevel, disk_level
 from kiosk.ledger import Ledger, LedgerError
 from kiosk.messages import message, money_text
 from kiosk.screens import CANCELLABLE, PROMPTLESS, Screen, screen_timeout
@@ -41,6 +42,7 @@ SETTLE_STATUSES = frozenset(
 )
 STARTUP_SETTLE_S = 10.0
 PRINTER_POLL_S = 10.0
+DISK_CHECK_S = 60.0
 
 
 class IntentError(Exception):
@@ -106,6 +108,8 @@ class PaymentEngine:
         self._started_at = 0.0
         self.reconciled = False
         self.acceptor_test: list[dict[str, Any]] | None = None  # bills seen in test mode
+        self.disk = DiskLevel.OK
+        self._disk_checked = -1e9
         self.restart_requested = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -141,6 +145,9 @@ class PaymentEngine:
                 if settled or now - self._started_at >= STARTUP_SETTLE_S:
                     self._reconcile()
                 return
+            if now - self._disk_checked >= DISK_CHECK_S:
+                self._disk_checked = now
+                self._check_disk()
             # The bill table may arrive after the cash screen opened (a driver still in its
             # start-up sequence): re-derive the wanted mask; nothing is sent if unchanged.
             self._apply_acceptor()
@@ -377,6 +384,26 @@ class PaymentEngine:
         self.acceptor.disable()
         self.screen = Screen.OUT_OF_SERVICE
         self.deadline = float("inf")
+        self._publish()
+
+    def _check_disk(self) -> None:
+        try:
+            level, free = disk_level(self.config.paths.data_dir)
+        except OSError as exc:
+            log.warning("disk check failed: %s", exc)
+            return
+        if level is self.disk:
+            return
+        self.disk = level
+        self._add_event(
+            "disk_" + level.value,
+            "info" if level is DiskLevel.OK else "warning",
+            {"free_bytes": free, "path": str(self.config.paths.data_dir)},
+        )
+        if level is DiskLevel.CRITICAL:
+            self._set_oos("disk", f"disk almost full: {free // (1024 * 1024)} MiB free")
+        else:
+            self._clear_oos("disk")
         self._publish()
 
     # -- finishing a payment (M5) ------------------------------------------------------

@@ -5,7 +5,7 @@ set -euo pipefail
 # command -> Debian package
 # Add an entry here when a test starts to need a system program (e.g. [mosquitto]=mosquitto).
 declare -A NEED=(
-
+  [systemd-analyze]=systemd
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -412,3 +412,28 @@ def test_technician_acceptor_test_returns_every_bill_and_credits_nothing(term):
     assert term.engine.screen.value == "idle"
     assert stacked_total(term.ledger) == 0
     assert ledger_rows(term.ledger, "SELECT count(*) FROM escrows") == [(0,)]
+
+
+def test_m10_disk_guard_warns_then_stops_before_the_disk_is_full(term, mocker):
+    """The free space is an edge: shutil.disk_usage is patched, everything else is real."""
+    import shutil
+    from collections import namedtuple
+
+    from kiosk import engine as engine_module
+
+    usage = namedtuple("usage", "total used free")
+    mib = 1024 * 1024
+    patched = mocker.patch.object(shutil, "disk_usage", return_value=usage(10**10, 0, 100 * mib))
+    term.tick(engine_module.DISK_CHECK_S)
+    assert term.engine.disk.value == "low"
+    assert term.engine.screen.value == "idle"  # still taking payments, the desk is warned
+    patched.return_value = usage(10**10, 0, 5 * mib)
+    term.tick(engine_module.DISK_CHECK_S)
+    snap = term.engine.snapshot()
+    assert snap["screen"] == "out_of_service" and "disk" in snap["out_of_service"]["reasons"]
+    assert term.acceptor.escrow(100) is EscrowDecision.RETURN
+    patched.return_value = usage(10**10, 0, 500 * mib)
+    term.tick(engine_module.DISK_CHECK_S)
+    assert term.engine.screen.value == "idle"
+    kinds = [e["kind"] for e in term.ledger.recent_events()]
+    assert {"disk_low", "disk_critical", "disk_ok"} <= set(kinds)

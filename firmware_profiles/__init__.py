@@ -1,0 +1,1 @@
+"""Firmware profiles: TOML data, one file per device model or firmware family."""
