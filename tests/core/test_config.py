@@ -121,3 +121,20 @@ def test_shipped_example_config_is_valid():
     config = load_config(Path(__file__).resolve().parents[2] / "config.example.toml")
     assert config.acceptor.kind == "ccnet" and config.printer.profile == "custom_vkp80iii"
     assert config.technician.pin_hash == ""  # no default PIN on a real terminal
+
+
+def test_cli_run_with_unusable_data_directory_exits_with_clear_message(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the data folder should be")
+    path = write(
+        tmp_path, f'[paths]\ndata_dir = "{blocker / "data"}"\nruntime_dir = "{tmp_path / "run"}"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "kiosk", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "cannot start: cannot create the data directory" in result.stderr
+    assert "Traceback" not in result.stderr
