@@ -31,7 +31,7 @@ from kiosk.catalog import Provider
 from kiosk.config import Config
 from kiosk.diskguard import DiskLevel, disk_level
 from kiosk.ledger import Ledger, LedgerError
-from kiosk.messages import message, money_text
+from kiosk.messages import UNCLAIMED_FALLBACK, message, money_text, receipt_note
 from kiosk.screens import CANCELLABLE, PROMPTLESS, Screen, screen_timeout
 from kiosk.technician import TechnicianAccess
 
@@ -305,12 +305,7 @@ class PaymentEngine:
                 if s.inserted_minor >= s.provider.max_minor:
                     self._request_finish("maximum amount reached")
             elif outcome.kind == "unclaimed" and outcome.unclaimed_id is not None:
-                self._print_unclaimed(
-                    outcome.unclaimed_id,
-                    bill.amount_minor,
-                    bill.currency,
-                    "bill stacked outside a payment",
-                )
+                self._print_payment(outcome.unclaimed_id, copy=False)  # the slip
                 self._notice(
                     "unclaimed_credit",
                     amount=money_text(bill.amount_minor, bill.currency),
@@ -407,7 +402,8 @@ class PaymentEngine:
         self._publish()
 
     # -- finishing a payment (M5) ------------------------------------------------------
-    def _request_finish(self, note: str) -> None:
+    def _request_finish(self, note: str | None) -> None:
+        """Close the cash session; `note` says why when it is not the customer's "pay"."""
         s = self.session
         if s is None or s.finishing:
             return
@@ -424,9 +420,10 @@ class PaymentEngine:
         s = self.session
         if s is None or s.session_id is None:
             return
-        note = s.finish_note if s.finish_note not in (None, "customer pressed pay") else None
         try:
-            payment_id = self.ledger.finish_session(s.session_id, s.provider.commission, note)
+            payment_id = self.ledger.finish_session(
+                s.session_id, s.provider.commission, s.finish_note
+            )
         except LedgerError as exc:
             self._ledger_failed(exc)
             return
@@ -470,7 +467,11 @@ class PaymentEngine:
             return receipts.unclaimed_slip(
                 term,
                 receipts.UnclaimedData(
-                    payment_id, created, p["inserted_minor"], p["currency"], p["note"] or ""
+                    payment_id,
+                    created,
+                    p["inserted_minor"],
+                    p["currency"],
+                    receipt_note(p["note"]) or UNCLAIMED_FALLBACK,
                 ),
             )
         provider = self.config.catalog.get(p["provider_id"])
@@ -485,7 +486,7 @@ class PaymentEngine:
                 commission_minor=p["commission_minor"],
                 credited_minor=p["credited_minor"],
                 currency=p["currency"],
-                status_note=p["note"],
+                status_note=receipt_note(p["note"]),
             ),
             copy=copy,
         )
@@ -517,9 +518,6 @@ class PaymentEngine:
                 if not ok:
                     self._notice("receipt_failed", payment_id=payment_id, phone=self.support_phone)
                 self._publish()
-
-    def _print_unclaimed(self, record_id: str, amount: int, currency: str, reason: str) -> None:
-        self._printer_pool.submit(self._print_job, record_id, False)
 
     def _poll_printer(self) -> None:
         try:
@@ -692,7 +690,7 @@ class PaymentEngine:
             raise IntentError(
                 "below_minimum", f"insert at least {money_text(s.provider.min_minor)}"
             )
-        self._request_finish("customer pressed pay")
+        self._request_finish(None)
 
     def _i_cancel(self, args: dict[str, Any]) -> None:
         if self.screen in CANCELLABLE:

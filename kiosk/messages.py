@@ -76,3 +76,40 @@ def money_text(minor: int, currency: str = "RUB") -> str:
 def message(code: str, **values: Any) -> dict[str, str]:
     ru, en = TEXTS[code]
     return {"code": code, "ru": ru.format(**values), "en": en.format(**values)}
+
+
+# Why a payment or unclaimed record exists, as the ledger notes it (English, for the desk)
+# → what the customer's paper says. Technician details are never printed.
+RECEIPT_NOTES: dict[str, str | None] = {
+    "finished after a terminal restart": (
+        "Платёж завершён после перезапуска терминала / Completed after a terminal restart"
+    ),
+    "customer timed out with cash inserted": (
+        "Платёж завершён по истечении времени / Completed when the session timed out"
+    ),
+    "out of service": (
+        "Платёж завершён из-за неисправности терминала / "
+        "Completed because the terminal went out of service"
+    ),
+    "maximum amount reached": None,
+    "stacked after its session had ended": (
+        "Купюра принята после завершения платежа / The bill was taken after the payment ended"
+    ),
+    "stacked with no escrow decision on record": (
+        "Купюра принята вне платежа / The bill was taken outside a payment"
+    ),
+    "found unassigned after restart": (
+        "Купюра найдена после перезапуска терминала / Found after a terminal restart"
+    ),
+}
+UNCLAIMED_FALLBACK = "Платёж не завершён / The payment was not completed"
+
+
+def receipt_note(note: str | None) -> str | None:
+    """The customer-facing line for a ledger note, or None to print nothing."""
+    if not note:
+        return None
+    for prefix, text in RECEIPT_NOTES.items():
+        if note.startswith(prefix):
+            return text
+    return None

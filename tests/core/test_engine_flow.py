@@ -211,3 +211,19 @@ def test_printer_checked_when_a_session_starts(term):
     term.drain()
     term.intent("submit_account", account=MTS_ACCOUNT)
     assert term.engine.snapshot()["printer_warning"] is True
+
+
+def test_receipts_print_customer_words_not_technician_details(term):
+    """A payment finished by a fault says so in customer words; the device detail (codes,
+    driver text) stays with the technician and the desk."""
+    from drivers.acceptor import AcceptorStatus
+
+    term.to_cash()
+    term.acceptor.insert(100)
+    term.acceptor.set_status(AcceptorStatus.JAMMED, "0x43 validator jammed")
+    term.drain()
+    text = " ".join(term.printer.texts()[-1].split())  # words, whatever the line breaks
+    assert "неисправности терминала" in text and "went out of service" in text
+    assert "0x43" not in text and "jammed" not in text
+    payment = term.ledger.list_payments()[0]
+    assert "0x43" in payment["note"]  # the desk still sees why
