@@ -304,13 +304,13 @@ class ApiServer:
     async def _op_tech_login(self, conn: Connection, msg: dict[str, Any]) -> Any:
         pin = _arg(msg, "pin", str)
         engine = self.engine
-        with engine._lock:
+        with engine.lock:
             try:
                 token = engine.technician.login(pin)
             except TechnicianAuthError as exc:
-                engine._add_event("technician_login_failed", "warning", {"code": exc.code})
+                engine.record_event("technician_login_failed", "warning", {"code": exc.code})
                 raise
-            engine._add_event("technician_login", "info", {})
+            engine.record_event("technician_login", "info", {})
         return {"token": token, "expires_after_s": engine.config.technician.session_timeout_s}
 
     async def _op_tech_logout(self, conn: Connection, msg: dict[str, Any]) -> Any:
@@ -321,9 +321,9 @@ class ApiServer:
         self, op: Callable[[dict[str, Any]], Any]
     ) -> Callable[[Connection, dict[str, Any]], Awaitable[Any]]:
         async def handler(conn: Connection, msg: dict[str, Any]) -> Any:
-            with self.engine._lock:
+            with self.engine.lock:
                 self.engine.technician.check(msg.get("token"))
-                self.engine._add_event("technician_action", "info", {"op": msg.get("op")})
+                self.engine.record_event("technician_action", "info", {"op": msg.get("op")})
             return await asyncio.to_thread(op, msg)
 
         return handler

@@ -598,6 +598,45 @@ class PaymentEngine:
             except Exception:
                 log.exception("snapshot subscriber failed")
 
+    # -- for technician and desk operations (kiosk/service.py, sync/) -------------------
+    @property
+    def lock(self) -> threading.RLock:
+        """Hold it to read or change engine state from another module."""
+        return self._lock
+
+    def set_out_of_service(self, code: str, detail: str) -> None:
+        with self._lock:
+            self._set_oos(code, detail)
+            self._publish()
+
+    def clear_out_of_service(self, code: str) -> None:
+        with self._lock:
+            self._clear_oos(code)
+            self._publish()
+
+    def record_event(self, kind: str, severity: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            self._add_event(kind, severity, data)
+
+    def publish(self) -> None:
+        with self._lock:
+            self._publish()
+
+    def set_support_phone(self, phone: str) -> None:
+        """A new call-center number: on every screen at once, on the next receipt."""
+        with self._lock:
+            self.support_phone = phone
+            self._publish()
+
+    def print_document(self, document: Document, timeout_s: float = 60.0) -> bool:
+        """Print on the printer thread and wait; False if it could not be printed."""
+        future = self._printer_pool.submit(self.printer.print_document, document)
+        try:
+            future.result(timeout=timeout_s)
+        except (PrinterError, OSError, TimeoutError):
+            return False
+        return True
+
     # -- customer intents (from the local API) -----------------------------------------
     def intent(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """Apply one customer intent; raises IntentError with a stable code when refused."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from drivers.printer import PrinterError
 from kiosk import receipts
 from kiosk.engine import IntentError, PaymentEngine
 from kiosk.screens import Screen
@@ -29,7 +28,7 @@ def _no_customer(engine: PaymentEngine) -> None:
 
 def encash(engine: PaymentEngine, technician: str) -> dict[str, Any]:
     """Empty the cassette (M7): one ledger transaction, then the printed report."""
-    with engine._lock:
+    with engine.lock:
         _no_customer(engine)
         report = engine.ledger.encash(technician)
     document = receipts.encashment_report(
@@ -44,17 +43,8 @@ def encash(engine: PaymentEngine, technician: str) -> dict[str, Any]:
             currency=report["currency"],
         ),
     )
-    report["printed"] = _print(engine, document)
+    report["printed"] = engine.print_document(document)
     return report
-
-
-def _print(engine: PaymentEngine, document: Any) -> bool:
-    future = engine._printer_pool.submit(engine.printer.print_document, document)
-    try:
-        future.result(timeout=60)
-    except (PrinterError, OSError, TimeoutError):
-        return False
-    return True
 
 
 def counters(engine: PaymentEngine) -> dict[str, Any]:
@@ -69,47 +59,46 @@ def counters(engine: PaymentEngine) -> dict[str, Any]:
 
 def reprint(engine: PaymentEngine, payment_id: str) -> dict[str, Any]:
     document = engine.payment_document(payment_id, copy=True)
-    printed = _print(engine, document)
-    engine._add_event("receipt_reprinted", "info", {"payment_id": payment_id, "printed": printed})
+    printed = engine.print_document(document)
+    engine.record_event("receipt_reprinted", "info", {"payment_id": payment_id, "printed": printed})
     return {"payment_id": payment_id, "printed": printed}
 
 
 def test_print(engine: PaymentEngine) -> dict[str, Any]:
     document = receipts.test_page(engine.terminal_info(), engine.config.printer.kind)
-    return {"printed": _print(engine, document)}
+    return {"printed": engine.print_document(document)}
 
 
 def set_service_mode(engine: PaymentEngine, on: bool) -> dict[str, Any]:
     """Take the terminal out of service for maintenance (or back), between customers."""
-    with engine._lock:
+    with engine.lock:
         if on:
             _no_customer(engine)
-            engine._set_oos("service", "technician service mode")
+            engine.set_out_of_service("service", "technician service mode")
         else:
-            engine._clear_oos("service")
-        engine._publish()
+            engine.clear_out_of_service("service")
         return {"out_of_service": sorted(engine.oos_reasons)}
 
 
 def acceptor_test(engine: PaymentEngine, on: bool) -> dict[str, Any]:
     """Technician acceptor test: every bill is read and returned, never credited. The
     terminal is out of service for customers meanwhile."""
-    with engine._lock:
+    with engine.lock:
         if on:
             _no_customer(engine)
-            engine._set_oos("service", "technician acceptor test")
+            engine.set_out_of_service("service", "technician acceptor test")
             engine.acceptor_test = []
         else:
             engine.acceptor_test = None
-            engine._clear_oos("service")
-        engine._apply_acceptor()
-        engine._add_event("acceptor_test", "info", {"on": on})
-        engine._publish()
+            engine.clear_out_of_service("service")
+        engine._apply_acceptor()  # the test mask, or none
+        engine.record_event("acceptor_test", "info", {"on": on})
+        engine.publish()
         return {"on": on, "bills_seen": list(engine.acceptor_test or [])}
 
 
 def acceptor_test_results(engine: PaymentEngine) -> dict[str, Any]:
-    with engine._lock:
+    with engine.lock:
         return {
             "on": engine.acceptor_test is not None,
             "bills_seen": list(engine.acceptor_test or []),
@@ -118,9 +107,9 @@ def acceptor_test_results(engine: PaymentEngine) -> dict[str, Any]:
 
 def request_restart(engine: PaymentEngine) -> dict[str, Any]:
     """Ask the daemon to restart the core (systemd starts it again), between customers."""
-    with engine._lock:
+    with engine.lock:
         _no_customer(engine)
-        engine._add_event("restart_requested", "info", {"by": "technician"})
+        engine.record_event("restart_requested", "info", {"by": "technician"})
         engine.restart_requested = True
         return {"restarting": True}
 
