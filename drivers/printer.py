@@ -75,12 +75,6 @@ class Document:
     kind: str  # "payment", "unclaimed", "encashment", "test"
     blocks: tuple[Block, ...] = field(default_factory=tuple)
 
-    def plain_lines(self, columns: int) -> list[str]:
-        """The document as plain text at a given width (virtual printer, logs, tests)."""
-        from drivers.layout import render_plain
-
-        return render_plain(self, columns)
-
 
 class PrinterError(Exception):
     """Printing failed; the message says why in words a technician understands."""

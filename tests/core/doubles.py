@@ -18,6 +18,7 @@ from drivers.acceptor import (
     EscrowDecision,
     StackedBill,
 )
+from drivers.layout import render_plain
 from drivers.printer import Document, PrinterError, PrinterStatus
 
 RUB_TABLE = tuple(
@@ -121,4 +122,4 @@ class DoublePrinter:
         self.printed.append(document)
 
     def texts(self) -> list[str]:
-        return ["\n".join(d.plain_lines(self.columns)) for d in self.printed]
+        return ["\n".join(render_plain(d, self.columns)) for d in self.printed]
