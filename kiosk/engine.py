@@ -37,9 +37,13 @@ from kiosk.technician import TechnicianAccess
 
 log = logging.getLogger("kiosk.engine")
 
+# Start-up reconciliation waits for these: a device still moving a bill (ACCEPTING) may be
+# about to report it stacked, and that bill belongs to the session still open in the ledger.
 SETTLE_STATUSES = frozenset(
-    s for s in AcceptorStatus if s not in (AcceptorStatus.INITIALIZING, AcceptorStatus.OFFLINE)
+    {AcceptorStatus.DISABLED, AcceptorStatus.IDLE}
+    | {s for s in AcceptorStatus if s.is_fault and s is not AcceptorStatus.OFFLINE}
 )
+LEDGER_PROBE_S = 10.0
 STARTUP_SETTLE_S = 10.0
 PRINTER_POLL_S = 10.0
 DISK_CHECK_S = 60.0
@@ -109,6 +113,9 @@ class PaymentEngine:
         self.reconciled = False
         self.acceptor_test: list[dict[str, Any]] | None = None  # bills seen in test mode
         self.disk = DiskLevel.OK
+        self._stopping = False
+        self._over_max_returning = False  # the next "returned" is the over-maximum bill
+        self._ledger_probed = 0.0
         self._disk_checked = -1e9
         self.restart_requested = False
 
@@ -122,6 +129,8 @@ class PaymentEngine:
         self.tick()
 
     def stop(self) -> None:
+        with self._lock:
+            self._stopping = True  # the driver's last "offline: stopped" is not a fault
         self.acceptor.stop()
         self._printer_pool.shutdown(wait=True)
         self.printer.stop()
@@ -145,6 +154,9 @@ class PaymentEngine:
                 if settled or now - self._started_at >= STARTUP_SETTLE_S:
                     self._reconcile()
                 return
+            if "ledger" in self.oos_reasons and now - self._ledger_probed >= LEDGER_PROBE_S:
+                self._ledger_probed = now
+                self._probe_ledger()
             if now - self._disk_checked >= DISK_CHECK_S:
                 self._disk_checked = now
                 self._check_disk()
@@ -265,6 +277,8 @@ class PaymentEngine:
                 return EscrowDecision.RETURN
             if s.inserted_minor + bill.amount_minor > s.provider.max_minor:
                 self._notice("bill_over_max", max=money_text(s.provider.max_minor))
+                self._over_max_returning = True
+                self._publish()
                 return EscrowDecision.RETURN
             try:
                 escrow_id = self.ledger.record_escrow(
@@ -298,6 +312,9 @@ class PaymentEngine:
                 raise  # the driver must not ACK (M2): the device will report it again
             if escrow_id is not None:
                 self.pending = None
+            if "ledger" in self.oos_reasons:
+                self._ledger_probed = self._clock()
+                self._probe_ledger()  # that write worked: the disk is back
             s = self.session
             if outcome.kind == "credited" and s is not None and s.session_id == outcome.session_id:
                 s.inserted_minor = outcome.session_inserted_minor
@@ -324,8 +341,9 @@ class PaymentEngine:
                     self.ledger.resolve_escrow(pending.escrow_id, "returned")
                 except LedgerError as exc:
                     self._ledger_failed(exc)
-            if self.screen is Screen.CASH:
-                self._notice("bill_returned")
+            if self.screen is Screen.CASH and not self._over_max_returning:
+                self._notice("bill_returned")  # over-maximum keeps its own, clearer notice
+            self._over_max_returning = False
             self._publish()
 
     def on_rejected(self, reason: str) -> None:
@@ -337,7 +355,14 @@ class PaymentEngine:
 
     def on_status(self, status: AcceptorStatus, detail: str) -> None:
         with self._lock:
+            if self._stopping:
+                return
             previous = self.acceptor_status
+            if status is AcceptorStatus.INITIALIZING and self.pending is not None:
+                # A reset gives back a bill in the validator without a "returned" report
+                # (CCNET 0x11). Forget it here; its ledger escrow stays pending, so a bill
+                # that went to the stacker after all (0x12 → 0x81) still finds its owner.
+                self.pending = None
             self.acceptor_status, self.acceptor_detail = status, detail
             if status.is_fault and not previous.is_fault:
                 self._add_event(
@@ -380,6 +405,25 @@ class PaymentEngine:
         self.screen = Screen.OUT_OF_SERVICE
         self.deadline = float("inf")
         self._publish()
+
+    def _probe_ledger(self) -> None:
+        """After a write failure (M10): try one small write; if the disk is back, finish
+        the interrupted session (its cash is on disk) and return to service."""
+        try:
+            self.ledger.add_event("ledger_recovered", "info", {})
+        except LedgerError:
+            return
+        log.warning("ledger writable again")
+        del self.oos_reasons["ledger"]
+        s = self.session
+        if s is not None and s.session_id is not None and s.payment_id is None:
+            if s.inserted_minor or self.pending is not None:
+                s.finishing = False
+                self._request_finish("finished after a ledger failure")
+                return
+            self._abandon()
+            return
+        self._go_idle()
 
     def _check_disk(self) -> None:
         try:

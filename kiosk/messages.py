@@ -92,6 +92,9 @@ RECEIPT_NOTES: dict[str, str | None] = {
         "Completed because the terminal went out of service"
     ),
     "maximum amount reached": None,
+    "finished after a ledger failure": (
+        "Платёж завершён после сбоя записи / Completed after a storage failure"
+    ),
     "stacked after its session had ended": (
         "Купюра принята после завершения платежа / The bill was taken after the payment ended"
     ),

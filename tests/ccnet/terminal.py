@@ -123,6 +123,7 @@ class Core:
     stopped: bool = False
 
     def stop(self) -> None:
+        """A clean shutdown (as the daemon does it): the engine sees the driver go offline."""
         if self.stopped:
             return
         self.stopped = True
@@ -132,6 +133,23 @@ class Core:
         self.ledger.close()
         if self.ticker.error is not None:
             raise self.ticker.error
+
+    def kill(self) -> None:
+        """Like SIGKILL for the engine: from now on it reacts to nothing and writes nothing.
+        The driver's line thread is still stopped (one owner per port); on its way out it
+        disables the unit, which a killed process would not do - the unit keeps its
+        unacknowledged report either way."""
+        if self.stopped:
+            return
+        self.ticker.halt.set()
+        self.ticker.join(5)
+
+        def dead(*_args: object) -> Any:
+            raise RuntimeError(f"core {self.run_id} is dead")
+
+        for name in ("on_escrow", "on_stacked", "on_returned", "on_rejected", "on_status"):
+            setattr(self.engine, name, dead)
+        self.stop()
 
 
 class WideMaskAcceptor(CcnetAcceptor):
@@ -166,7 +184,11 @@ class Rig:
         self.sim = CcnetSimulator(link=tmp / "ttyCCNET", timing=sim_timing, echo=self.hooks)
         self.sim.start()
         self.cores: list[Core] = []
-        self.core = self.start_core("core1")
+        try:
+            self.core = self.start_core("core1")
+        except BaseException:
+            self.sim.stop()
+            raise
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -203,8 +225,9 @@ class Rig:
         )
 
     def restart(self, run_id: str, prepare: Callable[[Core], None] | None = None) -> Core:
-        """A new core on the same ledger file and the same, still running, simulator."""
-        self.core.stop()
+        """The core dies (`Core.kill`) and a new one starts on the same ledger file and the
+        same, still running, simulator."""
+        self.core.kill()
         self.core = self.start_core(run_id, prepare)
         return self.core
 

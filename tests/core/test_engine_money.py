@@ -437,3 +437,25 @@ def test_m10_disk_guard_warns_then_stops_before_the_disk_is_full(term, mocker):
     assert term.engine.screen.value == "idle"
     kinds = [e["kind"] for e in term.ledger.recent_events()]
     assert {"disk_low", "disk_critical", "disk_ok"} <= set(kinds)
+
+
+def test_m10_terminal_returns_to_service_when_the_ledger_can_write_again(term):
+    from kiosk import engine as engine_module
+
+    term.to_cash()
+    term.acceptor.insert(500)
+    _break_ledger(term, "PRAGMA query_only=ON")
+    assert term.acceptor.escrow(100) is EscrowDecision.RETURN  # the marker cannot be written
+    assert term.engine.screen.value == "out_of_service"
+    term.tick(engine_module.LEDGER_PROBE_S)
+    assert term.engine.screen.value == "out_of_service"  # still read-only
+    _break_ledger(term, "PRAGMA query_only=OFF")
+    term.tick(engine_module.LEDGER_PROBE_S)
+    term.drain()
+    assert term.engine.screen.value == "receipt"  # the 500 inside became a payment
+    payment = term.ledger.list_payments()[0]
+    assert (payment["inserted_minor"], payment["note"]) == (
+        50_000,
+        "finished after a ledger failure",
+    )
+    assert "Completed after a storage failure" in " ".join(term.printer.texts()[-1].split())
