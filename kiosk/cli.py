@@ -187,6 +187,37 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return probe_main(args.rest)
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from sync.cli import keys_main
+
+    return keys_main(args.dir, args.terminal, _config(args))
+
+
+def cmd_desk(args: argparse.Namespace) -> int:
+    from sync.cli import desk_main
+
+    return desk_main(args.rest)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """The touchscreen (ui/, Kivy): socket, terminal id and support phone come from the
+    core's config; every other option goes to the UI as it is (`kiosk ui --help`)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", "-c")
+    known, rest = pre.parse_known_args(args.rest)
+    if not {"-h", "--help"} & set(rest):
+        config = load_config(Path(known.config) if known.config else None)
+        rest = [
+            "--socket", str(config.paths.socket),
+            "--phone", config.terminal.support_phone,
+            "--terminal-id", config.terminal.id,
+            *rest,  # the UI's own flags come last and win
+        ]
+    from ui.__main__ import main as ui_main  # Kivy only for this command
+
+    return ui_main(rest)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from kiosk.demo import main as demo_main
 
@@ -267,6 +298,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("devices", cmd_devices, "find and identify devices on serial ports", config=False)
     sp.add_argument("action", choices=["probe"])
     sp.add_argument("rest", nargs=argparse.REMAINDER, help="ports and probe options")
+    sp = add("keys", cmd_keys, "create the terminal's signing key, TLS key and CSR")
+    sp.add_argument("--dir", help="where to write them (default: next to mqtt.signing_key)")
+    sp.add_argument("--terminal", help="terminal id for the CSR (default: from the config)")
+    sp = add("desk", cmd_desk, "desk side: keygen, watch, cmd, config, status", config=False)
+    sp.add_argument("rest", nargs=argparse.REMAINDER, help="see 'kiosk desk --help'")
+    # Every option after `ui` is the UI's (prefix '+' keeps argparse from judging them).
+    sp = sub.add_parser(
+        "ui",
+        help="the customer touchscreen (Kivy), a client of the local API",
+        description="The customer touchscreen. -c FILE: the core's config; other options: "
+        "see `kiosk ui --help`.",
+        prefix_chars="+",
+        add_help=False,
+    )
+    sp.add_argument("rest", nargs=argparse.REMAINDER, help="-c FILE and the UI's options")
+    sp.set_defaults(func=cmd_ui)
     sp = add("demo", cmd_demo, "a terminal with simulated devices takes a payment")
     sp.add_argument("--workdir", default="demo-run", help="where the demo keeps its files")
     sp.add_argument(
@@ -279,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["desk"]:  # options before the operation: its own parser (sync/cli.py)
+        from sync.cli import desk_main
+
+        return desk_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -113,7 +113,7 @@ class MqttConfig:
     will_delay_s: int = 0
     health_interval_s: int = 60
     health_min_interval_s: float = 2.0
-    inflight: int = 256  # payment/event records sent and awaiting the desk's ack
+    inflight: int = 1000  # payment/event records sent and awaiting the desk's ack
     batch: int = 50  # records per payments/events message
     resend_after_s: float = 30.0
     reconnect_min_s: float = 1.0

@@ -6,6 +6,8 @@ set -euo pipefail
 # Add an entry here when a test starts to need a system program (e.g. [mosquitto]=mosquitto).
 declare -A NEED=(
   [systemd-analyze]=systemd
+  [mosquitto]=mosquitto
+  [Xvfb]=xvfb
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

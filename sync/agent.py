@@ -1,0 +1,642 @@
+"""The terminal's sync agent: wires the MQTT session to the engine and the ledger.
+
+Threads:
+- "mqtt-net" (sync/connection.py) owns paho; its callbacks only enqueue here.
+- "sync-worker" (this module) does everything else: ledger reads and writes (fsync),
+  signature checks, desk commands and config under the engine lock, the outbox drain,
+  state and health. So paho's loop never waits on the engine lock or the disk.
+
+Topics, payloads and the rules for rejecting messages: docs/mqtt.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from kiosk import __version__
+from kiosk.config import Config
+from kiosk.engine import PaymentEngine
+from kiosk.ledger import Ledger, LedgerError
+from kiosk.ledger import desk as desk_ledger
+from sync import topics
+from sync.commands import Command, CommandError, check_fresh, check_seq, parse_command
+from sync.connection import Connection, ConnSettings, Inbound, Subscription, Will
+from sync.desk_config import ConfigDoc, ConfigDocError, parse_config_doc
+from sync.drain import Drain
+from sync.envelope import EnvelopeError, open_envelope, peek_body, seal
+from sync.health import build_health, significant
+from sync.keys import KeyError_, key_id, load_or_create_signing_key, public_from_b64
+
+log = logging.getLogger("sync.agent")
+
+DESK_OOS_CODE = "desk"
+POLL_S = 1.0  # look at the outbox at least this often (payments written by the engine)
+REJECT_EVENTS_PER_MIN = 20
+
+
+def signing_key_path(config: Config) -> Path:
+    return config.mqtt.signing_key or (config.paths.data_dir / "keys" / "terminal.ed25519.key")
+
+
+def desk_public_keys(config: Config) -> dict[str, Ed25519PublicKey]:
+    keys = {}
+    for kid, b64 in config.mqtt.desk_keys:
+        try:
+            keys[kid] = public_from_b64(b64)
+        except KeyError_ as exc:
+            raise KeyError_(f"mqtt.desk_keys.{kid}: {exc}") from exc
+    return keys
+
+
+class _RateLimit:
+    """At most `per_min` rejection events a minute per kind; the rest are counted."""
+
+    def __init__(self, per_min: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_min, self._clock = per_min, clock
+        self._window: dict[str, tuple[float, int]] = {}
+        self.suppressed: dict[str, int] = {}
+
+    def allow(self, kind: str) -> bool:
+        now = self._clock()
+        start, count = self._window.get(kind, (now, 0))
+        if now - start >= 60:
+            start, count = now, 0
+        if count >= self.per_min:
+            self.suppressed[kind] = self.suppressed.get(kind, 0) + 1
+            self._window[kind] = (start, count)
+            return False
+        self._window[kind] = (start, count + 1)
+        return True
+
+
+class SyncAgent:
+    def __init__(
+        self,
+        config: Config,
+        engine: PaymentEngine,
+        ledger: Ledger,
+        on_restart: Callable[[], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.ledger = ledger
+        self.on_restart = on_restart
+        m = config.mqtt
+        self.terminal_id = config.terminal.id
+        self.key, created = load_or_create_signing_key(signing_key_path(config))
+        if created:
+            log.warning("created a new terminal signing key at %s", signing_key_path(config))
+        self.kid = key_id(self.terminal_id, self.key.public_key())
+        self.desk_keys = desk_public_keys(config)
+        if not self.desk_keys:
+            log.warning("mqtt.desk_keys is empty: every desk message will be rejected")
+        self.drain = Drain(
+            ledger,
+            self.terminal_id,
+            self.key,
+            self.kid,
+            inflight=m.inflight,
+            batch=m.batch,
+            resend_after_s=m.resend_after_s,
+        )
+        self.help_texts: dict[str, dict[str, str]] = {}
+        self.config_version = 0
+        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._started = time.monotonic()
+        self._connected = False
+        self._health_sig: tuple[Any, ...] | None = None
+        self._health_at = -1e9
+        self._health_wanted = False
+        self._last_poll = 0.0
+        self._reject_limit = _RateLimit(REJECT_EVENTS_PER_MIN)
+        self._restart_after: float | None = None
+        self._acks: list[int] = []
+        self.conn = Connection(self._settings(), self)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def _settings(self) -> ConnSettings:
+        m, t = self.config.mqtt, self.terminal_id
+        return ConnSettings(
+            host=m.host,
+            port=m.port,
+            client_id=m.client_id or t,
+            keepalive=m.keepalive_s,
+            tls_ca=m.tls_ca,
+            tls_cert=m.tls_cert,
+            tls_key=m.tls_key,
+            session_expiry_s=m.session_expiry_s,
+            clean_start=False,
+            will=Will(
+                topics.topic(t, topics.STATE),
+                lambda cid: self._state_payload("offline", cid, "lost"),
+                qos=1,
+                retain=True,
+                delay_s=m.will_delay_s,
+            ),
+            subscriptions=(
+                Subscription(topics.topic(t, topics.CMD), 1, send_retained=False),
+                Subscription(topics.topic(t, topics.ACK), 1),
+                Subscription(topics.topic(t, topics.PAYMENT_STATUS), 1),
+                Subscription(topics.topic(t, topics.CONFIG), 1),
+            ),
+            reconnect_min_s=m.reconnect_min_s,
+            reconnect_max_s=m.reconnect_max_s,
+            max_inflight=max(20, min(1000, m.inflight // max(1, m.batch) + 10)),
+        )
+
+    def start(self) -> None:
+        self.restore()
+        self.engine.subscribe(self._on_snapshot)
+        self._worker = threading.Thread(target=self._work, name="sync-worker", daemon=True)
+        self._worker.start()
+        self.conn.start()
+        log.info(
+            "sync agent: terminal %s, key %s, broker %s:%s%s",
+            self.terminal_id,
+            self.kid,
+            self.config.mqtt.host,
+            self.config.mqtt.port,
+            " (TLS)" if self.config.mqtt.tls_ca else "",
+        )
+
+    def stop(self) -> None:
+        self.engine.unsubscribe(self._on_snapshot)
+        self._stop.set()
+        self._queue.put(("stop",))
+        if self._worker is not None:
+            self._worker.join(15)
+        offline = self._state_payload("offline", self.conn.connection_id, "shutdown")
+        self.conn.stop(final=[(topics.topic(self.terminal_id, topics.STATE), offline, 1, True)])
+
+    def restore(self) -> None:
+        """Apply what the desk set before a restart (config, phone, disable) to the engine."""
+        settings = desk_ledger.desk_settings(self.ledger)
+        body = settings["config"]
+        if body is not None:
+            try:
+                doc = parse_config_doc(body, self.terminal_id, self.engine.config.catalog)
+                self._apply_config(doc, publish=False)
+            except ConfigDocError as exc:  # kept documents were valid when applied
+                log.error("stored desk config v%s no longer applies: %s", body.get("version"), exc)
+        self.config_version = settings["config_version"]
+        if settings["support_phone"]:
+            self.engine.set_support_phone(settings["support_phone"])
+        if settings["disabled"]:
+            self.engine.set_out_of_service(
+                DESK_OOS_CODE, f"disabled by the desk: {settings['disabled']}"
+            )
+
+    # -- connection handler (network thread: enqueue only) -----------------------------
+    def on_connected(self, connection_id: str, session_present: bool) -> None:
+        self._queue.put(("connected", connection_id))
+
+    def on_disconnected(self, reason: str) -> None:
+        self._queue.put(("disconnected", reason))
+
+    def on_message(self, msg: Inbound) -> None:
+        self._queue.put(("message", msg))
+
+    def on_published(self, tag: Any, ok: bool, reason: str) -> None:
+        self._queue.put(("published", tag, ok, reason))
+
+    def _on_snapshot(self, snap: dict[str, Any]) -> None:  # engine thread, engine lock held
+        self._queue.put(("snapshot",))
+
+    # -- the worker --------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._queue.get(timeout=self._wait_s())
+            except queue.Empty:
+                item = None
+            try:
+                items = [item] if item is not None else []
+                while len(items) < 10_000:  # take what is there, then act once
+                    try:
+                        items.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                for it in items:
+                    if it[0] == "stop":
+                        return
+                    self._handle(it)
+                self._after_batch()
+            except LedgerError as exc:
+                log.error("ledger error in the sync worker: %s", exc)
+                self._stop.wait(1.0)
+            except Exception:
+                log.exception("sync worker error")
+                self._stop.wait(0.2)
+
+    def _wait_s(self) -> float:
+        waits = [POLL_S]
+        r = self.drain.next_resend_in()
+        if r is not None:
+            waits.append(r)
+        if self._connected:
+            interval = self.config.mqtt.health_interval_s
+            waits.append(max(0.0, self._health_at + interval - time.monotonic()))
+            if self._health_wanted:
+                waits.append(
+                    max(
+                        0.0,
+                        self._health_at + self.config.mqtt.health_min_interval_s
+                        - time.monotonic(),
+                    )
+                )
+        if self._restart_after is not None:
+            waits.append(max(0.0, self._restart_after - time.monotonic()))
+        return max(0.01, min(waits))
+
+    def _handle(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == "connected":
+            self._connected = True
+            self.drain.reset(item[1])
+            self._publish_state("online")
+            self._publish_health(force=True)
+        elif kind == "disconnected":
+            self._connected = False
+        elif kind == "published":
+            self._published(item[1], item[2], item[3])
+        elif kind == "message":
+            self._message(item[1])
+        elif kind == "snapshot":
+            self._health_wanted = True
+
+    def _after_batch(self) -> None:
+        if self._acks:
+            acks, self._acks = self._acks, []
+            self.drain.acknowledged(acks)
+        self.drain.flush_sent()
+        if self._restart_after is not None and time.monotonic() >= self._restart_after:
+            self._restart_when_idle()
+        if not self._connected:
+            return
+        now = time.monotonic()
+        if not self.drain.exhausted or now - self._last_poll >= POLL_S or self._health_wanted:
+            self._last_poll = now
+            self._pump()
+        self._maybe_health(now)
+
+    def _restart_when_idle(self) -> None:
+        """Between customers only: the daemon's loop ends and systemd starts it again."""
+        with self.engine.lock:
+            idle = self.engine.screen.value in ("idle", "out_of_service")
+            if idle:
+                log.warning("restarting on the desk's command")
+                self.engine.restart_requested = True
+        if idle:
+            self._restart_after = None
+            if self.on_restart is not None:
+                self.on_restart()
+        else:
+            self._restart_after = time.monotonic() + 1.0
+
+    def _pump(self) -> None:
+        for batch in self.drain.next_batches():
+            self.conn.publish(
+                topics.topic(self.terminal_id, batch.leaf),
+                batch.payload,
+                qos=1,
+                tag=("drain", batch.seqs),
+            )
+
+    def _published(self, tag: Any, ok: bool, reason: str) -> None:
+        if isinstance(tag, tuple) and tag and tag[0] == "drain":
+            self.drain.published(tag[1], ok)
+        if not ok and reason not in ("connection lost", "not connected", "stopped"):
+            self._reject_event("publish_refused", {"tag": str(tag[0]), "reason": reason})
+
+    # -- state and health --------------------------------------------------------------
+    def _state_payload(self, state: str, connection_id: str, reason: str | None = None) -> bytes:
+        body: dict[str, Any] = {
+            "v": 1,
+            "terminal_id": self.terminal_id,
+            "state": state,
+            "connection_id": connection_id,
+            "at_ms": int(time.time() * 1000),
+            "agent_version": __version__,
+        }
+        if reason:
+            body["reason"] = reason
+        return json.dumps(body).encode()
+
+    def _publish_state(self, state: str) -> None:
+        self.conn.publish(
+            topics.topic(self.terminal_id, topics.STATE),
+            self._state_payload(state, self.conn.connection_id),
+            qos=1,
+            retain=True,
+            tag=("state",),
+        )
+
+    def _maybe_health(self, now: float) -> None:
+        m = self.config.mqtt
+        if now - self._health_at >= m.health_interval_s:
+            self._publish_health(force=True)
+        elif self._health_wanted and now - self._health_at >= m.health_min_interval_s:
+            self._publish_health(force=False)
+
+    def _publish_health(self, force: bool) -> None:
+        self._health_wanted = False
+        health = build_health(
+            self.engine,
+            self.ledger,
+            connection_id=self.conn.connection_id,
+            started_monotonic=self._started,
+            config_version=self.config_version,
+        )
+        sig = significant(health)
+        if not force and sig == self._health_sig:
+            return
+        self._health_sig = sig
+        self._health_at = time.monotonic()
+        self.conn.publish(
+            topics.topic(self.terminal_id, topics.HEALTH),
+            json.dumps(health, ensure_ascii=False).encode(),
+            qos=1,
+            retain=True,
+            tag=("health",),
+        )
+
+    # -- desk messages -----------------------------------------------------------------
+    def _message(self, msg: Inbound) -> None:
+        try:
+            split = topics.split(msg.topic)
+            if split is None or split[0] != self.terminal_id:
+                log.warning("message on an unexpected topic %s ignored", msg.topic)
+            elif split[1] == topics.ACK:
+                self._on_ack(msg)
+            elif split[1] == topics.PAYMENT_STATUS:
+                self._on_payment_status(msg)
+            elif split[1] == topics.CONFIG:
+                self._on_config(msg)
+            elif split[1] == topics.CMD:
+                self._on_command(msg)
+        finally:
+            self.conn.ack(msg)  # processed (durably) or rejected: PUBACK it now
+
+    def _reject_event(self, kind: str, data: dict[str, Any]) -> None:
+        log.warning("%s: %s", kind, data)
+        if self._reject_limit.allow(kind):
+            suppressed = self._reject_limit.suppressed.pop(kind, 0)
+            if suppressed:
+                data = {**data, "suppressed_before": suppressed}
+            self.ledger.add_event(kind, "warning", data)
+
+    def _open(self, msg: Inbound, purpose: str, event: str) -> dict[str, Any] | None:
+        if msg.retain and purpose != "config":
+            self._reject_event(event, {"topic": msg.topic, "reason": "retained"})
+            return None
+        try:
+            opened = open_envelope(msg.payload, purpose, self.desk_keys)
+        except EnvelopeError as exc:
+            self._reject_event(
+                event, {"topic": msg.topic, "reason": exc.code, "detail": str(exc)[:200]}
+            )
+            return None
+        body = opened.body
+        if purpose != "config" and body.get("terminal_id") != self.terminal_id:
+            self._reject_event(event, {"topic": msg.topic, "reason": "wrong_terminal"})
+            return None
+        body["_kid"] = opened.kid
+        body["_sha256"] = hashlib.sha256(opened.body_bytes).hexdigest()
+        return body
+
+    def _on_ack(self, msg: Inbound) -> None:
+        body = self._open(msg, "ack", "desk_message_rejected")
+        if body is None:
+            return
+        seqs = body.get("seqs")
+        if not isinstance(seqs, list) or not all(type(s) is int and s > 0 for s in seqs):
+            self._reject_event("desk_message_rejected", {"topic": msg.topic, "reason": "malformed"})
+            return
+        self._acks.extend(seqs)  # committed once per worker round (_after_batch)
+
+    def _on_payment_status(self, msg: Inbound) -> None:
+        body = self._open(msg, "payment_status", "desk_message_rejected")
+        if body is None:
+            return
+        statuses = body.get("statuses")
+        if not isinstance(statuses, list):
+            self._reject_event("desk_message_rejected", {"topic": msg.topic, "reason": "malformed"})
+            return
+        for st in statuses:
+            ok = (
+                isinstance(st, dict)
+                and isinstance(st.get("payment_id"), str)
+                and st.get("status") in desk_ledger.FINAL_STATUSES
+                and type(st.get("reprocess_count", 0)) is int
+                and isinstance(st.get("detail") or "", str)
+            )
+            if not ok:
+                self._reject_event(
+                    "desk_message_rejected", {"topic": msg.topic, "reason": "malformed"}
+                )
+                continue
+            outcome = desk_ledger.apply_payment_status(
+                self.ledger,
+                st["payment_id"],
+                st["status"],
+                (st.get("detail") or None),
+                st.get("reprocess_count", 0),
+            )
+            log.info("payment %s %s from the desk: %s", st["payment_id"], st["status"], outcome)
+            if outcome in ("unknown_payment", "not_allowed"):
+                self._reject_event(
+                    "payment_status_rejected",
+                    {"payment_id": st["payment_id"][:64], "status": st["status"],
+                     "reason": outcome},
+                )
+
+    # -- config ------------------------------------------------------------------------
+    def _on_config(self, msg: Inbound) -> None:
+        if not msg.payload:
+            return  # the desk cleared the retained document: keep what is applied
+        body = self._open(msg, "config", "config_rejected")
+        if body is None:
+            return
+        sha = body.pop("_sha256")
+        body.pop("_kid")
+        version = body.get("version")
+        current = desk_ledger.current_config(self.ledger)
+        if current is not None and type(version) is int and version <= current[0]:
+            if version == current[0] and sha == current[1]:
+                return  # the retained copy again (every reconnect): nothing to do
+            self._reject_event(
+                "config_rejected",
+                {"version": version, "current": current[0], "reason": "stale_version"},
+            )
+            return
+        try:
+            doc = parse_config_doc(body, self.terminal_id, self.engine.config.catalog)
+        except ConfigDocError as exc:
+            self._reject_event(
+                "config_rejected",
+                {"version": version if type(version) is int else None, "reason": exc.code,
+                 "detail": str(exc)[:300]},
+            )
+            return
+        if not desk_ledger.record_config(self.ledger, doc.version, sha, body):
+            self._reject_event(
+                "config_rejected", {"version": doc.version, "reason": "duplicate_document"}
+            )
+            return
+        self._apply_config(doc, publish=True)
+        self.config_version = doc.version
+        self.ledger.add_event("config_applied", "info", {"version": doc.version})
+        self._health_wanted = True
+
+    def _apply_config(self, doc: ConfigDoc, publish: bool) -> None:
+        """Every part at once, under the engine lock (validated before)."""
+        with self.engine.lock:
+            if doc.catalog is not None:
+                self.engine.config = dataclasses.replace(self.engine.config, catalog=doc.catalog)
+            if doc.support_phone is not None:
+                self.engine.support_phone = doc.support_phone
+            if doc.pin_hash is not None:
+                self.engine.technician.set_pin_hash(doc.pin_hash)
+            if doc.help_texts is not None:
+                self.help_texts = doc.help_texts
+            self.config_version = doc.version
+            if publish:
+                self.engine.publish()
+
+    # -- commands ----------------------------------------------------------------------
+    def _on_command(self, msg: Inbound) -> None:
+        claimed = peek_body(msg.payload).get("cmd_id")
+        claimed = claimed if isinstance(claimed, str) else None
+        body = self._open(msg, "cmd", "command_rejected")
+        if body is None:
+            self._reply(msg, None, {"ok": False, "error": "rejected"}, claimed)
+            return
+        kid = body.pop("_kid")
+        body.pop("_sha256")
+        try:
+            cmd = parse_command(body)
+            check_fresh(
+                cmd, self.terminal_id, self.ledger.now_ms(), self.config.mqtt.clock_skew_s * 1000
+            )
+        except CommandError as exc:
+            self._reject_event(
+                "command_rejected", {"cmd_id": claimed, "reason": exc.code, "detail": str(exc)}
+            )
+            self._reply(msg, None, {"ok": False, "error": exc.code, "message": str(exc)}, claimed)
+            return
+        old = desk_ledger.command_record(self.ledger, cmd.cmd_id)
+        if old is not None:
+            self._reject_event("command_rejected", {"cmd_id": cmd.cmd_id, "reason": "replayed"})
+            self._reply(msg, cmd, {**old.result, "duplicate": True})
+            return
+        try:
+            check_seq(cmd, desk_ledger.last_command_seq(self.ledger, kid))
+        except CommandError as exc:
+            self._reject_event(
+                "command_rejected", {"cmd_id": cmd.cmd_id, "reason": exc.code, "detail": str(exc)}
+            )
+            self._reply(msg, cmd, {"ok": False, "error": exc.code, "message": str(exc)})
+            return
+        result = self._execute(cmd, kid)
+        self._reply(msg, cmd, result)
+
+    def _execute(self, cmd: Command, kid: str) -> dict[str, Any]:
+        a = cmd.args
+        action = None
+        extra: dict[str, Any] = {"type": cmd.type}
+        if cmd.type == "reprocess":
+            action = self._reprocess_action(cmd)
+        elif cmd.type == "set_support_phone":
+            extra["support_phone"] = a["phone"]
+        elif cmd.type == "disable":
+            extra["reason"] = a["reason"] or "disabled by the desk"
+        fresh, result = desk_ledger.execute_command(
+            self.ledger, cmd.cmd_id, cmd.type, kid, cmd.seq, action, extra
+        )
+        if not fresh:  # recorded meanwhile (cannot happen on one worker; kept safe)
+            return {**result, "duplicate": True}
+        self.ledger.add_event(
+            "desk_command", "info", {"cmd_id": cmd.cmd_id, "type": cmd.type, "ok": result["ok"]}
+        )
+        if not result.get("ok"):
+            return result
+        # The ledger has it; now the engine (a restart re-applies from the ledger).
+        if cmd.type == "set_support_phone":
+            self.engine.set_support_phone(a["phone"])
+        elif cmd.type == "disable":
+            reason = f"disabled by the desk: {extra['reason']}"
+            self.engine.set_out_of_service(DESK_OOS_CODE, reason)
+        elif cmd.type == "enable":
+            self.engine.clear_out_of_service(DESK_OOS_CODE)
+        elif cmd.type == "request_health":
+            self._publish_health(force=True)
+        elif cmd.type == "restart":
+            self._restart_after = time.monotonic() + 1.0  # let the result go out first
+        elif cmd.type == "reprocess":
+            self._last_poll = 0.0  # the new outbox message goes out now
+        self._health_wanted = True
+        return result
+
+    def _reprocess_action(self, cmd: Command) -> Callable[..., dict[str, Any]]:
+        a = cmd.args
+        base = desk_ledger.reprocess_action(
+            self.ledger, a["payment_id"], a["account"], cmd.cmd_id, a["reason"]
+        )
+        catalog = self.engine.config.catalog
+
+        def action(conn: Any, now: int) -> dict[str, Any]:
+            from sqlalchemy import select
+
+            from kiosk.ledger import schema as t
+
+            row = conn.execute(
+                select(t.payments.c.provider_id).where(t.payments.c.id == a["payment_id"])
+            ).first()
+            provider = catalog.get(row.provider_id) if row and row.provider_id else None
+            if provider is not None and not provider.validate_account(a["account"]):
+                raise desk_ledger.DeskRefused(
+                    "invalid_account", f"{a['account']} is not a valid {provider.id} account"
+                )
+            return base(conn, now)
+
+        return action
+
+    def _reply(
+        self,
+        msg: Inbound,
+        cmd: Command | None,
+        result: dict[str, Any],
+        claimed_id: str | None = None,
+    ) -> None:
+        body = {
+            "v": 1,
+            "terminal_id": self.terminal_id,
+            "cmd_id": cmd.cmd_id if cmd is not None else None,
+            "claimed_cmd_id": claimed_id if cmd is None else None,
+            "type": cmd.type if cmd is not None else None,
+            "at_ms": self.ledger.now_ms(),
+            **{k: v for k, v in result.items() if k not in ("key_id", "seq")},
+        }
+        own = topics.topic(self.terminal_id, topics.CMD_RESULT)
+        if msg.response_topic not in (None, own):
+            log.warning("response topic %s ignored: results go to %s", msg.response_topic, own)
+        self.conn.publish(
+            own,
+            seal(self.key, self.kid, "cmd_result", body),
+            qos=1,
+            tag=("result",),
+            correlation_data=msg.correlation_data,
+        )

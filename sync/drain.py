@@ -1,0 +1,163 @@
+"""Outbox drain: ledger outbox → signed record batches on `payments` / `events` (M8).
+
+- The ledger outbox is the source of truth. A record's sequence number is its outbox id
+  (per terminal, monotonic, allocated in the transaction that wrote the payment).
+- At most `inflight` records are out at a time (sent, not yet acknowledged by the desk);
+  each message carries up to `batch` records of one kind, signed with the terminal key.
+- A record leaves the outbox only on the desk's signed `ack` naming its sequence number
+  (kiosk.ledger.desk.acknowledge_seqs). PUBACK only counts an attempt (outbox.mark_sent).
+- Unacknowledged records are sent again after `resend_after_s`, after a refused publish,
+  and from the start after every reconnect. Resending is always safe: the desk
+  de-duplicates by (terminal, seq) and by payment id + reprocess count.
+Runs on the agent's worker thread only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kiosk.ledger import Ledger, outbox
+from kiosk.ledger import desk as desk_ledger
+from kiosk.ledger.outbox import OutboxMessage
+from sync import topics
+from sync.envelope import seal
+
+HISTORICAL_AFTER_MS = 60_000  # a record older than this when sent is marked historical
+REFUSED_RETRY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Batch:
+    leaf: str  # topics.PAYMENTS or topics.EVENTS
+    payload: bytes
+    seqs: tuple[int, ...]
+
+
+class Drain:
+    def __init__(
+        self,
+        ledger: Ledger,
+        terminal_id: str,
+        key: Ed25519PrivateKey,
+        kid: str,
+        inflight: int = 256,
+        batch: int = 50,
+        resend_after_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ledger = ledger
+        self.terminal_id = terminal_id
+        self.key = key
+        self.kid = kid
+        self.inflight = inflight
+        self.batch = batch
+        self.resend_after_s = resend_after_s
+        self._clock = clock
+        self.in_flight: dict[int, float] = {}  # seq -> when it went out
+        self.cursor = 0  # highest seq handed out on this connection
+        self.connection_id = ""
+        self._sent_ok: list[int] = []
+        self.exhausted = False  # the last look found nothing new
+        self.acked_total = 0
+        self.sent_total = 0
+
+    def reset(self, connection_id: str) -> None:
+        """A new connection: everything unacknowledged goes out again, in order."""
+        self.in_flight.clear()
+        self.cursor = 0
+        self.connection_id = connection_id
+        self.exhausted = False
+
+    # -- what to send ------------------------------------------------------------------
+    def next_batches(self) -> list[Batch]:
+        now = self._clock()
+        out: list[Batch] = []
+        due = sorted(s for s, at in self.in_flight.items() if now - at >= self.resend_after_s)
+        if due:
+            messages = desk_ledger.messages_by_seq(self.ledger, due)
+            gone = set(due) - {m.id for m in messages}
+            for s in gone:  # acknowledged meanwhile (an ack on another path)
+                self.in_flight.pop(s, None)
+            out += self._batches(messages, now)
+        room = self.inflight - len(self.in_flight)
+        if room > 0:
+            fresh = outbox.pending(self.ledger, limit=room, after_id=self.cursor)
+            self.exhausted = len(fresh) < room
+            if fresh:
+                self.cursor = fresh[-1].id
+                out += self._batches(fresh, now)
+        return out
+
+    def _batches(self, messages: list[OutboxMessage], now: float) -> list[Batch]:
+        out: list[Batch] = []
+        group: list[OutboxMessage] = []
+        for m in messages:
+            if group and (group[0].kind != m.kind or len(group) >= self.batch):
+                out.append(self._seal(group))
+                group = []
+            group.append(m)
+        if group:
+            out.append(self._seal(group))
+        for m in messages:
+            self.in_flight[m.id] = now
+        return out
+
+    def _seal(self, group: list[OutboxMessage]) -> Batch:
+        now_ms = self.ledger.now_ms()
+        kind = group[0].kind
+        records = []
+        for m in group:
+            created = m.payload.get("created_ms") or m.payload.get("at_ms") or now_ms
+            record = {"seq": m.id, "ref": m.ref, "attempt": m.attempts + 1, "data": m.payload}
+            if now_ms - int(created) > HISTORICAL_AFTER_MS:
+                record["historical"] = True
+            records.append(record)
+        leaf = topics.PAYMENTS if kind == "payment" else topics.EVENTS
+        body = {
+            "v": 1,
+            "terminal_id": self.terminal_id,
+            "kind": kind,
+            "connection_id": self.connection_id,
+            "sent_ms": now_ms,
+            "records": records,
+        }
+        payload = seal(self.key, self.kid, leaf, body)
+        return Batch(leaf, payload, tuple(m.id for m in group))
+
+    # -- what happened -----------------------------------------------------------------
+    def published(self, seqs: tuple[int, ...], ok: bool) -> None:
+        """PUBACK (ok) or a refused / lost publish for a batch."""
+        if ok:
+            self._sent_ok.extend(s for s in seqs if s in self.in_flight)
+            self.sent_total += len(seqs)
+            return
+        retry_at = self._clock() - self.resend_after_s + REFUSED_RETRY_S
+        for s in seqs:
+            if s in self.in_flight:
+                self.in_flight[s] = retry_at
+
+    def flush_sent(self) -> None:
+        """Count the attempts PUBACKed since the last call (one transaction)."""
+        if self._sent_ok:
+            ids, self._sent_ok = self._sent_ok, []
+            outbox.mark_sent(self.ledger, ids)
+
+    def acknowledged(self, seqs: list[int]) -> int:
+        """The desk committed these: they leave the outbox (M8)."""
+        count = desk_ledger.acknowledge_seqs(self.ledger, seqs)
+        for s in seqs:
+            self.in_flight.pop(s, None)
+        self.acked_total += count
+        if count:
+            self.exhausted = False
+        return count
+
+    def next_resend_in(self) -> float | None:
+        if not self.in_flight:
+            return None
+        oldest = min(self.in_flight.values())
+        return max(0.0, oldest + self.resend_after_s - self._clock())

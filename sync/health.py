@@ -1,0 +1,98 @@
+"""The `health` snapshot (retained): what the desk's monitoring shows per terminal.
+
+Built on the agent's worker thread; engine attributes are read under the engine lock
+(briefly, no I/O), ledger figures outside it.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from typing import Any
+
+import paho.mqtt
+
+from kiosk import __version__
+from kiosk.engine import PaymentEngine
+from kiosk.ledger import Ledger
+from kiosk.ledger import desk as desk_ledger
+
+
+def build_health(
+    engine: PaymentEngine,
+    ledger: Ledger,
+    *,
+    connection_id: str,
+    started_monotonic: float,
+    config_version: int,
+) -> dict[str, Any]:
+    with engine.lock:
+        screen = engine.screen.value
+        oos = dict(engine.oos_reasons)
+        acceptor = {
+            "status": engine.acceptor_status.value,
+            "detail": engine.acceptor_detail,
+            "protocol": engine.acceptor.info.protocol,
+            "model": engine.acceptor.info.model,
+            "serial": engine.acceptor.info.serial_number,
+        }
+        printer_status = engine.printer_status
+        support_phone = engine.support_phone
+        terminal_id = engine.config.terminal.id
+    cassette = [
+        {**c, "value_minor": c["amount_minor"] * c["count"]} for c in ledger.cassette_counts()
+    ]
+    queue = desk_ledger.outbox_depth(ledger)
+    try:
+        usage = shutil.disk_usage(ledger.path.parent)
+        disk = {"free_bytes": usage.free, "total_bytes": usage.total}
+    except OSError:
+        disk = {"free_bytes": None, "total_bytes": None}
+    return {
+        "v": 1,
+        "terminal_id": terminal_id,
+        "at_ms": int(time.time() * 1000),
+        "connection_id": connection_id,
+        "screen": screen,
+        "in_service": not oos,
+        "out_of_service": oos,
+        "acceptor": acceptor,
+        "printer": {"status": printer_status.value, "can_print": printer_status.can_print},
+        "paper": _paper(printer_status.value),
+        "cassette": {
+            "bills": sum(c["count"] for c in cassette),
+            "total_minor": sum(c["value_minor"] for c in cassette),
+            "by_denomination": cassette,
+        },
+        "queue": queue,
+        "disk": disk,
+        "uptime_s": round(time.monotonic() - started_monotonic),
+        "versions": {
+            "agent": __version__,
+            "python": platform.python_version(),
+            "paho_mqtt": paho.mqtt.__version__,
+        },
+        "config_version": config_version,
+        "support_phone": support_phone,
+    }
+
+
+def _paper(printer_status: str) -> str:
+    if printer_status in ("paper_out", "paper_near_end"):
+        return printer_status.removeprefix("paper_")
+    return "ok" if printer_status == "ok" else "unknown"
+
+
+def significant(health: dict[str, Any]) -> tuple[Any, ...]:
+    """What counts as a change worth an immediate publish (not time, not uptime)."""
+    return (
+        health["screen"],
+        tuple(sorted(health["out_of_service"])),
+        health["acceptor"]["status"],
+        health["printer"]["status"],
+        health["cassette"]["bills"],
+        health["queue"]["payments_unsent"],
+        health["config_version"],
+        health["support_phone"],
+    )

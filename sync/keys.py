@@ -1,0 +1,236 @@
+"""Keys: the terminal's Ed25519 signing key, its TLS key and CSR, and a small CA for
+the desk side (tests, the demo, a lab broker).
+
+- Ed25519 (`terminal.ed25519.key`): signs payments, events and command results; the desk
+  pins its public key. Key id = "<terminal id>.<first 8 hex of sha256(raw public key)>".
+- TLS client key (EC P-256, widest broker/OpenSSL support) and a CSR whose CN is the
+  terminal id: the broker maps the certificate's CN to the MQTT username
+  (`use_identity_as_username`), and the ACL confines that username to its own topics.
+- Private keys are written 0600, never printed, never sent; only the CSR leaves.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+SIGNING_KEY = "terminal.ed25519.key"
+SIGNING_PUB = "terminal.ed25519.pub"
+TLS_KEY = "tls.key"
+TLS_CSR = "tls.csr"
+
+
+class KeyError_(ValueError):
+    """A key file is missing or not what it should be; the message names it."""
+
+
+# -- Ed25519 -------------------------------------------------------------------------
+def public_raw(pub: Ed25519PublicKey) -> bytes:
+    return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def public_b64(pub: Ed25519PublicKey) -> str:
+    return base64.b64encode(public_raw(pub)).decode("ascii")
+
+
+def public_from_b64(text: str) -> Ed25519PublicKey:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+        return Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError as exc:
+        raise KeyError_(f"not a base64 Ed25519 public key: {text[:16]!r}…") from exc
+
+
+def fingerprint(pub: Ed25519PublicKey) -> str:
+    return hashlib.sha256(public_raw(pub)).hexdigest()[:8]
+
+
+def key_id(owner: str, pub: Ed25519PublicKey) -> str:
+    return f"{owner}.{fingerprint(pub)}"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_signing_key(path: Path) -> Ed25519PrivateKey:
+    """Create a new Ed25519 key at `path` (refuses to overwrite) and its .pub beside it."""
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write_private(path, pem)
+    pub_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    path.with_suffix(".pub").write_bytes(pub_pem)
+    return key
+
+
+def load_signing_key(path: Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError as exc:
+        raise KeyError_(f"{path}: key file not found (create it with 'kiosk keys')") from exc
+    except (ValueError, TypeError) as exc:
+        raise KeyError_(f"{path}: not an unencrypted PEM private key") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyError_(f"{path}: not an Ed25519 key")
+    return key
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    data = path.read_bytes()
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError:
+        return public_from_b64(data.decode("ascii", "replace"))
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyError_(f"{path}: not an Ed25519 public key")
+    return key
+
+
+def load_or_create_signing_key(path: Path) -> tuple[Ed25519PrivateKey, bool]:
+    if path.exists():
+        return load_signing_key(path), False
+    return write_signing_key(path), True
+
+
+# -- TLS key and CSR -----------------------------------------------------------------
+def write_tls_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = ec.generate_private_key(ec.SECP256R1())
+    _write_private(
+        path,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    return key
+
+
+def make_csr(key: ec.EllipticCurvePrivateKey, common_name: str) -> x509.CertificateSigningRequest:
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .sign(key, hashes.SHA256())
+    )
+
+
+@dataclass(frozen=True)
+class TerminalKeys:
+    signing_key: Path
+    signing_pub: Path
+    tls_key: Path
+    csr: Path
+    key_id: str
+    public_b64: str
+
+
+def create_terminal_keys(directory: Path, terminal_id: str) -> TerminalKeys:
+    """`kiosk keys`: Ed25519 signing key, TLS key and CSR (CN = terminal id)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    signing = directory / SIGNING_KEY
+    tls = directory / TLS_KEY
+    for path in (signing, tls):
+        if path.exists():
+            raise KeyError_(f"{path} exists; move it away first (keys are never overwritten)")
+    key = write_signing_key(signing)
+    tls_key = write_tls_key(tls)
+    csr = make_csr(tls_key, terminal_id)
+    (directory / TLS_CSR).write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    pub = key.public_key()
+    return TerminalKeys(
+        signing,
+        signing.with_suffix(".pub"),
+        tls,
+        directory / TLS_CSR,
+        key_id(terminal_id, pub),
+        public_b64(pub),
+    )
+
+
+# -- a small CA (desk side, tests, lab brokers) --------------------------------------
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def make_ca(common_name: str = "kiosk test CA", days: int = 30):  # type: ignore[no-untyped-def]
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def issue(
+    ca_key,  # type: ignore[no-untyped-def]
+    ca_cert: x509.Certificate,
+    csr: x509.CertificateSigningRequest,
+    days: int = 30,
+    server_ip: str | None = None,
+) -> x509.Certificate:
+    """Sign a CSR: a client certificate, or a server one for `server_ip`."""
+    if not csr.is_signature_valid:
+        raise KeyError_("the CSR's signature does not verify")
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    )
+    if server_ip is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(server_ip))]),
+            critical=False,
+        ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    else:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def pem(obj) -> bytes:  # type: ignore[no-untyped-def]
+    """PEM of a certificate, CSR or (unencrypted) private key."""
+    if isinstance(obj, x509.Certificate | x509.CertificateSigningRequest):
+        return obj.public_bytes(serialization.Encoding.PEM)
+    return obj.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )

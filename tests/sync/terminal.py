@@ -1,0 +1,119 @@
+"""An in-process terminal for the sync tests: real ledger, real engine with device
+doubles and a real clock (commands carry wall-clock times), and the real SyncAgent."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kiosk.catalog import DEMO_CATALOG
+from kiosk.config import Config, MqttConfig
+from kiosk.engine import PaymentEngine
+from kiosk.ledger import Ledger
+from sync.agent import SyncAgent, signing_key_path
+from sync.keys import load_or_create_signing_key
+from tests.conftest import config_in
+from tests.core.doubles import DoubleAcceptor, DoublePrinter
+
+MTS_ACCOUNT = "9161234567"
+
+
+def mqtt_config(port: int, desk_key: Any, **kw: Any) -> MqttConfig:
+    base = dict(
+        enabled=True,
+        host="127.0.0.1",
+        port=port,
+        desk_keys=((desk_key.kid, desk_key.public_b64),),
+        reconnect_min_s=0.2,
+        reconnect_max_s=1.0,
+        health_interval_s=60,
+        health_min_interval_s=0.2,
+        resend_after_s=5.0,
+    )
+    base.update(kw)
+    return MqttConfig(**base)
+
+
+def terminal_config(tmp: Path, terminal_id: str, mqtt: MqttConfig) -> Config:
+    cfg = config_in(tmp)
+    return dataclasses.replace(
+        cfg, terminal=dataclasses.replace(cfg.terminal, id=terminal_id), mqtt=mqtt
+    )
+
+
+def terminal_public_key(config: Config):  # type: ignore[no-untyped-def]
+    key, _ = load_or_create_signing_key(signing_key_path(config))
+    return key.public_key()
+
+
+@dataclass
+class LiveTerminal:
+    config: Config
+    ledger: Ledger
+    engine: PaymentEngine
+    acceptor: DoubleAcceptor
+    printer: DoublePrinter
+    agent: SyncAgent | None = None
+    snapshots: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def start_agent(self) -> SyncAgent:
+        self.agent = SyncAgent(self.config, self.engine, self.ledger)
+        self.agent.start()
+        return self.agent
+
+    def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.stop()
+        self.engine.stop()
+        self.ledger.close()
+
+    def drain_printer(self) -> None:
+        self.engine._printer_pool.submit(lambda: None).result(timeout=10)
+
+    def pay(self, *bills: int, provider: str = "mts", account: str = MTS_ACCOUNT) -> str:
+        e = self.engine
+        e.intent("select_provider", {"provider_id": provider})
+        e.intent("submit_account", {"account": account})
+        e.intent("confirm_account", {})
+        for b in bills:
+            self.acceptor.insert(b)
+        e.intent("pay", {})
+        self.drain_printer()
+        assert e.last_payment is not None
+        pid = e.last_payment["payment_id"]
+        e.intent("done", {})
+        return str(pid)
+
+
+def live_terminal(
+    tmp: Path, terminal_id: str, mqtt: MqttConfig, agent: bool = True
+) -> LiveTerminal:
+    config = terminal_config(tmp, terminal_id, mqtt)
+    ledger = Ledger(config.paths.ledger, terminal_id)
+    ledger.open()
+    acceptor, printer = DoubleAcceptor(), DoublePrinter()
+    engine = PaymentEngine(config, ledger, acceptor, printer)
+    term = LiveTerminal(config, ledger, engine, acceptor, printer)
+    engine.subscribe(term.snapshots.append)
+    engine.start()
+    term.drain_printer()
+    if agent:
+        term.start_agent()
+    return term
+
+
+def make_payments(ledger: Ledger, n: int, amount_minor: int = 10_000) -> list[str]:
+    """n finished payments straight through the Ledger API (as the engine writes them)."""
+    mts = DEMO_CATALOG.get("mts")
+    assert mts is not None
+    out = []
+    for i in range(n):
+        sid = ledger.open_session("mts", MTS_ACCOUNT, "RUB")
+        esc = ledger.record_escrow(sid, amount_minor, "RUB", 2)
+        ledger.record_stacked(f"bulk:{i}:{sid}", amount_minor, "RUB", 2, False, esc)
+        pid = ledger.finish_session(sid, mts.commission)
+        assert pid is not None
+        out.append(pid)
+    return out

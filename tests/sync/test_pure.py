@@ -1,0 +1,166 @@
+"""Pure parts of the sync layer: backoff, topics, command and config-document checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from kiosk.catalog import DEMO_CATALOG
+from sync import topics
+from sync.backoff import Backoff
+from sync.commands import CommandError, check_fresh, check_seq, parse_command
+from sync.desk_config import ConfigDocError, parse_config_doc
+
+NOW = 1_800_000_000_000
+
+
+def test_backoff_is_jittered_capped_and_resets():
+    draws: list[tuple[float, float]] = []
+
+    def uniform(a: float, b: float) -> float:
+        draws.append((a, b))
+        return b
+
+    b = Backoff(1.0, 8.0, rng=uniform)
+    delays = [b.next_delay() for _ in range(6)]
+    assert draws[:4] == [(1.0, 2.0), (1.0, 4.0), (1.0, 8.0), (1.0, 8.0)]
+    assert delays == [2.0, 4.0, 8.0, 8.0, 8.0, 8.0]
+    b.reset()
+    assert b.next_delay() == 2.0
+
+
+def test_backoff_real_jitter_spreads_a_fleet():
+    firsts = {round(Backoff(1.0, 60.0).next_delay(), 3) for _ in range(50)}
+    assert len(firsts) > 40  # not one synchronised wave
+    assert all(1.0 <= d <= 2.0 for d in firsts)
+
+
+def test_topics():
+    assert topics.topic("T0001", topics.CMD) == "kiosk/v1/T0001/cmd"
+    assert topics.split("kiosk/v1/T0001/cmd/result") == ("T0001", "cmd/result")
+    assert topics.split("kiosk/v1/T0001/other") is None
+    assert topics.split("kiosk/v2/T0001/cmd") is None
+    for bad in ("+", "#", "a/b", "", "x" * 33):
+        with pytest.raises(ValueError):
+            topics.topic(bad, topics.CMD)
+
+
+def _cmd(**changes):  # type: ignore[no-untyped-def]
+    body = {
+        "cmd_id": "c-1",
+        "terminal_id": "T1",
+        "type": "set_support_phone",
+        "args": {"phone": "8 800 100-20-30"},
+        "issued_ms": NOW,
+        "expires_ms": NOW + 60_000,
+        "seq": 5,
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+def test_parse_command_ok():
+    cmd = parse_command(_cmd())
+    assert (cmd.type, cmd.args, cmd.seq) == ("set_support_phone", {"phone": "8 800 100-20-30"}, 5)
+    re = parse_command(
+        _cmd(type="reprocess", args={"payment_id": "T1-00000001", "account": "9160000000"})
+    )
+    assert re.args == {"payment_id": "T1-00000001", "account": "9160000000", "reason": ""}
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"cmd_id": ...}, "malformed"),
+        ({"cmd_id": "a/b"}, "malformed"),
+        ({"cmd_id": 7}, "malformed"),
+        ({"terminal_id": ...}, "malformed"),
+        ({"type": "format_disk"}, "unknown_type"),
+        ({"args": []}, "malformed"),
+        ({"issued_ms": "now"}, "malformed"),
+        ({"issued_ms": True}, "malformed"),
+        ({"expires_ms": NOW}, "malformed"),
+        ({"expires_ms": NOW + 8 * 24 * 3600 * 1000}, "malformed"),
+        ({"seq": 0}, "malformed"),
+        ({"seq": -1}, "malformed"),
+        ({"extra": 1}, "malformed"),
+        ({"args": {"phone": "no digits"}}, "bad_args"),
+        ({"args": {"phone": "8 800", "x": 1}}, "bad_args"),
+        ({"args": {}}, "bad_args"),
+        ({"type": "reprocess", "args": {"payment_id": "T1-1", "account": "12a"}}, "bad_args"),
+        ({"type": "reprocess", "args": {"payment_id": "T1/1", "account": "1"}}, "bad_args"),
+    ],
+)
+def test_parse_command_rejects(changes, code):
+    with pytest.raises(CommandError) as err:
+        parse_command(_cmd(**changes))
+    assert err.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("terminal", "now", "code"),
+    [
+        ("T2", NOW, "wrong_terminal"),
+        ("T1", NOW + 60_000 + 300_001, "expired"),
+        ("T1", NOW - 300_001, "not_yet_valid"),
+    ],
+)
+def test_check_fresh_rejects(terminal, now, code):
+    with pytest.raises(CommandError) as err:
+        check_fresh(parse_command(_cmd()), terminal, now, 300_000)
+    assert err.value.code == code
+
+
+def test_check_fresh_allows_skew_and_seq_must_grow():
+    cmd = parse_command(_cmd())
+    check_fresh(cmd, "T1", NOW + 60_000 + 299_000, 300_000)
+    check_fresh(cmd, "T1", NOW - 299_000, 300_000)
+    check_seq(cmd, 4)
+    for last in (5, 6):
+        with pytest.raises(CommandError) as err:
+            check_seq(cmd, last)
+        assert err.value.code == "replayed"
+
+
+def _doc(**changes):  # type: ignore[no-untyped-def]
+    body = {"version": 3, "terminal_id": "*", "issued_ms": NOW}
+    body.update(changes)
+    return body
+
+
+def test_config_doc_parts():
+    doc = parse_config_doc(
+        _doc(
+            support_phone="8 800 000-00-01",
+            commissions={"mts": [{"from_minor": 0, "percent_bp": 100}]},
+            help_texts={"how": {"ru": "Как", "en": "How"}},
+            technician_pin_hash="scrypt$1$2$3$abc$def",
+        ),
+        "T1",
+        DEMO_CATALOG,
+    )
+    assert doc.version == 3 and doc.support_phone == "8 800 000-00-01"
+    assert doc.catalog is not None and doc.catalog.get("mts").commission(100_000) == 1000
+    assert doc.catalog.get("beeline") == DEMO_CATALOG.get("beeline")
+    assert doc.help_texts == {"how": {"ru": "Как", "en": "How"}}
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"version": 0}, "malformed"),
+        ({"version": "3"}, "malformed"),
+        ({"terminal_id": "T2"}, "wrong_terminal"),
+        ({"support_phone": "call us"}, "bad_value"),
+        ({"catalog": {}}, "bad_value"),
+        ({"catalog": {"providers": [{"id": "x"}]}}, "bad_value"),
+        ({"commissions": {"nope": []}}, "bad_value"),
+        ({"commissions": {"mts": [{"percent_bp": -5}]}}, "bad_value"),
+        ({"help_texts": {"a": {"de": "x"}}}, "bad_value"),
+        ({"technician_pin_hash": "1234"}, "bad_value"),
+        ({"surprise": 1}, "malformed"),
+    ],
+)
+def test_config_doc_rejects(changes, code):
+    with pytest.raises(ConfigDocError) as err:
+        parse_config_doc(_doc(**changes), "T1", DEMO_CATALOG)
+    assert err.value.code == code
