@@ -94,6 +94,8 @@ class PaymentEngine:
         self._printer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="printer")
         self.technician = TechnicianAccess(config.technician, clock)
         self.support_phone = config.terminal.support_phone
+        self.help_texts: dict[str, dict[str, str]] = {}  # from the desk: {topic: {ru, en}}
+        self.config_version: int | None = None  # the desk config applied, if any
         self.seq = 0
         self.screen = Screen.STARTING
         self.session: CashSession | None = None
@@ -899,6 +901,8 @@ class PaymentEngine:
                 "acceptor": {"status": self.acceptor_status.value},
                 "out_of_service": oos,
                 "last_payment": dict(self.last_payment) if self.last_payment else None,
+                "help_texts": self.help_texts,
+                "config_version": self.config_version,
             }
 
 

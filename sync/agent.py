@@ -512,7 +512,9 @@ class SyncAgent:
                 self.engine.technician.set_pin_hash(doc.pin_hash)
             if doc.help_texts is not None:
                 self.help_texts = doc.help_texts
+                self.engine.help_texts = doc.help_texts  # shown by the UI's help screen
             self.config_version = doc.version
+            self.engine.config_version = doc.version
             if publish:
                 self.engine.publish()
 

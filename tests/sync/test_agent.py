@@ -283,6 +283,9 @@ def test_config_is_applied_atomically_once_and_versioned(pair):
     assert term.engine.support_phone == NEW_PHONE
     assert term.engine.config.catalog.get("mts").commission(100_000) == 1000
     assert term.agent.help_texts["how_to_pay"]["en"] == "Insert bills"
+    snap = term.engine.snapshot()  # the UI gets the help texts and the config version
+    assert snap["help_texts"]["how_to_pay"]["ru"] == "Вставьте купюры"
+    assert snap["config_version"] == 1
     assert term.engine.technician.login("4321")
     wait_for(lambda: desk.health[tid]["config_version"] == 1, 5)
     applied = len(_events(term, "config_applied"))
