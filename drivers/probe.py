@@ -4,7 +4,7 @@ Each acceptor protocol registers one probe function in `PROBERS`; a port is trie
 every distinct (protocol, serial settings) pair found in the firmware profiles, and the
 device's identification picks the matching profile. Probers must not change the
 device's state (no RESET, no ENABLE): a technician may run this on a live terminal.
-ID-003 is added by writing `probe_id003` and registering it under "id003".
+"ccnet" and "id003" are registered.
 
 Do not run it on a port another process owns, nor on the printer's port: the probe
 bytes would reach whatever is there.
@@ -25,6 +25,10 @@ from drivers.ccnet.device import PortOpener, default_opener, profile_address
 from drivers.ccnet.probe import probe_ccnet
 from drivers.ccnet.timing import CcnetTiming
 from drivers.framelog import FrameLog
+from drivers.id003.device import open_with
+from drivers.id003.probe import probe_id003
+from drivers.id003.settings import Id003Settings
+from drivers.id003.timing import Id003Timing
 from drivers.profiles import (
     DEFAULT_DIR,
     Profile,
@@ -79,7 +83,26 @@ def _probe_ccnet(port_url: str, profile: Profile, opener: PortOpener) -> ProbeRe
     )
 
 
-PROBERS: dict[str, Prober] = {"ccnet": _probe_ccnet}
+def _probe_id003(port_url: str, profile: Profile, opener: PortOpener) -> ProbeResult | None:
+    port = open_with(opener, port_url, profile.serial)  # 8E1 on a pty: see open_with
+    try:
+        found = probe_id003(port, Id003Timing.from_profile(profile), FrameLog("probe", None),
+                            Id003Settings.from_profile(profile))
+    finally:
+        port.close()
+    if found is None:
+        return None
+    return ProbeResult(
+        port=port_url,
+        protocol="id003",
+        part_number=found.version.text if found.version else "",  # matched by [identify]
+        bill_table=found.bills,
+        detail=found.note,
+        serial_settings=profile.serial,
+    )
+
+
+PROBERS: dict[str, Prober] = {"ccnet": _probe_ccnet, "id003": _probe_id003}
 """protocol → probe function; the function opens the port itself with the profile's
 settings and returns None when nothing of its protocol answered."""
 

@@ -176,6 +176,8 @@ def cmd_diag(args: argparse.Namespace) -> int:
 def cmd_sim(args: argparse.Namespace) -> int:
     if args.device == "ccnet":
         from drivers.sim.ccnet import main as sim_main
+    elif args.device == "id003":
+        from drivers.sim.id003 import main as sim_main
     else:
         from drivers.sim.printer import main as sim_main
     return sim_main(args.rest)
@@ -208,9 +210,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if not {"-h", "--help"} & set(rest):
         config = load_config(Path(known.config) if known.config else None)
         rest = [
-            "--socket", str(config.paths.socket),
-            "--phone", config.terminal.support_phone,
-            "--terminal-id", config.terminal.id,
+            "--socket",
+            str(config.paths.socket),
+            "--phone",
+            config.terminal.support_phone,
+            "--terminal-id",
+            config.terminal.id,
             *rest,  # the UI's own flags come last and win
         ]
     from ui.__main__ import main as ui_main  # Kivy only for this command
@@ -293,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sv.add_argument("state", choices=["on", "off"])
     sp = add("sim", cmd_sim, "run a device simulator on a pseudo-terminal", config=False)
-    sp.add_argument("device", choices=["ccnet", "printer"])
+    sp.add_argument("device", choices=["ccnet", "id003", "printer"])
     sp.add_argument("rest", nargs=argparse.REMAINDER, help="simulator options (see --help)")
     sp = add("devices", cmd_devices, "find and identify devices on serial ports", config=False)
     sp.add_argument("action", choices=["probe"])
@@ -318,9 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workdir", default="demo-run", help="where the demo keeps its files")
     sp.add_argument(
         "--acceptor",
-        choices=["ccnet", "virtual"],
+        choices=["ccnet", "id003", "virtual"],
         default="ccnet",
-        help="bill acceptor: CCNET simulator on a pty (default) or virtual",
+        help="bill acceptor: CCNET (default) or ID-003 simulator on a pty, or virtual",
     )
     return p
 

@@ -24,12 +24,13 @@ from pathlib import Path
 
 from drivers.profiles import load_profile
 from drivers.sim.ccnet import CcnetSimulator
+from drivers.sim.id003 import Id003Simulator
 from drivers.sim.printer import PrinterSimulator, SimConfig
 from kiosk.api_client import ApiClient
 from kiosk.scripted import inbox_feeder, run_payment
 
 PRINTER_PROFILE = "custom_vkp80iii"
-ACCEPTOR_PROFILE = "cashcode_sm"
+ACCEPTOR_PROFILES = {"ccnet": "cashcode_sm", "id003": "jcm_uba"}
 READY_TIMEOUT_S = 30.0
 DEMO_PROVIDER, DEMO_ACCOUNT, DEMO_BILLS = "mts", "9161234567", [500, 100, 50]
 
@@ -39,8 +40,9 @@ def _say(text: str) -> None:
 
 
 def _acceptor_section(work: Path, kind: str) -> str:
-    if kind == "ccnet":
-        return f'kind = "ccnet"\nport = "{work / "acceptor.pty"}"\nprofile = "{ACCEPTOR_PROFILE}"'
+    if kind in ACCEPTOR_PROFILES:
+        port, profile = work / "acceptor.pty", ACCEPTOR_PROFILES[kind]
+        return f'kind = "{kind}"\nport = "{port}"\nprofile = "{profile}"'
     return 'kind = "virtual"'
 
 
@@ -106,10 +108,12 @@ def main(args: argparse.Namespace) -> int:
         SimConfig.from_profile(profile), link=work / "printer.pty", receipts_dir=work / "receipts"
     )
     printer.start()
-    bills_sim: CcnetSimulator | None = None
-    if args.acceptor == "ccnet":
-        _say("CashCode CCNET bill validator simulator on a pseudo-terminal")
-        bills_sim = CcnetSimulator(link=work / "acceptor.pty").start()
+    bills_sim: CcnetSimulator | Id003Simulator | None = None
+    if args.acceptor in ACCEPTOR_PROFILES:
+        simulator = CcnetSimulator if args.acceptor == "ccnet" else Id003Simulator
+        name = "CashCode CCNET" if args.acceptor == "ccnet" else "JCM ID-003"
+        _say(f"{name} bill validator simulator on a pseudo-terminal")
+        bills_sim = simulator(link=work / "acceptor.pty").start()
         feed = lambda rubles: bills_sim.command(f"insert {rubles}")  # noqa: E731
     else:
         feed = inbox_feeder(work / "data" / "virtual-acceptor.inbox")

@@ -29,7 +29,13 @@ def build_acceptor(config: Config) -> BillAcceptor:
         return build_ccnet_acceptor(
             ac.port, ac.profile, config.paths.log_dir, state_dir=config.paths.data_dir
         )
-    raise DeviceConfigError(f"acceptor kind {ac.kind!r} is not supported by this build yet")
+    if ac.kind == "id003":
+        from drivers.id003.factory import build_id003_acceptor
+
+        return build_id003_acceptor(
+            ac.port, ac.profile, config.paths.log_dir, state_dir=config.paths.data_dir
+        )
+    raise DeviceConfigError(f"acceptor kind {ac.kind!r} is not supported")
 
 
 def build_printer(config: Config) -> ReceiptPrinter:

@@ -1,43 +1,5 @@
-"""CRC-16/KERMIT as CCNET uses it (§1.3): poly 0x8408 reflected, init 0, no final XOR.
+"""CRC-16/KERMIT as CCNET uses it (§1.3): the same routine as ID-003 (drivers/crc16.py)."""
 
-The frame carries it low byte first. A CRC over a whole valid frame (CRC bytes included)
-is zero, which is how `frame_crc_ok` checks a frame without slicing it.
-"""
+from drivers.crc16 import INITIAL, POLYNOMIAL, crc16, crc_bytes, frame_crc_ok
 
-from __future__ import annotations
-
-POLYNOMIAL = 0x8408
-INITIAL = 0x0000
-_BYTE_VALUES = 256
-_BITS_PER_BYTE = 8
-_LOW_BYTE = 0xFF
-
-
-def _make_table() -> tuple[int, ...]:
-    table = []
-    for value in range(_BYTE_VALUES):
-        crc = value
-        for _ in range(_BITS_PER_BYTE):
-            crc = (crc >> 1) ^ POLYNOMIAL if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_TABLE = _make_table()
-
-
-def crc16(data: bytes, crc: int = INITIAL) -> int:
-    """CRC-16/KERMIT of `data`, table-driven (one lookup per byte)."""
-    for byte in data:
-        crc = (crc >> _BITS_PER_BYTE) ^ _TABLE[(crc ^ byte) & _LOW_BYTE]
-    return crc
-
-
-def crc_bytes(data: bytes) -> bytes:
-    """The two CRC bytes to append to `data`, in wire order (low byte first)."""
-    return crc16(data).to_bytes(2, "little")
-
-
-def frame_crc_ok(frame: bytes) -> bool:
-    """True when the trailing two bytes are the CRC of everything before them."""
-    return len(frame) > 2 and crc16(frame) == 0
+__all__ = ["INITIAL", "POLYNOMIAL", "crc16", "crc_bytes", "frame_crc_ok"]

@@ -151,5 +151,5 @@ def test_probe_cli_table_and_json(sim, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_probe_registry_is_per_protocol() -> None:
-    assert set(PROBERS) == {"ccnet"}
+    assert set(PROBERS) == {"ccnet", "id003"}
     assert format_table([]).startswith("PORT")

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("acceptor", ["ccnet", "virtual"])
+@pytest.mark.parametrize("acceptor", ["ccnet", "id003", "virtual"])
 def test_demo_takes_a_payment_and_prints_the_receipt(tmp_path, acceptor):
     result = subprocess.run(
         [

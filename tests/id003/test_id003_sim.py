@@ -1,0 +1,316 @@
+"""The ID-003 simulator on its own: the device model with a fake clock, and the command
+line (`kiosk sim id003`)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drivers.id003.protocol import Command
+from drivers.id003.replies import Malformed, parse_reply
+from drivers.id003.states import Status
+from drivers.sim import id003 as sim_cli
+from drivers.sim.id003 import COMMANDS, Id003Simulator, parse_bills
+from drivers.sim.id003_model import Id003DeviceModel, PowerCycle, SimTiming
+
+pytestmark = pytest.mark.timeout(30)
+
+ACK = b"\x50"
+INVALID = b"\x4b"
+STATUS = bytes((Command.STATUS_REQUEST,))
+INHIBIT_ON = bytes((Command.INHIBIT, 1))
+INHIBIT_OFF = bytes((Command.INHIBIT, 0))
+POWER_RECOVERY = bytes((Command.OPTIONAL_FUNCTION, 0x02, 0))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def model(clock: Clock) -> Id003DeviceModel:
+    events: list[str] = []
+    m = Id003DeviceModel(timing=SimTiming(), clock=clock, emit=events.append)
+    m.events = events  # type: ignore[attr-defined]
+    return m
+
+
+def status(model: Id003DeviceModel) -> bytes:
+    reply = model.handle(STATUS)
+    assert reply is not None
+    return reply
+
+
+def boot(model: Id003DeviceModel, clock: Clock, options: bytes = POWER_RECOVERY) -> None:
+    assert status(model) == bytes((Status.POWER_UP,))
+    assert model.handle(INHIBIT_ON) == INVALID  # settings need a RESET first [U]
+    assert model.handle(bytes((Command.RESET,))) == ACK
+    assert status(model) == bytes((Status.INITIALIZE,))
+    assert model.handle(INHIBIT_ON) == INHIBIT_ON  # echoed while initializing
+    assert model.handle(options) == options
+    clock.advance(SimTiming().init_s)
+    assert status(model) == bytes((Status.DISABLE,))
+
+
+def insert_to_escrow(model: Id003DeviceModel, clock: Clock, value: int = 500) -> None:
+    assert model.handle(INHIBIT_OFF) == INHIBIT_OFF
+    assert status(model) == bytes((Status.ENABLE,))
+    assert model.insert(value) == "ok"
+    assert status(model) == bytes((Status.ACCEPTING,))
+    clock.advance(1)
+
+
+def test_unit_powers_up_accepting_until_told_otherwise(model) -> None:
+    """The unsafe default (INHIBIT off, every denomination on), so a host that forgets to
+    inhibit is caught by the tests."""
+    assert not model.inhibited and model.enabled == frozenset(range(0x61, 0x69))
+
+
+def test_boot_escrow_stack_vend_valid_repeated_until_ack(model, clock) -> None:
+    boot(model, clock)
+    insert_to_escrow(model, clock)
+    assert status(model) == bytes((Status.ESCROW, 0x64))
+    assert model.handle(INHIBIT_ON) == INVALID  # not while a bill moves
+    assert model.handle(bytes((Command.STACK_1,))) == ACK
+    assert model.handle(bytes((Command.STACK_1,))) == ACK  # retransmit after a lost ACK
+    assert status(model) == bytes((Status.STACKING,))
+    clock.advance(1)
+    assert status(model) == bytes((Status.VEND_VALID,))
+    assert model.counters.stacked == 1  # counted at the point of no return
+    assert status(model) == bytes((Status.VEND_VALID,))  # no progress until ACK
+    assert model.handle(bytes((Command.ACK,))) is None
+    assert status(model) == bytes((Status.STACKED,))
+    clock.advance(1)
+    assert status(model) == bytes((Status.ENABLE,))
+    assert model.counters.stacked == 1 and model.counters.stacked_value == 500
+    assert "host acked 0x15 vend valid 500 RUB" in model.events
+
+
+def test_ack_counts_only_right_after_the_vend_valid_report(model, clock) -> None:
+    boot(model, clock)
+    insert_to_escrow(model, clock)
+    status(model)
+    model.handle(bytes((Command.STACK_2,)))
+    clock.advance(1)
+    assert status(model) == bytes((Status.VEND_VALID,))
+    model.handle(bytes((Command.VERSION_REQUEST,)))  # another frame in between
+    assert model.handle(bytes((Command.ACK,))) is None
+    assert status(model) == bytes((Status.VEND_VALID,))  # that ACK did not count
+    model.repeat_vend_valid()
+    model.handle(bytes((Command.ACK,)))
+    assert status(model) == bytes((Status.VEND_VALID,))  # ignored once (lost ACK)
+    model.handle(bytes((Command.ACK,)))
+    assert status(model) == bytes((Status.STACKED,))
+
+
+def test_vend_valid_with_escrow_code_on_some_firmware(clock) -> None:
+    model = Id003DeviceModel(clock=clock, vend_valid_data=True)
+    boot(model, clock)
+    insert_to_escrow(model, clock, 100)
+    status(model)
+    model.handle(bytes((Command.STACK_1,)))
+    clock.advance(1)
+    assert status(model) == bytes((Status.VEND_VALID, 0x63))
+
+
+def test_escrow_timeout_rejects_0x79_and_hold_extends(model, clock) -> None:
+    boot(model, clock)
+    insert_to_escrow(model, clock, 100)
+    assert status(model) == bytes((Status.ESCROW, 0x63))
+    clock.advance(9)
+    assert model.handle(bytes((Command.HOLD,))) == ACK
+    clock.advance(9)
+    assert status(model) == bytes((Status.HOLDING,))
+    clock.advance(1.5)
+    assert status(model) == bytes((Status.REJECTING, 0x79))  # §2: no answer to escrow
+    clock.advance(1)
+    assert status(model) == bytes((Status.ENABLE,))
+    assert model.counters.returned == 1 and model.counters.stacked == 0
+
+
+def test_return_and_denomination_inhibit(model, clock) -> None:
+    boot(model, clock)
+    insert_to_escrow(model, clock, 100)
+    status(model)
+    assert model.handle(bytes((Command.RETURN,))) == ACK
+    assert status(model) == bytes((Status.RETURNING,))
+    clock.advance(1)
+    assert status(model) == bytes((Status.ENABLE,))
+    assert model.counters.returned == 1
+    # 0x63 (100) inhibited in the mask: rejected 0x79
+    assert model.handle(bytes((Command.ENABLE_DISABLE, 0x04, 0))) == bytes((0xC0, 0x04, 0))
+    assert model.handle(bytes((Command.REQUEST_ENABLE_DISABLE,))) == bytes((0x80, 0x04, 0))
+    model.insert(100)
+    clock.advance(1)
+    assert status(model) == bytes((Status.REJECTING, 0x79))
+
+
+@pytest.mark.parametrize(("recovery", "expected"), [
+    (POWER_RECOVERY, bytes((Status.VEND_VALID,))),
+    (bytes((Command.OPTIONAL_FUNCTION, 0, 0)), bytes((Status.DISABLE,))),
+])
+def test_power_cycle_in_stacker(model, clock, recovery: bytes, expected: bytes) -> None:
+    boot(model, clock, recovery)
+    insert_to_escrow(model, clock, 1000)
+    status(model)
+    model.handle(bytes((Command.STACK_1,)))
+    model.power_cycle()  # while stacking: past the point of no return
+    assert status(model) == bytes((Status.POWER_UP_BILL_IN_STACKER,))
+    model.handle(bytes((Command.RESET,)))
+    model.handle(INHIBIT_ON)
+    clock.advance(1)
+    assert status(model) == expected
+    assert model.counters.stacked == 1  # in the cassette either way, once
+
+
+def test_power_cycle_after_ack_replays_vend_valid_without_counting_twice(model, clock) -> None:
+    boot(model, clock)
+    insert_to_escrow(model, clock, 1000)
+    status(model)
+    model.handle(bytes((Command.STACK_1,)))
+    clock.advance(1)
+    status(model)
+    model.handle(bytes((Command.ACK,)))
+    assert status(model) == bytes((Status.STACKED,))
+    model.power_cycle()
+    assert status(model) == bytes((Status.POWER_UP_BILL_IN_STACKER,))
+    model.handle(bytes((Command.RESET,)))
+    clock.advance(1)
+    assert status(model) == bytes((Status.VEND_VALID,))  # the worst case for the host
+    assert model.counters.stacked == 1
+
+
+def test_power_cycle_in_acceptor_returns_bill_on_reset(model, clock) -> None:
+    boot(model, clock)
+    insert_to_escrow(model, clock)
+    status(model)
+    model.power_cycle(PowerCycle.parse("validator"))
+    assert status(model) == bytes((Status.POWER_UP_BILL_IN_ACCEPTOR,))
+    model.handle(bytes((Command.RESET,)))
+    assert "returned 500 RUB (reset)" in model.events
+    clock.advance(1)
+    assert status(model) == bytes((Status.ENABLE,))  # defaults after RESET: accepting
+    assert model.counters.stacked == 0
+
+
+def test_faults_override_and_freeze(model, clock) -> None:
+    boot(model, clock)
+    model.set_fault(Status.JAM_IN_ACCEPTOR)
+    assert status(model) == bytes((Status.JAM_IN_ACCEPTOR,))
+    assert model.insert(100).startswith("refused")
+    model.handle(bytes((Command.RESET,)))
+    clock.advance(1)
+    assert status(model) == bytes((Status.JAM_IN_ACCEPTOR,))  # physical: survives RESET
+    model.clear()
+    model.set_fault(Status.CHEATED)
+    model.handle(bytes((Command.RESET,)))
+    clock.advance(1)
+    assert status(model) == bytes((Status.ENABLE,))  # cheated does not survive RESET
+    model.busy(3)
+    assert status(model) == bytes((Status.INITIALIZE,))
+    clock.advance(0.31)
+    assert status(model) == bytes((Status.ENABLE,))
+
+
+def test_requests_and_unknown_commands(model) -> None:
+    version = model.handle(bytes((Command.VERSION_REQUEST,)))
+    assert version == b"\x88" + model.version.encode()
+    assert model.handle(bytes((Command.BOOT_VERSION_REQUEST,))) == b"\x89B05 "
+    table = model.handle(bytes((Command.CURRENCY_ASSIGN_REQUEST,)))
+    assert table is not None and len(table) == 1 + 8 * 4
+    assert model.handle(b"\x33") == INVALID
+    assert model.handle(bytes((Command.RESET, 0))) == INVALID  # operation with data
+
+
+@settings(max_examples=200, deadline=None)
+@given(frames=st.lists(st.binary(min_size=1, max_size=12), max_size=20))
+def test_the_simulated_unit_answers_any_frame_with_a_parsable_reply(frames) -> None:
+    model = Id003DeviceModel()
+    for payload in frames:
+        reply = model.handle(payload)
+        if reply is not None:
+            assert not isinstance(parse_reply(payload[0], reply), Malformed), (payload, reply)
+
+
+def test_parse_bills() -> None:
+    records = parse_bills("10,50,-,100", "RUB")
+    assert [(r.escrow_code, r.value, r.country) for r in records] == [
+        (0x61, 10, 39), (0x62, 50, 39), (0x64, 100, 39)]
+    assert [r.escrow_code for r in parse_bills("0x62=10,0x68=5000", "KZT")] == [0x62, 0x68]
+
+
+@pytest.mark.parametrize(("text", "currency"), [("10,257", "RUB"), ("0x70=10", "RUB"),
+                                                ("10", "XYZ"), ("1,2,3,4,5,6,7,8,9", "RUB")])
+def test_parse_bills_errors(text: str, currency: str) -> None:
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_bills(text, currency)
+
+
+def test_control_language_errors(tmp_path: Path) -> None:
+    sim = Id003Simulator(link=tmp_path / "tty")
+    assert sim.command("frobnicate").startswith("error: unknown command")
+    assert sim.command("insert").startswith("error: usage")
+    assert sim.command("reject nonsense").startswith("error: unknown reject reason")
+    assert sim.command("power_cycle sideways").startswith("error: usage")
+    assert sim.command("jam sideways").startswith("error: usage")
+    assert sim.command("busy 999").startswith("error: busy")
+    assert sim.command("failure 0x1FF").startswith("error: failure code")
+    assert sim.command("# a comment") == ""
+    assert "state 0x40 power up" in sim.command("status")
+    assert sim.command("jam stacker") == "ok"
+    assert "0x46 jam in stacker" in sim.command("status")
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        sim_cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("insert", "reject", "jam", "cassette_full", "cassette_out", "cassette_in",
+                 "cheated", "pause", "failure", "busy", "power_cycle", "corrupt_crc",
+                 "drop_reply", "garbage", "repeat_vend_valid", "repeat_stacked", "clear",
+                 "unplug", "replug", "status", "quit"):
+        assert f"  {name}" in out
+    assert {c.name for c in COMMANDS} <= set(out.split())
+    for option in ("--link", "--bills", "--currency", "--version-string",
+                   "--no-power-recovery", "--vend-valid-data", "--exit-on-eof"):
+        assert option in out
+
+
+def test_main_reads_commands_from_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    link = tmp_path / "ttyCLI"
+    monkeypatch.setattr("sys.stdin", io.StringIO("status\ncassette_full\nstatus\nquit\n"))
+    assert sim_cli.main(["--link", str(link), "--version-string", "i(RUS)100-SS ID003-05V1",
+                         "--bills", "10,50"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("power up")
+    assert any("i(RUS)100-SS" in line for line in out)
+    assert any(line.startswith("state 0x40 power up") for line in out)
+    assert any(line.startswith("state 0x43 stacker full") for line in out)
+    assert out[-1] == "bye"
+    assert not link.exists()  # symlink removed on exit
+
+
+def test_main_rejects_bad_bill_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert sim_cli.main(["--bills", "10,257"]) == 2
+    assert "bad bill entry" in capsys.readouterr().err
