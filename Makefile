@@ -11,10 +11,10 @@ CONFIG ?= /etc/kiosk/kiosk.toml
 
 setup: $(STAMP) system-deps
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,ui]'
 	touch $(STAMP)
 
 system-deps:
@@ -37,3 +37,4 @@ install:
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache var demo-run
+

@@ -1,0 +1,448 @@
+"""The touchscreen: one controller (`KioskUi`) that turns the core's snapshots into screens.
+
+The core decides everything (which screen, what amounts, which texts); the UI shows the
+newest snapshot and sends intents. Its own state is only what the core does not keep:
+the language, the digits being typed, the search text, which catalogue page is open, and
+two UI-local screens (check my payment, technician mode) shown over the core's idle or
+out-of-service screen.
+
+Threads: `ui.link.CoreLink` reads snapshots on a background thread; they reach the Kivy
+main thread through Clock.schedule_once, newest first (a burst of snapshots renders once).
+
+The header on every screen carries the support phone (from the newest snapshot; the last
+one seen, or the configured number, while the core is unreachable), the language switch
+and the terminal id; the hidden technician corner lies over one of its corner cells.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kivy.app import App
+from kivy.clock import Clock
+from kivy.core.window import Window
+from kivy.graphics import Color, Rectangle
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.floatlayout import FloatLayout
+from kivy.uix.screenmanager import NoTransition, ScreenManager
+
+from ui import inspect, theme
+from ui.config import UiConfig
+from ui.i18n import keep_together, pick, tr
+from ui.link import CoreLink, LinkError
+from ui.screens.account import AccountScreen
+from ui.screens.base import BaseScreen
+from ui.screens.cash import CashScreen
+from ui.screens.check_payment import CheckPaymentScreen
+from ui.screens.confirm import ConfirmScreen
+from ui.screens.help import HelpScreen
+from ui.screens.idle import IdleScreen
+from ui.screens.out_of_service import OutOfServiceScreen
+from ui.screens.provider import ProviderScreen
+from ui.screens.receipt import ReceiptScreen
+from ui.technician import TechPinScreen, TechScreen, TechSession
+from ui.theme import mm
+from ui.widgets import Backdrop, Btn, CornerZone, Panel, Text, fixed, hbox, spacer, vbox
+
+log = logging.getLogger("kiosk.ui")
+
+CUSTOMER_SESSION = ("provider", "account", "confirm", "cash", "receipt")
+GESTURE_SCREENS = ("idle", "out_of_service")
+TECH = ("tech_pin", "tech")
+IDLE_LOCAL = ("check", "help")  # UI-local screens over the core's idle screen
+Reply = Callable[[Any, LinkError | None], None]
+
+
+class Root(FloatLayout):
+    """The window's one child; every touch on it counts as activity."""
+
+    def __init__(self, on_touch: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_touch = on_touch
+
+    def on_touch_down(self, touch: Any) -> bool:
+        self._on_touch()
+        return bool(super().on_touch_down(touch))
+
+
+class Header(Panel):
+    def __init__(self, ctl: KioskUi) -> None:
+        super().__init__(orientation="horizontal", bg=theme.HEADER_BG, size_hint_y=None,
+                         height=mm(theme.HEADER_H), padding=(0, mm(1.5)), spacing=mm(2))
+        self.clock = fixed(Text(ident="header.clock", font_mm=theme.F_BODY,
+                                color=theme.HEADER_INK), w_mm=theme.CORNER)
+        self.support = fixed(Text(ident="header.support", font_mm=theme.F_SMALL,
+                                  color=theme.HEADER_INK), h_mm=7)
+        self.phone = Text(ident="header.phone", font_mm=theme.F_TITLE, bold=True,
+                          color=theme.PHONE_INK)
+        self.lang = fixed(Btn(ident="lang", style="header", font_mm=theme.F_BODY,
+                              action=ctl.toggle_lang), w_mm=40)
+        self.terminal = fixed(Text(ident="header.terminal", font_mm=theme.F_SMALL,
+                                   color=theme.HEADER_INK), w_mm=theme.CORNER)
+        for w in (self.clock, vbox(self.support, self.phone, spacing_mm=0), self.lang,
+                  self.terminal):
+            self.add_widget(w)
+
+
+class PromptOverlay(FloatLayout):
+    """The core's "continue?" prompt over the content (the header stays readable)."""
+
+    def __init__(self, ctl: KioskUi) -> None:
+        super().__init__(pos_hint={"x": 0, "y": 0})
+        self.ctl = ctl
+        self.deadline = 0.0
+        self.add_widget(Backdrop(pos_hint={"x": 0, "y": 0}))
+        self.text = Text(ident="prompt.text", font_mm=theme.F_TITLE, bold=True, flow=True)
+        self.left = fixed(Text(ident="prompt.left", font_mm=theme.F_LARGE), h_mm=12)
+        self.go = fixed(Btn(ident="prompt.continue", style="good", font_mm=theme.F_TITLE,
+                            action=lambda: ctl.intent("continue")), w_mm=110, h_mm=28)
+        box = Panel(orientation="vertical", bg=theme.BG, line=theme.FIELD_LINE, radius_mm=4,
+                    padding=mm(8), spacing=mm(4), size_hint=(None, None),
+                    size=(mm(220), mm(100)), pos_hint={"center_x": 0.5, "center_y": 0.5})
+        box.add_widget(self.text)
+        box.add_widget(self.left)
+        box.add_widget(hbox(spacer(), self.go, spacer(), size_hint_y=None, height=mm(28)))
+        self.add_widget(box)
+        self._tick = Clock.schedule_interval(lambda _dt: self.tick(), 0.5)
+
+    def set_prompt(self, prompt: dict[str, Any]) -> None:
+        self.deadline = time.monotonic() + float(prompt.get("remaining_s", 0))
+        self.tick()
+
+    def tick(self) -> None:
+        prompt = (self.ctl.snap or {}).get("prompt")
+        if not prompt:
+            return
+        self.text.text = self.ctl.core_text(prompt)
+        left = max(0, round(self.deadline - time.monotonic()))
+        self.left.text = self.ctl.t("prompt_left", s=left)
+        self.go.text = self.ctl.t("continue")
+
+
+class KioskUi:
+    """The controller: snapshots in, screens and intents out."""
+
+    def __init__(self, cfg: UiConfig, out: Callable[[str], None] | None = None) -> None:
+        self.cfg = cfg
+        self.out = out  # where READY/SHOWN lines go (cfg.report)
+        self.lang = cfg.lang
+        self.snap: dict[str, Any] | None = None
+        self.connected = False
+        self.catalog: dict[str, Any] | None = None
+        self.local: str | None = None  # "check", "help", "tech_pin", "tech" or None
+        self._terminal_id = cfg.terminal_id
+        self._last_phone: str | None = None
+        self._core_screen = ""
+        self._last_activity = time.monotonic()
+        self._lock = threading.Lock()
+        self._pending: dict[str, Any] | None = None
+        self._received = 0.0
+        self._timing = (0.0, 0.0)  # (link thread got it, main thread applied it)
+        self._scheduled = False
+        self._closed = False
+        self._report_due = False
+        self._first_frame = True
+        self.tech = TechSession(self)
+        self._build()
+        self.link = CoreLink(cfg.socket, self._hello_bg, self._snapshot_bg, self._lost_bg,
+                             retry_s=cfg.retry_s)
+        self._timers = [Clock.schedule_interval(lambda _dt: self._housekeeping(), 1.0)]
+
+    # -- building ----------------------------------------------------------------------
+    def _build(self) -> None:
+        self.root = Root(self._touched)
+        self.header = Header(self)
+        # FloatLayout places only children with a pos_hint: pin both to the content area
+        self.sm = ScreenManager(transition=NoTransition(), pos_hint={"x": 0, "y": 0})
+        self.screens: dict[str, BaseScreen] = {}
+        for screen in (OutOfServiceScreen(self), IdleScreen(self), ProviderScreen(self),
+                       AccountScreen(self), ConfirmScreen(self), CashScreen(self),
+                       ReceiptScreen(self)):
+            self.screens[screen.name] = screen
+            self.sm.add_widget(screen)
+        # Rarely used screens are built when needed and dropped after: start-up time and
+        # memory go to what every customer sees.
+        self.lazy: dict[str, Callable[[], BaseScreen]] = {
+            "check": lambda: CheckPaymentScreen(self),
+            "help": lambda: HelpScreen(self),
+            "tech_pin": lambda: TechPinScreen(self),
+            "tech": lambda: TechScreen(self),
+        }
+        self.content = FloatLayout()
+        self.content.add_widget(self.sm)
+        self.prompt = PromptOverlay(self)
+        self.footer_text = Text(ident="footer", font_mm=theme.F_SMALL, color=theme.INK_SOFT)
+        footer = Panel(bg=theme.SECONDARY, size_hint_y=None, height=mm(theme.FOOTER_H))
+        footer.add_widget(self.footer_text)
+        page = BoxLayout(orientation="vertical")
+        page.add_widget(self.header)
+        page.add_widget(self.content)
+        page.add_widget(footer)
+        with page.canvas.before:
+            Color(rgba=theme.BG)
+            self._bg = Rectangle(pos=page.pos, size=page.size)
+        page.bind(size=lambda w, v: setattr(self._bg, "size", v),
+                  pos=lambda w, v: setattr(self._bg, "pos", v))
+        self.root.add_widget(page)
+        g = self.cfg.gesture
+        self.corner = CornerZone(g, self.tech.enter, size_hint=(None, None),
+                                 size=(mm(theme.CORNER), mm(theme.HEADER_H)),
+                                 pos_hint={"top": 1, **({"x": 0} if g.corner == "top-left"
+                                                        else {"right": 1})})
+        self.root.add_widget(self.corner)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        if self.out is not None:
+            # Report after the buffers are swapped, not before: wrap this window's flip.
+            flip = Window.flip
+
+            def flip_and_report() -> None:
+                flip()
+                self._flipped()
+
+            Window.flip = flip_and_report
+        self.render()
+        self.link.start()
+
+    def stop(self) -> None:
+        self._closed = True
+        for ev in self._timers:
+            ev.cancel()
+        self.prompt._tick.cancel()
+        self.tech.close()
+        self.link.stop()
+
+    # -- what the screens use ----------------------------------------------------------
+    @property
+    def session(self) -> dict[str, Any] | None:
+        return (self.snap or {}).get("session")
+
+    @property
+    def phone(self) -> str:
+        phone = ((self.snap or {}).get("terminal") or {}).get("support_phone")
+        return str(phone or self._last_phone or self.cfg.fallback_phone)
+
+    @property
+    def terminal_id(self) -> str:
+        tid = ((self.snap or {}).get("terminal") or {}).get("id")
+        return str(tid or self._terminal_id or "—")
+
+    def t(self, key: str, **values: Any) -> str:
+        return keep_together(tr(key, self.lang, **values), self.phone)
+
+    def core_text(self, texts: dict[str, Any] | None) -> str:
+        """The core's bilingual text in the current language, the phone kept on one line."""
+        return keep_together(pick(texts, self.lang), self.phone)
+
+    def intent(self, name: str, reply: Reply | None = None, **args: Any) -> None:
+        self.request("intent", reply, intent=name, args=args)
+
+    def request(self, op: str, reply: Reply | None = None, **fields: Any) -> None:
+        def back(result: Any, error: LinkError | None) -> None:
+            if error is not None:
+                log.info("%s %s refused: %s", op, fields.get("intent", ""), error)
+            if reply is not None:
+                self._main(lambda: reply(result, error))
+
+        self.link.request(op, back, **fields)
+
+    def toggle_lang(self) -> None:
+        self.lang = "en" if self.lang == "ru" else "ru"
+        self.render()
+
+    def activity(self) -> None:
+        self._last_activity = time.monotonic()
+
+    def open_check(self) -> None:
+        self.show_local("check")
+
+    def show_local(self, name: str) -> None:
+        self.local = name
+        self.activity()
+        self.render()
+
+    def close_local(self) -> None:
+        self.local = None
+        self.render()
+
+    def refresh_catalog(self) -> None:
+        def got(result: Any, error: LinkError | None) -> None:
+            if error is None:
+                self.catalog = result
+                self.render()
+
+        self.request("catalog", got)
+
+    # -- from the link thread ----------------------------------------------------------
+    def _main(self, fn: Callable[[], None]) -> None:
+        def run(_dt: float) -> None:
+            if not self._closed:
+                fn()
+
+        Clock.schedule_once(run, 0)
+
+    def _hello_bg(self, hello: dict[str, Any]) -> None:
+        self._main(lambda: self._hello(hello))
+
+    def _snapshot_bg(self, snap: dict[str, Any]) -> None:
+        received = time.monotonic()
+        with self._lock:
+            self._pending = snap
+            self._received = received
+            if self._scheduled:
+                return  # the newest one will be taken when the main thread gets to it
+            self._scheduled = True
+        self._main(self._take_snapshot)
+
+    def _lost_bg(self, reason: str) -> None:
+        self._main(self._lost)
+
+    # -- on the main thread ------------------------------------------------------------
+    def _hello(self, hello: dict[str, Any]) -> None:
+        self._terminal_id = str(hello.get("terminal_id") or self._terminal_id)
+        self.refresh_catalog()
+
+    def _take_snapshot(self) -> None:
+        with self._lock:
+            snap, self._pending = self._pending, None
+            self._scheduled = False
+            self._timing = (self._received, time.monotonic())
+        if snap is None:
+            return
+        self.connected = True
+        self.snap = snap
+        phone = (snap.get("terminal") or {}).get("support_phone")
+        if phone:
+            self._last_phone = str(phone)
+        core = str(snap.get("screen", ""))
+        if core == "idle" and self._core_screen in CUSTOMER_SESSION:
+            self.lang = self.cfg.lang  # the next customer meets the default language
+        self._core_screen = core
+        self.render()
+
+    def _lost(self) -> None:
+        self.connected = False
+        self.render()
+
+    def _touched(self) -> None:
+        self.activity()
+        self.tech.touched()
+
+    def _housekeeping(self) -> None:
+        idle_for = time.monotonic() - self._last_activity
+        if self.local in IDLE_LOCAL and idle_for > self.cfg.check_idle_s:
+            self.close_local()
+        self.header.clock.text = time.strftime("%H:%M")
+
+    # -- rendering ---------------------------------------------------------------------
+    def target(self) -> str:
+        """The screen to show: a UI-local one, or the core's."""
+        if self.local in TECH:
+            return self.local
+        if not self.connected or self.snap is None:
+            return "out_of_service"
+        core = str(self.snap.get("screen", ""))
+        if core in ("starting", "out_of_service") or core not in self.screens:
+            core = "out_of_service"
+        if self.local in IDLE_LOCAL:
+            if core == "idle":
+                return self.local
+            self.local = None  # the core moved on (out of service): follow it
+        return core
+
+    def render(self) -> None:
+        if self._closed:
+            return
+        name = self.target()
+        if name not in self.screens:
+            self.screens[name] = self.lazy[name]()
+            self.sm.add_widget(self.screens[name])
+        screen = self.screens[name]
+        if self.sm.current != name:
+            previous = self.sm.current
+            self.sm.current = name
+            if previous in self.lazy:
+                self.sm.remove_widget(self.screens.pop(previous))
+            if name == "provider":
+                self.refresh_catalog()
+            screen.entered()
+        screen.update()
+        self._render_chrome(name)
+        self._report_due = True
+
+    def _render_chrome(self, name: str) -> None:
+        h = self.header
+        h.support.text = self.t("support")
+        h.phone.text = self.phone
+        h.lang.text = self.t("lang_switch")
+        h.terminal.text = self.terminal_id
+        h.clock.text = time.strftime("%H:%M")
+        address = ((self.snap or {}).get("terminal") or {}).get("address", "")
+        terminal = self.t("terminal", id=self.terminal_id)
+        self.footer_text.text = f"{terminal} · {address}" if address else terminal
+        self.corner.enabled = name in GESTURE_SCREENS and self.connected
+        prompt = (self.snap or {}).get("prompt") if self.connected else None
+        showing = self.prompt.parent is not None
+        if prompt and name not in TECH:
+            if not showing:
+                self.content.add_widget(self.prompt)
+            self.prompt.set_prompt(prompt)
+        elif showing:
+            self.content.remove_widget(self.prompt)
+
+    # -- reporting (tests, bench) ------------------------------------------------------
+    def _flipped(self) -> None:
+        """A frame is on screen: say so (first frame, and what a changed frame shows)."""
+        if self.out is None or self._closed:
+            return
+        now = time.monotonic()
+        if self._first_frame:
+            self._first_frame = False
+            self.out(f"READY first_frame t={now:.6f} pid={os.getpid()}")
+        if self._report_due and self.out is not None:
+            self._report_due = False
+            labels = inspect.texts(self.root)
+            self.out("SHOWN " + json.dumps({
+                "t": now, "seq": (self.snap or {}).get("seq"), "screen": self.sm.current,
+                "received": self._timing[0], "applied": self._timing[1],
+                "connected": self.connected, "labels": labels}, ensure_ascii=False))
+
+
+class KioskApp(App):
+    """The Kivy App wrapper for the real process (tests drive KioskUi directly)."""
+
+    title = "kiosk"
+
+    def __init__(self, cfg: UiConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cfg = cfg
+        self.ui: KioskUi | None = None
+
+    def build(self) -> FloatLayout:
+        out = None
+        if self.cfg.report:
+            def out(line: str) -> None:
+                try:
+                    sys.stdout.write(line + "\n")
+                    sys.stdout.flush()
+                except OSError:  # nobody reads any more: the screen matters, not the report
+                    if self.ui is not None:
+                        self.ui.out = None
+        self.ui = KioskUi(self.cfg, out)
+        return self.ui.root
+
+    def on_start(self) -> None:
+        assert self.ui is not None
+        self.ui.start()
+
+    def on_stop(self) -> None:
+        if self.ui is not None:
+            self.ui.stop()

@@ -1,0 +1,141 @@
+"""The UI's own settings: where the core is, how big a millimetre is, how a technician gets in.
+
+The UI imports nothing of the core's configuration (layering: ui/ → the local-API client
+only), so `kiosk ui -c kiosk.toml` resolves the socket, terminal id and support phone from
+the core's file and passes them here as plain values; everything else comes from the
+command line or an optional `[ui]` TOML table (`--ui-config`). Nothing here imports Kivy:
+the settings must be known before the window exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+LANGS = ("ru", "en")
+CORNERS = ("top-left", "top-right")
+GESTURES = ("taps", "hold")
+
+
+class UiConfigError(ValueError):
+    """A UI setting is wrong; the message names it and says what was expected."""
+
+
+@dataclass(frozen=True)
+class Gesture:
+    """The hidden way into technician mode: N taps within `window_s`, or a hold of N s."""
+
+    corner: str = "top-left"
+    kind: str = "taps"
+    count: float = 5  # taps for "taps", seconds for "hold"
+    window_s: float = 3.0
+
+    @classmethod
+    def parse(cls, text: str) -> Gesture:
+        """`top-left:taps:5` or `top-right:hold:3`."""
+        parts = text.strip().split(":")
+        if len(parts) != 3:
+            raise UiConfigError(f"tech gesture {text!r}: expected CORNER:taps|hold:NUMBER")
+        corner, kind, number = parts
+        if corner not in CORNERS:
+            raise UiConfigError(f"tech gesture corner {corner!r}: one of {', '.join(CORNERS)}")
+        if kind not in GESTURES:
+            raise UiConfigError(f"tech gesture kind {kind!r}: one of {', '.join(GESTURES)}")
+        try:
+            count = float(number)
+        except ValueError as exc:
+            raise UiConfigError(f"tech gesture count {number!r} is not a number") from exc
+        if count <= 0 or (kind == "taps" and (count != int(count) or count < 2)):
+            raise UiConfigError(f"tech gesture count {number!r}: taps ≥ 2, or seconds > 0")
+        return cls(corner, kind, count)
+
+    def __str__(self) -> str:
+        return f"{self.corner}:{self.kind}:{self.count:g}"
+
+
+@dataclass(frozen=True)
+class UiConfig:
+    socket: Path = Path("var/run/kiosk.sock")
+    fallback_phone: str = "8 800 555-35-35"  # shown when the core never answered
+    terminal_id: str = ""  # shown until the first snapshot names it
+    dpi: float = 96.0  # the physical screen's; every size is in millimetres
+    width: int = 1280
+    height: int = 1024
+    fullscreen: bool = False
+    lang: str = "ru"  # the language a new customer meets
+    gesture: Gesture = Gesture()
+    tech_idle_s: float = 120.0  # technician mode closes itself after this long untouched
+    check_idle_s: float = 60.0  # "check my payment" and help return to the start
+    retry_s: float = 1.0  # reconnect interval while the core is unreachable
+    report: bool = False  # print READY / SHOWN lines on stdout (tests, bench)
+
+    def __post_init__(self) -> None:
+        if self.lang not in LANGS:
+            raise UiConfigError(f"lang {self.lang!r}: one of {', '.join(LANGS)}")
+        if not 50 <= self.dpi <= 600:
+            raise UiConfigError(f"dpi {self.dpi!r}: the screen's real DPI, 50..600")
+        for name in ("tech_idle_s", "check_idle_s", "retry_s"):
+            if getattr(self, name) <= 0:
+                raise UiConfigError(f"{name} must be > 0")
+
+
+_TOML_KEYS = {f.name for f in fields(UiConfig)} - {"report"}
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UiConfigError(f"{path}: {exc}") from exc
+    table = data.get("ui", {})
+    unknown = sorted(set(table) - _TOML_KEYS)
+    if unknown:
+        raise UiConfigError(f"{path}: key 'ui.{unknown[0]}' is not a known setting")
+    out: dict[str, Any] = dict(table)
+    if "socket" in out:
+        out["socket"] = Path(out["socket"])
+    if "gesture" in out:
+        out["gesture"] = Gesture.parse(str(out["gesture"]))
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kiosk ui", description="The customer touchscreen.")
+    p.add_argument("--ui-config", type=Path, help="TOML file with a [ui] table")
+    p.add_argument("--socket", type=Path, help="the core's local API socket")
+    p.add_argument("--phone", dest="fallback_phone", help="support phone if the core is down")
+    p.add_argument("--terminal-id", help="terminal id shown until the core names it")
+    p.add_argument("--dpi", type=float, help="the screen's physical DPI (sizes are in mm)")
+    p.add_argument("--size", help="window size WIDTHxHEIGHT in pixels")
+    p.add_argument("--fullscreen", action="store_true", default=None)
+    p.add_argument("--lang", choices=LANGS, help="the language a new customer meets")
+    p.add_argument("--tech-gesture", help="CORNER:taps|hold:N, e.g. top-left:taps:5")
+    p.add_argument("--tech-idle", type=float, dest="tech_idle_s", help="seconds")
+    p.add_argument("--report", action="store_true", default=None,
+                   help="print READY and SHOWN lines on stdout (tests, benchmarks)")
+    return p
+
+
+def parse_args(argv: list[str] | None) -> UiConfig:
+    args = build_parser().parse_args(argv)
+    values: dict[str, Any] = _from_toml(args.ui_config) if args.ui_config else {}
+    for key in ("socket", "fallback_phone", "terminal_id", "dpi", "fullscreen", "lang",
+                "tech_idle_s", "report"):
+        value = getattr(args, key)
+        if value is not None:
+            values[key] = value
+    if args.size:
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+        except ValueError as exc:
+            raise UiConfigError(f"--size {args.size!r}: expected WIDTHxHEIGHT") from exc
+        values.update(width=w, height=h)
+    if args.tech_gesture:
+        values["gesture"] = Gesture.parse(args.tech_gesture)
+    try:
+        return replace(UiConfig(), **values)
+    except TypeError as exc:
+        raise UiConfigError(str(exc)) from exc

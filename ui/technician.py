@@ -1,0 +1,433 @@
+"""Technician mode: a hidden gesture, a PIN, then status, cassette, events and actions.
+
+Everything a technician does goes through the core's `tech.*` ops with the token from
+`tech.login`; the core checks the PIN, locks after five wrong ones and records every
+login, failure and action as an event for the desk. The UI only keeps the token and
+closes the mode (and logs out) when nobody touched the screen for `tech_idle_s`, or when
+the core says the session expired.
+
+Operations the core does not offer yet (acceptor test mode, restart) are shown disabled
+with a note, so the technician sees they are missing rather than looking for them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from kivy.clock import Clock
+from kivy.uix.anchorlayout import AnchorLayout
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.scrollview import ScrollView
+
+from ui import theme
+from ui.i18n import money
+from ui.link import LinkError
+from ui.screens.base import BaseScreen
+from ui.theme import mm
+from ui.widgets import Btn, Keypad, Panel, Text, fixed, hbox, spacer, vbox
+
+if TYPE_CHECKING:
+    from ui.controller import Controller
+
+PIN_MAX = 12
+EVENTS_SHOWN = 25
+AUTH_ERRORS = ("not_authorized", "session_expired")
+
+
+class TechSession:
+    """The token, the inactivity timer and the one place technician ops are sent from."""
+
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl = ctl
+        self.token: str | None = None
+        self.last_touch = time.monotonic()
+        self.message = ""  # shown on the PIN screen (wrong PIN, locked, expired)
+        self._timer = Clock.schedule_interval(self._check_idle, 1.0)
+
+    def close(self) -> None:
+        self._timer.cancel()
+
+    @property
+    def active(self) -> bool:
+        return self.ctl.local in ("tech_pin", "tech")
+
+    def touched(self) -> None:
+        self.last_touch = time.monotonic()
+
+    def enter(self) -> None:
+        self.message = ""
+        self.touched()
+        self.ctl.show_local("tech_pin")
+
+    def login(self, pin: str, done: Callable[[bool], None]) -> None:
+        def reply(result: Any, error: LinkError | None) -> None:
+            if error is None:
+                self.token = result["token"]
+                self.message = ""
+                self.touched()
+                self.ctl.show_local("tech")
+                done(True)
+                return
+            key = {"wrong_pin": "tech_wrong_pin", "locked": "tech_locked",
+                   "no_pin": "tech_no_pin", "unreachable": "tech_unreachable"}.get(error.code)
+            head = self.ctl.t(key) if key else error.code
+            self.message = f"{head}: {error.message}" if error.message else head
+            done(False)
+
+        self.ctl.request("tech.login", reply, pin=pin)
+
+    def call(self, op: str, done: Callable[[Any, LinkError | None], None],
+             **fields: Any) -> None:
+        """A technician op with the token; an expired session goes back to the PIN."""
+
+        def reply(result: Any, error: LinkError | None) -> None:
+            if error is not None and error.code in AUTH_ERRORS:
+                self.token = None
+                self.message = self.ctl.t("tech_expired")
+                if self.active:
+                    self.ctl.show_local("tech_pin")
+                return
+            done(result, error)
+
+        self.touched()
+        self.ctl.request(op, reply, token=self.token or "", **fields)
+
+    def leave(self) -> None:
+        if self.token is not None:
+            self.ctl.request("tech.logout")
+        self.token = None
+        self.message = ""
+        if self.active:
+            self.ctl.close_local()
+
+    def _check_idle(self, _dt: float) -> None:
+        if self.active and time.monotonic() - self.last_touch > self.ctl.cfg.tech_idle_s:
+            self.leave()
+
+
+class TechPinScreen(BaseScreen):
+    NAME = "tech_pin"
+
+    def build(self) -> None:
+        self.pin = ""
+        self.waiting = False
+        self.head = self.title("tech.title", h_mm=15)
+        self.prompt = fixed(Text(ident="tech.prompt", font_mm=theme.F_LARGE), h_mm=12)
+        self.dots = Text(ident="tech.dots", font_mm=theme.F_BIG, bold=True)
+        field = Panel(bg=theme.FIELD_BG, line=theme.FIELD_LINE, radius_mm=2,
+                      size_hint=(None, None), size=(mm(120), mm(22)))
+        field.add_widget(self.dots)
+        frow = AnchorLayout(size_hint_y=None, height=mm(22))
+        frow.add_widget(field)
+        self.message = fixed(Text(ident="tech.message", font_mm=theme.F_BODY,
+                                  color=theme.BAD_INK), h_mm=14)
+        self.keypad = Keypad(self._key, ident="tech.key")
+        pad = AnchorLayout(size_hint_y=None, height=self.keypad.height)
+        pad.add_widget(self.keypad)
+        self.exit = self.button("tech.exit", self.ctl.tech.leave, "secondary", w_mm=55)
+        self.go = self.button("tech.login", self._login, "primary", w_mm=70)
+        bottom = hbox(self.exit, spacer(), self.go, size_hint_y=None,
+                      height=mm(theme.BUTTON_H))
+        self.add_widget(vbox(self.head, self.prompt, frow, self.message, pad, spacer(),
+                             bottom, pad_mm=6, spacing_mm=3))
+
+    def entered(self) -> None:
+        self.pin = ""
+        self.waiting = False
+
+    def _key(self, key: str) -> None:
+        if key == "back":
+            self.pin = self.pin[:-1]
+        elif key == "clear":
+            self.pin = ""
+        elif len(self.pin) < PIN_MAX:
+            self.pin += key
+        self.update()
+
+    def _login(self) -> None:
+        if not self.pin or self.waiting:
+            return
+        self.waiting = True
+
+        def done(_ok: bool) -> None:
+            self.waiting = False
+            self.pin = ""
+            self.update()
+
+        self.ctl.tech.login(self.pin, done)
+
+    def update(self) -> None:
+        t = self.ctl.t
+        self.head.text = t("tech_title")
+        self.prompt.text = t("tech_pin")
+        self.dots.text = "•" * len(self.pin)
+        self.message.text = self.ctl.tech.message
+        self.exit.text, self.go.text = t("tech_exit"), t("tech_login")
+        self.go.disabled = not self.pin or self.waiting
+
+
+def _row(label: str, value: str, ident: str, h_mm: float = 11) -> tuple[BoxLayout, Text]:
+    name = fixed(Text(text=label, font_mm=theme.F_BODY, halign="left", bold=True), w_mm=62)
+    val = Text(text=value, ident=ident, font_mm=theme.F_BODY, halign="left")
+    box = hbox(name, val, size_hint_y=None, height=mm(h_mm))
+    return box, val
+
+
+def _error_text(t: Callable[..., str], error: LinkError) -> str:
+    return t("busy") if error.code == "busy" else f"{error.code}: {error.message}"
+
+
+def _stamp(ms: int | None) -> str:
+    return "" if not ms else time.strftime("%d.%m %H:%M:%S", time.localtime(ms / 1000))
+
+
+class TechScreen(BaseScreen):
+    """The technician's menu: tabs on the left, one page on the right."""
+
+    NAME = "tech"
+    TABS = ("status", "counters", "events", "actions")
+
+    def build(self) -> None:
+        self.tab = "status"
+        self.status: dict[str, Any] | None = None
+        self.counters: dict[str, Any] | None = None
+        self.events: list[dict[str, Any]] = []
+        self.encash_asked = False
+        self.result = ""  # the last action's outcome, on its page
+        self.tab_buttons: dict[str, Btn] = {}
+        nav = BoxLayout(orientation="vertical", spacing=mm(theme.GAP), size_hint_x=None,
+                        width=mm(62))
+        for tab in self.TABS:
+            b = fixed(Btn(ident=f"tech.tab.{tab}", style="tab",
+                          action=lambda t=tab: self.show_tab(t)), h_mm=theme.BUTTON_H)
+            self.tab_buttons[tab] = b
+            nav.add_widget(b)
+        nav.add_widget(spacer())
+        self.exit = fixed(Btn(ident="tech.exit", style="danger", action=self.ctl.tech.leave),
+                          h_mm=theme.BUTTON_H)
+        nav.add_widget(self.exit)
+        self.page = BoxLayout(orientation="vertical", spacing=mm(2))
+        self.head = self.title("tech.page_title", h_mm=13, font_mm=theme.F_LARGE,
+                               halign="left")
+        self.add_widget(hbox(nav, vbox(self.head, self.page, spacing_mm=3),
+                             pad_mm=5, spacing_mm=6))
+
+    def entered(self) -> None:
+        self.status = self.counters = None
+        self.events = []
+        self.show_tab("status")
+
+    # -- tabs --------------------------------------------------------------------------
+    def show_tab(self, tab: str) -> None:
+        self.tab = tab
+        self.encash_asked = False
+        self.result = ""
+        self.refresh()
+        self.update()
+
+    def refresh(self) -> None:
+        tech = self.ctl.tech
+        if self.tab == "status" or self.tab == "actions":
+            tech.call("status", self._got("status"))
+        elif self.tab == "counters":
+            tech.call("tech.counters", self._got("counters"))
+        elif self.tab == "events":
+            tech.call("tech.events", self._got("events"), limit=EVENTS_SHOWN)
+
+    def _got(self, what: str) -> Callable[[Any, LinkError | None], None]:
+        def done(result: Any, error: LinkError | None) -> None:
+            if error is None:
+                setattr(self, what, result)
+            else:
+                self.result = f"{error.code}: {error.message}"
+            self.update()
+
+        return done
+
+    # -- actions -----------------------------------------------------------------------
+    def _encash_ask(self) -> None:
+        self.encash_asked = True
+        self.result = ""
+        self.update()
+
+    def _encash(self) -> None:
+        self.encash_asked = False
+
+        def done(result: Any, error: LinkError | None) -> None:
+            t = self.ctl.t
+            if error is not None:
+                self.result = _error_text(t, error)
+            else:
+                self.result = t(
+                    "encash_done", id=result["id"], count=result["bill_count"],
+                    total=money(result["total_minor"], result["currency"], self.ctl.lang),
+                    printed=t("printed_yes" if result.get("printed") else "printed_no"))
+            self.ctl.tech.call("tech.counters", self._got("counters"))
+            self.update()
+
+        self.ctl.tech.call("tech.encash", done)
+        self.update()
+
+    def _test_print(self) -> None:
+        def done(result: Any, error: LinkError | None) -> None:
+            t = self.ctl.t
+            self.result = (_error_text(t, error) if error is not None else
+                           t("test_print_yes" if result.get("printed") else "test_print_no"))
+            self.update()
+
+        self.ctl.tech.call("tech.test_print", done)
+
+    def _service(self, on: bool) -> None:
+        def done(_result: Any, error: LinkError | None) -> None:
+            if error is not None:
+                t = self.ctl.t
+                self.result = _error_text(t, error)
+            self.ctl.tech.call("status", self._got("status"))
+
+        self.ctl.tech.call("tech.service", done, on=on)
+
+    # -- view --------------------------------------------------------------------------
+    def update(self) -> None:
+        t = self.ctl.t
+        for tab, btn in self.tab_buttons.items():
+            btn.text = t(f"tab_{tab}")
+            btn.style = "tab_on" if tab == self.tab else "tab"
+        self.exit.text = t("tech_exit")
+        self.head.text = f"{t('tech_title')} · {self.ctl.terminal_id} · {t(f'tab_{self.tab}')}"
+        self.page.clear_widgets()
+        getattr(self, f"_page_{self.tab}")()
+
+    def _result_line(self) -> Text:
+        return Text(ident="tech.result", text=self.result, font_mm=theme.F_BODY, flow=True,
+                    halign="left", bold=True, color=theme.PRIMARY)
+
+    def _refresh_button(self) -> BoxLayout:
+        b = fixed(Btn(ident="tech.refresh", text=self.ctl.t("refresh"), style="secondary",
+                      action=self.refresh), w_mm=55, h_mm=theme.BUTTON_H)
+        return hbox(spacer(), b, size_hint_y=None, height=mm(theme.BUTTON_H))
+
+    def _page_status(self) -> None:
+        t, lang = self.ctl.t, self.ctl.lang
+        s = self.status
+        if s is None:
+            self.page.add_widget(Text(text=t("loading"), font_mm=theme.F_BODY))
+            return
+        oos: dict[str, str] = s.get("out_of_service") or {}
+        acc = s.get("acceptor") or {}
+        info = acc.get("info") or {}
+        queue = s.get("queue") or {}
+        oldest = queue.get("oldest_unsent_ms")
+        rows = [
+            ("st_screen", str(s.get("screen", "")), "tech.st.screen"),
+            ("st_service", t("st_yes") if not oos else
+             t("st_no") + ": " + "; ".join(oos.values()), "tech.st.service"),
+            ("st_acceptor", " ".join(x for x in (
+                str(acc.get("status", "")), str(acc.get("detail", "")),
+                f"({info.get('protocol', '')} {info.get('model', '')})") if x),
+             "tech.st.acceptor"),
+            ("st_printer", str((s.get("printer") or {}).get("status", "")), "tech.st.printer"),
+            ("st_cassette", t("st_bills", count=s.get("bill_count", 0),
+                              total=money(int(s.get("total_minor", 0)), "RUB", lang)),
+             "tech.st.cassette"),
+            ("st_queue", t("st_queue_val", n=queue.get("payments_unsent", 0),
+                           oldest=t("st_oldest", t=_stamp(oldest)) if oldest else ""),
+             "tech.st.queue"),
+            ("st_network", t("st_network_na"), "tech.st.network"),
+            ("st_link", t("st_link_ok") if self.ctl.connected else t("st_no"), "tech.st.link"),
+            ("st_phone", str(s.get("support_phone", "")), "tech.st.phone"),
+        ]
+        for key, value, ident in rows:
+            box, _ = _row(t(key), value, ident, h_mm=16 if key == "st_service" else 11)
+            self.page.add_widget(box)
+        self.page.add_widget(self._result_line())
+        self.page.add_widget(spacer())
+        self.page.add_widget(self._refresh_button())
+
+    def _page_counters(self) -> None:
+        t, lang = self.ctl.t, self.ctl.lang
+        c = self.counters
+        self.page.add_widget(fixed(Text(text=t("cnt_title"), font_mm=theme.F_BODY, bold=True,
+                                        halign="left"), h_mm=10))
+        if c is None:
+            self.page.add_widget(Text(text=t("loading"), font_mm=theme.F_BODY))
+            return
+        cassette = c.get("cassette") or []
+        lines = [t("cnt_row", amount=money(r["amount_minor"], r["currency"], lang),
+                   count=r["count"], sum=money(r["amount_minor"] * r["count"], r["currency"],
+                                               lang))
+                 for r in cassette] or [t("cnt_empty")]
+        self.page.add_widget(Text(ident="tech.cnt.rows", text="\n".join(lines),
+                                  font_mm=theme.F_BODY, flow=True, halign="left"))
+        total = money(int(c.get("total_minor", 0)), "RUB", lang)
+        self.page.add_widget(Text(ident="tech.cnt.total", font_mm=theme.F_LARGE, bold=True,
+                                  flow=True, halign="left",
+                                  text=t("cnt_total", count=c.get("bill_count", 0),
+                                         total=total)))
+        if self.encash_asked:
+            box = Panel(orientation="vertical", bg=theme.WARN_BG, radius_mm=3, padding=mm(3),
+                        spacing=mm(3), size_hint_y=None, height=mm(50))
+            box.add_widget(Text(ident="tech.encash_confirm", font_mm=theme.F_BODY, flow=True,
+                                text=t("encash_confirm", count=c.get("bill_count", 0),
+                                       total=total)))
+            no = fixed(Btn(ident="tech.encash_no", text=t("cancel"), style="secondary",
+                           action=lambda: self.show_tab("counters")), w_mm=50)
+            yes = fixed(Btn(ident="tech.encash_yes", text=t("encash_yes"), style="danger",
+                            action=self._encash), w_mm=85)
+            box.add_widget(hbox(no, spacer(), yes, size_hint_y=None,
+                                height=mm(theme.BUTTON_H)))
+            self.page.add_widget(box)
+        self.page.add_widget(self._result_line())
+        self.page.add_widget(spacer())
+        enc = fixed(Btn(ident="tech.encash", text=t("encash"), style="primary",
+                        action=self._encash_ask), w_mm=70, h_mm=theme.BUTTON_H)
+        enc.disabled = self.encash_asked
+        ref = fixed(Btn(ident="tech.refresh", text=t("refresh"), style="secondary",
+                        action=self.refresh), w_mm=55, h_mm=theme.BUTTON_H)
+        self.page.add_widget(hbox(enc, spacer(), ref, size_hint_y=None,
+                                  height=mm(theme.BUTTON_H)))
+
+    def _page_events(self) -> None:
+        lines = []
+        for e in self.events:
+            data = ", ".join(f"{k}={v}" for k, v in (e.get("data") or {}).items())
+            lines.append(f"{_stamp(e.get('at_ms'))}  {e.get('severity', ''):7} "
+                         f"{e.get('kind', '')}  {data[:70]}")
+        body = Text(ident="tech.events", text="\n".join(lines) or "—", font_mm=theme.F_SMALL,
+                    flow=True, halign="left", font_name="RobotoMono-Regular")
+        scroll = ScrollView(do_scroll_x=False, bar_width=mm(4), scroll_type=["bars", "content"])
+        scroll.add_widget(body)
+        self.page.add_widget(fixed(Text(text=self.ctl.t("events_title"), font_mm=theme.F_BODY,
+                                        bold=True, halign="left"), h_mm=10))
+        self.page.add_widget(scroll)
+        self.page.add_widget(self._refresh_button())
+
+    def _page_actions(self) -> None:
+        t = self.ctl.t
+        oos = (self.status or {}).get("out_of_service") or {}
+        in_service_mode = "service" in oos
+        test = fixed(Btn(ident="tech.test_print", text=t("test_print"), style="primary",
+                         action=self._test_print), w_mm=95, h_mm=theme.BUTTON_H)
+        state = Text(ident="tech.service_state", font_mm=theme.F_BODY, halign="left",
+                     text=t("service_state_on" if in_service_mode else "service_state_off"))
+        toggle = fixed(Btn(ident="tech.service", style="danger" if not in_service_mode
+                           else "good",
+                           text=t("service_off" if in_service_mode else "service_on"),
+                           action=lambda: self._service(not in_service_mode)),
+                       w_mm=95, h_mm=theme.BUTTON_H)
+        toggle.disabled = self.status is None
+        acc_test = fixed(Btn(ident="tech.acceptor_test", text=t("acceptor_test"),
+                             style="secondary"), w_mm=95, h_mm=theme.BUTTON_H)
+        restart = fixed(Btn(ident="tech.restart", text=t("restart"), style="secondary"),
+                        w_mm=95, h_mm=theme.BUTTON_H)
+        acc_test.disabled = restart.disabled = True
+        note = Text(ident="tech.not_in_api", text=t("not_in_api"), font_mm=theme.F_SMALL,
+                    halign="left", color=theme.INK_SOFT)
+        for row in (hbox(test, spacer()), hbox(toggle, state), hbox(acc_test, note),
+                    hbox(restart, spacer())):
+            row.size_hint_y = None
+            row.height = mm(theme.BUTTON_H)
+            self.page.add_widget(row)
+        self.page.add_widget(self._result_line())
+        self.page.add_widget(spacer())

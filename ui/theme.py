@@ -1,0 +1,69 @@
+"""Sizes in millimetres and high-contrast colours.
+
+Every size is physical (kivy.metrics.mm at the configured DPI) because the rules are
+physical: touch targets at least 20 mm (payment-terminals.md §5), text readable at arm's
+length in the cold. Colours are dark text on white and white text on dark blue, red or
+green; every pair is above WCAG AA (4.5:1), most above AAA (7:1).
+"""
+
+from __future__ import annotations
+
+from kivy.metrics import Metrics
+from kivy.metrics import mm as _mm
+
+# -- sizes (millimetres) -------------------------------------------------------------
+TOUCH_MIN = 20.0  # the rule; buttons are made a little larger than it
+BUTTON_H = 22.0
+KEY_W = 28.0
+KEY_H = 21.0
+GAP = 3.0
+PAD = 6.0
+HEADER_H = 24.0
+FOOTER_H = 11.0
+CORNER = 24.0  # the hidden technician zone (a header cell)
+
+# font sizes (em size in millimetres)
+F_SMALL = 5.0
+F_BODY = 6.5
+F_BUTTON = 7.5
+F_LARGE = 9.0
+F_TITLE = 10.5
+F_KEY = 10.0
+F_BIG = 15.0
+
+# -- colours (RGBA 0..1) -------------------------------------------------------------
+WHITE = (1, 1, 1, 1)
+BG = (1, 1, 1, 1)
+INK = (0.07, 0.07, 0.07, 1)  # text on white: 18.9:1
+INK_SOFT = (0.22, 0.22, 0.22, 1)  # secondary text on white: 12.6:1
+HEADER_BG = (0.07, 0.09, 0.16, 1)
+HEADER_INK = (1, 1, 1, 1)
+PHONE_INK = (1, 0.84, 0.25, 1)  # amber on near-black: 12:1
+PRIMARY = (0.05, 0.24, 0.57, 1)  # white on it: 10.4:1
+PRIMARY_DOWN = (0.02, 0.13, 0.35, 1)
+SECONDARY = (0.88, 0.89, 0.91, 1)  # ink on it: 14.5:1
+SECONDARY_DOWN = (0.72, 0.74, 0.78, 1)
+KEY_DOWN = (0.62, 0.76, 0.98, 1)  # a pressed key lights up; ink on it: 10:1
+DANGER = (0.62, 0.07, 0.10, 1)  # white on it: 8.4:1
+DANGER_DOWN = (0.42, 0.03, 0.05, 1)
+GOOD = (0.05, 0.40, 0.18, 1)  # white on it: 7.6:1
+GOOD_DOWN = (0.02, 0.26, 0.10, 1)
+DISABLED = (0.80, 0.80, 0.80, 1)
+DISABLED_INK = (0.30, 0.30, 0.30, 1)  # on DISABLED: 5.6:1
+WARN_BG = (1, 0.87, 0.45, 1)  # ink on it: 14:1
+INFO_BG = (0.91, 0.95, 1, 1)
+FIELD_BG = (0.96, 0.96, 0.97, 1)
+FIELD_LINE = (0.05, 0.24, 0.57, 1)
+BACKDROP = (0, 0, 0, 0.72)
+GOOD_INK = (0.0, 0.36, 0.15, 1)
+BAD_INK = (0.62, 0.07, 0.10, 1)
+
+
+def mm(value: float) -> float:
+    """Millimetres to pixels at the configured DPI (set before any widget is built)."""
+    return float(_mm(value))
+
+
+def set_dpi(dpi: float) -> None:
+    """Tell Kivy the physical DPI of the screen: all mm sizes follow it."""
+    Metrics.dpi = dpi

@@ -1,0 +1,342 @@
+"""The few widgets every screen is made of: text that fits, big buttons, keypads.
+
+- `Text` never clips silently: it wraps to its width and, when a translation is longer
+  than the box, steps its font down (to `min_scale` of the design size at most). If it
+  still does not fit, the UI tests see texture_size > size and fail.
+- `Btn` is a flat, high-contrast button whose colour changes the moment it is touched
+  (immediate feedback); its size comes from the layout and the tests hold it to ≥ 20 mm.
+- `Keypad` and `LetterKeyboard` are built from `Btn`s: Kivy has no numeric layout
+  (kiosk-software.md §3) and a VKeyboard cannot be sized in millimetres.
+- `CornerZone` is the hidden technician gesture.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kivy.clock import Clock
+from kivy.graphics import Color, Line, Rectangle, RoundedRectangle
+from kivy.properties import (
+    BooleanProperty,
+    ListProperty,
+    NumericProperty,
+    OptionProperty,
+    StringProperty,
+)
+from kivy.uix.behaviors import ButtonBehavior
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.gridlayout import GridLayout
+from kivy.uix.label import Label
+from kivy.uix.widget import Widget
+
+from ui import theme
+from ui.config import Gesture
+from ui.theme import mm
+
+SYMBOL_FONT = "DejaVuSans"  # bundled with Kivy; has ⌫ which Roboto lacks
+
+
+class Text(Label):
+    """A label that wraps to its width and shrinks its font rather than overflow.
+
+    `flow=True`: the height follows the text (for use in vertical boxes).
+    """
+
+    ident = StringProperty("")
+    font_mm = NumericProperty(theme.F_BODY)
+    flow = BooleanProperty(False)
+    hpad_mm = NumericProperty(1.5)
+    min_scale = NumericProperty(0.62)
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("color", theme.INK)
+        kwargs.setdefault("halign", "center")
+        if kwargs.get("flow"):
+            kwargs.setdefault("size_hint_y", None)
+        super().__init__(**kwargs)
+        self.font_size = mm(self.font_mm)
+        self.bind(width=self._on_box, hpad_mm=self._on_box, font_mm=self._reset,
+                  text=self._reset, texture_size=self._fit)
+        if not self.flow:  # a flowing label's height follows its text: no feedback loop
+            self.bind(height=self._reset)
+        self._on_box()
+
+    def _on_box(self, *_: Any) -> None:
+        self.text_size = (max(1.0, self.width - 2 * mm(self.hpad_mm)), None)
+        self._reset()
+
+    def _reset(self, *_: Any) -> None:
+        """Start again from the design size (the box or the text changed)."""
+        target = mm(self.font_mm)
+        if abs(self.font_size - target) > 0.01:
+            self.font_size = target  # a new texture follows, then _fit
+        else:
+            self._fit()  # same texture, new box: check it again
+
+    def fits(self) -> bool:
+        tw, th = self.texture_size
+        return tw <= self.width + 0.5 and (self.flow or th <= self.height + 0.5)
+
+    def _fit(self, *_: Any) -> None:
+        if self.flow:
+            self.height = self.texture_size[1] + mm(1)
+        if self.fits() and self.texture_size[0] <= (self.text_size[0] or self.width) + 0.5:
+            return
+        smallest = mm(self.font_mm) * self.min_scale
+        if self.font_size > smallest + 0.5:
+            self.font_size = max(smallest, self.font_size * 0.9)
+
+
+class Panel(BoxLayout):
+    """A box with a background (and optionally a frame): cards, warnings, the header."""
+
+    bg = ListProperty([0, 0, 0, 0])
+    line = ListProperty([0, 0, 0, 0])
+    radius_mm = NumericProperty(0)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        with self.canvas.before:
+            self._bg_color = Color(rgba=self.bg)
+            self._bg = RoundedRectangle(pos=self.pos, size=self.size, radius=[0])
+            self._line_color = Color(rgba=self.line)
+            self._line = Line(rounded_rectangle=(0, 0, 1, 1, 1), width=1.5)
+        self.bind(pos=self._redraw, size=self._redraw, bg=self._redraw, line=self._redraw)
+        self._redraw()
+
+    def _redraw(self, *_: Any) -> None:
+        r = mm(self.radius_mm)
+        self._bg_color.rgba = self.bg
+        self._bg.pos, self._bg.size, self._bg.radius = self.pos, self.size, [r]
+        self._line_color.rgba = self.line
+        x, y = self.pos
+        w, h = self.size
+        self._line.rounded_rectangle = (x, y, max(w, 1), max(h, 1), max(r, 1))
+
+
+STYLES: dict[str, tuple[tuple, tuple, tuple]] = {
+    # style: (background, background while pressed, text)
+    "primary": (theme.PRIMARY, theme.PRIMARY_DOWN, theme.WHITE),
+    "secondary": (theme.SECONDARY, theme.SECONDARY_DOWN, theme.INK),
+    "danger": (theme.DANGER, theme.DANGER_DOWN, theme.WHITE),
+    "good": (theme.GOOD, theme.GOOD_DOWN, theme.WHITE),
+    "key": (theme.SECONDARY, theme.KEY_DOWN, theme.INK),
+    "tab": (theme.SECONDARY, theme.SECONDARY_DOWN, theme.INK),
+    "tab_on": (theme.PRIMARY, theme.PRIMARY_DOWN, theme.WHITE),
+    "header": ((0.25, 0.28, 0.36, 1), (0.40, 0.44, 0.52, 1), theme.WHITE),
+}
+
+
+class Btn(ButtonBehavior, Text):
+    """A flat button; `action()` runs on release inside it, like a finger lifted."""
+
+    style = OptionProperty("primary", options=list(STYLES))
+
+    def __init__(self, action: Callable[[], Any] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("font_mm", theme.F_BUTTON)
+        kwargs.setdefault("bold", True)
+        super().__init__(**kwargs)
+        self.action = action
+        with self.canvas.before:
+            self._c = Color(rgba=(0, 0, 0, 0))
+            self._r = RoundedRectangle(pos=self.pos, size=self.size, radius=[mm(2)])
+        self.bind(pos=self._redraw, size=self._redraw, state=self._redraw,
+                  disabled=self._redraw, style=self._redraw)
+        self._redraw()
+
+    def _redraw(self, *_: Any) -> None:
+        normal, down, ink = STYLES[self.style]
+        if self.disabled:
+            self._c.rgba = theme.DISABLED
+            self.color = theme.DISABLED_INK
+            self.disabled_color = theme.DISABLED_INK
+        else:
+            self._c.rgba = down if self.state == "down" else normal
+            self.color = ink
+        self._r.pos, self._r.size = self.pos, self.size
+
+    def on_release(self) -> None:
+        if self.action is not None:
+            self.action()
+
+
+def shown(widget: Widget, visible: bool) -> None:
+    """Hide a widget in place (the layout keeps its room, touches pass it by)."""
+    widget.opacity = 1 if visible else 0
+    widget.disabled = not visible
+
+
+def fixed(widget: Widget, w_mm: float | None = None, h_mm: float | None = None) -> Widget:
+    """Give a widget a physical size in one or both directions."""
+    if w_mm is not None:
+        widget.size_hint_x = None
+        widget.width = mm(w_mm)
+    if h_mm is not None:
+        widget.size_hint_y = None
+        widget.height = mm(h_mm)
+    return widget
+
+
+def vbox(*children: Widget, spacing_mm: float = theme.GAP, pad_mm: float = 0,
+         **kwargs: Any) -> BoxLayout:
+    box = BoxLayout(orientation="vertical", spacing=mm(spacing_mm), padding=mm(pad_mm),
+                    **kwargs)
+    for c in children:
+        box.add_widget(c)
+    return box
+
+
+def hbox(*children: Widget, spacing_mm: float = theme.GAP, pad_mm: float = 0,
+         **kwargs: Any) -> BoxLayout:
+    box = BoxLayout(orientation="horizontal", spacing=mm(spacing_mm), padding=mm(pad_mm),
+                    **kwargs)
+    for c in children:
+        box.add_widget(c)
+    return box
+
+
+def spacer(**kwargs: Any) -> Widget:
+    return Widget(**kwargs)
+
+
+class Keypad(GridLayout):
+    """Digits 1–9, 0, clear and backspace; each key at least KEY_W × KEY_H mm."""
+
+    def __init__(self, on_key: Callable[[str], None], ident: str = "key",
+                 key_w: float = theme.KEY_W, key_h: float = theme.KEY_H, **kwargs: Any) -> None:
+        super().__init__(cols=3, spacing=mm(theme.GAP), size_hint=(None, None), **kwargs)
+        self.width = 3 * mm(key_w) + 2 * mm(theme.GAP)
+        self.height = 4 * mm(key_h) + 3 * mm(theme.GAP)
+        self.keys: dict[str, Btn] = {}
+        for key in ("1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "back"):
+            text = {"clear": "C", "back": "⌫"}.get(key, key)
+            btn = Btn(text=text, style="key", font_mm=theme.F_KEY, ident=f"{ident}.{key}",
+                      action=lambda k=key: on_key(k), size_hint=(None, None),
+                      size=(mm(key_w), mm(key_h)))
+            if key == "back":
+                btn.font_name = SYMBOL_FONT
+            self.keys[key] = btn
+            self.add_widget(btn)
+
+
+LAYOUTS: dict[str, tuple[str, ...]] = {
+    "ru": ("ЙЦУКЕНГШЩЗХ", "ФЫВАПРОЛДЖЭ", "ЯЧСМИТЬБЮЁЪ"),
+    "en": ("QWERTYUIOP", "ASDFGHJKL", "ZXCVBNM"),
+}
+
+
+class LetterKeyboard(BoxLayout):
+    """An on-screen keyboard for provider search: Cyrillic or Latin, switchable."""
+
+    layout = StringProperty("ru")  # the letters: Cyrillic or Latin
+    caption_lang = StringProperty("ru")  # the language of the word keys
+
+    def __init__(self, on_key: Callable[[str], None], key_w_mm: float, key_h_mm: float,
+                 labels: Callable[[str], str], **kwargs: Any) -> None:
+        self.on_key = on_key
+        self.keys: dict[str, Btn] = {}
+        self.key_w, self.key_h = key_w_mm, key_h_mm
+        self.labels = labels
+        super().__init__(orientation="vertical", spacing=mm(2), size_hint_y=None, **kwargs)
+        self.height = 4 * mm(key_h_mm) + 3 * mm(2)
+        self.bind(layout=lambda *_: self.rebuild(), caption_lang=lambda *_: self.rebuild())
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        self.clear_widgets()
+        self.keys = {}
+        for row in LAYOUTS[self.layout]:
+            self.add_widget(self._row([(ch, ch, self.key_w) for ch in row]))
+        other = "en" if self.layout == "ru" else "ru"
+        self.add_widget(self._row([
+            ("layout", self.labels(f"key_layout_{other}"), self.key_w * 1.6),
+            ("space", self.labels("key_space"), self.key_w * 4),
+            ("back", "⌫", self.key_w * 1.3),
+            ("clear", self.labels("key_clear"), self.key_w * 1.9),
+        ]))
+
+    def _row(self, keys: Sequence[tuple[str, str, float]]) -> BoxLayout:
+        row = BoxLayout(orientation="horizontal", spacing=mm(2), size_hint=(None, None),
+                        height=mm(self.key_h))
+        for key, text, w in keys:
+            btn = Btn(text=text, style="key", font_mm=theme.F_BUTTON, ident=f"kb.{key}",
+                      action=lambda k=key: self.on_key(k), size_hint=(None, None),
+                      size=(mm(w), mm(self.key_h)))
+            if key == "back":
+                btn.font_name = SYMBOL_FONT
+            self.keys[key] = btn
+            row.add_widget(btn)
+        row.width = sum(mm(w) for _, _, w in keys) + mm(2) * (len(keys) - 1)
+        wrap = BoxLayout(size_hint_y=None, height=mm(self.key_h))
+        wrap.add_widget(Widget())
+        wrap.add_widget(row)
+        wrap.add_widget(Widget())
+        return wrap
+
+
+class CornerZone(Widget):
+    """The hidden technician gesture over a header corner: N quick taps, or a long hold.
+
+    It draws nothing and takes every touch that lands on it, so the corner does nothing
+    else a customer could notice.
+    """
+
+    ident = StringProperty("tech.corner")
+
+    def __init__(self, gesture: Gesture, on_gesture: Callable[[], None],
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gesture = gesture
+        self.on_gesture = on_gesture
+        self._taps: list[float] = []
+        self._hold: Any = None
+        self.enabled = True
+
+    def on_touch_down(self, touch: Any) -> bool:
+        if not self.collide_point(*touch.pos):
+            return False
+        if not self.enabled:
+            return True
+        g = self.gesture
+        if g.kind == "hold":
+            touch.grab(self)
+            self._hold = Clock.schedule_once(lambda _dt: self._fire(), g.count)
+            return True
+        now = time.monotonic()
+        self._taps = [t for t in self._taps if now - t <= g.window_s] + [now]
+        if len(self._taps) >= int(g.count):
+            self._fire()
+        return True
+
+    def on_touch_up(self, touch: Any) -> bool:
+        if touch.grab_current is self:
+            touch.ungrab(self)
+            if self._hold is not None:
+                self._hold.cancel()
+                self._hold = None
+            return True
+        return False
+
+    def _fire(self) -> None:
+        self._taps = []
+        self._hold = None
+        self.on_gesture()
+
+
+class Backdrop(Widget):
+    """Dims what lies under a prompt and takes the touches meant for it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        with self.canvas:
+            Color(rgba=theme.BACKDROP)
+            self._r = Rectangle(pos=self.pos, size=self.size)
+        self.bind(pos=self._redraw, size=self._redraw)
+
+    def _redraw(self, *_: Any) -> None:
+        self._r.pos, self._r.size = self.pos, self.size
+
+    def on_touch_down(self, touch: Any) -> bool:
+        return self.collide_point(*touch.pos)
