@@ -207,10 +207,12 @@ STRINGS: dict[str, tuple[str, str]] = {
     "service_state_off": ("Терминал в работе", "The terminal is in service"),
     "acceptor_test": ("Тест купюроприёмника", "Bill acceptor test"),
     "restart": ("Перезапуск", "Restart"),
-    "not_in_api": (
-        "Недоступно: этой операции пока нет в API ядра.",
-        "Unavailable: the core API has no such operation yet.",
+    "acceptor_test_off": ("Завершить тест", "End the test"),
+    "acceptor_test_seen": (
+        "Прочитано купюр: {n}, последняя {last}; все возвращены",
+        "Bills read: {n}, last {last}; all returned",
     ),
+    "restarting": ("Ядро перезапускается", "The core is restarting"),
 }
 
 

@@ -6,8 +6,8 @@ login, failure and action as an event for the desk. The UI only keeps the token 
 closes the mode (and logs out) when nobody touched the screen for `tech_idle_s`, or when
 the core says the session expired.
 
-Operations the core does not offer yet (acceptor test mode, restart) are shown disabled
-with a note, so the technician sees they are missing rather than looking for them.
+The acceptor test reads bills and gives every one back (the core never credits them);
+restart asks the core to stop cleanly so that systemd starts it again.
 """
 
 from __future__ import annotations
@@ -288,6 +288,22 @@ class TechScreen(BaseScreen):
 
         self.ctl.tech.call("tech.service", done, on=on)
 
+    def _acceptor_test(self, on: bool) -> None:
+        def done(_result: Any, error: LinkError | None) -> None:
+            if error is not None:
+                self.result = _error_text(self.ctl.t, error)
+            self.ctl.tech.call("status", self._got("status"))
+
+        self.ctl.tech.call("tech.acceptor_test", done, on=on)
+
+    def _restart(self) -> None:
+        def done(_result: Any, error: LinkError | None) -> None:
+            t = self.ctl.t
+            self.result = _error_text(t, error) if error is not None else t("restarting")
+            self.update()
+
+        self.ctl.tech.call("tech.restart", done)
+
     # -- view --------------------------------------------------------------------------
     def update(self) -> None:
         t = self.ctl.t
@@ -417,13 +433,22 @@ class TechScreen(BaseScreen):
                            action=lambda: self._service(not in_service_mode)),
                        w_mm=95, h_mm=theme.BUTTON_H)
         toggle.disabled = self.status is None
-        acc_test = fixed(Btn(ident="tech.acceptor_test", text=t("acceptor_test"),
-                             style="secondary"), w_mm=95, h_mm=theme.BUTTON_H)
-        restart = fixed(Btn(ident="tech.restart", text=t("restart"), style="secondary"),
-                        w_mm=95, h_mm=theme.BUTTON_H)
-        acc_test.disabled = restart.disabled = True
-        note = Text(ident="tech.not_in_api", text=t("not_in_api"), font_mm=theme.F_SMALL,
-                    halign="left", color=theme.INK_SOFT)
+        testing = ((self.status or {}).get("acceptor_test") or {}).get("on", False)
+        seen = ((self.status or {}).get("acceptor_test") or {}).get("bills_seen") or []
+        acc_test = fixed(Btn(ident="tech.acceptor_test", style="danger" if testing else "secondary",
+                             text=t("acceptor_test_off" if testing else "acceptor_test"),
+                             action=lambda: self._acceptor_test(not testing)),
+                         w_mm=95, h_mm=theme.BUTTON_H)
+        restart = fixed(Btn(ident="tech.restart", text=t("restart"), style="secondary",
+                            action=self._restart), w_mm=95, h_mm=theme.BUTTON_H)
+        acc_test.disabled = restart.disabled = self.status is None
+        last = seen[-1] if seen else None
+        note = Text(ident="tech.acceptor_test_state", font_mm=theme.F_SMALL, halign="left",
+                    color=theme.INK_SOFT,
+                    text=(t("acceptor_test_seen", n=len(seen),
+                            last=money(last["amount_minor"], last["currency"], self.ctl.lang)
+                            if last else "—")
+                          if testing else ""))
         for row in (hbox(test, spacer()), hbox(toggle, state), hbox(acc_test, note),
                     hbox(restart, spacer())):
             row.size_hint_y = None
@@ -431,3 +456,4 @@ class TechScreen(BaseScreen):
             self.page.add_widget(row)
         self.page.add_widget(self._result_line())
         self.page.add_widget(spacer())
+        self.page.add_widget(self._refresh_button())  # e.g. bills read by the acceptor test

@@ -104,8 +104,26 @@ def test_encashment_actions_and_service_mode(terminal_factory, make_ui):
 
     d.tap("tech.tab.actions")
     d.until(lambda: d.visible("tech.service") and not d.find("tech.service").disabled)
-    assert d.find("tech.acceptor_test").disabled and d.find("tech.restart").disabled
-    assert "нет в API" in d.text("tech.not_in_api")
+    # acceptor test: the bill is read and given back, the ledger does not move (M1, M3)
+    stacked_before = term.rows("SELECT count(*) FROM stacked_bills")
+    d.tap("tech.acceptor_test")
+    d.wait_text("tech.acceptor_test_state", lambda t: t.startswith("Прочитано купюр: 0"))
+    inbox_feeder(term.core.inbox)(500)
+
+    def seen_one() -> bool:
+        d.tap("tech.refresh")
+        d.pump(0.3)
+        return d.text("tech.acceptor_test_state").startswith("Прочитано купюр: 1")
+
+    d.until(seen_one, 15, "the test bill shows as read")
+    assert "500,00" in d.text("tech.acceptor_test_state") and "возвращены" in d.text(
+        "tech.acceptor_test_state")
+    d.tap("tech.acceptor_test")  # end the test
+    d.until(lambda: d.text("tech.acceptor_test_state") == "" and d.text("tech.acceptor_test")
+            == "Тест купюроприёмника", 10, "the test ended")
+    assert term.rows("SELECT count(*) FROM stacked_bills") == stacked_before
+    assert term.rows("SELECT count(*) FROM escrows WHERE amount_minor = 50000 AND "
+                     "state = 'pending'") == [(0,)]
     d.tap("tech.test_print")
     d.wait_text("tech.result", lambda t: t == "Тестовая страница напечатана", timeout=30)
     assert "ТЕСТ ПРИНТЕРА" in term.printer.receipts[-1]
