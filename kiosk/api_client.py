@@ -32,12 +32,12 @@ class ApiClient:
         self._ids = itertools.count(1)
         self.snapshot: dict[str, Any] | None = None
 
-    def connect(self, subscribe: bool = True) -> dict[str, Any]:
+    def connect(self, subscribe: bool = True, client: str = "kiosk-cli") -> dict[str, Any]:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         sock.connect(self.path)
         self._sock = sock
-        hello = self.request("hello", subscribe=subscribe, client="kiosk-cli")
+        hello = self.request("hello", subscribe=subscribe, client=client)
         self.snapshot = hello["snapshot"]
         return hello
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -277,6 +278,7 @@ class ApiServer:
                     "min_minor": p.min_minor,
                     "max_minor": p.max_minor,
                     "currency": p.currency,
+                    "bands": [dataclasses.asdict(b) for b in p.bands],
                 }
                 for p in cat.providers
             ],

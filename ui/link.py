@@ -98,7 +98,7 @@ class CoreLink:
         while not self._stop.is_set():
             client = ApiClient(self.socket_path, timeout=HEARTBEAT_S)
             try:
-                hello = client.connect(subscribe=True)
+                hello = client.connect(subscribe=True, client="kiosk-ui")
             except (OSError, ValueError, ApiRequestError) as exc:
                 client.close()
                 if not announced_down:  # say it once, not once a second
@@ -158,7 +158,7 @@ class CoreLink:
                 if client is None:
                     born = self.generation
                     client = ApiClient(self.socket_path, timeout=REQUEST_TIMEOUT_S)
-                    client.connect(subscribe=False)
+                    client.connect(subscribe=False, client="kiosk-ui")
                 result = client.request(op, **fields)
             except ApiRequestError as exc:
                 error = LinkError(exc.code, exc.message)

@@ -181,3 +181,12 @@ def test_technician_restart_stops_the_core_cleanly(core, client):
     assert core.proc.wait(timeout=15) == 0  # systemd (Restart=always) starts it again
     core.drain_output()
     assert "stopped for a restart" in "".join(core.log)
+
+
+def test_catalog_lists_providers_with_their_commission_bands(client):
+    catalog = client.request("catalog")
+    mts = next(p for p in catalog["providers"] if p["id"] == "mts")
+    assert mts["account_mask"] == "+7 (***) ***-**-**"
+    assert mts["bands"][1] == {"from_minor": 50_000, "to_minor": None, "percent_bp": 300,
+                               "fixed_minor": 0, "min_minor": 1_000, "max_minor": 30_000}
+    assert {c["id"] for c in catalog["categories"]} == {"mobile", "internet", "utilities"}
