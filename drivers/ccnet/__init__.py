@@ -4,6 +4,8 @@ Layers, one concept per module: `crc` and `frame` (bytes), `replies` and `billta
 (meaning of a reply in the context of its request), `states` (Z1 codes), `link`
 (one request on the line, ACK/NAK, retries), `device` (the `BillAcceptor` the engine uses),
 `factory` (built from configuration words), `probe` (identification without side effects).
+The parts ID-003 does alike live in drivers/ (`framing`, `frame_link`, `acceptor_base`,
+`acceptor_timing`, `acceptor_profiles`, `codes`, `bill_cache`).
 """
 
 from drivers.ccnet.device import CcnetAcceptor

@@ -8,17 +8,11 @@ codes are mapped and an unknown one is passed through as is (it is still 3 lette
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from drivers.acceptor import Bill
 from drivers.ccnet.protocol import BILL_RECORD_LEN, BILL_TABLE_LEN, BILL_TYPE_COUNT, MASK_LEN
-
-log = logging.getLogger(__name__)
 
 NEGATIVE_EXPONENT = 0x80
 _EXPONENT_MASK = 0x7F
@@ -137,30 +131,3 @@ def encode_mask(bill_types: Iterable[int]) -> bytes:
 def decode_mask(raw: bytes) -> frozenset[int]:
     value = int.from_bytes(raw[:MASK_LEN], "big")
     return frozenset(t for t in range(BILL_TYPE_COUNT) if value >> t & 1)
-
-
-def save_bills(path: Path, bills: Iterable[Bill]) -> None:
-    """Keep the device's table on disk (atomically) for the next start; see `load_bills`."""
-    data = [{"bill_type": b.bill_type, "amount_minor": b.amount_minor, "currency": b.currency}
-            for b in bills]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def load_bills(path: Path) -> tuple[Bill, ...]:
-    """The cached table, or () if there is none or it is unreadable (it is only a cache).
-
-    It matters after a crash between a credit and its ACK: the unit then reports the
-    stacked bill before it will answer GET BILL TABLE, and only this cache names it.
-    """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return tuple(Bill(int(d["amount_minor"]), str(d["currency"]), int(d["bill_type"]))
-                     for d in data)
-    except FileNotFoundError:
-        return ()
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        log.warning("ignoring unreadable bill-table cache %s: %s", path, exc)
-        return ()

@@ -2,38 +2,32 @@
 
 kiosk/devices.py calls this, so kiosk/ never learns the driver's constructor details.
 An empty profile name means "detect": start with the first CCNET profile and let the
-part number from IDENTIFICATION pick the matching one.
+part number from IDENTIFICATION pick the matching one (`drivers.acceptor_profiles`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from drivers.ccnet.device import PROTOCOL, CcnetAcceptor
-from drivers.profiles import DEFAULT_DIR, Profile, ProfileError, load_profile, load_profiles
+from drivers.acceptor_profiles import KIND, named_profile, protocol_profiles, starting_profiles
+from drivers.ccnet.device import LABEL, PROTOCOL, CcnetAcceptor
+from drivers.profiles import DEFAULT_DIR, Profile
 
-KIND = "acceptor"
+__all__ = ["BILL_TABLE_CACHE_NAME", "FRAME_LOG_NAME", "KIND", "acceptor_profile",
+           "build_ccnet_acceptor", "ccnet_profiles"]
+
 FRAME_LOG_NAME = "acceptor-frames.log"
 BILL_TABLE_CACHE_NAME = "acceptor-bill-table.json"
 
 
 def ccnet_profiles(directory: Path = DEFAULT_DIR) -> list[Profile]:
     """Every CCNET acceptor profile in the folder, by name."""
-    profiles = load_profiles(directory)
-    return [p for _, p in sorted(profiles.items()) if p.kind == KIND and p.protocol == PROTOCOL]
+    return protocol_profiles(PROTOCOL, directory)
 
 
 def acceptor_profile(name: str, directory: Path = DEFAULT_DIR) -> Profile:
     """A CCNET profile by name (or a .toml path); errors list what is available."""
-    if name.endswith(".toml"):
-        return load_profile(Path(name))
-    candidates = ccnet_profiles(directory)
-    for prof in candidates:
-        if prof.name == name:
-            return prof
-    available = ", ".join(p.name for p in candidates) or "none"
-    raise ProfileError(f"no CCNET acceptor profile named {name!r} in {directory}; "
-                       f"one of: {available}")
+    return named_profile(name, PROTOCOL, LABEL, directory)
 
 
 def build_ccnet_acceptor(
@@ -44,13 +38,7 @@ def build_ccnet_acceptor(
     state_dir: Path | None = None,
 ) -> CcnetAcceptor:
     """`state_dir` holds the bill-table cache (defaults to `log_dir`); see CcnetAcceptor."""
-    if profile:
-        base, auto = acceptor_profile(profile, directory), []
-    else:
-        auto = ccnet_profiles(directory)
-        if not auto:
-            raise ProfileError(f"no CCNET acceptor profiles in {directory}")
-        base = auto[0]
+    base, auto = starting_profiles(profile, PROTOCOL, LABEL, directory)
     cache_dir = state_dir or log_dir
     return CcnetAcceptor(
         port,

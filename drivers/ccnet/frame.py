@@ -1,18 +1,15 @@
 """CCNET frames: building them and finding them in a byte stream (§1.2).
 
 `FrameDecoder` is fed whatever the port returned and hands back frames and discarded
-bytes. It never raises on garbage: the line is noisy and the link must keep running.
-It resynchronises on SYNC and looks ahead for a later valid frame rather than waiting
-for bytes that a garbage SYNC/LNG pair promised but that will never come. A frame whose
+bytes; the resynchronising search is `drivers.framing`, shared with ID-003. A frame whose
 CRC fails is reported (so the link can NAK it) but never returned as a frame.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
-from drivers.ccnet.crc import crc_bytes, frame_crc_ok
+from drivers.ccnet.crc import crc_bytes
 from drivers.ccnet.protocol import (
     HEADER_LEN,
     MAX_FRAME_LEN,
@@ -21,6 +18,10 @@ from drivers.ccnet.protocol import (
     SYNC,
     Address,
 )
+from drivers.framing import Discarded, DiscardReason, FrameLayout, StreamDecoder
+
+__all__ = ["LAYOUT", "Decoded", "DiscardReason", "Discarded", "Frame", "FrameDecoder",
+           "build_frame"]
 
 _ADR_POS = 1
 _LNG_POS = 2
@@ -51,89 +52,13 @@ class Frame:
         return self.raw[HEADER_LEN:-_CRC_LEN]
 
 
-class DiscardReason(enum.Enum):
-    GARBAGE = "garbage"  # bytes outside any frame (no SYNC, impossible LNG)
-    BAD_CRC = "bad crc"  # frame-shaped, complete, CRC wrong: the link NAKs this
-
-
-@dataclass(frozen=True)
-class Discarded:
-    raw: bytes
-    reason: DiscardReason
-
-
 Decoded = Frame | Discarded
 
+LAYOUT = FrameLayout(sync=SYNC, lng_pos=_LNG_POS, min_len=MIN_FRAME_LEN, max_len=MAX_FRAME_LEN)
 
-class FrameDecoder:
-    """Streaming frame finder. Feed bytes, get frames and discards in arrival order."""
+
+class FrameDecoder(StreamDecoder[Frame]):
+    """Streaming CCNET frame finder: `drivers.framing.StreamDecoder` on CCNET's layout."""
 
     def __init__(self) -> None:
-        self._buf = bytearray()
-
-    @property
-    def pending(self) -> int:
-        """Bytes held back waiting for the rest of a frame."""
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> list[Decoded]:
-        self._buf.extend(data)
-        out: list[Decoded] = []
-        while self._buf:
-            start = self._buf.find(SYNC)
-            if start < 0:
-                out.append(self._discard(len(self._buf), DiscardReason.GARBAGE))
-                break
-            if start > 0:
-                out.append(self._discard(start, DiscardReason.GARBAGE))
-            if len(self._buf) <= _LNG_POS:
-                break
-            length = self._buf[_LNG_POS]
-            if not MIN_FRAME_LEN <= length <= MAX_FRAME_LEN:
-                out.append(self._discard(1, DiscardReason.GARBAGE))
-                continue
-            if len(self._buf) < length:
-                later = self._later_valid_frame()
-                if later is None:
-                    break  # wait for the rest
-                out.append(self._discard(later, DiscardReason.GARBAGE))
-                continue
-            candidate = bytes(self._buf[:length])
-            if frame_crc_ok(candidate):
-                del self._buf[:length]
-                out.append(Frame(candidate))
-                continue
-            later = self._later_valid_frame()
-            if later is not None and later < length:
-                # A garbage SYNC swallowed the start of a real frame: keep the real one.
-                out.append(self._discard(later, DiscardReason.GARBAGE))
-            else:
-                out.append(self._discard(length, DiscardReason.BAD_CRC))
-        return out
-
-    def flush(self) -> list[Decoded]:
-        """Give up on a partial frame (end of an exchange): report it as garbage."""
-        if not self._buf:
-            return []
-        return [self._discard(len(self._buf), DiscardReason.GARBAGE)]
-
-    def _discard(self, count: int, reason: DiscardReason) -> Discarded:
-        raw = bytes(self._buf[:count])
-        del self._buf[:count]
-        return Discarded(raw, reason)
-
-    def _later_valid_frame(self) -> int | None:
-        """Offset of the first complete CRC-valid frame starting after offset 0, if any."""
-        pos = self._buf.find(SYNC, 1)
-        while pos >= 0:
-            if pos + _LNG_POS < len(self._buf):
-                length = self._buf[pos + _LNG_POS]
-                end = pos + length
-                if (
-                    MIN_FRAME_LEN <= length <= MAX_FRAME_LEN
-                    and end <= len(self._buf)
-                    and frame_crc_ok(bytes(self._buf[pos:end]))
-                ):
-                    return pos
-            pos = self._buf.find(SYNC, pos + 1)
-        return None
+        super().__init__(LAYOUT, Frame)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from drivers.acceptor import AcceptorStatus
 from drivers.ccnet.protocol import BUSY_UNIT_S
+from drivers.codes import code_text, status_or_failure
 
 _MS_PER_S = 1000
 
@@ -171,30 +172,21 @@ FAILURE_CODES: dict[int, str] = {
 
 
 def reject_reason_text(code: int | None) -> str:
-    if code is None:
-        return "unknown reject reason"
-    # IntEnum keys hash and compare like their int values, so a raw Z2 looks them up.
-    return REJECT_REASONS.get(code, f"unknown reject reason 0x{code:02X}")
+    return code_text(REJECT_REASONS, code, "unknown reject reason")
 
 
 def failure_text(code: int | None) -> str:
-    if code is None:
-        return "unknown failure"
-    return FAILURE_CODES.get(code, f"unknown failure code 0x{code:02X}")
+    return code_text(FAILURE_CODES, code, "unknown failure", "unknown failure code")
 
 
 def state_info(z1: int) -> StateInfo | None:
-    try:
-        return STATE_TABLE[PollState(z1)]
-    except ValueError:
-        return None
+    return STATE_TABLE.get(z1)  # IntEnum keys hash like their ints
 
 
 def abstract_status(z1: int) -> AcceptorStatus:
     """Abstract status for a Z1; an unknown code is a failure (the device says something
     this driver does not understand, so it must not keep taking money)."""
-    info = state_info(z1)
-    return info.status if info is not None else AcceptorStatus.FAILURE
+    return status_or_failure(state_info(z1))
 
 
 def describe(z1: int, z2: int | None = None) -> str:

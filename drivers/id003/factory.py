@@ -2,17 +2,20 @@
 
 kiosk/devices.py calls this, so kiosk/ never learns the driver's constructor details.
 An empty profile name means "detect": start with the first ID-003 profile and let the
-version string from VERSION REQUEST pick the matching one.
+version string from VERSION REQUEST pick the matching one (`drivers.acceptor_profiles`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from drivers.id003.device import PROTOCOL, Id003Acceptor
-from drivers.profiles import DEFAULT_DIR, Profile, ProfileError, load_profile, load_profiles
+from drivers.acceptor_profiles import KIND, named_profile, protocol_profiles, starting_profiles
+from drivers.id003.device import LABEL, PROTOCOL, Id003Acceptor
+from drivers.profiles import DEFAULT_DIR, Profile
 
-KIND = "acceptor"
+__all__ = ["BILL_TABLE_CACHE_NAME", "FRAME_LOG_NAME", "KIND", "STACK_MARKER_NAME",
+           "acceptor_profile", "build_id003_acceptor", "id003_profiles"]
+
 FRAME_LOG_NAME = "acceptor-frames.log"
 BILL_TABLE_CACHE_NAME = "acceptor-id003-currency.json"
 """Not the CCNET cache's name: a terminal switched between protocols must not read the
@@ -22,21 +25,12 @@ STACK_MARKER_NAME = "acceptor-id003-stack.json"
 
 def id003_profiles(directory: Path = DEFAULT_DIR) -> list[Profile]:
     """Every ID-003 acceptor profile in the folder, by name."""
-    profiles = load_profiles(directory)
-    return [p for _, p in sorted(profiles.items()) if p.kind == KIND and p.protocol == PROTOCOL]
+    return protocol_profiles(PROTOCOL, directory)
 
 
 def acceptor_profile(name: str, directory: Path = DEFAULT_DIR) -> Profile:
     """An ID-003 profile by name (or a .toml path); errors list what is available."""
-    if name.endswith(".toml"):
-        return load_profile(Path(name))
-    candidates = id003_profiles(directory)
-    for prof in candidates:
-        if prof.name == name:
-            return prof
-    available = ", ".join(p.name for p in candidates) or "none"
-    raise ProfileError(f"no ID-003 acceptor profile named {name!r} in {directory}; "
-                       f"one of: {available}")
+    return named_profile(name, PROTOCOL, LABEL, directory)
 
 
 def build_id003_acceptor(
@@ -48,13 +42,7 @@ def build_id003_acceptor(
 ) -> Id003Acceptor:
     """`state_dir` holds the currency-table cache and the stack marker (defaults to
     `log_dir`); see Id003Acceptor."""
-    if profile:
-        base, auto = acceptor_profile(profile, directory), []
-    else:
-        auto = id003_profiles(directory)
-        if not auto:
-            raise ProfileError(f"no ID-003 acceptor profiles in {directory}")
-        base = auto[0]
+    base, auto = starting_profiles(profile, PROTOCOL, LABEL, directory)
     state = state_dir or log_dir
     return Id003Acceptor(
         port,

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 
 from drivers.acceptor import AcceptorStatus
+from drivers.codes import code_text, status_or_failure
 
 
 class Status(enum.IntEnum):
@@ -163,29 +164,21 @@ FAILURE_CODES: dict[int, str] = {
 
 
 def reject_reason_text(code: int | None) -> str:
-    if code is None:
-        return "unknown reject reason"
-    return REJECT_REASONS.get(code, f"unknown reject reason 0x{code:02X}")
+    return code_text(REJECT_REASONS, code, "unknown reject reason")
 
 
 def failure_text(code: int | None) -> str:
-    if code is None:
-        return "unknown failure"
-    return FAILURE_CODES.get(code, f"unknown failure code 0x{code:02X}")
+    return code_text(FAILURE_CODES, code, "unknown failure", "unknown failure code")
 
 
 def state_info(code: int) -> StateInfo | None:
-    try:
-        return STATE_TABLE[Status(code)]
-    except ValueError:
-        return None
+    return STATE_TABLE.get(code)  # IntEnum keys hash like their ints
 
 
 def abstract_status(code: int) -> AcceptorStatus:
-    """Abstract status for a status code; an unknown code is a failure (the acceptor says
-    something this driver does not understand, so it must not keep taking money)."""
-    info = state_info(code)
-    return info.status if info is not None else AcceptorStatus.FAILURE
+    """Abstract status for a status code; an unknown code is a failure (the acceptor says something
+    this driver does not understand, so it must not keep taking money)."""
+    return status_or_failure(state_info(code))
 
 
 def describe(code: int, data: bytes = b"") -> str:

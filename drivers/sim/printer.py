@@ -14,12 +14,14 @@ and type fault commands on stdin; tests drive `PrinterSimulator` in-process.
 from __future__ import annotations
 
 import argparse
+import codecs
 import enum
 import os
 import select
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +54,12 @@ PC437 = "cp437"
 QR_ENCODING = "utf-8"
 READ_SIZE = 4096
 SELECT_TIMEOUT_S = 0.05
-PRINT_CHUNK = 64  # bytes interpreted per step; small so "slow" and faults act promptly
+PRINT_CHUNK = 64  # bytes interpreted per step at full speed
+# With a per-byte delay ("slow"), one step holds at most this much printing time, so the
+# "printing" bit, faults and DLE ENQ 2 act within about this long, at any speed.
+PACE_STEP_S = 0.005
 MS = 1000.0
+BITS_PER_BYTE_8N1 = 10  # start bit, 8 data bits, stop bit
 
 HT = 0x09
 CR = 0x0D
@@ -99,7 +105,8 @@ COMMAND_HELP = """stdin commands (one per line):
   cutter_error     cutter jammed: data is held until cleared
   offline          stop answering status and drop all data
   ok | clear       clear every fault (held data then prints)
-  slow <ms>        spend <ms> per received byte printing (0 = full speed)
+  slow <ms>        spend <ms> per received byte printing (0 = full speed);
+                   10000 / baud emulates a line: 1.0417 = 9600 baud, 0.0868 = 115200
   take             the customer takes the ticket from the presenter
   status           print faults, receipts and bytes waiting
   help             this list
@@ -114,11 +121,28 @@ class SimConfig:
     columns: int = DEFAULT_COLUMNS
     codepage_number: int = DEFAULT_CODEPAGE  # the ESC t n that selects CP866
     full_status: bool = True  # answers 10 04 14 (Custom); False: stays silent like Epson
+    # Further ESC t tables this model has, as (n, Python codec), e.g. ((28, "cp855"),) for
+    # the Rongta clones (receipt-printers.md §1.2). An n in neither place prints as the
+    # power-on table (PC437), the way a wrong ESC t garbles Russian on a real printer.
+    code_pages: tuple[tuple[int, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        for number, codec in self.code_pages:
+            if not 0 <= number <= 0xFF:
+                raise ValueError(f"ESC t number must be 0..255, got {number}")
+            codecs.lookup(codec)  # LookupError names an unknown codec
 
     @classmethod
     def from_profile(cls, profile: Profile) -> SimConfig:
         s = PrinterSettings.from_profile(profile)
         return cls(s.name, s.columns, s.codepage_number, s.full_status)
+
+
+def ms_per_byte(baudrate: int, bits_per_byte: int = BITS_PER_BYTE_8N1) -> float:
+    """The `slow` value that makes printing take a serial line's time (8N1: 10 bits)."""
+    if baudrate <= 0:
+        raise ValueError(f"baud rate must be positive, got {baudrate}")
+    return bits_per_byte * MS / baudrate
 
 
 # --- status replies ------------------------------------------------------------------
@@ -279,6 +303,7 @@ class EscposInterpreter:
         self.config = config
         self.events = events or InterpreterEvents()
         self._buf = b""
+        self._tables = dict(config.code_pages)
         self.lines: list[str] = []
         self._reset_modes()
         self._line = _Line()
@@ -291,7 +316,9 @@ class EscposInterpreter:
 
     @property
     def codec(self) -> str:
-        return CP866 if self.table == self.config.codepage_number else PC437
+        if self.table == self.config.codepage_number:
+            return CP866
+        return self._tables.get(self.table, PC437)
 
     # -- output ------------------------------------------------------------------------
 
@@ -310,7 +337,7 @@ class EscposInterpreter:
         self._flush_line()
 
     def _text(self, data: bytes) -> None:
-        for ch in data.decode(self.codec):
+        for ch in data.decode(self.codec, errors="replace"):
             if self._line.width + self.width_mult > self.config.columns:
                 self._flush_line()  # the printer wraps at the paper edge
             if not self._line.text:
@@ -797,18 +824,29 @@ class PrinterSimulator:
         return bool(self._pending) and not (self.state.faults & HOLDING_FAULTS)
 
     def _printer(self) -> None:
+        """Interpret held data. With `slow`, byte k of a run of printing is done at
+        start + (k + 1) x slow on an absolute schedule: a late wake-up or the time spent
+        interpreting is caught up on the next step instead of adding up, so a receipt
+        takes its bytes x slow (a line at 10000 / slow baud), not more."""
+        due = 0.0  # when the bytes taken so far are printed (time.monotonic)
         while not self._stop.is_set():
             with self._cond:
                 self._cond.wait_for(lambda: self._stop.is_set() or self._can_print())
                 if self._stop.is_set():
                     return
-                chunk = bytes(self._pending[:PRINT_CHUNK])
-                del self._pending[:PRINT_CHUNK]
+                per_byte_s = self.state.slow_ms / MS
+                size = PRINT_CHUNK
+                if per_byte_s:
+                    size = max(1, min(PRINT_CHUNK, int(PACE_STEP_S / per_byte_s)))
+                chunk = bytes(self._pending[:size])
+                del self._pending[:size]
                 self._busy = True
                 generation = self._generation
-                delay = self.state.slow_ms * len(chunk) / MS
-            if delay:
-                self._stop.wait(delay)
+            if per_byte_s:
+                now = time.monotonic()
+                due = max(due, now) + len(chunk) * per_byte_s  # idle or held: from now
+                if due > now:
+                    self._stop.wait(due - now)
             try:
                 with self._interpreting:
                     if generation == self._generation:
@@ -840,7 +878,25 @@ def _load_config(args: argparse.Namespace) -> SimConfig:
         columns=args.columns or config.columns,
         codepage_number=(config.codepage_number if args.codepage is None else args.codepage),
         full_status=config.full_status if args.full_status is None else args.full_status,
+        code_pages=tuple(args.code_page),
     )
+
+
+def _code_page(text: str) -> tuple[int, str]:
+    """`N=CODEC` for --code-page."""
+    number, sep, codec = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError
+        value = int(number)
+        if not 0 <= value <= 0xFF:
+            raise ValueError
+        codecs.lookup(codec)
+    except (ValueError, LookupError):
+        raise argparse.ArgumentTypeError(
+            f"expected N=CODEC with N in 0..255 and a Python codec (e.g. 28=cp855), got {text!r}"
+        ) from None
+    return value, codec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -862,6 +918,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--columns", type=int, help="paper width in columns")
     parser.add_argument("--codepage", type=int, help="the ESC t number that selects CP866")
     parser.add_argument(
+        "--code-page",
+        dest="code_page",
+        type=_code_page,
+        action="append",
+        default=[],
+        metavar="N=CODEC",
+        help="a further ESC t table of the model, e.g. 28=cp855 (repeatable)",
+    )
+    parser.add_argument(
         "--full-status",
         dest="full_status",
         action="store_true",
@@ -874,7 +939,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="ignore 10 04 14 like an Epson",
     )
-    parser.add_argument("--slow", type=float, default=0.0, help="ms per byte when printing")
+    parser.add_argument(
+        "--slow",
+        type=float,
+        default=0.0,
+        help="ms per byte when printing (10000 / baud emulates a serial line)",
+    )
     return parser
 
 

@@ -10,23 +10,20 @@
 
 Everything protocol-specific lives in a `ProtocolKit` (how to build the simulator and the
 driver, what its event lines say, how to read its unit's state), so one story can be
-told to both protocols and must end in the same ledger. Waits are condition waits with
-timeouts. Ledger facts are read through a separate read-only SQLite connection (WAL: it
-sees exactly what was committed).
+told to both protocols and must end in the same ledger. The customer's side, the
+ledger's facts and the ticker are tests/acceptor_terminal.py's, shared with the CCNET
+scenario rig (tests/ccnet/terminal.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from drivers.acceptor import AcceptorStatus, BillAcceptor
+from drivers.acceptor import BillAcceptor
 from drivers.ccnet.factory import build_ccnet_acceptor
 from drivers.ccnet.states import PollState
 from drivers.id003.factory import build_id003_acceptor
@@ -37,96 +34,30 @@ from drivers.sim.ccnet_model import SimTiming as CcnetSimTiming
 from drivers.sim.id003 import Id003Simulator
 from drivers.sim.id003_model import PowerCycle as Id003PowerCycle
 from drivers.sim.id003_model import SimTiming as Id003SimTiming
+from drivers.sim.pty_device import PtyDeviceSimulator
 from kiosk.config import Config
 from kiosk.engine import PaymentEngine
 from kiosk.ledger import Ledger
 from kiosk.screens import Screen
+from tests.acceptor_fixtures import fast_profile_text
+from tests.acceptor_terminal import RUB, WAIT_S, SimHooks, TerminalActions, Ticker, wait_until
 from tests.conftest import config_in
 from tests.core.doubles import DoublePrinter
 
-WAIT_S = 5.0
-TICK_S = 0.1
-"""The daemon ticks the engine every 100 ms (docs/architecture.md, "Threads in the core")."""
-MTS_ACCOUNT = "9161234567"
-RUB = 100
+__all__ = ["CCNET", "ID003", "KITS", "RUB", "WAIT_S", "ProtocolKit", "Rig", "wait_until"]
 
-_TIMING = """
-[timing]
-poll_ms = 20
-active_poll_ms = 10
-response_timeout_ms = 150
-ident_timeout_ms = 300
-attempts = 3
-command_gap_ms = 0
-bad_frame_settle_ms = 10
-reset_wait_ms = 10
-reset_poll_ms = 10
-init_timeout_s = 3.0
-stuck_state_s = 2.0
-escrow_hold_max_s = 1.5
-reconnect_ms = 50
-"""
-CCNET_PROFILE = """
-[profile]
-name = "same_story_ccnet"
-kind = "acceptor"
-protocol = "ccnet"
-[serial]
-baudrate = 9600
-bytesize = 8
-parity = "none"
-stopbits = 1
-[identify]
-patterns = ["^SM-"]
-""" + _TIMING
-ID003_PROFILE = """
-[profile]
-name = "same_story_id003"
-kind = "acceptor"
-protocol = "id003"
-[serial]
-baudrate = 9600
-bytesize = 8
-parity = "even"
-stopbits = 1
-[identify]
-patterns = ["^U\\\\("]
-[id003]
-stack = 2
-power_recovery = true
-""" + _TIMING
+STUCK_STATE_S = 2.0
+"""The stories' stuck-state limit (the driver suites use 0.8 s)."""
+
+CCNET_PROFILE = fast_profile_text("same_story_ccnet", "ccnet", parity="none", pattern="^SM-",
+                                  stuck_state_s=STUCK_STATE_S)
+ID003_PROFILE = fast_profile_text("same_story_id003", "id003", parity="even", pattern="^U\\\\(",
+                                  extra="\n[id003]\nstack = 2\npower_recovery = true\n",
+                                  stuck_state_s=STUCK_STATE_S)
 
 
-def wait_until(condition: Callable[[], object], timeout_s: float = WAIT_S, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what or condition}")
-        time.sleep(0.005)
-
-
-class Simulator(Protocol):
-    """What the two simulators have in common (drivers/sim/ccnet.py, drivers/sim/id003.py)."""
-
-    @property
-    def path(self) -> str: ...
-
-    def start(self) -> Any: ...
-
-    def stop(self) -> None: ...
-
-    def command(self, line: str) -> str: ...
-
-    def with_model(self, action: Callable[[Any], Any]) -> Any: ...
-
-    def mark(self) -> int: ...
-
-    def wait_for(self, text: str, timeout_s: float = ..., since: int = ...) -> str: ...
-
-    def when(self, text: str, command_line: str) -> None: ...
-
-    @property
-    def events(self) -> list[str]: ...
+Simulator = PtyDeviceSimulator[Any]
+"""What the two simulators have in common (drivers/sim/pty_device.py)."""
 
 
 @dataclass(frozen=True)
@@ -206,50 +137,7 @@ ID003 = ProtocolKit(
 KITS = {kit.name: kit for kit in (CCNET, ID003)}
 
 
-class SimHooks:
-    """Python callbacks on simulator event lines (the simulators' `echo`). A hook runs in
-    the simulator thread with its lock held, before the reply that follows; once each."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._hooks: list[tuple[str, Callable[[str], None]]] = []
-        self.errors: list[BaseException] = []
-
-    def on(self, text: str, action: Callable[[str], None]) -> None:
-        with self._lock:
-            self._hooks.append((text, action))
-
-    def __call__(self, line: str) -> None:
-        with self._lock:
-            fired = [h for h in self._hooks if h[0] in line]
-            for hook in fired:
-                self._hooks.remove(hook)
-        for _text, action in fired:
-            try:
-                action(line)
-            except BaseException as exc:  # surfaced by Rig.close, not lost in a thread
-                self.errors.append(exc)
-
-
-class Ticker(threading.Thread):
-    """The daemon's periodic `engine.tick()` (timeouts, start-up reconciliation)."""
-
-    def __init__(self, engine: PaymentEngine) -> None:
-        super().__init__(name="test-ticker", daemon=True)
-        self.engine = engine
-        self.halt = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        while not self.halt.wait(TICK_S):
-            try:
-                self.engine.tick()
-            except BaseException as exc:
-                self.error = exc
-                return
-
-
-class Rig:
+class Rig(TerminalActions):
     def __init__(self, tmp: Path, kit: ProtocolKit, *, slow_stack: bool = False) -> None:
         base = config_in(tmp)
         self.config: Config = dataclasses.replace(
@@ -312,10 +200,6 @@ class Rig:
         wait_until(lambda: self.model(lambda m: not self.kit.enabled_values(m)),
                    what="the unit disabled")
 
-    def wait_status(self, status: AcceptorStatus, what: str = "") -> None:
-        wait_until(lambda: self.engine.acceptor_status is status,
-                   what=what or f"acceptor status {status.value}")
-
     def wait_polls(self, count: int = 5) -> None:
         """Let the driver poll `count` more times (a condition, not a sleep): whatever was
         going to be credited twice would have been by then."""
@@ -323,35 +207,10 @@ class Rig:
         wait_until(lambda: self.model(lambda m: m.counters.polls) >= start + count,
                    what=f"{count} more polls")
 
+    def unit_cassette(self) -> dict[int, int]:
+        return self.model(self.kit.cassette)
+
     # -- the customer --------------------------------------------------------------------
-
-    def intent(self, name: str, **args: Any) -> Any:
-        return self.engine.intent(name, args)
-
-    def screen(self) -> str:
-        return self.engine.snapshot()["screen"]
-
-    def inserted(self) -> int:
-        session = self.engine.snapshot()["session"]
-        return session["inserted_minor"] if session else 0
-
-    def notice(self) -> str | None:
-        notice = self.engine.snapshot()["notice"]
-        return notice["code"] if notice else None
-
-    def to_cash(self, provider: str = "mts", account: str = MTS_ACCOUNT) -> None:
-        self.intent("select_provider", provider_id=provider)
-        self.intent("submit_account", account=account)
-        self.intent("confirm_account")
-        assert self.screen() == "cash"
-        self.wait_taking_bills()
-
-    def insert(self, rubles: int) -> int:
-        """The customer inserts a bill; returns the simulator's event mark before it."""
-        mark = self.sim.mark()
-        answer = self.sim.command(f"insert {rubles}")
-        assert answer == "ok", answer
-        return mark
 
     def insert_credited(self, rubles: int) -> None:
         """Insert a bill and wait until it is credited, its report acknowledged and the
@@ -365,45 +224,12 @@ class Rig:
         if self.screen() == "cash":
             self.wait_taking_bills()
 
-    def pay(self) -> str:
-        """Customer presses pay; returns the payment id once the receipt is printed."""
-        self.intent("pay")
-        wait_until(lambda: self.screen() == "receipt", what="receipt screen")
-        self.drain_printer()
-        last = self.engine.snapshot()["last_payment"]
-        assert last is not None
-        return last["payment_id"]
-
-    def drain_printer(self) -> None:
-        self.engine._printer_pool.submit(lambda: None).result(timeout=WAIT_S)
-
     def events_since(self, mark: int) -> list[str]:
         events = self.sim.events
         first = self.sim.mark() - len(events)
         return events[max(0, mark - first):]
 
     # -- what the ledger holds -----------------------------------------------------------
-
-    def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        uri = f"file:{self.config.paths.ledger}?mode=ro"
-        with sqlite3.connect(uri, uri=True) as db:
-            return [tuple(r) for r in db.execute(sql, params)]
-
-    def payments(self) -> list[tuple[Any, ...]]:
-        """(id, kind, inserted_minor, status, note) per payment or unclaimed record."""
-        return self.rows(
-            "SELECT id, kind, inserted_minor, status, note FROM payments ORDER BY number")
-
-    def stacked_bills(self) -> list[tuple[Any, ...]]:
-        """(amount_minor, session_id, payment_id, recovered) per stacked bill, in order."""
-        return self.rows("SELECT amount_minor, session_id, payment_id, recovered "
-                         "FROM stacked_bills ORDER BY id")
-
-    def cassette(self) -> dict[int, int]:
-        return dict(self.rows("SELECT amount_minor, count FROM cassette WHERE count > 0"))
-
-    def event_kinds(self) -> list[str]:
-        return [e["kind"] for e in reversed(self.ledger.recent_events(200))]
 
     def outcome(self) -> dict[str, Any]:
         """The story's ledger outcome, free of ids and protocol words, to compare across
@@ -419,21 +245,3 @@ class Rig:
             "cassette": self.cassette(),
             "events": self.event_kinds(),
         }
-
-    def assert_money_consistent(self) -> None:
-        """M2/M6/M7: every bill in the cassette is in the ledger once, in exactly one
-        payment or record (or its still-collecting session), and the ledger's cassette
-        equals both the stacked-bill rows and the unit's own counter."""
-        bills = self.stacked_bills()
-        derived: dict[int, int] = {}
-        for amount, *_ in bills:
-            derived[amount] = derived.get(amount, 0) + 1
-        unit = self.model(self.kit.cassette)
-        assert self.cassette() == derived == unit, (self.cassette(), derived, unit)
-        for amount, session_id, payment_id, _recovered in bills:
-            assert payment_id is not None or session_id is not None, f"orphan bill {amount}"
-        totals = self.rows(
-            "SELECT p.id, p.inserted_minor, SUM(b.amount_minor) FROM payments p "
-            "JOIN stacked_bills b ON b.payment_id = p.id GROUP BY p.id")
-        for pid, inserted, summed in totals:
-            assert inserted == summed, f"payment {pid}: {inserted} != bills {summed}"

@@ -17,11 +17,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision
+from tests.acceptor_terminal import started_rigs
 from tests.acceptors.rig import KITS, RUB, Rig, wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,17 +31,7 @@ PROTOCOLS = ["ccnet", "id003"]
 
 @pytest.fixture(params=PROTOCOLS)
 def make_rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Rig]]:
-    rigs: list[Rig] = []
-
-    def make(**kwargs: Any) -> Rig:
-        rig = Rig(tmp_path, KITS[request.param], **kwargs)
-        rigs.append(rig)
-        rig.wait_in_service()
-        return rig
-
-    yield make
-    for rig in rigs:
-        rig.close()
+    yield from started_rigs(lambda **kwargs: Rig(tmp_path, KITS[request.param], **kwargs))
 
 
 @pytest.fixture

@@ -18,17 +18,12 @@ from drivers.ccnet.device import CcnetAcceptor
 from drivers.profiles import Profile, ProfileError, load_profile
 from drivers.sim.ccnet import CcnetSimulator
 from drivers.sim.ccnet_model import SimTiming
+from tests.acceptor_fixtures import insert_and_wait_credit
 
 pytestmark = pytest.mark.timeout(30)
 
 RUB_500 = 50000
 KEY = re.compile(r"^ccnet:41A123456789:[0-9a-f]{8}:\d+$")
-
-
-def insert_and_wait_credit(sim: CcnetSimulator, listener, wait_until, rubles: int = 500) -> None:
-    before = len(listener.ledger)
-    assert sim.command(f"insert {rubles}") == "ok"
-    wait_until(lambda: len(listener.ledger) > before, what=f"credit of {rubles}")
 
 
 # -- start-up ------------------------------------------------------------------------------

@@ -6,26 +6,14 @@ cannot hide a wrong acceptance.
 
 from __future__ import annotations
 
-import itertools
-
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.ccnet.frame import Discarded, DiscardReason, Frame, FrameDecoder, build_frame
 from drivers.ccnet.protocol import MAX_PAYLOAD_LEN, Command
 from drivers.ccnet.replies import parse_reply
-
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def reference_crc(data: bytes) -> int:
-    """CRC-16/KERMIT, bitwise, straight from the definition."""
-    crc = 0
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-    return crc
+from tests import acceptor_line
+from tests.acceptor_line import FUZZ, cuts, reference_crc_ok
 
 
 def reference_valid(frame: bytes) -> bool:
@@ -33,21 +21,12 @@ def reference_valid(frame: bytes) -> bool:
         len(frame) >= 6
         and frame[0] == 0x02
         and frame[2] == len(frame)
-        and reference_crc(frame[:-2]) == int.from_bytes(frame[-2:], "little")
+        and reference_crc_ok(frame)
     )
 
 
-def feed_chunked(data: bytes, cuts: list[int]) -> list[Frame | Discarded]:
-    decoder = FrameDecoder()
-    out: list[Frame | Discarded] = []
-    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    for start, end in itertools.pairwise(points):
-        out.extend(decoder.feed(data[start:end]))
-    out.extend(decoder.flush())
-    return out
-
-
-cuts = st.lists(st.integers(min_value=0, max_value=600), max_size=12)
+def feed_chunked(data: bytes, cut: list[int]) -> list[Frame | Discarded]:
+    return acceptor_line.feed_chunked(FrameDecoder(), data, cut)
 
 
 @FUZZ

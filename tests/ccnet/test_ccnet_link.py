@@ -10,46 +10,18 @@ from drivers.ccnet.frame import build_frame
 from drivers.ccnet.link import ACK_FRAME, NAK_FRAME, CcnetLink, NoReply
 from drivers.ccnet.protocol import Command, Control
 from drivers.ccnet.replies import ControlReply, Identification, PollReply
-from drivers.ccnet.timing import LinkTiming
 from drivers.framelog import FrameLog
 from drivers.sim.ccnet import CcnetSimulator
 from drivers.transport import open_port
+from tests import acceptor_line
 
 pytestmark = pytest.mark.timeout(30)
 
-TIMING = LinkTiming(response_timeout_s=0.15, ident_timeout_s=0.3, attempts=3, settle_s=0.01,
-                    command_gap_s=0.0)
+TIMING = acceptor_line.LINK_TIMING
 
 
-class ScriptedPort:
-    """A port that answers each written frame with the next scripted reply (bytes or None)."""
-
-    def __init__(self, replies: list[bytes | None]) -> None:
-        self.replies = list(replies)
-        self.written: list[bytes] = []
-        self._rx = b""
-
-    @property
-    def in_waiting(self) -> int:
-        return len(self._rx)
-
-    def read(self, size: int = 1) -> bytes:
-        out, self._rx = self._rx[:size], self._rx[size:]
-        return out
-
-    def write(self, data: bytes, /) -> int:
-        self.written.append(data)
-        if data not in (ACK_FRAME, NAK_FRAME) and self.replies:
-            reply = self.replies.pop(0)
-            if reply is not None:
-                self._rx += reply
-        return len(data)
-
-    def reset_input_buffer(self) -> None:
-        self._rx = b""
-
-    def close(self) -> None:
-        pass
+class ScriptedPort(acceptor_line.ScriptedPort):
+    SILENT = (ACK_FRAME, NAK_FRAME)  # the host's acknowledgements get no answer
 
 
 POLL = build_frame(Command.POLL)

@@ -12,23 +12,16 @@ from drivers.ccnet.states import PollState
 from drivers.ccnet.timing import CcnetTiming
 from drivers.probe import PROBERS, format_table, main, probe
 from drivers.profiles import (
-    DEFAULT_DIR,
     Profile,
     ProfileError,
     find_profile,
     load_profile,
-    load_profiles,
 )
 from drivers.transport import open_pty
 
 pytestmark = pytest.mark.timeout(30)
 
 SHIPPED = ("cashcode_sm", "cashcode_msm", "cashcode_mfl")
-
-
-@pytest.fixture(scope="module")
-def profiles() -> dict[str, Profile]:
-    return load_profiles(DEFAULT_DIR)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -12,28 +12,20 @@ from drivers.ccnet.states import PollState
 from drivers.sim import ccnet as sim_cli
 from drivers.sim.ccnet import COMMANDS, CcnetSimulator, parse_bills
 from drivers.sim.ccnet_model import CcnetDeviceModel, SimTiming
+from tests.conftest import ManualClock as Clock
 
 pytestmark = pytest.mark.timeout(30)
+
+CLOCK_START = 100.0
 
 ACK = bytes((Control.ACK,))
 ILLEGAL = bytes((Control.ILLEGAL_COMMAND,))
 ENABLE_ALL = bytes((Command.ENABLE_BILL_TYPES,)) + b"\xff\xff\xff\xff\xff\xff"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(CLOCK_START)
 
 
 @pytest.fixture

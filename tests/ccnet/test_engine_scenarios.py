@@ -16,7 +16,6 @@ fixed, so the marker must then be removed.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import pytest
 
@@ -24,6 +23,7 @@ from drivers.acceptor import AcceptorStatus
 from drivers.ccnet.states import PollState
 from drivers.sim.ccnet_model import PowerCycle
 from kiosk.engine import IntentError
+from tests.acceptor_terminal import started_rigs
 from tests.ccnet.terminal import (
     SLOW_STACK,
     WAIT_S,
@@ -40,17 +40,7 @@ RESTART_NOTE = "finished after a terminal restart"
 
 @pytest.fixture
 def make_rig(tmp_path, fast_profile):
-    rigs: list[Rig] = []
-
-    def make(**kwargs: Any) -> Rig:
-        rig = Rig(tmp_path, fast_profile, **kwargs)
-        rigs.append(rig)
-        rig.wait_in_service()
-        return rig
-
-    yield make
-    for rig in rigs:
-        rig.close()
+    yield from started_rigs(lambda **kwargs: Rig(tmp_path, fast_profile, **kwargs))
 
 
 @pytest.fixture

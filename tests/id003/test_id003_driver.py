@@ -21,6 +21,7 @@ from drivers.id003.states import Status
 from drivers.profiles import Profile, ProfileError, load_profile
 from drivers.sim.id003 import Id003Simulator
 from drivers.sim.id003_model import SimTiming
+from tests.acceptor_fixtures import insert_and_wait_credit
 from tests.id003.conftest import SIM_TIMING, write_profile
 
 pytestmark = pytest.mark.timeout(30)
@@ -28,12 +29,6 @@ pytestmark = pytest.mark.timeout(30)
 RUB_500 = Bill(50000, "RUB", 0x64)
 KEY = re.compile(r"^id003:U\(RUS\)-SS:[0-9a-f]{8}:\d+$")
 ACKED = "host acked 0x15"
-
-
-def insert_and_wait_credit(sim: Id003Simulator, listener, wait_until, rubles: int = 500) -> None:
-    before = len(listener.ledger)
-    assert sim.command(f"insert {rubles}") == "ok"
-    wait_until(lambda: len(listener.ledger) > before, what=f"credit of {rubles}")
 
 
 def hold_in_escrow(sim: Id003Simulator, listener, wait_until, rubles: int = 500) -> None:

@@ -24,7 +24,6 @@ from drivers.id003.states import Status
 from drivers.id003.timing import Id003Timing
 from drivers.probe import PROBERS, format_table, main, probe
 from drivers.profiles import (
-    DEFAULT_DIR,
     Profile,
     ProfileError,
     SerialSettings,
@@ -40,11 +39,6 @@ from tests.id003.conftest import write_profile
 pytestmark = pytest.mark.timeout(60)
 
 SHIPPED = ("jcm_uba", "jcm_ivizion")
-
-
-@pytest.fixture(scope="module")
-def profiles() -> dict[str, Profile]:
-    return load_profiles(DEFAULT_DIR)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

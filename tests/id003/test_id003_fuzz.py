@@ -7,26 +7,14 @@ byte is accounted for, and a valid frame is found after any noise and any chunki
 
 from __future__ import annotations
 
-import itertools
-
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.id003.frame import Discarded, DiscardReason, Frame, FrameDecoder, build_frame
 from drivers.id003.protocol import MAX_DATA_LEN, Command
 from drivers.id003.replies import parse_reply
-
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def reference_crc(data: bytes) -> int:
-    """CRC-16/KERMIT, bitwise, straight from the definition."""
-    crc = 0
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-    return crc
+from tests import acceptor_line
+from tests.acceptor_line import FUZZ, cuts, reference_crc_ok
 
 
 def reference_valid(frame: bytes) -> bool:
@@ -34,21 +22,14 @@ def reference_valid(frame: bytes) -> bool:
         len(frame) >= 5
         and frame[0] == 0xFC
         and frame[1] == len(frame)
-        and reference_crc(frame[:-2]) == int.from_bytes(frame[-2:], "little")
+        and reference_crc_ok(frame)
     )
 
 
-def feed_chunked(data: bytes, cuts: list[int]) -> list[Frame | Discarded]:
-    decoder = FrameDecoder()
-    out: list[Frame | Discarded] = []
-    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    for start, end in itertools.pairwise(points):
-        out.extend(decoder.feed(data[start:end]))
-    out.extend(decoder.flush())
-    return out
+def feed_chunked(data: bytes, cut: list[int]) -> list[Frame | Discarded]:
+    return acceptor_line.feed_chunked(FrameDecoder(), data, cut)
 
 
-cuts = st.lists(st.integers(min_value=0, max_value=600), max_size=12)
 codes = st.integers(min_value=0, max_value=255)
 
 

@@ -16,8 +16,11 @@ from drivers.id003.states import Status
 from drivers.sim import id003 as sim_cli
 from drivers.sim.id003 import COMMANDS, Id003Simulator, parse_bills
 from drivers.sim.id003_model import Id003DeviceModel, PowerCycle, SimTiming
+from tests.conftest import ManualClock as Clock
 
 pytestmark = pytest.mark.timeout(30)
+
+CLOCK_START = 100.0
 
 ACK = b"\x50"
 INVALID = b"\x4b"
@@ -27,20 +30,9 @@ INHIBIT_OFF = bytes((Command.INHIBIT, 0))
 POWER_RECOVERY = bytes((Command.OPTIONAL_FUNCTION, 0x02, 0))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(CLOCK_START)
 
 
 @pytest.fixture

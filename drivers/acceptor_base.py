@@ -1,0 +1,670 @@
+"""`LineThreadAcceptor`: what every serial bill acceptor driver does around its protocol.
+
+One line thread owns the port (half-duplex, one outstanding request). The engine's calls
+(`enable`, `stack`, `return_bill`, ...) only record intent under a lock and wake the
+thread, so they never block and never put a second frame on the line. The thread
+connects, runs a session until the link fails, reports OFFLINE and reconnects; listener
+exceptions are logged and never end it. Between polls it executes the engine's requests,
+keeps the enable mask where the engine wants it and reports a state that lasts too long
+as a jam.
+
+Escrow is handled here too: its money rules (DESIGN.md M1-M4) are the same for both
+protocols, only the command bytes differ. A bill is a question to the engine; an unknown
+bill, a listener error or a hold that never ends returns it; a STACK or RETURN whose reply
+was lost is repeated, not asked again.
+
+A protocol (`drivers.ccnet.device`, `drivers.id003.device`) subclasses it with its state
+machine: how to open the port and build the link, how to poll, what each state means,
+RESET and initialization, identification, the enable mask, the credit and its ACK.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import enum
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from drivers.acceptor import (
+    AcceptorError,
+    AcceptorListener,
+    AcceptorStatus,
+    Bill,
+    DeviceInfo,
+    EscrowDecision,
+)
+from drivers.acceptor_timing import AcceptorTiming
+from drivers.bill_cache import load_bills, save_bills
+from drivers.frame_link import LinkError, NoReply, PortError, SerialPort
+from drivers.framelog import FrameLog
+from drivers.profiles import Profile, SerialSettings
+
+STOP_JOIN_S = 10.0
+UNIDENTIFIED = "unidentified"
+
+PortOpener = Callable[[str, SerialSettings], SerialPort]
+
+
+class RequestLink(Protocol):
+    """What the shared code asks of a protocol's link: one request, its parsed reply."""
+
+    def request(self, command: Any, data: bytes = ..., timeout_s: float | None = ...) -> Any: ...
+
+
+TimingT = TypeVar("TimingT", bound=AcceptorTiming)
+LinkT = TypeVar("LinkT", bound=RequestLink)
+
+_QUIET_DETAIL = frozenset({AcceptorStatus.ACCEPTING, AcceptorStatus.INITIALIZING})
+"""Statuses whose detail changes with every sub-state; only the status change is reported."""
+_SENT_DECISIONS = (EscrowDecision.STACK, EscrowDecision.RETURN)
+
+
+class Stop(Exception):
+    """Raised inside the line thread to unwind when stop() was called."""
+
+
+class Phase(enum.Enum):
+    STARTING = "starting"
+    INITIALIZING = "initializing"
+    RUNNING = "running"
+
+
+@dataclass
+class Escrow:
+    """The bill currently in escrow and what has been decided about it. `code` is the
+    protocol's name for it (CCNET bill type, ID-003 escrow code)."""
+
+    code: int | None
+    bill: Bill | None
+    since: float
+    decision: EscrowDecision | None = None
+
+
+class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
+    """A `drivers.acceptor.BillAcceptor` on one serial port, run by one line thread."""
+
+    PROTOCOL: ClassVar[str]
+    """`DeviceInfo.protocol` and the frame log's name."""
+    LABEL: ClassVar[str]
+    """The protocol's name in logs and errors ("CCNET")."""
+    UNIT: ClassVar[str]
+    """What the protocol's documents call the hardware ("device", "unit")."""
+    POWER_UP_STATES: ClassVar[frozenset[int]]
+    """States a unit reports after losing power: it needs a RESET."""
+    INITIALIZING_STATES: ClassVar[frozenset[int]]
+    """States of a unit that has not finished its start-up after RESET."""
+    CREDIT_STATE: ClassVar[int]
+    """The unacknowledged credit report a RESET must never be sent on top of."""
+    IN_BILL_PATH: ClassVar[frozenset[int]]
+    """States with a bill moving or waiting in the path."""
+    TRANSIENT_STATES: ClassVar[frozenset[int]]
+    """States a bill passes through; staying in one too long is a jam."""
+    log: ClassVar[logging.Logger]
+    """The protocol module's logger, so records keep their origin."""
+
+    def __init__(
+        self,
+        port: str,
+        profile: Profile,
+        timing: TimingT,
+        *,
+        auto: Iterable[tuple[Profile, TimingT]],
+        frame_log: FrameLog | None,
+        frame_log_path: Path | None,
+        known_bills: Iterable[Bill],
+        bill_table_cache: Path | None,
+        currency: str | None,
+        opener: PortOpener,
+    ) -> None:
+        self._port_url = port
+        self._profile = profile
+        self._timing = timing
+        self._auto = list(auto)  # (profile, its timing): identification may pick one
+        self._owns_frame_log = frame_log is None and frame_log_path is not None
+        self._frame_log = frame_log or FrameLog(f"{self.PROTOCOL}.{port}", frame_log_path)
+        self._bill_cache = bill_table_cache
+        self._opener = opener
+        self._currency = currency
+        self._run_id = secrets.token_hex(4)
+
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._listener: AcceptorListener | None = None
+
+        # shared with engine threads (under _lock)
+        self._status = AcceptorStatus.OFFLINE
+        self._detail = "not started"
+        self._info = DeviceInfo(protocol=self.PROTOCOL, profile=profile.name)
+        self._wanted_amounts: frozenset[int] = frozenset()
+        self._engine_actions: collections.deque[EscrowDecision] = collections.deque()
+
+        # owned by the line thread
+        self._port: SerialPort | None = None
+        self._link: LinkT | None = None
+        known = tuple(known_bills) or (load_bills(bill_table_cache) if bill_table_cache else ())
+        self._bills: dict[int, Bill] = {b.bill_type: b for b in known}
+        self._need_ident = True  # (re)read after every RESET: the unit may have been swapped
+        self._need_table = True
+        self._ident_tried_in: int | None = None  # state of the last attempt (one per state)
+        self._phase = Phase.STARTING
+        self._resumable = False  # True once this run has initialised the device
+        self._reset_needed = False
+        self._last_state: tuple[int, Any] | None = None  # code and its data, last reported
+        self._state_code: int | None = None
+        self._state_since = 0.0
+        self._stuck_reported = False
+        self._escrow: Escrow | None = None
+        self._stack_sent = False
+        self._recovery_pending = False
+        self._table_retry_key: str | None = None
+
+    # -- BillAcceptor --------------------------------------------------------------------
+
+    @property
+    def status(self) -> AcceptorStatus:
+        with self._lock:
+            return self._status
+
+    @property
+    def status_detail(self) -> str:
+        with self._lock:
+            return self._detail
+
+    @property
+    def info(self) -> DeviceInfo:
+        with self._lock:
+            return self._info
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    def start(self, listener: AcceptorListener) -> None:
+        if self._thread is not None:
+            raise AcceptorError(f"{self.LABEL} acceptor already started")
+        self._listener = listener
+        self._thread = threading.Thread(
+            target=self._run, name=f"{self.PROTOCOL}-line:{self._port_url}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Leave the unit disabled (best effort), close the port, end the line thread."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(STOP_JOIN_S)
+            if self._thread.is_alive():
+                self.log.error("%s line thread did not stop within %.0f s", self.LABEL,
+                               STOP_JOIN_S)
+
+    def enable(self, amounts_minor: Collection[int]) -> None:
+        with self._lock:
+            self._wanted_amounts = frozenset(amounts_minor)
+        self._wake.set()
+
+    def disable(self) -> None:
+        self.enable(())
+
+    def stack(self) -> None:
+        self._queue_action(EscrowDecision.STACK)
+
+    def return_bill(self) -> None:
+        self._queue_action(EscrowDecision.RETURN)
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Block until the start-up sequence finished (tests, CLI); False on timeout."""
+        return self._ready.wait(timeout_s)
+
+    def _queue_action(self, action: EscrowDecision) -> None:
+        with self._lock:
+            self._engine_actions.append(action)
+        self._wake.set()
+
+    # -- what a protocol supplies --------------------------------------------------------
+
+    @abc.abstractmethod
+    def _open_port(self) -> SerialPort:
+        """Open the configured port with the profile's line settings (OSError on failure)."""
+
+    @abc.abstractmethod
+    def _new_link(self, port: SerialPort) -> LinkT:
+        """The protocol's link on `port`, with the current timing."""
+
+    @abc.abstractmethod
+    def _leave_disabled(self, link: LinkT) -> None:
+        """M4 on the way out: the unit takes no bill once the driver is gone."""
+
+    @abc.abstractmethod
+    def _poll(self) -> object | None:
+        """One poll: note the state, act on it; None when the reply was not a state."""
+
+    @abc.abstractmethod
+    def _reset_unit(self) -> None:
+        """Send RESET and forget what the unit had been told (mask, settings)."""
+
+    def _initializing(self, code: int | None) -> None:
+        """Called on every poll while the unit initializes (no-op by default)."""
+
+    @abc.abstractmethod
+    def _init_poll_delay(self, reply: Any) -> float:
+        """How long to wait before the next poll while the unit initializes."""
+
+    @abc.abstractmethod
+    def _initialized(self) -> None:
+        """The unit is up and identified: leave it disabled until the engine asks (M4)."""
+
+    @abc.abstractmethod
+    def _may_identify(self) -> bool:
+        """Whether the unit answers identification requests in its current state."""
+
+    @abc.abstractmethod
+    def _identify(self) -> None:
+        """Ask the unit who it is; `_need_ident` is cleared on an answer."""
+
+    @abc.abstractmethod
+    def _read_bill_table(self) -> None:
+        """Ask the unit for its bills; `_store_bills` with the answer."""
+
+    @abc.abstractmethod
+    def _update_info(self) -> None:
+        """`_publish_info` with what the protocol's identification said."""
+
+    @abc.abstractmethod
+    def _sync_enable(self) -> None:
+        """Bring the unit's enable mask to what the engine wants (only when settled)."""
+
+    @abc.abstractmethod
+    def _send_decision(self, esc: Escrow, decision: EscrowDecision) -> None:
+        """Send `decision` (STACK, RETURN or HOLD; already `esc.decision`) to the unit."""
+
+    @abc.abstractmethod
+    def _warn_unnamed_escrow(self, esc: Escrow) -> None:
+        """Log why a bill in escrow that the driver cannot name is returned."""
+
+    @abc.abstractmethod
+    def _next_poll_delay(self) -> float:
+        """How long to wait before the next poll in the current state."""
+
+    @abc.abstractmethod
+    def _describe(self, code: int, data: Any) -> str:
+        """Readable detail of a state, with the raw code."""
+
+    def _settle_power_up(self) -> None:
+        """Resolve, between polls, a power-up with a bill inside (no-op by default)."""
+
+    def _profile_adopted(self, profile: Profile) -> None:
+        """Take what else `profile` says besides timing (no-op by default)."""
+
+    # -- line thread: connection ---------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._connect()
+                    self._session()
+                except Stop:
+                    break
+                except PortError as exc:
+                    self._lost(f"port error: {exc}")
+                except NoReply as exc:
+                    self._lost(f"no answer: {exc}")
+                except Exception as exc:  # a driver bug must not end the line thread
+                    self.log.exception("%s line thread error", self.LABEL)
+                    self._lost(f"driver error: {exc}")
+                try:
+                    self._sleep(self._timing.reconnect_s)
+                except Stop:
+                    break
+        finally:
+            self._shutdown()
+
+    def _connect(self) -> None:
+        if self._link is not None:
+            return
+        try:
+            port = self._open_port()
+        except OSError as exc:
+            raise PortError(str(exc)) from exc
+        self._port = port
+        self._link = self._new_link(port)
+        self.log.info("%s port %s open", self.LABEL, self._port_url)
+
+    def _lost(self, detail: str) -> None:
+        """The unit stopped answering or the port vanished: close, report, retry later."""
+        self._ready.clear()
+        self._close_port()
+        self._phase = Phase.STARTING
+        self._set_status(AcceptorStatus.OFFLINE, detail)
+
+    def _close_port(self) -> None:
+        if self._port is not None:
+            try:
+                self._port.close()
+            except Exception:  # closing a vanished port may fail in many ways; it is gone
+                self.log.debug("closing %s failed", self._port_url, exc_info=True)
+        self._port = None
+        self._link = None
+
+    def _shutdown(self) -> None:
+        if self._link is not None:
+            try:
+                self._leave_disabled(self._link)
+            except LinkError:
+                pass
+        self._close_port()
+        self._ready.clear()
+        self._set_status(AcceptorStatus.OFFLINE, "stopped")
+        if self._owns_frame_log:
+            self._frame_log.close()
+
+    # -- line thread: sessions -----------------------------------------------------------
+
+    def _session(self) -> None:
+        """Talk to the unit until the link fails (exception) or stop() (Stop)."""
+        self._phase = Phase.STARTING
+        reply = self._poll()
+        rebooted = reply is not None and self._state_code in self.POWER_UP_STATES
+        if not self._resumable or rebooted or self._reset_needed:
+            self._drain_bill_path()
+            self._reset_and_initialize()
+        else:
+            state = self._describe(*self._last_state) if self._last_state else "unknown"
+            self.log.info("%s link back, %s %s: resuming without RESET", self.LABEL, self.UNIT,
+                          state)
+        self._phase = Phase.RUNNING
+        self._ready.set()
+        while True:
+            self._check_stop()
+            if self._reset_needed:
+                self._ready.clear()
+                self._reset_and_initialize()
+                self._phase = Phase.RUNNING
+                self._ready.set()
+            self._run_engine_actions()
+            self._settle_power_up()
+            self._identify_if_needed()
+            self._sync_enable()
+            self._poll()
+            self._check_stuck()
+            self._sleep(self._next_poll_delay(), wake_early=True)
+
+    def _drain_bill_path(self) -> None:
+        """Before a RESET, let a bill in motion finish and a credit report be credited.
+
+        A moving bill gets at most the stuck-state time. An unacknowledged credit report
+        gets as long as it takes: a RESET on top of it could lose the event [U] (an ID-003
+        unit makes no progress until it is ACKed), and a listener that keeps failing
+        means the ledger is down (M10), where waiting is right.
+        """
+        deadline = time.monotonic() + self._timing.stuck_state_s
+        while self._state_code == self.CREDIT_STATE or (
+            self._state_code in self.IN_BILL_PATH and time.monotonic() < deadline
+        ):
+            self._sleep(self._timing.active_poll_s)
+            self._poll()
+
+    def _reset_and_initialize(self) -> None:
+        """RESET, wait through power-up and initialization, identify, stay disabled."""
+        self._phase = Phase.INITIALIZING
+        self._reset_needed = False
+        self._set_status(AcceptorStatus.INITIALIZING, "reset")
+        self._reset_unit()
+        self._escrow = None
+        self._need_ident = self._need_table = True
+        self._ident_tried_in = None
+        self._sleep(self._timing.reset_wait_s)
+        if not self._wait_initialized():
+            return
+        self._resumable = True
+        self._identify_if_needed()
+        self._initialized()
+
+    def _wait_initialized(self) -> bool:
+        """Poll until the unit has left its initializing states; False (and FAILURE
+        reported) when it has not within the init timeout."""
+        deadline = time.monotonic() + self._timing.init_timeout_s
+        while True:
+            try:
+                reply = self._poll()
+            except NoReply:
+                reply = None  # some units are silent while they reset
+                if time.monotonic() > deadline:
+                    raise
+            code = self._state_code if reply is not None else None
+            self._initializing(code)
+            if code is not None and code not in self.INITIALIZING_STATES | {self.CREDIT_STATE}:
+                return True
+            if time.monotonic() > deadline:
+                last = self._describe(*self._last_state) if self._last_state else "no answer"
+                self._set_status(
+                    AcceptorStatus.FAILURE,
+                    f"initialization not finished after {self._timing.init_timeout_s:g} s"
+                    f" ({last})",
+                )
+                return False
+            self._sleep(self._init_poll_delay(reply))
+
+    # -- line thread: identification and the bill table ----------------------------------
+
+    def _identify_if_needed(self) -> None:
+        """Identification and the bill table, once per state in which the unit allows them
+        (a unit that keeps refusing is not asked on every poll)."""
+        if not (self._need_ident or self._need_table):
+            return
+        if not self._may_identify() or self._ident_tried_in == self._state_code:
+            return
+        self._ident_tried_in = self._state_code
+        if self._need_ident:
+            self._identify()
+        if self._need_table:
+            self._read_bill_table()
+
+    def _adopt_profile(self, what: str, ident: str) -> None:
+        """After identification: the first auto profile whose patterns match `ident` (the
+        unit's `what`) takes over; the line settings that already work are kept."""
+        match = next(((p, t) for p, t in self._auto if p.matches(ident)), None)
+        if match is None:
+            if not self._profile.matches(ident):
+                self.log.warning("%s %r does not match profile %s", what, ident,
+                                 self._profile.name)
+            return
+        profile, timing = match
+        if profile is self._profile:
+            return
+        if profile.serial != self._profile.serial:
+            self.log.warning("profile %s wants %s; keeping the working line settings %s",
+                             profile.name, profile.serial, self._profile.serial)
+        self.log.info("%s %s %s: using profile %s", self.LABEL, what, ident, profile.name)
+        self._profile = profile
+        self._timing = timing
+        self._profile_adopted(profile)
+        if self._port is not None:
+            self._link = self._new_link(self._port)
+
+    def _store_bills(self, bills: dict[int, Bill], differs: str) -> None:
+        """The unit's table replaces the known one (`differs` is logged if they differ)
+        and is cached on disk for the next start."""
+        if self._bills and self._bills != bills:
+            self.log.warning(differs)
+        changed = bills != self._bills
+        self._bills = bills
+        self._need_table = False
+        self._update_info()
+        if changed and self._bill_cache is not None:
+            try:
+                save_bills(self._bill_cache, bills.values())
+            except OSError as exc:
+                self.log.warning("cannot write bill-table cache %s: %s", self._bill_cache, exc)
+
+    def _publish_info(self, model: str = "", serial_number: str = "", firmware: str = ""
+                      ) -> None:
+        """What the unit said about itself, and its bills, as the engine sees them."""
+        info = DeviceInfo(
+            protocol=self.PROTOCOL,
+            model=model,
+            serial_number=serial_number,
+            firmware=firmware,
+            profile=self._profile.name,
+            bill_table=tuple(self._bills[c] for c in sorted(self._bills)),
+        )
+        with self._lock:
+            self._info = info
+
+    def _bill_for(self, code: int | None) -> Bill | None:
+        return self._bills.get(code) if code is not None else None
+
+    # -- line thread: states -------------------------------------------------------------
+
+    def _note_state(self, code: int) -> None:
+        if code != self._state_code:
+            self._state_code = code
+            self._state_since = time.monotonic()
+            self._stuck_reported = False
+
+    def _check_stuck(self) -> None:
+        if self._state_code not in self.TRANSIENT_STATES or self._stuck_reported:
+            return
+        elapsed = time.monotonic() - self._state_since
+        if elapsed > self._timing.stuck_state_s:
+            self._stuck_reported = True
+            self._set_status(
+                AcceptorStatus.JAMMED,
+                f"stuck in {self._describe(*self._last_state) if self._last_state else '?'}"
+                f" for {elapsed:.0f} s",
+            )
+
+    # -- line thread: escrow -------------------------------------------------------------
+
+    def _on_escrow(self, code: int | None) -> None:
+        esc = self._escrow
+        if esc is None or esc.code != code:
+            esc = self._escrow = Escrow(code, self._bill_for(code), time.monotonic())
+        if esc.decision in _SENT_DECISIONS:
+            self._send_decision(esc, esc.decision)  # our command was lost: repeat, not re-ask
+        else:
+            self._decide(esc)
+
+    def _on_holding(self) -> None:
+        esc = self._escrow
+        if esc is None:
+            # Holding a bill we never saw in escrow (driver restarted): we cannot credit
+            # what we cannot name, so give it back.
+            esc = self._escrow = Escrow(None, None, time.monotonic(), EscrowDecision.HOLD)
+        if esc.decision in _SENT_DECISIONS:
+            self._send_decision(esc, esc.decision)
+        else:
+            self._decide(esc)
+
+    def _decide(self, esc: Escrow) -> None:
+        decision: EscrowDecision | None = None
+        if esc.decision is EscrowDecision.HOLD:
+            decision = self._take_engine_action()
+        if decision is None:
+            if esc.bill is None:
+                self._warn_unnamed_escrow(esc)
+                decision = EscrowDecision.RETURN
+            elif (
+                esc.decision is EscrowDecision.HOLD
+                and time.monotonic() - esc.since > self._timing.escrow_hold_max_s
+            ):
+                self.log.warning("bill held longer than %.0f s; returning",
+                                 self._timing.escrow_hold_max_s)
+                decision = EscrowDecision.RETURN
+            else:
+                decision = self._ask_escrow(esc.bill)
+        esc.decision = decision
+        self._send_decision(esc, decision)
+
+    def _ask_escrow(self, bill: Bill) -> EscrowDecision:
+        try:
+            decision = self._require_listener().on_escrow(bill)
+        except Exception:
+            self.log.exception("on_escrow failed; returning the bill")
+            return EscrowDecision.RETURN
+        if not isinstance(decision, EscrowDecision):
+            self.log.error("on_escrow returned %r; returning the bill", decision)
+            return EscrowDecision.RETURN
+        return decision
+
+    def _take_engine_action(self) -> EscrowDecision | None:
+        with self._lock:
+            return self._engine_actions.popleft() if self._engine_actions else None
+
+    def _run_engine_actions(self) -> None:
+        """stack()/return_bill() act on a held bill; without one they are stale."""
+        esc = self._escrow
+        if esc is not None and esc.decision is EscrowDecision.HOLD:
+            action = self._take_engine_action()
+            if action is not None:
+                esc.decision = action
+                self._send_decision(esc, action)
+            return
+        with self._lock:
+            stale = list(self._engine_actions)
+            self._engine_actions.clear()
+        for action in stale:
+            self.log.warning("%s requested but no bill is held in escrow; ignored",
+                             action.value)
+
+    # -- line thread: status and helpers -------------------------------------------------
+
+    def _set_status(self, status: AcceptorStatus, detail: str) -> None:
+        with self._lock:
+            changed = status != self._status or (
+                detail != self._detail and status not in _QUIET_DETAIL
+            )
+            self._status = status
+            self._detail = detail
+        if changed and self._listener is not None:
+            self.log.info("%s status %s: %s", self.LABEL, status.value, detail)
+            self._notify("on_status", lambda lst: lst.on_status(status, detail))
+
+    def _notify(self, what: str, call: Callable[[AcceptorListener], object]) -> None:
+        """Listener exceptions are logged, never allowed to end the line thread."""
+        try:
+            call(self._require_listener())
+        except Exception:
+            self.log.exception("listener %s failed", what)
+
+    def _require_listener(self) -> AcceptorListener:
+        if self._listener is None:
+            raise AcceptorError(f"{self.LABEL} acceptor used before start()")
+        return self._listener
+
+    def _require_link(self) -> LinkT:
+        if self._link is None:
+            raise PortError("port not open")
+        return self._link
+
+    def _link_request(self, command: int, timeout_s: float | None = None, data: bytes = b""
+                      ) -> Any:
+        self._check_stop()
+        return self._require_link().request(command, data, timeout_s)
+
+    def _check_stop(self) -> None:
+        if self._stopping.is_set():
+            raise Stop
+
+    def _sleep(self, seconds: float, wake_early: bool = False) -> None:
+        """Wait, but return at once on stop(); with `wake_early`, also on engine requests."""
+        if wake_early:
+            if self._wake.wait(seconds):
+                self._wake.clear()
+        elif seconds > 0:
+            self._stopping.wait(seconds)
+        self._check_stop()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._port_url!r}, profile={self._profile.name!r})"
