@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import api_rtt, ccnet_latency, durable_credit, mqtt_drain, startup, ui
+from bench import api_rtt, ccnet_latency, durable_credit, mqtt_drain, printer, startup, ui
 from bench.common import FAIL, REPO, BenchError, BenchResult, Context, pick_scratch_base
 from bench.machine import describe, one_line, other_work
 from bench.report import (
@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, Callable[[Context], BenchResult]] = {
     startup.KEY: startup.run,
     mqtt_drain.KEY: mqtt_drain.run,
     ccnet_latency.KEY: ccnet_latency.run,
+    printer.KEY: printer.run,
     ui.KEY: ui.run,
 }
 DOC = REPO / "docs" / "benchmarks.md"

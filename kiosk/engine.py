@@ -390,6 +390,11 @@ class PaymentEngine:
         elif self.screen is not Screen.RECEIPT and (
             first or self.screen is not Screen.OUT_OF_SERVICE
         ):
+            if s is not None and s.session_id is not None and s.payment_id is None:
+                try:  # a cash session that took nothing: close its ledger row now
+                    self.ledger.abandon_session(s.session_id)
+                except LedgerError as exc:
+                    log.warning("session %s left for reconciliation: %s", s.session_id, exc)
             self.session = None
             self._set_screen(Screen.OUT_OF_SERVICE if self.reconciled else Screen.STARTING)
         self._apply_acceptor()

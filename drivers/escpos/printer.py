@@ -36,7 +36,7 @@ log = logging.getLogger("kiosk.printer")
 MS = 1000.0
 READ_SLICE_S = 0.02  # longest single blocking read; bounds how late a timeout is noticed
 WRITE_CHUNK = 256  # bytes per write() so write_timeout applies per chunk, not per receipt
-BUSY_POLL_S = 0.02  # between "still printing?" polls of the full status
+BUSY_POLL_S = 0.005  # between "still printing?" polls: 20 ms ate the 1.2x line-time margin
 REALTIME_REPLY_LENGTH = 1
 
 

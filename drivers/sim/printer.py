@@ -831,6 +831,8 @@ class PrinterSimulator:
         due = 0.0  # when the bytes taken so far are printed (time.monotonic)
         while not self._stop.is_set():
             with self._cond:
+                if not self._can_print():
+                    due = 0.0  # idle or held by a fault: the next byte starts a new run
                 self._cond.wait_for(lambda: self._stop.is_set() or self._can_print())
                 if self._stop.is_set():
                     return
@@ -844,9 +846,11 @@ class PrinterSimulator:
                 generation = self._generation
             if per_byte_s:
                 now = time.monotonic()
-                due = max(due, now) + len(chunk) * per_byte_s  # idle or held: from now
+                due = (due or now) + len(chunk) * per_byte_s
                 if due > now:
                     self._stop.wait(due - now)
+            else:
+                due = 0.0
             try:
                 with self._interpreting:
                     if generation == self._generation:

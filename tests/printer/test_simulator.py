@@ -367,3 +367,80 @@ def test_cli_serves_a_driver(tmp_path: Path, printer_profiles) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# --- further code-page tables and line pacing ------------------------------------------
+
+
+def test_interpreter_knows_the_models_further_tables() -> None:
+    """A model's other ESC t tables (here the Rongta clones' CP855 at 28) decode as that
+    table; a number the model lacks still prints as PC437, like a wrong ESC t on paper."""
+    receipts: list[str] = []
+    interp = EscposInterpreter(
+        SimConfig(columns=20, codepage_number=7, code_pages=((28, "cp855"),)),
+        InterpreterEvents(receipt=receipts.append),
+    )
+    interp.feed(
+        c.initialize()
+        + c.select_code_page(28)
+        + "Ёж №5\n".encode("cp855")
+        + c.select_code_page(7)
+        + "Ёж №5\n".encode("cp866")
+        + c.select_code_page(6)
+        + "Ёж\n".encode("cp1251")
+        + c.cut(c.CutMode.FULL)
+    )
+    garbled = "Ёж".encode("cp1251").decode("cp437")
+    assert receipts == [f"Ёж №5\nЁж №5\n{garbled}\n"]
+
+
+@pytest.mark.parametrize(
+    ("code_pages", "error"),
+    [(((256, "cp855"),), ValueError), (((28, "no-such-codec"),), LookupError)],
+)
+def test_sim_config_rejects_bad_tables(code_pages, error) -> None:
+    with pytest.raises(error):
+        SimConfig(code_pages=code_pages)
+
+
+def test_cli_code_page_option() -> None:
+    from drivers.sim.printer import _load_config, build_parser
+
+    args = build_parser().parse_args(["--code-page", "28=cp855", "--code-page", "6=cp1251"])
+    assert _load_config(args).code_pages == ((28, "cp855"), (6, "cp1251"))
+    assert _load_config(build_parser().parse_args([])).code_pages == ()
+    for bad in ("28", "x=cp855", "300=cp855", "28=nope"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--code-page", bad])
+
+
+def test_ms_per_byte_is_the_line_time_of_a_byte() -> None:
+    from drivers.sim.printer import ms_per_byte
+
+    assert ms_per_byte(9600) == pytest.approx(1.0416667)
+    assert ms_per_byte(115200) == pytest.approx(0.0868056)
+    assert ms_per_byte(9600, bits_per_byte=11) == pytest.approx(11000 / 9600)
+    with pytest.raises(ValueError):
+        ms_per_byte(0)
+
+
+def test_slow_prints_no_sooner_than_the_bytes_take() -> None:
+    """`slow` is an absolute per-byte schedule: the cut (the last byte) is interpreted no
+    sooner than bytes x slow after the data arrived. Not a benchmark: the upper bound is
+    loose (bench/printer.py measures how close it is)."""
+    body = b"".join(b"line %02d ..............\n" % i for i in range(20))
+    data = CP866_ON + body + c.cut(c.CutMode.FULL)
+    slow_ms = 0.5
+    with PrinterSimulator(SimConfig(columns=42)) as sim:
+        sim.set_slow(slow_ms)
+        fd = os.open(sim.path, os.O_RDWR | os.O_NOCTTY)
+        try:
+            started = time.monotonic()
+            os.write(fd, data)
+            assert sim.wait_for_receipts(1, timeout=10)
+            elapsed = time.monotonic() - started
+        finally:
+            os.close(fd)
+        assert sim.receipts[0].count("\n") == 20
+    line_time = len(data) * slow_ms / 1000
+    assert line_time <= elapsed < line_time + 1.0
