@@ -7,13 +7,16 @@ with BEGIN IMMEDIATE so a writer never discovers a lock half-way through a money
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, pool
+from sqlalchemy import ColumnElement, Engine, create_engine, event, func, pool, select
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 BUSY_TIMEOUT_MS = 5000
@@ -66,3 +69,15 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+def in_list(column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN (the values)` as ONE SQL text whatever the list length.
+
+    SQLAlchemy renders `in_([...])` with one parameter per value, so every length is a new
+    statement, and sqlite3 keeps the last 128 prepared statements per connection: the
+    outbox's 50-to-1000-long id lists held megabytes (docs/benchmarks.md, mqtt_drain).
+    json_each takes the whole list as one parameter.
+    """
+    each = func.json_each(json.dumps(list(values))).table_valued("value")
+    return column.in_(select(each.c.value))

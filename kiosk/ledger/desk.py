@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from kiosk.ledger import schema as t
+from kiosk.ledger.db import in_list
 from kiosk.ledger.outbox import OutboxMessage
 from kiosk.ledger.store import Ledger, PaymentStatus
 
@@ -72,7 +73,7 @@ def messages_by_seq(ledger: Ledger, seqs: Iterable[int]) -> list[OutboxMessage]:
         return []
     with ledger._read() as conn:
         rows = conn.execute(
-            select(o).where(o.c.id.in_(seqs), o.c.acked_ms.is_(None)).order_by(o.c.id)
+            select(o).where(in_list(o.c.id, seqs), o.c.acked_ms.is_(None)).order_by(o.c.id)
         ).all()
     return [OutboxMessage(r.id, r.kind, r.ref, json.loads(r.payload), r.attempts) for r in rows]
 
@@ -93,19 +94,19 @@ def acknowledge_seqs(ledger: Ledger, seqs: Iterable[int]) -> int:
             r
             for (r,) in conn.execute(
                 select(o.c.ref).where(
-                    o.c.id.in_(seqs), o.c.acked_ms.is_(None), o.c.kind == "payment"
+                    in_list(o.c.id, seqs), o.c.acked_ms.is_(None), o.c.kind == "payment"
                 )
             )
         ]
         count = conn.execute(
-            update(o).where(o.c.id.in_(seqs), o.c.acked_ms.is_(None)).values(acked_ms=now)
+            update(o).where(in_list(o.c.id, seqs), o.c.acked_ms.is_(None)).values(acked_ms=now)
         ).rowcount
         if refs:
             accepted = [
                 pid
                 for (pid,) in conn.execute(
                     select(t.payments.c.id).where(
-                        t.payments.c.id.in_(refs),
+                        in_list(t.payments.c.id, refs),
                         t.payments.c.status.in_([PaymentStatus.QUEUED, PaymentStatus.SENT]),
                     )
                 )
@@ -113,7 +114,7 @@ def acknowledge_seqs(ledger: Ledger, seqs: Iterable[int]) -> int:
             if accepted:
                 conn.execute(
                     update(t.payments)
-                    .where(t.payments.c.id.in_(accepted))
+                    .where(in_list(t.payments.c.id, accepted))
                     .values(status=PaymentStatus.ACCEPTED, updated_ms=now)
                 )
                 conn.execute(  # one executemany: a drain acknowledges hundreds at once

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from kiosk.ledger import schema as t
+from kiosk.ledger.db import in_list
 from kiosk.ledger.store import Ledger, PaymentStatus
 
 
@@ -44,15 +45,19 @@ def mark_sent(ledger: Ledger, ids: Iterable[int]) -> None:
     now = ledger.now_ms()
     with ledger._tx() as conn:
         conn.execute(
-            update(o).where(o.c.id.in_(ids)).values(attempts=o.c.attempts + 1, last_sent_ms=now)
+            update(o)
+            .where(in_list(o.c.id, ids))
+            .values(attempts=o.c.attempts + 1, last_sent_ms=now)
         )
         refs = [
             r
-            for (r,) in conn.execute(select(o.c.ref).where(o.c.id.in_(ids), o.c.kind == "payment"))
+            for (r,) in conn.execute(
+                select(o.c.ref).where(in_list(o.c.id, ids), o.c.kind == "payment")
+            )
         ]
         conn.execute(
             update(t.payments)
-            .where(t.payments.c.id.in_(refs), t.payments.c.status == PaymentStatus.QUEUED)
+            .where(in_list(t.payments.c.id, refs), t.payments.c.status == PaymentStatus.QUEUED)
             .values(status=PaymentStatus.SENT, updated_ms=now)
         )
 
@@ -66,12 +71,12 @@ def acknowledge(ledger: Ledger, refs: Iterable[str]) -> int:
     now = ledger.now_ms()
     with ledger._tx() as conn:
         count = conn.execute(
-            update(o).where(o.c.ref.in_(refs), o.c.acked_ms.is_(None)).values(acked_ms=now)
+            update(o).where(in_list(o.c.ref, refs), o.c.acked_ms.is_(None)).values(acked_ms=now)
         ).rowcount
         conn.execute(
             update(t.payments)
             .where(
-                t.payments.c.id.in_(refs),
+                in_list(t.payments.c.id, refs),
                 t.payments.c.status.in_([PaymentStatus.QUEUED, PaymentStatus.SENT]),
             )
             .values(status=PaymentStatus.ACCEPTED, updated_ms=now)

@@ -67,6 +67,8 @@ class Core:
             self._start()
 
     def _start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("the core is already running: stop it before starting another")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kiosk", "run", "--config", str(self.config)],

@@ -111,3 +111,25 @@ def test_abandoning_a_session_with_cash_is_refused(tmp_path):
     ledger.record_stacked("k", 10_000, "RUB", 2, False, escrow)
     with pytest.raises(LedgerError, match="holds cash"):
         ledger.abandon_session(session)
+
+
+def test_id_lists_are_one_sql_text_whatever_their_length(tmp_path):
+    """sqlite3 caches prepared statements per text: a text per list length held megabytes
+    while the outbox drained (docs/benchmarks.md, mqtt_drain)."""
+    from sqlalchemy import select
+    from sqlalchemy.dialects import sqlite
+
+    from kiosk.ledger import schema as t
+    from kiosk.ledger.db import in_list
+
+    def sql(n: int) -> str:
+        query = select(t.outbox.c.id).where(in_list(t.outbox.c.id, range(n)))
+        return str(query.compile(dialect=sqlite.dialect()))
+
+    assert sql(1) == sql(50) == sql(1000)
+    ledger = Ledger(tmp_path / "l.sqlite", "T1")
+    ledger.open()
+    ids = [_one_payment(ledger, f"k{i}") for i in range(3)]
+    msgs = [m for m in outbox.pending(ledger) if m.kind == "payment"]
+    outbox.mark_sent(ledger, [m.id for m in msgs[:2]])
+    assert [ledger.get_payment(p)["status"] for p in ids] == ["sent", "sent", "queued"]
