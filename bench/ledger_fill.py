@@ -6,6 +6,10 @@ with sqlite3 in one transaction, shaped as the Ledger writes them: per payment a
 session, 1-4 escrows and stacked bills, the payment row, its confirmed/queued history and
 its outbox message (acknowledged by the desk, except the newest few); an encashment every
 400 payments (about a cassette) and the cassette counters for the bills since the last one.
+
+`build(path, n, unsent=n)` leaves every payment queued with its outbox message never sent
+and never acknowledged: the backlog of a terminal whose desk has been away (the outbox
+payload is the one kiosk/ledger/store.py `_payment_payload` writes, status "queued").
 """
 
 from __future__ import annotations
@@ -36,9 +40,15 @@ def _account(rng: random.Random, pattern: str) -> str:
     return "".join(rng.choice("0123456789") for _ in range(digits))
 
 
-def build(path: Path, payments: int, seed: int = 42) -> dict[str, Any]:
-    """Create `path` with `payments` finished payments; returns row counts and build time."""
+def build(path: Path, payments: int, seed: int = 42,
+          unsent: int = UNSENT_TAIL) -> dict[str, Any]:
+    """Create `path` with `payments` finished payments; returns row counts and build time.
+
+    The newest `unsent` payments stay queued, their outbox messages never sent nor
+    acknowledged (`unsent=payments`: the whole ledger waits for the desk).
+    """
     t0 = time.perf_counter()
+    unsent = max(0, min(unsent, payments))
     ledger = Ledger(path, TERMINAL_ID)
     ledger.open()  # the real migrations make the schema
     ledger.close()
@@ -79,7 +89,7 @@ def build(path: Path, payments: int, seed: int = 42) -> dict[str, Any]:
             period[1] += amount
             if not encashed:
                 cassette[amount] = cassette.get(amount, 0) + 1
-        sent = n <= payments - UNSENT_TAIL
+        sent = n <= payments - unsent
         status = "processed" if sent else "queued"
         pays.append((pid, n, "payment", n, p.id, account, inserted, fee, inserted - fee, "RUB",
                      status, None, None, now, now + (90_000 if sent else 0), now + 5_000, 0))
@@ -139,6 +149,7 @@ def build(path: Path, payments: int, seed: int = 42) -> dict[str, Any]:
     size = path.stat().st_size
     return {
         "payments": payments, "stacked_bills": len(bills), "history": len(history),
-        "outbox": len(outbox), "encashments": len(encashments), "bytes": size,
+        "outbox": len(outbox), "unsent": unsent, "encashments": len(encashments),
+        "bytes": size,
         "seconds": time.perf_counter() - t0,
     }

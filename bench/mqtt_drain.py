@@ -11,6 +11,14 @@ to the moment the outbox is empty.
 The limit, measured in the same run against the same broker: raw paho QoS 1 publishes
 of a payload of the same size, counted at their PUBACKs (nothing else: no ledger, no
 signature, no consumer). Target (DESIGN.md): ≥ 40 %.
+
+Second figure: the agent's memory with 100,000 queued payments. The real core daemon
+(`python -m kiosk run`, MQTT enabled) starts on a ledger whose 100,000 payments all wait
+in the outbox, (a) with no broker listening (nothing can drain) and (b) with a mosquitto
+of its own but no desk consumer (nothing is ever acknowledged: the agent keeps its
+bounded window of records in flight and sends them again). Its VmRSS / VmHWM are read at
+READY and after ~10 s of running, beside the same daemon on an empty outbox in the same
+run; DESIGN.md's core target (≤ 60 MB resident) is judged on the peak.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -35,15 +44,21 @@ from bench.common import (
     BenchResult,
     Context,
     Figure,
+    fmt_mb,
     fmt_pct,
     fmt_rate,
     scratch_dir,
     verdict,
 )
+from bench.daemon import kiosk_argv, memory_kib, spawn_until_ready, stop, write_config
 from bench.ledger_fill import build
+from bench.startup import HOLD, IMPORTS
+from kiosk.config import MqttConfig
+from kiosk.ledger import Ledger
 
 KEY = "mqtt_drain"
-TITLE = "Outbox drain to mosquitto, acknowledged end-to-end by a desk consumer"
+TITLE = ("Outbox drain to mosquitto, acknowledged end-to-end by a desk consumer; "
+         "the agent's memory with 100,000 queued payments")
 TARGET_RATIO = 0.40
 TERMINAL = "T0001"
 
@@ -142,7 +157,6 @@ def _drain_rate(folder: Path, port: int, n: int, inflight: int, batch: int) -> t
     from kiosk.config import MqttConfig, PathsConfig, load_config
     from kiosk.devices import build_acceptor, build_printer
     from kiosk.engine import PaymentEngine
-    from kiosk.ledger import Ledger
     from sync.agent import SyncAgent
     from sync.keys import key_id, pem, public_b64, write_signing_key
 
@@ -162,10 +176,7 @@ def _drain_rate(folder: Path, port: int, n: int, inflight: int, batch: int) -> t
     )
     write_signing_key(paths.data_dir / "keys" / "terminal.ed25519.key")
     # n finished payments, none of which has reached the desk yet (untimed).
-    build(paths.ledger, n)
-    with sqlite3.connect(paths.ledger) as db:
-        db.execute("UPDATE outbox SET acked_ms = NULL, attempts = 0, last_sent_ms = NULL")
-        db.execute("UPDATE payments SET status = 'queued'")
+    build(paths.ledger, n, unsent=n)
     ledger = Ledger(paths.ledger, TERMINAL)
     ledger.open()
     desk = subprocess.Popen(
@@ -214,9 +225,193 @@ def _drain_rate(folder: Path, port: int, n: int, inflight: int, batch: int) -> t
         desk.wait(10)
 
 
+# -- the agent's memory with a queued outbox ---------------------------------------------
+QUEUED = 100_000
+RSS_TARGET_KIB = 60 * 1024  # DESIGN.md: core resident memory <= 60 MB (read as MiB)
+SAMPLE_S = 0.25  # VmRSS is sampled this often while the daemon runs
+MEMORY_RESEND_S = 2.0  # mqtt.resend_after_s here (default 30 s): the window goes out again
+# several times within the run, so a leak per resend would show
+SYNC_IMPORTS = ("import kiosk.cli, kiosk.daemon, drivers.virtual_acceptor, "
+                "drivers.virtual_printer, sync.agent; " + HOLD)
+
+
+@dataclass
+class MemoryRun:
+    ready: dict[str, int]  # VmRSS / VmHWM at READY, KiB
+    mid: int  # VmRSS half-way, KiB
+    after: dict[str, int]  # VmRSS / VmHWM at the end, KiB
+    rss_max: int  # highest VmRSS sampled, KiB
+    held_s: float  # READY to the last reading
+    unacked: int  # outbox rows still unacknowledged when the daemon stopped
+    sent_rows: int  # rows the agent sent during the run (PUBACKed at least once)
+    sends: int  # record sends PUBACKed during the run (sum of attempts)
+
+
+def _outbox_counts(ledger: Path) -> tuple[int, int, int]:
+    """Unacknowledged rows, rows sent at least once, sum of attempts."""
+    with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT COALESCE(SUM(acked_ms IS NULL), 0),"
+                         " COALESCE(SUM(attempts > 0), 0), COALESCE(SUM(attempts), 0)"
+                         " FROM outbox").fetchone()
+    db.close()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def _memory_run(folder: Path, port: int, hold_s: float) -> MemoryRun:
+    """The real daemon with MQTT on `port`; memory at READY and after `hold_s`."""
+    config = write_config(folder)
+    with config.open("a", encoding="utf-8") as f:  # the [mqtt] keys of kiosk/config.py
+        f.write(f'\n[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\n'
+                f"resend_after_s = {MEMORY_RESEND_S}\n")
+    ledger = folder / "data" / "ledger.sqlite"
+    _, rows0, sends0 = _outbox_counts(ledger)
+    spawned = spawn_until_ready(kiosk_argv(config), folder / "daemon.stderr")
+    try:
+        t0 = time.monotonic()
+        ready = memory_kib(spawned.pid)
+        rss_max, mid = ready["VmRSS"], None
+        while (left := t0 + hold_s - time.monotonic()) > 0:
+            time.sleep(min(SAMPLE_S, left))
+            rss = memory_kib(spawned.pid)["VmRSS"]
+            rss_max = max(rss_max, rss)
+            if mid is None and time.monotonic() - t0 >= hold_s / 2:
+                mid = rss
+        after = memory_kib(spawned.pid)
+        held = time.monotonic() - t0
+    finally:
+        code = stop(spawned.proc)
+    if code != 0:
+        raise BenchError(f"the daemon exited with {code} on SIGTERM "
+                         f"(see {folder / 'daemon.stderr'})")
+    unacked, rows1, sends1 = _outbox_counts(ledger)
+    return MemoryRun(ready, mid if mid is not None else after["VmRSS"], after,
+                     max(rss_max, after["VmRSS"]), held, unacked, rows1 - rows0,
+                     sends1 - sends0)
+
+
+def _floor_kib(argv: list[str], folder: Path) -> int:
+    """VmRSS of an interpreter that imported what the daemon imports, then printed READY."""
+    spawned = spawn_until_ready(argv, folder / "floor.stderr")
+    try:
+        return memory_kib(spawned.pid)["VmRSS"]
+    finally:
+        stop(spawned.proc)
+
+
+def _mb_change(kib: int) -> str:
+    sign = "±" if abs(kib) < 52 else "+" if kib > 0 else "−"  # under 0.05 MiB shows as 0.0
+    return f"{sign}{fmt_mb(abs(kib))}"
+
+
+def _memory_row(name: str, full: MemoryRun, limit: str, growth: str) -> Figure:
+    peak = full.after["VmHWM"]
+    return Figure(
+        f"the agent's memory with {QUEUED:,} queued payments, {name}",
+        f"{fmt_mb(full.ready['VmRSS'])} at READY → {fmt_mb(full.after['VmRSS'])} after "
+        f"{full.held_s:.0f} s (peak {fmt_mb(peak)})",
+        f"{limit}; target {fmt_mb(RSS_TARGET_KIB)}",
+        f"{fmt_pct(peak / RSS_TARGET_KIB)}; {growth}",
+        "≤ 60 MB (peak)",
+        verdict(peak <= RSS_TARGET_KIB),
+    )
+
+
+def _brief(label: str, r: MemoryRun) -> str:
+    return (f"{label} {r.ready['VmRSS'] / 1024:.1f} → {fmt_mb(r.after['VmRSS'])} "
+            f"(peak {fmt_mb(r.after['VmHWM'])})")
+
+
+def _timeline(label: str, r: MemoryRun) -> str:
+    return (f"{label} {fmt_mb(r.ready['VmRSS'])} → {fmt_mb(r.mid)} → "
+            f"{fmt_mb(r.after['VmRSS'])} (peak {fmt_mb(r.after['VmHWM'])})")
+
+
+def agent_memory(ctx: Context) -> tuple[list[Figure], list[str]]:
+    """The core daemon with MQTT on: 100,000 queued vs an empty outbox, broker down / up."""
+    hold_s = 5.0 if ctx.quick else 10.0
+    small = 2 * MqttConfig().inflight  # a queue of two windows: the broker-up control
+    with scratch_dir(ctx, "mqtt-memory") as root:
+        dirs = {name: root / name for name in ("empty", "small", "queued")}
+        for folder in dirs.values():
+            (folder / "data").mkdir(parents=True)
+        ledger = Ledger(dirs["empty"] / "data" / "ledger.sqlite", TERMINAL)
+        ledger.open()  # migrated, no payments: the outbox is empty
+        ledger.close()
+        build(dirs["small"] / "data" / "ledger.sqlite", small, unsent=small)
+        fill = build(dirs["queued"] / "data" / "ledger.sqlite", QUEUED, unsent=QUEUED)
+        if _outbox_counts(dirs["queued"] / "data" / "ledger.sqlite")[0] != QUEUED:
+            raise BenchError("the filled ledger does not hold every payment in the outbox")
+        floor = _floor_kib([PYTHON, "-c", IMPORTS], root)
+        sync_floor = _floor_kib([PYTHON, "-c", SYNC_IMPORTS], root)
+        down = _free_port()  # nothing listens there: every connect is refused
+        runs: dict[str, MemoryRun] = {}
+        runs["empty-down"] = _memory_run(dirs["empty"], down, hold_s)
+        runs["queued-down"] = _memory_run(dirs["queued"], down, hold_s)
+        (root / "broker").mkdir()
+        broker, port = _start_broker(root / "broker")
+        try:
+            runs["empty-up"] = _memory_run(dirs["empty"], port, hold_s)
+            runs["small-up"] = _memory_run(dirs["small"], port, hold_s)
+            runs["queued-up"] = _memory_run(dirs["queued"], port, hold_s)
+        finally:
+            broker.terminate()
+            broker.wait(10)
+    q_down, q_up, s_up = runs["queued-down"], runs["queued-up"], runs["small-up"]
+    if q_down.sends:
+        raise BenchError("with no broker the agent still counted sends: the setup is wrong")
+    for r in (q_up, s_up):
+        if r.sent_rows == 0:
+            raise BenchError("with the broker up the agent sent nothing: it never connected "
+                             "(see the daemon's stderr)")
+    for key, expected in (("queued-down", QUEUED), ("queued-up", QUEUED), ("small-up", small)):
+        if runs[key].unacked != expected:
+            raise BenchError(f"{key}: {runs[key].unacked:,} payments left in the outbox, "
+                             f"expected {expected:,} (nothing may acknowledge them)")
+
+    def peak_change(a: MemoryRun, b: MemoryRun) -> str:
+        return _mb_change(a.after["VmHWM"] - b.after["VmHWM"])
+
+    figures = [
+        _memory_row("broker down", q_down, _brief("empty outbox", runs["empty-down"]),
+                    f"{peak_change(q_down, runs['empty-down'])} vs empty"),
+        _memory_row("broker up, no desk", q_up,
+                    f"{_brief(f'{small:,} queued', s_up)}; "
+                    f"{_brief('empty outbox', runs['empty-up'])}",
+                    f"{peak_change(q_up, s_up)} vs {small:,} queued, "
+                    f"{peak_change(q_up, runs['empty-up'])} vs empty"),
+    ]
+    details = [
+        f"floors, same run: an interpreter importing the daemon's modules "
+        f"{fmt_mb(floor)}; with sync.agent too (paho-mqtt, cryptography) "
+        f"{fmt_mb(sync_floor)} ({_mb_change(sync_floor - floor)}). The `startup` figure "
+        "runs the daemon with MQTT off.",
+        f"VmRSS at READY → {hold_s / 2:g} s → {hold_s:g} s: "
+        + "; ".join([
+            _timeline("broker down, queued", q_down),
+            _timeline("empty", runs["empty-down"]),
+            _timeline("broker up, queued", q_up),
+            _timeline(f"{small:,} queued", s_up),
+            _timeline("empty", runs["empty-up"]),
+        ]) + ".",
+        f"broker up, no desk: {q_up.sent_rows:,} distinct records went out "
+        f"(mqtt.inflight = {MqttConfig().inflight}) and {q_up.sends:,} record sends were "
+        f"PUBACKed in {q_up.held_s:.0f} s (mqtt.resend_after_s = {MEMORY_RESEND_S:g} here, "
+        f"{MqttConfig().resend_after_s:g} s by default, so the window went out again "
+        f"{q_up.sends // max(1, q_up.sent_rows) - 1} times); all {QUEUED:,} payments were "
+        "still in the outbox at the end. Broker down: nothing was sent.",
+        f"queued ledger: {fill['payments']:,} payments, all {fill['unsent']:,} in the outbox "
+        f"(never sent, never acknowledged), {fill['bytes'] / 2**20:.0f} MiB file, built "
+        f"in {fill['seconds']:.1f} s (bench/ledger_fill.py), the same file for both cases; "
+        f"VmRSS sampled every {SAMPLE_S:g} s; MB read as MiB.",
+    ]
+    return figures, details
+
+
 def run(ctx: Context) -> BenchResult:
     n = 2000 if ctx.quick else 10_000
-    result = BenchResult(KEY, TITLE, params=f"{n} payments per drain; {n} raw publishes")
+    result = BenchResult(KEY, TITLE, params=f"{n} payments per drain; {n} raw publishes; "
+                                            "memory: one daemon start per case, "
+                                            f"{5 if ctx.quick else 10} s each")
     with scratch_dir(ctx, "mqtt") as folder:
         broker, port = _start_broker(folder)
         try:
@@ -252,4 +447,7 @@ def run(ctx: Context) -> BenchResult:
                        "Each record: Ed25519-signed by the terminal, verified by the desk, "
                        "committed by the desk before its signed ack, ack committed by the "
                        "terminal (fsync) before the row leaves the outbox."]
+    figures, details = agent_memory(ctx)
+    result.figures += figures
+    result.details += [f"memory: {d}" for d in details]
     return result
