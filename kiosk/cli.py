@@ -327,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="ccnet",
         help="bill acceptor: CCNET (default) or ID-003 simulator on a pty, or virtual",
     )
+    sp.add_argument(
+        "--no-ui",
+        action="store_true",
+        help="do not open the touchscreen even when a display is available",
+    )
     return p
 
 

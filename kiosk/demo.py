@@ -11,6 +11,7 @@ payment waits for the central desk (no MQTT broker is needed: payments queue).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import select
@@ -32,6 +33,7 @@ from kiosk.scripted import inbox_feeder, run_payment
 PRINTER_PROFILE = "custom_vkp80iii"
 ACCEPTOR_PROFILES = {"ccnet": "cashcode_sm", "id003": "jcm_uba"}
 READY_TIMEOUT_S = 30.0
+UI_SETTLE_S = 3.0
 DEMO_PROVIDER, DEMO_ACCOUNT, DEMO_BILLS = "mts", "9161234567", [500, 100, 50]
 
 
@@ -94,6 +96,24 @@ def _start_core(config: Path) -> subprocess.Popen:
     return proc
 
 
+def _start_ui(config: Path, work: Path) -> subprocess.Popen | None:
+    """The touchscreen, when there is a display to show it on (and Kivy is installed)."""
+    if not os.environ.get("DISPLAY") or importlib.util.find_spec("kivy") is None:
+        return None
+    env = {
+        **os.environ,
+        "KIVY_NO_ARGS": "1",
+        "KIVY_NO_CONSOLELOG": "1",
+        "KIVY_HOME": str(work / "kivy"),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "kiosk", "ui", "-c", str(config)],
+        stdout=open(work / "ui.log", "w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+
+
 def main(args: argparse.Namespace) -> int:
     work = Path(args.workdir).resolve()
     shutil.rmtree(work, ignore_errors=True)
@@ -117,11 +137,15 @@ def main(args: argparse.Namespace) -> int:
         feed = lambda rubles: bills_sim.command(f"insert {rubles}")  # noqa: E731
     else:
         feed = inbox_feeder(work / "data" / "virtual-acceptor.inbox")
-    core = None
+    core = ui = None
     try:
         config = _write_config(work, str(work / "printer.pty"), args.acceptor)
         _say(f"core daemon: kiosk run --config {config}")
         core = _start_core(config)
+        ui = _start_ui(config, work) if not args.no_ui else None
+        if ui is not None:
+            _say("touchscreen (kiosk ui) on this display; the scripted customer pays")
+            time.sleep(UI_SETTLE_S)  # let it draw the idle screen before the customer comes
         socket_path = work / "run" / "kiosk.sock"
         with ApiClient(socket_path) as client:
             hello = client.connect()
@@ -163,6 +187,12 @@ def main(args: argparse.Namespace) -> int:
         print("cassette: " + ", ".join(f"{a // 100} x {n}" for a, n in cassette))
         db.close()
         ok = bool(receipts) and payment.get("receipt") == "printed"
+        if ui is not None:
+            print(
+                f"touchscreen: {'running' if ui.poll() is None else 'exited'} "
+                f"(log {work / 'ui.log'})"
+            )
+            time.sleep(UI_SETTLE_S)  # the receipt screen stays visible for a moment
     finally:
         if core is not None:
             core.send_signal(signal.SIGTERM)
@@ -173,6 +203,9 @@ def main(args: argparse.Namespace) -> int:
         printer.stop()
         if bills_sim is not None:
             bills_sim.stop()
+        if ui is not None:
+            ui.terminate()
+            ui.wait(timeout=15)
     _say("demo finished" if ok else "demo FAILED")
     print(f"files: {work} (config, ledger, receipts, frame logs)")
     return 0 if ok else 1
