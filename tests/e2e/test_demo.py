@@ -20,6 +20,7 @@ def test_demo_takes_a_payment_and_prints_the_receipt(tmp_path, acceptor):
             str(tmp_path / "demo"),
             "--acceptor",
             acceptor,
+            "--no-ui",  # headless path; tests/ui/test_demo_ui.py covers the display one
         ],
         capture_output=True,
         text=True,
