@@ -354,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConnectionError, TimeoutError) as exc:
         print(f"kiosk: lost the core: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except RuntimeError as exc:  # kiosk.scripted.PaymentNotMade and the like
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

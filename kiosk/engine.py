@@ -314,15 +314,18 @@ class PaymentEngine:
                 raise  # the driver must not ACK (M2): the device will report it again
             if escrow_id is not None:
                 self.pending = None
-            if "ledger" in self.oos_reasons:
-                self._ledger_probed = self._clock()
-                self._probe_ledger()  # that write worked: the disk is back
             s = self.session
-            if outcome.kind == "credited" and s is not None and s.session_id == outcome.session_id:
+            credited = (
+                outcome.kind == "credited" and s is not None and s.session_id == outcome.session_id
+            )
+            if credited:
                 s.inserted_minor = outcome.session_inserted_minor
                 self._touch()
-                if s.inserted_minor >= s.provider.max_minor:
-                    self._request_finish("maximum amount reached")
+            if "ledger" in self.oos_reasons:  # that write worked: the disk is back
+                self._ledger_probed = self._clock()
+                self._probe_ledger()  # finishes this session, its cash now counted
+            elif credited and s.inserted_minor >= s.provider.max_minor:
+                self._request_finish("maximum amount reached")
             elif outcome.kind == "unclaimed" and outcome.unclaimed_id is not None:
                 self._print_payment(outcome.unclaimed_id, copy=False)  # the slip
                 self._notice(

@@ -24,6 +24,11 @@ def inbox_feeder(path: Path) -> Callable[[int], None]:
     return feed
 
 
+class PaymentNotMade(RuntimeError):
+    """The session ended without a payment (e.g. the terminal went out of service before
+    any cash went in)."""
+
+
 def run_payment(
     client: ApiClient,
     provider_id: str,
@@ -34,6 +39,7 @@ def run_payment(
 ) -> dict[str, Any]:
     """Pay `bills` (major units) to the account; returns the finished payment summary."""
     client.wait_for(lambda s: s["screen"] == "idle", timeout)
+    previous = ((client.snapshot or {}).get("last_payment") or {}).get("payment_id")
     client.intent("select_provider", provider_id=provider_id)
     client.intent("submit_account", account=account)
     if client.snapshot and client.snapshot.get("printer_warning"):
@@ -64,14 +70,22 @@ def run_payment(
             break
     if client.snapshot and client.snapshot["screen"] == "cash":
         client.intent("pay")
-    snap = client.wait_for(
-        lambda s: (
-            s["screen"] in ("receipt", "out_of_service", "idle")
-            and (s["last_payment"] or {}).get("receipt") not in (None, "printing")
-        ),
-        timeout,
-    )
+
+    def settled(s: dict[str, Any]) -> bool:
+        last = s["last_payment"] or {}
+        if s["screen"] == "receipt":
+            return last.get("receipt") not in (None, "printing")
+        # back at idle or out of service: done, with a new payment or without one
+        new = last.get("payment_id") not in (None, previous)
+        return s["screen"] in ("out_of_service", "idle") and (
+            not new or last.get("receipt") not in (None, "printing")
+        )
+
+    snap = client.wait_for(settled, timeout)
     result = dict(snap["last_payment"] or {})
+    if result.get("payment_id") in (None, previous):  # someone else's, or none at all
+        oos = (snap.get("out_of_service") or {}).get("en", "")
+        raise PaymentNotMade(f"no payment was made (screen {snap['screen']}) {oos}".strip())
     if snap["screen"] == "receipt":
         client.intent("done")
     return result

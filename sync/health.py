@@ -15,7 +15,7 @@ import paho.mqtt
 
 from kiosk import __version__
 from kiosk.engine import PaymentEngine
-from kiosk.ledger import Ledger
+from kiosk.ledger import Ledger, LedgerError
 from kiosk.ledger import desk as desk_ledger
 
 
@@ -40,10 +40,13 @@ def build_health(
         printer_status = engine.printer_status
         support_phone = engine.support_phone
         terminal_id = engine.config.terminal.id
-    cassette = [
-        {**c, "value_minor": c["amount_minor"] * c["count"]} for c in ledger.cassette_counts()
-    ]
-    queue = desk_ledger.outbox_depth(ledger)
+    try:
+        cassette: list[dict[str, Any]] | None = [
+            {**c, "value_minor": c["amount_minor"] * c["count"]} for c in ledger.cassette_counts()
+        ]
+        queue: Any = desk_ledger.outbox_depth(ledger)
+    except LedgerError:  # the desk must still hear that the terminal is out of service
+        cassette, queue = None, None
     try:
         usage = shutil.disk_usage(ledger.path.parent)
         disk = {"free_bytes": usage.free, "total_bytes": usage.total}

@@ -9,6 +9,7 @@ printer that does not answer within the profile's timeout is OFFLINE, never "pro
 from __future__ import annotations
 
 import logging
+import termios
 import threading
 import time
 from pathlib import Path
@@ -161,7 +162,7 @@ class EscposPrinter:
             raise PrinterError(
                 f"printer {self.profile.name} is not accepting data (write timed out)"
             ) from exc
-        except (OSError, serial.SerialException) as exc:
+        except (OSError, serial.SerialException, termios.error) as exc:
             self._close()
             raise PrinterError(f"printer {self.profile.name}: write failed: {exc}") from exc
 
@@ -195,7 +196,8 @@ class EscposPrinter:
             return decode_realtime(replies)
         except StatusError as exc:
             return _offline(f"bad status reply: {exc}")
-        except (OSError, serial.SerialException) as exc:
+        except (OSError, serial.SerialException, termios.error) as exc:
+            # termios.error: the port vanished under us (USB unplug); reopen next time
             self._close()
             return _offline(f"port error: {exc}")
 

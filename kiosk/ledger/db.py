@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Engine, create_engine, event, func, pool, 
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 BUSY_TIMEOUT_MS = 5000
+READ_ONLY_OPTION = "kiosk_read_only"  # execution option: this connection only reads
 
 
 def make_engine(path: Path) -> Engine:
@@ -41,7 +42,10 @@ def make_engine(path: Path) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads take a plain (deferred) BEGIN: a read-only or full disk must not stop the
+        # customer's payment check, the counters or the desk's health report.
+        read = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from kiosk.ledger import schema as t
-from kiosk.ledger.db import make_engine, migrate
+from kiosk.ledger.db import READ_ONLY_OPTION, make_engine, migrate
 
 PAYMENT_COUNTER = "payment"
 NUMBER_WIDTH = 8
@@ -156,7 +156,7 @@ class Ledger:
     def _read(self) -> Iterator[Connection]:
         with self._lock:
             try:
-                with self.engine.connect() as conn:
+                with self.engine.connect().execution_options(**{READ_ONLY_OPTION: True}) as conn:
                     yield conn
             except (DBAPIError, SQLAlchemyError, OSError) as exc:
                 raise LedgerError(f"ledger read failed: {_describe(exc)}") from exc
