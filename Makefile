@@ -38,3 +38,13 @@ install:
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache var demo-run
 
+
+# Reliability (issue 9, docs/reliability.md): the long chaos run (>= 1,000 payments with
+# SIGKILLs and broker restarts, ~12 min) and the fleet simulation (5,000+ terminals).
+.PHONY: chaos fleet
+
+chaos: setup
+	$(PY) -m tests.chaos chaos
+
+fleet: setup
+	$(PY) -m bench --only fleet

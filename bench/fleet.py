@@ -1,0 +1,1144 @@
+"""Figure: a fleet of simulated terminals against one mosquitto, with desk consumers.
+
+What is real and what is simplified:
+- real: mosquitto (loopback, no TLS), MQTT v5 over paho-mqtt 2.x, the contract's topics
+  (docs/mqtt.md: `kiosk/v1/{terminal}/state|health|payments` up, `cmd|ack|
+  payment_status|config` down), persistent sessions (clean_start=false, 7-day expiry),
+  the Last Will on `state` with a per-connection id, subscriptions as the agent makes
+  them (`cmd` with Retain Handling 2), QoS 1 everywhere, payments as signed envelopes
+  (sync.envelope.seal, Ed25519, one key per terminal) in the drain's batch format, the
+  desk consumers = sync.desk.Desk unchanged (verify, commit to SQLite synchronous=FULL,
+  then a signed `ack`), the terminals verify every ack's signature (sync.envelope), reconnects
+  with the agent's full-jitter backoff (sync.backoff.Backoff, 1-60 s);
+- simplified: a terminal is a paho client and a few counters, not a SyncAgent (no
+  ledger, no engine, no devices): many terminals share a process and one epoll loop
+  (bench/fleet.py `worker`), its "outbox" is in memory (unacked payments are sent again on
+  every reconnect and after 30 s, as the drain does); health is a JSON document of the
+  real shape and size with made-up values; no TLS (the handshake cost is not measured);
+  the desk consumers read from `$share/desk/...` shared subscriptions (mqtt-fleet.md §4)
+  and share one SQLite file.
+
+Phases (full run: 20,000 terminals; --quick: 1,000):
+1. connect storm: every terminal connects once, at a uniformly jittered instant;
+2. field rates: health every 60 s, 20 payments per terminal per hour (mqtt-fleet.md §4);
+3. stress: 10x those rates, to measure the broker's CPU per message;
+4. broker restart: mosquitto SIGKILLed and started again; the fleet reconnects with
+   full-jitter backoff and re-sends what the desk has not acknowledged;
+then every payment must be in the desk's database exactly once and acknowledged.
+
+The broker's CPU comes from /proc/PID/stat (utime + stime), its memory from
+/proc/PID/status, its packet counts (every MQTT packet in and out) from its own $SYS
+topics (sys_interval 1); PUBLISH counts come from the clients (mosquitto 2.0.11's
+$SYS/broker/publish/messages/received leaves retained messages out - checked here).
+Target (DESIGN.md): >= 5,000 simulated terminals against one mosquitto; the aim is the
+full 20,000-terminal network. The extrapolation to 20,000 terminals and to a cluster is
+arithmetic on the measured CPU per message; its assumptions are printed with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import heapq
+import json
+import os
+import random
+import resource
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    PYTHON,
+    REPO,
+    BenchError,
+    BenchResult,
+    Context,
+    Figure,
+    fmt_pct,
+    percentile,
+    scratch_dir,
+    verdict,
+)
+
+KEY = "fleet"
+TITLE = "Fleet: simulated terminals against one mosquitto, desk consumers on shared subscriptions"
+TARGET_TERMINALS = 5000
+AIM_TERMINALS = 20_000
+FULL_TERMINALS = 20_000
+QUICK_TERMINALS = 1000
+ENV_TERMINALS = "KIOSK_FLEET_TERMINALS"
+HEALTH_S = 60.0  # the agent's health_interval_s default
+PAYMENTS_PER_HOUR = 20.0  # mqtt-fleet.md §4 sizing: r = 20 at peak
+STRESS = 10.0
+KEEPALIVE_S = 30  # the agent's keepalive_s default
+RESEND_S = 30.0  # the agent's resend_after_s default
+SESSION_EXPIRY_S = 7 * 24 * 3600
+DESKS = 2
+NOFILE = 65536
+FD_MARGIN = 100  # the broker's listener, desk consumers, monitor, log, ...
+SAMPLES = 4000  # latency samples a worker reports (uniformly thinned)
+SHARE = "$share/desk/"
+
+
+def _n(x: float) -> str:
+    """A count with thin-space thousands, as the other benchmarks print them."""
+    return f"{x:,.0f}".replace(",", " ")
+
+
+def _fleet_ids(n: int) -> list[str]:
+    return [f"F{i:05d}" for i in range(n)]
+
+
+def terminal_key(tid: str) -> Any:
+    """Deterministic per-terminal Ed25519 key, so the desk can pin every public key
+    without a key exchange (real terminals make theirs with `kiosk keys`)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.from_private_bytes(
+        hashlib.sha256(b"kiosk-fleet-terminal:" + tid.encode()).digest())
+
+
+def desk_key() -> Any:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"kiosk-fleet-desk").digest())
+
+
+def _raise_nofile(want: int = NOFILE) -> int:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for new_hard in (max(hard, want), hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, new_hard), new_hard))
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _thin(samples: list[float], n: int = SAMPLES) -> list[float]:
+    if len(samples) <= n:
+        return samples
+    step = len(samples) / n
+    return [samples[int(i * step)] for i in range(n)]
+
+
+# == the terminals: many paho clients on one epoll loop per process ====================
+
+
+@dataclass
+class _Term:
+    idx: int
+    tid: str
+    key: Any
+    kid: str
+    topics: dict[str, str]
+    client: Any = None
+    fd: int = -1
+    connected: bool = False
+    connecting_since: float = 0.0
+    connection_id: str = ""
+    backoff: Any = None
+    ever_connected: bool = False
+    seq: int = 0
+    pending: dict[int, list[Any]] = field(default_factory=dict)  # seq -> [created, sent, data]
+    health_phase: float = 0.0
+
+
+class Worker:
+    """`python -m bench.fleet worker JSON`: N terminals, commands on stdin, one JSON line
+    of counters on stdout per `stats` command."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        from sync import topics
+        from sync.backoff import Backoff
+        from sync.keys import key_id, public_from_b64
+
+        self.cfg = cfg
+        self.port = int(cfg["port"])
+        self.rng = random.Random(cfg["seed"])
+        self.binds = cfg.get("binds") or [""]
+        self.desk_keys = {cfg["desk_kid"]: public_from_b64(cfg["desk_pub"])}
+        self.ep = select.epoll()
+        self.by_fd: dict[int, int] = {}
+        self.timers: list[tuple[float, int, str, int, int]] = []
+        self._tseq = 0
+        self.gen = 0  # rate changes make the older health/payment timers stale
+        self.dirty: set[int] = set()
+        self.out_registered: set[int] = set()
+        self.health_s = 0.0
+        self.pay_rate = 0.0  # payments per second per terminal
+        self.paying = False
+        self.running = True
+        self.stats: Counter[str] = Counter()
+        self.connack_lat: list[float] = []
+        self.ack_lat: list[float] = []
+        self.reconnect_done: list[float] = []
+        self.terms: list[_Term] = []
+        for i, tid in enumerate(cfg["ids"]):
+            key = terminal_key(tid)
+            t = _Term(i, tid, key, key_id(tid, key.public_key()),
+                      {leaf: topics.topic(tid, leaf) for leaf in topics.UP + topics.DOWN})
+            t.backoff = Backoff(1.0, 60.0, rng=self.rng.uniform)
+            t.health_phase = self.rng.random()
+            self.terms.append(t)
+        self._stdin = sys.stdin.fileno()
+        os.set_blocking(self._stdin, False)
+        self.ep.register(self._stdin, select.EPOLLIN)
+        self._inbuf = b""
+
+    # -- timers ------------------------------------------------------------------------
+    def at(self, when: float, kind: str, idx: int) -> None:
+        self._tseq += 1
+        heapq.heappush(self.timers, (when, self._tseq, kind, idx, self.gen))
+
+    # -- connections -------------------------------------------------------------------
+    def _client(self, t: _Term) -> Any:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=t.tid, protocol=mqtt.MQTTv5,
+                        reconnect_on_failure=False, userdata=t.idx)
+        c.suppress_exceptions = True
+        c.connect_timeout = 5.0
+        c.max_inflight_messages_set(40)
+        t.connection_id = f"{self.rng.getrandbits(64):016x}"
+        will = json.dumps({"v": 1, "terminal_id": t.tid, "state": "offline", "reason": "lost",
+                           "connection_id": t.connection_id, "at_ms": int(time.time() * 1000),
+                           "agent_version": "0.1.0"}).encode()
+        c.will_set(t.topics["state"], will, qos=1, retain=True,
+                   properties=Properties(PacketTypes.WILLMESSAGE))
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_socket_open = self._on_socket_open
+        c.on_socket_close = self._on_socket_close
+        c.on_socket_register_write = self._on_register_write
+        c.on_socket_unregister_write = self._on_unregister_write
+        return c
+
+    def connect(self, t: _Term) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        if t.connected or t.client is not None:
+            return
+        self.stats["connect_attempts"] += 1
+        c = self._client(t)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        t.connecting_since = time.monotonic()
+        t.client = c
+        try:
+            c.connect("127.0.0.1", self.port, keepalive=KEEPALIVE_S,
+                      bind_address=self.binds[t.idx % len(self.binds)], clean_start=False,
+                      properties=props)
+        except OSError:
+            self.stats["connect_refused"] += 1
+            self._drop(t)
+            self.at(time.monotonic() + t.backoff.next_delay(), "connect", t.idx)
+
+    def _drop(self, t: _Term) -> None:
+        c, t.client = t.client, None
+        t.connected = False
+        self.dirty.discard(t.idx)
+        self.out_registered.discard(t.idx)
+        if c is not None:
+            try:
+                sock = c.socket()
+                if sock is not None:
+                    self._forget_fd(sock.fileno())
+                    sock.close()
+            except Exception:
+                pass
+            try:
+                c._sock = None
+            except Exception:
+                pass
+
+    def _forget_fd(self, fd: int) -> None:
+        if self.by_fd.pop(fd, None) is not None:
+            try:
+                self.ep.unregister(fd)
+            except OSError:
+                pass
+
+    def lost(self, t: _Term, why: str) -> None:
+        was = t.connected
+        self._drop(t)
+        self.stats["disconnects" if was else "connect_failed"] += 1
+        self.stats[f"lost:{why}"] += 1
+        self.at(time.monotonic() + t.backoff.next_delay(), "connect", t.idx)
+
+    # -- paho callbacks (this thread) --------------------------------------------------
+    def _on_socket_open(self, client: Any, idx: int, sock: Any) -> None:
+        fd = sock.fileno()
+        self.by_fd[fd] = idx
+        self.terms[idx].fd = fd
+        self.ep.register(fd, select.EPOLLIN)
+
+    def _on_socket_close(self, client: Any, idx: int, sock: Any) -> None:
+        self._forget_fd(sock.fileno())
+
+    def _on_register_write(self, client: Any, idx: int, sock: Any) -> None:
+        self.dirty.add(idx)
+
+    def _on_unregister_write(self, client: Any, idx: int, sock: Any) -> None:
+        if idx in self.out_registered:
+            self.out_registered.discard(idx)
+            try:
+                self.ep.modify(sock.fileno(), select.EPOLLIN)
+            except OSError:
+                pass
+
+    def _on_connect(self, client: Any, idx: int, flags: Any, rc: Any, props: Any) -> None:
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        t = self.terms[idx]
+        if rc.is_failure:
+            self.stats["connack_refused"] += 1
+            self.lost(t, "connack")
+            return
+        now = time.monotonic()
+        self.connack_lat.append(now - t.connecting_since)
+        t.connected = True
+        t.backoff.reset()
+        self.stats["connects"] += 1
+        if t.ever_connected:
+            self.stats["reconnects"] += 1
+            self.reconnect_done.append(now)
+        t.ever_connected = True
+        client.subscribe([
+            (t.topics["cmd"], SubscribeOptions(qos=1, retainHandling=2)),
+            (t.topics["ack"], SubscribeOptions(qos=1)),
+            (t.topics["payment_status"], SubscribeOptions(qos=1)),
+            (t.topics["config"], SubscribeOptions(qos=1)),
+        ])
+        state = json.dumps({"v": 1, "terminal_id": t.tid, "state": "online",
+                            "connection_id": t.connection_id,
+                            "at_ms": int(time.time() * 1000), "agent_version": "0.1.0"})
+        client.publish(t.topics["state"], state.encode(), qos=1, retain=True)
+        self.stats["pub:state"] += 1
+        self.health(t)
+        if t.pending:  # like Drain.reset: everything unacknowledged goes out again
+            self.send(t, sorted(t.pending), resend=True)
+
+    def _on_disconnect(self, client: Any, idx: int, flags: Any, rc: Any, props: Any) -> None:
+        t = self.terms[idx]
+        if t.client is client:
+            self.lost(t, "disconnect")
+
+    def _on_message(self, client: Any, idx: int, msg: Any) -> None:
+        from sync.envelope import EnvelopeError, open_envelope
+
+        t = self.terms[idx]
+        leaf = msg.topic.rsplit("/", 1)[-1] if not msg.topic.endswith("cmd/result") else ""
+        self.stats[f"in:{leaf}"] += 1
+        if leaf != "ack":
+            return
+        try:
+            body = open_envelope(bytes(msg.payload), "ack", self.desk_keys).body
+        except EnvelopeError:
+            self.stats["ack_rejected"] += 1
+            return
+        if body.get("terminal_id") != t.tid:
+            self.stats["ack_rejected"] += 1
+            return
+        now = time.monotonic()
+        for s in body.get("seqs", []):
+            p = t.pending.pop(s, None)
+            if p is None:
+                self.stats["ack_repeat"] += 1
+            else:
+                self.stats["acked"] += 1
+                self.ack_lat.append(now - p[0])
+
+    # -- what a terminal sends ---------------------------------------------------------
+    def health(self, t: _Term) -> None:
+        if not t.connected:
+            return
+        doc = {
+            "v": 1, "terminal_id": t.tid, "at_ms": int(time.time() * 1000),
+            "connection_id": t.connection_id, "screen": "idle", "in_service": True,
+            "out_of_service": {},
+            "acceptor": {"status": "disabled", "detail": "0x19 unit disabled",
+                         "protocol": "ccnet", "model": "SM-RU1353", "serial": "41A123456789"},
+            "printer": {"status": "ok", "can_print": True}, "paper": "ok",
+            "cassette": {"bills": t.seq, "total_minor": 50_000 * t.seq, "by_denomination": [
+                {"amount_minor": 50_000, "currency": "RUB", "count": t.seq,
+                 "value_minor": 50_000 * t.seq}]},
+            "queue": {"payments_unsent": len(t.pending), "oldest_unsent_ms": None,
+                      "events_unsent": 0},
+            "disk": {"free_bytes": 8_123_456_789, "total_bytes": 16_000_000_000},
+            "uptime_s": int(time.monotonic()),
+            "versions": {"agent": "0.1.0", "python": "3.11.7", "paho_mqtt": "2.2.0"},
+            "config_version": 7, "support_phone": "8 800 555-35-35",
+        }
+        t.client.publish(t.topics["health"], json.dumps(doc).encode(), qos=1, retain=True)
+        self.stats["pub:health"] += 1
+
+    def new_payment(self, t: _Term) -> None:
+        t.seq += 1
+        now_ms = int(time.time() * 1000)
+        number = t.seq
+        data = {
+            "id": f"{t.tid}-{number:08d}", "number": number, "kind": "payment",
+            "status": "queued", "provider_id": "mts", "account": "9161234567",
+            "inserted_minor": 50_000, "commission_minor": 1500, "credited_minor": 48_500,
+            "currency": "RUB", "reprocess_count": 0, "created_ms": now_ms,
+            "session_id": number, "note": None, "terminal_id": t.tid,
+            "bills": [{"amount_minor": 50_000, "currency": "RUB", "count": 1}],
+        }
+        t.pending[t.seq] = [time.monotonic(), 0.0, data]
+        self.stats["payments"] += 1
+        if t.connected:
+            self.send(t, [t.seq])
+
+    def send(self, t: _Term, seqs: list[int], resend: bool = False) -> None:
+        """Signed batches of up to 20 records (the fleet's `mqtt.batch`), QoS 1."""
+        from sync.envelope import seal
+
+        now = time.monotonic()
+        for start in range(0, len(seqs), 20):
+            group = [s for s in seqs[start:start + 20] if s in t.pending]
+            if not group:
+                continue
+            records = []
+            for s in group:
+                p = t.pending[s]
+                p[1] = now
+                records.append({"seq": s, "ref": p[2]["id"], "attempt": 1, "data": p[2]})
+            body = {"v": 1, "terminal_id": t.tid, "kind": "payment",
+                    "connection_id": t.connection_id, "sent_ms": int(time.time() * 1000),
+                    "records": records}
+            t.client.publish(t.topics["payments"], seal(t.key, t.kid, "payments", body), qos=1)
+            self.stats["pub:payments"] += 1
+            self.stats["records_resent" if resend else "records_sent"] += len(group)
+
+    # -- the loop ----------------------------------------------------------------------
+    def command(self, line: str) -> None:
+        cmd = json.loads(line)
+        op = cmd["op"]
+        now = time.monotonic()
+        if op == "connect":
+            jitter = float(cmd.get("jitter_s", 0))
+            for t in self.terms:
+                self.at(now + self.rng.uniform(0, jitter), "connect", t.idx)
+        elif op == "rates":
+            self.gen += 1
+            self.health_s = float(cmd["health_s"])
+            self.pay_rate = float(cmd["pay_per_h"]) / 3600.0
+            self.paying = self.pay_rate > 0
+            for t in self.terms:
+                self.at(now + t.health_phase * self.health_s, "health", t.idx)
+                if self.paying:
+                    self.at(now + self.rng.expovariate(self.pay_rate), "pay", t.idx)
+        elif op == "quiet":
+            self.gen += 1
+            self.paying = False
+            self.health_s = 0.0
+        elif op == "stats":
+            self.report(bool(cmd.get("samples")))
+        elif op == "stop":
+            for t in self.terms:
+                self._drop(t)
+            self.running = False
+
+    def report(self, samples: bool) -> None:
+        out: dict[str, Any] = {
+            "stats": dict(self.stats),
+            "connected": sum(1 for t in self.terms if t.connected),
+            "pending": sum(len(t.pending) for t in self.terms),
+            "terminals": len(self.terms),
+            "cpu_s": sum(os.times()[:2]),
+        }
+        if samples:
+            out["connack_lat"] = _thin(self.connack_lat)
+            out["ack_lat"] = _thin(self.ack_lat)
+            out["reconnect_done"] = self.reconnect_done[-1:] if self.reconnect_done else []
+            self.connack_lat, self.ack_lat = [], []
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+
+    def run(self) -> None:
+        next_misc = time.monotonic() + 1.0
+        misc_at = 0
+        while self.running:
+            now = time.monotonic()
+            timeout = 0.05
+            if self.timers:
+                timeout = max(0.0, min(timeout, self.timers[0][0] - now))
+            for fd, ev in self.ep.poll(timeout, 2048):
+                if fd == self._stdin:
+                    self._read_stdin()
+                    continue
+                idx = self.by_fd.get(fd)
+                if idx is None:
+                    continue
+                t = self.terms[idx]
+                c = t.client
+                if c is None:
+                    continue
+                readable = ev & (select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP)
+                if readable and c.loop_read(64) != 0 and t.client is c:
+                    self.lost(t, "read")
+                    continue
+                if ev & select.EPOLLOUT and t.client is c and c.loop_write() != 0:
+                    self.lost(t, "write")
+            now = time.monotonic()
+            while self.timers and self.timers[0][0] <= now:
+                _, _, kind, idx, gen = heapq.heappop(self.timers)
+                t = self.terms[idx]
+                if kind == "connect":
+                    self.connect(t)
+                elif gen != self.gen:
+                    continue  # a timer of an earlier rate setting
+                elif kind == "health" and self.health_s > 0:
+                    self.health(t)
+                    self.at(now + self.health_s, "health", idx)
+                elif kind == "pay" and self.paying:
+                    self.new_payment(t)
+                    self.at(now + self.rng.expovariate(self.pay_rate), "pay", idx)
+            self._flush()
+            if now >= next_misc:  # keep-alive and resends, a slice of terminals a tick
+                next_misc = now + 0.1
+                step = max(1, len(self.terms) // 10)
+                for t in self.terms[misc_at:misc_at + step]:
+                    if t.client is not None:
+                        if t.connected and t.pending:
+                            due = [s for s, p in t.pending.items() if now - p[1] >= RESEND_S]
+                            if due:
+                                self.send(t, sorted(due), resend=True)
+                        if t.client is not None and t.client.loop_misc() != 0 and t.connected:
+                            self.lost(t, "keepalive")
+                        elif t.client is not None and not t.connected and \
+                                now - t.connecting_since > 10:
+                            self.lost(t, "connack_timeout")
+                misc_at = (misc_at + step) % max(1, len(self.terms))
+                self._flush()
+
+    def _flush(self) -> None:
+        while self.dirty:
+            idx = self.dirty.pop()
+            t = self.terms[idx]
+            c = t.client
+            if c is None:
+                continue
+            if c.loop_write() != 0:
+                if t.client is c:
+                    self.lost(t, "write")
+                continue
+            if c.want_write() and idx not in self.out_registered and t.fd in self.by_fd:
+                self.out_registered.add(idx)
+                try:
+                    self.ep.modify(t.fd, select.EPOLLIN | select.EPOLLOUT)
+                except OSError:
+                    pass
+
+    def _read_stdin(self) -> None:
+        try:
+            chunk = os.read(self._stdin, 65536)
+        except BlockingIOError:
+            return
+        if not chunk:
+            self.running = False
+            return
+        self._inbuf += chunk
+        while b"\n" in self._inbuf:
+            line, self._inbuf = self._inbuf.split(b"\n", 1)
+            if line.strip():
+                self.command(line.decode())
+
+
+# == the desk consumers: sync.desk.Desk on shared subscriptions ========================
+
+
+def desk_main(cfg: dict[str, Any]) -> None:
+    import dataclasses
+
+    from sync import topics
+    from sync.connection import Subscription
+    from sync.desk import Desk
+    from sync.keys import key_id
+
+    key = desk_key()
+    ids = _fleet_ids(int(cfg["terminals"]))
+    pubs = {tid: terminal_key(tid).public_key() for tid in ids}
+    desk = Desk("127.0.0.1", int(cfg["port"]), key, key_id("desk", key.public_key()), pubs,
+                Path(cfg["db"]), client_id=cfg["client_id"], reconnect_min_s=1.0)
+    shared = tuple(Subscription(SHARE + topics.desk_filter(leaf), 1)
+                   for leaf in (topics.PAYMENTS, topics.EVENTS, topics.STATE, topics.HEALTH))
+    desk.conn.settings = dataclasses.replace(desk.conn.settings, subscriptions=shared)
+    desk.store.db.execute("PRAGMA busy_timeout=10000")
+    desk.start()
+    print(json.dumps({"ready": desk.conn.wait_connected(20)}), flush=True)
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["op"] == "stats":
+            s = desk.stats
+            print(json.dumps({"new_payments": s.new_payments, "duplicates": s.duplicates,
+                              "records": s.records, "messages": s.messages,
+                              "acks": s.acks_sent, "rejected": s.rejected,
+                              "health": len(desk.health), "states": len(desk.states),
+                              "cpu_s": sum(os.times()[:2])}), flush=True)
+        elif cmd["op"] == "stop":
+            break
+    desk.stop()
+
+
+# == the coordinator ===================================================================
+
+
+class Proc:
+    """A child speaking JSON lines on stdin/stdout."""
+
+    def __init__(self, argv: list[str], name: str) -> None:
+        self.name = name
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                  preexec_fn=_raise_nofile)
+        assert self.p.stdout is not None
+        os.set_blocking(self.p.stdout.fileno(), False)
+        self.buf = b""
+
+    def send(self, obj: dict[str, Any]) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write((json.dumps(obj) + "\n").encode())
+        self.p.stdin.flush()
+
+    def read(self, timeout: float) -> dict[str, Any]:
+        assert self.p.stdout is not None
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.p.poll() is not None:
+                raise BenchError(f"{self.name}: no answer (exit {self.p.poll()})")
+            select.select([self.p.stdout], [], [], min(left, 0.5))
+            try:
+                chunk = os.read(self.p.stdout.fileno(), 1 << 20)
+            except BlockingIOError:
+                continue
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def ask(self, obj: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+        self.send(obj)
+        return self.read(timeout)
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            try:
+                self.send({"op": "stop"})
+                self.p.wait(15)
+            except (BrokenPipeError, OSError, subprocess.TimeoutExpired):
+                self.p.kill()
+                self.p.wait(10)
+
+
+class Broker:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = _free_port()
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.access(exe, os.X_OK):
+            raise BenchError("mosquitto is not installed (scripts/system-deps.sh installs it)")
+        conf = self.folder / "mosquitto.conf"
+        user = "user root\n" if os.geteuid() == 0 else ""
+        conf.write_text(
+            f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_connections -1\nmax_queued_messages 1000\nsys_interval 1\n"
+            "set_tcp_nodelay true\n", encoding="utf-8")
+        self.starts += 1
+        log = open(self.folder / f"mosquitto-{self.starts}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=log,
+                                     preexec_fn=_raise_nofile)
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise BenchError("mosquitto did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def cpu_s(self) -> float:
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_kib(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def nofile(self) -> str:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                return line.split()[3]
+        return "?"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SysMonitor:
+    """The broker's own counters ($SYS, published every second)."""
+
+    WANT = ("$SYS/broker/messages/received", "$SYS/broker/messages/sent",
+            "$SYS/broker/clients/connected")
+
+    def __init__(self, port: int) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.values: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fleet-sys",
+                             protocol=mqtt.MQTTv5)
+        self.c.on_message = self._on_message
+        self.c.on_connect = lambda c, *_: c.subscribe([(t, 0) for t in self.WANT])
+        self.c.reconnect_delay_set(1, 2)
+        self.c.connect("127.0.0.1", port, keepalive=60)
+        self.c.loop_start()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            value = float(msg.payload)
+        except ValueError:
+            return
+        with self.lock:
+            self.values[msg.topic.removeprefix("$SYS/broker/")] = value
+
+    def snap(self) -> dict[str, float]:
+        with self.lock:
+            return dict(self.values)
+
+    def stop(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float
+    broker_cpu_s: float
+    pub_in: float
+    pub_out: float
+    pkt_in: float
+    pkt_out: float
+    fleet_cpu_s: float
+    desk_cpu_s: float
+    connected_end: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def broker_cores(self) -> float:
+        return self.broker_cpu_s / self.seconds if self.seconds else 0.0
+
+    @property
+    def pub_rate(self) -> float:
+        return (self.pub_in + self.pub_out) / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_per_pub_us(self) -> float:
+        total = self.pub_in + self.pub_out
+        return self.broker_cpu_s / total * 1e6 if total else 0.0
+
+
+@dataclass
+class FleetRun:
+    terminals: int
+    workers: list[Proc]
+    desks: list[Proc]
+    broker: Broker
+    sysmon: SysMonitor | None = None
+    phases: list[Phase] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+
+    def worker_stats(self, samples: bool = False) -> list[dict[str, Any]]:
+        for w in self.workers:
+            w.send({"op": "stats", "samples": samples})
+        return [w.read(60) for w in self.workers]
+
+    def desk_stats(self) -> list[dict[str, Any]]:
+        for d in self.desks:
+            d.send({"op": "stats"})
+        return [d.read(60) for d in self.desks]
+
+    def connected(self) -> int:
+        return sum(s["connected"] for s in self.worker_stats())
+
+    def measure(self, name: str, seconds: float, until: Any = None,
+                start: Any = None) -> Phase:
+        """`start()`, then run for `seconds` (or until `until(stats)`, at most `seconds`)."""
+        assert self.sysmon is not None
+        time.sleep(1.2)  # a fresh $SYS sample at the start
+        s0, b0 = self.sysmon.snap(), self.broker.cpu_s()
+        w0, d0 = self.worker_stats(), self.desk_stats()
+        t0 = time.monotonic()
+        if start is not None:
+            start()
+        while time.monotonic() - t0 < seconds:
+            time.sleep(min(1.0, seconds - (time.monotonic() - t0)))
+            if until is not None and until(self.worker_stats()):
+                break
+        time.sleep(1.2)
+        s1, b1 = self.sysmon.snap(), self.broker.cpu_s()
+        w1, d1 = self.worker_stats(), self.desk_stats()
+        dt = time.monotonic() - t0
+
+        def d(key: str) -> float:
+            return s1.get(key, 0.0) - s0.get(key, 0.0)
+
+        def wsum(stats: list[dict[str, Any]], prefix: str) -> int:
+            return sum(v for s in stats for k, v in s["stats"].items() if k.startswith(prefix))
+
+        # PUBLISH counts from the clients: mosquitto 2.0.11's $SYS publish counters leave
+        # out retained messages (state, health), its packet counters are complete.
+        up = wsum(w1, "pub:") - wsum(w0, "pub:")
+        acks = sum(x["acks"] for x in d1) - sum(x["acks"] for x in d0)
+        down = wsum(w1, "in:") - wsum(w0, "in:")
+        phase = Phase(
+            name, dt, b1 - b0, up + acks, up + down,
+            d("messages/received"), d("messages/sent"),
+            sum(b["cpu_s"] for b in w1) - sum(a["cpu_s"] for a in w0),
+            sum(b["cpu_s"] for b in d1) - sum(a["cpu_s"] for a in d0),
+            sum(s["connected"] for s in w1),
+        )
+        self.phases.append(phase)
+        return phase
+
+
+def _sum(stats: list[dict[str, Any]], key: str) -> int:
+    return sum(int(s["stats"].get(key, 0)) for s in stats)
+
+
+def run_fleet(n: int, quick: bool, folder: Path, log: bool = True) -> BenchResult:
+    _raise_nofile()
+    n_workers = max(1, min(4, (n + 2499) // 2500))
+    ids = _fleet_ids(n)
+    broker = Broker(folder)
+    broker.start()
+    from sync.keys import key_id, public_b64
+
+    dk = desk_key()
+    common = {"port": broker.port, "desk_kid": key_id("desk", dk.public_key()),
+              "desk_pub": public_b64(dk.public_key())}
+    binds = [f"127.0.0.{i}" for i in range(2, 10)]
+    run = FleetRun(n, [], [], broker)
+    say = print if log else (lambda *_a, **_k: None)
+    t_setup = time.monotonic()
+    try:
+        for i in range(DESKS):
+            cfg = {**common, "terminals": n, "db": str(folder / "desk.sqlite"),
+                   "client_id": f"desk-{i}"}
+            run.desks.append(Proc([PYTHON, "-m", "bench.fleet", "desk", json.dumps(cfg)],
+                                  f"desk-{i}"))
+        for d in run.desks:
+            if not d.read(120).get("ready"):
+                raise BenchError("a desk consumer did not connect")
+        chunk = (n + n_workers - 1) // n_workers
+        for i in range(n_workers):
+            cfg = {**common, "ids": ids[i * chunk:(i + 1) * chunk], "seed": 1000 + i,
+                   "binds": binds}
+            run.workers.append(Proc([PYTHON, "-m", "bench.fleet", "worker", json.dumps(cfg)],
+                                    f"worker-{i}"))
+        run.worker_stats()  # every worker built its terminals (keys derived)
+        run.sysmon = SysMonitor(broker.port)
+        setup_s = time.monotonic() - t_setup
+        say(f"  fleet: {n} terminals in {n_workers} processes, {DESKS} desk consumers "
+            f"(setup {setup_s:.0f} s); broker pid {broker.proc.pid if broker.proc else '?'}, "
+            f"open files {broker.nofile()}", flush=True)
+
+        # 1. connect storm
+        jitter = 5.0 if quick else 20.0
+        rss0 = broker.rss_kib()
+        storm = run.measure(
+            "connect storm", jitter + 60,
+            until=lambda st: sum(s["connected"] for s in st) >= n,
+            start=lambda: [w.send({"op": "connect", "jitter_s": jitter}) for w in run.workers])
+        st = run.worker_stats(samples=True)
+        connack = [x for s in st for x in s["connack_lat"]]
+        storm.extra = {"connack_p50": percentile(connack, 50) if connack else 0,
+                       "connack_p99": percentile(connack, 99) if connack else 0,
+                       "refused": _sum(st, "connect_refused") + _sum(st, "connack_refused"),
+                       "rss_kib": broker.rss_kib() - rss0, "jitter_s": jitter}
+        say(f"  connect storm: {storm.connected_end}/{n} connected in {storm.seconds:.1f} s "
+            f"(jitter {jitter:.0f} s); broker {storm.broker_cores * 100:.0f}% of a core",
+            flush=True)
+        if storm.connected_end < n:
+            run.details.append(f"only {storm.connected_end} of {n} terminals connected")
+
+        # 2. field rates, 3. stress
+        for name, factor, seconds in (("field rates", 1.0, 20 if quick else 60),
+                                      ("stress x10", STRESS, 15 if quick else 30)):
+            rates = {"op": "rates", "health_s": HEALTH_S / factor,
+                     "pay_per_h": PAYMENTS_PER_HOUR * factor}
+            ph = run.measure(name, seconds,
+                             start=lambda r=rates: [w.send(r) for w in run.workers])
+            st = run.worker_stats(samples=True)
+            acks = [x for s in st for x in s["ack_lat"]]
+            ph.extra = {"ack_p50": percentile(acks, 50) if acks else 0,
+                        "ack_p99": percentile(acks, 99) if acks else 0,
+                        "factor": factor}
+            say(f"  {name}: {ph.pub_in / ph.seconds:.0f} publishes/s in, "
+                f"{ph.pub_out / ph.seconds:.0f}/s out; broker {ph.broker_cores * 100:.0f}% "
+                f"of a core; payment -> desk ack p50 {ph.extra['ack_p50'] * 1000:.0f} ms",
+                flush=True)
+            for w in run.workers:
+                w.send({"op": "quiet"})
+
+        # 4. broker restart: SIGKILL, down 3 s, start; the fleet reconnects with jitter
+        for w in run.workers:
+            w.send({"op": "rates", "health_s": HEALTH_S, "pay_per_h": PAYMENTS_PER_HOUR})
+        time.sleep(2)
+        broker.kill()
+        run.sysmon.stop()
+        t_kill = time.monotonic()
+        time.sleep(3)
+        broker.start()
+        run.sysmon = SysMonitor(broker.port)
+        t_up = time.monotonic()
+        restart = run.measure("broker restart", 120,
+                              until=lambda st: sum(s["connected"] for s in st) >= n)
+        st = run.worker_stats(samples=True)
+        done = [x for s in st for x in s["reconnect_done"]]
+        restart.extra = {"all_back_s": (max(done) - t_up) if done else None,
+                         "down_s": t_up - t_kill}
+        say(f"  broker restart: {restart.connected_end}/{n} back "
+            f"{restart.extra['all_back_s'] or 0:.1f} s after the broker was up", flush=True)
+
+        # end: no new payments; everything sent must be acknowledged, each once at the desk
+        for w in run.workers:
+            w.send({"op": "quiet"})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            st = run.worker_stats()
+            if sum(s["pending"] for s in st) == 0:
+                break
+            time.sleep(1)
+        st = run.worker_stats()
+        desks = run.desk_stats()
+        made = _sum(st, "payments")
+        pending = sum(s["pending"] for s in st)
+        import sqlite3
+
+        db = sqlite3.connect(folder / "desk.sqlite", timeout=30)
+        try:
+            at_desk, distinct = db.execute(
+                "SELECT count(*), count(DISTINCT terminal_id || payment_id) FROM payments"
+            ).fetchone()
+        finally:
+            db.close()
+        run.details.append(
+            f"payments made {made}, at the desk {at_desk} ({distinct} distinct), not "
+            f"acknowledged at the end {pending}; desk deliveries {sum(d['records'] for d in desks)}"
+            f", duplicates de-duplicated {sum(d['duplicates'] for d in desks)}, signed acks "
+            f"{sum(d['acks'] for d in desks)}, rejected {sum(d['rejected'] for d in desks)}; "
+            f"acks seen twice by terminals {_sum(st, 'ack_repeat')}, acks refused "
+            f"{_sum(st, 'ack_rejected')}")
+        result = _result(run, n, quick, made, at_desk, distinct, pending, broker)
+    finally:
+        if run.sysmon is not None:
+            run.sysmon.stop()
+        for p in run.workers + run.desks:
+            p.stop()
+        broker.stop()
+    return result
+
+
+def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinct: int,
+            pending: int, broker: Broker) -> BenchResult:
+    storm, field_, stress, restart = run.phases[:4]
+    ok_fleet = storm.connected_end >= n and restart.connected_end >= n
+    exact = made == at_desk == distinct and pending == 0
+    res = BenchResult(
+        KEY, TITLE,
+        params=(f"{n} terminals in {len(run.workers)} processes, {len(run.desks)} desk "
+                f"consumers on $share/desk/..., loopback, no TLS; field rates: health every "
+                f"{HEALTH_S:.0f} s, {PAYMENTS_PER_HOUR:.0f} payments/terminal/h; "
+                f"stress x{STRESS:.0f}"),
+    )
+    served = min(storm.connected_end, restart.connected_end)
+    res.figures.append(Figure(
+        "terminals connected and served at once", f"{served}",
+        f"target {TARGET_TERMINALS}; aim {AIM_TERMINALS}",
+        fmt_pct(served / TARGET_TERMINALS),
+        f"≥ {TARGET_TERMINALS}", verdict(ok_fleet and n >= TARGET_TERMINALS) if not quick
+        else verdict(None)))
+    res.figures.append(Figure(
+        "payments at the desk exactly once, all acknowledged", f"{at_desk} of {made}",
+        f"made {made}", fmt_pct(at_desk / made if made else 1), "all, once", verdict(exact)))
+    cs = storm.extra
+    res.figures.append(Figure(
+        "connect storm: all connected / CONNACK p50 / p99",
+        f"{storm.seconds:.1f} s / {cs['connack_p50'] * 1000:.0f} ms / "
+        f"{cs['connack_p99'] * 1000:.0f} ms",
+        f"connects spread over {cs['jitter_s']:.0f} s", "—", "none", verdict(None)))
+    for ph in (storm, field_, stress):
+        res.figures.append(Figure(
+            f"broker CPU, {ph.name}", f"{ph.broker_cores * 100:.0f}% of a core",
+            f"{_n(ph.pub_rate)} publishes/s through it",
+            f"{ph.cpu_per_pub_us:.0f} µs/publish" if ph.pub_in + ph.pub_out else "—",
+            "none (measured)", verdict(None)))
+    res.figures.append(Figure(
+        "payment -> signed desk ack (p50 / p99), field rates",
+        f"{field_.extra['ack_p50'] * 1000:.0f} ms / {field_.extra['ack_p99'] * 1000:.0f} ms",
+        f"stress: {stress.extra['ack_p50'] * 1000:.0f} ms / "
+        f"{stress.extra['ack_p99'] * 1000:.0f} ms",
+        "—", "none", verdict(None)))
+    back = restart.extra["all_back_s"]
+    res.figures.append(Figure(
+        "broker SIGKILL + restart: whole fleet back",
+        f"{back:.1f} s after it was up" if back is not None else "not all back",
+        f"down {restart.extra['down_s']:.1f} s; backoff 1-60 s full jitter", "—", "none",
+        verdict(None)))
+
+    # -- extrapolation -------------------------------------------------------------------
+    c_pub = stress.broker_cpu_s / max(1.0, stress.pub_in + stress.pub_out)
+    per_term_field = (field_.pub_in + field_.pub_out) / field_.seconds / n
+    idle = field_.broker_cores - c_pub * (field_.pub_in + field_.pub_out) / field_.seconds
+    per_term_idle = max(0.0, idle) / n
+    full_pubs = per_term_field * AIM_TERMINALS
+    full_cores = c_pub * full_pubs + per_term_idle * AIM_TERMINALS
+    capacity = 1.0 / c_pub if c_pub else float("inf")
+    per_term_cost = c_pub * per_term_field + per_term_idle
+    per_core_terminals = 1.0 / per_term_cost if per_term_cost else float("inf")
+    res.figures.append(Figure(
+        f"extrapolated: {AIM_TERMINALS} terminals at field rates on this broker",
+        f"{full_cores * 100:.0f}% of a core",
+        f"{_n(full_pubs)} publishes/s; one core ≈ {_n(capacity)} publishes/s",
+        fmt_pct(full_cores), "< 100% of one core", verdict(full_cores < 1.0)))
+    res.figures.append(Figure(
+        "terminals one mosquitto core could carry at field rates (CPU only)",
+        f"≈ {_n(per_core_terminals)}", f"{per_term_cost * 1e6:.1f} µ-core per terminal",
+        "—", "none (arithmetic on the figures above)", verdict(None)))
+    rss_per_conn = storm.extra["rss_kib"] / max(1, storm.connected_end)
+    res.details += [
+        f"phase {p.name}: {p.seconds:.1f} s; broker {p.broker_cpu_s:.1f} CPU s "
+        f"({p.broker_cores * 100:.0f}% of a core); PUBLISH in {_n(p.pub_in / p.seconds)}/s, "
+        f"out {_n(p.pub_out / p.seconds)}/s; all packets in {_n(p.pkt_in / p.seconds)}/s, out "
+        f"{_n(p.pkt_out / p.seconds)}/s; simulator processes "
+        f"{p.fleet_cpu_s / p.seconds * 100:.0f}% of a core, desks "
+        f"{p.desk_cpu_s / p.seconds * 100:.0f}%; connected at the end {_n(p.connected_end)}"
+        for p in run.phases
+    ]
+    res.details += run.details
+    res.details += [
+        f"broker memory: {storm.extra['rss_kib'] / 1024:.0f} MiB more after the storm "
+        f"(≈ {rss_per_conn:.1f} KiB per connection incl. its retained state+health); "
+        f"open-files limit {broker.nofile()}; refused connects {storm.extra['refused']}.",
+        f"extrapolation (arithmetic, assumptions stated): broker CPU per PUBLISH in or out, "
+        f"measured under stress = {c_pub * 1e6:.1f} µs; field-rate traffic per terminal = "
+        f"{per_term_field:.3f} PUBLISH/s through the broker (health 1/{HEALTH_S:.0f} s + "
+        f"{PAYMENTS_PER_HOUR:.0f} payments/h, each delivered to a desk, + the desk's acks); the "
+        f"rest of the broker's field-rate CPU (keep-alives, PUBACKs, housekeeping) is "
+        f"{per_term_idle * 1e6:.1f} µ-core per terminal; so {AIM_TERMINALS} terminals ≈ "
+        f"{_n(full_pubs)} PUBLISH/s ≈ {full_cores * 100:.0f}% of one core. Assumes cost "
+        f"linear in messages and connections (mosquitto is single-threaded: one core is its "
+        f"ceiling), no TLS (TLS adds the handshake at every (re)connect and ~symmetric "
+        f"crypto per byte: not measured), payloads of the sizes here (~1 KB health, ~1 KB "
+        f"signed payment); one core at that cost per terminal would carry "
+        f"≈ {_n(per_core_terminals)} terminals - CPU only: memory (≈ {rss_per_conn:.1f} KiB "
+        f"per connection here), open files (one per connection) and TLS come first.",
+        f"cluster (not run here, arithmetic only): terminals spread evenly over k nodes, "
+        f"desk consumers on $share/desk/... on every node; a node then carries 1/k of the "
+        f"connections and publishes plus the forwarding of messages whose consumer sits on "
+        f"another node ((k-1)/k of them, counted as one more PUBLISH each). With this "
+        f"per-message cost a node's load at {AIM_TERMINALS} terminals is ≈ "
+        f"{full_cores * 100:.0f}% × (1 + (k-1)/k) / k of a core: k=3 → "
+        f"{full_cores * 100 * (1 + 2 / 3) / 3:.0f}%, which leaves room for a node to fail. "
+        f"Per-message cost in EMQX/VerneMQ/HiveMQ differs from mosquitto's (not measured): "
+        f"scale by their published ratios (mqtt-fleet.md §4) before trusting these numbers.",
+    ]
+    return res
+
+
+def fleet_size(quick: bool) -> tuple[int, str]:
+    """How many terminals: the environment's choice, or the aim (20,000) if one process
+    may hold that many open files here (mosquitto needs one per connection)."""
+    if os.environ.get(ENV_TERMINALS):
+        return int(os.environ[ENV_TERMINALS]), f"{ENV_TERMINALS} set"
+    if quick:
+        return QUICK_TERMINALS, "quick run"
+    limit = _raise_nofile()
+    n = min(FULL_TERMINALS, limit - FD_MARGIN)
+    if n < FULL_TERMINALS:
+        return n, (f"{n} terminals, not {FULL_TERMINALS}: a process may hold at most {limit} "
+                   f"open files on this machine (hard `ulimit -n`; not raisable here) and "
+                   f"mosquitto needs one per connection")
+    return n, ""
+
+
+def run(ctx: Context) -> BenchResult:
+    n, why = fleet_size(ctx.quick)
+    with scratch_dir(ctx, "fleet") as folder:
+        result = run_fleet(n, ctx.quick, folder)
+    if why:
+        result.details.append(f"fleet size: {why}.")
+    return result
+
+
+def _main(argv: list[str]) -> int:
+    if argv[:1] == ["worker"]:
+        _raise_nofile()
+        Worker(json.loads(argv[1])).run()
+        return 0
+    if argv[:1] == ["desk"]:
+        desk_main(json.loads(argv[1]))
+        return 0
+    ap = argparse.ArgumentParser(prog="python -m bench.fleet",
+                                 description="the fleet benchmark alone, printed, not written")
+    ap.add_argument("--terminals", type=int, default=0, help="default: as many as fit")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    from bench.common import pick_scratch_base
+    from bench.report import print_result
+
+    ctx = Context(quick=args.quick, scratch_base=pick_scratch_base())
+    if args.terminals:
+        os.environ[ENV_TERMINALS] = str(args.terminals)
+    print_result(run(ctx))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
+

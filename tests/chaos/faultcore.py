@@ -1,0 +1,91 @@
+"""`python -m tests.chaos.faultcore run --config FILE`: the real core daemon with a disk
+fault hook, for the M10 runs (tests/chaos/disk.py).
+
+Everything is `kiosk run` unchanged (kiosk.cli.main), except that every Ledger the
+process opens is remembered and a thread watches the control file named by
+KIOSK_FAULT_DISK_FILE. Writing one word to that file sets the disk's state through
+SQLite's own limits, on the ledger's own connection, between two transactions:
+
+- `full`: `PRAGMA max_page_count = <pages in use now>`; SQLITE_FULL ("database or disk
+  is full") as soon as a write needs a new page;
+- `readonly`: `PRAGMA query_only = ON`; SQLITE_READONLY on every write (and on every
+  BEGIN IMMEDIATE), like a file system remounted read-only;
+- `ok`: `PRAGMA query_only = OFF; PRAGMA max_page_count = 1073741823`: the disk is back.
+
+The state applied is echoed to the daemon's log as `FAULT disk=<word>`. Nothing in
+kiosk/ knows about this hook; production never loads it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from kiosk.cli import main
+from kiosk.ledger import Ledger
+
+ENV = "KIOSK_FAULT_DISK_FILE"
+POLL_S = 0.02
+UNLIMITED_PAGES = 1073741823
+
+_ledgers: list[Ledger] = []
+_original_open = Ledger.open
+
+
+def _remembering_open(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+    result = _original_open(self, *args, **kwargs)
+    _ledgers.append(self)
+    return result
+
+
+def apply(ledger: Ledger, word: str) -> None:
+    with ledger._lock:  # between two transactions of the ledger's own threads
+        raw = ledger.engine.raw_connection()
+        try:
+            db = raw.driver_connection
+            if word == "full":
+                pages = db.execute("PRAGMA page_count").fetchone()[0]
+                db.execute(f"PRAGMA max_page_count={int(pages)}")
+            elif word == "readonly":
+                db.execute("PRAGMA query_only=ON")
+            elif word == "ok":
+                db.execute("PRAGMA query_only=OFF")
+                db.execute(f"PRAGMA max_page_count={UNLIMITED_PAGES}")
+            else:
+                raise ValueError(f"unknown disk state {word!r}")
+        finally:
+            raw.close()
+
+
+def _watch(path: str) -> None:
+    current = "ok"
+    while True:
+        try:
+            with open(path, encoding="utf-8") as f:
+                word = f.read().strip() or "ok"
+        except FileNotFoundError:
+            word = "ok"
+        if word != current and _ledgers:
+            for ledger in list(_ledgers):
+                try:
+                    apply(ledger, word)
+                except Exception as exc:  # a closed ledger at shutdown, or a bad word
+                    print(f"FAULT hook error: {exc}", file=sys.stderr, flush=True)
+            current = word
+            print(f"FAULT disk={word}", file=sys.stderr, flush=True)
+        time.sleep(POLL_S)
+
+
+def install() -> None:
+    Ledger.open = _remembering_open  # type: ignore[method-assign]
+    path = os.environ.get(ENV)
+    if path:
+        threading.Thread(target=_watch, args=(path,), name="fault-disk", daemon=True).start()
+
+
+if __name__ == "__main__":
+    install()
+    sys.exit(main())
