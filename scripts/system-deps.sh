@@ -13,6 +13,8 @@ missing=()
 for cmd in "${!NEED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${NEED[$cmd]}")
 done
+# Libraries the Kivy touchscreen loads at start (multitouch input through mtdev).
+dpkg -s libmtdev1 >/dev/null 2>&1 || missing+=(libmtdev1)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing system packages: ${missing[*]}"
 SUDO=""
