@@ -8,9 +8,9 @@ through the simulator. Each story checks three things: what the ledger holds (cr
 once / returned / unclaimed record, cassette = the unit's own counter), which events the
 ledger recorded, and what the screen shows.
 
-Tests marked `xfail(strict=True)` with a reason starting "BUG" show a defect outside this
-folder (kiosk/engine.py): they fail today and will turn into an XPASS error once it is
-fixed, so the marker must then be removed.
+The engine defects these scenarios found (stale escrow after a 0x11 reset, the
+over-maximum notice, start-up settling, a clean stop reported as a fault) are fixed and
+covered here.
 """
 
 from __future__ import annotations

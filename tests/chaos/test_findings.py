@@ -146,7 +146,7 @@ def test_run_payment_never_reports_the_previous_customers_payment():
 
 
 def test_the_scripted_client_reaches_out_of_service():
-    """The double above behaves as described (so the xfail above fails for its reason)."""
+    """The double above behaves as described (so the test above checks what it says)."""
     client = _ScriptedClient()
     client.intent("select_provider")
     client.intent("submit_account")
