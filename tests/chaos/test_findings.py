@@ -1,7 +1,7 @@
 """Bugs the reliability runs found, each pinned by the smallest test that shows it.
 
-Each was an xfail while the bug stood; they are fixed now and these tests keep them
-fixed. The runs that found them are in tests/chaos/ (soak, disk) and
+Each was pinned as an expected failure while the bug stood; all are fixed now and these
+tests keep them fixed. The runs that found them are in tests/chaos/ (soak, disk) and
 docs/reliability.md.
 """
 

@@ -130,7 +130,8 @@ def test_wrong_number_of_realtime_replies(replies: str) -> None:
         decode_realtime(H(replies))
 
 
-# Custom full status: 10 0F P U R X, one row per bit.
+# Custom full status: 10 0F P U R X, one row per bit. Written out from the reference sheet
+# on purpose, not imported from drivers/escpos/status.py: an independent expectation.
 FULL_BITS = [
     (2, 0x01, "paper_absent"),
     (2, 0x04, "near_end"),
