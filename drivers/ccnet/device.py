@@ -239,7 +239,11 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
 
     def _poll(self) -> PollReply | None:
         link = self._require_link()
-        exchange = link.exchange(Command.POLL)
+        try:
+            exchange = link.exchange(Command.POLL)
+        finally:
+            for late in link.take_late():  # they arrived before this answer (or failure)
+                self._on_late_poll(late)
         reply = exchange.reply
         if not isinstance(reply, PollReply):
             exchange.ack()
@@ -254,6 +258,22 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
             self._edge.observe(reply.z1)
             self._on_state(reply)
         return reply
+
+    def _on_late_poll(self, reply: PollReply) -> None:
+        """A POLL reply that answered an earlier POLL (a late or retransmitted reply).
+
+        It is not the unit's last word, so it is never ACKed and starts no escrow
+        decision; but a Bill Stacked in it may be the only report of that bill (the unit
+        may have taken an ACK as meant for it), so it is credited like any 0x81 - a
+        repeat with no other state in between keeps its event key (M2). Other states only
+        end a stacked event, in the order the unit sent them.
+        """
+        log.info("late POLL reply: %s", describe(reply.z1, reply.z2))
+        self._note_state(reply.z1)
+        if reply.z1 == PollState.STACKED:
+            self._on_stacked(reply.z2)
+        else:
+            self._edge.observe(reply.z1)
 
     def _on_state(self, reply: PollReply) -> None:
         z1, z2 = reply.z1, reply.z2

@@ -7,7 +7,8 @@ ID-003 has no NAK: a host that gets no reply, a bad-CRC reply or COMMUNICATION E
   damaged frame can never be acknowledged;
 - the caller decides *when* to ACK, so the credit is on disk first (M2): `request` never
   acknowledges anything;
-- a late reply to an earlier attempt is discarded before the next one is sent.
+- a late reply to an earlier request is decoded and logged, never taken as the answer
+  to a newer one (`drivers.frame_link`); the unit repeats VEND VALID until it is ACKed.
 Every frame in both directions goes to the raw frame log.
 """
 
@@ -54,20 +55,11 @@ class Id003Link(FrameLink[Frame]):
         """Send and wait for a valid reply; the caller must `ack()` a VEND VALID."""
         frame = build_frame(command, data)
         timeout = self._timing.response_timeout_s if timeout_s is None else timeout_s
-        problem = "no reply"
-        for attempt in range(1, self._timing.attempts + 1):
-            self._discard_stale_input()
-            self._send(frame)
-            valid, saw_bad_crc = self._receive(timeout)
-            if valid is not None:
-                reply = parse_reply(command, valid.payload)
-                if isinstance(reply, CommunicationError):
-                    problem = "communication error reported by the acceptor"
-                    log.debug("acceptor could not read 0x%02X (attempt %d)", command, attempt)
-                    continue
-                return Exchange(command, reply, self)
-            problem = "bad CRC" if saw_bad_crc else "no reply"
-            log.debug("%s to 0x%02X (attempt %d)", problem, command, attempt)
-        raise NoReply(
-            f"{problem} to command 0x{command:02X} after {self._timing.attempts} attempts"
-        )
+        valid = self._transact(command, frame, timeout)
+        return Exchange(command, parse_reply(command, valid.payload), self)
+
+    def _says_again(self, frame: Frame, command: int) -> str | None:
+        if isinstance(parse_reply(command, frame.payload), CommunicationError):
+            log.debug("acceptor could not read 0x%02X", command)
+            return "communication error reported by the acceptor"
+        return None

@@ -27,10 +27,11 @@ from pathlib import Path
 
 from drivers.ccnet.billtable import BillRecord
 from drivers.ccnet.frame import Frame, FrameDecoder, build_frame
-from drivers.ccnet.protocol import ASSET_NUMBER_LEN, SYNC, Address, Control
+from drivers.ccnet.protocol import ASSET_NUMBER_LEN, SYNC, Address, Command, Control
 from drivers.ccnet.states import FailureCode, PollState, RejectReason
 from drivers.sim import pty_device
 from drivers.sim.ccnet_model import (
+    DEFAULT_ACCEPT_S,
     DEFAULT_BILLS,
     DEFAULT_COUNTRY,
     DEFAULT_PART,
@@ -43,6 +44,8 @@ from drivers.sim.ccnet_model import (
 from drivers.sim.pty_device import (
     INSERT,
     LINE_FAULTS,
+    NAK_COMMAND,
+    NAK_MODES,
     NOISE_LNG,
     SESSION,
     ControlCommand,
@@ -76,11 +79,15 @@ def _cmd_failure(sim: CcnetSimulator, args: list[str]) -> str:
 
 
 def _cmd_power_cycle(sim: CcnetSimulator, args: list[str]) -> str:
+    usage = "usage: power_cycle [validator|stacker|none|auto] [value]"
     try:
         where = PowerCycle(args[0]) if args else PowerCycle.AUTO
     except ValueError:
-        raise SimError("usage: power_cycle [validator|stacker|none]") from None
-    return sim.with_model(lambda m: m.power_cycle(where))
+        raise SimError(usage) from None
+    note = count(args[1:]) if len(args) > 1 else None
+    if note is not None and where is not PowerCycle.STACKER:
+        raise SimError(usage + " (a value only with stacker)")
+    return sim.power_cycle(where, note_in_stacker=note)
 
 
 def _parse_code(text: str, names: dict[str, int], what: str) -> int:
@@ -103,11 +110,13 @@ COMMANDS: tuple[ControlCommand, ...] = (
     ControlCommand("failure", "[code]", "generic failure (0x47) with a code (0x50 or name: "
                    + ", ".join(sorted(_FAILURE_NAMES)) + ")", _cmd_failure),
     busy_command("device busy (0x1B) for units x 100 ms (default 10)"),
-    ControlCommand("power_cycle", "[validator|stacker|none]",
+    ControlCommand("power_cycle", "[validator|stacker|none] [value]",
                    "power loss and back; a bill in the validator (0x11) is returned after "
-                   "RESET, one in the stacker (0x12) is reported stacked after RESET",
-                   _cmd_power_cycle),
+                   "RESET, one in the stacker (0x12) is reported stacked after RESET; "
+                   "'stacker 500' puts a 500 note in the stacker path first, without any "
+                   "STACK from the host", _cmd_power_cycle),
     *LINE_FAULTS,
+    NAK_COMMAND,
     ControlCommand("repeat_stacked", "[n]", "ignore the host's ACK of the next stacked report "
                    "n times (default 1): stacked is reported again",
                    lambda sim, a: sim.with_model(lambda m: m.repeat_stacked(count(a)))),
@@ -155,6 +164,17 @@ class CcnetSimulator(PtyDeviceSimulator[CcnetDeviceModel]):
     def counters(self) -> Counters:
         return self.model.counters
 
+    def power_cycle(self, where: PowerCycle = PowerCycle.AUTO,
+                    note_in_stacker: int | None = None) -> str:
+        """Fault hook for tests and the chaos runs: power loss and back. The line goes
+        quiet too: replies still queued (late, retransmissions) are lost."""
+        with self._lock:
+            self._outbox.clear()
+            return self.model.power_cycle(where, note_in_stacker=note_in_stacker)
+
+    def _is_host_nak(self, frame: Frame) -> bool:
+        return frame.payload[:1] == bytes((Command.NAK,))
+
     def _on_bad_crc(self) -> None:
         self._emit("bad CRC from host, NAK")
         self._send(build_frame(Control.NAK))
@@ -196,7 +216,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--country", default=DEFAULT_COUNTRY, help="country code of the table")
     parser.add_argument("--serial", default=DEFAULT_SERIAL, help="serial number (12 chars)")
     parser.add_argument("--part", default=DEFAULT_PART, help="part number (15 chars)")
-    pty_device.add_timing_arguments(parser, "escrow auto-return time (spec: 10 s)")
+    pty_device.add_timing_arguments(
+        parser, "escrow auto-return time (spec: 10 s)", accept_s=DEFAULT_ACCEPT_S,
+        accept_help="insert to escrow report; a real CashCode takes about 300-1000 ms")
+    parser.add_argument("--nak-mode", choices=NAK_MODES, default="silent",
+                        help="after a host NAK: stay silent, or retransmit the last reply "
+                             "(unsettled on real units; default silent)")
+    parser.add_argument("--nak-delay-ms", type=int, default=0,
+                        help="how late a retransmission after NAK goes out (default 0)")
     pty_device.add_exit_argument(parser)
     return parser
 
@@ -211,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     timing = SimTiming(**pty_device.timing_kwargs(args))
     sim = CcnetSimulator(records, part_number=args.part, serial_number=args.serial,
                          link=args.link, timing=timing, echo=pty_device.echo_line)
+    sim.set_nak_mode(args.nak_mode, pty_device.ms_to_s(args.nak_delay_ms))
 
     def banner() -> str:
         return f"ccnet simulator {args.part} serial {args.serial} on {sim.path}"

@@ -84,12 +84,17 @@ def default_records(country: str = DEFAULT_COUNTRY) -> list[BillRecord]:
     return [BillRecord.for_value(t, v, country) for t, v in DEFAULT_BILLS]
 
 
+DEFAULT_ACCEPT_S = 0.5
+"""Insert to escrow report: a real CashCode pulls the note in and validates it in roughly
+0.3-1 s; half a second is in that range. Tests that need speed set a shorter one."""
+
+
 @dataclass(frozen=True)
 class SimTiming:
     """How long the simulated unit spends in each timed state (seconds)."""
 
     init_s: float = 0.2
-    accept_s: float = 0.1
+    accept_s: float = DEFAULT_ACCEPT_S
     stack_s: float = 0.1
     return_s: float = 0.1
     reject_s: float = 0.2
@@ -390,8 +395,11 @@ class CcnetDeviceModel:
 
     # -- the customer and the technician (fault injection) -------------------------------
 
+    def _type_of(self, value: int) -> int | None:
+        return next((t for t in self.records if self._value(t) == value), None)
+
     def insert(self, value: int) -> str:
-        bill = next((t for t, r in self.records.items() if self._value(t) == value), None)
+        bill = self._type_of(value)
         self.tick()
         if self.base in BILL_PATH_STATES and self.fault is None:
             self.fault = (PollState.PAUSE, None)
@@ -442,13 +450,30 @@ class CcnetDeviceModel:
         self._emit(f"busy {units} x 100 ms")
         return "ok"
 
+    def hurry(self) -> str:
+        """End the current timed state now (accepting, stacking...): lets a test make the
+        unit move at an exact moment, e.g. between a damaged reply and the host's retry."""
+        if self._deadline is not None:
+            self._deadline = self._clock()
+            self.tick()
+        return "ok"
+
     def repeat_stacked(self, times: int = 1) -> str:
         self._ignore_acks += times
         return "ok"
 
-    def power_cycle(self, where: PowerCycle = PowerCycle.AUTO) -> str:
+    def power_cycle(self, where: PowerCycle = PowerCycle.AUTO,
+                    note_in_stacker: int | None = None) -> str:
+        """Power loss and back. `note_in_stacker` (a bill value) puts that note in the
+        stacker path at the moment of the loss, whatever the host did (no STACK needed):
+        the unit powers up with 0x12 and reports it stacked (0x81) after RESET."""
         self.tick()
         bill = self.bill
+        if note_in_stacker is not None:
+            bill = self._type_of(note_in_stacker)
+            if bill is None:
+                return f"refused: no bill of value {note_in_stacker} in the table"
+            where = PowerCycle.STACKER
         if where is PowerCycle.AUTO:
             if bill is None:
                 where = PowerCycle.NONE

@@ -46,6 +46,8 @@ MAX_BUSY_UNITS = 0xFF
 """Busy time is one byte of 100 ms units on both protocols."""
 DEFAULT_BUSY_UNITS = 10
 DEFAULT_SLEEP_S = 1.0
+DEFAULT_LATE_MS = 500
+"""How late `late_reply` sends by default: past the host timeouts of the shipped profiles."""
 LAST_EVENTS_SHOWN = 8
 _MS = 1000.0
 _FLIP = 0xFF
@@ -149,15 +151,45 @@ def fault_command(name: str, help_text: str, state: int) -> ControlCommand:
                           lambda sim, _a: sim.with_model(lambda m: m.set_fault(state)))
 
 
+def _after(args: list[str]) -> int:
+    """The optional second argument of a line fault: replies to let through first."""
+    return count(args[1:], 0)
+
+
+def _cmd_late_reply(sim: PtyDeviceSimulator[Any], args: list[str]) -> str:
+    n = count(args)
+    delay_ms = count(args[1:], DEFAULT_LATE_MS)
+    return sim.arm_late(n, delay_ms / _MS)
+
+
+def _cmd_nak_mode(sim: PtyDeviceSimulator[Any], args: list[str]) -> str:
+    if not args or args[0] not in NAK_MODES:
+        raise SimError(f"usage: nak_mode {'|'.join(NAK_MODES)} [delay_ms]")
+    return sim.set_nak_mode(args[0], count(args[1:], 0) / _MS)
+
+
 LINE_FAULTS: tuple[ControlCommand, ...] = (
-    ControlCommand("corrupt_crc", "[n]", "corrupt the CRC of the next n replies (default 1)",
-                   lambda sim, a: sim.arm("corrupt", count(a))),
-    ControlCommand("drop_reply", "[n]", "do not send the next n replies (default 1)",
-                   lambda sim, a: sim.arm("drop", count(a))),
+    ControlCommand("corrupt_crc", "[n] [after]", "corrupt the CRC of the next n replies "
+                   "(default 1), after letting `after` replies through (default 0)",
+                   lambda sim, a: sim.arm("corrupt", count(a), _after(a))),
+    ControlCommand("drop_reply", "[n] [after]", "do not send the next n replies (default 1), "
+                   "after letting `after` replies through",
+                   lambda sim, a: sim.arm("drop", count(a), _after(a))),
     ControlCommand("garbage", "[n]", "put n noise bytes (with stray SYNCs) before the next reply",
                    lambda sim, a: sim.arm("garbage", count(a, DEFAULT_GARBAGE_LEN))),
+    ControlCommand("late_reply", "[n] [ms]", "send the next n replies (default 1) ms late "
+                   f"(default {DEFAULT_LATE_MS}: past a host's usual timeout); later replies "
+                   "queue behind them, in order, as on a real line", _cmd_late_reply),
 )
 """Faults of the line, not the device: applied here to whatever the model replies."""
+
+NAK_MODES = ("silent", "retransmit")
+"""What the unit does after the host NAKs its reply (unsettled on real units, §1.4)."""
+NAK_COMMAND = ControlCommand(
+    "nak_mode", "silent|retransmit [delay_ms]",
+    "after a host NAK: stay silent (default), or retransmit the last reply, delay_ms late "
+    "(a delay can land it in the host's gap between frames or past its timeout)",
+    _cmd_nak_mode)
 
 SESSION: tuple[ControlCommand, ...] = (
     model_command("clear", "clear any fault; a bill stuck in the path is removed by hand",
@@ -209,6 +241,13 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
         self._pty: PseudoTerminal | None = None
         self._decoder = self.FRAME_DECODER()
         self._armed = {"corrupt": 0, "drop": 0, "garbage": 0}
+        self._after = {"corrupt": 0, "drop": 0}  # replies let through before arming bites
+        self._late = 0  # replies still to send late
+        self._late_s = 0.0
+        self.nak_mode = "silent"
+        self.nak_delay_s = 0.0
+        self._last_reply: bytes | None = None  # clean bytes of the last reply, to retransmit
+        self._outbox: collections.deque[tuple[float, bytes]] = collections.deque()
         self._rng = random.Random(seed)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -223,6 +262,10 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
     def _for_us(self, frame: Any) -> bool:
         """False for a frame addressed to another peripheral on a shared line."""
         return True
+
+    def _is_host_nak(self, frame: Any) -> bool:
+        """True for the host's NAK of our last reply (a protocol without NAK: never)."""
+        return False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -270,6 +313,7 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
             self._pty.close()
             self._pty = None
             self._decoder = self.FRAME_DECODER()
+            self._outbox.clear()  # frames still queued never make it onto the line
         self._emit("unplugged")
         return "ok"
 
@@ -311,9 +355,26 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
         with self._lock:
             return action(self.model)
 
-    def arm(self, what: str, count: int) -> str:
+    def arm(self, what: str, count: int, after: int = 0) -> str:
+        """Apply line fault `what` to `count` replies, after `after` clean ones."""
         with self._lock:
             self._armed[what] += count
+            if after:
+                self._after[what] = after
+        return "ok"
+
+    def arm_late(self, count: int, delay_s: float) -> str:
+        """Send the next `count` replies `delay_s` late (a slow unit, §1.5)."""
+        with self._lock:
+            self._late, self._late_s = count, delay_s
+        return "ok"
+
+    def set_nak_mode(self, mode: str, delay_s: float = 0.0) -> str:
+        """After a host NAK: "silent", or "retransmit" the last reply `delay_s` later."""
+        if mode not in NAK_MODES:
+            raise SimError(f"nak mode must be one of {', '.join(NAK_MODES)}")
+        with self._lock:
+            self.nak_mode, self.nak_delay_s = mode, delay_s
         return "ok"
 
     @property
@@ -389,6 +450,7 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
                     for item in self._decoder.feed(data):
                         self._on_frame(item)
                 self.model.tick()
+                self._flush_outbox()
 
     def _on_frame(self, item: Any) -> None:
         if isinstance(item, Discarded):
@@ -398,15 +460,16 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
         if not self._for_us(item):
             return
         reply = self.model.handle(item.payload)
+        if self._is_host_nak(item):
+            self._after_host_nak()
         if reply is None:
             return
         out = self.BUILD_FRAME(reply[0], reply[1:])
-        if self._armed["drop"]:
-            self._armed["drop"] -= 1
+        self._last_reply = out
+        if self._bites("drop"):
             self._emit("reply dropped")
             return
-        if self._armed["corrupt"]:
-            self._armed["corrupt"] -= 1
+        if self._bites("corrupt"):
             out = out[:-1] + bytes((out[-1] ^ _FLIP,))
             self._emit("reply CRC corrupted")
         if self._armed["garbage"]:
@@ -414,7 +477,46 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
             self._armed["garbage"] = 0
             out = noise + out
             self._emit(f"garbage before reply: {noise.hex(' ')}")
-        self._send(out)
+        delay = 0.0
+        if self._late:
+            self._late -= 1
+            delay = self._late_s
+            self._emit(f"reply late by {delay * _MS:.0f} ms")
+        self._queue(out, delay)
+
+    def _bites(self, what: str) -> bool:
+        """Whether armed line fault `what` hits this reply (after its clean ones)."""
+        if not self._armed[what]:
+            return False
+        if self._after.get(what):
+            self._after[what] -= 1
+            return False
+        self._armed[what] -= 1
+        return True
+
+    def _after_host_nak(self) -> None:
+        """The host could not read our last reply: retransmit it, or stay silent."""
+        if self.nak_mode != "retransmit" or self._last_reply is None:
+            self._emit("host NAK: staying silent")
+            return
+        self._emit(f"host NAK: retransmitting the last reply in {self.nak_delay_s * _MS:.0f} ms")
+        self._queue(self._last_reply, self.nak_delay_s)
+
+    def _queue(self, data: bytes, delay_s: float) -> None:
+        """Send `data` after `delay_s`, behind anything still queued: the unit's frames
+        leave in the order it made them (a first-in-first-out line)."""
+        if delay_s <= 0 and not self._outbox:
+            self._send(data)
+            return
+        due = time.monotonic() + delay_s
+        if self._outbox:
+            due = max(due, self._outbox[-1][0])
+        self._outbox.append((due, data))
+
+    def _flush_outbox(self) -> None:
+        now = time.monotonic()
+        while self._outbox and self._outbox[0][0] <= now:
+            self._send(self._outbox.popleft()[1])
 
     def _noise(self, length: int) -> bytes:
         """Noise that looks like the start of a frame (`NOISE_HEAD`), then random bytes."""
@@ -455,9 +557,13 @@ def cli_parser(prog: str, description: str, commands: Sequence[ControlCommand]
     return parser
 
 
-def add_timing_arguments(parser: argparse.ArgumentParser, escrow_timeout_help: str) -> None:
+def add_timing_arguments(parser: argparse.ArgumentParser, escrow_timeout_help: str,
+                         accept_s: float = 0.1, accept_help: str = "scan time of a bill"
+                         ) -> None:
+    accept_ms = round(accept_s * _MS)
     parser.add_argument("--init-ms", type=int, default=200, help="initialization time")
-    parser.add_argument("--accept-ms", type=int, default=100, help="scan time of a bill")
+    parser.add_argument("--accept-ms", type=int, default=accept_ms,
+                        help=f"{accept_help} (default {accept_ms})")
     parser.add_argument("--stack-ms", type=int, default=100, help="stacking time")
     parser.add_argument("--escrow-timeout-s", type=float, default=10.0,
                         help=escrow_timeout_help)
@@ -477,6 +583,10 @@ def timing_kwargs(args: argparse.Namespace) -> dict[str, float]:
         "return_s": args.stack_ms / _MS,
         "escrow_timeout_s": args.escrow_timeout_s,
     }
+
+
+def ms_to_s(ms: int) -> float:
+    return ms / _MS
 
 
 def echo_line(line: str) -> None:
