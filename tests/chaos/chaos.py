@@ -13,6 +13,11 @@ the ledger and the MQTT sync agent; a desk consumer commits and acks what arrive
   counter, the ledger's committed bills).
 - `BrokerChaos` stops mosquitto (SIGKILL or SIGTERM), leaves it down for a while and
   starts it again on the same port.
+- `ValidatorFaults`, between payments: a power cycle of the validator with a note in its
+  stacker path that this host never sent STACK for (0x12 at power-up, then 0x81 after
+  RESET), and a corrupted reply right after STACK with the unit, after the host's NAK,
+  retransmitting in the host's gap between frames, retransmitting past its timeout, or
+  staying silent (what real units do there is unsettled). The kills go on meanwhile.
 At the end the core starts once more (start-up reconciliation), the outbox drains to the
 desk, and `rig.reconcile` checks device ↔ ledger ↔ desk bill by bill.
 """
@@ -47,6 +52,13 @@ AIM_WINDOW_S = 0.018  # aimed kills land 1..18 ms after a stacked report went ou
 AIM_EARLY_S = 0.001
 AIM_EARLY_SHARE = 0.25  # ... or, a quarter of them, at once from the simulator's thread
 SETTLE_S = 0.05  # the simulator reads its line every 5 ms
+RECOVERY_WAIT_S = 20.0  # a power-cycled unit's note is credited and ACKed within this
+NAK_BEHAVIOURS: dict[str, tuple[str, tuple[float, float]]] = {
+    # what the unit does after the host NAKs the corrupted reply: (nak mode, delay range)
+    "retransmit in the gap": ("retransmit", (0.003, 0.015)),  # profile gap: 20 ms
+    "retransmit late": ("retransmit", (0.35, 0.5)),  # past the 300 ms response timeout
+    "silent": ("silent", (0.0, 0.0)),
+}
 
 
 @dataclass
@@ -60,6 +72,10 @@ class ChaosParams:
     broker_every_s: tuple[float, float] = (20.0, 45.0)
     broker_down_s: tuple[float, float] = (1.0, 5.0)
     max_broker_restarts: int = 1000
+    power_cycle_share: float = 0.03  # payments preceded by a validator power cycle
+    corrupt_share: float = 0.06  # payments whose first reply after STACK is corrupted
+    min_power_cycles: int = 10
+    min_corrupted_each: int = 5  # corrupted replies per after-NAK behaviour
     seed: int = 20261124
     budget_s: float = 1800.0
     drain_timeout_s: float = 120.0
@@ -195,6 +211,70 @@ class BrokerChaos(threading.Thread):
             self.restarts[how] += 1
 
 
+class ValidatorFaults:
+    """Validator faults, injected by the run's main loop between payments."""
+
+    def __init__(self, station: Station, rng: random.Random) -> None:
+        self.station, self.rng = station, rng
+        self.power_cycles = 0
+        self.recovery_timeouts = 0  # the note was not ACKed within RECOVERY_WAIT_S
+        self.corrupted: Counter[str] = Counter()  # hit, by after-NAK behaviour
+        self._next_behaviour = 0
+        self._armed = threading.Event()  # a corruption waits for the next STACK
+
+    def power_cycle(self) -> bool:
+        """Power cycle a quiet unit (no bill moving, no report pending) with a note in its
+        stacker path; waits until the note's report is ACKed (or a kill intervenes)."""
+        sim = self.station.sim
+        value = self.rng.choice(BILLS)
+        with sim._lock:
+            m = sim.model
+            quiet = (m.base in (PollState.IDLING, PollState.UNIT_DISABLED) and m.event is None
+                     and m.fault is None)
+            if not quiet:
+                return False
+            mark = sim.mark()
+            sim.power_cycle(note_in_stacker=value)
+        self.power_cycles += 1
+        try:
+            sim.wait_for("host acked 0x81", timeout_s=RECOVERY_WAIT_S, since=mark)
+        except TimeoutError:
+            self.recovery_timeouts += 1  # a kill in between: the final reconcile judges
+        return True
+
+    def corrupt_after_stack(self) -> None:
+        """Corrupt the first reply after the next STACK's ACK; the behaviours take turns.
+        Half the time the bill lands in the cassette the moment the host NAKs (Stacking
+        was corrupted, Bill Stacked is what the retry finds: the lost-note defect)."""
+        sim = self.station.sim
+        if self._armed.is_set():
+            return
+        self._armed.set()
+        names = list(NAK_BEHAVIOURS)
+        name = names[self._next_behaviour % len(names)]
+        self._next_behaviour += 1
+        mode, (low, high) = NAK_BEHAVIOURS[name]
+        delay = self.rng.uniform(low, high)
+        hurry = self.rng.random() < 0.5
+
+        def armed(_line: str) -> None:  # in the simulator thread, before STACK's ACK
+            self._armed.clear()
+            sim.set_nak_mode(mode, delay)
+            sim.arm("corrupt", 1, after=1)
+            sim.on("reply CRC corrupted", lambda _l: self.corrupted.update([name]))
+            if hurry:
+                sim.on("host NAK", lambda _l: sim.model.hurry())
+
+        sim.on("stacking", armed)
+
+    def summary(self) -> str:
+        hit = ", ".join(f"{n} {self.corrupted[n]}" for n in NAK_BEHAVIOURS)
+        return (f"  validator: {self.power_cycles} power cycles with a note in the stacker "
+                f"path ({self.recovery_timeouts} not ACKed within {RECOVERY_WAIT_S:.0f} s); "
+                f"corrupted replies right after STACK {sum(self.corrupted.values())} "
+                f"(after the NAK: {hit})")
+
+
 @dataclass
 class ChaosReport:
     attempted: int = 0
@@ -217,6 +297,7 @@ class ChaosReport:
     core_exit: int | None = None
     took_s: float = 0.0
     recon: Reconciliation | None = None
+    validator: ValidatorFaults | None = None
 
     def kills_of(self, kind: str) -> int:
         return sum(1 for k in self.kills if k.kind == kind)
@@ -248,6 +329,7 @@ class ChaosReport:
             f"  repeated stacked reports ignored after a restart: {self.duplicates_ignored}",
             f"  core restart -> idle screen: median {statistics.median(restart):.2f} s, "
             f"max {restart[-1]:.2f} s",
+            *([self.validator.summary()] if self.validator else []),
             f"  broker restarts {sum(self.broker_restarts.values())} "
             f"{dict(self.broker_restarts)}; down for "
             f"{sum(self.broker_down_s):.0f} s in all",
@@ -273,6 +355,12 @@ def run_chaos(workdir: Path, params: ChaosParams, log: bool = True) -> ChaosRepo
     t0 = time.monotonic()
     killer = Killer(station, random.Random(params.seed + 1), params, t0)
     broker_chaos = BrokerChaos(station, random.Random(params.seed + 2), params)
+    faults = report.validator = ValidatorFaults(station, random.Random(params.seed + 3))
+
+    def faults_short() -> bool:
+        return faults.power_cycles < params.min_power_cycles or any(
+            faults.corrupted[n] < params.min_corrupted_each for n in NAK_BEHAVIOURS)
+
     try:
         station.start()
         killer.start()
@@ -283,6 +371,7 @@ def run_chaos(workdir: Path, params: ChaosParams, log: bool = True) -> ChaosRepo
             or len(killer.kills) < params.min_kills
             or killer.count("window") < params.min_window_kills
             or killer.count("uncommitted") < params.min_uncommitted_kills
+            or faults_short()
         ):
             for thread in (killer, broker_chaos):
                 if thread.error is not None:
@@ -294,6 +383,13 @@ def run_chaos(workdir: Path, params: ChaosParams, log: bool = True) -> ChaosRepo
                     wait_idle(station)
                     report.restart_to_idle_s.append(time.monotonic() - started)
                     killer.armed.set()
+            if rng.random() < params.power_cycle_share or (
+                    report.attempted >= params.payments
+                    and faults.power_cycles < params.min_power_cycles):
+                faults.power_cycle()
+            if rng.random() < params.corrupt_share or (
+                    report.attempted >= params.payments and faults_short()):
+                faults.corrupt_after_stack()
             bills = [rng.choice(BILLS) for _ in range(rng.randint(1, 3))]
             report.attempted += 1
             kills_before = len(killer.kills)

@@ -1,6 +1,8 @@
 """The chaos run, short: real CCNET and ESC/POS drivers on pty simulators, the real core
 daemon with MQTT to a real mosquitto, SIGKILLs at random instants (most aimed at the gap
-between a stacked bill's commit and its ACK), one broker stop/start, a desk consumer;
+between a stacked bill's commit and its ACK), one broker stop/start, validator power
+cycles with a note in the stacker path, corrupted replies right after STACK (the unit
+retransmitting after the NAK, in the gap or late, or silent), a desk consumer;
 then device ↔ ledger ↔ desk reconcile bill by bill. The long run is `make chaos`
 (tests/chaos/chaos.py, >= 1,000 payments)."""
 
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.chaos.chaos import ChaosParams, run_chaos
+from tests.chaos.chaos import NAK_BEHAVIOURS, ChaosParams, run_chaos
 
 PAYMENTS = 70
 
@@ -25,6 +27,10 @@ def test_chaos_short_loses_and_duplicates_nothing(tmp_path):
         broker_every_s=(8.0, 15.0),
         broker_down_s=(1.0, 3.0),
         max_broker_restarts=1,
+        power_cycle_share=0.05,
+        corrupt_share=0.1,
+        min_power_cycles=2,
+        min_corrupted_each=1,
         budget_s=100.0,
         drain_timeout_s=60.0,
     )
@@ -37,6 +43,9 @@ def test_chaos_short_loses_and_duplicates_nothing(tmp_path):
     assert report.kills_of("window") >= params.min_window_kills, "kills between commit and ACK"
     assert report.kills_of("uncommitted") >= 1, "a kill between the stacked report and commit"
     assert sum(report.broker_restarts.values()) == 1
+    faults = report.validator
+    assert faults is not None and faults.power_cycles >= 2, "validator power cycles"
+    assert all(faults.corrupted[n] >= 1 for n in NAK_BEHAVIOURS), faults.corrupted
     # Every repeated stacked report after a kill in the window was recognised, not credited.
     assert report.duplicates_ignored == report.kills_of("window")
     assert report.interrupted_alive == 0, "a payment failed although the core was alive"
