@@ -373,11 +373,16 @@ class PaymentEngine:
                 # that went to the stacker after all (0x12 → 0x81) still finds its owner.
                 self.pending = None
             self.acceptor_status, self.acceptor_detail = status, detail
+            reason = f"bill acceptor: {status.value} {detail}".strip()
             if status.is_fault and not previous.is_fault:
                 self._add_event(
                     "acceptor_fault", "error", {"status": status.value, "detail": detail}
                 )
-                self._set_oos("acceptor", f"bill acceptor: {status.value} {detail}".strip())
+                self._set_oos("acceptor", reason)
+            elif status.is_fault and self.oos_reasons.get("acceptor", reason) != reason:
+                # one fault after another (a jam, then an unusable bill table): the
+                # technician sees the current reason, not the first one
+                self.oos_reasons["acceptor"] = reason
             elif not status.is_fault and previous.is_fault:
                 self._add_event("acceptor_recovered", "info", {"status": status.value})
                 self._clear_oos("acceptor")

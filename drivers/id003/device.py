@@ -45,7 +45,12 @@ from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill, 
 from drivers.acceptor_base import UNIDENTIFIED, Escrow, LineThreadAcceptor, Phase, PortOpener
 from drivers.acceptor_profiles import check_acceptor_profile
 from drivers.framelog import FrameLog
-from drivers.id003.currency import bills_of, codes_for, encode_inhibit_mask
+from drivers.id003.currency import (
+    bills_of,
+    codes_for,
+    encode_inhibit_mask,
+    unknown_country_hint,
+)
 from drivers.id003.eventkeys import VendEdge
 from drivers.id003.link import Id003Link, SerialPort
 from drivers.id003.marker import StackMarker
@@ -69,6 +74,7 @@ from drivers.id003.settings import Id003Settings
 from drivers.id003.states import (
     BARCODE_TICKET,
     BILL_DONE_STATES,
+    DENOMINATION_CODES,
     IN_BILL_PATH,
     INITIALIZING_STATES,
     POWER_UP_STATES,
@@ -200,6 +206,7 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
         self._powerup_bill: Bill | None = None
         self._marker = StackMarker(stack_marker)
         self._edge = VendEdge(self._run_id)
+        self._unnamed_countries: list[int] = []  # JCM country numbers this driver cannot name
 
     # -- the port and the link -----------------------------------------------------------
 
@@ -299,11 +306,16 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
         fallback = self._settings.currency
         bills = {b.bill_type: b for b in bills_of(reply.records, fallback)}
         unnamed = [r for r in reply.records if r.base and r.to_bill(fallback) is None]
+        self._unnamed_countries = sorted({r.country for r in unnamed
+                                          if r.escrow_code in DENOMINATION_CODES})
         if unnamed:
             log.warning("denominations with unknown country numbers are never enabled: %s "
                         "(set [id003] currency in the profile)", unnamed)
         self._store_bills(bills, "acceptor currency table differs from the known one; "
                                  "using the unit's")
+
+    def _unusable_hint(self) -> str:
+        return unknown_country_hint(self._unnamed_countries)
 
     def _update_info(self) -> None:
         version = self._version

@@ -206,7 +206,11 @@ def test_currency_filter_enables_only_that_currency(
     acceptor = make_acceptor(sim, listener, currency="USD")
     acceptor.enable([RUB_500])  # 500.00 in minor units, but the table is in RUB
     time.sleep(0.1)
-    assert acceptor.status is AcceptorStatus.DISABLED and sim.model.enabled == frozenset()
+    assert sim.model.enabled == frozenset()
+    # a unit that can take no note of the terminal's currency is unusable (issue 12)
+    assert acceptor.status is AcceptorStatus.FAILURE
+    assert "can take no USD note: none in its bill table (it has only RUB notes)" in (
+        acceptor.status_detail)
 
 
 # -- faults --------------------------------------------------------------------------------

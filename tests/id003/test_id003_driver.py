@@ -23,11 +23,12 @@ from drivers.acceptor import (
     StackOrigin,
 )
 from drivers.framelog import FrameLog
+from drivers.id003.currency import CurrencyRecord
 from drivers.id003.device import Id003Acceptor
 from drivers.id003.states import Status
 from drivers.profiles import Profile, ProfileError, load_profile
 from drivers.sim.id003 import Id003Simulator
-from drivers.sim.id003_model import SimTiming
+from drivers.sim.id003_model import DEFAULT_BILLS, SimTiming
 from tests.acceptor_fixtures import insert_and_wait_credit
 from tests.id003.conftest import SIM_TIMING, write_profile
 
@@ -237,7 +238,37 @@ def test_currency_filter_enables_only_that_currency(
     acceptor = make_acceptor(sim, listener, currency="USD")
     acceptor.enable([RUB_500.amount_minor])  # 500.00 in minor units, but the table is RUB
     time.sleep(0.1)
-    assert acceptor.status is AcceptorStatus.DISABLED and sim.model.enabled == frozenset()
+    assert sim.model.enabled == frozenset()
+    # a unit that can take no note of the terminal's currency is unusable (issue 12)
+    assert acceptor.status is AcceptorStatus.FAILURE
+    assert "can take no USD note: none in its bill table (it has only RUB notes)" in (
+        acceptor.status_detail)
+
+
+def test_unknown_country_number_makes_the_unit_unusable_unless_the_profile_names_it(
+    listener, make_sim, make_acceptor, tmp_path, wait_until
+) -> None:
+    """Issue 12, defect 4: a JCM country number this driver does not know used to drop
+    every denomination with one log line, the status staying DISABLED: in service, taking
+    nothing. Now: FAILURE with the fix in the detail; `[id003] currency` names the notes."""
+    records = [CurrencyRecord.for_value(c, v, 153) for c, v in DEFAULT_BILLS]
+    unit = make_sim(records=records)
+    acceptor = make_acceptor(unit, listener, currency="RUB")
+    wait_until(lambda: acceptor.status is AcceptorStatus.FAILURE, what="FAILURE")
+    assert acceptor.info.bill_table == ()
+    assert "JCM country number 153, unknown to this driver: set [id003] currency" in (
+        acceptor.status_detail)
+    acceptor.enable([RUB_500.amount_minor])
+    wait_until(lambda: unit.counters.polls > 5, what="a few polls")
+    assert acceptor.status is AcceptorStatus.FAILURE and unit.model.inhibited  # M4
+    acceptor.stop()
+
+    named = profile_variant(tmp_path, "named", **{"power_recovery = true":
+                                                  'power_recovery = true\ncurrency = "RUB"'})
+    second = make_acceptor(unit, listener, profile=named, currency="RUB",
+                           bill_table_cache=tmp_path / "cache2.json")
+    assert RUB_500 in second.info.bill_table
+    assert second.status is AcceptorStatus.DISABLED
 
 
 # -- faults --------------------------------------------------------------------------------
