@@ -69,7 +69,8 @@ def test_startup_reaches_disabled_with_version_and_currency_table(
     assert listener.saw_status(AcceptorStatus.INITIALIZING)
     assert listener.statuses[-1][0] is AcceptorStatus.DISABLED
     events = sim.events
-    assert events.index("reset") < events.index("inhibited") < events.index("initialized")
+    settings = events.index("optional functions 0x02 (power recovery)")
+    assert events.index("reset") < settings < events.index("initialized")  # while initializing
 
 
 def test_enable_sets_mask_and_inhibit_for_chosen_amounts(
