@@ -77,21 +77,48 @@ class Bill:
             raise ValueError(f"currency must be a 3-letter code, got {self.currency!r}")
 
 
+class StackOrigin(enum.Enum):
+    """Why the device reported a stacked bill: what the ledger may conclude from it (M2, M6).
+
+    - REQUESTED: this driver run sent STACK for the bill in escrow; the report is its outcome.
+    - POWER_UP: the device powered up with a bill in the stacker (CCNET 0x12, ID-003 0x42)
+      and reports it once initialized. Always a new stacking, never the repeat of a bill
+      reported before the power went.
+    - UNREQUESTED: a credit report this driver run never asked for and no power-up explains,
+      e.g. the device repeating a report whose ACK an earlier run (a core that died between
+      commit and ACK) never sent. Only this kind may be recognised as such a repeat.
+    """
+
+    REQUESTED = "requested"
+    POWER_UP = "power_up"
+    UNREQUESTED = "unrequested"
+
+
 @dataclass(frozen=True)
 class StackedBill:
     """A bill past the point of no return (M1).
 
     `event_key` identifies this stacking event for de-duplication (M2): a driver that sees
     the same stacked report again (lost ACK, retransmit) passes the same key. Keys must be
-    unique across driver restarts too (include a per-start run id).
-    `recovered` is True when the device reported the bill after a power-up with a bill in
-    the stacker (CCNET 0x12, ID-003 0x42): the engine matches it against its persisted
-    escrow marker and flags it for audit (M6).
+    unique across driver restarts too (include a per-start run id), and new for every
+    physical stacking.
+    `bill` is None when the device reported a stacking without naming the bill and the
+    driver cannot name it either (an ID-003 VEND VALID without an escrow code after a
+    power-up with no STACK outstanding): the ledger records it as an unclaimed credit of
+    unknown value for a technician to resolve; it is never dropped and never guessed.
+    `origin` says why it was reported (`StackOrigin`).
     """
 
-    bill: Bill
+    bill: Bill | None
     event_key: str
-    recovered: bool = False
+    origin: StackOrigin = StackOrigin.REQUESTED
+    currency: str = ""
+    """The currency of an unnamed bill (`bill` None), if the driver knows it."""
+
+    @property
+    def recovered(self) -> bool:
+        """Not the outcome of this run's STACK: the engine flags it for audit (M6)."""
+        return self.origin is not StackOrigin.REQUESTED
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,8 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
         self._stack_sent = False
         self._recovery_pending = False
         self._table_retry_key: str | None = None
+        self._unusable: str | None = None  # why the unit can take no note (see _store_bills)
+        self._raw_status = (AcceptorStatus.OFFLINE, "not started")  # as the protocol said
 
     # -- BillAcceptor --------------------------------------------------------------------
 
@@ -502,11 +504,41 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
         self._bills = bills
         self._need_table = False
         self._update_info()
+        self._check_usable()
         if changed and self._bill_cache is not None:
             try:
                 save_bills(self._bill_cache, bills.values())
             except OSError as exc:
                 self.log.warning("cannot write bill-table cache %s: %s", self._bill_cache, exc)
+
+    def _check_usable(self) -> None:
+        """A unit whose table holds no note of the terminal's currency (or no note this
+        driver can name at all) takes no money: while that lasts every status is reported
+        as FAILURE with the reason, so the engine puts the terminal out of service instead
+        of sending customers to a cash screen that takes nothing."""
+        wanted = self._currency
+        if any(wanted is None or b.currency == wanted for b in self._bills.values()):
+            unusable = None
+        else:
+            have = sorted({b.currency for b in self._bills.values()})
+            has = f"it has only {', '.join(have)} notes" if have else "it names no note"
+            note = f"{wanted} " if wanted else ""
+            unusable = (
+                f"купюроприёмник не примет ни одной купюры {note}/ the bill acceptor can take "
+                f"no {note}note: none in its bill table ({has}){self._unusable_hint()}"
+            )
+        if unusable == self._unusable:
+            return
+        self._unusable = unusable
+        if unusable is not None:
+            self.log.error("%s unusable: %s", self.LABEL, unusable)
+        else:
+            self.log.info("%s bill table usable again", self.LABEL)
+        self._set_status(*self._raw_status)
+
+    def _unusable_hint(self) -> str:
+        """What the technician can do about an unusable table ("; ..."), per protocol."""
+        return ""
 
     def _publish_info(self, model: str = "", serial_number: str = "", firmware: str = ""
                       ) -> None:
@@ -621,6 +653,9 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
     # -- line thread: status and helpers -------------------------------------------------
 
     def _set_status(self, status: AcceptorStatus, detail: str) -> None:
+        self._raw_status = (status, detail)
+        if self._unusable is not None and status is not AcceptorStatus.OFFLINE:
+            status, detail = AcceptorStatus.FAILURE, self._unusable
         with self._lock:
             changed = status != self._status or (
                 detail != self._detail and status not in _QUIET_DETAIL

@@ -120,8 +120,11 @@ def probe(
     ports: Sequence[str],
     profiles: dict[str, Profile] | None = None,
     opener: PortOpener = default_opener,
+    currency: str | None = None,
 ) -> list[ProbeResult]:
-    """One result per port, in order; a port that cannot be opened says so in `detail`."""
+    """One result per port, in order; a port that cannot be opened says so in `detail`, and
+    an acceptor that can take no note (of `currency`, if given) says it is unusable and why,
+    as the driver would put the terminal out of service for it."""
     profiles = load_profiles() if profiles is None else profiles
     attempts = _attempts(profiles)
     results = []
@@ -146,6 +149,10 @@ def probe(
                 result = _with_profile(result, match.name)
             except ProfileError as exc:
                 result = _with_profile(result, None, str(exc))
+        if not any(currency is None or b.currency == currency for b in result.bill_table):
+            what = f"no {currency} note" if currency else "no note this driver can name"
+            result = replace(result, detail="; ".join(
+                x for x in (f"UNUSABLE: {what} in its bill table", result.detail) if x))
         results.append(result)
     return results
 
@@ -209,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profiles", type=Path, default=DEFAULT_DIR,
                         help="firmware profile folder")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--currency", help="the terminal's currency (ISO 4217, e.g. RUB): "
+                        "an acceptor with no note of it is reported unusable")
     args = parser.parse_args(argv)
     ports = list(args.ports) or (_all_ports() if args.all else [])
     if not ports:
@@ -220,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     except ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    results = probe(ports, profiles)
+    results = probe(ports, profiles, currency=args.currency)
     print(_to_json(results) if args.json else format_table(results))
     return 0 if any(r.found for r in results) else 1
 

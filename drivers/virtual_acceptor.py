@@ -30,6 +30,7 @@ from drivers.acceptor import (
     DeviceInfo,
     EscrowDecision,
     StackedBill,
+    StackOrigin,
 )
 
 log = logging.getLogger("kiosk.virtual_acceptor")
@@ -259,7 +260,8 @@ class VirtualAcceptor:
         # The key carries this run's id, like a serial driver's: after a restart the
         # same physical bill arrives under a new key and the ledger must recognise it.
         key = f"virtual:{self._run_id}:{seq}"
-        self._listener.on_stacked(StackedBill(bill, key, recovered))  # raises: no ACK
+        origin = StackOrigin.UNREQUESTED if recovered else StackOrigin.REQUESTED  # a repeat
+        self._listener.on_stacked(StackedBill(bill, key, origin))  # raises: no ACK
         if self._ack_delay_s:
             time.sleep(self._ack_delay_s)
         self._write({"op": "acked", "seq": seq})

@@ -27,13 +27,15 @@ def build_acceptor(config: Config) -> BillAcceptor:
         from drivers.ccnet.factory import build_ccnet_acceptor
 
         return build_ccnet_acceptor(
-            ac.port, ac.profile, config.paths.log_dir, state_dir=config.paths.data_dir
+            ac.port, ac.profile, config.paths.log_dir, state_dir=config.paths.data_dir,
+            currency=config.terminal.currency,
         )
     if ac.kind == "id003":
         from drivers.id003.factory import build_id003_acceptor
 
         return build_id003_acceptor(
-            ac.port, ac.profile, config.paths.log_dir, state_dir=config.paths.data_dir
+            ac.port, ac.profile, config.paths.log_dir, state_dir=config.paths.data_dir,
+            currency=config.terminal.currency,
         )
     raise DeviceConfigError(f"acceptor kind {ac.kind!r} is not supported")
 

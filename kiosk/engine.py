@@ -31,6 +31,7 @@ from kiosk.catalog import Provider
 from kiosk.config import Config
 from kiosk.diskguard import DiskLevel, disk_level
 from kiosk.ledger import Ledger, LedgerError
+from kiosk.ledger.store import UNKNOWN_AMOUNT, UNKNOWN_BILL_TYPE
 from kiosk.messages import UNCLAIMED_FALLBACK, message, money_text, receipt_note
 from kiosk.screens import CANCELLABLE, PROMPTLESS, Screen, screen_timeout
 from kiosk.technician import TechnicianAccess
@@ -298,16 +299,17 @@ class PaymentEngine:
             bill = stacked.bill
             pending = self.pending
             escrow_id = None
-            if pending is not None and pending.bill.amount_minor == bill.amount_minor:
-                escrow_id = pending.escrow_id
+            if bill is None:  # the device did not name it: the ledger records it as unknown
+                amount, currency, bill_type = (
+                    UNKNOWN_AMOUNT, stacked.currency or self.config.terminal.currency,
+                    UNKNOWN_BILL_TYPE)
+            else:
+                amount, currency, bill_type = bill.amount_minor, bill.currency, bill.bill_type
+                if pending is not None and pending.bill.amount_minor == amount:
+                    escrow_id = pending.escrow_id
             try:
                 outcome = self.ledger.record_stacked(
-                    stacked.event_key,
-                    bill.amount_minor,
-                    bill.currency,
-                    bill.bill_type,
-                    stacked.recovered,
-                    escrow_id,
+                    stacked.event_key, amount, currency, bill_type, stacked.origin, escrow_id
                 )
             except LedgerError as exc:
                 self._ledger_failed(exc)
@@ -326,11 +328,13 @@ class PaymentEngine:
                 self._probe_ledger()  # finishes this session, its cash now counted
             elif credited and s.inserted_minor >= s.provider.max_minor:
                 self._request_finish("maximum amount reached")
-            elif outcome.kind == "unclaimed" and outcome.unclaimed_id is not None:
+            elif outcome.kind == "unclaimed" and outcome.unclaimed_id is not None and bill:
+                # (a bill of unknown value gets no slip: no amount a customer could claim;
+                # its record and event are for the technician who counts the cassette)
                 self._print_payment(outcome.unclaimed_id, copy=False)  # the slip
                 self._notice(
                     "unclaimed_credit",
-                    amount=money_text(bill.amount_minor, bill.currency),
+                    amount=money_text(amount, currency),
                     record_id=outcome.unclaimed_id,
                     phone=self.support_phone,
                 )
@@ -369,11 +373,16 @@ class PaymentEngine:
                 # that went to the stacker after all (0x12 → 0x81) still finds its owner.
                 self.pending = None
             self.acceptor_status, self.acceptor_detail = status, detail
+            reason = f"bill acceptor: {status.value} {detail}".strip()
             if status.is_fault and not previous.is_fault:
                 self._add_event(
                     "acceptor_fault", "error", {"status": status.value, "detail": detail}
                 )
-                self._set_oos("acceptor", f"bill acceptor: {status.value} {detail}".strip())
+                self._set_oos("acceptor", reason)
+            elif status.is_fault and self.oos_reasons.get("acceptor", reason) != reason:
+                # one fault after another (a jam, then an unusable bill table): the
+                # technician sees the current reason, not the first one
+                self.oos_reasons["acceptor"] = reason
             elif not status.is_fault and previous.is_fault:
                 self._add_event("acceptor_recovered", "info", {"status": status.value})
                 self._clear_oos("acceptor")

@@ -104,6 +104,10 @@ RECEIPT_NOTES: dict[str, str | None] = {
     "found unassigned after restart": (
         "Купюра найдена после перезапуска терминала / Found after a terminal restart"
     ),
+    "stacked bill of unknown denomination: count the cassette": (
+        "Купюра неизвестного номинала, сумму уточнит техник / A bill of unknown value; "
+        "a technician will confirm the amount"
+    ),
 }
 UNCLAIMED_FALLBACK = "Платёж не завершён / The payment was not completed"
 

@@ -140,7 +140,7 @@ class RecordingListener:
     @property
     def credited_minor(self) -> int:
         with self._lock:
-            return sum(s.bill.amount_minor for s in self.ledger.values())
+            return sum(s.bill.amount_minor for s in self.ledger.values() if s.bill)
 
     def saw_status(self, status: AcceptorStatus, text: str = "") -> bool:
         with self._lock:

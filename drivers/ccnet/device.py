@@ -12,9 +12,13 @@ Money rules (DESIGN.md M1-M4, bill-acceptors.md §5):
   never ends returns the bill;
 - the unit is left disabled after start-up and whenever the engine wants no bills; the
   enable mask is re-applied after any reset or reconnect;
-- power-up with a bill in the stacker (0x12) → the 0x81 that follows is `recovered`;
-  a 0x81 this driver never asked for (seen right after a driver restart) is flagged too,
-  so the engine reconciles it against its persisted escrow marker.
+- every credit carries its `StackOrigin`: power-up with a bill in the stacker (0x12) →
+  the 0x81 that follows is POWER_UP (always a new stacking: the ledger never takes it for
+  a repeat); a 0x81 this run sent no STACK for and no 0x12 explains (seen right after a
+  driver restart) is UNREQUESTED, the only kind the ledger may recognise as the
+  un-acknowledged repeat of an earlier run's bill; the outcome of our STACK is REQUESTED.
+- a bill table without a single note of the terminal's currency (`currency`) makes the
+  unit unusable: FAILURE with the reason, so the terminal goes out of service.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
-from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill
+from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill, StackOrigin
 from drivers.acceptor_base import (
     UNIDENTIFIED,
     Escrow,
@@ -312,9 +316,7 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
         """Offer the credit; True when the reply may be ACKed (the listener committed it)."""
         self._last_state = (PollState.STACKED, bill_type)
         serial = self._ident.serial_number if self._ident else UNIDENTIFIED
-        event = self._edge.stacked(
-            bill_type, serial, recovered=self._recovery_pending or not self._stack_sent
-        )
+        event = self._edge.stacked(bill_type, serial, self._stack_origin())
         bill = self._bill_for(bill_type)
         if bill is None and self._table_retry_key != event.key:
             self._table_retry_key = event.key  # the unit may refuse; try once per event
@@ -330,7 +332,7 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
             self._set_status(AcceptorStatus.ACCEPTING, describe(PollState.STACKED, bill_type))
         listener = self._require_listener()
         try:
-            listener.on_stacked(StackedBill(bill, event.key, event.recovered))
+            listener.on_stacked(StackedBill(bill, event.key, event.origin))
         except Exception:
             log.exception("on_stacked failed for %s; not acknowledging, device will repeat",
                           event.key)
@@ -339,6 +341,12 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
         self._recovery_pending = False
         self._escrow = None
         return True
+
+    def _stack_origin(self) -> StackOrigin:
+        """Why the unit reports 0x81 now (fixed for the event by `StackedEdge`)."""
+        if self._recovery_pending:
+            return StackOrigin.POWER_UP  # 0x12 came first: a bill that was in the stacker
+        return StackOrigin.REQUESTED if self._stack_sent else StackOrigin.UNREQUESTED
 
     # -- line thread: escrow -------------------------------------------------------------
 

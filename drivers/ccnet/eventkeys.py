@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drivers.acceptor import StackOrigin
 from drivers.ccnet.states import PollState
 
 
@@ -23,7 +24,7 @@ from drivers.ccnet.states import PollState
 class StackedEvent:
     key: str
     bill_type: int | None
-    recovered: bool
+    origin: StackOrigin
 
 
 class StackedEdge:
@@ -41,16 +42,16 @@ class StackedEdge:
         if z1 != PollState.STACKED:
             self._current = None
 
-    def stacked(self, bill_type: int | None, serial: str, recovered: bool) -> StackedEvent:
+    def stacked(self, bill_type: int | None, serial: str, origin: StackOrigin) -> StackedEvent:
         """The event for a 0x81 reply: the current one if this is a repeat, else a new one.
 
-        `recovered` is fixed when the event starts, so every repeat carries the same value.
+        `origin` is fixed when the event starts, so every repeat carries the same value.
         """
         current = self._current
         if current is not None and current.bill_type == bill_type:
             return current
         self._seq += 1
         self._current = StackedEvent(
-            f"ccnet:{serial}:{self._run_id}:{self._seq}", bill_type, recovered
+            f"ccnet:{serial}:{self._run_id}:{self._seq}", bill_type, origin
         )
         return self._current

@@ -36,8 +36,11 @@ def build_ccnet_acceptor(
     log_dir: Path | None,
     directory: Path = DEFAULT_DIR,
     state_dir: Path | None = None,
+    currency: str | None = None,
 ) -> CcnetAcceptor:
-    """`state_dir` holds the bill-table cache (defaults to `log_dir`); see CcnetAcceptor."""
+    """`state_dir` holds the bill-table cache (defaults to `log_dir`); `currency` is the
+    terminal's (a table without one note of it makes the unit unusable); see
+    CcnetAcceptor."""
     base, auto = starting_profiles(profile, PROTOCOL, LABEL, directory)
     cache_dir = state_dir or log_dir
     return CcnetAcceptor(
@@ -46,4 +49,5 @@ def build_ccnet_acceptor(
         auto_profiles=auto,
         frame_log_path=log_dir / FRAME_LOG_NAME if log_dir is not None else None,
         bill_table_cache=cache_dir / BILL_TABLE_CACHE_NAME if cache_dir is not None else None,
+        currency=currency,
     )

@@ -130,6 +130,15 @@ def bills_of(records: Iterable[CurrencyRecord], fallback_currency: str | None = 
     return tuple(b for b in (r.to_bill(fallback_currency) for r in records) if b is not None)
 
 
+def unknown_country_hint(countries: Sequence[int]) -> str:
+    """For a technician: denominations this driver cannot name, and the fix ("" if none)."""
+    if not countries:
+        return ""
+    numbers = ", ".join(str(c) for c in countries)
+    return (f"; its denominations carry JCM country number {numbers}, unknown to this "
+            f"driver: set [id003] currency (e.g. \"RUB\") in the firmware profile")
+
+
 def encode_inhibit_mask(enabled_codes: Iterable[int]) -> bytes:
     """ENABLE/DISABLE data: bit n of the first byte inhibits escrow code 0x61+n when set;
     the second byte is reserved and sent as 0x00 (py-id003) [S]. "Enable all" is 00 00."""

@@ -16,10 +16,18 @@ Money rules (DESIGN.md M1-M4, M6; bill-acceptors.md §2, §5):
   denomination mask and INHIBIT are re-applied after any reset, re-initialization or
   reconnect;
 - power-up with a bill in the acceptor (0x41): RESET gives it back, reported as returned
-  [U]; with a bill in the stacker (0x42): credited once, flagged `recovered` — by the
-  VEND VALID that power recovery replays (OPTIONAL FUNCTION 0x02), or, when none comes, by
-  the driver for the bill it sent STACK for (`marker`) [U]. A VEND VALID this run never
-  asked for is flagged `recovered` too, so the engine reconciles it (M6).
+  [U]; with a bill in the stacker (0x42): credited once, origin POWER_UP — by the VEND
+  VALID that power recovery replays (OPTIONAL FUNCTION 0x02), or, when none comes, by the
+  driver for the bill it sent STACK for (`marker`) [U]. That VEND VALID is a new stacking
+  with a new key, named by its escrow code, else by the bill STACK was outstanding for,
+  else reported unnamed (the ledger keeps it as an unclaimed credit of unknown value):
+  never the last credited bill. The one exception is the replay of a bill credited just
+  before the power went and never seen settled (`eventkeys`): the same event, the same
+  key. A VEND VALID this run never asked for and no 0x42 explains is UNREQUESTED, so the
+  ledger may recognise an earlier run's un-acknowledged report (M6);
+- a currency table without a single note of the terminal's currency (`currency`; an
+  unknown JCM country number with no `[id003] currency` in the profile) makes the unit
+  unusable: FAILURE with the reason, so the terminal goes out of service.
 """
 
 from __future__ import annotations
@@ -33,11 +41,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
-from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill
+from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill, StackOrigin
 from drivers.acceptor_base import UNIDENTIFIED, Escrow, LineThreadAcceptor, Phase, PortOpener
 from drivers.acceptor_profiles import check_acceptor_profile
 from drivers.framelog import FrameLog
-from drivers.id003.currency import bills_of, codes_for, encode_inhibit_mask
+from drivers.id003.currency import (
+    bills_of,
+    codes_for,
+    encode_inhibit_mask,
+    unknown_country_hint,
+)
 from drivers.id003.eventkeys import VendEdge
 from drivers.id003.link import Id003Link, SerialPort
 from drivers.id003.marker import StackMarker
@@ -60,6 +73,8 @@ from drivers.id003.replies import (
 from drivers.id003.settings import Id003Settings
 from drivers.id003.states import (
     BARCODE_TICKET,
+    BILL_DONE_STATES,
+    DENOMINATION_CODES,
     IN_BILL_PATH,
     INITIALIZING_STATES,
     POWER_UP_STATES,
@@ -191,6 +206,7 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
         self._powerup_bill: Bill | None = None
         self._marker = StackMarker(stack_marker)
         self._edge = VendEdge(self._run_id)
+        self._unnamed_countries: list[int] = []  # JCM country numbers this driver cannot name
 
     # -- the port and the link -----------------------------------------------------------
 
@@ -290,11 +306,16 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
         fallback = self._settings.currency
         bills = {b.bill_type: b for b in bills_of(reply.records, fallback)}
         unnamed = [r for r in reply.records if r.base and r.to_bill(fallback) is None]
+        self._unnamed_countries = sorted({r.country for r in unnamed
+                                          if r.escrow_code in DENOMINATION_CODES})
         if unnamed:
             log.warning("denominations with unknown country numbers are never enabled: %s "
                         "(set [id003] currency in the profile)", unnamed)
         self._store_bills(bills, "acceptor currency table differs from the known one; "
                                  "using the unit's")
+
+    def _unusable_hint(self) -> str:
+        return unknown_country_hint(self._unnamed_countries)
 
     def _update_info(self) -> None:
         version = self._version
@@ -388,6 +409,8 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
             self._applied_codes = None  # re-initializing on its own: settings may be lost
         if code not in (Status.ESCROW, Status.HOLDING):
             self._escrow = None
+        if code in BILL_DONE_STATES and self._powerup is None:
+            self._edge.settled()  # a VEND VALID from now on is another physical bill
         if code in SETTLED_STATES:
             self._stack_sent = False
             if self._stacking is not None and self._powerup is None:
@@ -407,10 +430,12 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
 
     # -- line thread: the point of no return ---------------------------------------------
 
-    def _vend_bill(self, reply: StatusReply) -> Bill | None:
+    def _vend_bill(self, reply: StatusReply, origin: StackOrigin) -> Bill | None:
         """The bill a VEND VALID is for: the unit's escrow code if it sends one [U], else
-        the bill we sent STACK for, else the one already reported (a repeat), else the
-        one on disk (a repeat after a restart)."""
+        after a power-up with a bill in the stacker the bill STACK was outstanding for,
+        else the one already reported (a repeat, or the replay of a bill not yet settled),
+        else, for the first report of this run, the one on disk (a repeat after a
+        restart). None: nobody can name it."""
         code = reply.first
         if code is not None:
             bill = self._bills.get(code)
@@ -424,31 +449,43 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
                             bill, expected)
             return bill
         current = self._edge.current
+        if origin is StackOrigin.POWER_UP:
+            return self._powerup_bill or (current.bill if current is not None else None)
         return (
             self._stacking
             or (current.bill if current is not None else None)
-            or self._marker.last_bill
+            or (self._marker.last_bill if self._edge.fresh else None)
         )
+
+    def _vend_origin(self) -> StackOrigin:
+        if self._powerup == Status.POWER_UP_BILL_IN_STACKER and self._recovery_pending:
+            return StackOrigin.POWER_UP
+        return StackOrigin.REQUESTED if self._stack_sent else StackOrigin.UNREQUESTED
 
     def _on_vend_valid(self, reply: StatusReply) -> bool:
         """Offer the credit; True when the reply may be ACKed (the listener committed it)."""
         self._last_state = (reply.code, reply.data)
-        bill = self._vend_bill(reply)
-        if bill is None:
+        origin = self._vend_origin()
+        bill = self._vend_bill(reply, origin)
+        if bill is None and origin is not StackOrigin.POWER_UP:
             self._set_status(
                 AcceptorStatus.FAILURE,
                 f"{describe(reply.code, reply.data)} for a bill this driver cannot name; "
                 "not acknowledged",
             )
             return False
+        if bill is None:
+            log.warning("VEND VALID after power up with bill in stacker, no escrow code and "
+                        "no STACK outstanding: reporting a bill of unknown value")
         if not self._stuck_reported:
             self._set_status(AcceptorStatus.ACCEPTING, describe(reply.code, reply.data))
-        return self._credit(bill, recovered=self._recovery_pending or not self._stack_sent)
+        return self._credit(bill, origin)
 
-    def _credit(self, bill: Bill, recovered: bool) -> bool:
-        event = self._edge.vend_valid(bill, self._model_token(), recovered)
+    def _credit(self, bill: Bill | None, origin: StackOrigin) -> bool:
+        event = self._edge.vend_valid(bill, self._model_token(), origin)
+        stacked = StackedBill(event.bill, event.key, event.origin, self._bills_currency())
         try:
-            self._require_listener().on_stacked(StackedBill(bill, event.key, event.recovered))
+            self._require_listener().on_stacked(stacked)
         except Exception:
             log.exception("on_stacked failed for %s; not acknowledging, the unit will repeat",
                           event.key)
@@ -461,6 +498,13 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
         self._recovery_pending = False
         self._marker.close()
         return True
+
+    def _bills_currency(self) -> str:
+        """The currency of the bills this unit takes ("" if unknown or mixed)."""
+        if self._currency is not None:
+            return self._currency
+        currencies = {b.currency for b in self._bills.values()}
+        return currencies.pop() if len(currencies) == 1 else ""
 
     def _note_power_up(self, code: Status, in_path: Bill | None) -> None:
         if self._powerup != code:
@@ -482,14 +526,18 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
                 self._notify("on_returned", lambda lst: lst.on_returned(bill))
             self._marker.close()
         elif code == Status.POWER_UP_BILL_IN_STACKER and self._recovery_pending:
-            if bill is None:
-                log.warning("power up with bill in stacker, but no bill is waiting for its "
-                            "outcome (already credited, or unknown: see the frame log)")
+            if bill is None and self._edge.current is not None:
+                log.warning("power up with bill in stacker: the bill credited just before "
+                            "(%s) was still going in; nothing more to credit",
+                            self._edge.current.key)
             else:
-                log.warning("power up with bill in stacker and no VEND VALID after it "
-                            "(power recovery off or unsupported): crediting %s as recovered",
-                            bill)
-                if not self._credit(bill, recovered=True):
+                if bill is None:
+                    log.warning("power up with bill in stacker, no VEND VALID after it and "
+                                "no STACK outstanding: reporting a bill of unknown value")
+                else:
+                    log.warning("power up with bill in stacker and no VEND VALID after it "
+                                "(power recovery off or unsupported): crediting %s", bill)
+                if not self._credit(bill, StackOrigin.POWER_UP):
                     return  # the listener failed: try again on the next loop
         self._powerup = None
         self._powerup_bill = None

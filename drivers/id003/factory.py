@@ -39,9 +39,11 @@ def build_id003_acceptor(
     log_dir: Path | None,
     state_dir: Path | None = None,
     directory: Path = DEFAULT_DIR,
+    currency: str | None = None,
 ) -> Id003Acceptor:
     """`state_dir` holds the currency-table cache and the stack marker (defaults to
-    `log_dir`); see Id003Acceptor."""
+    `log_dir`); `currency` is the terminal's (a table without one note of it makes the
+    unit unusable); see Id003Acceptor."""
     base, auto = starting_profiles(profile, PROTOCOL, LABEL, directory)
     state = state_dir or log_dir
     return Id003Acceptor(
@@ -51,4 +53,5 @@ def build_id003_acceptor(
         frame_log_path=log_dir / FRAME_LOG_NAME if log_dir is not None else None,
         bill_table_cache=state / BILL_TABLE_CACHE_NAME if state is not None else None,
         stack_marker=state / STACK_MARKER_NAME if state is not None else None,
+        currency=currency,
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from drivers.acceptor import Bill
 from drivers.framelog import FrameLog
-from drivers.id003.currency import bills_of
+from drivers.id003.currency import bills_of, unknown_country_hint
 from drivers.id003.link import Id003Link, NoReply, SerialPort
 from drivers.id003.protocol import Command
 from drivers.id003.replies import CurrencyTable, InvalidCommand, VersionReply
@@ -52,7 +52,13 @@ def probe_id003(
         table = None
         notes.append("no answer to CURRENCY ASSIGN")
     if isinstance(table, CurrencyTable):
-        bills = bills_of(table.records, settings.currency if settings else None)
+        fallback = settings.currency if settings else None
+        bills = bills_of(table.records, fallback)
+        unknown = sorted({r.country for r in table.records
+                          if r.base and r.to_bill(fallback) is None})
+        hint = unknown_country_hint(unknown)
+        if hint:
+            notes.append(hint.removeprefix("; "))
     elif table is not None:
         notes.append(f"currency assignment refused ({_describe(table)})")
     return Id003Probe(version, bills, "; ".join(notes))

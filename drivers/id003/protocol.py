@@ -63,7 +63,7 @@ class ReplyCode(enum.IntEnum):
     ACK = 0x50  # answer to an operation command
     COMMUNICATION_ERROR = 0x4A  # the acceptor received a frame it could not read
     INVALID_COMMAND = 0x4B  # the command is unknown or not allowed in this state
-    ENQ = 0x05  # interrupt mode only; never expected in the polled mode used here
+    ENQ = 0x05  # interrupt mode only, framed (lamassu parses it as a frame's CMD) [S]
 
 
 OPERATION_COMMANDS = frozenset(
@@ -94,5 +94,6 @@ class OptionalFunction(enum.IntFlag):
 
 
 COMMUNICATION_MODE_POLLED = 0x00  # Aristocrat Monaco Id003Protocol: 0 = polled [S]
+COMMUNICATION_MODE_INTERRUPT = 0x01  # §2: the unit sends ENQ when it has news (lamassu) [S]
 INHIBIT_ON = 0x01
 INHIBIT_OFF = 0x00

@@ -64,7 +64,7 @@ STATE_TABLE: dict[Status, StateInfo] = {
         _S.INITIALIZING, "power up with bill in acceptor (returned after reset, no credit)"
     ),
     Status.POWER_UP_BILL_IN_STACKER: StateInfo(
-        _S.INITIALIZING, "power up with bill in stacker (credited once, flagged recovered)"
+        _S.INITIALIZING, "power up with bill in stacker (credited once, origin power-up)"
     ),
     Status.STACKER_FULL: StateInfo(_S.CASSETTE_FULL, "stacker full"),
     Status.STACKER_OPEN: StateInfo(_S.CASSETTE_OUT, "stacker open (cash box removed)"),
@@ -88,6 +88,10 @@ TRANSIENT_STATES = frozenset(
 JammedViaRejecting, the lamassu stuck timer that never fired). VEND VALID is not here: it
 waits for our ACK, and a listener that cannot commit is the ledger's problem (M10)."""
 IN_BILL_PATH = TRANSIENT_STATES | {Status.ESCROW, Status.HOLDING, Status.VEND_VALID}
+BILL_DONE_STATES = SETTLED_STATES | {
+    Status.ACCEPTING, Status.ESCROW, Status.HOLDING, Status.RETURNING, Status.REJECTING}
+"""States in which the unit is done with the last stacked bill (idle, or another bill in
+the path): a VEND VALID after one of them is never a repeat of that bill."""
 DATA_REQUIRED = frozenset({Status.ESCROW, Status.REJECTING, Status.FAILURE})
 """States that always carry data (escrow code, reject reason, failure code)."""
 HAS_DATA = DATA_REQUIRED | {Status.VEND_VALID}

@@ -169,11 +169,16 @@ class Id003Simulator(PtyDeviceSimulator[Id003DeviceModel]):
             power_recovery_supported=power_recovery_supported,
             vend_valid_data=vend_valid_data,
             emit=self._emit,
+            enq=self._send_enq,
         )
 
     @property
     def counters(self) -> Counters:
         return self.model.counters
+
+    def _send_enq(self) -> None:
+        """Interrupt mode: ENQ on the line, unasked (called by the model under our lock)."""
+        self._send(build_frame(ReplyCode.ENQ, b""))
 
     def _on_bad_crc(self) -> None:
         # [U] what a unit answers to a damaged frame: COMMUNICATION ERROR (0x4A)

@@ -11,9 +11,13 @@ there; where the spec is unknown the choice made here is marked [U]:
   the bill goes back (§2); each HOLD restarts the hold time [U];
 - setting commands are echoed and taken in INITIALIZE, ENABLE, DISABLE and fault states;
   in power-up states (before RESET) and while a bill moves they get INVALID COMMAND [U];
-- RESET and power-up restore the defaults: INHIBIT off and every denomination enabled
-  (the unsafe state, so a host that forgets to inhibit is caught), polled mode; the
-  OPTIONAL FUNCTION bits are kept (non-volatile) [U];
+- RESET and power-up restore the defaults: inhibited (a real unit takes no bill until the
+  host enables it), every denomination allowed by the mask, polled mode; the OPTIONAL
+  FUNCTION bits are kept (non-volatile) [U];
+- in interrupt mode (COMMUNICATION MODE 0x01) the unit sends ENQ (a frame with CMD 0x05,
+  as lamassu parses it [S]) whenever it has something the host has not read yet (its
+  reported status differs from the last STATUS REQUEST reply), and again every
+  `enq_repeat_s` while the host does not ask; the host answers with STATUS REQUEST (§2);
 - power-up with a bill in the stacker: after RESET and initialization the bill is
   reported VEND VALID again if power recovery (OPTIONAL FUNCTION 0x02) is on (CIM-ARM
   [S/U]) — even one the host had already acknowledged (the worst case); otherwise it
@@ -45,6 +49,7 @@ from drivers.id003.currency import (
     encode_inhibit_mask,
 )
 from drivers.id003.protocol import (
+    COMMUNICATION_MODE_INTERRUPT,
     COMMUNICATION_MODE_POLLED,
     INHIBIT_ON,
     OPERATION_COMMANDS,
@@ -114,7 +119,7 @@ def _default_settings() -> dict[int, bytes]:
         Command.ENABLE_DISABLE: encode_inhibit_mask(DENOMINATION_CODES),  # all enabled
         Command.SECURITY: bytes(2),
         Command.COMMUNICATION_MODE: bytes((COMMUNICATION_MODE_POLLED,)),
-        Command.INHIBIT: bytes(1),  # accepting
+        Command.INHIBIT: bytes((INHIBIT_ON,)),  # a real unit waits for the host's enable
         Command.DIRECTION: bytes(1),
         Command.BARCODE_FUNCTION: bytes(2),
         Command.BARCODE_INHIBIT: bytes(1),
@@ -133,6 +138,7 @@ class SimTiming:
     reject_s: float = 0.2
     escrow_timeout_s: float = 10.0  # §2: REJECTING 0x79 when the host sends nothing for ~10 s
     hold_s: float = 10.0  # [U] each HOLD restarts it
+    enq_repeat_s: float = 0.2  # [U] ENQ again while the host has not asked (interrupt mode)
 
 
 class PowerCycle(enum.Enum):
@@ -161,6 +167,7 @@ class Counters:
     resets: int = 0
     invalid: int = 0
     comm_errors: int = 0
+    enqs: int = 0  # ENQ frames sent (interrupt mode)
 
 
 class Id003DeviceModel:
@@ -174,6 +181,7 @@ class Id003DeviceModel:
         power_recovery_supported: bool = True,
         vend_valid_data: bool = False,
         emit: Callable[[str], None] = lambda line: None,
+        enq: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.records = {r.escrow_code: r for r in (records if records is not None else
@@ -185,7 +193,10 @@ class Id003DeviceModel:
         self.vend_valid_data = vend_valid_data  # [U] some firmware adds the escrow code
         self.counters = Counters()
         self._emit = emit
+        self._enq = enq  # puts an ENQ frame on the line (the simulator's)
         self._clock = clock
+        self._host_read: tuple[int, bytes] | None = None  # the last STATUS reply sent
+        self._enq_at: float | None = None  # when ENQ was last sent for unread news
 
         self.base = Status.POWER_UP
         self.reject_code: int | None = None
@@ -227,6 +238,10 @@ class Id003DeviceModel:
         )
 
     @property
+    def interrupt_mode(self) -> bool:
+        return self.settings[Command.COMMUNICATION_MODE][0] == COMMUNICATION_MODE_INTERRUPT
+
+    @property
     def vend_valid_pending(self) -> bool:
         return self.base == Status.VEND_VALID
 
@@ -234,7 +249,7 @@ class Id003DeviceModel:
 
     def handle(self, payload: bytes) -> bytes | None:
         """Reply payload for one CRC-valid host frame (None: no reply is sent)."""
-        self.tick()
+        self._advance(self._clock())  # no ENQ in the middle of an exchange
         cmd, data = payload[0], bytes(payload[1:])
         if cmd == Command.ACK:
             self._on_host_ack()
@@ -283,7 +298,21 @@ class Id003DeviceModel:
         self.counters.polls += 1
         code, data = self.reported()
         self._vend_sent = code == Status.VEND_VALID
+        self._host_read, self._enq_at = (code, data), None
         return bytes((code,)) + data
+
+    def _maybe_enq(self, now: float) -> None:
+        """Interrupt mode: tell the host there is news it has not read (§2)."""
+        if not self.interrupt_mode or self.reported() == self._host_read:
+            return
+        if self._enq_at is not None and now - self._enq_at < self.timing.enq_repeat_s:
+            return
+        if self._enq_at is None:
+            code, data = self.reported()
+            self._emit(f"ENQ (interrupt mode): {describe(code, data)}")
+        self._enq_at = now
+        self.counters.enqs += 1
+        self._enq()
 
     def _on_host_ack(self) -> None:
         self.counters.host_acks += 1
@@ -383,6 +412,10 @@ class Id003DeviceModel:
 
     def tick(self) -> None:
         now = self._clock()
+        self._advance(now)
+        self._maybe_enq(now)
+
+    def _advance(self, now: float) -> None:
         if self._busy_until is not None and now >= self._busy_until:
             self._busy_until = None
             self._emit("busy over")

@@ -952,6 +952,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(Exception):
+    """SIGTERM: unwind out of a blocking stdin read (or the wait after it) and stop."""
+
+
+def _on_sigterm(_signum: int, _frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -967,7 +975,9 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
+        # Raise, not just set a flag: a handler that returns lets the blocking stdin read
+        # resume (PEP 475), so SIGTERM would be ignored while stdin stays open.
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         sim.start()
         if args.slow:
@@ -976,8 +986,9 @@ def main(argv: list[str] | None = None) -> int:
             if not sim.command(line):
                 done.set()
                 break
-        done.wait()  # stdin closed (running in the background): run until SIGTERM/SIGINT
-    except KeyboardInterrupt:
+        if not done.is_set():
+            done.wait()  # stdin closed (running in the background): run until SIGTERM/SIGINT
+    except (KeyboardInterrupt, _Terminated):
         pass
     finally:
         if previous is not None:

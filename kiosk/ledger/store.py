@@ -27,11 +27,17 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from drivers.acceptor import StackOrigin
 from kiosk.ledger import schema as t
 from kiosk.ledger.db import READ_ONLY_OPTION, make_engine, migrate
 
 PAYMENT_COUNTER = "payment"
 NUMBER_WIDTH = 8
+UNKNOWN_AMOUNT = 0
+"""`amount_minor` of a stacked bill the device did not name (see `record_stacked`)."""
+UNKNOWN_BILL_TYPE = -1
+"""`bill_type` of such a bill: no device index."""
+UNKNOWN_BILL_REASON = "stacked bill of unknown denomination: count the cassette"
 
 
 # Hot-path statements (record_stacked); the tables are defined in kiosk/ledger/schema.py.
@@ -241,21 +247,31 @@ class Ledger:
         amount_minor: int,
         currency: str,
         bill_type: int,
-        recovered: bool,
+        origin: StackOrigin | bool,
         escrow_id: int | None,
     ) -> StackOutcome:
         """Commit one stacked bill (M1, M2), or recognise it as already committed.
 
         `escrow_id` is the engine's pending escrow for this bill in this run. Without one
-        (a report that arrives right after a restart) only the latest escrow on record can
-        own it: if that one was pending or expired (STACK sent, outcome unknown: power-up
-        with bill in stacker, M6) the bill is its own; if it was already stacked in an
-        earlier run, this is the un-acknowledged repeat of that bill (the core died between
-        commit and ACK) and credits nothing. Anything else is an unclaimed credit, never
-        dropped.
+        (a report after a restart or a power-up) only the latest escrow on record can own
+        it, and `origin` (drivers.acceptor.StackOrigin) says what the report may be:
+        - if that escrow is pending or expired (STACK sent, outcome unknown: M6) with the
+          same value, the bill is its own, whatever the origin;
+        - only an UNREQUESTED report may be the un-acknowledged repeat of a bill an earlier
+          run committed (the core died between commit and ACK): if the latest escrow was
+          stacked by an earlier run with the same value, it credits nothing;
+        - a POWER_UP report is always a new stacking, never such a repeat (nor is a
+          REQUESTED one: this run sent its STACK);
+        - anything else is an unclaimed credit, never dropped.
+        `amount_minor` UNKNOWN_AMOUNT is a bill the device did not name: an unclaimed
+        credit of unknown value for a technician to resolve, with an `unknown_bill_stacked`
+        event. A bool `origin` is the former `recovered` flag (True: UNREQUESTED).
         """
+        if isinstance(origin, bool):
+            origin = StackOrigin.UNREQUESTED if origin else StackOrigin.REQUESTED
+        recovered = origin is not StackOrigin.REQUESTED
         now = self.now_ms()
-        if escrow_id is not None:
+        if escrow_id is not None and amount_minor != UNKNOWN_AMOUNT:
             with self._raw_tx() as cur:
                 # No key check needed here: a repeated event finds its escrow no longer
                 # pending and takes the general path, which recognises the key.
@@ -269,13 +285,17 @@ class Ledger:
                 select(t.stacked_bills.c.id).where(t.stacked_bills.c.event_key == event_key)
             ).first():
                 return StackOutcome("duplicate")
-            escrow, repeat = self._match_escrow(conn, escrow_id, amount_minor, currency)
+            unknown = amount_minor == UNKNOWN_AMOUNT
+            escrow, repeat = (None, False) if unknown else self._match_escrow(
+                conn, escrow_id, amount_minor, currency, origin
+            )
             if repeat:
                 self._event(
                     conn,
                     "duplicate_stacked_ignored",
                     "warning",
-                    {"event_key": event_key, "amount_minor": amount_minor, "currency": currency},
+                    {"event_key": event_key, "amount_minor": amount_minor, "currency": currency,
+                     "origin": origin.value},
                     now,
                 )
                 return StackOutcome("duplicate")
@@ -308,12 +328,17 @@ class Ledger:
             if collecting:
                 inserted = self._session_cash(conn, session.id)
                 return StackOutcome("credited", session.id, inserted)
-            reason = (
-                "stacked after its session had ended"
-                if session is not None
-                else "stacked with no escrow decision on record"
-            )
-            record_id = self._unclaimed(conn, [int(bill_id)], amount_minor, currency, reason, now)
+            if unknown:
+                reason = UNKNOWN_BILL_REASON
+                self._event(conn, "unknown_bill_stacked", "error",
+                            {"event_key": event_key, "currency": currency,
+                             "origin": origin.value}, now)
+            elif session is not None:
+                reason = "stacked after its session had ended"
+            else:
+                reason = "stacked with no escrow decision on record"
+            record_id = self._unclaimed(conn, [int(bill_id)], amount_minor, currency, reason, now,
+                                        origin=origin)
             return StackOutcome("unclaimed", unclaimed_id=record_id)
 
     def _credit_collecting(
@@ -366,7 +391,12 @@ class Ledger:
         )
 
     def _match_escrow(
-        self, conn: Connection, escrow_id: int | None, amount_minor: int, currency: str
+        self,
+        conn: Connection,
+        escrow_id: int | None,
+        amount_minor: int,
+        currency: str,
+        origin: StackOrigin,
     ) -> tuple[Any, bool]:
         """(escrow row or None, is_repeat). See record_stacked for the rules."""
         e, b = t.escrows, t.stacked_bills
@@ -380,7 +410,11 @@ class Ledger:
             return None, False
         if latest.state in ("pending", "expired"):
             return latest, False  # STACK was sent, the outcome never arrived: this is it
-        if latest.state == "stacked" and latest.run_id != self.run_id:
+        if (
+            origin is StackOrigin.UNREQUESTED
+            and latest.state == "stacked"
+            and latest.run_id != self.run_id
+        ):
             bill = conn.execute(select(b.c.run_id).where(b.c.escrow_id == latest.id)).first()
             return None, bill is not None and bill.run_id != self.run_id
         return None, False
@@ -520,7 +554,10 @@ class Ledger:
         currency: str,
         reason: str,
         now: int,
+        origin: StackOrigin | None = None,
     ) -> str:
+        """An unclaimed-credit record for `bill_ids` (M6), reported to the desk; `origin`,
+        when known, goes into the `unclaimed_credit` event for the audit."""
         number = self._next_number(conn)
         record_id = self._payment_id(number)
         conn.execute(
@@ -549,18 +586,15 @@ class Ledger:
         )
         self._history(conn, record_id, PaymentStatus.UNCLAIMED, reason, now)
         self._enqueue(conn, "payment", record_id, self._payment_payload(conn, record_id), now)
-        self._event(
-            conn,
-            "unclaimed_credit",
-            "warning",
-            {
-                "record_id": record_id,
-                "amount_minor": amount_minor,
-                "currency": currency,
-                "reason": reason,
-            },
-            now,
-        )
+        data: dict[str, Any] = {
+            "record_id": record_id,
+            "amount_minor": amount_minor,
+            "currency": currency,
+            "reason": reason,
+        }
+        if origin is not None:
+            data["origin"] = origin.value
+        self._event(conn, "unclaimed_credit", "warning", data, now)
         return record_id
 
     def mark_receipt_printed(self, payment_id: str) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision
+from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackOrigin
 from drivers.ccnet.device import CcnetAcceptor
 from drivers.profiles import Profile, ProfileError, load_profile
 from drivers.sim.ccnet import CcnetSimulator
@@ -79,7 +79,7 @@ def test_insert_escrow_stack_credited_exactly_once(sim, listener, running, wait_
     assert len(listener.stacked_calls) == 1
     (stacked,) = listener.ledger.values()
     assert stacked.bill == Bill(RUB_500, "RUB", 5)
-    assert not stacked.recovered
+    assert not stacked.recovered and stacked.origin is StackOrigin.REQUESTED
     assert KEY.match(stacked.event_key)
     assert sim.counters.stacked == 1 and sim.counters.stacked_value == 500
 
@@ -206,7 +206,11 @@ def test_currency_filter_enables_only_that_currency(
     acceptor = make_acceptor(sim, listener, currency="USD")
     acceptor.enable([RUB_500])  # 500.00 in minor units, but the table is in RUB
     time.sleep(0.1)
-    assert acceptor.status is AcceptorStatus.DISABLED and sim.model.enabled == frozenset()
+    assert sim.model.enabled == frozenset()
+    # a unit that can take no note of the terminal's currency is unusable (issue 12)
+    assert acceptor.status is AcceptorStatus.FAILURE
+    assert "can take no USD note: none in its bill table (it has only RUB notes)" in (
+        acceptor.status_detail)
 
 
 # -- faults --------------------------------------------------------------------------------
@@ -330,7 +334,7 @@ def test_power_cycle_with_bill_in_stacker_credited_once_recovered(
     wait_until(lambda: listener.ledger, what="recovered credit")
     wait_until(lambda: running.status is AcceptorStatus.IDLE, what="IDLE after recovery")
     (stacked,) = listener.ledger.values()
-    assert stacked.recovered
+    assert stacked.recovered and stacked.origin is StackOrigin.POWER_UP
     assert stacked.bill == Bill(RUB_500, "RUB", 5)
     assert len(listener.ledger) == 1 and sim.counters.stacked == 1
     sim.wait_for("host acked 0x81")
@@ -355,6 +359,7 @@ def test_restart_between_credit_and_ack_is_flagged_recovered(
     wait_until(lambda: listener.ledger, what="credit in the new run")
     (stacked,) = listener.ledger.values()
     assert stacked.recovered  # the engine reconciles it against its escrow marker
+    assert stacked.origin is StackOrigin.UNREQUESTED  # it may be the dead run's repeat
     assert stacked.event_key != listener.stacked_calls[0].event_key  # new run id
     assert second.status is AcceptorStatus.DISABLED
     assert sim.counters.stacked == 1

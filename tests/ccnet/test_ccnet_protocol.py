@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.acceptor import AcceptorStatus, Bill
+from drivers.acceptor import AcceptorStatus, Bill, StackOrigin
 from drivers.ccnet.billtable import (
     BillRecord,
     bills_of,
@@ -293,12 +293,15 @@ def test_describe_details() -> None:
 
 def test_stacked_edge_same_key_for_repeats_new_key_after_other_state() -> None:
     edge = StackedEdge("run1")
-    first = edge.stacked(5, "SN", recovered=False)
+    first = edge.stacked(5, "SN", StackOrigin.REQUESTED)
     assert first.key == "ccnet:SN:run1:1"
-    assert edge.stacked(5, "SN", recovered=True) == first  # repeat keeps key and flag
+    assert edge.stacked(5, "SN", StackOrigin.UNREQUESTED) == first  # repeat keeps key, origin
     edge.observe(PollState.STACKED)
-    assert edge.stacked(5, "SN", recovered=False) == first
+    assert edge.stacked(5, "SN", StackOrigin.REQUESTED) == first
     edge.observe(PollState.IDLING)
-    second = edge.stacked(5, "SN", recovered=False)
+    second = edge.stacked(5, "SN", StackOrigin.REQUESTED)
     assert second.key == "ccnet:SN:run1:2"
-    assert edge.stacked(6, "SN", recovered=False).key == "ccnet:SN:run1:3"  # other type
+    assert edge.stacked(6, "SN", StackOrigin.REQUESTED).key == "ccnet:SN:run1:3"  # other type
+    edge.observe(PollState.POWER_UP_BILL_IN_STACKER)
+    third = edge.stacked(6, "SN", StackOrigin.POWER_UP)  # 0x12 then 0x81: a new stacking
+    assert (third.key, third.origin) == ("ccnet:SN:run1:4", StackOrigin.POWER_UP)

@@ -17,6 +17,7 @@ from drivers.acceptor import (
     DeviceInfo,
     EscrowDecision,
     StackedBill,
+    StackOrigin,
 )
 from drivers.layout import render_plain
 from drivers.printer import Document, PrinterError, PrinterStatus
@@ -79,11 +80,12 @@ class DoubleAcceptor:
         assert self.listener is not None
         return self.listener.on_escrow(bill(rubles))
 
-    def report_stacked(self, rubles: int, key: str | None = None, recovered: bool = False) -> str:
+    def report_stacked(self, rubles: int, key: str | None = None,
+                       origin: StackOrigin = StackOrigin.REQUESTED) -> str:
         """Report a stacked bill; ACK (record the key) only if the listener returned."""
         assert self.listener is not None
         key = key or f"double:{self.run_id}:{next(self._keys)}"
-        self.listener.on_stacked(StackedBill(bill(rubles), key, recovered))
+        self.listener.on_stacked(StackedBill(bill(rubles), key, origin))
         self.acked.append(key)
         return key
 

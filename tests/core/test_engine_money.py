@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.acceptor import AcceptorStatus, EscrowDecision
+from drivers.acceptor import AcceptorStatus, EscrowDecision, StackedBill, StackOrigin
 from kiosk.catalog import DEMO_CATALOG
 from kiosk.ledger import LedgerError
 from tests.core.harness import ledger_rows, make_terminal
@@ -204,7 +204,7 @@ def test_m6_bill_in_stacker_at_power_up_is_credited_to_its_session(term):
     term.acceptor.insert(100)
     assert term.acceptor.escrow(500) is EscrowDecision.STACK
     after = term.restart()  # the restart reconciles on DISABLED: escrow expires
-    after.acceptor.report_stacked(500, recovered=True)
+    after.acceptor.report_stacked(500, origin=StackOrigin.POWER_UP)
     rows = after.ledger.list_payments()
     kinds = sorted((r["kind"], r["inserted_minor"]) for r in rows)
     # the session was closed with 100 at restart; the 500 is never lost: unclaimed credit
@@ -233,7 +233,7 @@ def test_m6_recovered_bill_reported_before_reconciliation_joins_its_session(conf
     acceptor = DoubleAcceptor(run_id="run2")
     engine = PaymentEngine(config, ledger, acceptor, DoublePrinter(), clock=clock)
     acceptor.listener = engine
-    acceptor.report_stacked(500, recovered=True)  # still INITIALIZING
+    acceptor.report_stacked(500, origin=StackOrigin.POWER_UP)  # still INITIALIZING
     engine.start()
     engine._printer_pool.submit(lambda: None).result()
     payments = ledger.list_payments()
@@ -247,12 +247,74 @@ def test_m6_unacknowledged_repeat_after_restart_credits_nothing(term):
     term.to_cash()
     term.acceptor.insert(1000)
     after = term.restart()
-    after.acceptor.report_stacked(1000)  # the repeat, new key
+    # the repeat, new key; the new run sent no STACK for it
+    after.acceptor.report_stacked(1000, origin=StackOrigin.UNREQUESTED)
     assert ledger_rows(after.ledger, "SELECT count(*) FROM stacked_bills") == [(1,)]
     assert [p["inserted_minor"] for p in after.ledger.list_payments()] == [100_000]
     kinds = [e["kind"] for e in after.ledger.recent_events()]
     assert "duplicate_stacked_ignored" in kinds
     after.engine.stop()
+
+
+def test_m6_power_up_bill_is_never_taken_for_an_earlier_runs_repeat(term):
+    """Issue 12: a bill committed by the run that died, then the unit powers up with another
+    note of the same value in its stacker (CCNET 0x12 → 0x81, ID-003 0x42 → VEND VALID).
+    That report is a new stacking: an unclaimed credit, not `duplicate_stacked_ignored`."""
+    term.to_cash()
+    term.acceptor.insert(1000)  # committed by run1 (ACKed or not: the ledger cannot tell)
+    after = term.restart()
+    outcome_kinds = []
+    real = after.ledger.record_stacked
+
+    def spy(*args, **kwargs):
+        outcome = real(*args, **kwargs)
+        outcome_kinds.append(outcome.kind)
+        return outcome
+
+    after.engine.ledger.record_stacked = spy  # type: ignore[method-assign]
+    after.acceptor.report_stacked(1000, origin=StackOrigin.POWER_UP)
+    assert outcome_kinds == ["unclaimed"]
+    assert ledger_rows(after.ledger, "SELECT amount_minor, recovered FROM stacked_bills") == [
+        (100_000, 0), (100_000, 1)]
+    assert sorted((p["kind"], p["inserted_minor"]) for p in after.ledger.list_payments()) == [
+        ("payment", 100_000), ("unclaimed", 100_000)]
+    kinds = [e["kind"] for e in after.ledger.recent_events()]
+    assert "duplicate_stacked_ignored" not in kinds
+    (event,) = [e for e in after.ledger.recent_events() if e["kind"] == "unclaimed_credit"]
+    assert event["data"]["origin"] == "power_up"
+    assert ledger_rows(after.ledger, "SELECT count FROM cassette") == [(2,)]
+    after.engine.stop()
+
+
+def test_m6_requested_report_after_restart_is_not_a_repeat(term):
+    """Only an UNREQUESTED report may be an earlier run's un-ACKed repeat: a bill this run
+    sent STACK for (its escrow already forgotten by the engine) is counted."""
+    term.to_cash()
+    term.acceptor.insert(1000)
+    after = term.restart()
+    after.acceptor.report_stacked(1000, origin=StackOrigin.REQUESTED)
+    assert ledger_rows(after.ledger, "SELECT count(*) FROM stacked_bills") == [(2,)]
+    after.engine.stop()
+
+
+def test_m6_bill_the_device_cannot_name_is_an_unclaimed_credit_of_unknown_value(term):
+    """Issue 12: a stacking reported without a denomination (ID-003 VEND VALID without an
+    escrow code after 0x42, no STACK outstanding) is recorded, never dropped: an unclaimed
+    record of unknown value (0) counted in the cassette, and an event for the technician."""
+    term.engine.on_stacked(StackedBill(None, "double:run1:x", StackOrigin.POWER_UP, "RUB"))
+    (record,) = term.ledger.list_payments()
+    assert (record["kind"], record["inserted_minor"], record["note"]) == (
+        "unclaimed", 0, "stacked bill of unknown denomination: count the cassette")
+    assert ledger_rows(term.ledger, "SELECT amount_minor, bill_type, recovered, currency "
+                                    "FROM stacked_bills") == [(0, -1, 1, "RUB")]
+    assert ledger_rows(term.ledger, "SELECT amount_minor, count FROM cassette") == [(0, 1)]
+    events = {e["kind"]: e["data"] for e in term.ledger.recent_events()}
+    assert events["unknown_bill_stacked"] == {
+        "event_key": "double:run1:x", "currency": "RUB", "origin": "power_up"}
+    assert events["unclaimed_credit"]["record_id"] == record["id"]
+    # the same report again (a lost ACK) records nothing more
+    term.engine.on_stacked(StackedBill(None, "double:run1:x", StackOrigin.POWER_UP, "RUB"))
+    assert ledger_rows(term.ledger, "SELECT count(*) FROM stacked_bills") == [(1,)]
 
 
 def test_m6_stray_bill_without_escrow_becomes_unclaimed(term):

@@ -14,13 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from drivers.acceptor import AcceptorError, AcceptorStatus, Bill, EscrowDecision
+from drivers.acceptor import (
+    AcceptorError,
+    AcceptorStatus,
+    Bill,
+    EscrowDecision,
+    StackedBill,
+    StackOrigin,
+)
 from drivers.framelog import FrameLog
+from drivers.id003.currency import CurrencyRecord
 from drivers.id003.device import Id003Acceptor
 from drivers.id003.states import Status
 from drivers.profiles import Profile, ProfileError, load_profile
 from drivers.sim.id003 import Id003Simulator
-from drivers.sim.id003_model import SimTiming
+from drivers.sim.id003_model import DEFAULT_BILLS, SimTiming
 from tests.acceptor_fixtures import insert_and_wait_credit
 from tests.id003.conftest import SIM_TIMING, write_profile
 
@@ -61,7 +69,8 @@ def test_startup_reaches_disabled_with_version_and_currency_table(
     assert listener.saw_status(AcceptorStatus.INITIALIZING)
     assert listener.statuses[-1][0] is AcceptorStatus.DISABLED
     events = sim.events
-    assert events.index("reset") < events.index("inhibited") < events.index("initialized")
+    settings = events.index("optional functions 0x02 (power recovery)")
+    assert events.index("reset") < settings < events.index("initialized")  # while initializing
 
 
 def test_enable_sets_mask_and_inhibit_for_chosen_amounts(
@@ -230,7 +239,37 @@ def test_currency_filter_enables_only_that_currency(
     acceptor = make_acceptor(sim, listener, currency="USD")
     acceptor.enable([RUB_500.amount_minor])  # 500.00 in minor units, but the table is RUB
     time.sleep(0.1)
-    assert acceptor.status is AcceptorStatus.DISABLED and sim.model.enabled == frozenset()
+    assert sim.model.enabled == frozenset()
+    # a unit that can take no note of the terminal's currency is unusable (issue 12)
+    assert acceptor.status is AcceptorStatus.FAILURE
+    assert "can take no USD note: none in its bill table (it has only RUB notes)" in (
+        acceptor.status_detail)
+
+
+def test_unknown_country_number_makes_the_unit_unusable_unless_the_profile_names_it(
+    listener, make_sim, make_acceptor, tmp_path, wait_until
+) -> None:
+    """Issue 12, defect 4: a JCM country number this driver does not know used to drop
+    every denomination with one log line, the status staying DISABLED: in service, taking
+    nothing. Now: FAILURE with the fix in the detail; `[id003] currency` names the notes."""
+    records = [CurrencyRecord.for_value(c, v, 153) for c, v in DEFAULT_BILLS]
+    unit = make_sim(records=records)
+    acceptor = make_acceptor(unit, listener, currency="RUB")
+    wait_until(lambda: acceptor.status is AcceptorStatus.FAILURE, what="FAILURE")
+    assert acceptor.info.bill_table == ()
+    assert "JCM country number 153, unknown to this driver: set [id003] currency" in (
+        acceptor.status_detail)
+    acceptor.enable([RUB_500.amount_minor])
+    wait_until(lambda: unit.counters.polls > 5, what="a few polls")
+    assert acceptor.status is AcceptorStatus.FAILURE and unit.model.inhibited  # M4
+    acceptor.stop()
+
+    named = profile_variant(tmp_path, "named", **{"power_recovery = true":
+                                                  'power_recovery = true\ncurrency = "RUB"'})
+    second = make_acceptor(unit, listener, profile=named, currency="RUB",
+                           bill_table_cache=tmp_path / "cache2.json")
+    assert RUB_500 in second.info.bill_table
+    assert second.status is AcceptorStatus.DISABLED
 
 
 # -- faults --------------------------------------------------------------------------------
@@ -421,6 +460,52 @@ def test_power_cycle_while_vend_valid_unacknowledged_credits_once(
     wait_until(lambda: running.status is AcceptorStatus.IDLE)
     assert len({s.event_key for s in listener.stacked_calls}) == 1
     assert len(listener.ledger) == 1 and sim.counters.stacked == 1
+
+
+def power_up_with_a_note_in_the_stacker_after_a_settled_credit(sim, listener, running,
+                                                              wait_until) -> StackedBill:
+    """A 500 is credited and the unit idles again; then power goes with another note (the
+    simulator's 10 RUB) in the stacker, no STACK outstanding. Returns that note's credit."""
+    insert_and_wait_credit(sim, listener, wait_until)
+    wait_until(lambda: running.status is AcceptorStatus.IDLE, what="idle after the 500")
+    polls = sim.counters.polls
+    wait_until(lambda: sim.counters.polls > polls + 2, what="the driver saw the unit idle")
+    mark = sim.mark()
+    assert sim.command("power_cycle stacker") == "ok"
+    sim.wait_for("vend valid 10 RUB (power recovery)", since=mark)
+    sim.wait_for(ACKED, since=mark)
+    wait_until(lambda: len(listener.ledger) == 2, what="the second note recorded")
+    wait_until(lambda: running.status is AcceptorStatus.IDLE, what="idle after the power-up")
+    first, second = listener.ledger.values()
+    assert first.bill == RUB_500 and first.origin is StackOrigin.REQUESTED
+    assert second.event_key != first.event_key  # a new physical stacking, a new key
+    assert second.origin is StackOrigin.POWER_UP and second.recovered
+    assert sim.counters.stacked == 2
+    return second
+
+
+def test_power_up_in_stacker_with_no_stack_outstanding_is_a_new_unnamed_credit(
+    sim, listener, running, wait_until
+) -> None:
+    """Issue 12, defect 3: the VEND VALID that follows carries no escrow code and nobody
+    sent STACK for it. Before the fix the driver named it after the last credited bill and
+    reused that bill's event key: ACKed, recorded nowhere. Now it is reported unnamed
+    (the ledger keeps it as an unclaimed credit of unknown value), under a new key."""
+    second = power_up_with_a_note_in_the_stacker_after_a_settled_credit(
+        sim, listener, running, wait_until)
+    assert second.bill is None and second.currency == "RUB"
+
+
+def test_power_up_in_stacker_names_the_note_by_the_units_escrow_code(
+    listener, make_sim, make_acceptor, wait_until
+) -> None:
+    unit = make_sim(vend_valid_data=True)  # this firmware puts the escrow code in VEND VALID
+    acceptor = make_acceptor(unit, listener)
+    acceptor.enable(b.amount_minor for b in acceptor.info.bill_table)
+    wait_until(lambda: acceptor.status is AcceptorStatus.IDLE, what="IDLE after enable")
+    second = power_up_with_a_note_in_the_stacker_after_a_settled_credit(
+        unit, listener, acceptor, wait_until)
+    assert second.bill == Bill(1000, "RUB", 0x61)
 
 
 def test_restart_between_credit_and_ack_is_flagged_recovered(

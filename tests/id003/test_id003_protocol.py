@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.acceptor import AcceptorStatus, Bill
+from drivers.acceptor import AcceptorStatus, Bill, StackOrigin
 from drivers.crc16 import crc16, crc_bytes, frame_crc_ok
 from drivers.id003.currency import (
     CurrencyRecord,
@@ -356,17 +356,26 @@ def test_mask_rejects_codes_out_of_range_and_codes_for_filters() -> None:
 # -- one credit per bill: event keys and the stack marker -------------------------------------
 
 
-def test_vend_edge_same_key_until_the_next_stack() -> None:
+def test_vend_edge_same_key_until_the_next_stack_or_the_bill_settles() -> None:
     edge = VendEdge("run1")
+    req, unreq, pwr = StackOrigin.REQUESTED, StackOrigin.UNREQUESTED, StackOrigin.POWER_UP
     b500, b100 = Bill(50000, "RUB", 0x64), Bill(10000, "RUB", 0x63)
-    first = edge.vend_valid(b500, "U(RUS)-SS", recovered=False)
-    assert first.key == "id003:U(RUS)-SS:run1:1"
-    assert edge.vend_valid(b500, "U(RUS)-SS", recovered=True) == first  # repeat keeps key, flag
-    assert edge.vend_valid(b500, "U(RUS)-SS", recovered=False) == first  # replay after STACKED
+    assert edge.fresh
+    first = edge.vend_valid(b500, "U(RUS)-SS", req)
+    assert first.key == "id003:U(RUS)-SS:run1:1" and not edge.fresh
+    assert edge.vend_valid(b500, "U(RUS)-SS", unreq) == first  # repeat keeps key, origin
+    assert edge.vend_valid(b500, "U(RUS)-SS", pwr) == first  # replay, bill not settled yet
     edge.stack_sent()
-    second = edge.vend_valid(b500, "U(RUS)-SS", recovered=False)
+    second = edge.vend_valid(b500, "U(RUS)-SS", req)
     assert second.key == "id003:U(RUS)-SS:run1:2"
-    assert edge.vend_valid(b100, "U(RUS)-SS", recovered=False).key.endswith(":3")  # other bill
+    assert edge.vend_valid(b100, "U(RUS)-SS", req).key.endswith(":3")  # other bill
+    edge.settled()  # the unit idled: the next VEND VALID is another physical bill
+    fourth = edge.vend_valid(b100, "U(RUS)-SS", pwr)
+    assert (fourth.key, fourth.origin) == ("id003:U(RUS)-SS:run1:4", pwr)
+    edge.settled()
+    unnamed = edge.vend_valid(None, "U(RUS)-SS", pwr)
+    assert unnamed.key.endswith(":5") and unnamed.bill is None
+    assert edge.vend_valid(None, "U(RUS)-SS", pwr) == unnamed  # its repeat (lost ACK)
 
 
 def test_stack_marker_survives_a_restart(tmp_path: Path) -> None:

@@ -4,13 +4,17 @@ line (`kiosk sim id003`)."""
 from __future__ import annotations
 
 import io
+import os
+import select
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.id003.protocol import Command
+from drivers.id003.frame import FrameDecoder, build_frame
+from drivers.id003.protocol import COMMUNICATION_MODE_INTERRUPT, Command, ReplyCode
 from drivers.id003.replies import Malformed, parse_reply
 from drivers.id003.states import Status
 from drivers.sim import id003 as sim_cli
@@ -68,10 +72,20 @@ def insert_to_escrow(model: Id003DeviceModel, clock: Clock, value: int = 500) ->
     clock.advance(1)
 
 
-def test_unit_powers_up_accepting_until_told_otherwise(model) -> None:
-    """The unsafe default (INHIBIT off, every denomination on), so a host that forgets to
-    inhibit is caught by the tests."""
-    assert not model.inhibited and model.enabled == frozenset(range(0x61, 0x69))
+def test_unit_powers_up_inhibited_until_the_host_enables_it(model, clock) -> None:
+    """Like a real unit (issue 12): inhibited after power-up and after RESET; the mask
+    allows every denomination, so INHIBIT off alone makes it take bills."""
+    assert model.inhibited and model.enabled == frozenset()
+    assert model.insert(500).startswith("refused")
+    assert model.handle(bytes((Command.RESET,))) == ACK
+    clock.advance(SimTiming().init_s)
+    assert status(model) == bytes((Status.DISABLE,))
+    assert model.handle(INHIBIT_OFF) == INHIBIT_OFF
+    assert model.enabled == frozenset(range(0x61, 0x69))
+    assert status(model) == bytes((Status.ENABLE,))
+    model.handle(bytes((Command.RESET,)))
+    clock.advance(SimTiming().init_s)
+    assert status(model) == bytes((Status.DISABLE,)) and model.inhibited  # RESET: defaults
 
 
 def test_boot_escrow_stack_vend_valid_repeated_until_ack(model, clock) -> None:
@@ -197,7 +211,7 @@ def test_power_cycle_in_acceptor_returns_bill_on_reset(model, clock) -> None:
     model.handle(bytes((Command.RESET,)))
     assert "returned 500 RUB (reset)" in model.events
     clock.advance(1)
-    assert status(model) == bytes((Status.ENABLE,))  # defaults after RESET: accepting
+    assert status(model) == bytes((Status.DISABLE,))  # defaults after RESET: inhibited
     assert model.counters.stacked == 0
 
 
@@ -213,11 +227,97 @@ def test_faults_override_and_freeze(model, clock) -> None:
     model.set_fault(Status.CHEATED)
     model.handle(bytes((Command.RESET,)))
     clock.advance(1)
-    assert status(model) == bytes((Status.ENABLE,))  # cheated does not survive RESET
+    assert status(model) == bytes((Status.DISABLE,))  # cheated does not survive RESET
     model.busy(3)
     assert status(model) == bytes((Status.INITIALIZE,))
     clock.advance(0.31)
+    assert status(model) == bytes((Status.DISABLE,))
+
+
+INTERRUPT_MODE = bytes((Command.COMMUNICATION_MODE, COMMUNICATION_MODE_INTERRUPT))
+ENQ = bytes((ReplyCode.ENQ,))
+MAX_FRAMES = 50
+
+
+def test_interrupt_mode_sends_enq_when_there_is_news(clock) -> None:
+    """Issue 12: in interrupt mode the unit announces every change the host has not read
+    with ENQ (§2), again while the host does not ask, and never in polled mode."""
+    enqs: list[float] = []
+    model = Id003DeviceModel(timing=SimTiming(), clock=clock, enq=lambda: enqs.append(clock()))
+    boot(model, clock)
+    model.tick()
+    assert enqs == []  # polled mode: never
+    assert model.handle(INTERRUPT_MODE) == INTERRUPT_MODE and model.interrupt_mode
+    model.tick()
+    assert enqs == []  # nothing new since the last STATUS reply
+    assert model.handle(INHIBIT_OFF) == INHIBIT_OFF  # DISABLE → ENABLE: news
+    model.tick()
+    assert len(enqs) == 1
+    model.tick()
+    assert len(enqs) == 1  # not on every tick
+    clock.advance(SimTiming().enq_repeat_s)
+    model.tick()
+    assert len(enqs) == 2  # the host did not ask: again
     assert status(model) == bytes((Status.ENABLE,))
+    clock.advance(1)
+    model.tick()
+    assert len(enqs) == 2  # read: quiet
+    assert model.insert(500) == "ok"  # ACCEPTING
+    model.tick()
+    assert len(enqs) == 3 and model.counters.enqs == 3
+
+
+def test_interrupt_mode_enq_on_the_line_and_a_host_that_waits_for_it(tmp_path: Path) -> None:
+    """Over a real pty: a host that only asks after an ENQ (as lamassu does) sees the bill
+    reach escrow. Before the fix the simulator never sent ENQ: such a host credited 0 of 5
+    notes."""
+    sim = Id003Simulator(link=tmp_path / "tty", timing=SimTiming(init_s=0.02, accept_s=0.02))
+    sim.start()
+    fd = os.open(sim.path, os.O_RDWR | os.O_NOCTTY)
+    decoder = FrameDecoder()
+
+    def exchange(payload: bytes) -> bytes:
+        """The reply to `payload` (an ENQ may cross our request on the line: skipped)."""
+        os.write(fd, build_frame(payload[0], payload[1:]))
+        for _ in range(MAX_FRAMES):
+            reply = next_frame()
+            if reply != ENQ:
+                return reply
+        raise AssertionError("no reply among the ENQs")
+
+    frames: list[bytes] = []  # decoded, not yet taken (ENQ and a reply may come together)
+
+    def next_frame(timeout_s: float = 2.0) -> bytes:
+        deadline = time.monotonic() + timeout_s
+        while not frames and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready:
+                frames.extend(bytes(f.payload) for f in decoder.feed(os.read(fd, 256)))
+        if not frames:
+            raise TimeoutError("no frame from the simulator")
+        return frames.pop(0)
+
+    try:
+        assert exchange(bytes((Command.RESET,))) == ACK
+        assert exchange(INTERRUPT_MODE) == INTERRUPT_MODE
+        assert exchange(INHIBIT_OFF) == INHIBIT_OFF
+
+        def statuses_until(code: int) -> list[int]:
+            """Ask only after an ENQ, as such a host does, until the unit reports `code`."""
+            seen: list[int] = []
+            while code not in seen and len(seen) < MAX_FRAMES:
+                assert next_frame() == ENQ  # unasked: the unit has news
+                seen.append(exchange(STATUS)[0])
+            return seen
+
+        assert Status.ENABLE in statuses_until(Status.ENABLE)
+        assert sim.command("insert 500") == "ok"
+        assert Status.ESCROW in statuses_until(Status.ESCROW)
+        assert sim.counters.enqs >= 2  # (initialized, accepting, escrow: each announced)
+        assert any("ENQ (interrupt mode): 0x13 escrow" in e for e in sim.events)
+    finally:
+        os.close(fd)
+        sim.stop()
 
 
 def test_requests_and_unknown_commands(model) -> None:

@@ -4,6 +4,7 @@ stdin control and the command line."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -310,6 +311,32 @@ def test_cli_runs_and_quits(tmp_path: Path) -> None:
     assert lines[0] == f"ready {link} (generic_58mm, 32 columns, ESC t 7)"
     assert lines[1] == "fault paper_near_end"
     assert lines[2].startswith("status faults=paper_near_end")
+
+
+@pytest.mark.parametrize("stdin_open", [True, False], ids=["stdin-open", "stdin-closed"])
+def test_cli_exits_cleanly_on_sigterm(tmp_path: Path, stdin_open: bool) -> None:
+    """Issue 12: `kiosk sim printer` ignored SIGTERM while its stdin was open (a handler
+    that only set a flag let the blocking read resume). A real process, a real signal."""
+    link = tmp_path / "printer"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "drivers.sim.printer", "--link", str(link)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO, env=env,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().startswith("ready")
+        assert link.is_symlink()
+        if not stdin_open:
+            proc.stdin.close()  # in the background: it runs until a signal
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not link.exists()  # stopped cleanly: the link went with the simulator
 
 
 def test_cli_unknown_profile_is_a_clear_error() -> None:
