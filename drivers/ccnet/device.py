@@ -270,14 +270,17 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
         decision; but a Bill Stacked in it may be the only report of that bill (the unit
         may have taken an ACK as meant for it), so it is credited like any 0x81 - a
         repeat with no other state in between keeps its event key (M2). Other states only
-        end a stacked event, in the order the unit sent them.
+        end a stacked event, in the order the unit sent them; a late power-up with a bill
+        in the stacker (0x12) still names the origin of the 0x81 that follows it.
         """
         log.info("late POLL reply: %s", describe(reply.z1, reply.z2))
         self._note_state(reply.z1)
         if reply.z1 == PollState.STACKED:
             self._on_stacked(reply.z2)
-        else:
-            self._edge.observe(reply.z1)
+            return
+        self._edge.observe(reply.z1)
+        if reply.z1 == PollState.POWER_UP_BILL_IN_STACKER:
+            self._recovery_pending = True
 
     def _on_state(self, reply: PollReply) -> None:
         z1, z2 = reply.z1, reply.z2
