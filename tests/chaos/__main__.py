@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="chaos: at least this many kills between commit and ACK")
     p.add_argument("--min-uncommitted-kills", type=int, default=5,
                    help="chaos: at least this many kills between stacked report and commit")
+    p.add_argument("--min-power-cycles", type=int, default=10,
+                   help="chaos: at least this many validator power cycles (note in the stacker)")
+    p.add_argument("--min-corrupted-each", type=int, default=5,
+                   help="chaos: at least this many corrupted replies after STACK per after-NAK "
+                        "behaviour (retransmit in the gap, retransmit late, silent)")
     p.add_argument("--minutes", type=float, default=15.0, help="soak: duration (default 15)")
     p.add_argument("--skip", action="append", default=[], metavar="FAULT",
                    help="soak: leave this fault kind out (repeatable)")
@@ -54,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.what in ("chaos", "all"):
             params = ChaosParams(payments=args.payments, min_kills=args.min_kills,
                                  min_window_kills=args.min_window_kills,
-                                 min_uncommitted_kills=args.min_uncommitted_kills)
+                                 min_uncommitted_kills=args.min_uncommitted_kills,
+                                 min_power_cycles=args.min_power_cycles,
+                                 min_corrupted_each=args.min_corrupted_each)
             if args.seed is not None:
                 params.seed = args.seed
             print(f"chaos: {params.payments} payments, seed {params.seed}, in {base / 'chaos'}",

@@ -53,6 +53,7 @@ AIM_EARLY_S = 0.001
 AIM_EARLY_SHARE = 0.25  # ... or, a quarter of them, at once from the simulator's thread
 SETTLE_S = 0.05  # the simulator reads its line every 5 ms
 RECOVERY_WAIT_S = 20.0  # a power-cycled unit's note is credited and ACKed within this
+KILL_CHECK_S = 0.25  # meanwhile, how often to look whether the core was killed
 NAK_BEHAVIOURS: dict[str, tuple[str, tuple[float, float]]] = {
     # what the unit does after the host NAKs the corrupted reply: (nak mode, delay range)
     "retransmit in the gap": ("retransmit", (0.003, 0.015)),  # profile gap: 20 ms
@@ -218,6 +219,7 @@ class ValidatorFaults:
         self.station, self.rng = station, rng
         self.power_cycles = 0
         self.recovery_timeouts = 0  # the note was not ACKed within RECOVERY_WAIT_S
+        self.recovery_killed = 0  # the core was killed before it ACKed the note
         self.corrupted: Counter[str] = Counter()  # hit, by after-NAK behaviour
         self._next_behaviour = 0
         self._armed = threading.Event()  # a corruption waits for the next STACK
@@ -236,10 +238,16 @@ class ValidatorFaults:
             mark = sim.mark()
             sim.power_cycle(note_in_stacker=value)
         self.power_cycles += 1
-        try:
-            sim.wait_for("host acked 0x81", timeout_s=RECOVERY_WAIT_S, since=mark)
-        except TimeoutError:
-            self.recovery_timeouts += 1  # a kill in between: the final reconcile judges
+        deadline = time.monotonic() + RECOVERY_WAIT_S
+        while time.monotonic() < deadline:
+            try:
+                sim.wait_for("host acked 0x81", timeout_s=KILL_CHECK_S, since=mark)
+                return True
+            except TimeoutError:
+                if not self.station.core.alive():
+                    self.recovery_killed += 1  # the main loop restarts it; reconcile judges
+                    return True
+        self.recovery_timeouts += 1
         return True
 
     def corrupt_after_stack(self) -> None:
@@ -270,7 +278,8 @@ class ValidatorFaults:
     def summary(self) -> str:
         hit = ", ".join(f"{n} {self.corrupted[n]}" for n in NAK_BEHAVIOURS)
         return (f"  validator: {self.power_cycles} power cycles with a note in the stacker "
-                f"path ({self.recovery_timeouts} not ACKed within {RECOVERY_WAIT_S:.0f} s); "
+                f"path ({self.recovery_killed} with the core killed before the note's ACK, "
+                f"{self.recovery_timeouts} not ACKed within {RECOVERY_WAIT_S:.0f} s); "
                 f"corrupted replies right after STACK {sum(self.corrupted.values())} "
                 f"(after the NAK: {hit})")
 

@@ -45,6 +45,7 @@ def test_chaos_short_loses_and_duplicates_nothing(tmp_path):
     assert sum(report.broker_restarts.values()) == 1
     faults = report.validator
     assert faults is not None and faults.power_cycles >= 2, "validator power cycles"
+    assert faults.recovery_timeouts == 0, "a power-cycled unit's note was never ACKed"
     assert all(faults.corrupted[n] >= 1 for n in NAK_BEHAVIOURS), faults.corrupted
     # Every repeated stacked report after a kill in the window was recognised, not credited.
     assert report.duplicates_ignored == report.kills_of("window")
