@@ -286,3 +286,39 @@ def test_corrupted_reply_right_after_stack_credits_the_note_once(make_rig, after
     logged = logged_valid_frames(rig.config.paths.log_dir / FRAME_LOG_NAME)
     missing = collections.Counter(frames) - collections.Counter(logged)
     assert not missing, f"valid frames sent but not in the frame log: {missing}"
+
+
+def test_stacked_reply_past_the_timeout_is_credited_once(make_rig) -> None:
+    """(b) a slow unit: the reply carrying Bill Stacked comes 250 ms after the POLL, past
+    the 150 ms timeout; the host asks again and reads both replies (late one first)."""
+    rig = make_rig()
+    sent = record_sent(rig)
+    rig.to_cash()
+    rig.wait_taking_bills(500)
+    rig.sim.when("stacked 500", "late_reply 1 250")
+    mark = rig.insert(500)
+    rig.sim.wait_for("reply late by 250 ms", since=mark)
+    wait_until(lambda: rig.inserted() == 50_000, what="the 500 credited")
+    rig.sim.wait_for("host acked 0x81", since=mark)
+    assert rig.sim.counters.stacked == 1
+    assert [b[0] for b in rig.stacked_bills()] == [50_000]
+    rig.assert_money_consistent()
+    rig.core.stop()
+    logged = logged_valid_frames(rig.config.paths.log_dir / FRAME_LOG_NAME)
+    missing = collections.Counter(valid_frames(b"".join(sent))) - collections.Counter(logged)
+    assert not missing, f"valid frames sent but not in the frame log: {missing}"
+
+
+def test_note_in_the_stacker_at_power_loss_without_stack_is_credited_once(make_rig) -> None:
+    """(c) the unit loses power with a note in its stacker path this host never sent STACK
+    for: 0x12 at power-up, RESET, then 0x81 for that note - one credit, never a repeat."""
+    rig = make_rig()
+    mark = rig.sim.mark()
+    assert rig.sim.power_cycle(note_in_stacker=1000) == "ok"
+    rig.sim.wait_for("stacked 1000 RUB (credit recovery after power-up)", since=mark)
+    rig.sim.wait_for("host acked 0x81", since=mark)
+    wait_until(lambda: len(rig.stacked_bills()) == 1, what="the note in the ledger")
+    assert [b[0] for b in rig.stacked_bills()] == [100_000]
+    assert rig.sim.counters.stacked == 1
+    rig.wait_in_service()
+    rig.assert_money_consistent()
