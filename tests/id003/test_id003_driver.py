@@ -28,7 +28,7 @@ from drivers.id003.device import Id003Acceptor
 from drivers.id003.states import Status
 from drivers.profiles import Profile, ProfileError, load_profile
 from drivers.sim.id003 import Id003Simulator
-from drivers.sim.id003_model import DEFAULT_BILLS, SimTiming
+from drivers.sim.id003_model import DEFAULT_BILLS, SimTiming, default_records
 from tests.acceptor_fixtures import insert_and_wait_credit
 from tests.id003.conftest import SIM_TIMING, write_profile
 
@@ -262,6 +262,13 @@ def test_unknown_country_number_makes_the_unit_unusable_unless_the_profile_names
     acceptor.enable([RUB_500.amount_minor])
     wait_until(lambda: unit.counters.polls > 5, what="a few polls")
     assert acceptor.status is AcceptorStatus.FAILURE and unit.model.inhibited  # M4
+    # the unit is reflashed for a known country: after its next RESET the table is read
+    # again, and the unit is usable (and enabled, as asked) without a restart
+    unit.with_model(lambda m: setattr(m, "records", {r.escrow_code: r for r in
+                                                     default_records("RUB")}))
+    assert unit.command("power_cycle none") == "ok"
+    wait_until(lambda: acceptor.status is AcceptorStatus.IDLE, what="usable again")
+    assert RUB_500 in acceptor.info.bill_table and unit.model.enabled == {RUB_500.bill_type}
     acceptor.stop()
 
     named = profile_variant(tmp_path, "named", **{"power_recovery = true":
