@@ -515,6 +515,30 @@ def test_power_up_in_stacker_names_the_note_by_the_units_escrow_code(
     assert second.bill == Bill(1000, "RUB", 0x61)
 
 
+def test_power_up_in_stacker_without_power_recovery_reports_the_unnamed_note(
+    listener, make_sim, make_acceptor, wait_until
+) -> None:
+    """The same power-up on firmware without power recovery: no VEND VALID comes, the unit
+    stacks the note silently. Nobody sent STACK for it: the driver reports it unnamed when
+    the unit settles (before the fix it logged a warning and reported nothing)."""
+    unit = make_sim(power_recovery_supported=False)
+    acceptor = make_acceptor(unit, listener)
+    acceptor.enable(b.amount_minor for b in acceptor.info.bill_table)
+    wait_until(lambda: acceptor.status is AcceptorStatus.IDLE, what="IDLE after enable")
+    insert_and_wait_credit(unit, listener, wait_until)
+    wait_until(lambda: acceptor.status is AcceptorStatus.IDLE, what="idle after the 500")
+    polls = unit.counters.polls
+    wait_until(lambda: unit.counters.polls > polls + 2, what="the driver saw the unit idle")
+    mark = unit.mark()
+    assert unit.command("power_cycle stacker") == "ok"
+    unit.wait_for("stacked 10 RUB silently", since=mark)
+    wait_until(lambda: len(listener.ledger) == 2, what="the unnamed note reported")
+    first, second = listener.ledger.values()
+    assert first.bill == RUB_500
+    assert second.bill is None and second.origin is StackOrigin.POWER_UP
+    assert second.event_key != first.event_key and unit.counters.stacked == 2
+
+
 def test_restart_between_credit_and_ack_is_flagged_recovered(
     sim, listener, make_acceptor, wait_until
 ) -> None:
