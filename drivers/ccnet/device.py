@@ -310,9 +310,11 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
         elif z1 == PollState.PAUSE and self._phase is not Phase.INITIALIZING:
             self._reset_needed = True  # spec: RESET resolves the Pause deadlock
         if z1 in SETTLED_STATES:
-            if self._recovery_pending:
-                log.warning("power-up with bill in stacker was not followed by a stacked report")
-                self._recovery_pending = False
+            if self._recovery_pending and new_event:
+                # Kept until a credit or our next STACK: a unit that settles before it
+                # reports the bill in its stacker still reports a new stacking (issue 12).
+                log.warning("power-up with bill in stacker, no stacked report yet (%s)",
+                            describe(z1, z2))
             self._stack_sent = False
 
     def _on_stacked(self, bill_type: int | None) -> bool:
@@ -359,6 +361,7 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
     def _send_decision(self, esc: Escrow, decision: EscrowDecision) -> None:
         if decision is EscrowDecision.STACK:
             self._stack_sent = True  # before sending: the ACK may be lost after it stacked
+            self._recovery_pending = False  # the next 0x81 is this bill's
         reply = self._link_request(_DECISION_COMMANDS[decision])
         if not _is_ack(reply):
             log.warning("%s answered with %r", decision.value, reply)

@@ -227,3 +227,18 @@ def test_receipts_print_customer_words_not_technician_details(term):
     assert "0x43" not in text and "jammed" not in text
     payment = term.ledger.list_payments()[0]
     assert "0x43" in payment["note"]  # the desk still sees why
+
+
+def test_out_of_service_reason_follows_the_current_acceptor_fault(term):
+    """One fault after another (a jam, then a table with no note of the terminal's
+    currency): the technician's reason is the current one, not the first (issue 12)."""
+    from drivers.acceptor import AcceptorStatus
+
+    term.acceptor.set_status(AcceptorStatus.JAMMED, "jam in acceptor")
+    assert term.engine.oos_reasons["acceptor"] == "bill acceptor: jammed jam in acceptor"
+    term.acceptor.set_status(AcceptorStatus.FAILURE, "the bill acceptor can take no RUB note")
+    assert term.engine.oos_reasons["acceptor"] == (
+        "bill acceptor: failure the bill acceptor can take no RUB note")
+    assert term.engine.snapshot()["out_of_service"]["reasons"] == ["acceptor"]
+    term.acceptor.set_status(AcceptorStatus.DISABLED)
+    assert "acceptor" not in term.engine.oos_reasons

@@ -28,7 +28,7 @@ from drivers.id003.device import Id003Acceptor
 from drivers.id003.states import Status
 from drivers.profiles import Profile, ProfileError, load_profile
 from drivers.sim.id003 import Id003Simulator
-from drivers.sim.id003_model import DEFAULT_BILLS, SimTiming
+from drivers.sim.id003_model import DEFAULT_BILLS, SimTiming, default_records
 from tests.acceptor_fixtures import insert_and_wait_credit
 from tests.id003.conftest import SIM_TIMING, write_profile
 
@@ -262,6 +262,13 @@ def test_unknown_country_number_makes_the_unit_unusable_unless_the_profile_names
     acceptor.enable([RUB_500.amount_minor])
     wait_until(lambda: unit.counters.polls > 5, what="a few polls")
     assert acceptor.status is AcceptorStatus.FAILURE and unit.model.inhibited  # M4
+    # the unit is reflashed for a known country: after its next RESET the table is read
+    # again, and the unit is usable (and enabled, as asked) without a restart
+    unit.with_model(lambda m: setattr(m, "records", {r.escrow_code: r for r in
+                                                     default_records("RUB")}))
+    assert unit.command("power_cycle none") == "ok"
+    wait_until(lambda: acceptor.status is AcceptorStatus.IDLE, what="usable again")
+    assert RUB_500 in acceptor.info.bill_table and unit.model.enabled == {RUB_500.bill_type}
     acceptor.stop()
 
     named = profile_variant(tmp_path, "named", **{"power_recovery = true":
@@ -506,6 +513,30 @@ def test_power_up_in_stacker_names_the_note_by_the_units_escrow_code(
     second = power_up_with_a_note_in_the_stacker_after_a_settled_credit(
         unit, listener, acceptor, wait_until)
     assert second.bill == Bill(1000, "RUB", 0x61)
+
+
+def test_power_up_in_stacker_without_power_recovery_reports_the_unnamed_note(
+    listener, make_sim, make_acceptor, wait_until
+) -> None:
+    """The same power-up on firmware without power recovery: no VEND VALID comes, the unit
+    stacks the note silently. Nobody sent STACK for it: the driver reports it unnamed when
+    the unit settles (before the fix it logged a warning and reported nothing)."""
+    unit = make_sim(power_recovery_supported=False)
+    acceptor = make_acceptor(unit, listener)
+    acceptor.enable(b.amount_minor for b in acceptor.info.bill_table)
+    wait_until(lambda: acceptor.status is AcceptorStatus.IDLE, what="IDLE after enable")
+    insert_and_wait_credit(unit, listener, wait_until)
+    wait_until(lambda: acceptor.status is AcceptorStatus.IDLE, what="idle after the 500")
+    polls = unit.counters.polls
+    wait_until(lambda: unit.counters.polls > polls + 2, what="the driver saw the unit idle")
+    mark = unit.mark()
+    assert unit.command("power_cycle stacker") == "ok"
+    unit.wait_for("stacked 10 RUB silently", since=mark)
+    wait_until(lambda: len(listener.ledger) == 2, what="the unnamed note reported")
+    first, second = listener.ledger.values()
+    assert first.bill == RUB_500
+    assert second.bill is None and second.origin is StackOrigin.POWER_UP
+    assert second.event_key != first.event_key and unit.counters.stacked == 2
 
 
 def test_restart_between_credit_and_ack_is_flagged_recovered(

@@ -247,3 +247,35 @@ def test_probe_cli_table_and_json(sim, profiles, capsys: pytest.CaptureFixture[s
     (item,) = json.loads(capsys.readouterr().out)
     assert item["profile"] == "jcm_uba" and item["bill_table"][0]["amount_minor"] == 1000
     assert format_table([]).startswith("PORT")
+
+
+def test_the_terminal_currency_reaches_the_driver(tmp_path: Path) -> None:
+    """kiosk/devices.py passes [terminal] currency: the driver's unusable-table rule
+    (issue 12) and its enable filter use the terminal's currency."""
+    import dataclasses
+
+    from kiosk.config import AcceptorConfig, TerminalConfig
+    from kiosk.devices import build_acceptor
+    from tests.conftest import config_in
+
+    base = config_in(tmp_path)
+    for kind in ("id003", "ccnet"):
+        config = dataclasses.replace(
+            base, terminal=dataclasses.replace(base.terminal, currency="KZT"),
+            acceptor=AcceptorConfig(kind=kind, port=str(tmp_path / "nothing")))
+        assert isinstance(config.terminal, TerminalConfig)
+        acceptor = build_acceptor(config)
+        assert acceptor._currency == "KZT"  # type: ignore[attr-defined]
+
+
+def test_probe_cli_currency_flags_a_unit_without_that_currency(
+    sim, profiles, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "only_id003"
+    folder.mkdir()
+    for name in SHIPPED:
+        (folder / f"{name}.toml").write_text(profiles[name].path.read_text())
+    assert main(["--currency", "RUB", "--profiles", str(folder), sim.path]) == 0
+    assert "UNUSABLE" not in capsys.readouterr().out
+    assert main(["--currency", "USD", "--profiles", str(folder), sim.path]) == 0
+    assert "UNUSABLE: no USD note in its bill table" in capsys.readouterr().out
