@@ -22,11 +22,13 @@ way because of four rules:
    ACK) is late too, whenever it arrives.
 3. After an attempt that may still be answered (a bad-CRC reply the protocol rejected
    with a NAK, which a unit may retransmit; or no reply, which may come late) the link
-   first listens: a valid answer then answers the original command, which is not sent
-   again. When it does send again, it reads until the deadline and takes the LAST
-   answer-shaped frame: on a first-in-first-out line the late reply to the earlier
-   attempt comes before the answer to the new one. A damaged frame after the last valid
-   one means the unit's last word was unreadable: that attempt failed too.
+   reads before it sends again - after a NAK for up to one response timeout, otherwise
+   for the gap between host frames: a valid answer then answers the original command,
+   which is not sent again. When it does send again, it reads until the deadline and
+   takes the LAST answer-shaped frame: on a first-in-first-out line the late reply to
+   the earlier attempt comes before the answer to the new one. A damaged frame after
+   the last valid one means the unit's last word was unreadable: that attempt failed
+   too. This costs up to two response timeouts, and only after a fault.
 4. An acknowledgement goes only to the unit's last frame: if a valid frame arrived after
    the reply being acknowledged, the ACK is not sent (the unit repeats its report, which
    the host reads again), because the unit would take the ACK as meant for the newer
