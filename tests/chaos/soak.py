@@ -12,6 +12,8 @@ thread, at random instants, puts on the lines what real cables and devices do:
 | `crc` | acceptor → host | the CRC of the next 1-2 replies is corrupted (simulator) |
 | `stacked_drop`, `stacked_crc` | acceptor → host | the reply with a stacked report (0x81) is |
 | | | dropped / corrupted (M2 under line faults) |
+| | | after each corruption the unit, once NAKed, retransmits in the gap, retransmits |
+| | | late or stays silent, at random (`NAK_BEHAVIOURS`) |
 | `unplug` | acceptor | the pty closes (the port vanishes) for 0.3-2 s, then a new one appears |
 | `printer_offline` | printer | the printer answers nothing for 0.5-2 s |
 | `printer_replug` | printer | the printer's pty closes and a new one appears |
@@ -37,6 +39,7 @@ from pathlib import Path
 
 from drivers.sim.printer import Fault
 from kiosk.api_client import ApiRequestError
+from tests.chaos.chaos import NAK_BEHAVIOURS
 from tests.chaos.rig import (
     BILLS,
     BillRefused,
@@ -95,6 +98,7 @@ class SoakReport:
     interrupted: int = 0
     interruptions: Counter[str] = field(default_factory=Counter)
     injected: Counter[str] = field(default_factory=Counter)
+    nak_behaviours: Counter[str] = field(default_factory=Counter)
     hits: Counter[str] = field(default_factory=Counter)
     resync_s: dict[str, list[float]] = field(default_factory=dict)
     excursions: int = 0  # one-shot faults after which the acceptor left its normal states
@@ -121,6 +125,8 @@ class SoakReport:
             f"interrupted {self.interrupted} {dict(self.interruptions)}",
             f"  faults injected {sum(self.injected.values())} {dict(sorted(self.injected.items()))}"
             f"; hits on the line {dict(sorted(self.hits.items()))}",
+            f"  after the host's NAK of a corrupted reply, the unit: "
+            f"{dict(sorted(self.nak_behaviours.items()))}",
         ]
         for kind, values in sorted(self.resync_s.items()):
             lines.append(f"  resync after {kind:<8} n={len(values):<4} " + fmt_dist(values))
@@ -162,6 +168,7 @@ class FaultThread(threading.Thread):
         self.stop = threading.Event()
         self.injected: Counter[str] = Counter()
         self.episodes: list[Episode] = []
+        self.nak_behaviours: Counter[str] = Counter()  # after-NAK behaviour per corruption
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -188,10 +195,12 @@ class FaultThread(threading.Thread):
             elif kind == "bytes":
                 sim.drop_bytes(1)
             elif kind == "crc":
+                self._after_nak()
                 sim.command(f"corrupt_crc {self.rng.randint(1, 2)}")
             elif kind == "stacked_drop":
                 sim.when("stacked", "drop_reply")
             elif kind == "stacked_crc":
+                self._after_nak()
                 sim.when("stacked", "corrupt_crc")
             elif kind == "unplug":
                 sim.command("unplug")
@@ -208,6 +217,13 @@ class FaultThread(threading.Thread):
                 self.episodes.append(Episode(kind, time.monotonic()))
         sim.command("replug")  # leave the devices plugged in and well
         self.station.printer.clear()
+
+    def _after_nak(self) -> None:
+        """What the unit does when the host NAKs the damaged reply (unsettled, §1.4)."""
+        name = self.rng.choice(list(NAK_BEHAVIOURS))
+        mode, (low, high) = NAK_BEHAVIOURS[name]
+        self.station.sim.set_nak_mode(mode, self.rng.uniform(low, high))
+        self.nak_behaviours[name] += 1
 
 
 def run_soak(workdir: Path, params: SoakParams, log: bool = True) -> SoakReport:
@@ -275,6 +291,7 @@ def run_soak(workdir: Path, params: SoakParams, log: bool = True) -> SoakReport:
         report.core_exit = station.core.stop()
         watcher.stop()
         report.injected = faults.injected
+        report.nak_behaviours = faults.nak_behaviours
         report.episodes = faults.episodes
         _measure(station, watcher, report)
         report.recon = reconcile(station, None)
