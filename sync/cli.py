@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sync import topics
 from sync.keys import (
     KeyError_,
     create_terminal_keys,
@@ -38,6 +39,10 @@ def keys_main(folder: str | None, terminal_id: str | None, config: Any) -> int:
 
     directory = Path(folder) if folder else signing_key_path(config).parent
     terminal = terminal_id or config.terminal.id
+    if not topics.valid_terminal_id(terminal):
+        print(f"kiosk keys: {terminal[:40]!r} is not a terminal id (1-32 letters, digits or "
+              "'-'); the certificate's CN is the broker identity", file=sys.stderr)
+        return 1
     try:
         keys = create_terminal_keys(directory, terminal)
     except KeyError_ as exc:

@@ -163,6 +163,9 @@ class Desk:
         self.health: dict[str, dict[str, Any]] = {}
         self.results: dict[str, dict[str, Any]] = {}
         self.result_props: dict[str, bytes | None] = {}
+        # cmd id -> the broker's PUBACK reason ("Success": queued or delivered to the
+        # terminal's session; "No matching subscribers": no session at all; a failure)
+        self.publish_outcomes: dict[str, str] = {}
         self._cond = threading.Condition()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -225,6 +228,10 @@ class Desk:
         self._queue.put(msg)
 
     def on_published(self, tag: Any, ok: bool, reason: str) -> None:
+        if isinstance(tag, tuple) and tag and tag[0] == "cmd":
+            with self._cond:
+                self.publish_outcomes[tag[1]] = reason
+                self._cond.notify_all()
         if not ok and reason not in ("connection lost", "not connected", "stopped"):
             log.warning("desk publish %s refused: %s", tag, reason)
 
@@ -377,7 +384,7 @@ class Desk:
         }
 
     def send_raw(self, terminal: str, leaf: str, payload: bytes, correlation: bytes | None = None,
-                 retain: bool = False) -> None:
+                 retain: bool = False, tag: Any = None) -> None:
         response = topics.topic(terminal, topics.CMD_RESULT) if leaf == topics.CMD else None
         self.conn.publish(
             topics.topic(terminal, leaf),
@@ -386,11 +393,13 @@ class Desk:
             retain=retain,
             correlation_data=correlation,
             response_topic=response,
+            tag=tag,
         )
 
     def send_command(self, body: dict[str, Any]) -> str:
         payload = seal(self.key, self.kid, "cmd", body)
-        self.send_raw(body["terminal_id"], topics.CMD, payload, body["cmd_id"].encode())
+        self.send_raw(body["terminal_id"], topics.CMD, payload, body["cmd_id"].encode(),
+                      tag=("cmd", body["cmd_id"]))
         return str(body["cmd_id"])
 
     def command(

@@ -60,14 +60,36 @@ def key_id(owner: str, pub: Ed25519PublicKey) -> str:
     return f"{owner}.{fingerprint(pub)}"
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a new directory entry durable: without it a power cut right after writing a
+    key can leave no file at all, and the terminal would make a new, unknown key."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create a 0600 file (never overwrite), fsync it and its folder."""
+    new_folder = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
+    if new_folder:
+        fsync_dir(path.parent.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
+    fsync_dir(path.parent)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    fsync_dir(path.parent)
 
 
 def write_signing_key(path: Path) -> Ed25519PrivateKey:
@@ -78,11 +100,11 @@ def write_signing_key(path: Path) -> Ed25519PrivateKey:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_private(path, pem)
+    write_private(path, pem)
     pub_pem = key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    path.with_suffix(".pub").write_bytes(pub_pem)
+    _write_public(path.with_suffix(".pub"), pub_pem)
     return key
 
 
@@ -118,7 +140,7 @@ def load_or_create_signing_key(path: Path) -> tuple[Ed25519PrivateKey, bool]:
 # -- TLS key and CSR -----------------------------------------------------------------
 def write_tls_key(path: Path) -> ec.EllipticCurvePrivateKey:
     key = ec.generate_private_key(ec.SECP256R1())
-    _write_private(
+    write_private(
         path,
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -158,7 +180,7 @@ def create_terminal_keys(directory: Path, terminal_id: str) -> TerminalKeys:
     key = write_signing_key(signing)
     tls_key = write_tls_key(tls)
     csr = make_csr(tls_key, terminal_id)
-    (directory / TLS_CSR).write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    _write_public(directory / TLS_CSR, csr.public_bytes(serialization.Encoding.PEM))
     pub = key.public_key()
     return TerminalKeys(
         signing,
@@ -198,8 +220,12 @@ def issue(
     csr: x509.CertificateSigningRequest,
     days: int = 30,
     server_ip: str | None = None,
+    server_name: str | None = None,
 ) -> x509.Certificate:
-    """Sign a CSR: a client certificate, or a server one for `server_ip`."""
+    """Sign a CSR: a client certificate, or a server one for `server_ip` / `server_name`
+    (an IP address or a DNS name)."""
+    if server_ip is not None:
+        server_name = server_ip
     if not csr.is_signature_valid:
         raise KeyError_("the CSR's signature does not verify")
     now = dt.datetime.now(dt.UTC)
@@ -213,9 +239,13 @@ def issue(
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
     )
-    if server_ip is not None:
+    if server_name is not None:
+        try:
+            san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(server_name))
+        except ValueError:
+            san = x509.DNSName(server_name)
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(server_ip))]),
+            x509.SubjectAlternativeName([san]),
             critical=False,
         ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     else:
