@@ -1,6 +1,6 @@
 """TLS with per-terminal client certificates and an ACL keyed on the certificate's CN
-(use_identity_as_username), from the shipped deploy/mosquitto/ files: a terminal cannot publish as another nor read another's
-commands; forged, expired and replayed commands change nothing. Real mosquitto."""
+(use_identity_as_username; the shipped deploy/mosquitto/ files): a terminal cannot
+publish as another nor read another's commands; forged, expired and replayed commands change nothing. Real mosquitto."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from sync.envelope import seal
 from sync.keys import key_id
 from tests.sync.conftest import wait_for
 from tests.sync.terminal import live_terminal, mqtt_config, terminal_public_key
+
 
 @pytest.fixture(scope="module")
 def tls_setup(kit_broker):
