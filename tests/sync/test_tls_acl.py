@@ -1,6 +1,7 @@
 """TLS with per-terminal client certificates and an ACL keyed on the certificate's CN
 (use_identity_as_username; the shipped deploy/mosquitto/ files): a terminal cannot
-publish as another nor read another's commands; forged, expired and replayed commands change nothing. Real mosquitto."""
+publish as another nor read another's commands; forged, expired and replayed commands
+change nothing. Real mosquitto."""
 
 from __future__ import annotations
 
