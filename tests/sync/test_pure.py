@@ -7,7 +7,7 @@ import pytest
 from kiosk.catalog import DEMO_CATALOG
 from sync import topics
 from sync.backoff import Backoff
-from sync.commands import CommandError, check_fresh, check_seq, parse_command
+from sync.commands import MAX_SEQ_STEP, CommandError, check_fresh, check_seq, parse_command
 from sync.desk_config import ConfigDocError, parse_config_doc
 
 NOW = 1_800_000_000_000
@@ -64,7 +64,11 @@ def test_parse_command_ok():
     re = parse_command(
         _cmd(type="reprocess", args={"payment_id": "T1-00000001", "account": "9160000000"})
     )
-    assert re.args == {"payment_id": "T1-00000001", "account": "9160000000", "reason": ""}
+    assert re.args == {"payment_id": "T1-00000001", "account": "9160000000", "reason": "",
+                       "reprocess_count": None}
+    un = parse_command(_cmd(type="reprocess_unclaimed", args={
+        "record_id": "T1-00000002", "provider_id": "mts", "account": "9160000000"}))
+    assert un.args["record_id"] == "T1-00000002" and un.args["provider_id"] == "mts"
 
 
 @pytest.mark.parametrize(
@@ -110,15 +114,31 @@ def test_check_fresh_rejects(terminal, now, code):
     assert err.value.code == code
 
 
-def test_check_fresh_allows_skew_and_seq_must_grow():
-    cmd = parse_command(_cmd())
-    check_fresh(cmd, "T1", NOW + 60_000 + 299_000, 300_000)
-    check_fresh(cmd, "T1", NOW - 299_000, 300_000)
+def test_expiry_is_strict_and_the_skew_only_covers_a_desk_clock_ahead():
+    cmd = parse_command(_cmd())  # issued NOW, expires NOW + 60 s
+    check_fresh(cmd, "T1", NOW + 60_000, 300_000)
+    with pytest.raises(CommandError) as err:  # the TTL is the TTL: no 300 s on top
+        check_fresh(cmd, "T1", NOW + 60_001, 300_000)
+    assert err.value.code == "expired"
+    check_fresh(cmd, "T1", NOW - 299_000, 300_000)  # issued "in the future" within skew
+    with pytest.raises(CommandError) as err:
+        check_fresh(cmd, "T1", NOW - 301_000, 300_000)
+    assert err.value.code == "not_yet_valid"
+
+
+def test_seq_must_grow_and_cannot_jump_away():
+    cmd = parse_command(_cmd())  # seq 5
     check_seq(cmd, 4)
+    check_seq(cmd, 0)
     for last in (5, 6):
         with pytest.raises(CommandError) as err:
             check_seq(cmd, last)
-        assert err.value.code == "replayed"
+        assert err.value.code == "replayed" and err.value.extra == {"last_seq": last}
+    far = parse_command(_cmd(seq=MAX_SEQ_STEP + 5))
+    check_seq(far, 5)
+    with pytest.raises(CommandError) as err:  # e.g. milliseconds of a clock as a sequence
+        check_seq(far, 4)
+    assert err.value.code == "seq_gap" and err.value.extra == {"last_seq": 4}
 
 
 def _doc(**changes):  # type: ignore[no-untyped-def]
