@@ -308,6 +308,7 @@ class Desk:
         # cmd id -> the broker's PUBACK reason ("Success": queued or delivered to the
         # terminal's session; "No matching subscribers": no session at all; a failure)
         self.publish_outcomes: dict[str, str] = {}
+        self.last_publish = ""  # tag id of the latest config / payment_status publish
         self._cond = threading.Condition()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -388,7 +389,7 @@ class Desk:
         self._queue.put(msg)
 
     def on_published(self, tag: Any, ok: bool, reason: str) -> None:
-        if isinstance(tag, tuple) and tag and tag[0] == "cmd":
+        if isinstance(tag, tuple) and tag and tag[0] in ("cmd", "pub"):
             with self._cond:
                 self.publish_outcomes[tag[1]] = reason
                 self._cond.notify_all()
@@ -653,7 +654,9 @@ class Desk:
 
     def publish_config(self, terminal: str, doc: dict[str, Any]) -> bytes:
         payload = seal(self.key, self.kid, "config", {"issued_ms": self.now_ms(), **doc})
-        self.send_raw(terminal, topics.CONFIG, payload, retain=True)
+        self.last_publish = uuid.uuid4().hex
+        self.send_raw(terminal, topics.CONFIG, payload, retain=True,
+                      tag=("pub", self.last_publish))
         self.store.record_config(topics.topic(terminal, topics.CONFIG), int(doc["version"]))
         return payload
 
@@ -682,8 +685,10 @@ class Desk:
             for st in statuses
         ]
         body = {"terminal_id": terminal, "statuses": stamped, "issued_ms": self.now_ms()}
+        self.last_publish = uuid.uuid4().hex
         self.send_raw(
-            terminal, topics.PAYMENT_STATUS, seal(self.key, self.kid, "payment_status", body)
+            terminal, topics.PAYMENT_STATUS, seal(self.key, self.kid, "payment_status", body),
+            tag=("pub", self.last_publish),
         )
         return [st["version"] for st in stamped]
 
