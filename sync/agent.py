@@ -161,7 +161,9 @@ class SyncAgent:
                 delay_s=m.will_delay_s,
             ),
             subscriptions=(
-                Subscription(topics.topic(t, topics.CMD), 1, send_retained=False),
+                # never the retained copy; a command published with retain is refused
+                Subscription(topics.topic(t, topics.CMD), 1, send_retained=False,
+                             retain_as_published=True),
                 Subscription(topics.topic(t, topics.ACK), 1),
                 Subscription(topics.topic(t, topics.PAYMENT_STATUS), 1),
                 Subscription(topics.topic(t, topics.CONFIG), 1),
