@@ -70,12 +70,21 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def make_dirs(directory: Path) -> None:
+    """mkdir -p, with every new folder's entry fsynced in its parent."""
+    missing = []
+    d = directory
+    while not d.exists():
+        missing.append(d)
+        d = d.parent
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+        fsync_dir(folder.parent)
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Create a 0600 file (never overwrite), fsync it and its folder."""
-    new_folder = not path.parent.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if new_folder:
-        fsync_dir(path.parent.parent)
+    make_dirs(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)
@@ -171,7 +180,7 @@ class TerminalKeys:
 
 def create_terminal_keys(directory: Path, terminal_id: str) -> TerminalKeys:
     """`kiosk keys`: Ed25519 signing key, TLS key and CSR (CN = terminal id)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     signing = directory / SIGNING_KEY
     tls = directory / TLS_KEY
     for path in (signing, tls):

@@ -184,3 +184,28 @@ def test_config_doc_rejects(changes, code):
     with pytest.raises(ConfigDocError) as err:
         parse_config_doc(_doc(**changes), "T1", DEMO_CATALOG)
     assert err.value.code == code
+
+
+def test_keys_and_their_folder_are_fsynced(tmp_path, mocker):
+    """A power cut right after `kiosk keys` must not leave a folder without the key
+    (the terminal would make a new, unknown one): the directory entry is fsynced."""
+    import os
+    import stat
+
+    from sync.keys import create_terminal_keys
+
+    synced: list[tuple[bool, str]] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        st = os.fstat(fd)
+        synced.append((stat.S_ISDIR(st.st_mode), os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    mocker.patch("sync.keys.os.fsync", side_effect=spy)
+    folder = tmp_path / "new" / "keys"
+    create_terminal_keys(folder, "T0009")
+    dirs = {path for is_dir, path in synced if is_dir}
+    assert str(folder) in dirs and str(folder.parent) in dirs
+    files = {path for is_dir, path in synced if not is_dir}
+    assert {str(folder / n) for n in ("terminal.ed25519.key", "tls.key")} <= files
