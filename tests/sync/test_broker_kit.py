@@ -23,7 +23,7 @@ from paho.mqtt.properties import Properties
 
 from sync import broker_kit
 from sync.desk import Desk
-from sync.keys import make_csr, write_tls_key
+from sync.keys import make_csr, pem, write_tls_key
 from tests.sync.conftest import KitBroker, wait_for
 from tests.sync.terminal import live_terminal, mqtt_config, terminal_public_key
 
@@ -169,3 +169,29 @@ def test_the_kit_never_signs_the_desk_identity_or_a_wildcard_for_a_terminal(
     )
     assert out.returncode != 0 and "terminal id" in out.stderr
     assert not (tmp_path / "k" / "tls.csr").exists()
+
+
+def test_kiosk_broker_kit_command_line(tmp_path):
+    def kit(*args: str) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+        return subprocess.run(
+            [sys.executable, "-m", "kiosk", "broker-kit", *args], capture_output=True,
+            text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.getcwd()},
+        )
+
+    d = tmp_path / "kit"
+    assert kit("init", "--dir", str(d), "--server-name", "mqtt.example.ru").returncode == 0
+    assert (d / "acl").read_bytes() == (SHIPPED / "acl").read_bytes()
+    assert "listener 8883\n" in (d / "kiosk.conf").read_text()
+    again = kit("init", "--dir", str(d), "--server-name", "x")
+    assert again.returncode == 1 and "never overwritten" in again.stderr
+    key = write_tls_key(tmp_path / "t.key")
+    (tmp_path / "t.csr").write_bytes(pem(make_csr(key, "T0042")))
+    ok = kit("sign", "--dir", str(d), "--csr", str(tmp_path / "t.csr"), "--out",
+             str(tmp_path / "t.pem"))
+    assert ok.returncode == 0, ok.stderr
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate((tmp_path / "t.pem").read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=T0042"
+    desk = kit("desk", "--dir", str(d), "--out", str(tmp_path / "desk"))
+    assert desk.returncode == 0 and "CN=kiosk.desk" in desk.stdout
