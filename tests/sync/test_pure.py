@@ -209,3 +209,20 @@ def test_keys_and_their_folder_are_fsynced(tmp_path, mocker):
     assert str(folder) in dirs and str(folder.parent) in dirs
     files = {path for is_dir, path in synced if not is_dir}
     assert {str(folder / n) for n in ("terminal.ed25519.key", "tls.key")} <= files
+
+
+def test_watch_shows_an_unclaimed_credit_with_its_amount_and_the_way_out():
+    from sync.desk import describe
+
+    rec = {"seq": 7, "ref": "T1-00000003", "data": {
+        "kind": "unclaimed", "status": "unclaimed", "inserted_minor": 50_000,
+        "credited_minor": 0, "currency": "RUB", "provider_id": None, "account": None}}
+    line = describe("T1", "payment", rec)
+    assert "500.00 RUB" in line and "None" not in line and "0.00 RUB" not in line
+    assert "reprocess_unclaimed --arg record_id=T1-00000003" in line
+    claimed = {**rec, "data": {**rec["data"], "status": "reprocessed",
+                               "claimed_by": "T1-00000009", "reprocess_count": 1}}
+    assert "re-processed as T1-00000009" in describe("T1", "payment", claimed)
+    conflict = describe("T1", "conflict", {"kind": "payment", "ref": "T1-00000001", "seq": 1,
+                                           "reprocess_count": 0})
+    assert conflict.startswith("T1 CONFLICT payment T1-00000001")
