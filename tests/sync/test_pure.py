@@ -218,7 +218,7 @@ def test_watch_shows_an_unclaimed_credit_with_its_amount_and_the_way_out():
         "kind": "unclaimed", "status": "unclaimed", "inserted_minor": 50_000,
         "credited_minor": 0, "currency": "RUB", "provider_id": None, "account": None}}
     line = describe("T1", "payment", rec)
-    assert "500.00 RUB" in line and "None" not in line and "0.00 RUB" not in line
+    assert "500.00 RUB" in line and "None" not in line and " 0.00 RUB" not in line
     assert "reprocess_unclaimed --arg record_id=T1-00000003" in line
     claimed = {**rec, "data": {**rec["data"], "status": "reprocessed",
                                "claimed_by": "T1-00000009", "reprocess_count": 1}}
