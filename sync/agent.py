@@ -22,8 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from kiosk import __version__
 from kiosk.config import Config
 from kiosk.engine import PaymentEngine
@@ -34,6 +32,7 @@ from sync.commands import Command, CommandError, check_fresh, check_seq, parse_c
 from sync.connection import Connection, ConnSettings, Inbound, Subscription, Will
 from sync.desk_config import ConfigDoc, ConfigDocError, parse_config_doc
 from sync.drain import Drain
+from sync.ed25519 import PublicKey
 from sync.envelope import EnvelopeError, open_envelope, peek_body, seal
 from sync.health import build_health, significant
 from sync.keys import KeyError_, key_id, load_or_create_signing_key, public_from_b64
@@ -55,7 +54,7 @@ def signing_key_path(config: Config) -> Path:
     return config.mqtt.signing_key or (config.paths.data_dir / "keys" / "terminal.ed25519.key")
 
 
-def desk_public_keys(config: Config) -> dict[str, Ed25519PublicKey]:
+def desk_public_keys(config: Config) -> dict[str, PublicKey]:
     keys = {}
     for kid, b64 in config.mqtt.desk_keys:
         try:

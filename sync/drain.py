@@ -18,8 +18,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import Any
 
 from kiosk.ledger import Ledger, outbox
 from kiosk.ledger import desk as desk_ledger
@@ -43,7 +42,7 @@ class Drain:
         self,
         ledger: Ledger,
         terminal_id: str,
-        key: Ed25519PrivateKey,
+        key: Any,  # Ed25519 private key (sync/ed25519.py)
         kid: str,
         inflight: int = 256,
         batch: int = 50,

@@ -7,6 +7,10 @@ the desk side (tests, the demo, a lab broker).
   terminal id: the broker maps the certificate's CN to the MQTT username
   (`use_identity_as_username`), and the ACL confines that username to its own topics.
 - Private keys are written 0600, never printed, never sent; only the CSR leaves.
+
+The Ed25519 part uses sync/ed25519.py (the system's libcrypto): the core daemon loads
+this module and must not pay for `cryptography` (about 7 MiB resident), which the TLS
+and CA functions below import when they are called.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from sync.ed25519 import Ed25519Error, PrivateKey, PublicKey
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 SIGNING_KEY = "terminal.ed25519.key"
 SIGNING_PUB = "terminal.ed25519.pub"
@@ -36,27 +41,32 @@ class KeyError_(ValueError):
 
 
 # -- Ed25519 -------------------------------------------------------------------------
-def public_raw(pub: Ed25519PublicKey) -> bytes:
-    return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+def public_raw(pub: Any) -> bytes:
+    """Raw 32 bytes of a public key: ours (sync/ed25519.py) or a `cryptography` one."""
+    if isinstance(pub, PublicKey):
+        return pub.raw
+    from cryptography.hazmat.primitives import serialization
+
+    return bytes(pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
 
-def public_b64(pub: Ed25519PublicKey) -> str:
+def public_b64(pub: Any) -> str:
     return base64.b64encode(public_raw(pub)).decode("ascii")
 
 
-def public_from_b64(text: str) -> Ed25519PublicKey:
+def public_from_b64(text: str) -> PublicKey:
     try:
         raw = base64.b64decode(text.strip(), validate=True)
-        return Ed25519PublicKey.from_public_bytes(raw)
+        return PublicKey(raw)
     except ValueError as exc:
         raise KeyError_(f"not a base64 Ed25519 public key: {text[:16]!r}…") from exc
 
 
-def fingerprint(pub: Ed25519PublicKey) -> str:
+def fingerprint(pub: Any) -> str:
     return hashlib.sha256(public_raw(pub)).hexdigest()[:8]
 
 
-def key_id(owner: str, pub: Ed25519PublicKey) -> str:
+def key_id(owner: str, pub: Any) -> str:
     return f"{owner}.{fingerprint(pub)}"
 
 
@@ -101,46 +111,37 @@ def _write_public(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def write_signing_key(path: Path) -> Ed25519PrivateKey:
-    """Create a new Ed25519 key at `path` (refuses to overwrite) and its .pub beside it."""
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    write_private(path, pem)
-    pub_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    _write_public(path.with_suffix(".pub"), pub_pem)
+def write_signing_key(path: Path) -> PrivateKey:
+    """Create a new Ed25519 key at `path` (refuses to overwrite) and its .pub beside it
+    (PKCS#8 and SubjectPublicKeyInfo PEM)."""
+    key = PrivateKey.generate()
+    write_private(path, key.to_pem())
+    _write_public(path.with_suffix(".pub"), key.public_key().to_pem())
     return key
 
 
-def load_signing_key(path: Path) -> Ed25519PrivateKey:
+def load_signing_key(path: Path) -> PrivateKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise KeyError_(f"{path}: key file not found (create it with 'kiosk keys')") from exc
-    except (ValueError, TypeError) as exc:
-        raise KeyError_(f"{path}: not an unencrypted PEM private key") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyError_(f"{path}: not an Ed25519 key")
-    return key
-
-
-def load_public_key(path: Path) -> Ed25519PublicKey:
-    data = path.read_bytes()
     try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError:
+        return PrivateKey.from_pem(data)
+    except Ed25519Error as exc:
+        raise KeyError_(f"{path}: {exc}") from exc
+
+
+def load_public_key(path: Path) -> PublicKey:
+    data = path.read_bytes()
+    if b"-----BEGIN" not in data:
         return public_from_b64(data.decode("ascii", "replace"))
-    if not isinstance(key, Ed25519PublicKey):
-        raise KeyError_(f"{path}: not an Ed25519 public key")
-    return key
+    try:
+        return PublicKey.from_pem(data)
+    except Ed25519Error as exc:
+        raise KeyError_(f"{path}: {exc}") from exc
 
 
-def load_or_create_signing_key(path: Path) -> tuple[Ed25519PrivateKey, bool]:
+def load_or_create_signing_key(path: Path) -> tuple[PrivateKey, bool]:
     if path.exists():
         return load_signing_key(path), False
     return write_signing_key(path), True
@@ -148,6 +149,9 @@ def load_or_create_signing_key(path: Path) -> tuple[Ed25519PrivateKey, bool]:
 
 # -- TLS key and CSR -----------------------------------------------------------------
 def write_tls_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = ec.generate_private_key(ec.SECP256R1())
     write_private(
         path,
@@ -161,6 +165,10 @@ def write_tls_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 
 def make_csr(key: ec.EllipticCurvePrivateKey, common_name: str) -> x509.CertificateSigningRequest:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
     return (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
@@ -180,6 +188,7 @@ class TerminalKeys:
 
 def create_terminal_keys(directory: Path, terminal_id: str) -> TerminalKeys:
     """`kiosk keys`: Ed25519 signing key, TLS key and CSR (CN = terminal id)."""
+    from cryptography.hazmat.primitives import serialization
     make_dirs(directory)
     signing = directory / SIGNING_KEY
     tls = directory / TLS_KEY
@@ -203,10 +212,15 @@ def create_terminal_keys(directory: Path, terminal_id: str) -> TerminalKeys:
 
 # -- a small CA (desk side, tests, lab brokers) --------------------------------------
 def _name(cn: str) -> x509.Name:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
 def make_ca(common_name: str = "kiosk test CA", days: int = 30):  # type: ignore[no-untyped-def]
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (
@@ -233,6 +247,9 @@ def issue(
 ) -> x509.Certificate:
     """Sign a CSR: a client certificate, or a server one for `server_ip` / `server_name`
     (an IP address or a DNS name)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
     if server_ip is not None:
         server_name = server_ip
     if not csr.is_signature_valid:
@@ -266,6 +283,8 @@ def issue(
 
 def pem(obj) -> bytes:  # type: ignore[no-untyped-def]
     """PEM of a certificate, CSR or (unencrypted) private key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
     if isinstance(obj, x509.Certificate | x509.CertificateSigningRequest):
         return obj.public_bytes(serialization.Encoding.PEM)
     return obj.private_bytes(
