@@ -173,6 +173,7 @@ class SyncAgent:
         )
 
     def start(self) -> None:
+        desk_ledger.limit_page_cache(self.ledger)  # memory: see kiosk/ledger/desk.py
         self.restore()
         self.engine.subscribe(self._on_snapshot)
         self._worker = threading.Thread(target=self._work, name="sync-worker", daemon=True)

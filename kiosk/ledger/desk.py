@@ -65,6 +65,25 @@ class CommandRecord:
     result: dict[str, Any]
 
 
+# -- memory ------------------------------------------------------------------------------
+# SQLite's page cache per connection; its default (2,000 KiB) fills up as the drain
+# walks the outbox of a large ledger and updates payments across it: +2.3 MiB resident
+# for nothing the core needs (the OS caches the file anyway; docs/benchmarks.md,
+# mqtt_drain). The ledger has one connection.
+SYNC_PAGE_CACHE_KIB = 256
+
+
+def limit_page_cache(ledger: Ledger, kib: int = SYNC_PAGE_CACHE_KIB) -> None:
+    with ledger._read() as conn:
+        conn.exec_driver_sql(f"PRAGMA cache_size=-{int(kib)}")
+
+
+def page_cache_kib(ledger: Ledger) -> int:
+    with ledger._read() as conn:
+        value = int(conn.exec_driver_sql("PRAGMA cache_size").scalar() or 0)
+    return -value if value < 0 else value  # negative: KiB; positive: pages (1 KiB here)
+
+
 # -- outbox by sequence number ---------------------------------------------------------
 def messages_by_seq(ledger: Ledger, seqs: Iterable[int]) -> list[OutboxMessage]:
     """Unacknowledged outbox messages with these sequence numbers, in order."""

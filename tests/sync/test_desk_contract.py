@@ -244,3 +244,8 @@ def test_health_says_ledger_failed_instead_of_crashing(pair, mocker):
     assert bad["ledger"]["ok"] is False and "ledger failed" in bad["ledger"]["error"]
     assert bad["cassette"] is None and bad["queue"] is None
     assert significant(bad) != significant(ok)
+
+
+def test_the_agent_keeps_sqlite_page_cache_small(pair):
+    term, _desk, _tid = pair  # the agent has started on this ledger
+    assert desk_ledger.page_cache_kib(term.ledger) == desk_ledger.SYNC_PAGE_CACHE_KIB
