@@ -18,6 +18,7 @@ from kiosk.ledger import LedgerError
 from kiosk.ledger import desk as desk_ledger
 from kiosk.ledger import schema as t
 from sync import topics
+from sync.desk import Desk
 from sync.envelope import seal
 from sync.health import build_health, significant
 from tests.sync.conftest import make_desk, wait_for
@@ -26,14 +27,23 @@ from tests.sync.terminal import live_terminal, mqtt_config, terminal_public_key
 YEAR_MS = 365 * 24 * 3600 * 1000
 
 
-@pytest.fixture
+@pytest.fixture(params=["plain", "tls"])
 def pair(broker, desk_key, tmp_path, request):
+    """(terminal, desk, id) on the plain session broker, and on a mosquitto running the
+    shipped configuration and ACL over TLS (client certificates from the broker kit)."""
     tid = "C" + str(abs(hash(request.node.name)) % 10**8)
-    term = live_terminal(tmp_path / "t", tid, mqtt_config(broker.port, desk_key))
-    desk = make_desk(
-        broker, desk_key, {tid: terminal_public_key(term.config)}, tmp_path / "desk.sqlite",
-        client_id=f"desk-{tid}",
-    ).start()
+    if request.param == "tls":
+        kb = request.getfixturevalue("kit_broker")
+        cert = kb.terminal(tid)
+        cfg = mqtt_config(kb.port, desk_key, tls_ca=kb.kit.terminal_ca, tls_cert=cert[0],
+                          tls_key=cert[1])
+        port, tls = kb.desk_port, kb.desk_tls()
+    else:
+        cfg, port, tls = mqtt_config(broker.port, desk_key), broker.port, None
+    term = live_terminal(tmp_path / "t", tid, cfg)
+    desk = Desk("127.0.0.1", port, desk_key.key, desk_key.kid,
+                {tid: terminal_public_key(term.config)}, tmp_path / "desk.sqlite",
+                client_id=f"desk-{tid}", tls=tls).start()
     wait_for(lambda: desk.states.get(tid, {}).get("state") == "online", 10, "online")
     yield term, desk, tid
     desk.stop()
@@ -154,6 +164,22 @@ def test_every_refusal_carries_its_code_and_reason(pair, attack, code):
     assert term.engine.snapshot()["screen"] == "idle"
     assert any(e.get("reason") == code and e.get("detail")
                for e in _events(term, "command_rejected"))
+
+
+def test_a_reprocess_retried_with_a_new_command_id_runs_once(pair):
+    term, desk, tid = pair
+    pid = term.pay(500)
+    wait_for(lambda: term.ledger.get_payment(pid)["status"] == "accepted", 10, "accepted")
+    args = {"payment_id": pid, "account": "9169999999", "reason": "typo"}
+    first = desk.command(tid, "reprocess", args)
+    again = desk.command(tid, "reprocess", args)  # another cmd_id: the operator retried
+    assert first["ok"] and first["reprocess_count"] == 1
+    assert again["ok"] and again["already"] is True and again["reprocess_count"] == 1
+    wait_for(lambda: len([p for p in desk.store.payments(tid) if p["payment_id"] == pid]) == 2,
+             10, "the re-processed record at the desk")
+    assert term.ledger.get_payment(pid)["reprocess_count"] == 1
+    assert [p["reprocess_count"] for p in desk.store.payments(tid)
+            if p["payment_id"] == pid] == [0, 1]
 
 
 def test_an_unclaimed_credit_is_reprocessed_once_and_reported(pair):
