@@ -335,7 +335,11 @@ class SyncAgent:
         if isinstance(tag, tuple) and tag and tag[0] == "drain":
             self.drain.published(tag[1], ok)
         if not ok and reason not in ("connection lost", "not connected", "stopped"):
-            self._reject_event("publish_refused", {"tag": str(tag[0]), "reason": reason})
+            self._reject_event(
+                "publish_refused",
+                {"tag": str(tag[0]), "reason": reason,
+                 "detail": f"the broker refused a {tag[0]} publish: {reason}"},
+            )
 
     # -- state and health --------------------------------------------------------------
     def _state_payload(
