@@ -55,7 +55,8 @@ def keys_main(folder: str | None, terminal_id: str | None, config: Any) -> int:
     print(f"key id        {keys.key_id}")
     print(f"public (b64)  {keys.public_b64}")
     print(f"TLS key       {keys.tls_key} (EC P-256, 0600)")
-    print(f"CSR           {keys.csr} (CN={terminal})  ->  send to the CA; never the keys")
+    print(f"CSR           {keys.csr} (CN={terminal})  ->  to the CA (kiosk broker-kit sign); "
+          "never the keys")
     return 0
 
 

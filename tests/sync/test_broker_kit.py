@@ -111,6 +111,9 @@ def test_an_impostor_cannot_take_over_kick_or_wipe_a_terminal_session(
         res = desk.command("T1", "set_support_phone", {"phone": "8 800 111-11-11"})
         assert res is not None and res["ok"], res
         assert not [t for t in imp.messages if "/T1/" in t], imp.messages
+        # What it can do: act as T2, the identity its certificate names (its own topics).
+        desk.send_raw("T2", "cmd", b"{}")
+        wait_for(lambda: "kiosk/v1/T2/cmd" in imp.messages, 5, "T2's own command topic")
 
         # T1 away: a command waits in T1's session at the broker ...
         t1.agent.stop()
