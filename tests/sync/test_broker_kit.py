@@ -38,7 +38,10 @@ class RawClient:
         self.events: list[tuple[Any, ...]] = []
         self.messages: list[str] = []
         self.acked = threading.Event()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        # no automatic reconnect: nine impostors sharing T2's certificate share its one
+        # session and would otherwise go on taking it from each other
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                        reconnect_on_failure=False)
         c.tls_set(ca_certs=str(kb.kit.terminal_ca), certfile=str(cert[0]), keyfile=str(cert[1]),
                   cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         c.on_connect = lambda c_, u, f, rc, p: self.events.append(("connect", str(rc)))
@@ -103,6 +106,7 @@ def test_an_impostor_cannot_take_over_kick_or_wipe_a_terminal_session(
         assert desk.states["T1"]["state"] == "online"
 
         imp = impostors[-1]
+        wait_for(lambda: imp.client.is_connected(), 5, "the last impostor holds T2")
         imp.client.subscribe([("kiosk/v1/T1/cmd", 1), ("kiosk/v1/#", 1)])
         time.sleep(0.3)
         assert imp.publish("kiosk/v1/T1/payments", b"{}") == "Not authorized"
