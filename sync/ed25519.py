@@ -37,8 +37,24 @@ class BadSignature(Exception):
     """The signature does not verify."""
 
 
+def _libcrypto_path() -> str | None:
+    """The libcrypto Python's own hashlib/ssl already mapped (no second copy, and no
+    `ldconfig` run as ctypes.util.find_library does), else whatever the system names."""
+    try:
+        import _hashlib  # noqa: F401 - maps libcrypto if Python was built with OpenSSL
+
+        with open("/proc/self/maps", encoding="ascii", errors="replace") as maps:
+            for line in maps:
+                path = line.rstrip("\n").split(" ", 5)[-1].strip()
+                if "/libcrypto.so" in path:
+                    return path
+    except (ImportError, OSError):
+        pass
+    return ctypes.util.find_library("crypto")
+
+
 def _load() -> Any:
-    name = ctypes.util.find_library("crypto")
+    name = _libcrypto_path()
     if name is None:
         return None
     try:

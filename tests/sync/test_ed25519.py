@@ -113,3 +113,16 @@ def test_the_daemon_side_never_imports_cryptography():
                          timeout=60, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_cryptography_fallback_gives_the_same_signatures():
+    seed, public, msg, sig = VECTORS[1]
+    code = ("import sys; from sync import ed25519 as e; "
+            "k = e.PrivateKey(bytes.fromhex(sys.argv[1]));"
+            "s = k.sign(bytes.fromhex(sys.argv[2])); k.public_key().verify(s, bytes.fromhex("
+            "sys.argv[2])); print(e.BACKEND, k.public_key().raw.hex(), s.hex())")
+    out = subprocess.run([sys.executable, "-c", code, seed, msg], capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.getcwd(),
+                                                     "KIOSK_ED25519_BACKEND": "cryptography"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["cryptography", public, sig]
