@@ -233,6 +233,9 @@ MEMORY_RESEND_S = 2.0  # mqtt.resend_after_s here (default 30 s): the window goe
 # several times within the run, so a leak per resend would show
 SYNC_IMPORTS = ("import kiosk.cli, kiosk.daemon, drivers.virtual_acceptor, "
                 "drivers.virtual_printer, sync.agent; " + HOLD)
+CRYPTO_IMPORTS = ("import kiosk.cli, kiosk.daemon, drivers.virtual_acceptor, "
+                  "drivers.virtual_printer, sync.agent; "
+                  "import cryptography.hazmat.primitives.asymmetric.ed25519; " + HOLD)
 
 
 @dataclass
@@ -289,6 +292,66 @@ def _memory_run(folder: Path, port: int, hold_s: float) -> MemoryRun:
                      sends1 - sends0)
 
 
+def _drained_run(folder: Path, port: int) -> tuple[MemoryRun, float]:
+    """The real daemon with MQTT on, a desk consumer in its own process acknowledging:
+    every queued payment drained (the outbox empties); memory at READY and at the end."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from sync.keys import key_id, pem, public_b64, write_signing_key
+
+    desk_key = Ed25519PrivateKey.generate()
+    (folder / "desk").mkdir(exist_ok=True)
+    (folder / "desk" / "desk.key").write_bytes(pem(desk_key))
+    kid = key_id("desk", desk_key.public_key())
+    config = write_config(folder)
+    with config.open("a", encoding="utf-8") as f:
+        f.write(f'\n[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\n'
+                f'[mqtt.desk_keys]\n"{kid}" = "{public_b64(desk_key.public_key())}"\n')
+    keys = folder / "data" / "keys"
+    write_signing_key(keys / "terminal.ed25519.key")
+    ledger = folder / "data" / "ledger.sqlite"
+    queued, _, _ = _outbox_counts(ledger)
+    desk = subprocess.Popen(
+        [PYTHON, "-c",
+         "import sys; from bench.mqtt_drain import desk_process; "
+         "desk_process(int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))",
+         str(port), str(folder / "desk" / "desk.key"), str(keys / "terminal.ed25519.pub"),
+         str(folder / "desk.sqlite"), str(queued)],
+        stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert desk.stdout is not None
+        if desk.stdout.readline().strip() != "READY":
+            raise BenchError("the desk consumer did not start")
+        spawned = spawn_until_ready(kiosk_argv(config), folder / "daemon.stderr")
+        try:
+            t0 = time.monotonic()
+            ready = memory_kib(spawned.pid)
+            rss_max, mid = ready["VmRSS"], None
+            deadline = t0 + 900
+            while (left := _outbox_counts(ledger)[0]) > 0:
+                if time.monotonic() > deadline:
+                    raise BenchError(f"the drain did not finish in 900 s ({left:,} left)")
+                time.sleep(SAMPLE_S)
+                rss = memory_kib(spawned.pid)["VmRSS"]
+                rss_max = max(rss_max, rss)
+                if mid is None and left <= queued // 2:
+                    mid = rss
+            drained_s = time.monotonic() - t0
+            after = memory_kib(spawned.pid)
+        finally:
+            code = stop(spawned.proc)
+        if code != 0:
+            raise BenchError(f"the daemon exited with {code} on SIGTERM")
+    finally:
+        if desk.poll() is None:
+            desk.kill()
+        desk.wait(10)
+    unacked, rows, sends = _outbox_counts(ledger)
+    return MemoryRun(ready, mid if mid is not None else after["VmRSS"], after,
+                     max(rss_max, after["VmRSS"]), drained_s, unacked, rows, sends), drained_s
+
+
 def _floor_kib(argv: list[str], folder: Path) -> int:
     """VmRSS of an interpreter that imported what the daemon imports, then printed READY."""
     spawned = spawn_until_ready(argv, folder / "floor.stderr")
@@ -331,7 +394,7 @@ def agent_memory(ctx: Context) -> tuple[list[Figure], list[str]]:
     hold_s = 5.0 if ctx.quick else 10.0
     small = 2 * MqttConfig().inflight  # a queue of two windows: the broker-up control
     with scratch_dir(ctx, "mqtt-memory") as root:
-        dirs = {name: root / name for name in ("empty", "small", "queued")}
+        dirs = {name: root / name for name in ("empty", "small", "queued", "drained")}
         for folder in dirs.values():
             (folder / "data").mkdir(parents=True)
         ledger = Ledger(dirs["empty"] / "data" / "ledger.sqlite", TERMINAL)
@@ -341,8 +404,11 @@ def agent_memory(ctx: Context) -> tuple[list[Figure], list[str]]:
         fill = build(dirs["queued"] / "data" / "ledger.sqlite", QUEUED, unsent=QUEUED)
         if _outbox_counts(dirs["queued"] / "data" / "ledger.sqlite")[0] != QUEUED:
             raise BenchError("the filled ledger does not hold every payment in the outbox")
+        shutil.copyfile(dirs["queued"] / "data" / "ledger.sqlite",
+                        dirs["drained"] / "data" / "ledger.sqlite")
         floor = _floor_kib([PYTHON, "-c", IMPORTS], root)
         sync_floor = _floor_kib([PYTHON, "-c", SYNC_IMPORTS], root)
+        crypto_floor = _floor_kib([PYTHON, "-c", CRYPTO_IMPORTS], root)
         down = _free_port()  # nothing listens there: every connect is refused
         runs: dict[str, MemoryRun] = {}
         runs["empty-down"] = _memory_run(dirs["empty"], down, hold_s)
@@ -353,10 +419,14 @@ def agent_memory(ctx: Context) -> tuple[list[Figure], list[str]]:
             runs["empty-up"] = _memory_run(dirs["empty"], port, hold_s)
             runs["small-up"] = _memory_run(dirs["small"], port, hold_s)
             runs["queued-up"] = _memory_run(dirs["queued"], port, hold_s)
+            runs["drained"], drained_s = _drained_run(dirs["drained"], port)
         finally:
             broker.terminate()
             broker.wait(10)
     q_down, q_up, s_up = runs["queued-down"], runs["queued-up"], runs["small-up"]
+    drained = runs["drained"]
+    if drained.unacked != 0:
+        raise BenchError(f"the drain left {drained.unacked:,} payments in the outbox")
     if q_down.sends:
         raise BenchError("with no broker the agent still counted sends: the setup is wrong")
     for r in (q_up, s_up):
@@ -379,12 +449,21 @@ def agent_memory(ctx: Context) -> tuple[list[Figure], list[str]]:
                     f"{_brief('empty outbox', runs['empty-up'])}",
                     f"{peak_change(q_up, s_up)} vs {small:,} queued, "
                     f"{peak_change(q_up, runs['empty-up'])} vs empty"),
+        _memory_row(f"drained by a desk ({drained_s:.0f} s)", drained,
+                    f"floors: imports {fmt_mb(floor)}, + sync.agent {fmt_mb(sync_floor)}, "
+                    f"+ cryptography's Ed25519 {fmt_mb(crypto_floor)}",
+                    f"{peak_change(drained, runs['empty-up'])} vs empty outbox"),
     ]
     details = [
         f"floors, same run: an interpreter importing the daemon's modules "
-        f"{fmt_mb(floor)}; with sync.agent too (paho-mqtt, cryptography) "
-        f"{fmt_mb(sync_floor)} ({_mb_change(sync_floor - floor)}). The `startup` figure "
-        "runs the daemon with MQTT off.",
+        f"{fmt_mb(floor)}; with sync.agent too (paho-mqtt; Ed25519 through the system "
+        f"libcrypto, sync/ed25519.py) {fmt_mb(sync_floor)} ({_mb_change(sync_floor - floor)}); "
+        f"the same plus the `cryptography` Ed25519 the agent used before {fmt_mb(crypto_floor)} "
+        f"({_mb_change(crypto_floor - sync_floor)}). The `startup` figure runs the daemon "
+        "with MQTT off.",
+        f"drained: all {QUEUED:,} payments sent, acknowledged by a desk consumer in its own "
+        f"process and out of the outbox in {drained_s:.0f} s; "
+        + _timeline("VmRSS at READY → half-way → end", drained) + ".",
         f"VmRSS at READY → {hold_s / 2:g} s → {hold_s:g} s: "
         + "; ".join([
             _timeline("broker down, queued", q_down),

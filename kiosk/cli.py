@@ -201,6 +201,12 @@ def cmd_desk(args: argparse.Namespace) -> int:
     return desk_main(args.rest)
 
 
+def cmd_broker_kit(args: argparse.Namespace) -> int:
+    from sync.broker_kit import main as kit_main
+
+    return kit_main(args.rest)
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     """The touchscreen (ui/, Kivy): socket, terminal id and support phone come from the
     core's config; every other option goes to the UI as it is (`kiosk ui --help`)."""
@@ -308,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--terminal", help="terminal id for the CSR (default: from the config)")
     sp = add("desk", cmd_desk, "desk side: keygen, watch, cmd, config, status", config=False)
     sp.add_argument("rest", nargs=argparse.REMAINDER, help="see 'kiosk desk --help'")
+    sp = add("broker-kit", cmd_broker_kit, "the broker's CAs, certificates, config and ACL",
+             config=False)
+    sp.add_argument("rest", nargs=argparse.REMAINDER, help="see 'kiosk broker-kit --help'")
     # Every option after `ui` is the UI's (prefix '+' keeps argparse from judging them).
     sp = sub.add_parser(
         "ui",
@@ -341,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         from sync.cli import desk_main
 
         return desk_main(argv[1:])
+    if argv[:1] == ["broker-kit"]:  # its own parser (sync/broker_kit.py)
+        from sync.broker_kit import main as kit_main
+
+        return kit_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -22,8 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from kiosk import __version__
 from kiosk.config import Config
 from kiosk.engine import PaymentEngine
@@ -34,6 +32,7 @@ from sync.commands import Command, CommandError, check_fresh, check_seq, parse_c
 from sync.connection import Connection, ConnSettings, Inbound, Subscription, Will
 from sync.desk_config import ConfigDoc, ConfigDocError, parse_config_doc
 from sync.drain import Drain
+from sync.ed25519 import PublicKey
 from sync.envelope import EnvelopeError, open_envelope, peek_body, seal
 from sync.health import build_health, significant
 from sync.keys import KeyError_, key_id, load_or_create_signing_key, public_from_b64
@@ -43,13 +42,19 @@ log = logging.getLogger("sync.agent")
 DESK_OOS_CODE = "desk"
 POLL_S = 1.0  # look at the outbox at least this often (payments written by the engine)
 REJECT_EVENTS_PER_MIN = 20
+STATUS_REFUSALS = {
+    "unknown_payment": "no such payment on this terminal",
+    "not_allowed": "this record cannot take that status now",
+    "stale": "about an attempt before the payment's latest re-processing",
+    "stale_version": "older than the newest status already applied (ignored)",
+}
 
 
 def signing_key_path(config: Config) -> Path:
     return config.mqtt.signing_key or (config.paths.data_dir / "keys" / "terminal.ed25519.key")
 
 
-def desk_public_keys(config: Config) -> dict[str, Ed25519PublicKey]:
+def desk_public_keys(config: Config) -> dict[str, PublicKey]:
     keys = {}
     for kid, b64 in config.mqtt.desk_keys:
         try:
@@ -57,6 +62,14 @@ def desk_public_keys(config: Config) -> dict[str, Ed25519PublicKey]:
         except KeyError_ as exc:
             raise KeyError_(f"mqtt.desk_keys.{kid}: {exc}") from exc
     return keys
+
+
+@dataclasses.dataclass(frozen=True)
+class _Refusal:
+    """Why a desk message was not acted on: a stable code and a human reason."""
+
+    code: str
+    message: str
 
 
 class _RateLimit:
@@ -141,13 +154,15 @@ class SyncAgent:
             clean_start=False,
             will=Will(
                 topics.topic(t, topics.STATE),
-                lambda cid: self._state_payload("offline", cid, "lost"),
+                lambda cid: self._state_payload("offline", cid, "lost", will=True),
                 qos=1,
                 retain=True,
                 delay_s=m.will_delay_s,
             ),
             subscriptions=(
-                Subscription(topics.topic(t, topics.CMD), 1, send_retained=False),
+                # never the retained copy; a command published with retain is refused
+                Subscription(topics.topic(t, topics.CMD), 1, send_retained=False,
+                             retain_as_published=True),
                 Subscription(topics.topic(t, topics.ACK), 1),
                 Subscription(topics.topic(t, topics.PAYMENT_STATUS), 1),
                 Subscription(topics.topic(t, topics.CONFIG), 1),
@@ -158,6 +173,7 @@ class SyncAgent:
         )
 
     def start(self) -> None:
+        desk_ledger.limit_page_cache(self.ledger)  # memory: see kiosk/ledger/desk.py
         self.restore()
         self.engine.subscribe(self._on_snapshot)
         self._worker = threading.Thread(target=self._work, name="sync-worker", daemon=True)
@@ -319,18 +335,30 @@ class SyncAgent:
         if isinstance(tag, tuple) and tag and tag[0] == "drain":
             self.drain.published(tag[1], ok)
         if not ok and reason not in ("connection lost", "not connected", "stopped"):
-            self._reject_event("publish_refused", {"tag": str(tag[0]), "reason": reason})
+            self._reject_event(
+                "publish_refused",
+                {"tag": str(tag[0]), "reason": reason,
+                 "detail": f"the broker refused a {tag[0]} publish: {reason}"},
+            )
 
     # -- state and health --------------------------------------------------------------
-    def _state_payload(self, state: str, connection_id: str, reason: str | None = None) -> bytes:
+    def _state_payload(
+        self, state: str, connection_id: str, reason: str | None = None, will: bool = False
+    ) -> bytes:
+        """`will`: the Last Will is composed when the connection is made, long before the
+        broker publishes it, so it carries `connected_ms` and no `at_ms` (the desk uses
+        the time it receives it)."""
+        now = int(time.time() * 1000)
         body: dict[str, Any] = {
             "v": 1,
             "terminal_id": self.terminal_id,
             "state": state,
             "connection_id": connection_id,
-            "at_ms": int(time.time() * 1000),
+            "at_ms": None if will else now,
             "agent_version": __version__,
         }
+        if will:
+            body["connected_ms"] = now
         if reason:
             body["reason"] = reason
         return json.dumps(body).encode()
@@ -398,42 +426,57 @@ class SyncAgent:
                 data = {**data, "suppressed_before": suppressed}
             self.ledger.add_event(kind, "warning", data)
 
-    def _open(self, msg: Inbound, purpose: str, event: str) -> dict[str, Any] | None:
+    def _open(self, msg: Inbound, purpose: str, event: str) -> dict[str, Any] | _Refusal:
+        """The verified body, or the refusal (recorded as an `event` with its code)."""
+        refusal: _Refusal | None = None
+        body: dict[str, Any] = {}
         if msg.retain and purpose != "config":
-            self._reject_event(event, {"topic": msg.topic, "reason": "retained"})
-            return None
-        try:
-            opened = open_envelope(msg.payload, purpose, self.desk_keys)
-        except EnvelopeError as exc:
+            refusal = _Refusal("retained", f"a retained {purpose} message is never acted on")
+        else:
+            try:
+                opened = open_envelope(msg.payload, purpose, self.desk_keys)
+                body = opened.body
+                if purpose != "config" and body.get("terminal_id") != self.terminal_id:
+                    refusal = _Refusal(
+                        "wrong_terminal",
+                        f"addressed to {str(body.get('terminal_id'))[:32]!r}, "
+                        f"this is {self.terminal_id}",
+                    )
+            except EnvelopeError as exc:
+                refusal = _Refusal(exc.code, str(exc)[:200])
+        if refusal is not None:
             self._reject_event(
-                event, {"topic": msg.topic, "reason": exc.code, "detail": str(exc)[:200]}
+                event, {"topic": msg.topic, "reason": refusal.code, "detail": refusal.message}
             )
-            return None
-        body = opened.body
-        if purpose != "config" and body.get("terminal_id") != self.terminal_id:
-            self._reject_event(event, {"topic": msg.topic, "reason": "wrong_terminal"})
-            return None
+            return refusal
         body["_kid"] = opened.kid
         body["_sha256"] = hashlib.sha256(opened.body_bytes).hexdigest()
         return body
 
     def _on_ack(self, msg: Inbound) -> None:
         body = self._open(msg, "ack", "desk_message_rejected")
-        if body is None:
+        if isinstance(body, _Refusal):
             return
         seqs = body.get("seqs")
         if not isinstance(seqs, list) or not all(type(s) is int and s > 0 for s in seqs):
-            self._reject_event("desk_message_rejected", {"topic": msg.topic, "reason": "malformed"})
+            self._reject_event(
+                "desk_message_rejected",
+                {"topic": msg.topic, "reason": "malformed",
+                 "detail": "seqs must be a list of positive integers"},
+            )
             return
         self._acks.extend(seqs)  # committed once per worker round (_after_batch)
 
     def _on_payment_status(self, msg: Inbound) -> None:
         body = self._open(msg, "payment_status", "desk_message_rejected")
-        if body is None:
+        if isinstance(body, _Refusal):
             return
         statuses = body.get("statuses")
         if not isinstance(statuses, list):
-            self._reject_event("desk_message_rejected", {"topic": msg.topic, "reason": "malformed"})
+            self._reject_event(
+                "desk_message_rejected",
+                {"topic": msg.topic, "reason": "malformed", "detail": "statuses must be a list"},
+            )
             return
         for st in statuses:
             ok = (
@@ -441,11 +484,17 @@ class SyncAgent:
                 and isinstance(st.get("payment_id"), str)
                 and st.get("status") in desk_ledger.FINAL_STATUSES
                 and type(st.get("reprocess_count", 0)) is int
+                and type(st.get("version")) is int
+                and 0 < st["version"] < 2**53
                 and isinstance(st.get("detail") or "", str)
             )
             if not ok:
                 self._reject_event(
-                    "desk_message_rejected", {"topic": msg.topic, "reason": "malformed"}
+                    "payment_status_rejected",
+                    {"payment_id": str(st.get("payment_id"))[:64] if isinstance(st, dict)
+                     else None, "reason": "malformed",
+                     "detail": "each status needs payment_id, status processed|failed, "
+                               "reprocess_count and a positive integer version"},
                 )
                 continue
             outcome = desk_ledger.apply_payment_status(
@@ -454,13 +503,16 @@ class SyncAgent:
                 st["status"],
                 (st.get("detail") or None),
                 st.get("reprocess_count", 0),
+                st["version"],
             )
-            log.info("payment %s %s from the desk: %s", st["payment_id"], st["status"], outcome)
-            if outcome in ("unknown_payment", "not_allowed"):
+            log.info("payment %s %s v%s from the desk: %s", st["payment_id"], st["status"],
+                     st["version"], outcome)
+            if outcome in STATUS_REFUSALS:
                 self._reject_event(
                     "payment_status_rejected",
                     {"payment_id": st["payment_id"][:64], "status": st["status"],
-                     "reason": outcome},
+                     "version": st["version"], "reason": outcome,
+                     "detail": STATUS_REFUSALS[outcome]},
                 )
 
     # -- config ------------------------------------------------------------------------
@@ -468,7 +520,7 @@ class SyncAgent:
         if not msg.payload:
             return  # the desk cleared the retained document: keep what is applied
         body = self._open(msg, "config", "config_rejected")
-        if body is None:
+        if isinstance(body, _Refusal):
             return
         sha = body.pop("_sha256")
         body.pop("_kid")
@@ -479,7 +531,8 @@ class SyncAgent:
                 return  # the retained copy again (every reconnect): nothing to do
             self._reject_event(
                 "config_rejected",
-                {"version": version, "current": current[0], "reason": "stale_version"},
+                {"version": version, "current": current[0], "reason": "stale_version",
+                 "detail": f"version {version} is not above the applied {current[0]}"},
             )
             return
         try:
@@ -493,7 +546,9 @@ class SyncAgent:
             return
         if not desk_ledger.record_config(self.ledger, doc.version, sha, body):
             self._reject_event(
-                "config_rejected", {"version": doc.version, "reason": "duplicate_document"}
+                "config_rejected",
+                {"version": doc.version, "reason": "duplicate_document",
+                 "detail": "this version or this very document was applied before"},
             )
             return
         self._apply_config(doc, publish=True)
@@ -523,8 +578,10 @@ class SyncAgent:
         claimed = peek_body(msg.payload).get("cmd_id")
         claimed = claimed if isinstance(claimed, str) else None
         body = self._open(msg, "cmd", "command_rejected")
-        if body is None:
-            self._reply(msg, None, {"ok": False, "error": "rejected"}, claimed)
+        if isinstance(body, _Refusal):
+            self._reply(
+                msg, None, {"ok": False, "error": body.code, "message": body.message}, claimed
+            )
             return
         kid = body.pop("_kid")
         body.pop("_sha256")
@@ -541,7 +598,11 @@ class SyncAgent:
             return
         old = desk_ledger.command_record(self.ledger, cmd.cmd_id)
         if old is not None:
-            self._reject_event("command_rejected", {"cmd_id": cmd.cmd_id, "reason": "replayed"})
+            self._reject_event(
+                "command_rejected",
+                {"cmd_id": cmd.cmd_id, "reason": "replayed",
+                 "detail": "executed before: the stored result is sent again"},
+            )
             self._reply(msg, cmd, {**old.result, "duplicate": True})
             return
         try:
@@ -550,7 +611,9 @@ class SyncAgent:
             self._reject_event(
                 "command_rejected", {"cmd_id": cmd.cmd_id, "reason": exc.code, "detail": str(exc)}
             )
-            self._reply(msg, cmd, {"ok": False, "error": exc.code, "message": str(exc)})
+            self._reply(
+                msg, cmd, {"ok": False, "error": exc.code, "message": str(exc), **exc.extra}
+            )
             return
         result = self._execute(cmd, kid)
         self._reply(msg, cmd, result)
@@ -561,6 +624,8 @@ class SyncAgent:
         extra: dict[str, Any] = {"type": cmd.type}
         if cmd.type == "reprocess":
             action = self._reprocess_action(cmd)
+        elif cmd.type == "reprocess_unclaimed":
+            action = self._claim_action(cmd)
         elif cmd.type == "set_support_phone":
             extra["support_phone"] = a["phone"]
         elif cmd.type == "disable":
@@ -587,7 +652,7 @@ class SyncAgent:
             self._publish_health(force=True)
         elif cmd.type == "restart":
             self._restart_after = time.monotonic() + 1.0  # let the result go out first
-        elif cmd.type == "reprocess":
+        elif cmd.type in ("reprocess", "reprocess_unclaimed"):
             self._last_poll = 0.0  # the new outbox message goes out now
         self._health_wanted = True
         return result
@@ -595,7 +660,8 @@ class SyncAgent:
     def _reprocess_action(self, cmd: Command) -> Callable[..., dict[str, Any]]:
         a = cmd.args
         base = desk_ledger.reprocess_action(
-            self.ledger, a["payment_id"], a["account"], cmd.cmd_id, a["reason"]
+            self.ledger, a["payment_id"], a["account"], cmd.cmd_id, a["reason"],
+            a.get("reprocess_count"),
         )
         catalog = self.engine.config.catalog
 
@@ -615,6 +681,29 @@ class SyncAgent:
             return base(conn, now)
 
         return action
+
+    def _claim_action(self, cmd: Command) -> Callable[..., dict[str, Any]]:
+        """reprocess_unclaimed: the provider and account are checked against the catalog
+        before the ledger part runs (kiosk/ledger/desk.py, claim_unclaimed_action)."""
+        a = cmd.args
+        provider = self.engine.config.catalog.get(a["provider_id"])
+
+        def refused(code: str, message: str) -> Callable[..., dict[str, Any]]:
+            def action(conn: Any, now: int) -> dict[str, Any]:
+                raise desk_ledger.DeskRefused(code, message)
+
+            return action
+
+        if provider is None:
+            return refused("unknown_provider", f"no provider {a['provider_id']!r} here")
+        if not provider.validate_account(a["account"]):
+            return refused(
+                "invalid_account", f"{a['account']} is not a valid {provider.id} account"
+            )
+        return desk_ledger.claim_unclaimed_action(
+            self.ledger, a["record_id"], provider.id, a["account"], cmd.cmd_id, a["reason"],
+            provider.commission,
+        )
 
     def _reply(
         self,

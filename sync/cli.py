@@ -14,13 +14,16 @@ Connection options: --host, --port, --key (desk Ed25519 key), --terminal-keys (f
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from sync import topics
 from sync.keys import (
     KeyError_,
     create_terminal_keys,
@@ -38,6 +41,10 @@ def keys_main(folder: str | None, terminal_id: str | None, config: Any) -> int:
 
     directory = Path(folder) if folder else signing_key_path(config).parent
     terminal = terminal_id or config.terminal.id
+    if not topics.valid_terminal_id(terminal):
+        print(f"kiosk keys: {terminal[:40]!r} is not a terminal id (1-32 letters, digits or "
+              "'-'); the certificate's CN is the broker identity", file=sys.stderr)
+        return 1
     try:
         keys = create_terminal_keys(directory, terminal)
     except KeyError_ as exc:
@@ -48,12 +55,25 @@ def keys_main(folder: str | None, terminal_id: str | None, config: Any) -> int:
     print(f"key id        {keys.key_id}")
     print(f"public (b64)  {keys.public_b64}")
     print(f"TLS key       {keys.tls_key} (EC P-256, 0600)")
-    print(f"CSR           {keys.csr} (CN={terminal})  ->  send to the CA; never the keys")
+    print(f"CSR           {keys.csr} (CN={terminal})  ->  to the CA (kiosk broker-kit sign); "
+          "never the keys")
     return 0
 
 
-def _desk(args: argparse.Namespace, consume: bool):  # type: ignore[no-untyped-def]
-    from sync.desk import Desk, describe, load_terminal_keys
+EXIT_OK = 0  # executed (or executed before: a retry ran nothing again)
+EXIT_REFUSED = 1  # refused by the terminal or by this tool: code and reason printed
+EXIT_QUEUED = 2  # queued at the broker for the terminal's session, not executed yet
+EXIT_NO_BROKER = 3
+EXIT_NOT_DELIVERED = 4  # the broker refused it, or no terminal session exists for it
+
+
+def _client_id(args: argparse.Namespace, role: str) -> str:
+    """Each desk process its own client id: two tools never kick each other off."""
+    return args.client_id or f"desk-{role}-{socket.gethostname()[:20]}-{os.getpid()}"
+
+
+def _desk(args: argparse.Namespace, consume: bool, **kw: Any):  # type: ignore[no-untyped-def]
+    from sync.desk import SHARE_GROUP, Desk, describe, load_terminal_keys
 
     key_path = Path(args.key)
     key = load_signing_key(key_path)
@@ -74,21 +94,77 @@ def _desk(args: argparse.Namespace, consume: bool):  # type: ignore[no-untyped-d
         kid,
         terminal_keys,
         Path(args.db),
-        client_id=args.client_id or (f"desk-{os.getpid()}" if not consume else "desk"),
+        client_id=_client_id(args, args.op),
         tls=tls,
         on_report=report if consume else None,
         consume=consume,
+        persistent=False,  # nothing left at the broker: terminals resend what is unacked
+        share_group=SHARE_GROUP if consume else None,
+        **kw,
     )
 
 
+def _reprocess_cmd_id(terminal: str, args: dict[str, Any]) -> str:
+    """The same correction retried is the same command: the terminal runs it once."""
+    key = "|".join(str(args.get(k)) for k in ("payment_id", "record_id", "provider_id",
+                                              "account", "reprocess_count"))
+    return "rp-" + hashlib.sha256(f"{terminal}|{key}".encode()).hexdigest()[:40]
+
+
+def _run_cmd(desk: Any, args: argparse.Namespace) -> int:
+    cmd_args: dict[str, Any] = {}
+    for item in args.arg:
+        k, sep, v = item.partition("=")
+        if not sep:
+            print(f"refused: bad_args: --arg {item!r} is not key=value", file=sys.stderr)
+            return EXIT_REFUSED
+        cmd_args[k] = v
+    cmd_id = None
+    if args.type == "reprocess" and "reprocess_count" in cmd_args:
+        # explicit: "the payment is at this count" (compare-and-set on the terminal);
+        # without it, re-processing again to the account of the latest one runs nothing
+        cmd_args["reprocess_count"] = int(cmd_args["reprocess_count"])
+    if args.type in ("reprocess", "reprocess_unclaimed"):
+        cmd_id = _reprocess_cmd_id(args.terminal, cmd_args)
+    body = desk.command_body(args.terminal, args.type, cmd_args, args.ttl, cmd_id=cmd_id)
+    result = desk.run_command(body, args.wait)
+    if result is None:
+        outcome = desk.wait_outcome(body["cmd_id"], 1.0)
+        if outcome == "Success":
+            print(f"queued at the broker, not yet executed: {body['cmd_id']} waits in "
+                  f"{args.terminal}'s session (terminal offline or busy); it expires at "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(body['expires_ms'] / 1000))}"
+                  " UTC; sending the same command again is safe")
+            return EXIT_QUEUED
+        reason = outcome or "no answer from the broker"
+        if outcome == "No matching subscribers":
+            reason = f"no session of {args.terminal} at the broker (never connected?)"
+        print(f"not delivered: {body['cmd_id']}: {reason}", file=sys.stderr)
+        return EXIT_NOT_DELIVERED
+    text = json.dumps(result, ensure_ascii=False, sort_keys=True)
+    if result.get("ok"):
+        again = result.get("duplicate") or result.get("already")
+        print("executed before, not run again" if again else "executed")
+        print(text)
+        return EXIT_OK
+    print(f"refused: {result.get('error')}: {result.get('message')}")
+    print(text)
+    return EXIT_REFUSED
+
+
 def desk_main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="kiosk desk", description="a minimal desk-side tool")
+    ap = argparse.ArgumentParser(
+        prog="kiosk desk",
+        description="a minimal desk-side tool",
+        epilog="cmd exit codes: 0 executed, 1 refused (code and reason printed), 2 queued at "
+        "the broker but not executed yet, 3 no broker, 4 not delivered",
+    )
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=1883)
     ap.add_argument("--key", default=f"desk/{DESK_KEY}", help="the desk's Ed25519 key")
     ap.add_argument("--terminal-keys", help="folder of <terminal id>.pub files")
     ap.add_argument("--db", default="desk/desk.sqlite", help="the desk's own SQLite file")
-    ap.add_argument("--client-id", default="")
+    ap.add_argument("--client-id", default="", help="default: desk-<op>-<host>-<pid>")
     ap.add_argument("--tls-ca")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
@@ -114,7 +190,8 @@ def desk_main(argv: list[str]) -> int:
     st.add_argument("payment_id")
     st.add_argument("status", choices=["processed", "failed"])
     st.add_argument("--detail")
-    st.add_argument("--reprocess-count", type=int, default=0)
+    st.add_argument("--reprocess-count", type=int, help="default: the newest the desk holds")
+    sub.add_parser("conflicts", help="records whose id repeats with different content")
     args = ap.parse_args(argv)
 
     if args.op == "keygen":
@@ -131,15 +208,32 @@ def desk_main(argv: list[str]) -> int:
         return 0
 
     Path(args.db).parent.mkdir(parents=True, exist_ok=True)
+    if args.op == "conflicts":
+        from sync.desk import DeskStore
+
+        store = DeskStore(Path(args.db))
+        rows = store.conflicts()
+        store.close()
+        for r in rows:
+            print(f"{r['terminal_id']} {r['kind']} {r['ref']} seq={r['seq']}")
+            print(f"  held:     {r['stored']}")
+            print(f"  received: {r['received']}")
+        print(f"{len(rows)} conflict(s)")
+        return 1 if rows else 0
+    extra: dict[str, Any] = {}
+    if args.op == "cmd":
+        extra["results_for"] = args.terminal
+    elif args.op == "config":
+        extra["watch_configs"] = (args.terminal,)
     try:
-        desk = _desk(args, consume=args.op == "watch")
+        desk = _desk(args, consume=args.op == "watch", **extra)
     except (KeyError_, OSError) as exc:
         print(f"kiosk desk: {exc}", file=sys.stderr)
         return 1
     with desk:
         if not desk.conn.wait_connected(10):
             print(f"kiosk desk: no broker at {args.host}:{args.port}", file=sys.stderr)
-            return 3
+            return EXIT_NO_BROKER
         if args.op == "watch":
             deadline = time.monotonic() + args.seconds if args.seconds else None
             try:
@@ -149,33 +243,63 @@ def desk_main(argv: list[str]) -> int:
                 pass
             return 0
         if args.op == "cmd":
-            cmd_args: dict[str, Any] = {}
-            for item in args.arg:
-                k, _, v = item.partition("=")
-                cmd_args[k] = v
-            body = desk.command_body(args.terminal, args.type, cmd_args, args.ttl)
-            desk.send_command(body)
-            result = desk.wait_result(body["cmd_id"], args.wait)
-            if result is None:
-                print(f"kiosk desk: no result for {body['cmd_id']} in {args.wait} s",
-                      file=sys.stderr)
-                return 1
-            print(json.dumps(result, ensure_ascii=False, sort_keys=True))
-            return 0 if result.get("ok") else 1
+            return _run_cmd(desk, args)
         if args.op == "config":
-            doc: dict[str, Any] = {}
-            if args.file:
-                doc.update(json.loads(Path(args.file).read_text(encoding="utf-8")))
-            doc.update({"version": args.version, "terminal_id": doc.get("terminal_id", "*")})
-            if args.support_phone:
-                doc["support_phone"] = args.support_phone
-            desk.publish_config(args.terminal, doc)
-        else:
-            desk.payment_status(
-                args.terminal,
-                [{"payment_id": args.payment_id, "status": args.status,
-                  "detail": args.detail, "reprocess_count": args.reprocess_count}],
-            )
-        time.sleep(0.5)  # let the QoS 1 publish be acknowledged before disconnecting
-        print("sent")
-    return 0
+            return _publish_config(desk, args)
+        return _send_status(desk, args)
+
+
+def _publish_config(desk: Any, args: argparse.Namespace) -> int:
+    from sync import topics
+
+    doc: dict[str, Any] = {}
+    if args.file:
+        doc.update(json.loads(Path(args.file).read_text(encoding="utf-8")))
+    doc.update({"version": args.version, "terminal_id": doc.get("terminal_id", "*")})
+    if args.support_phone:
+        doc["support_phone"] = args.support_phone
+    try:
+        retained = desk.retained_config_version(args.terminal, 10)
+    except TimeoutError as exc:
+        print(f"kiosk desk: {exc}", file=sys.stderr)
+        return EXIT_NO_BROKER
+    published = desk.store.published_config(topics.topic(args.terminal, topics.CONFIG))
+    newest = max(v for v in (retained, published, 0) if v is not None)
+    if args.version <= newest:
+        print(f"refused: stale_version: version {args.version} is not above {newest} "
+              f"(retained at the broker: {retained}, published from here: {published}); "
+              "a terminal starting now would load the older document", file=sys.stderr)
+        return EXIT_REFUSED
+    desk.publish_config(args.terminal, doc)
+    return _await_puback(desk, f"config v{args.version} for {args.terminal}", retained=True)
+
+
+def _send_status(desk: Any, args: argparse.Namespace) -> int:
+    known = desk.store.known_payment(args.terminal, args.payment_id)
+    if known is None:
+        print(f"refused: unknown_payment: the desk has never received {args.payment_id} "
+              f"from {args.terminal} (run 'kiosk desk watch' with this --db)", file=sys.stderr)
+        return EXIT_REFUSED
+    count = known if args.reprocess_count is None else args.reprocess_count
+    (version,) = desk.payment_status(
+        args.terminal,
+        [{"payment_id": args.payment_id, "status": args.status, "detail": args.detail,
+          "reprocess_count": count}],
+    )
+    return _await_puback(desk, f"{args.status} v{version} for {args.payment_id} "
+                               f"(reprocess {count})")
+
+
+def _await_puback(desk: Any, what: str, retained: bool = False) -> int:
+    """Wait until the broker has taken the publish (PUBACK), then say so. Without a
+    subscribed terminal session only a retained document is kept."""
+    outcome = desk.wait_outcome(desk.last_publish, 10)
+    if outcome == "No matching subscribers" and not retained:
+        outcome = "no session of the terminal at the broker (never connected?)"
+    if outcome not in ("Success", "No matching subscribers"):
+        print(f"not delivered: {what}: {outcome or 'no PUBACK from the broker'}",
+              file=sys.stderr)
+        return EXIT_NOT_DELIVERED
+    print(f"sent {what} (the broker has it; the terminal reports a refusal as a "
+          "payment_status_rejected or config_rejected event)")
+    return EXIT_OK

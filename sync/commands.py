@@ -19,14 +19,27 @@ from typing import Any
 ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 PAYMENT_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 MAX_LIFETIME_MS = 7 * 24 * 3600 * 1000
+# A command's sequence may be at most this far above the key's high-water mark: a desk
+# counts 1, 2, 3 … per terminal, so a bigger jump is a bug (or a clock) and must not
+# lock out every later command (docs/mqtt.md, "Sequence").
+MAX_SEQ_STEP = 1_000_000
 
-TYPES = ("set_support_phone", "reprocess", "disable", "enable", "request_health", "restart")
+TYPES = (
+    "set_support_phone",
+    "reprocess",
+    "reprocess_unclaimed",
+    "disable",
+    "enable",
+    "request_health",
+    "restart",
+)
 
 
 class CommandError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.code = code
+        self.extra = extra  # more fields for the refusal (e.g. last_seq)
 
 
 @dataclass(frozen=True)
@@ -63,7 +76,8 @@ def valid_phone(phone: str) -> bool:
 def _check_args(kind: str, args: dict[str, Any]) -> dict[str, Any]:
     allowed: dict[str, tuple[str, ...]] = {
         "set_support_phone": ("phone",),
-        "reprocess": ("payment_id", "account", "reason"),
+        "reprocess": ("payment_id", "account", "reason", "reprocess_count"),
+        "reprocess_unclaimed": ("record_id", "provider_id", "account", "reason"),
         "disable": ("reason",),
         "enable": (),
         "request_health": (),
@@ -84,7 +98,21 @@ def _check_args(kind: str, args: dict[str, Any]) -> dict[str, Any]:
             raise CommandError("bad_args", "args.payment_id is not a payment id")
         if not account.isdigit() or not account.isascii():
             raise CommandError("bad_args", "args.account must be digits")
-        return {"payment_id": pid, "account": account, "reason": _str(args, "reason", False)}
+        expected = args.get("reprocess_count")
+        if expected is not None and (type(expected) is not int or not 0 <= expected < 2**31):
+            raise CommandError("bad_args", "args.reprocess_count must be a non-negative integer")
+        return {"payment_id": pid, "account": account, "reason": _str(args, "reason", False),
+                "reprocess_count": expected}
+    if kind == "reprocess_unclaimed":
+        rid = _str(args, "record_id", max_len=64)
+        provider = _str(args, "provider_id", max_len=64)
+        account = _str(args, "account", max_len=64)
+        if not PAYMENT_ID_RE.match(rid):
+            raise CommandError("bad_args", "args.record_id is not a record id")
+        if not account.isdigit() or not account.isascii():
+            raise CommandError("bad_args", "args.account must be digits")
+        return {"record_id": rid, "provider_id": provider, "account": account,
+                "reason": _str(args, "reason", False)}
     if kind == "disable":
         return {"reason": _str(args, "reason", False)}
     return {}
@@ -117,16 +145,28 @@ def parse_command(body: dict[str, Any]) -> Command:
 def check_fresh(cmd: Command, terminal_id: str, now_ms: int, skew_ms: int) -> None:
     """Audience and time window; raises CommandError(wrong_terminal/expired/not_yet_valid).
 
-    Terminal clocks are not trusted much: `skew_ms` is allowed either way; replay
-    protection rests on the command id and the per-key sequence, not on time."""
+    Expiry is strict: a command never lives longer than the TTL the desk gave it (by the
+    terminal's clock; a terminal clock that runs ahead shortens it). `skew_ms` is allowed
+    only for "issued in the future" (a desk clock slightly ahead). Replay protection
+    rests on the command id and the per-key sequence, not on time."""
     if cmd.terminal_id != terminal_id:
         raise CommandError("wrong_terminal", f"addressed to {cmd.terminal_id[:32]!r}")
-    if now_ms > cmd.expires_ms + skew_ms:
-        raise CommandError("expired", "the command has expired")
+    if now_ms > cmd.expires_ms:
+        raise CommandError("expired", f"the command expired {now_ms - cmd.expires_ms} ms ago")
     if cmd.issued_ms > now_ms + skew_ms:
         raise CommandError("not_yet_valid", "the command is issued in the future")
 
 
 def check_seq(cmd: Command, last_seq: int) -> None:
+    """Above the key's high-water mark, by at most MAX_SEQ_STEP. The refusal names the
+    mark (`last_seq`), signed in the result, so a desk can continue from it."""
     if cmd.seq <= last_seq:
-        raise CommandError("replayed", f"sequence {cmd.seq} is not above {last_seq}")
+        raise CommandError(
+            "replayed", f"sequence {cmd.seq} is not above {last_seq}", last_seq=last_seq
+        )
+    if cmd.seq - last_seq > MAX_SEQ_STEP:
+        raise CommandError(
+            "seq_gap",
+            f"sequence {cmd.seq} jumps more than {MAX_SEQ_STEP} above {last_seq}",
+            last_seq=last_seq,
+        )

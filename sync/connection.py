@@ -56,6 +56,7 @@ class Subscription:
     topic: str
     qos: int = 1
     send_retained: bool = True  # False: RETAIN_DO_NOT_SEND (command topics)
+    retain_as_published: bool = False  # True: a live message keeps its retain flag
 
 
 @dataclass(frozen=True)
@@ -423,6 +424,7 @@ class Connection:
                 sub.topic,
                 SubscribeOptions(
                     qos=sub.qos,
+                    retainAsPublished=sub.retain_as_published,
                     retainHandling=(
                         SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE
                         if sub.send_retained

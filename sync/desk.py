@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from sync import topics
 from sync.connection import Connection, ConnSettings, Inbound, Subscription
-from sync.envelope import EnvelopeError, open_envelope, seal
+from sync.envelope import EnvelopeError, open_envelope, peek_body, seal
 from sync.keys import key_id, load_public_key
 
 log = logging.getLogger("sync.desk")
@@ -43,7 +43,21 @@ CREATE TABLE IF NOT EXISTS payments (
     terminal_id TEXT NOT NULL, payment_id TEXT NOT NULL, reprocess_count INTEGER NOT NULL,
     seq INTEGER NOT NULL, data TEXT NOT NULL, received_ms INTEGER NOT NULL,
     PRIMARY KEY (terminal_id, payment_id, reprocess_count));
+CREATE TABLE IF NOT EXISTS conflicts (
+    id INTEGER PRIMARY KEY, terminal_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    kind TEXT NOT NULL, ref TEXT NOT NULL, reprocess_count INTEGER, stored TEXT NOT NULL,
+    received TEXT NOT NULL, received_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS cmd_seq (
+    terminal_id TEXT NOT NULL, kid TEXT NOT NULL, last INTEGER NOT NULL,
+    PRIMARY KEY (terminal_id, kid));
+CREATE TABLE IF NOT EXISTS status_versions (
+    terminal_id TEXT NOT NULL, payment_id TEXT NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (terminal_id, payment_id));
+CREATE TABLE IF NOT EXISTS config_published (
+    topic TEXT PRIMARY KEY, version INTEGER NOT NULL, published_ms INTEGER NOT NULL);
 """
+PROBE_PREFIX = "kiosk/v1/_desk/probe/"  # '_' is never in a terminal id: no terminal sees it
+SHARE_GROUP = "kiosk-desk"
 
 
 @dataclass
@@ -55,6 +69,8 @@ class DeskStats:
     new_events: int = 0
     rejected: int = 0
     acks_sent: int = 0
+    conflicts: int = 0
+    stale_offline: int = 0
     rejections: list[str] = field(default_factory=list)
 
 
@@ -70,32 +86,148 @@ class DeskStore:
 
     def commit_records(
         self, terminal_id: str, kind: str, records: list[dict[str, Any]], stats: DeskStats
-    ) -> list[int]:
-        """Insert what is new; return every seq to acknowledge (new and repeated)."""
+    ) -> tuple[list[int], list[dict[str, Any]]]:
+        """Insert what is new; return every seq to acknowledge (new, repeated and
+        conflicting: each is kept here) and the conflicts found.
+
+        A repeat is the same record again (same seq, same content). The same seq or the
+        same payment id (and reprocess count) with *different* content is a conflict —
+        e.g. a terminal whose ledger was replaced numbering from 1 again: it is stored
+        in `conflicts` in full and reported, never taken for a duplicate."""
         now = int(time.time() * 1000)
-        seqs = []
+        seqs: list[int] = []
+        conflicts: list[dict[str, Any]] = []
         cur = self.db.cursor()
         for r in records:
             seq, ref, data = r["seq"], r["ref"], r["data"]
             text = json.dumps(data, ensure_ascii=False, sort_keys=True)
+            count = int(data.get("reprocess_count", 0)) if kind == "payment" else None
             stats.records += 1
+            seqs.append(seq)
+            old = cur.execute(
+                "SELECT ref, data FROM records WHERE terminal_id = ? AND seq = ?",
+                (terminal_id, seq),
+            ).fetchone()
+            clash = old is not None and (old[0] != ref or old[1] != text)
+            if kind == "payment" and not clash:
+                prior = cur.execute(
+                    "SELECT data FROM payments WHERE terminal_id = ? AND payment_id = ? "
+                    "AND reprocess_count = ?",
+                    (terminal_id, ref, count),
+                ).fetchone()
+                clash = prior is not None and prior[0] != text
+                old = old or (prior and (ref, prior[0]))
+            if clash:
+                assert old is not None
+                cur.execute(
+                    "INSERT INTO conflicts (terminal_id, seq, kind, ref, reprocess_count, "
+                    "stored, received, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (terminal_id, seq, kind, ref, count, old[1], text, now),
+                )
+                stats.conflicts += 1
+                conflicts.append({"seq": seq, "ref": ref, "kind": kind,
+                                  "reprocess_count": count})
+                log.error("conflict from %s: seq %s / %s differs from what the desk holds",
+                          terminal_id, seq, ref)
+                continue
+            if old is not None:
+                stats.duplicates += 1
+                continue
             cur.execute(
-                "INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)",
                 (terminal_id, seq, kind, ref, text, now),
             )
-            fresh = cur.rowcount == 1
             if kind == "payment":
                 cur.execute(
                     "INSERT OR IGNORE INTO payments VALUES (?, ?, ?, ?, ?, ?)",
-                    (terminal_id, ref, int(data.get("reprocess_count", 0)), seq, text, now),
+                    (terminal_id, ref, count, seq, text, now),
                 )
                 fresh = cur.rowcount == 1
                 stats.new_payments += int(fresh)
+                stats.duplicates += int(not fresh)
             else:
-                stats.new_events += int(fresh)
-            stats.duplicates += int(not fresh)
-            seqs.append(seq)
-        return seqs
+                stats.new_events += 1
+        return seqs, conflicts
+
+    def conflicts(self, terminal_id: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT terminal_id, seq, kind, ref, reprocess_count, stored, received, "
+                "received_ms FROM conflicts "
+                + ("WHERE terminal_id = ? " if terminal_id else "") + "ORDER BY id",
+                (terminal_id,) if terminal_id else (),
+            ).fetchall()
+        keys = ("terminal_id", "seq", "kind", "ref", "reprocess_count", "stored", "received",
+                "received_ms")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def known_payment(self, terminal_id: str, payment_id: str) -> int | None:
+        """The highest reprocess_count the desk holds for a payment, or None."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT max(reprocess_count) FROM payments WHERE terminal_id = ? "
+                "AND payment_id = ?",
+                (terminal_id, payment_id),
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def next_seq(self, terminal_id: str, kid: str) -> int:
+        """Per terminal and desk key: 1, 2, 3 … — never derived from a clock."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute(
+                    "INSERT INTO cmd_seq VALUES (?, ?, 1) ON CONFLICT (terminal_id, kid) "
+                    "DO UPDATE SET last = last + 1",
+                    (terminal_id, kid),
+                )
+                (value,) = self.db.execute(
+                    "SELECT last FROM cmd_seq WHERE terminal_id = ? AND kid = ?",
+                    (terminal_id, kid),
+                ).fetchone()
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        return int(value)
+
+    def raise_seq(self, terminal_id: str, kid: str, at_least: int) -> None:
+        """The terminal said (signed) its high-water mark: continue above it."""
+        with self.lock:
+            self.db.execute(
+                "INSERT INTO cmd_seq VALUES (?, ?, ?) ON CONFLICT (terminal_id, kid) "
+                "DO UPDATE SET last = max(last, excluded.last)",
+                (terminal_id, kid, at_least),
+            )
+
+    def next_status_version(self, terminal_id: str, payment_id: str) -> int:
+        with self.lock:
+            self.db.execute(
+                "INSERT INTO status_versions VALUES (?, ?, 1) ON CONFLICT "
+                "(terminal_id, payment_id) DO UPDATE SET version = version + 1",
+                (terminal_id, payment_id),
+            )
+            (value,) = self.db.execute(
+                "SELECT version FROM status_versions WHERE terminal_id = ? AND payment_id = ?",
+                (terminal_id, payment_id),
+            ).fetchone()
+        return int(value)
+
+    def published_config(self, topic: str) -> int | None:
+        with self.lock:
+            row = self.db.execute(
+                "SELECT version FROM config_published WHERE topic = ?", (topic,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def record_config(self, topic: str, version: int) -> None:
+        with self.lock:
+            self.db.execute(
+                "INSERT INTO config_published VALUES (?, ?, ?) ON CONFLICT (topic) DO UPDATE "
+                "SET version = max(version, excluded.version), "
+                "published_ms = excluded.published_ms",
+                (topic, version, int(time.time() * 1000)),
+            )
 
     def payments(self, terminal_id: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
@@ -149,7 +281,17 @@ class Desk:
         reconnect_min_s: float = 0.5,
         consume: bool = True,
         ack_delay_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
+        persistent: bool = True,
+        share_group: str | None = None,
+        results_for: str | None = None,
+        watch_configs: tuple[str, ...] = (),
     ) -> None:
+        """`persistent=False`: a clean session that ends with the connection (one-shot
+        tools leave nothing behind at the broker). `share_group`: payments and events on
+        a shared subscription, so several consumers split the load instead of fighting.
+        `results_for`: a tool that only waits for one terminal's command results.
+        `watch_configs`: terminals whose retained config document to read."""
         self.key, self.kid = key, kid
         self.terminal_keys = {
             t: {key_id(t, pub): pub} for t, pub in terminal_keys.items()
@@ -163,19 +305,39 @@ class Desk:
         self.health: dict[str, dict[str, Any]] = {}
         self.results: dict[str, dict[str, Any]] = {}
         self.result_props: dict[str, bytes | None] = {}
+        # cmd id -> the broker's PUBACK reason ("Success": queued or delivered to the
+        # terminal's session; "No matching subscribers": no session at all; a failure)
+        self.publish_outcomes: dict[str, str] = {}
+        self.last_publish = ""  # tag id of the latest config / payment_status publish
         self._cond = threading.Condition()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stop = threading.Event()
-        self._seq = 0
-        subs = (
-            tuple(
-                Subscription(topics.desk_filter(leaf), 1)
+        self.clock = clock
+        self.retained_configs: dict[str, bytes] = {}
+        self.probes: set[str] = set()
+        self.conflicts: list[dict[str, Any]] = []
+        subs: tuple[Subscription, ...]
+        if consume:
+            def flt(leaf: str) -> str:
+                base = topics.desk_filter(leaf)
+                shared = share_group and leaf in (topics.PAYMENTS, topics.EVENTS)
+                return f"$share/{share_group}/{base}" if shared else base
+
+            subs = tuple(
+                Subscription(flt(leaf), 1)
                 for leaf in (topics.PAYMENTS, topics.EVENTS, topics.STATE, topics.HEALTH,
                              topics.CMD_RESULT)
             )
-            if consume
-            else (Subscription(topics.desk_filter(topics.CMD_RESULT), 1),)
-        )
+        else:
+            result_topic = (
+                topics.topic(results_for, topics.CMD_RESULT)
+                if results_for
+                else topics.desk_filter(topics.CMD_RESULT)
+            )
+            subs = (Subscription(result_topic, 1),)
+        subs += tuple(Subscription(topics.topic(t, topics.CONFIG), 1) for t in watch_configs)
+        if watch_configs:
+            subs += (Subscription(PROBE_PREFIX + "#", 1),)
         ca, cert, tkey = tls if tls else (None, None, None)
         self.conn = Connection(
             ConnSettings(
@@ -189,6 +351,8 @@ class Desk:
                 reconnect_min_s=reconnect_min_s,
                 reconnect_max_s=max(reconnect_min_s, 5.0),
                 max_inflight=1000,
+                clean_start=not persistent,
+                session_expiry_s=7 * 24 * 3600 if persistent else 0,
             ),
             self,
             name=f"{client_id}-net",
@@ -225,6 +389,10 @@ class Desk:
         self._queue.put(msg)
 
     def on_published(self, tag: Any, ok: bool, reason: str) -> None:
+        if isinstance(tag, tuple) and tag and tag[0] in ("cmd", "pub"):
+            with self._cond:
+                self.publish_outcomes[tag[1]] = reason
+                self._cond.notify_all()
         if not ok and reason not in ("connection lost", "not connected", "stopped"):
             log.warning("desk publish %s refused: %s", tag, reason)
 
@@ -258,6 +426,15 @@ class Desk:
                 for msg in batch:
                     split = topics.split(msg.topic)
                     if split is None:
+                        if msg.topic.startswith(PROBE_PREFIX):
+                            with self._cond:
+                                self.probes.add(msg.topic[len(PROBE_PREFIX):])
+                                self._cond.notify_all()
+                        done.append(msg)
+                        continue
+                    if split[1] == topics.CONFIG:
+                        with self._cond:
+                            self.retained_configs[split[0]] = msg.payload
                         done.append(msg)
                         continue
                     terminal, leaf = split
@@ -314,10 +491,14 @@ class Desk:
             and isinstance(r.get("data"), dict)
         ]
         self.stats.messages += 1
-        seqs = self.store.commit_records(terminal, kind, ok, self.stats)
+        seqs, conflicts = self.store.commit_records(terminal, kind, ok, self.stats)
+        for c in conflicts:
+            self.conflicts.append({"terminal_id": terminal, **c})
         if self.on_report is not None:
             for r in ok:
                 self.on_report(terminal, kind, r)
+            for c in conflicts:
+                self.on_report(terminal, "conflict", c)
         return seqs
 
     def _report(self, msg: Inbound, terminal: str, leaf: str) -> None:
@@ -343,41 +524,67 @@ class Desk:
             except ValueError:
                 self._reject(terminal, leaf, "not JSON")
                 return
+            if leaf == topics.STATE and self._stale_offline(terminal, value):
+                self.stats.stale_offline += 1
+                log.info("%s: offline of an older connection ignored", terminal)
+                return
+            if leaf == topics.STATE and isinstance(value, dict) and value.get("at_ms") is None:
+                value = {**value, "received_ms": int(self.clock() * 1000)}  # a Last Will
             with self._cond:
                 (self.states if leaf == topics.STATE else self.health)[terminal] = value
                 self._cond.notify_all()
         if self.on_report is not None:
             self.on_report(terminal, leaf, value)
 
+    def _stale_offline(self, terminal: str, value: Any) -> bool:
+        """An `offline` whose connection is not the latest `online` one (a Last Will can
+        arrive after the next connection's `online`)."""
+        current = self.states.get(terminal)
+        return (
+            isinstance(value, dict)
+            and value.get("state") == "offline"
+            and isinstance(current, dict)
+            and current.get("state") == "online"
+            and current.get("connection_id") != value.get("connection_id")
+        )
+
     # -- desk → terminal ---------------------------------------------------------------
     def ack(self, terminal: str, seqs: list[int]) -> None:
-        body = {"terminal_id": terminal, "seqs": sorted(set(seqs)), "issued_ms": _now_ms()}
+        body = {"terminal_id": terminal, "seqs": sorted(set(seqs)), "issued_ms": self.now_ms()}
         self.conn.publish(
             topics.topic(terminal, topics.ACK), seal(self.key, self.kid, "ack", body), qos=1
         )
         self.stats.acks_sent += 1
 
-    def next_seq(self) -> int:
-        """Per-desk-key sequence: above anything sent before, also across desk runs."""
-        self._seq = max(self._seq + 1, _now_ms())
-        return self._seq
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def next_seq(self, terminal: str) -> int:
+        """Per terminal and desk key, counted in the desk's database: 1, 2, 3 … (a desk
+        clock that ran ahead cannot push it anywhere)."""
+        return self.store.next_seq(terminal, self.kid)
 
     def command_body(
-        self, terminal: str, kind: str, args: dict[str, Any] | None = None, ttl_s: float = 300
+        self,
+        terminal: str,
+        kind: str,
+        args: dict[str, Any] | None = None,
+        ttl_s: float = 300,
+        cmd_id: str | None = None,
     ) -> dict[str, Any]:
-        now = _now_ms()
+        now = self.now_ms()
         return {
-            "cmd_id": uuid.uuid4().hex,
+            "cmd_id": cmd_id or uuid.uuid4().hex,
             "terminal_id": terminal,
             "type": kind,
             "args": args or {},
             "issued_ms": now,
             "expires_ms": now + int(ttl_s * 1000),
-            "seq": self.next_seq(),
+            "seq": self.next_seq(terminal),
         }
 
     def send_raw(self, terminal: str, leaf: str, payload: bytes, correlation: bytes | None = None,
-                 retain: bool = False) -> None:
+                 retain: bool = False, tag: Any = None) -> None:
         response = topics.topic(terminal, topics.CMD_RESULT) if leaf == topics.CMD else None
         self.conn.publish(
             topics.topic(terminal, leaf),
@@ -386,18 +593,50 @@ class Desk:
             retain=retain,
             correlation_data=correlation,
             response_topic=response,
+            tag=tag,
         )
 
     def send_command(self, body: dict[str, Any]) -> str:
         payload = seal(self.key, self.kid, "cmd", body)
-        self.send_raw(body["terminal_id"], topics.CMD, payload, body["cmd_id"].encode())
+        self.send_raw(body["terminal_id"], topics.CMD, payload, body["cmd_id"].encode(),
+                      tag=("cmd", body["cmd_id"]))
         return str(body["cmd_id"])
 
     def command(
         self, terminal: str, kind: str, args: dict[str, Any] | None = None, timeout: float = 10
     ) -> dict[str, Any] | None:
-        cid = self.send_command(self.command_body(terminal, kind, args))
-        return self.wait_result(cid, timeout)
+        return self.run_command(self.command_body(terminal, kind, args), timeout)
+
+    def run_command(self, body: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """Send, wait for the result; if the terminal refused the sequence (`replayed`
+        or `seq_gap` for a command id it never executed), continue above the high-water
+        mark it reported (signed) and send the same command once more."""
+        self.send_command(body)
+        result = self.wait_result(body["cmd_id"], timeout)
+        if (
+            result is not None
+            and result.get("ok") is False
+            and result.get("error") in ("replayed", "seq_gap")
+            and type(result.get("last_seq")) is int
+            and not result.get("duplicate")
+        ):
+            self.store.raise_seq(body["terminal_id"], self.kid, result["last_seq"])
+            log.warning("%s: command sequence continued above the terminal's mark %s",
+                        body["terminal_id"], result["last_seq"])
+            with self._cond:
+                self.results.pop(body["cmd_id"], None)
+                self.publish_outcomes.pop(body["cmd_id"], None)
+            body["seq"] = self.next_seq(body["terminal_id"])
+            body["resynced_from"] = result["last_seq"]
+            self.send_command({k: v for k, v in body.items() if k != "resynced_from"})
+            result = self.wait_result(body["cmd_id"], timeout)
+        return result
+
+    def wait_outcome(self, cmd_id: str, timeout: float) -> str | None:
+        """The broker's PUBACK reason for a command, once known."""
+        with self._cond:
+            self._cond.wait_for(lambda: cmd_id in self.publish_outcomes, timeout)
+            return self.publish_outcomes.get(cmd_id)
 
     def wait_result(self, cmd_id: str, timeout: float) -> dict[str, Any] | None:
         with self._cond:
@@ -414,23 +653,69 @@ class Desk:
         return predicate()
 
     def publish_config(self, terminal: str, doc: dict[str, Any]) -> bytes:
-        payload = seal(self.key, self.kid, "config", {"issued_ms": _now_ms(), **doc})
-        self.send_raw(terminal, topics.CONFIG, payload, retain=True)
+        payload = seal(self.key, self.kid, "config", {"issued_ms": self.now_ms(), **doc})
+        self.last_publish = uuid.uuid4().hex
+        self.send_raw(terminal, topics.CONFIG, payload, retain=True,
+                      tag=("pub", self.last_publish))
+        self.store.record_config(topics.topic(terminal, topics.CONFIG), int(doc["version"]))
         return payload
 
-    def payment_status(self, terminal: str, statuses: list[dict[str, Any]]) -> None:
-        body = {"terminal_id": terminal, "statuses": statuses, "issued_ms": _now_ms()}
+    def retained_config_version(self, terminal: str, timeout: float) -> int | None:
+        """The version of the config document retained at the broker for `terminal`
+        (needs `watch_configs`). A probe published after subscribing comes back after
+        any retained message, so "none" is known, not guessed from a timeout."""
+        probe = uuid.uuid4().hex
+        self.conn.publish(PROBE_PREFIX + probe, b"", qos=1)
+        with self._cond:
+            if not self._cond.wait_for(lambda: probe in self.probes, timeout):
+                raise TimeoutError("the broker did not return the probe")
+            raw = self.retained_configs.get(terminal)
+        if not raw:
+            return None
+        body = peek_body(raw)
+        version = body.get("version")
+        return version if type(version) is int else None
+
+    def payment_status(self, terminal: str, statuses: list[dict[str, Any]]) -> list[int]:
+        """Each status gets the next version for its payment (the terminal applies only
+        a version above the newest it has: old statuses replayed change nothing)."""
+        stamped = [
+            {**st, "version": st.get("version")
+             or self.store.next_status_version(terminal, st["payment_id"])}
+            for st in statuses
+        ]
+        body = {"terminal_id": terminal, "statuses": stamped, "issued_ms": self.now_ms()}
+        self.last_publish = uuid.uuid4().hex
         self.send_raw(
-            terminal, topics.PAYMENT_STATUS, seal(self.key, self.kid, "payment_status", body)
+            terminal, topics.PAYMENT_STATUS, seal(self.key, self.kid, "payment_status", body),
+            tag=("pub", self.last_publish),
         )
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+        return [st["version"] for st in stamped]
 
 
 def describe(terminal: str, leaf: str, value: Any) -> str:
     """One line per report, for `kiosk desk watch`."""
+    if leaf == "conflict":
+        return (
+            f"{terminal} CONFLICT {value['kind']} {value['ref']} seq={value['seq']}: same id, "
+            "different content; kept apart for an operator (kiosk desk conflicts)"
+        )
+    if leaf == "payment" and value["data"].get("kind") == "unclaimed":
+        d = value["data"]
+        amount = d.get("inserted_minor", 0)
+        claimed = d.get("claimed_by") or (
+            d.get("status_detail") if d.get("status") == "reprocessed" else None
+        )
+        state = f"re-processed as {claimed}" if claimed else (
+            "UNCLAIMED: no account; re-process it with 'kiosk desk cmd "
+            f"{terminal} reprocess_unclaimed --arg record_id={value['ref']} "
+            "--arg provider_id=… --arg account=…'"
+        )
+        return (
+            f"{terminal} unclaimed credit {value['ref']} seq={value['seq']} "
+            f"{amount // 100}.{amount % 100:02d} {d.get('currency')} {state}"
+            f"{' (historical)' if value.get('historical') else ''}"
+        )
     if leaf == "payment":
         d = value["data"]
         amount = d.get("credited_minor", 0)

@@ -14,15 +14,15 @@ Runs on the agent's worker thread only.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import Any
 
 from kiosk.ledger import Ledger, outbox
 from kiosk.ledger import desk as desk_ledger
-from kiosk.ledger.outbox import OutboxMessage
+from kiosk.ledger.outbox import RawMessage
 from sync import topics
 from sync.envelope import seal
 
@@ -42,7 +42,7 @@ class Drain:
         self,
         ledger: Ledger,
         terminal_id: str,
-        key: Ed25519PrivateKey,
+        key: Any,  # Ed25519 private key (sync/ed25519.py)
         kid: str,
         inflight: int = 256,
         batch: int = 50,
@@ -74,27 +74,34 @@ class Drain:
 
     # -- what to send ------------------------------------------------------------------
     def next_batches(self) -> list[Batch]:
+        """Due resends, then new records, read and sealed one batch at a time (the
+        payload text is embedded as it is stored): memory holds one batch of records,
+        not the whole window."""
         now = self._clock()
         out: list[Batch] = []
         due = sorted(s for s, at in self.in_flight.items() if now - at >= self.resend_after_s)
-        if due:
-            messages = desk_ledger.messages_by_seq(self.ledger, due)
-            gone = set(due) - {m.id for m in messages}
+        for i in range(0, len(due), self.batch):
+            chunk = due[i:i + self.batch]
+            messages = outbox.raw_by_seq(self.ledger, chunk)
+            gone = set(chunk) - {m.id for m in messages}
             for s in gone:  # acknowledged meanwhile (an ack on another path)
                 self.in_flight.pop(s, None)
             out += self._batches(messages, now)
-        room = self.inflight - len(self.in_flight)
-        if room > 0:
-            fresh = outbox.pending(self.ledger, limit=room, after_id=self.cursor)
-            self.exhausted = len(fresh) < room
+        while (room := self.inflight - len(self.in_flight)) > 0:
+            want = min(room, self.batch)
+            fresh = outbox.pending_raw(self.ledger, limit=want, after_id=self.cursor)
             if fresh:
                 self.cursor = fresh[-1].id
                 out += self._batches(fresh, now)
+            if len(fresh) < want:
+                self.exhausted = True
+                break
+            self.exhausted = False
         return out
 
-    def _batches(self, messages: list[OutboxMessage], now: float) -> list[Batch]:
+    def _batches(self, messages: list[RawMessage], now: float) -> list[Batch]:
         out: list[Batch] = []
-        group: list[OutboxMessage] = []
+        group: list[RawMessage] = []
         for m in messages:
             if group and (group[0].kind != m.kind or len(group) >= self.batch):
                 out.append(self._seal(group))
@@ -106,26 +113,26 @@ class Drain:
             self.in_flight[m.id] = now
         return out
 
-    def _seal(self, group: list[OutboxMessage]) -> Batch:
+    def _seal(self, group: list[RawMessage]) -> Batch:
+        """The batch body as JSON text, each record's `data` the stored payload text
+        verbatim (it is JSON already); the verifier parses what was signed."""
         now_ms = self.ledger.now_ms()
         kind = group[0].kind
         records = []
         for m in group:
-            created = m.payload.get("created_ms") or m.payload.get("at_ms") or now_ms
-            record = {"seq": m.id, "ref": m.ref, "attempt": m.attempts + 1, "data": m.payload}
-            if now_ms - int(created) > HISTORICAL_AFTER_MS:
-                record["historical"] = True
-            records.append(record)
+            historical = ',"historical":true' if now_ms - m.created_ms > HISTORICAL_AFTER_MS else ""
+            records.append(
+                f'{{"attempt":{m.attempts + 1},"data":{m.payload}{historical},'
+                f'"ref":{json.dumps(m.ref)},"seq":{m.id}}}'
+            )
         leaf = topics.PAYMENTS if kind == "payment" else topics.EVENTS
-        body = {
-            "v": 1,
-            "terminal_id": self.terminal_id,
-            "kind": kind,
-            "connection_id": self.connection_id,
-            "sent_ms": now_ms,
-            "records": records,
-        }
-        payload = seal(self.key, self.kid, leaf, body)
+        head = json.dumps(
+            {"connection_id": self.connection_id, "kind": kind, "sent_ms": now_ms,
+             "terminal_id": self.terminal_id, "v": 1},
+            ensure_ascii=False, separators=(",", ":"),
+        )
+        body = head[:-1] + ',"records":[' + ",".join(records) + "]}"
+        payload = seal(self.key, self.kid, leaf, body.encode("utf-8"))
         return Batch(leaf, payload, tuple(m.id for m in group))
 
     # -- what happened -----------------------------------------------------------------

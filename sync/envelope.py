@@ -24,8 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sync.ed25519 import is_bad_signature
 
 VERSION = 1
 DOMAIN = b"kiosk/v1\x00"
@@ -63,8 +62,9 @@ def dumps_body(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
-def seal(key: Ed25519PrivateKey, kid: str, purpose: str, body: bytes | Mapping[str, Any]) -> bytes:
-    """Sign `body` (bytes of a JSON object, or a mapping to serialise) for `purpose`."""
+def seal(key: Any, kid: str, purpose: str, body: bytes | Mapping[str, Any]) -> bytes:
+    """Sign `body` (bytes of a JSON object, or a mapping to serialise) for `purpose`.
+    `key`: an Ed25519 private key (sync/ed25519.py, or a `cryptography` one)."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}")
     if not KEY_ID_RE.match(kid):
@@ -82,7 +82,7 @@ def seal(key: Ed25519PrivateKey, kid: str, purpose: str, body: bytes | Mapping[s
 
 
 def open_envelope(
-    raw: bytes, purpose: str, keys: Mapping[str, Ed25519PublicKey]
+    raw: bytes, purpose: str, keys: Mapping[str, Any]
 ) -> Opened:
     """Verify and decode. Raises EnvelopeError with code: malformed, bad_version,
     wrong_purpose, unknown_key, bad_signature, too_large."""
@@ -122,7 +122,9 @@ def open_envelope(
         raise EnvelopeError("malformed", "body is not valid UTF-8 text") from exc
     try:
         public.verify(sig_bytes, signed_bytes(purpose, body_bytes))
-    except InvalidSignature as exc:
+    except Exception as exc:
+        if not is_bad_signature(exc):
+            raise
         raise EnvelopeError("bad_signature", "signature does not verify") from exc
     try:
         decoded = json.loads(body_bytes)

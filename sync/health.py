@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import paho.mqtt
+from sqlalchemy.exc import SQLAlchemyError
 
 from kiosk import __version__
 from kiosk.engine import PaymentEngine
@@ -40,13 +41,19 @@ def build_health(
         printer_status = engine.printer_status
         support_phone = engine.support_phone
         terminal_id = engine.config.terminal.id
+    # The desk needs health most when the ledger fails: say so, never crash (M10).
+    ledger_state: dict[str, Any] = {"ok": True, "error": None}
+    cassette: list[dict[str, Any]] | None = None
+    queue: dict[str, Any] | None = None
+    last: dict[str, Any] | None = None
     try:
-        cassette: list[dict[str, Any]] | None = [
+        cassette = [
             {**c, "value_minor": c["amount_minor"] * c["count"]} for c in ledger.cassette_counts()
         ]
-        queue: Any = desk_ledger.outbox_depth(ledger)
-    except LedgerError:  # the desk must still hear that the terminal is out of service
-        cassette, queue = None, None
+        queue = desk_ledger.outbox_depth(ledger)
+        last = desk_ledger.last_payment(ledger)
+    except (LedgerError, OSError, SQLAlchemyError) as exc:
+        ledger_state = {"ok": False, "error": f"ledger failed: {str(exc)[:200]}"}
     try:
         usage = shutil.disk_usage(ledger.path.parent)
         disk = {"free_bytes": usage.free, "total_bytes": usage.total}
@@ -63,12 +70,16 @@ def build_health(
         "acceptor": acceptor,
         "printer": {"status": printer_status.value, "can_print": printer_status.can_print},
         "paper": _paper(printer_status.value),
-        "cassette": {
+        "ledger": ledger_state,
+        "cassette": None
+        if cassette is None
+        else {
             "bills": sum(c["count"] for c in cassette),
             "total_minor": sum(c["value_minor"] for c in cassette),
             "by_denomination": cassette,
         },
         "queue": queue,
+        "last_payment": last,
         "disk": disk,
         "uptime_s": round(time.monotonic() - started_monotonic),
         "versions": {
@@ -94,8 +105,10 @@ def significant(health: dict[str, Any]) -> tuple[Any, ...]:
         tuple(sorted(health["out_of_service"])),
         health["acceptor"]["status"],
         health["printer"]["status"],
-        health["cassette"]["bills"],
-        health["queue"]["payments_unsent"],
+        health["ledger"]["ok"],
+        (health["cassette"] or {}).get("bills"),
+        (health["queue"] or {}).get("payments_unsent"),
+        (health["last_payment"] or {}).get("id"),
         health["config_version"],
         health["support_phone"],
     )

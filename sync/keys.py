@@ -7,6 +7,10 @@ the desk side (tests, the demo, a lab broker).
   terminal id: the broker maps the certificate's CN to the MQTT username
   (`use_identity_as_username`), and the ACL confines that username to its own topics.
 - Private keys are written 0600, never printed, never sent; only the CSR leaves.
+
+The Ed25519 part uses sync/ed25519.py (the system's libcrypto): the core daemon loads
+this module and must not pay for `cryptography` (about 7 MiB resident), which the TLS
+and CA functions below import when they are called.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from sync.ed25519 import Ed25519Error, PrivateKey, PublicKey
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 SIGNING_KEY = "terminal.ed25519.key"
 SIGNING_PUB = "terminal.ed25519.pub"
@@ -36,80 +41,107 @@ class KeyError_(ValueError):
 
 
 # -- Ed25519 -------------------------------------------------------------------------
-def public_raw(pub: Ed25519PublicKey) -> bytes:
-    return pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+def public_raw(pub: Any) -> bytes:
+    """Raw 32 bytes of a public key: ours (sync/ed25519.py) or a `cryptography` one."""
+    if isinstance(pub, PublicKey):
+        return pub.raw
+    from cryptography.hazmat.primitives import serialization
+
+    return bytes(pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
 
-def public_b64(pub: Ed25519PublicKey) -> str:
+def public_b64(pub: Any) -> str:
     return base64.b64encode(public_raw(pub)).decode("ascii")
 
 
-def public_from_b64(text: str) -> Ed25519PublicKey:
+def public_from_b64(text: str) -> PublicKey:
     try:
         raw = base64.b64decode(text.strip(), validate=True)
-        return Ed25519PublicKey.from_public_bytes(raw)
+        return PublicKey(raw)
     except ValueError as exc:
         raise KeyError_(f"not a base64 Ed25519 public key: {text[:16]!r}…") from exc
 
 
-def fingerprint(pub: Ed25519PublicKey) -> str:
+def fingerprint(pub: Any) -> str:
     return hashlib.sha256(public_raw(pub)).hexdigest()[:8]
 
 
-def key_id(owner: str, pub: Ed25519PublicKey) -> str:
+def key_id(owner: str, pub: Any) -> str:
     return f"{owner}.{fingerprint(pub)}"
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def fsync_dir(directory: Path) -> None:
+    """Make a new directory entry durable: without it a power cut right after writing a
+    key can leave no file at all, and the terminal would make a new, unknown key."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(directory: Path) -> None:
+    """mkdir -p, with every new folder's entry fsynced in its parent."""
+    missing = []
+    d = directory
+    while not d.exists():
+        missing.append(d)
+        d = d.parent
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+        fsync_dir(folder.parent)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create a 0600 file (never overwrite), fsync it and its folder."""
+    make_dirs(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
+    fsync_dir(path.parent)
 
 
-def write_signing_key(path: Path) -> Ed25519PrivateKey:
-    """Create a new Ed25519 key at `path` (refuses to overwrite) and its .pub beside it."""
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    _write_private(path, pem)
-    pub_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    path.with_suffix(".pub").write_bytes(pub_pem)
+def _write_public(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    fsync_dir(path.parent)
+
+
+def write_signing_key(path: Path) -> PrivateKey:
+    """Create a new Ed25519 key at `path` (refuses to overwrite) and its .pub beside it
+    (PKCS#8 and SubjectPublicKeyInfo PEM)."""
+    key = PrivateKey.generate()
+    write_private(path, key.to_pem())
+    _write_public(path.with_suffix(".pub"), key.public_key().to_pem())
     return key
 
 
-def load_signing_key(path: Path) -> Ed25519PrivateKey:
+def load_signing_key(path: Path) -> PrivateKey:
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise KeyError_(f"{path}: key file not found (create it with 'kiosk keys')") from exc
-    except (ValueError, TypeError) as exc:
-        raise KeyError_(f"{path}: not an unencrypted PEM private key") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyError_(f"{path}: not an Ed25519 key")
-    return key
-
-
-def load_public_key(path: Path) -> Ed25519PublicKey:
-    data = path.read_bytes()
     try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError:
+        return PrivateKey.from_pem(data)
+    except Ed25519Error as exc:
+        raise KeyError_(f"{path}: {exc}") from exc
+
+
+def load_public_key(path: Path) -> PublicKey:
+    data = path.read_bytes()
+    if b"-----BEGIN" not in data:
         return public_from_b64(data.decode("ascii", "replace"))
-    if not isinstance(key, Ed25519PublicKey):
-        raise KeyError_(f"{path}: not an Ed25519 public key")
-    return key
+    try:
+        return PublicKey.from_pem(data)
+    except Ed25519Error as exc:
+        raise KeyError_(f"{path}: {exc}") from exc
 
 
-def load_or_create_signing_key(path: Path) -> tuple[Ed25519PrivateKey, bool]:
+def load_or_create_signing_key(path: Path) -> tuple[PrivateKey, bool]:
     if path.exists():
         return load_signing_key(path), False
     return write_signing_key(path), True
@@ -117,8 +149,11 @@ def load_or_create_signing_key(path: Path) -> tuple[Ed25519PrivateKey, bool]:
 
 # -- TLS key and CSR -----------------------------------------------------------------
 def write_tls_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = ec.generate_private_key(ec.SECP256R1())
-    _write_private(
+    write_private(
         path,
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -130,6 +165,10 @@ def write_tls_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 
 def make_csr(key: ec.EllipticCurvePrivateKey, common_name: str) -> x509.CertificateSigningRequest:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
     return (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
@@ -149,7 +188,8 @@ class TerminalKeys:
 
 def create_terminal_keys(directory: Path, terminal_id: str) -> TerminalKeys:
     """`kiosk keys`: Ed25519 signing key, TLS key and CSR (CN = terminal id)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    from cryptography.hazmat.primitives import serialization
+    make_dirs(directory)
     signing = directory / SIGNING_KEY
     tls = directory / TLS_KEY
     for path in (signing, tls):
@@ -158,7 +198,7 @@ def create_terminal_keys(directory: Path, terminal_id: str) -> TerminalKeys:
     key = write_signing_key(signing)
     tls_key = write_tls_key(tls)
     csr = make_csr(tls_key, terminal_id)
-    (directory / TLS_CSR).write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    _write_public(directory / TLS_CSR, csr.public_bytes(serialization.Encoding.PEM))
     pub = key.public_key()
     return TerminalKeys(
         signing,
@@ -172,10 +212,15 @@ def create_terminal_keys(directory: Path, terminal_id: str) -> TerminalKeys:
 
 # -- a small CA (desk side, tests, lab brokers) --------------------------------------
 def _name(cn: str) -> x509.Name:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
 def make_ca(common_name: str = "kiosk test CA", days: int = 30):  # type: ignore[no-untyped-def]
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (
@@ -198,8 +243,15 @@ def issue(
     csr: x509.CertificateSigningRequest,
     days: int = 30,
     server_ip: str | None = None,
+    server_name: str | None = None,
 ) -> x509.Certificate:
-    """Sign a CSR: a client certificate, or a server one for `server_ip`."""
+    """Sign a CSR: a client certificate, or a server one for `server_ip` / `server_name`
+    (an IP address or a DNS name)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    if server_ip is not None:
+        server_name = server_ip
     if not csr.is_signature_valid:
         raise KeyError_("the CSR's signature does not verify")
     now = dt.datetime.now(dt.UTC)
@@ -213,9 +265,13 @@ def issue(
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
     )
-    if server_ip is not None:
+    if server_name is not None:
+        try:
+            san: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(server_name))
+        except ValueError:
+            san = x509.DNSName(server_name)
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(server_ip))]),
+            x509.SubjectAlternativeName([san]),
             critical=False,
         ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     else:
@@ -227,6 +283,8 @@ def issue(
 
 def pem(obj) -> bytes:  # type: ignore[no-untyped-def]
     """PEM of a certificate, CSR or (unencrypted) private key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
     if isinstance(obj, x509.Certificate | x509.CertificateSigningRequest):
         return obj.public_bytes(serialization.Encoding.PEM)
     return obj.private_bytes(

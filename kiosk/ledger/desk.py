@@ -15,6 +15,7 @@ Every write is one durable transaction (Ledger._tx), like kiosk/ledger/outbox.py
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -62,6 +63,25 @@ class CommandRecord:
     kind: str
     received_ms: int
     result: dict[str, Any]
+
+
+# -- memory ------------------------------------------------------------------------------
+# SQLite's page cache per connection; its default (2,000 KiB) fills up as the drain
+# walks the outbox of a large ledger and updates payments across it: +2.3 MiB resident
+# for nothing the core needs (the OS caches the file anyway; docs/benchmarks.md,
+# mqtt_drain). The ledger has one connection.
+SYNC_PAGE_CACHE_KIB = 256
+
+
+def limit_page_cache(ledger: Ledger, kib: int = SYNC_PAGE_CACHE_KIB) -> None:
+    with ledger._read() as conn:
+        conn.exec_driver_sql(f"PRAGMA cache_size=-{int(kib)}")
+
+
+def page_cache_kib(ledger: Ledger) -> int:
+    with ledger._read() as conn:
+        value = int(conn.exec_driver_sql("PRAGMA cache_size").scalar() or 0)
+    return -value if value < 0 else value  # negative: KiB; positive: pages (1 KiB here)
 
 
 # -- outbox by sequence number ---------------------------------------------------------
@@ -216,12 +236,38 @@ def execute_command(
         return True, stored
 
 
+def _last_reprocess_to(conn: Connection, payment_id: str) -> str | None:
+    """The account of the latest re-processing of a payment (its history row)."""
+    h = t.payment_history
+    detail = conn.execute(
+        select(h.c.detail)
+        .where(h.c.payment_id == payment_id, h.c.status == PaymentStatus.REPROCESSED)
+        .order_by(h.c.id.desc())
+        .limit(1)
+    ).scalar()
+    try:
+        return str(json.loads(detail)["to_account"]) if detail else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def reprocess_action(
-    ledger: Ledger, payment_id: str, account: str, command_id: str, reason: str
+    ledger: Ledger,
+    payment_id: str,
+    account: str,
+    command_id: str,
+    reason: str,
+    expected_count: int | None = None,
 ) -> Callable[[Connection, int], dict[str, Any]]:
     """The ledger part of "re-process to a corrected account": same payment id,
     reprocess_count + 1, status reprocessed, a history row keeping the old account, and
-    a new outbox message (a new sequence number) for the desk."""
+    a new outbox message (a new sequence number) for the desk.
+
+    Idempotent: `expected_count` is the reprocess_count the desk saw. If the payment is
+    already one further and was re-processed to this very account, the earlier run is
+    reported (`already: true`) and nothing runs again; any other count is refused
+    (`stale_count`). Without `expected_count`, a payment whose latest re-processing went
+    to this account is likewise not re-processed again."""
 
     def action(conn: Connection, now: int) -> dict[str, Any]:
         p = t.payments
@@ -229,12 +275,31 @@ def reprocess_action(
         if row is None:
             raise DeskRefused("unknown_payment", f"no payment {payment_id} on this terminal")
         if row.kind != "payment":
-            raise DeskRefused("not_allowed", f"{payment_id} is an {row.kind} record")
+            raise DeskRefused(
+                "not_allowed",
+                f"{payment_id} is an {row.kind} record (use reprocess_unclaimed)",
+            )
+        current = int(row.reprocess_count)
+        done_before = (
+            current >= 1
+            and row.account == account
+            and _last_reprocess_to(conn, payment_id) == account
+        )
+        if expected_count is not None and current != expected_count:
+            if current == expected_count + 1 and done_before:
+                return {"payment_id": payment_id, "reprocess_count": current, "already": True}
+            raise DeskRefused(
+                "stale_count",
+                f"{payment_id} has reprocess_count {current}, the command expected "
+                f"{expected_count}",
+            )
+        if expected_count is None and done_before:
+            return {"payment_id": payment_id, "reprocess_count": current, "already": True}
         if row.status not in REPROCESS_FROM:
             raise DeskRefused(
                 "not_allowed", f"{payment_id} is {row.status}; the desk does not have it yet"
             )
-        count = int(row.reprocess_count) + 1
+        count = current + 1
         conn.execute(
             update(p)
             .where(p.c.id == payment_id)
@@ -263,6 +328,114 @@ def reprocess_action(
         return {"payment_id": payment_id, "reprocess_count": count, "outbox_seq": int(seq)}
 
     return action
+
+
+def claim_unclaimed_action(
+    ledger: Ledger,
+    record_id: str,
+    provider_id: str,
+    account: str,
+    command_id: str,
+    reason: str,
+    commission: Callable[[int], int],
+) -> Callable[[Connection, int], dict[str, Any]]:
+    """Re-process an unclaimed credit (money in the terminal without a payment) into a
+    payment to `provider_id`/`account`, exactly once (M5, M6, M8, M9).
+
+    The new payment gets a new id (a new number, M5), the record's amount, the
+    provider's commission (no change is given: M9), status queued and an outbox message
+    carrying `from_unclaimed` and the record's bills. The unclaimed record becomes
+    `reprocessed` (reprocess_count + 1, status_detail = the new payment id, a history
+    row naming it) and is sent again, so the desk sees both ends of the link. A second
+    request for the same record to the same provider and account reports the first
+    (`already: true`); to anything else it is refused (`already_claimed`)."""
+
+    def action(conn: Connection, now: int) -> dict[str, Any]:
+        p = t.payments
+        rec = conn.execute(select(p).where(p.c.id == record_id)).first()
+        if rec is None:
+            raise DeskRefused("unknown_payment", f"no record {record_id} on this terminal")
+        if rec.kind != "unclaimed":
+            raise DeskRefused("not_allowed", f"{record_id} is a payment, not an unclaimed credit")
+        if rec.status != PaymentStatus.UNCLAIMED:
+            claimed = conn.execute(select(p).where(p.c.id == rec.status_detail)).first()
+            if (
+                claimed is not None
+                and claimed.provider_id == provider_id
+                and claimed.account == account
+            ):
+                return {"payment_id": claimed.id, "record_id": record_id, "already": True}
+            raise DeskRefused(
+                "already_claimed", f"{record_id} was already re-processed as {rec.status_detail}"
+            )
+        amount = int(rec.inserted_minor)
+        fee = min(max(commission(amount), 0), amount)
+        number = ledger._next_number(conn)
+        payment_id = ledger._payment_id(number)
+        link = {"from_unclaimed": record_id, "command_id": command_id, "reason": reason}
+        conn.execute(
+            insert(p).values(
+                id=payment_id,
+                number=number,
+                kind="payment",
+                session_id=None,
+                provider_id=provider_id,
+                account=account,
+                inserted_minor=amount,
+                commission_minor=fee,
+                credited_minor=amount - fee,
+                currency=rec.currency,
+                status=PaymentStatus.QUEUED,
+                note=f"re-processed by the desk from unclaimed credit {record_id}",
+                created_ms=now,
+                updated_ms=now,
+                reprocess_count=0,
+            )
+        )
+        text = json.dumps(link, ensure_ascii=False, sort_keys=True)
+        ledger._history(conn, payment_id, PaymentStatus.CONFIRMED, text, now)
+        ledger._history(conn, payment_id, PaymentStatus.QUEUED, None, now)
+        count = int(rec.reprocess_count) + 1
+        conn.execute(
+            update(p)
+            .where(p.c.id == record_id)
+            .values(
+                status=PaymentStatus.REPROCESSED,
+                status_detail=payment_id,
+                reprocess_count=count,
+                updated_ms=now,
+            )
+        )
+        to = {"to_payment": payment_id, "provider_id": provider_id, "to_account": account,
+              "command_id": command_id, "reason": reason, "reprocess_count": count}
+        ledger._history(
+            conn, record_id, PaymentStatus.REPROCESSED,
+            json.dumps(to, ensure_ascii=False, sort_keys=True), now,
+        )
+        bills = ledger._payment_payload(conn, record_id)["bills"]
+        payload = {**ledger._payment_payload(conn, payment_id), "bills": bills,
+                   "from_unclaimed": record_id}
+        ledger._enqueue(conn, "payment", payment_id, payload, now)
+        record_payload = {**ledger._payment_payload(conn, record_id), "claimed_by": payment_id}
+        ledger._enqueue(conn, "payment", record_id, record_payload, now)
+        return {"payment_id": payment_id, "record_id": record_id, "inserted_minor": amount,
+                "commission_minor": fee, "credited_minor": amount - fee,
+                "provider_id": provider_id, "account": account}
+
+    return action
+
+
+def last_payment(ledger: Ledger) -> dict[str, Any] | None:
+    """The newest payment (not an unclaimed record): for the desk's health view."""
+    p = t.payments
+    with ledger._read() as conn:
+        r = conn.execute(
+            select(p.c.id, p.c.status, p.c.created_ms, p.c.credited_minor, p.c.currency)
+            .where(p.c.kind == "payment")
+            .order_by(p.c.number.desc())
+            .limit(1)
+        ).first()
+    return None if r is None else dict(r._mapping)
 
 
 def desk_settings(ledger: Ledger) -> dict[str, Any]:
@@ -337,15 +510,43 @@ def record_config(ledger: Ledger, version: int, sha256: str, body: dict[str, Any
 
 
 # -- payment status from the desk ------------------------------------------------------
+STATUS_VERSION_PREFIX = "pst:"
+
+
+def status_version_name(payment_id: str) -> str:
+    """The counters row keeping a payment's newest applied desk status version (the
+    name fits counters.name: a prefix and 28 hex of the id's sha256)."""
+    return STATUS_VERSION_PREFIX + hashlib.sha256(payment_id.encode()).hexdigest()[:28]
+
+
+def status_version(ledger: Ledger, payment_id: str) -> int:
+    c = t.counters
+    with ledger._read() as conn:
+        value = conn.execute(
+            select(c.c.value).where(c.c.name == status_version_name(payment_id))
+        ).scalar()
+    return int(value or 0)
+
+
 def apply_payment_status(
-    ledger: Ledger, payment_id: str, status: str, detail: str | None, reprocess_count: int
+    ledger: Ledger,
+    payment_id: str,
+    status: str,
+    detail: str | None,
+    reprocess_count: int,
+    version: int,
 ) -> str:
     """processed/failed from the desk. Returns applied | unchanged | stale |
-    unknown_payment | not_allowed. Only `applied` changed the ledger."""
+    stale_version | unknown_payment | not_allowed. Only `applied` changed the ledger.
+
+    Statuses are ordered per payment by the desk's `version` (1, 2, 3 …): one at or
+    below the newest applied is stale (an old signed "failed" replayed after
+    "processed" changes nothing), so the order of arrival does not matter."""
     if status not in FINAL_STATUSES:
         return "not_allowed"
-    p = t.payments
+    p, c = t.payments, t.counters
     now = ledger.now_ms()
+    name = status_version_name(payment_id)
     with ledger._tx() as conn:
         row = conn.execute(select(p).where(p.c.id == payment_id)).first()
         if row is None:
@@ -356,6 +557,13 @@ def apply_payment_status(
             return "stale"  # about an attempt before the latest re-processing
         if reprocess_count > row.reprocess_count:
             return "not_allowed"
+        last = conn.execute(select(c.c.value).where(c.c.name == name)).scalar()
+        if last is not None and version <= last:
+            return "unchanged" if version == last else "stale_version"
+        if last is None:
+            conn.execute(insert(c).values(name=name, value=version))
+        else:
+            conn.execute(update(c).where(c.c.name == name).values(value=version))
         if row.status == status and (row.status_detail or None) == (detail or None):
             return "unchanged"
         conn.execute(

@@ -37,6 +37,51 @@ def pending(ledger: Ledger, limit: int = 100, after_id: int = 0) -> list[OutboxM
     return [OutboxMessage(r.id, r.kind, r.ref, json.loads(r.payload), r.attempts) for r in rows]
 
 
+@dataclass(frozen=True)
+class RawMessage:
+    """An outbox row as stored: the payload stays JSON text (the drain embeds it in a
+    signed batch without parsing it, so a window of records costs its bytes only)."""
+
+    id: int
+    kind: str
+    ref: str
+    payload: str
+    attempts: int
+    created_ms: int
+
+
+def _raw(rows: Iterable[Any]) -> list[RawMessage]:
+    return [RawMessage(r.id, r.kind, r.ref, r.payload, r.attempts, r.created_ms) for r in rows]
+
+
+def pending_raw(ledger: Ledger, limit: int = 100, after_id: int = 0) -> list[RawMessage]:
+    """Unacknowledged rows after `after_id`, in order, payload as text."""
+    o = t.outbox
+    with ledger._read() as conn:
+        rows = conn.execute(
+            select(o.c.id, o.c.kind, o.c.ref, o.c.payload, o.c.attempts, o.c.created_ms)
+            .where(o.c.acked_ms.is_(None), o.c.id > after_id)
+            .order_by(o.c.id)
+            .limit(limit)
+        ).all()
+    return _raw(rows)
+
+
+def raw_by_seq(ledger: Ledger, seqs: Iterable[int]) -> list[RawMessage]:
+    """Unacknowledged rows with these ids, in order, payload as text."""
+    o = t.outbox
+    seqs = list(seqs)
+    if not seqs:
+        return []
+    with ledger._read() as conn:
+        rows = conn.execute(
+            select(o.c.id, o.c.kind, o.c.ref, o.c.payload, o.c.attempts, o.c.created_ms)
+            .where(in_list(o.c.id, seqs), o.c.acked_ms.is_(None))
+            .order_by(o.c.id)
+        ).all()
+    return _raw(rows)
+
+
 def mark_sent(ledger: Ledger, ids: Iterable[int]) -> None:
     o = t.outbox
     ids = list(ids)

@@ -59,3 +59,45 @@ def make_desk(broker: Broker, desk_key: DeskKey, terminal_keys: dict, db: Path,
         "127.0.0.1", broker.port, desk_key.key, desk_key.kid, terminal_keys, db,
         client_id=client_id, **kw,
     )
+
+
+class KitBroker:
+    """mosquitto running the files `kiosk broker-kit init` wrote from deploy/mosquitto/
+    (the shipped kiosk.conf and acl, included as Debian's mosquitto.conf does)."""
+
+    def __init__(self, base: Path) -> None:
+        from sync import broker_kit
+        from tests.sync.broker import free_port
+
+        self.port, self.desk_port = free_port(), free_port()
+        self.kit = broker_kit.init(base / "kit", "127.0.0.1", self.port, self.desk_port,
+                                   bind="127.0.0.1", days=30)
+        self.certs = base / "certs"
+        self.broker = Broker(base / "mosquitto", port=self.port,
+                             listener=f"include_dir {self.kit.dir}\n")
+        self._made: dict[str, tuple[Path, Path]] = {}
+
+    def terminal(self, terminal_id: str) -> tuple[Path, Path]:
+        from sync import broker_kit
+
+        if terminal_id not in self._made:
+            self._made[terminal_id] = broker_kit.terminal_cert(self.kit, terminal_id, self.certs)
+        return self._made[terminal_id]
+
+    def desk(self) -> tuple[Path, Path]:
+        from sync import broker_kit
+
+        if "desk" not in self._made:
+            self._made["desk"] = broker_kit.desk_cert(self.kit, self.certs / "desk")
+        return self._made["desk"]
+
+    def desk_tls(self) -> tuple[Path, Path, Path]:
+        return (self.kit.terminal_ca, *self.desk())
+
+
+@pytest.fixture(scope="module")
+def kit_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KitBroker]:
+    kb = KitBroker(tmp_path_factory.mktemp("kit"))
+    kb.broker.start()
+    yield kb
+    kb.broker.stop()

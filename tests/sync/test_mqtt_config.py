@@ -43,3 +43,23 @@ def test_errors_name_the_key(table, words):
     with pytest.raises(ConfigError) as err:
         _mqtt(table)
     assert words in str(err.value) and "mqtt." in str(err.value)
+
+
+def test_every_mqtt_key_is_shown_in_the_example_and_the_docs():
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from kiosk.config import MqttConfig, load_config
+
+    root = Path(__file__).resolve().parents[2]
+    example = (root / "config.example.toml").read_text(encoding="utf-8")
+    section = example.split("[mqtt]", 1)[1].split("\n[catalog]", 1)[0]
+    docs = (root / "docs" / "mqtt.md").read_text(encoding="utf-8").split(
+        "## Configuration (`[mqtt]`)", 1)[1]
+    for f in dataclasses.fields(MqttConfig):
+        name = "mqtt.desk_keys" if f.name == "desk_keys" else f.name
+        assert re.search(rf"^#? ?\[?{re.escape(name)}\b", section, re.M), name
+        assert f"`{f.name}`" in docs or f"`[mqtt.{f.name}]`" in docs, f.name
+    shown = load_config(root / "config.example.toml").mqtt
+    assert shown == MqttConfig()  # the uncommented values are the defaults

@@ -7,7 +7,7 @@ import pytest
 from kiosk.catalog import DEMO_CATALOG
 from sync import topics
 from sync.backoff import Backoff
-from sync.commands import CommandError, check_fresh, check_seq, parse_command
+from sync.commands import MAX_SEQ_STEP, CommandError, check_fresh, check_seq, parse_command
 from sync.desk_config import ConfigDocError, parse_config_doc
 
 NOW = 1_800_000_000_000
@@ -64,7 +64,11 @@ def test_parse_command_ok():
     re = parse_command(
         _cmd(type="reprocess", args={"payment_id": "T1-00000001", "account": "9160000000"})
     )
-    assert re.args == {"payment_id": "T1-00000001", "account": "9160000000", "reason": ""}
+    assert re.args == {"payment_id": "T1-00000001", "account": "9160000000", "reason": "",
+                       "reprocess_count": None}
+    un = parse_command(_cmd(type="reprocess_unclaimed", args={
+        "record_id": "T1-00000002", "provider_id": "mts", "account": "9160000000"}))
+    assert un.args["record_id"] == "T1-00000002" and un.args["provider_id"] == "mts"
 
 
 @pytest.mark.parametrize(
@@ -110,15 +114,31 @@ def test_check_fresh_rejects(terminal, now, code):
     assert err.value.code == code
 
 
-def test_check_fresh_allows_skew_and_seq_must_grow():
-    cmd = parse_command(_cmd())
-    check_fresh(cmd, "T1", NOW + 60_000 + 299_000, 300_000)
-    check_fresh(cmd, "T1", NOW - 299_000, 300_000)
+def test_expiry_is_strict_and_the_skew_only_covers_a_desk_clock_ahead():
+    cmd = parse_command(_cmd())  # issued NOW, expires NOW + 60 s
+    check_fresh(cmd, "T1", NOW + 60_000, 300_000)
+    with pytest.raises(CommandError) as err:  # the TTL is the TTL: no 300 s on top
+        check_fresh(cmd, "T1", NOW + 60_001, 300_000)
+    assert err.value.code == "expired"
+    check_fresh(cmd, "T1", NOW - 299_000, 300_000)  # issued "in the future" within skew
+    with pytest.raises(CommandError) as err:
+        check_fresh(cmd, "T1", NOW - 301_000, 300_000)
+    assert err.value.code == "not_yet_valid"
+
+
+def test_seq_must_grow_and_cannot_jump_away():
+    cmd = parse_command(_cmd())  # seq 5
     check_seq(cmd, 4)
+    check_seq(cmd, 0)
     for last in (5, 6):
         with pytest.raises(CommandError) as err:
             check_seq(cmd, last)
-        assert err.value.code == "replayed"
+        assert err.value.code == "replayed" and err.value.extra == {"last_seq": last}
+    far = parse_command(_cmd(seq=MAX_SEQ_STEP + 5))
+    check_seq(far, 5)
+    with pytest.raises(CommandError) as err:  # e.g. milliseconds of a clock as a sequence
+        check_seq(far, 4)
+    assert err.value.code == "seq_gap" and err.value.extra == {"last_seq": 4}
 
 
 def _doc(**changes):  # type: ignore[no-untyped-def]
@@ -164,3 +184,45 @@ def test_config_doc_rejects(changes, code):
     with pytest.raises(ConfigDocError) as err:
         parse_config_doc(_doc(**changes), "T1", DEMO_CATALOG)
     assert err.value.code == code
+
+
+def test_keys_and_their_folder_are_fsynced(tmp_path, mocker):
+    """A power cut right after `kiosk keys` must not leave a folder without the key
+    (the terminal would make a new, unknown one): the directory entry is fsynced."""
+    import os
+    import stat
+
+    from sync.keys import create_terminal_keys
+
+    synced: list[tuple[bool, str]] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        st = os.fstat(fd)
+        synced.append((stat.S_ISDIR(st.st_mode), os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    mocker.patch("sync.keys.os.fsync", side_effect=spy)
+    folder = tmp_path / "new" / "keys"
+    create_terminal_keys(folder, "T0009")
+    dirs = {path for is_dir, path in synced if is_dir}
+    assert str(folder) in dirs and str(folder.parent) in dirs
+    files = {path for is_dir, path in synced if not is_dir}
+    assert {str(folder / n) for n in ("terminal.ed25519.key", "tls.key")} <= files
+
+
+def test_watch_shows_an_unclaimed_credit_with_its_amount_and_the_way_out():
+    from sync.desk import describe
+
+    rec = {"seq": 7, "ref": "T1-00000003", "data": {
+        "kind": "unclaimed", "status": "unclaimed", "inserted_minor": 50_000,
+        "credited_minor": 0, "currency": "RUB", "provider_id": None, "account": None}}
+    line = describe("T1", "payment", rec)
+    assert "500.00 RUB" in line and "None" not in line and " 0.00 RUB" not in line
+    assert "reprocess_unclaimed --arg record_id=T1-00000003" in line
+    claimed = {**rec, "data": {**rec["data"], "status": "reprocessed",
+                               "claimed_by": "T1-00000009", "reprocess_count": 1}}
+    assert "re-processed as T1-00000009" in describe("T1", "payment", claimed)
+    conflict = describe("T1", "conflict", {"kind": "payment", "ref": "T1-00000001", "seq": 1,
+                                           "reprocess_count": 0})
+    assert conflict.startswith("T1 CONFLICT payment T1-00000001")

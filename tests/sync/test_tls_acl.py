@@ -1,6 +1,7 @@
 """TLS with per-terminal client certificates and an ACL keyed on the certificate's CN
-(use_identity_as_username): a terminal cannot publish as another nor read another's
-commands; forged, expired and replayed commands change nothing. Real mosquitto."""
+(use_identity_as_username; the shipped deploy/mosquitto/ files): a terminal cannot
+publish as another nor read another's commands; forged, expired and replayed commands
+change nothing. Real mosquitto."""
 
 from __future__ import annotations
 
@@ -18,62 +19,21 @@ from kiosk.ledger import desk as desk_ledger
 from sync import topics
 from sync.desk import Desk
 from sync.envelope import seal
-from sync.keys import issue, key_id, make_ca, make_csr, pem, write_tls_key
-from tests.sync.broker import Broker
+from sync.keys import key_id
 from tests.sync.conftest import wait_for
 from tests.sync.terminal import live_terminal, mqtt_config, terminal_public_key
 
-ACL = """
-user desk
-topic readwrite kiosk/v1/#
-
-pattern write kiosk/v1/%u/state
-pattern write kiosk/v1/%u/health
-pattern write kiosk/v1/%u/payments
-pattern write kiosk/v1/%u/events
-pattern write kiosk/v1/%u/cmd/result
-pattern read kiosk/v1/%u/cmd
-pattern read kiosk/v1/%u/ack
-pattern read kiosk/v1/%u/payment_status
-pattern read kiosk/v1/%u/config
-"""
-
-
-def _pki(folder: Path, names: list[str]) -> dict[str, tuple[Path, Path]]:
-    folder.mkdir(parents=True, exist_ok=True)
-    ca_key, ca = make_ca()
-    (folder / "ca.pem").write_bytes(pem(ca))
-    out = {}
-    for name in ["server", *names]:
-        key = write_tls_key(folder / f"{name}.key")
-        cert = issue(ca_key, ca, make_csr(key, name), server_ip="127.0.0.1" if name == "server"
-                     else None)
-        (folder / f"{name}.pem").write_bytes(pem(cert))
-        out[name] = (folder / f"{name}.pem", folder / f"{name}.key")
-    return out
-
 
 @pytest.fixture(scope="module")
-def tls_setup(tmp_path_factory):
-    base = tmp_path_factory.mktemp("tls")
-    certs = _pki(base / "pki", ["TA", "TB", "desk"])
-    (base / "acl").write_text(ACL)
-    broker = Broker(base / "mosquitto")
-    broker.listener = (
-        f"per_listener_settings false\nlistener {broker.port} 127.0.0.1\n"
-        f"cafile {base / 'pki' / 'ca.pem'}\ncertfile {certs['server'][0]}\n"
-        f"keyfile {certs['server'][1]}\nrequire_certificate true\n"
-        f"use_identity_as_username true\nallow_anonymous false\nacl_file {base / 'acl'}\n"
-    )
-    broker.start()
-    yield base, certs, broker
-    broker.stop()
+def tls_setup(kit_broker):
+    """The broker runs the shipped configuration and ACL (tests/sync/test_broker_kit.py)."""
+    return kit_broker
 
 
-def _raw_client(base: Path, cert: tuple[Path, Path] | None, port: int, cid: str):  # type: ignore[no-untyped-def]
+def _raw_client(kb, cert: tuple[Path, Path] | None, port: int, cid: str):  # type: ignore[no-untyped-def]
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
     c.tls_set(
-        ca_certs=str(base / "pki" / "ca.pem"),
+        ca_certs=str(kb.kit.terminal_ca),
         certfile=str(cert[0]) if cert else None,
         keyfile=str(cert[1]) if cert else None,
         cert_reqs=ssl.CERT_REQUIRED,
@@ -85,18 +45,19 @@ def _raw_client(base: Path, cert: tuple[Path, Path] | None, port: int, cid: str)
 def test_tls_acl_isolates_terminals_and_bad_commands_change_nothing(
     tls_setup, desk_key, tmp_path
 ):
-    base, certs, broker = tls_setup
-    ca = base / "pki" / "ca.pem"
+    kb = tls_setup
+    ca = kb.kit.terminal_ca
+    base, broker = kb, kb.broker
 
     def cfg(name: str):  # type: ignore[no-untyped-def]
-        return mqtt_config(broker.port, desk_key, tls_ca=ca, tls_cert=certs[name][0],
-                           tls_key=certs[name][1])
+        cert = kb.terminal(name)
+        return mqtt_config(broker.port, desk_key, tls_ca=ca, tls_cert=cert[0], tls_key=cert[1])
 
     ta = live_terminal(tmp_path / "a", "TA", cfg("TA"))
     tb = live_terminal(tmp_path / "b", "TB", cfg("TB"))
     pubs = {"TA": terminal_public_key(ta.config), "TB": terminal_public_key(tb.config)}
-    desk = Desk("127.0.0.1", broker.port, desk_key.key, desk_key.kid, pubs,
-                tmp_path / "desk.sqlite", client_id="desk", tls=(ca, *certs["desk"])).start()
+    desk = Desk("127.0.0.1", kb.desk_port, desk_key.key, desk_key.kid, pubs,
+                tmp_path / "desk.sqlite", client_id="desk", tls=kb.desk_tls()).start()
     spy = None
     try:
         wait_for(lambda: {"TA", "TB"} <= set(desk.states), 10, "both online over TLS")
@@ -104,11 +65,12 @@ def test_tls_acl_isolates_terminals_and_bad_commands_change_nothing(
         wait_for(lambda: len(desk.store.payments()) == 2, 10, "payments over TLS")
         assert {p["payment_id"] for p in desk.store.payments()} == {pa, pb}
 
-        # A spy with A's certificate: tries to read B's commands and to publish as B.
+        # A spy with another fleet member's certificate (its own identity: with A's it would
+        # only take A's own session, test_broker_kit.py): reads B's commands? publishes as B?
         got: list[str] = []
         refused: list[str] = []
         acked = threading.Event()
-        spy = _raw_client(base, certs["TA"], broker.port, "TA-spy")
+        spy = _raw_client(base, kb.terminal("TSPY"), broker.port, "TB")
         spy.on_message = lambda c, u, m: got.append(m.topic)
         spy.on_publish = lambda c, u, mid, rc, p: (refused.append(str(rc)), acked.set())
         spy.connect("127.0.0.1", broker.port)
