@@ -91,7 +91,11 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         from sync.agent import SyncAgent  # sync/ builds on kiosk/, never the other way
 
         agent = SyncAgent(config, engine, ledger)
-        agent.start()
+        try:
+            agent.start()
+        except LedgerError as exc:  # a blocked ledger (identity): serve locally regardless
+            log.error("sync agent not started: %s", exc)
+            agent = None
     log.info(
         "ready in %.0f ms: terminal %s, socket %s, ledger %s",
         (time.monotonic() - started) * 1000,

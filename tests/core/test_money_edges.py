@@ -47,14 +47,12 @@ def test_lost_escrow_outcome_is_reported_and_explained_at_encashment(term):
         assert len(events) == 1
         assert events[0]["data"]["total_minor"] == 100_000
         assert [e["amount_minor"] for e in events[0]["data"]["escrows"]] == [100_000]
-        with term2.engine.lock:
-            report = service.encash(term2.engine, "tech")
+        report = service.encash(term2.engine, "tech")  # as tech.encash calls it
         assert [u["amount_minor"] for u in report["unknown_outcomes"]] == [100_000]
         slip = "\n".join(render_plain(term2.printer.printed[-1], 42))
         assert "OUTCOME UNKNOWN" in slip and "1 000.00" in slip
         # explained once: the next report does not repeat it
-        with term2.engine.lock:
-            assert service.encash(term2.engine, "tech")["unknown_outcomes"] == []
+        assert service.encash(term2.engine, "tech")["unknown_outcomes"] == []
     finally:
         term2.engine.stop()
 
@@ -67,8 +65,7 @@ def test_expired_escrow_claimed_later_is_not_listed_as_unknown(term):
         term2.tick(11)
         term2.acceptor.report_stacked(500, recovered=True)  # the unit remembers after all
         assert ledger_rows(term2.ledger, "SELECT state FROM escrows") == [("stacked",)]
-        with term2.engine.lock:
-            assert service.encash(term2.engine, "tech")["unknown_outcomes"] == []
+        assert service.encash(term2.engine, "tech")["unknown_outcomes"] == []
     finally:
         term2.engine.stop()
 
