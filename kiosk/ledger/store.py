@@ -193,7 +193,11 @@ class Ledger:
             )
             base = marker or Marker(self.terminal_id, self.ledger_id, 0, 0, self.now_ms())
             wanted = base.reserving(used_payment, used_event, self.now_ms())
-            if marker is None or wanted != marker:
+            if (
+                marker is None
+                or wanted.payment_reserved != marker.payment_reserved
+                or wanted.event_reserved != marker.event_reserved
+            ):
                 self._write_marker(wanted)
             else:
                 self._marker = marker

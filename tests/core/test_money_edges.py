@@ -42,6 +42,7 @@ def test_lost_escrow_outcome_is_reported_and_explained_at_encashment(term):
     term2 = term.restart()
     try:
         term2.tick(11)  # start-up reconciliation
+        term2.drain()
         assert ledger_rows(term2.ledger, "SELECT state FROM escrows") == [("expired",)]
         events = outbox_events(term2.ledger, "escrow_outcome_unknown")  # reaches the desk
         assert len(events) == 1
@@ -64,6 +65,7 @@ def test_expired_escrow_claimed_later_is_not_listed_as_unknown(term):
     try:
         term2.tick(11)
         term2.acceptor.report_stacked(500, recovered=True)  # the unit remembers after all
+        term2.drain()  # its slip prints on the printer thread, on the same connection
         assert ledger_rows(term2.ledger, "SELECT state FROM escrows") == [("stacked",)]
         assert service.encash(term2.engine, "tech")["unknown_outcomes"] == []
     finally:
