@@ -918,6 +918,10 @@ class Ledger:
             bill_count = sum(c["count"] for c in counts)
             period_start = conn.execute(select(func.max(t.encashments.c.at_ms))).scalar()
             e = t.escrows
+            # Escrows of this period that stayed of unknown outcome (one claimed later by
+            # a stacked report is `stacked`, its bill counted). Each is reported once.
+            this_period = e.c.created_ms > (period_start if period_start is not None else -1)
+            unexplained = (e.c.state == "expired", e.c.encashment_id.is_(None), this_period)
             unknown = [
                 {
                     "escrow_id": r.id,
@@ -927,7 +931,7 @@ class Ledger:
                 }
                 for r in conn.execute(
                     select(e.c.id, e.c.amount_minor, e.c.currency, e.c.created_ms)
-                    .where(e.c.state == "expired", e.c.encashment_id.is_(None))
+                    .where(*unexplained)
                     .order_by(e.c.id)
                 )
             ]
@@ -952,11 +956,7 @@ class Ledger:
                 .values(encashment_id=enc_id)
             )
             # Explained once: an expired escrow belongs to the first report after it.
-            conn.execute(
-                update(e)
-                .where(e.c.state == "expired", e.c.encashment_id.is_(None))
-                .values(encashment_id=enc_id)
-            )
+            conn.execute(update(e).where(*unexplained).values(encashment_id=enc_id))
             conn.execute(update(t.cassette).values(count=0))
             self._event(
                 conn,

@@ -227,3 +227,21 @@ def test_odd_inputs_are_bad_requests_not_internal_errors(core):
         assert reply["ok"] is False, raw[:60]
         assert reply["error"]["code"] in ("bad_request", "bad_json"), (raw[:60], reply)
     sock.close()
+
+
+def test_ledger_init_without_a_running_core(core):
+    _pay(core, [100])
+    assert core.stop() == 0
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(core.ledger) + suffix).unlink(missing_ok=True)
+    wrong = kiosk(core.config, "ledger", "init", "--new", "--yes", env={"KIOSK_PIN": "9999"})
+    assert wrong.returncode == 1 and "wrong PIN" in wrong.stderr
+    assert not core.ledger.exists()
+    done = kiosk(core.config, "ledger", "init", "--new", "--yes", env={"KIOSK_PIN": "1234"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["payment_numbers_from"] > PAYMENT_BLOCK
+    again = kiosk(core.config, "ledger", "init", "--new", "--yes", env={"KIOSK_PIN": "1234"})
+    assert again.returncode == 1 and "nothing to do" in again.stderr  # never a healthy one
+    core.start()
+    paid = _pay(core, [50])  # in service at once, numbering above the lost ledger's
+    assert int(paid["payment_id"].split("-")[1]) > PAYMENT_BLOCK
