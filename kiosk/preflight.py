@@ -6,11 +6,14 @@ configuration is one clear line and exit 2, never a traceback after side effects
 
 from __future__ import annotations
 
+import os
+
 from kiosk.config import Config, ConfigError
 
 
 def check_devices(config: Config) -> None:
-    """ConfigError naming the file and key when a device profile cannot be used."""
+    """ConfigError naming the file and key when a device profile or a TLS file named in
+    the configuration cannot be used."""
     from drivers.profiles import ProfileError  # drivers/ knows the profile files
 
     source = str(config.source or "<defaults>")
@@ -43,3 +46,8 @@ def check_devices(config: Config) -> None:
                 f"{source}: key 'printer.profile': profile {profile.name!r} is "
                 f"{profile.kind}/{profile.protocol}, not {KIND}/{PRINTER_PROTOCOL}"
             )
+    if config.mqtt.enabled:
+        for key in ("tls_ca", "tls_cert", "tls_key"):
+            path = getattr(config.mqtt, key)
+            if path is not None and not os.access(path, os.R_OK):
+                raise ConfigError(f"{source}: key 'mqtt.{key}': cannot read {path}")

@@ -143,6 +143,10 @@ def test_a_second_core_on_the_same_data_is_refused(core):
             "mqtt.desk_keys.desk1",
         ),
         ("[acceptor]\nack_delay_ms = -5\n", "acceptor.ack_delay_ms"),
+        (
+            '[mqtt]\nenabled = true\ntls_ca = "no/such/ca.pem"\n',
+            "mqtt.tls_ca",
+        ),
     ],
 )
 def test_config_errors_are_one_line_in_check_config_and_run(tmp_path, extra, key):
