@@ -90,8 +90,8 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     if config.mqtt.enabled:
         from sync.agent import SyncAgent  # sync/ builds on kiosk/, never the other way
 
-        agent = SyncAgent(config, engine, ledger)
         try:
+            agent = SyncAgent(config, engine, ledger)
             agent.start()
         except LedgerError as exc:  # a blocked ledger (identity): serve locally regardless
             log.error("sync agent not started: %s", exc)
