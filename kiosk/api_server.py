@@ -223,7 +223,7 @@ class ApiServer:
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ApiError("bad_json", f"not a JSON object: {exc}") from exc
             except RecursionError as exc:
-                raise ApiError("bad_json", "a message is nested too deeply") from exc
+                raise ApiError("bad_request", "a message is nested too deeply") from exc
             if not isinstance(msg, dict):
                 raise ApiError("bad_json", "a message must be a JSON object")
             try:  # "\ud800" parses, but could never be stored, sent or printed
