@@ -49,6 +49,17 @@ def _arg(msg: dict[str, Any], key: str, expected: type, default: Any = ...) -> A
     return value
 
 
+MAX_LIMIT = 1000
+
+
+def _limit(msg: dict[str, Any], default: int = 50) -> int:
+    """A row count, 1..MAX_LIMIT: a huge integer must be a bad request, not a crash."""
+    limit = _arg(msg, "limit", int, default)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError("bad_request", f"limit must be 1..{MAX_LIMIT}")
+    return int(limit)
+
+
 class Connection:
     def __init__(
         self, server: ApiServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -104,9 +115,7 @@ class ApiServer:
             "tech.login": self._op_tech_login,
             "tech.logout": self._op_tech_logout,
             "tech.counters": self._tech(lambda m: service.counters(self.engine)),
-            "tech.events": self._tech(
-                lambda m: self.engine.ledger.recent_events(_arg(m, "limit", int, 50))
-            ),
+            "tech.events": self._tech(lambda m: self.engine.ledger.recent_events(_limit(m))),
             "tech.encash": self._tech(lambda m: service.encash(self.engine, "technician")),
             "tech.reprint": self._tech(
                 lambda m: service.reprint(self.engine, _arg(m, "payment_id", str))
@@ -320,10 +329,10 @@ class ApiServer:
         return await asyncio.to_thread(self.engine.payment_status, pid)
 
     async def _op_payments(self, conn: Connection, msg: dict[str, Any]) -> Any:
-        limit = _arg(msg, "limit", int, 50)
+        limit = _limit(msg)
         offset = _arg(msg, "offset", int, 0)
-        if not 1 <= limit <= 1000 or not 0 <= offset <= MAX_OFFSET:
-            raise ApiError("bad_request", f"limit must be 1..1000 and offset 0..{MAX_OFFSET}")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise ApiError("bad_request", f"offset must be 0..{MAX_OFFSET}")
         return await asyncio.to_thread(self.engine.ledger.list_payments, limit, offset)
 
     async def _op_status(self, conn: Connection, msg: dict[str, Any]) -> Any:

@@ -230,6 +230,12 @@ def test_odd_inputs_are_bad_requests_not_internal_errors(core):
         reply = json.loads(reader.readline())
         assert reply["ok"] is False, raw[:60]
         assert reply["error"]["code"] == "bad_request", (raw[:60], reply)
+    with ApiClient(core.socket, timeout=10) as tech:  # a technician's op, same rule
+        tech.connect()
+        token = tech.request("tech.login", pin="1234")["token"]
+        with pytest.raises(ApiRequestError) as exc:
+            tech.request("tech.events", token=token, limit=10**30)
+        assert exc.value.code == "bad_request"
     sock.close()
 
 
