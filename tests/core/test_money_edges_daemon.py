@@ -72,6 +72,8 @@ def test_ledger_lost_under_the_core_then_technician_starts_a_new_one(core):
         assert snap["out_of_service"]["reasons"] == ["ledger"]
         assert "missing" in client.request("status")["out_of_service"]["ledger"]
         assert not core.ledger.exists()
+    shown = kiosk(core.config, "status")  # what the technician sees first
+    assert shown.returncode == 0 and "missing" in shown.stdout, shown.stderr
     refused = kiosk(core.config, "ledger", "init", "--new", env={"KIOSK_PIN": "1234"})
     assert refused.returncode != 0  # no confirmation typed (stdin is empty)
     done = kiosk(
