@@ -27,6 +27,7 @@ log = logging.getLogger("kiosk.api")
 
 API_VERSION = 1
 MAX_LINE = 64 * 1024
+MAX_OFFSET = 2**31 - 1  # far beyond any ledger; SQLite's own limit is 2**63 - 1
 SOCKET_MODE = 0o660
 DIR_MODE = 0o750
 
@@ -46,6 +47,17 @@ def _arg(msg: dict[str, Any], key: str, expected: type, default: Any = ...) -> A
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise ApiError("bad_request", f"field '{key}' must be {expected.__name__}")
     return value
+
+
+MAX_LIMIT = 1000
+
+
+def _limit(msg: dict[str, Any], default: int = 50) -> int:
+    """A row count, 1..MAX_LIMIT: a huge integer must be a bad request, not a crash."""
+    limit = _arg(msg, "limit", int, default)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError("bad_request", f"limit must be 1..{MAX_LIMIT}")
+    return int(limit)
 
 
 class Connection:
@@ -87,6 +99,9 @@ class ApiServer:
         self.connections: set[Connection] = set()
         self._server: asyncio.AbstractServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # The connection that logged the technician in: the token works only there, and
+        # the session ends when that connection closes.
+        self._tech_conn: Connection | None = None
         self._ops: dict[str, Callable[[Connection, dict[str, Any]], Awaitable[Any]]] = {
             "hello": self._op_hello,
             "snapshot": self._op_snapshot,
@@ -100,9 +115,7 @@ class ApiServer:
             "tech.login": self._op_tech_login,
             "tech.logout": self._op_tech_logout,
             "tech.counters": self._tech(lambda m: service.counters(self.engine)),
-            "tech.events": self._tech(
-                lambda m: self.engine.ledger.recent_events(_arg(m, "limit", int, 50))
-            ),
+            "tech.events": self._tech(lambda m: self.engine.ledger.recent_events(_limit(m))),
             "tech.encash": self._tech(lambda m: service.encash(self.engine, "technician")),
             "tech.reprint": self._tech(
                 lambda m: service.reprint(self.engine, _arg(m, "payment_id", str))
@@ -118,14 +131,23 @@ class ApiServer:
             "tech.service": self._tech(
                 lambda m: service.set_service_mode(self.engine, _arg(m, "on", bool))
             ),
+            "tech.ledger_init": self._tech(
+                lambda m: service.ledger_init(
+                    self.engine, _arg(m, "confirm", str), _arg(m, "reason", str, "")
+                )
+            ),
         }
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        created = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            os.chmod(self.path.parent, DIR_MODE)
+        if created:  # never change the mode of a folder someone else made (/run, /tmp...)
+            with contextlib.suppress(OSError):
+                os.chmod(self.path.parent, DIR_MODE)
+        # A socket left by a dead core; a live one cannot be here: the daemon holds the
+        # data folder's lock (kiosk.daemon.lock_data_dir) before it starts the server.
         if self.path.exists() or self.path.is_symlink():
             self.path.unlink()
         self._server = await asyncio.start_unix_server(
@@ -188,6 +210,10 @@ class ApiServer:
         finally:
             pusher.cancel()
             self.connections.discard(conn)
+            if self._tech_conn is conn:  # the technician's client went away: log out
+                self._tech_conn = None
+                with self.engine.lock:
+                    self.engine.technician.logout()
             writer.close()
 
     async def _skip_rest_of_line(self, reader: asyncio.StreamReader) -> None:
@@ -205,13 +231,22 @@ class ApiServer:
                 msg = json.loads(line)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ApiError("bad_json", f"not a JSON object: {exc}") from exc
+            except RecursionError as exc:
+                raise ApiError("bad_request", "a message is nested too deeply") from exc
             if not isinstance(msg, dict):
                 raise ApiError("bad_json", "a message must be a JSON object")
+            try:  # "\ud800" parses, but could never be stored, sent or printed
+                json.dumps(msg, ensure_ascii=False).encode()
+            except UnicodeEncodeError as exc:
+                raise ApiError("bad_request", "strings must be valid Unicode text") from exc
             msg_id = msg.get("id")
             if not isinstance(msg_id, str | int | type(None)) or isinstance(msg_id, bool):
                 msg_id = None
                 raise ApiError("bad_request", "field 'id' must be a string or an integer")
-            if msg.get("v") != API_VERSION:
+            version = msg.get("v")
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise ApiError("bad_request", "field 'v' must be an integer (the API version)")
+            if version != API_VERSION:
                 raise ApiError("bad_version", f"this core speaks API version {API_VERSION}")
             op = msg.get("op")
             handler = self._ops.get(op) if isinstance(op, str) else None
@@ -294,10 +329,10 @@ class ApiServer:
         return await asyncio.to_thread(self.engine.payment_status, pid)
 
     async def _op_payments(self, conn: Connection, msg: dict[str, Any]) -> Any:
-        limit = _arg(msg, "limit", int, 50)
+        limit = _limit(msg)
         offset = _arg(msg, "offset", int, 0)
-        if not 1 <= limit <= 1000 or offset < 0:
-            raise ApiError("bad_request", "limit must be 1..1000 and offset >= 0")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise ApiError("bad_request", f"offset must be 0..{MAX_OFFSET}")
         return await asyncio.to_thread(self.engine.ledger.list_payments, limit, offset)
 
     async def _op_status(self, conn: Connection, msg: dict[str, Any]) -> Any:
@@ -312,11 +347,18 @@ class ApiServer:
             except TechnicianAuthError as exc:
                 engine.record_event("technician_login_failed", "warning", {"code": exc.code})
                 raise
+            self._tech_conn = conn
             engine.record_event("technician_login", "info", {})
         return {"token": token, "expires_after_s": engine.config.technician.session_timeout_s}
 
     async def _op_tech_logout(self, conn: Connection, msg: dict[str, Any]) -> Any:
-        self.engine.technician.logout()
+        """Only the connection that logged in logs out (its token optional there): any
+        other client of the socket must not end a technician's session."""
+        with self.engine.lock:
+            if conn is not self._tech_conn:
+                raise TechnicianAuthError("not_authorized", "technician login required")
+            self.engine.technician.logout()
+            self._tech_conn = None
         return {}
 
     def _tech(
@@ -324,6 +366,8 @@ class ApiServer:
     ) -> Callable[[Connection, dict[str, Any]], Awaitable[Any]]:
         async def handler(conn: Connection, msg: dict[str, Any]) -> Any:
             with self.engine.lock:
+                if conn is not self._tech_conn:  # a token is good on its own connection only
+                    raise TechnicianAuthError("not_authorized", "technician login required")
                 self.engine.technician.check(msg.get("token"))
                 self.engine.record_event("technician_action", "info", {"op": msg.get("op")})
             return await asyncio.to_thread(op, msg)

@@ -64,7 +64,8 @@ class Provider:
     def validate_account(self, account: str) -> bool:
         return (
             len(account) == self.account_length
-            and re.fullmatch(self.account_pattern, account) is not None
+            and account.isascii()  # the desk and the provider take ASCII digits only
+            and re.fullmatch(self.account_pattern, account, re.ASCII) is not None
         )
 
     def format_account(self, account: str) -> str:

@@ -58,7 +58,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from kiosk.preflight import check_devices
+
     config = _config(args)
+    check_devices(config)  # what `run` would trip over later: profiles, protocols
     print(
         f"{config.source or '<defaults>'}: OK (terminal {config.terminal.id}, "
         f"{len(config.catalog.providers)} providers)"
@@ -82,8 +85,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"{acc['info']['model']})"
     )
     print(f"printer       {status['printer']['status']}")
-    print(f"cassette      {status['bill_count']} bills, {_money(status['total_minor'])}")
-    print(f"unsent        {status['queue']['payments_unsent']} payments")
+    bills = status["bill_count"]
+    print(f"cassette      {'-' if bills is None else bills} bills, {_money(status['total_minor'])}")
+    unsent = status["queue"]["payments_unsent"]
+    print(f"unsent        {'-' if unsent is None else unsent} payments")
     print(f"support phone {status['support_phone']}")
     return 0
 
@@ -168,8 +173,80 @@ def cmd_diag(args: argparse.Namespace) -> int:
             else:
                 result = client.request("tech.service", token=token, on=args.state == "on")
         finally:
-            client.request("tech.logout")
+            client.request("tech.logout", token=token)
     _print_json(result)
+    return 0
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    """`kiosk ledger init --new`: the technician's explicit decision to start a new ledger
+    when the terminal's own is missing or replaced (docs/ledger.md). Through the running
+    core when there is one (it is out of service, waiting for this), else directly."""
+    if not args.new:
+        print("kiosk: say --new: a new, empty ledger is started (the old file is kept)")
+        return EXIT_USAGE
+    config = _config(args)
+    tid = config.terminal.id
+    if args.yes:
+        confirm = tid
+    else:
+        print(
+            f"A new ledger for terminal {tid}: payments in the current one that the desk has "
+            "not acknowledged stay only in the moved-aside file.",
+            file=sys.stderr,
+        )
+        confirm = input(f"Type the terminal id ({tid}) to confirm: ").strip()
+    if confirm != tid:
+        print("kiosk: not confirmed; nothing changed", file=sys.stderr)
+        return 1
+    pin = os.environ.get("KIOSK_PIN") or getpass.getpass("Technician PIN: ")
+    client = ApiClient(getattr(args, "socket", None) or config.paths.socket)
+    try:
+        client.connect(subscribe=False)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return _ledger_init_offline(config, pin, confirm, args.reason)
+    with client:
+        token = client.request("tech.login", pin=pin)["token"]
+        try:
+            result = client.request(
+                "tech.ledger_init", token=token, confirm=confirm, reason=args.reason
+            )
+        finally:
+            client.request("tech.logout", token=token)
+    _print_json(result)
+    return 0
+
+
+def _ledger_init_offline(config: Config, pin: str, confirm: str, reason: str) -> int:
+    """No core running: do it here, under the data folder's lock (a core starting now
+    waits for nobody: it finds the lock taken and refuses, so nothing races)."""
+    from kiosk.daemon import AlreadyRunning, lock_data_dir
+    from kiosk.ledger import Ledger, LedgerError, LedgerIdentityError
+    from kiosk.pin import verify_pin
+
+    if not config.technician.pin_hash or not verify_pin(pin, config.technician.pin_hash):
+        print("kiosk: wrong PIN", file=sys.stderr)
+        return 1
+    try:
+        fd = lock_data_dir(config)
+    except (AlreadyRunning, LedgerError) as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        ledger = Ledger(config.paths.ledger, config.terminal.id)
+        try:
+            ledger.open()
+        except LedgerIdentityError:
+            pass  # the case this command is for
+        else:
+            ledger.close()
+            print("kiosk: the ledger is this terminal's own: nothing to do", file=sys.stderr)
+            return 1
+        result = ledger.initialise_new("technician (cli)", reason)
+        ledger.close()
+    finally:
+        os.close(fd)
+    _print_json({**result, "confirmed": confirm})
     return 0
 
 
@@ -303,6 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
         "service", help="take the terminal out of service or back", parents=[common]
     )
     sv.add_argument("state", choices=["on", "off"])
+    sp = add(
+        "ledger",
+        cmd_ledger,
+        "technician: start a new ledger when this terminal's own is missing or replaced",
+        socket_opt=True,
+    )
+    sp.add_argument("action", choices=["init"])
+    sp.add_argument("--new", action="store_true", help="start a new, empty ledger")
+    sp.add_argument("--yes", action="store_true", help="do not ask to type the terminal id")
+    sp.add_argument("--reason", default="", help="why (recorded and sent to the desk)")
     sp = add("sim", cmd_sim, "run a device simulator on a pseudo-terminal", config=False)
     sp.add_argument("device", choices=["ccnet", "id003", "printer"])
     sp.add_argument("rest", nargs=argparse.REMAINDER, help="simulator options (see --help)")

@@ -8,6 +8,8 @@ See docs/configuration.md and config.example.toml.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from kiosk.catalog import DEMO_CATALOG, Catalog, CatalogError, CommissionBand, P
 ACCEPTOR_KINDS = ("virtual", "ccnet", "id003")
 PRINTER_KINDS = ("virtual", "escpos")
 PRINTER_POLICIES = ("out_of_service", "warn")
+ED25519_PUBLIC_KEY_BYTES = 32
 # Demo PIN "1234" (scrypt). Real terminals get theirs from the file or the desk.
 DEMO_PIN_HASH = (
     "scrypt$16384$8$1$a2lvc2stZGVtby1zYWx0IQ==$UwQ7MPwLFIqPHW+SjdFrcal9PvmtHhq60fyj+sqhsTo="
@@ -167,6 +170,12 @@ class _Reader:
             raise ConfigError(f"{self.where(key)} must be a positive integer, got {value!r}")
         return value
 
+    def non_negative(self, key: str, default: int) -> int:
+        value = self.get(key, int, default, "an integer 0 or more")
+        if value < 0:
+            raise ConfigError(f"{self.where(key)} must be 0 or more, got {value!r}")
+        return value
+
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
         value = self.get(key, str, default)
         if value not in choices:
@@ -284,8 +293,18 @@ def _mqtt(r: _Reader, base: Path) -> MqttConfig:
     keys = r.get("desk_keys", dict, {}, "a table of key id = base64 public key")
     desk_keys = []
     for kid, value in keys.items():
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(f"{r.where('desk_keys.' + kid)} must be a base64 public key")
+        raw = b""
+        if isinstance(value, str):
+            try:
+                raw = base64.b64decode(value.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                raw = b""
+        if len(raw) != ED25519_PUBLIC_KEY_BYTES:
+            raise ConfigError(
+                f"{r.where('desk_keys.' + kid)} must be a base64 Ed25519 public key "
+                f"({ED25519_PUBLIC_KEY_BYTES} bytes, as `kiosk desk keygen` prints it), "
+                f"got {str(value)[:24]!r}"
+            )
         desk_keys.append((kid, value.strip()))
     out = MqttConfig(
         enabled=r.get("enabled", bool, False),
@@ -341,7 +360,7 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
         profile=ar.get("profile", str, ""),
         journal=ar.path("journal", None, base),
         inbox=ar.path("inbox", None, base),
-        ack_delay_ms=ar.get("ack_delay_ms", int, 0),
+        ack_delay_ms=ar.non_negative("ack_delay_ms", 0),
     )
     if acceptor.kind in ("ccnet", "id003") and not acceptor.port:
         raise ConfigError(f"{ar.where('port')} is required when acceptor.kind is {acceptor.kind!r}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -10,10 +12,11 @@ import sys
 import time
 
 from kiosk.api_server import ApiServer
-from kiosk.config import Config
+from kiosk.config import Config, ConfigError
 from kiosk.devices import build_acceptor, build_printer
 from kiosk.engine import PaymentEngine
-from kiosk.ledger import Ledger, LedgerError
+from kiosk.ledger import Ledger, LedgerError, LedgerIdentityError
+from kiosk.preflight import check_devices
 from kiosk.sdnotify import Notifier
 
 log = logging.getLogger("kiosk.daemon")
@@ -22,6 +25,40 @@ TICK_S = 0.1
 # Fault injection for the watchdog test: while this file exists the main loop stalls, as
 # a loop stuck on a lock or a hung device would.
 STALL_ENV = "KIOSK_FAULT_STALL_FILE"
+LOCK_NAME = "kiosk.lock"
+
+
+class AlreadyRunning(RuntimeError):
+    """Another core holds this data folder: two cores would both drive the acceptor."""
+
+
+def lock_data_dir(config: Config) -> int:
+    """An exclusive flock on data_dir/kiosk.lock for the life of the process (the kernel
+    drops it when the process dies, however it dies). Returns the open descriptor."""
+    data = config.paths.data_dir
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LedgerError(f"cannot create the data directory {data}: {exc.strerror}") from exc
+    try:
+        fd = os.open(data / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o640)
+    except OSError as exc:
+        raise LedgerError(f"cannot create the lock file in {data}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = b""
+        with contextlib.suppress(OSError):
+            holder = os.pread(fd, 32, 0).strip()
+        os.close(fd)
+        pid = f" (pid {holder.decode(errors='replace')})" if holder else ""
+        raise AlreadyRunning(
+            f"another kiosk core is already running on {data}{pid}; stop it first "
+            "(systemctl stop kiosk) - two cores must never share a ledger or an acceptor"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -35,7 +72,12 @@ def setup_logging(verbose: bool = False) -> None:
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     started = time.monotonic()
     ledger = Ledger(config.paths.ledger, config.terminal.id)
-    ledger.open()
+    try:
+        ledger.open()
+    except LedgerIdentityError as exc:
+        # Not this terminal's ledger: run, reachable by the technician and the desk, but
+        # out of service until `kiosk ledger init --new` (the engine reads ledger.blocked).
+        log.error("ledger identity: %s", exc)
     engine = PaymentEngine(config, ledger, build_acceptor(config), build_printer(config))
     server = ApiServer(engine, config.paths.socket)
     stop = asyncio.Event()
@@ -48,8 +90,12 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     if config.mqtt.enabled:
         from sync.agent import SyncAgent  # sync/ builds on kiosk/, never the other way
 
-        agent = SyncAgent(config, engine, ledger)
-        agent.start()
+        try:
+            agent = SyncAgent(config, engine, ledger)
+            agent.start()
+        except LedgerError as exc:  # a blocked ledger (identity): serve locally regardless
+            log.error("sync agent not started: %s", exc)
+            agent = None
     log.info(
         "ready in %.0f ms: terminal %s, socket %s, ledger %s",
         (time.monotonic() - started) * 1000,
@@ -84,9 +130,23 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
 
 
 def run(config: Config) -> int:
+    """Check everything, take the data folder's lock, then serve. Nothing is created
+    (ledger, keys, socket) before the configuration is known to be usable."""
+    try:
+        check_devices(config)
+    except ConfigError as exc:
+        print(f"kiosk: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        lock_fd = lock_data_dir(config)
+    except (AlreadyRunning, LedgerError) as exc:
+        print(f"kiosk: cannot start: {exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve(config))
     except LedgerError as exc:
         print(f"kiosk: cannot start: {exc}", file=sys.stderr)
         return 2
+    finally:
+        os.close(lock_fd)
     return 0

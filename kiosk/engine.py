@@ -30,11 +30,11 @@ from kiosk import receipts
 from kiosk.catalog import Provider
 from kiosk.config import Config
 from kiosk.diskguard import DiskLevel, disk_level
-from kiosk.ledger import Ledger, LedgerError
+from kiosk.ledger import Ledger, LedgerError, LedgerIdentityError
 from kiosk.ledger.store import UNKNOWN_AMOUNT, UNKNOWN_BILL_TYPE
 from kiosk.messages import UNCLAIMED_FALLBACK, message, money_text, receipt_note
 from kiosk.screens import CANCELLABLE, PROMPTLESS, Screen, screen_timeout
-from kiosk.technician import TechnicianAccess
+from kiosk.technician import LOCKOUT_FILE, TechnicianAccess
 
 log = logging.getLogger("kiosk.engine")
 
@@ -45,6 +45,7 @@ SETTLE_STATUSES = frozenset(
     | {s for s in AcceptorStatus if s.is_fault and s is not AcceptorStatus.OFFLINE}
 )
 LEDGER_PROBE_S = 10.0
+LEDGER_FILE_CHECK_S = 1.0  # is the ledger file still the one we write? (one stat)
 STARTUP_SETTLE_S = 10.0
 PRINTER_POLL_S = 10.0
 DISK_CHECK_S = 60.0
@@ -93,7 +94,9 @@ class PaymentEngine:
         self._lock = threading.RLock()
         self._subscribers: list[Callable[[dict[str, Any]], None]] = []
         self._printer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="printer")
-        self.technician = TechnicianAccess(config.technician, clock)
+        self.technician = TechnicianAccess(
+            config.technician, clock, state_path=config.paths.data_dir / LOCKOUT_FILE
+        )
         self.support_phone = config.terminal.support_phone
         self.help_texts: dict[str, dict[str, str]] = {}  # from the desk: {topic: {ru, en}}
         self.config_version: int | None = None  # the desk config applied, if any
@@ -119,6 +122,7 @@ class PaymentEngine:
         self._stopping = False
         self._over_max_returning = False  # the next "returned" is the over-maximum bill
         self._ledger_probed = 0.0
+        self._ledger_file_checked = -1e9
         self._disk_checked = -1e9
         self.restart_requested = False
 
@@ -152,11 +156,27 @@ class PaymentEngine:
         """Timeouts, start-up reconciliation, printer polling. Called every ~100 ms."""
         with self._lock:
             now = self._clock()
+            if not self.reconciled and self.ledger.blocked is not None:
+                # A ledger that is not this terminal's (missing, replaced): out of service
+                # at once, nothing reconciled; a technician decides (docs/ledger.md).
+                self.reconciled = True
+                self.oos_reasons.pop("starting", None)
+                self._ledger_failed(LedgerIdentityError(self.ledger.blocked))
+                return
             if not self.reconciled:
                 settled = self.acceptor_status in SETTLE_STATUSES
                 if settled or now - self._started_at >= STARTUP_SETTLE_S:
                     self._reconcile()
                 return
+            if (
+                "ledger" not in self.oos_reasons
+                and now - self._ledger_file_checked >= LEDGER_FILE_CHECK_S
+            ):
+                self._ledger_file_checked = now
+                try:
+                    self.ledger.check_file()  # deleted or replaced under us (M10)
+                except LedgerError as exc:
+                    self._ledger_failed(exc)
             if "ledger" in self.oos_reasons and now - self._ledger_probed >= LEDGER_PROBE_S:
                 self._ledger_probed = now
                 self._probe_ledger()
@@ -418,7 +438,8 @@ class PaymentEngine:
 
     def _ledger_failed(self, exc: Exception) -> None:
         log.error("ledger failure: %s", exc)
-        self.oos_reasons["ledger"] = f"ledger cannot write: {exc}"
+        identity = isinstance(exc, LedgerIdentityError)
+        self.oos_reasons["ledger"] = f"ledger: {exc}" if identity else f"ledger cannot write: {exc}"
         self._acceptor_enabled = frozenset()
         self.acceptor.disable()
         self.screen = Screen.OUT_OF_SERVICE
@@ -443,6 +464,15 @@ class PaymentEngine:
             self._abandon()
             return
         self._go_idle()
+
+    def ledger_reinitialised(self) -> None:
+        """A technician started a new ledger (kiosk.service.ledger_init): try it now and
+        return to service if it writes."""
+        with self._lock:
+            self._ledger_probed = self._clock()
+            if "ledger" in self.oos_reasons:
+                self._probe_ledger()
+            self._publish()
 
     def _check_disk(self) -> None:
         try:
@@ -739,8 +769,10 @@ class PaymentEngine:
         assert self.session is not None
         account = args.get("account", "")
         limit = self.session.provider.account_length
-        if not isinstance(account, str) or (account and not account.isdigit()):
-            raise IntentError("bad_account", "the account is digits only")
+        if not isinstance(account, str) or (
+            account and not (account.isascii() and account.isdigit())
+        ):  # "９" and "٣" are digits to str.isdigit(), never to a provider
+            raise IntentError("bad_account", "the account is digits 0-9 only")
         if len(account) > limit:
             raise IntentError("bad_account", f"the account has at most {limit} digits")
         self.session.account = account

@@ -93,6 +93,9 @@ class EncashmentData:
     counts: tuple[tuple[int, int], ...]  # (denomination_minor, count)
     total_minor: int
     currency: str
+    # Escrows whose outcome was lost (power cut after STACK): (amount_minor, currency).
+    # Each note may or may not be in the cassette: the explained difference (M7).
+    unknown_outcomes: tuple[tuple[int, str], ...] = ()
 
 
 def format_money(minor: int, currency: str) -> str:
@@ -251,6 +254,18 @@ def encashment_report(term: TerminalInfo, data: EncashmentData) -> Document:
                 bold=True,
             )
         )
+    if data.unknown_outcomes:
+        amounts = ", ".join(format_money(a, cur) for a, cur in data.unknown_outcomes)
+        blocks += [
+            Rule(),
+            Text("ИСХОД НЕИЗВЕСТЕН / OUTCOME UNKNOWN", bold=True),
+            Text(
+                f"{len(data.unknown_outcomes)} купюр(ы) после сбоя питания могли попасть "
+                f"или не попасть в кассету / {len(data.unknown_outcomes)} escrow(s) whose "
+                "outcome is unknown (power cut): the cassette may differ by"
+            ),
+            Text(amounts),
+        ]
     blocks += [
         Rule(),
         Text("Подпись / Signature:"),

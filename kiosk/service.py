@@ -12,6 +12,7 @@ from typing import Any
 
 from kiosk import receipts
 from kiosk.engine import IntentError, PaymentEngine
+from kiosk.ledger import LedgerError
 from kiosk.screens import Screen
 
 TECH_SCREENS = (Screen.IDLE, Screen.OUT_OF_SERVICE)
@@ -41,19 +42,56 @@ def encash(engine: PaymentEngine, technician: str) -> dict[str, Any]:
             counts=tuple((c["amount_minor"], c["count"]) for c in report["counts"]),
             total_minor=report["total_minor"],
             currency=report["currency"],
+            unknown_outcomes=tuple(
+                (u["amount_minor"], u["currency"]) for u in report["unknown_outcomes"]
+            ),
         ),
     )
     report["printed"] = engine.print_document(document)
     return report
 
 
+def ledger_init(engine: PaymentEngine, confirm: str, reason: str) -> dict[str, Any]:
+    """The technician's explicit "start a new ledger" (docs/ledger.md, Ledger identity).
+
+    Only for a ledger that is not this terminal's (missing, replaced, deleted under the
+    core): a healthy ledger holding unsent payments is never thrown away from here. The
+    terminal id typed back is the confirmation; the new ledger records who and why in a
+    `ledger_initialised` event that goes to the desk.
+    """
+    with engine.lock:
+        tid = engine.config.terminal.id
+        if confirm != tid:
+            raise IntentError(
+                "not_confirmed", f"type the terminal id ({tid}) to confirm a new ledger"
+            )
+        _no_customer(engine)
+        if engine.ledger.blocked is None:
+            raise IntentError(
+                "ledger_ok", "the ledger is this terminal's own and in use: nothing to do"
+            )
+        result = engine.ledger.initialise_new("technician", reason)
+        engine.ledger_reinitialised()
+        return {**result, "out_of_service": sorted(engine.oos_reasons)}
+
+
 def counters(engine: PaymentEngine) -> dict[str, Any]:
-    cassette = engine.ledger.cassette_counts()
+    try:
+        cassette = engine.ledger.cassette_counts()
+        queue = engine.ledger.queue_stats()
+    except LedgerError as exc:  # the status must still say why the terminal is down
+        return {
+            "cassette": [],
+            "bill_count": None,
+            "total_minor": None,
+            "queue": {"payments_unsent": None, "oldest_unsent_ms": None},
+            "ledger_error": str(exc),
+        }
     return {
         "cassette": cassette,
         "bill_count": sum(c["count"] for c in cassette),
         "total_minor": sum(c["count"] * c["amount_minor"] for c in cassette),
-        "queue": engine.ledger.queue_stats(),
+        "queue": queue,
     }
 
 

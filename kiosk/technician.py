@@ -2,17 +2,28 @@
 
 The socket is not a way in (DESIGN.md): every technician operation needs a token from a
 PIN login; five wrong PINs lock the mode for five minutes (configurable) and the engine
-reports the attempt to the desk.
+reports the attempt to the desk. The failure count and the lockout are kept in a small
+state file (wall-clock time), so restarting the core does not lift a lockout.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from kiosk.config import TechnicianConfig
 from kiosk.pin import verify_pin
+
+log = logging.getLogger("kiosk.technician")
+
+LOCKOUT_FILE = "technician-lockout.json"
 
 
 class TechnicianAuthError(Exception):
@@ -28,13 +39,64 @@ class _Session:
 
 
 class TechnicianAccess:
-    def __init__(self, config: TechnicianConfig, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        config: TechnicianConfig,
+        clock: Callable[[], float],
+        state_path: Path | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self._config = config
         self._pin_hash = config.pin_hash
         self._clock = clock
+        self._wall = wall
+        self._state_path = state_path
         self._failures = 0
         self._locked_until = 0.0
         self._session: _Session | None = None
+        self._load()
+
+    def _load(self) -> None:
+        """Failures and a lockout from before a restart. Unreadable state: log it and keep
+        the lockout conservative (a damaged file must not open the door)."""
+        path = self._state_path
+        if path is None or not path.exists():
+            return
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            failures = int(data["failures"])
+            until_wall = float(data["locked_until_wall"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("technician lockout state %s unreadable (%s): locking", path, exc)
+            failures, until_wall = 0, self._wall() + self._config.lockout_s
+        self._failures = max(0, failures)
+        # Never longer than one lockout, whatever the wall clock did meanwhile.
+        remaining = min(max(0.0, until_wall - self._wall()), float(self._config.lockout_s))
+        self._locked_until = self._clock() + remaining if remaining > 0 else 0.0
+
+    def _save(self) -> None:
+        path = self._state_path
+        if path is None:
+            return
+        remaining = self.locked_for()
+        data = {
+            "failures": self._failures,
+            "locked_until_wall": self._wall() + remaining if remaining > 0 else 0.0,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, json.dumps(data).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:  # the lockout still holds in memory
+            log.warning("technician lockout state not saved to %s: %s", path, exc)
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
     def set_pin_hash(self, pin_hash: str) -> None:
         """A new PIN from the desk: existing sessions end."""
@@ -61,12 +123,16 @@ class TechnicianAccess:
             if self._failures >= self._config.max_attempts:
                 self._failures = 0
                 self._locked_until = self._clock() + self._config.lockout_s
+                self._save()
                 raise TechnicianAuthError(
                     "locked", f"wrong PIN; technician mode locked for {self._config.lockout_s} s"
                 )
+            self._save()
             left = self._config.max_attempts - self._failures
             raise TechnicianAuthError("wrong_pin", f"wrong PIN; {left} attempt(s) left")
-        self._failures = 0
+        if self._failures:
+            self._failures = 0
+            self._save()
         self._session = _Session(secrets.token_hex(16), self._clock())
         return self._session.token
 

@@ -56,6 +56,8 @@ escrows = Table(
     Column("created_ms", Integer, nullable=False),
     Column("resolved_ms", Integer, nullable=True),
     Column("run_id", String(32), nullable=False),
+    # Revision 0003: the encashment whose report explained this escrow (outcome unknown).
+    Column("encashment_id", Integer, nullable=True),
 )
 
 # Every bill past the point of no return (M1), exactly once per acceptor event (M2).
@@ -172,4 +174,18 @@ config_versions = Table(
     Column("sha256", String(64), nullable=False),
     Column("body", Text, nullable=False),
     UniqueConstraint("sha256", name="uq_config_versions_sha256"),
+)
+
+# Revision 0003: who this ledger is (one row). The same identity is kept, with the highest
+# payment and event numbers ever reserved, in the marker file beside the ledger
+# (kiosk/ledger/identity.py), so a lost or replaced ledger is noticed and numbers never repeat.
+ledger_identity = Table(
+    "ledger_identity",
+    metadata,
+    Column("ledger_id", String(32), primary_key=True),
+    Column("terminal_id", String(32), nullable=False),
+    Column("created_ms", Integer, nullable=False),
+    Column("number_base", Integer, nullable=False),  # payment numbers start above this
+    Column("previous_ledger_id", String(32), nullable=True),
+    Column("how", Text, nullable=False),  # first start | upgraded | technician init | ...
 )

@@ -7,13 +7,19 @@ What each method guarantees, and the invariants it serves:
   becomes an unclaimed-credit record at once (M6).
 - finish_session: the payment and its immutable id are committed, together with its outbox
   message, before any receipt is printed (M5, M8).
-- reconcile: after a crash, nothing stacked stays outside a payment or unclaimed record (M6).
-Any write failure raises LedgerError so the engine can go out of service (M10).
+- reconcile: after a crash, nothing stacked stays outside a payment or unclaimed record (M6);
+  an escrow whose outcome was lost is reported to the desk (`escrow_outcome_unknown`).
+- open / the identity marker (kiosk/ledger/identity.py): payment numbers and event ids never
+  repeat for a terminal, even when the ledger file is lost or replaced (M5); a terminal that
+  has run before does not silently start a new ledger.
+Any write failure raises LedgerError so the engine can go out of service (M10); so does a
+ledger file deleted or replaced under the running core (check_file).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -23,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -30,6 +37,14 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from drivers.acceptor import StackOrigin
 from kiosk.ledger import schema as t
 from kiosk.ledger.db import READ_ONLY_OPTION, make_engine, migrate
+from kiosk.ledger.identity import (
+    Marker,
+    MarkerError,
+    marker_path,
+    new_ledger_id,
+    read_marker,
+    write_marker,
+)
 
 PAYMENT_COUNTER = "payment"
 NUMBER_WIDTH = 8
@@ -59,6 +74,15 @@ _SQL_CASSETTE_ADD = (
 
 class LedgerError(RuntimeError):
     """The ledger cannot read or write (disk full, I/O error, read-only, corrupt)."""
+
+
+class LedgerIdentityError(LedgerError):
+    """The ledger here is not the one this terminal has been writing (missing, replaced,
+    deleted under the running core). Only a technician can resolve it: the core stays out
+    of service (`kiosk ledger init --new`, docs/ledger.md)."""
+
+
+SIDE_FILE_SUFFIXES = ("-wal", "-shm", "-journal")
 
 
 class PaymentStatus:
@@ -115,9 +139,21 @@ class Ledger:
         self._lock = threading.RLock()
         self._engine: Engine | None = None
         self._db: sqlite3.Connection | None = None
+        self.marker_path = marker_path(path)
+        self._marker: Marker | None = None
+        self._file_id: tuple[int, int] | None = None
+        self.ledger_id: str | None = None
+        # Why the ledger refuses all work (identity problem); None when it is usable.
+        self.blocked: str | None = None
 
     # -- plumbing ----------------------------------------------------------------------
     def open(self) -> None:
+        """Open (creating on a terminal's very first start) and check the identity.
+
+        Raises LedgerIdentityError, leaving `blocked` set, when the terminal has run before
+        (its marker exists) and the ledger is missing or is another one: nothing is created
+        or changed then; every later call raises the same reason until initialise_new.
+        """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -125,23 +161,208 @@ class Ledger:
                 f"cannot create the data directory {self.path.parent}: {exc.strerror}"
             ) from exc
         try:
+            marker = read_marker(self.marker_path)
+        except MarkerError as exc:
+            self._block(f"{exc}; a technician must check it (docs/ledger.md)")
+        present = self.path.exists() and self.path.stat().st_size > 0
+        if not present and marker is not None:
+            self._block(
+                f"the ledger {self.path} is missing or empty, but this terminal has issued "
+                f"payment numbers up to {marker.payment_reserved} in ledger {marker.ledger_id}: "
+                "not starting a new one silently; a technician must run "
+                "`kiosk ledger init --new`"
+            )
+        found = self._stored_identity() if present else None
+        if marker is not None and found != marker.ledger_id:
+            self._block(
+                f"the ledger {self.path} is not this terminal's ledger (it is "
+                f"{found or 'a ledger without identity'}, expected {marker.ledger_id}): "
+                "it was replaced; a technician must run `kiosk ledger init --new`"
+            )
+        self._connect()
+        with self._tx() as conn:
+            ident = conn.execute(select(t.ledger_identity)).first()
+            if ident is None:  # a first start, or a ledger from before revision 0003
+                how = "upgraded" if present else "first start"
+                self.ledger_id = new_ledger_id()
+                self._insert_identity(conn, self.ledger_id, 0, None, how)
+            else:
+                self.ledger_id = ident.ledger_id
+            used_payment = int(
+                conn.execute(
+                    select(func.coalesce(func.max(t.counters.c.value), 0)).where(
+                        t.counters.c.name == PAYMENT_COUNTER
+                    )
+                ).scalar_one()
+            )
+            used_event = int(
+                conn.execute(select(func.coalesce(func.max(t.events.c.id), 0))).scalar_one()
+            )
+            base = marker or Marker(self.terminal_id, self.ledger_id, 0, 0, self.now_ms())
+            wanted = base.reserving(used_payment, used_event, self.now_ms())
+            if (
+                marker is None
+                or wanted.payment_reserved != marker.payment_reserved
+                or wanted.event_reserved != marker.event_reserved
+            ):
+                self._write_marker(wanted)
+            else:
+                self._marker = marker
+
+    def _block(self, reason: str) -> None:
+        self.blocked = reason
+        raise LedgerIdentityError(reason)
+
+    def _stored_identity(self) -> str | None:
+        """The ledger id recorded in an existing file, read without changing it."""
+        try:
+            db = sqlite3.connect(f"file:{quote(str(self.path.resolve()))}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from exc
+        try:
+            row = db.execute("SELECT ledger_id FROM ledger_identity LIMIT 1").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open the ledger {self.path}: {exc}") from exc
+        finally:
+            db.close()
+        return None if row is None else str(row[0])
+
+    def _connect(self) -> None:
+        try:
             self._engine = make_engine(self.path)
             migrate(self._engine)
             # The one SQLite connection (StaticPool), kept at hand for the hot path.
             self._db = self._engine.raw_connection().driver_connection
+            st = os.stat(self.path)
         except (SQLAlchemyError, OSError) as exc:
             raise LedgerError(f"cannot open the ledger {self.path}: {_describe(exc)}") from exc
+        self._file_id = (st.st_dev, st.st_ino)
+        self.blocked = None
+
+    def _insert_identity(
+        self, conn: Connection, ledger_id: str, base: int, previous: str | None, how: str
+    ) -> None:
+        conn.execute(
+            insert(t.ledger_identity).values(
+                ledger_id=ledger_id,
+                terminal_id=self.terminal_id,
+                created_ms=self.now_ms(),
+                number_base=base,
+                previous_ledger_id=previous,
+                how=how,
+            )
+        )
+
+    def _write_marker(self, marker: Marker) -> None:
+        try:
+            write_marker(self.marker_path, marker)
+        except MarkerError as exc:
+            raise LedgerError(str(exc)) from exc
+        self._marker = marker
+
+    def _reserve(self, payment: int = 0, event: int = 0) -> None:
+        """Make the marker cover this number before the transaction that uses it commits."""
+        m = self._marker
+        if m is None:
+            raise LedgerError("the ledger is not open")
+        if payment > m.payment_reserved or event > m.event_reserved:
+            self._write_marker(m.reserving(payment, event, self.now_ms()))
+
+    def check_file(self) -> None:
+        """LedgerIdentityError when the ledger file was deleted or replaced under the
+        running core: writes would go to an unlinked file and be lost at the next start.
+        One stat(); called before every write and periodically by the engine (M10)."""
+        if self.blocked is not None:
+            raise LedgerIdentityError(self.blocked)
+        expected = self._file_id
+        if expected is None:
+            return
+        try:
+            st = os.stat(self.path)
+            current: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            current = None
+        except OSError as exc:
+            raise LedgerError(f"cannot check the ledger file {self.path}: {exc.strerror}") from exc
+        if current != expected:
+            what = "deleted" if current is None else "replaced by another file"
+            self.blocked = (
+                f"the ledger file {self.path} was {what} while the core was running; "
+                "nothing more is recorded: restart the core (a technician then decides "
+                "with `kiosk ledger init --new`, docs/ledger.md)"
+            )
+            raise LedgerIdentityError(self.blocked)
+
+    def initialise_new(self, by: str, reason: str = "") -> dict[str, Any]:
+        """A technician's explicit decision: start a new ledger for this terminal.
+
+        Whatever is at the ledger path is moved aside (never deleted); the new ledger's
+        payment numbers and event ids continue above the marker's reservation, so no id
+        the desk has seen can come again. Recorded as a `ledger_initialised` event (desk).
+        """
+        with self._lock:
+            try:
+                previous = read_marker(self.marker_path)
+            except MarkerError:
+                previous = None  # damaged: the new numbering still starts above the ledger's
+            self.close()
+            stamp = str(self.now_ms())
+            moved: list[str] = []
+            try:
+                for suffix in ("", *SIDE_FILE_SUFFIXES):
+                    src = self.path.with_name(self.path.name + suffix)
+                    if src.exists():
+                        dst = self.path.with_name(f"{self.path.name}.replaced-{stamp}{suffix}")
+                        os.replace(src, dst)
+                        moved.append(dst.name)
+            except OSError as exc:
+                raise LedgerError(f"cannot move the old ledger aside: {exc.strerror}") from exc
+            payment_base = previous.payment_reserved if previous else 0
+            event_base = previous.event_reserved if previous else 0
+            ledger_id = new_ledger_id()
+            now = self.now_ms()
+            # The marker first: a crash before the ledger commits leaves "ledger missing",
+            # and the technician simply runs the command again.
+            self._write_marker(
+                Marker(self.terminal_id, ledger_id, payment_base, event_base, now).reserving(
+                    payment_base + 1, event_base + 1, now
+                )
+            )
+            self._connect()
+            self.ledger_id = ledger_id
+            data = {
+                "ledger_id": ledger_id,
+                "previous_ledger_id": previous.ledger_id if previous else None,
+                "payment_numbers_from": payment_base + 1,
+                "moved_aside": moved,
+                "by": by,
+                "reason": reason,
+            }
+            with self._tx() as conn:
+                self._insert_identity(
+                    conn, ledger_id, payment_base, data["previous_ledger_id"], "technician init"
+                )
+                conn.execute(insert(t.counters).values(name=PAYMENT_COUNTER, value=payment_base))
+                event_id = self._event(
+                    conn, "ledger_initialised", "warning", data, now, event_id=event_base + 1
+                )
+            return {**data, "event_id": event_id}
 
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
             self._db = None
+        self._file_id = None
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            raise LedgerError("the ledger is not open")
+            raise LedgerError(self.blocked or "the ledger is not open")
         return self._engine
 
     def now_ms(self) -> int:
@@ -150,6 +371,7 @@ class Ledger:
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
         with self._lock:
+            self.check_file()
             try:
                 with self.engine.begin() as conn:
                     yield conn
@@ -171,9 +393,10 @@ class Ledger:
     def _raw_tx(self) -> Iterator[sqlite3.Cursor]:
         """A transaction on the bare sqlite3 connection, for the per-bill hot path only."""
         with self._lock:
+            self.check_file()
             db = self._db
             if db is None:
-                raise LedgerError("the ledger is not open")
+                raise LedgerError(self.blocked or "the ledger is not open")
             try:
                 cur = db.cursor()
                 cur.execute("BEGIN IMMEDIATE")
@@ -441,6 +664,7 @@ class Ledger:
         if value is None:
             conn.execute(insert(c).values(name=PAYMENT_COUNTER, value=1))
             value = 1
+        self._reserve(payment=int(value))  # durable before this number can be used (M5)
         return int(value)
 
     def _payment_id(self, number: int) -> str:
@@ -482,6 +706,7 @@ class Ledger:
         p = conn.execute(select(t.payments).where(t.payments.c.id == payment_id)).one()
         payload = dict(p._mapping)
         payload["terminal_id"] = self.terminal_id
+        payload["ledger_id"] = self.ledger_id  # which ledger issued it (docs/ledger.md)
         payload["bills"] = self._bills_summary(conn, t.stacked_bills.c.payment_id == payment_id)
         for key in ("receipt_printed_ms", "updated_ms", "status_detail"):
             payload.pop(key, None)
@@ -638,11 +863,38 @@ class Ledger:
         """Close what a crash left open. Call once per start, before any new session."""
         now = self.now_ms()
         with self._tx() as conn:
+            e = t.escrows
+            lost = conn.execute(
+                select(e.c.id, e.c.amount_minor, e.c.currency, e.c.session_id, e.c.created_ms)
+                .where(e.c.state == "pending")
+                .order_by(e.c.id)
+            ).all()
             expired = conn.execute(
-                update(t.escrows)
-                .where(t.escrows.c.state == "pending")
-                .values(state="expired", resolved_ms=now)
+                update(e).where(e.c.state == "pending").values(state="expired", resolved_ms=now)
             ).rowcount
+            if lost:
+                # STACK was sent and the answer died with the power: the note may be in the
+                # cassette or back with the customer. Nothing explains a cassette/ledger
+                # difference at encashment unless it is said now (the desk sees it too).
+                self._event(
+                    conn,
+                    "escrow_outcome_unknown",
+                    "warning",
+                    {
+                        "escrows": [
+                            {
+                                "escrow_id": r.id,
+                                "amount_minor": r.amount_minor,
+                                "currency": r.currency,
+                                "session_id": r.session_id,
+                                "created_ms": r.created_ms,
+                            }
+                            for r in lost
+                        ],
+                        "total_minor": sum(r.amount_minor for r in lost),
+                    },
+                    now,
+                )
             open_sessions = conn.execute(
                 select(t.sessions.c.id, t.sessions.c.provider_id).where(
                     t.sessions.c.state == "collecting"
@@ -700,7 +952,29 @@ class Ledger:
             total = sum(c["amount_minor"] * c["count"] for c in counts)
             bill_count = sum(c["count"] for c in counts)
             period_start = conn.execute(select(func.max(t.encashments.c.at_ms))).scalar()
-            report = {"counts": counts, "period_start_ms": period_start}
+            e = t.escrows
+            # Escrows of this period that stayed of unknown outcome (one claimed later by
+            # a stacked report is `stacked`, its bill counted). Each is reported once.
+            this_period = e.c.created_ms > (period_start if period_start is not None else -1)
+            unexplained = (e.c.state == "expired", e.c.encashment_id.is_(None), this_period)
+            unknown = [
+                {
+                    "escrow_id": r.id,
+                    "amount_minor": r.amount_minor,
+                    "currency": r.currency,
+                    "created_ms": r.created_ms,
+                }
+                for r in conn.execute(
+                    select(e.c.id, e.c.amount_minor, e.c.currency, e.c.created_ms)
+                    .where(*unexplained)
+                    .order_by(e.c.id)
+                )
+            ]
+            report = {
+                "counts": counts,
+                "period_start_ms": period_start,
+                "unknown_outcomes": unknown,
+            }
             enc_id = conn.execute(
                 insert(t.encashments).values(
                     at_ms=now,
@@ -716,6 +990,8 @@ class Ledger:
                 .where(t.stacked_bills.c.encashment_id.is_(None))
                 .values(encashment_id=enc_id)
             )
+            # Explained once: an expired escrow belongs to the first report after it.
+            conn.execute(update(e).where(*unexplained).values(encashment_id=enc_id))
             conn.execute(update(t.cassette).values(count=0))
             self._event(
                 conn,
@@ -726,6 +1002,8 @@ class Ledger:
                     "bill_count": bill_count,
                     "total_minor": total,
                     "technician": technician,
+                    "unknown_outcomes": len(unknown),
+                    "unknown_outcomes_minor": sum(u["amount_minor"] for u in unknown),
                 },
                 now,
             )
@@ -738,22 +1016,31 @@ class Ledger:
                 "currency": currency,
                 "counts": counts,
                 "period_start_ms": period_start,
+                "unknown_outcomes": unknown,
             }
 
     # -- events and health -------------------------------------------------------------
     def _event(
-        self, conn: Connection, kind: str, severity: str, data: dict[str, Any], now: int
+        self,
+        conn: Connection,
+        kind: str,
+        severity: str,
+        data: dict[str, Any],
+        now: int,
+        event_id: int | None = None,
     ) -> int:
-        event_id = int(
-            conn.execute(
-                insert(t.events).values(
-                    kind=kind,
-                    severity=severity,
-                    data=json.dumps(data, ensure_ascii=False, sort_keys=True),
-                    at_ms=now,
-                )
-            ).inserted_primary_key[0]
-        )
+        """Record an event and queue it for the desk. `event_id` only for a new ledger's
+        first event: later ids follow it, above every id the old ledger used."""
+        values: dict[str, Any] = {
+            "kind": kind,
+            "severity": severity,
+            "data": json.dumps(data, ensure_ascii=False, sort_keys=True),
+            "at_ms": now,
+        }
+        if event_id is not None:
+            values["id"] = event_id
+        event_id = int(conn.execute(insert(t.events).values(**values)).inserted_primary_key[0])
+        self._reserve(event=event_id)  # the desk knows events by id: never repeat one
         self._enqueue(
             conn,
             "event",

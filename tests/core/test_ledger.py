@@ -25,7 +25,7 @@ def test_upgrade_from_first_revision_keeps_money(tmp_path):
     engine.dispose()
     ledger = Ledger(path, "T1")
     ledger.open()  # migrates to head on open
-    assert current_revision(ledger.engine) == head_revision() == "0002"
+    assert current_revision(ledger.engine) == head_revision() == "0003"
     assert ledger.get_payment("T1-00000001")["credited_minor"] == 48_500
     tables = {
         r[0]
