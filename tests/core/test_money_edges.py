@@ -14,7 +14,7 @@ import sqlite3
 
 import pytest
 
-from drivers.acceptor import EscrowDecision
+from drivers.acceptor import EscrowDecision, StackOrigin
 from drivers.layout import render_plain
 from kiosk import service
 from kiosk.ledger import Ledger, LedgerError, LedgerIdentityError
@@ -64,7 +64,7 @@ def test_expired_escrow_claimed_later_is_not_listed_as_unknown(term):
     term2 = term.restart()
     try:
         term2.tick(11)
-        term2.acceptor.report_stacked(500, recovered=True)  # the unit remembers after all
+        term2.acceptor.report_stacked(500, origin=StackOrigin.UNREQUESTED)  # the unit remembers
         term2.drain()  # its slip prints on the printer thread, on the same connection
         assert ledger_rows(term2.ledger, "SELECT state FROM escrows") == [("stacked",)]
         assert service.encash(term2.engine, "tech")["unknown_outcomes"] == []

@@ -13,16 +13,19 @@ def _mqtt(table: dict):  # type: ignore[no-untyped-def]
     return parse_config({"mqtt": table}, "kiosk.toml", Path("/etc/kiosk")).mqtt
 
 
+DESK_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # base64 of 32 bytes: config checks the key's form
+
+
 def test_defaults_and_values():
     d = _mqtt({})
     assert (d.enabled, d.port, d.inflight, d.batch, d.tls_ca) == (False, 1883, 1000, 50, None)
     m = _mqtt({
         "enabled": True, "host": "broker", "port": 8883, "tls_ca": "ca.pem",
         "tls_cert": "/k/c.pem", "tls_key": "c.key", "reconnect_min_s": 0.5,
-        "desk_keys": {"desk.1a2b3c4d": "AAAA"}, "health_interval_s": 30,
+        "desk_keys": {"desk.1a2b3c4d": DESK_KEY}, "health_interval_s": 30,
     })
     assert m.tls_ca == Path("/etc/kiosk/ca.pem") and m.tls_cert == Path("/k/c.pem")
-    assert m.desk_keys == (("desk.1a2b3c4d", "AAAA"),)
+    assert m.desk_keys == (("desk.1a2b3c4d", DESK_KEY),)
     assert m.reconnect_min_s == 0.5 and m.health_interval_s == 30
 
 
