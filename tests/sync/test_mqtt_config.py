@@ -13,7 +13,8 @@ def _mqtt(table: dict):  # type: ignore[no-untyped-def]
     return parse_config({"mqtt": table}, "kiosk.toml", Path("/etc/kiosk")).mqtt
 
 
-DESK_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # base64 of 32 bytes: config checks the key's form
+# base64 of 32 bytes: config checks the key's form
+DESK_KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
 
 def test_defaults_and_values():
