@@ -93,7 +93,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         try:
             agent = SyncAgent(config, engine, ledger)
             agent.start()
-        except LedgerError as exc:  # a blocked ledger (identity): serve locally regardless
+        except LedgerError as exc:  # the agent reports a blocked ledger; this is a last resort
             log.error("sync agent not started: %s", exc)
             agent = None
     log.info(

@@ -173,8 +173,13 @@ class SyncAgent:
         )
 
     def start(self) -> None:
-        desk_ledger.limit_page_cache(self.ledger)  # memory: see kiosk/ledger/desk.py
-        self.restore()
+        try:
+            desk_ledger.limit_page_cache(self.ledger)  # memory: see kiosk/ledger/desk.py
+            self.restore()
+        except LedgerError as exc:
+            # A blocked or failing ledger (the terminal is out of service): connect anyway,
+            # so state and health tell the desk, which is exactly when it must know.
+            log.error("desk settings not restored, the ledger is unusable: %s", exc)
         self.engine.subscribe(self._on_snapshot)
         self._worker = threading.Thread(target=self._work, name="sync-worker", daemon=True)
         self._worker.start()
