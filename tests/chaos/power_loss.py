@@ -6,9 +6,13 @@ with an LD_PRELOAD shim (tests/chaos/powercut.c, compiled by the run with the ma
 gcc) that copies each ledger file to its "durable image" at every successful fsync /
 fdatasync of that file, and at no other moment. Cutting the power is: SIGKILL the core,
 then replace the live ledger files (ledger.sqlite, -wal, -journal) by their images; a
-file never synced disappears. The -shm is never synced by SQLite (it is the WAL index,
-rebuilt by the first connection after a crash), so at each cut it is either deleted or
-left stale as it was at the kill, at random. Then the core starts again on that ledger.
+file never synced disappears. Half the cuts use a looser model, as a real disk may keep
+part of what was written since the last sync: the shim also logs every write and
+truncation of a ledger file since that file's last sync, and the cut lays a random
+subset of them over the image, each whole or torn into some of its 512-byte sectors.
+The -shm is never synced by SQLite (it is the WAL index, rebuilt by the first connection
+after a crash), so at each cut it is either deleted or left stale as it was at the kill,
+at random. Then the core starts again on that ledger.
 
 The bill validator is the CCNET simulator on a pty in this process (it outlives the core
 like a real unit); its list of stacked notes and whether it holds an unacknowledged
@@ -29,6 +33,7 @@ from __future__ import annotations
 import random
 import shutil
 import sqlite3
+import struct
 import subprocess
 import tempfile
 import threading
@@ -57,6 +62,12 @@ IMAGES_ENV = "KIOSK_POWERCUT_IMAGES"
 LEDGER_SUFFIXES = ("", "-wal", "-journal")  # files SQLite syncs; the -shm is handled apart
 SHM_SUFFIX = "-shm"
 SYNC_LOG = "syncs.log"
+PENDING = ".pending"  # the shim's log of writes since a file's last sync
+RECORD_HEAD = struct.Struct("<cqq")  # kind b"W"/b"T", offset, length (then the bytes)
+SECTOR = 512
+LOOSE_SHARE = 0.5  # cuts that keep a random part of the unsynced writes
+KEEP_P = 0.5  # each unsynced write or truncation survives with this probability ...
+TORN_P = 0.3  # ... and a surviving write is torn (some sectors only) with this one
 SETTLE_S = 0.05  # the simulator reads its line every 5 ms: an ACK in flight lands by then
 AIM_WINDOW_S = (0.001, 0.018)  # after the stacked report: the commit, before the ACK's gap
 PAYMENT_TIMEOUT_S = 10.0
@@ -104,6 +115,10 @@ class CutRecord:
     image_bills: int
     shm: str  # "deleted" or "stale"
     had_wal: bool
+    model: str = "strict"  # or "loose": part of the unsynced writes kept
+    kept: int = 0  # unsynced writes laid over the image (loose)
+    torn: int = 0  # of which torn
+    dropped: int = 0  # unsynced writes lost (loose)
 
 
 @dataclass
@@ -139,6 +154,9 @@ class PowerReport:
             f"{dict(Counter(c.aim for c in self.cuts))}; -shm deleted "
             f"{sum(c.shm == 'deleted' for c in self.cuts)}, left stale "
             f"{sum(c.shm == 'stale' for c in self.cuts)}",
+            f"  loose cuts {sum(c.model == 'loose' for c in self.cuts)}: unsynced writes "
+            f"kept {sum(c.kept for c in self.cuts)} (torn {sum(c.torn for c in self.cuts)}), "
+            f"lost {sum(c.dropped for c in self.cuts)}",
             f"  syncs seen by the shim {dict(self.syncs)}",
             f"  restart after a cut -> idle: median {restart[len(restart) // 2]:.2f} s, "
             f"max {restart[-1]:.2f} s",
@@ -271,6 +289,9 @@ class PowerRun:
             acked = device[: len(device) - 1] if unacked else device
             with self._told_lock:
                 told = list(self.report.told)
+            cut = CutRecord(aim, "", 0, 0, "", False)
+            if rng.random() < LOOSE_SHARE:
+                self._loosen(rng, cut)
             image_bills, image_payments, had_wal = self._read_image()
             problems = self.report.problems
             n = len(self.report.cuts) + 1
@@ -291,10 +312,46 @@ class PowerRun:
                 kind = "uncommitted"
             else:
                 kind = "other"
-            shm = self._restore(rng)
-            self.report.cuts.append(CutRecord(aim, kind, len(device), len(image_bills), shm,
-                                              had_wal))
+            cut.kind, cut.device_bills, cut.image_bills = kind, len(device), len(image_bills)
+            cut.shm, cut.had_wal = self._restore(rng), had_wal
+            self.report.cuts.append(cut)
             self.cut_pending.clear()
+
+    def _loosen(self, rng: random.Random, cut: CutRecord) -> None:
+        """Lay a random part of each file's unsynced writes over its image, in order."""
+        cut.model = "loose"
+        for suffix in LEDGER_SUFFIXES:
+            image = self.images / f"{self.ledger.name}{suffix}"
+            log = Path(f"{image}{PENDING}")
+            if not log.exists() or log.stat().st_size == 0:
+                continue
+            data = bytearray(image.read_bytes()) if image.exists() else bytearray()
+            raw, pos = log.read_bytes(), 0
+            while pos + RECORD_HEAD.size <= len(raw):
+                kind, offset, length = RECORD_HEAD.unpack_from(raw, pos)
+                pos += RECORD_HEAD.size
+                body = raw[pos:pos + length] if kind == b"W" else b""
+                pos += len(body)
+                if rng.random() >= KEEP_P:
+                    cut.dropped += 1
+                    continue
+                cut.kept += 1
+                if kind == b"T":
+                    del data[offset:]
+                    data.extend(bytes(max(0, offset - len(data))))
+                    continue
+                torn = rng.random() < TORN_P
+                cut.torn += torn
+                first = offset - offset % SECTOR
+                for start in range(first, offset + length, SECTOR):
+                    if torn and rng.random() < 0.5:
+                        continue  # this sector never reached the platter
+                    lo, hi = max(start, offset), min(start + SECTOR, offset + length)
+                    if len(data) < hi:
+                        data.extend(bytes(hi - len(data)))
+                    data[lo:hi] = body[lo - offset:hi - offset]
+            image.write_bytes(bytes(data))
+            log.write_bytes(b"")  # laid down: the disk holds exactly this now
 
     def _image_files(self) -> dict[str, Path]:
         name = self.ledger.name

@@ -16,6 +16,13 @@
  * their images (tests/chaos/power_loss.py). Each sync is appended to
  * $KIOSK_POWERCUT_IMAGES/syncs.log ("<basename> <size>") for the run's figures.
  *
+ * For the looser model (a real disk may keep any part of what was written since the last
+ * sync, torn at sector boundaries), every write and truncation of a modelled file since
+ * its last sync is also appended to <images>/<basename>.pending as a record: kind ('W'
+ * write, 'T' truncate), offset and length as little-endian int64, then the bytes written.
+ * A sync empties that log. The test may lay any subset of those records, whole or in
+ * sectors, over the image at a cut.
+ *
  * Built by the test with the machine's gcc: gcc -shared -fPIC -O2 -o powercut.so
  * powercut.c -ldl. Test-only: nothing in the product loads it.
  */
@@ -24,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +43,9 @@
 #define COPY_CHUNK (1 << 16)
 
 typedef int (*sync_fn)(int);
+typedef ssize_t (*pwrite_fn)(int, const void *, size_t, off_t);
+typedef ssize_t (*write_fn)(int, const void *, size_t);
+typedef int (*ftruncate_fn)(int, off_t);
 typedef int (*unlink_fn)(const char *);
 typedef int (*unlinkat_fn)(int, const char *, int);
 
@@ -105,6 +116,49 @@ static void copy_all(int in, int out, off_t size, const char *path) {
     }
 }
 
+/* The path behind `fd` into `path` if it is a modelled file; 0 otherwise. */
+static int modelled_fd(int fd, char *path, size_t size) {
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t len = readlink(link, path, size - 1);
+    if (len < 0) {
+        return 0;
+    }
+    path[len] = '\0';
+    return modelled(path);
+}
+
+/* Append one record to the file's pending log: what a cut may or may not keep. */
+static void note_pending(int fd, char kind, off_t offset, const void *data, size_t n) {
+    const char *dir = env_or_null("KIOSK_POWERCUT_IMAGES");
+    char path[PATH_MAX], logp[PATH_MAX], name[PATH_MAX];
+    if (dir == NULL || !modelled_fd(fd, path, sizeof path)) {
+        return;
+    }
+    if (snprintf(name, sizeof name, "%s.pending", base_name(path)) >= (int)sizeof name) {
+        return;
+    }
+    image_path(logp, sizeof logp, dir, name);
+    size_t total = 1 + 16 + (kind == 'W' ? n : 0);
+    unsigned char *buf = malloc(total);
+    if (buf == NULL) {
+        die("out of memory logging a write to", path);
+    }
+    int64_t off64 = (int64_t)offset, len64 = (int64_t)n;
+    buf[0] = (unsigned char)kind;
+    memcpy(buf + 1, &off64, 8); /* x86-64 and arm64: little-endian */
+    memcpy(buf + 9, &len64, 8);
+    if (kind == 'W') {
+        memcpy(buf + 17, data, n);
+    }
+    int lg = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (lg < 0 || write(lg, buf, total) != (ssize_t)total) {
+        die("cannot log a pending write to", logp);
+    }
+    close(lg);
+    free(buf);
+}
+
 /* Copy the file behind `fd` to its image, if it is modelled. */
 static void snapshot(int fd) {
     const char *dir = env_or_null("KIOSK_POWERCUT_IMAGES");
@@ -113,12 +167,7 @@ static void snapshot(int fd) {
     }
     char link[64], path[PATH_MAX];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    ssize_t len = readlink(link, path, sizeof path - 1);
-    if (len < 0) {
-        return;
-    }
-    path[len] = '\0';
-    if (!modelled(path)) {
+    if (!modelled_fd(fd, path, sizeof path)) {
         return;
     }
     struct stat st;
@@ -149,6 +198,10 @@ static void snapshot(int fd) {
     if (close(out) != 0 || rename(tmp, final) != 0) {
         die("cannot publish the image", final);
     }
+    char pending[PATH_MAX];
+    if (snprintf(pending, sizeof pending, "%s.pending", final) < (int)sizeof pending) {
+        truncate(pending, 0); /* all of it is in the image now */
+    }
     char logp[PATH_MAX], line[PATH_MAX + 32];
     image_path(logp, sizeof logp, dir, "syncs.log");
     int lg = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -178,6 +231,62 @@ static int synced(const char *which, int fd) {
 }
 
 int fsync(int fd) { return synced("fsync", fd); }
+
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t offset) {
+    pwrite_fn real = (pwrite_fn)dlsym(RTLD_NEXT, "pwrite64");
+    ssize_t rc = real(fd, buf, n, offset);
+    if (rc > 0) {
+        int saved = errno;
+        note_pending(fd, 'W', offset, buf, (size_t)rc);
+        errno = saved;
+    }
+    return rc;
+}
+
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t offset) {
+    pwrite_fn real = (pwrite_fn)dlsym(RTLD_NEXT, "pwrite");
+    ssize_t rc = real(fd, buf, n, offset);
+    if (rc > 0) {
+        int saved = errno;
+        note_pending(fd, 'W', offset, buf, (size_t)rc);
+        errno = saved;
+    }
+    return rc;
+}
+
+ssize_t write(int fd, const void *buf, size_t n) {
+    write_fn real = (write_fn)dlsym(RTLD_NEXT, "write");
+    off_t at = fd > 2 ? lseek(fd, 0, SEEK_CUR) : (off_t)-1;
+    ssize_t rc = real(fd, buf, n);
+    if (rc > 0 && at >= 0) {
+        int saved = errno;
+        note_pending(fd, 'W', at, buf, (size_t)rc);
+        errno = saved;
+    }
+    return rc;
+}
+
+int ftruncate64(int fd, off_t length) {
+    ftruncate_fn real = (ftruncate_fn)dlsym(RTLD_NEXT, "ftruncate64");
+    int rc = real(fd, length);
+    if (rc == 0) {
+        int saved = errno;
+        note_pending(fd, 'T', length, NULL, 0);
+        errno = saved;
+    }
+    return rc;
+}
+
+int ftruncate(int fd, off_t length) {
+    ftruncate_fn real = (ftruncate_fn)dlsym(RTLD_NEXT, "ftruncate");
+    int rc = real(fd, length);
+    if (rc == 0) {
+        int saved = errno;
+        note_pending(fd, 'T', length, NULL, 0);
+        errno = saved;
+    }
+    return rc;
+}
 
 int fdatasync(int fd) { return synced("fdatasync", fd); }
 
