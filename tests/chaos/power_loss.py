@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -59,6 +60,7 @@ from tests.chaos.rig import (
 SHIM_SOURCE = Path(__file__).with_name("powercut.c")
 PREFIX_ENV = "KIOSK_POWERCUT_PREFIX"
 IMAGES_ENV = "KIOSK_POWERCUT_IMAGES"
+KILL_ENV = "KIOSK_POWERCUT_KILL_AFTER_WRITES"
 LEDGER_SUFFIXES = ("", "-wal", "-journal")  # files SQLite syncs; the -shm is handled apart
 SHM_SUFFIX = "-shm"
 SYNC_LOG = "syncs.log"
@@ -77,6 +79,7 @@ AIM_REPORT = "report"  # from the simulator's thread, the instant 0x81 is on the
 AIM_WINDOW = "window"  # 1-18 ms after 0x81 went out: commit done or under way, no ACK yet
 AIM_STACKING = "stacking"  # the escrow was decided and STACK sent (escrow marker synced)
 AIM_RANDOM = "random"  # anywhere
+AIM_IN_WRITE = "in-write"  # the core killed itself after its N-th ledger write, before the sync
 
 
 def build_shim(folder: Path) -> Path:
@@ -103,6 +106,9 @@ class PowerParams:
     cut_every_s: tuple[float, float] = (0.3, 2.0)  # pause before the next cut is aimed
     aims: tuple[tuple[str, float], ...] = (
         (AIM_REPORT, 0.25), (AIM_WINDOW, 0.35), (AIM_STACKING, 0.15), (AIM_RANDOM, 0.25))
+    self_cut_share: float = 0.4  # (re)starts whose core cuts itself inside a write
+    self_cut_writes: tuple[int, int] = (1, 300)  # ... after this many ledger writes
+    min_self_cuts: int = 3
     seed: int = 20261203
     budget_s: float = 240.0  # a guard against a hung run, not a speed requirement
 
@@ -127,6 +133,7 @@ class PowerReport:
     completed: int = 0
     interrupted: int = 0
     interrupted_alive: int = 0
+    interruptions: Counter[str] = field(default_factory=Counter)
     cuts: list[CutRecord] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     told: list[tuple[str, int]] = field(default_factory=list)  # (payment id, amount) shown
@@ -147,7 +154,8 @@ class PowerReport:
         lines = [
             f"power-loss model: {self.took_s:.0f} s",
             f"  payments attempted {self.attempted}: completed {self.completed}, interrupted "
-            f"{self.interrupted} (with the core alive {self.interrupted_alive})",
+            f"{self.interrupted} (with the core alive {self.interrupted_alive}) "
+            f"{dict(self.interruptions)}",
             f"  cuts {len(self.cuts)}: {kinds['committed_unacked']} with a stacked bill "
             f"committed and not ACKed, {kinds['uncommitted']} with a stacked report not yet "
             f"durable, {kinds['other']} elsewhere; aimed "
@@ -273,6 +281,7 @@ class PowerRun:
         self.report = PowerReport()
         self._told_lock = threading.Lock()
         self.cut_pending = threading.Event()  # killed, the image not yet in place
+        self.handled_pid: int | None = None  # the last core whose death was a handled cut
         self.rng = random.Random(params.seed)
 
     # -- the cut -----------------------------------------------------------------------
@@ -281,6 +290,8 @@ class PowerRun:
         Holds the core's lock so the main loop cannot restart the core meanwhile."""
         st = self.station
         with st.core.lock:
+            if st.core.proc is not None:
+                self.handled_pid = st.core.proc.pid
             time.sleep(SETTLE_S)  # an ACK the host wrote before it died reaches the unit
             with st.sim._lock:
                 device = list(st.sim.stacked)
@@ -413,9 +424,21 @@ class PowerRun:
                     time.sleep(0.01)  # the cutter is putting the durable image in place
                 with st.core.lock:
                     if not st.core.alive() and not self.cut_pending.is_set():
+                        self._cut_if_self_killed()
+                        # never in the first start: a ledger not created yet holds no money
+                        armed = (st.core.starts > 0
+                                 and self.rng.random() < params.self_cut_share)
+                        st.core.env[KILL_ENV] = (
+                            str(self.rng.randint(*params.self_cut_writes)) if armed else "")
                         started = time.monotonic()
-                        st.core.start()
-                        wait_idle(st)
+                        try:
+                            st.core.start()
+                            wait_idle(st)
+                        except (RigError, OSError, TimeoutError, ApiRequestError):
+                            self._let_die()
+                            if self._self_killed():
+                                continue  # cut inside a write during start-up: next round
+                            raise
                         report.restart_s.append(time.monotonic() - started)
                         cutter.armed.set()
                 bills = [self.rng.choice(BILLS) for _ in range(self.rng.randint(1, 3))]
@@ -428,8 +451,10 @@ class PowerRun:
                         report.told.append((str(result["payment_id"]),
                                             int(result["inserted_minor"])))
                 except (ConnectionError, TimeoutError, OSError, ApiRequestError, BillRefused,
-                        NoPayment):
+                        NoPayment) as exc:
                     report.interrupted += 1
+                    report.interruptions[type(exc).__name__] += 1
+                    self._let_die()
                     with st.core.lock:
                         if len(report.cuts) == cuts_before and st.core.alive():
                             report.interrupted_alive += 1
@@ -438,8 +463,13 @@ class PowerRun:
             if cutter.error is not None:
                 raise cutter.error
             with st.core.lock:
-                if not st.core.alive():  # one clean start reconciles what the last cut left
-                    st.core.start()
+                if st.core.alive():  # it may be armed to cut itself: a last cut, by hand
+                    self.cut_pending.set()
+                    st.core.kill()
+                    self.after_kill(AIM_RANDOM, self.rng)
+                self._cut_if_self_killed()
+                st.core.env[KILL_ENV] = ""
+                st.core.start()  # one clean start reconciles what the last cut left
             wait_idle(st)
             report.core_exit = st.core.stop()
             report.unacked_at_end = st.sim.unacked_stacked()
@@ -453,9 +483,30 @@ class PowerRun:
             st.close()
         return report
 
+    def _let_die(self, timeout_s: float = 2.0) -> None:
+        """A closed socket can come before the dying core is reaped: give it a moment."""
+        proc = self.station.core.proc
+        if proc is not None:
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                pass  # alive: the interruption had another cause
+
+    def _self_killed(self) -> bool:
+        """The core died of SIGKILL and no cut handled it: the shim cut inside a write."""
+        proc = self.station.core.proc
+        return (proc is not None and proc.poll() == -signal.SIGKILL
+                and proc.pid != self.handled_pid)
+
+    def _cut_if_self_killed(self) -> None:
+        if self._self_killed():
+            self.after_kill(AIM_IN_WRITE, self.rng)
+
     def _enough(self, r: PowerReport) -> bool:
         kinds = r.kinds()
+        self_cuts = sum(c.aim == AIM_IN_WRITE for c in r.cuts)
         return (r.attempted >= self.params.payments and len(r.cuts) >= self.params.min_cuts
+                and self_cuts >= self.params.min_self_cuts
                 and all(kinds[k] >= n for k, n in self.params.min_per_kind.items()))
 
     def _final_checks(self) -> None:

@@ -23,6 +23,10 @@
  * A sync empties that log. The test may lay any subset of those records, whole or in
  * sectors, over the image at a cut.
  *
+ * With $KIOSK_POWERCUT_KILL_AFTER_WRITES=N the process SIGKILLs itself right after its
+ * N-th write to a modelled file (that write done and logged, its sync not yet made): a
+ * cut aimed inside a transaction, a checkpoint or the recovery at start-up.
+ *
  * Built by the test with the machine's gcc: gcc -shared -fPIC -O2 -o powercut.so
  * powercut.c -ldl. Test-only: nothing in the product loads it.
  */
@@ -31,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +133,17 @@ static int modelled_fd(int fd, char *path, size_t size) {
     return modelled(path);
 }
 
+static long kill_after_writes(void) {
+    static long limit = -1;
+    if (limit < 0) {
+        const char *v = env_or_null("KIOSK_POWERCUT_KILL_AFTER_WRITES");
+        limit = v ? strtol(v, NULL, 10) : 0;
+    }
+    return limit;
+}
+
+static long writes_seen = 0;
+
 /* Append one record to the file's pending log: what a cut may or may not keep. */
 static void note_pending(int fd, char kind, off_t offset, const void *data, size_t n) {
     const char *dir = env_or_null("KIOSK_POWERCUT_IMAGES");
@@ -157,6 +173,10 @@ static void note_pending(int fd, char kind, off_t offset, const void *data, size
     }
     close(lg);
     free(buf);
+    long limit = kill_after_writes();
+    if (limit > 0 && __atomic_add_fetch(&writes_seen, 1, __ATOMIC_SEQ_CST) == limit) {
+        raise(SIGKILL); /* the power goes out between this write and its sync */
+    }
 }
 
 /* Copy the file behind `fd` to its image, if it is modelled. */

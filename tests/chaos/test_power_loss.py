@@ -28,6 +28,8 @@ def test_power_cuts_lose_no_acked_note_and_repeat_no_payment(tmp_path):
     assert kinds["uncommitted"] >= 2, "cuts between a stacked report and its commit"
     # the model is live: the shim saw SQLite sync the WAL and checkpoint into the database
     assert report.syncs["-wal"] > 0 and report.syncs["db"] > 0
+    assert sum(c.aim == "in-write" for c in report.cuts) >= params.min_self_cuts, (
+        "cuts between a ledger write and its sync")
     loose = [c for c in report.cuts if c.model == "loose"]
     assert len(loose) >= 3, "cuts that keep part of the unsynced writes"
     assert sum(c.kept for c in loose) > 0 and sum(c.dropped for c in loose) > 0
