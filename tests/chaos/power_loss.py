@@ -301,7 +301,11 @@ class PowerRun:
             with self._told_lock:
                 told = list(self.report.told)
             cut = CutRecord(aim, "", 0, 0, "", False)
-            if rng.random() < LOOSE_SHARE:
+            if aim == AIM_IN_WRITE:  # unsynced writes for sure: loose and strict in turn
+                loose = sum(c.aim == AIM_IN_WRITE for c in self.report.cuts) % 2 == 0
+            else:
+                loose = rng.random() < LOOSE_SHARE
+            if loose:
                 self._loosen(rng, cut)
             image_bills, image_payments, had_wal = self._read_image()
             problems = self.report.problems

@@ -17,8 +17,8 @@
  * $KIOSK_POWERCUT_IMAGES/syncs.log ("<basename> <size>") for the run's figures.
  *
  * For the looser model (a real disk may keep any part of what was written since the last
- * sync, torn at sector boundaries), every write and truncation of a modelled file since
- * its last sync is also appended to <images>/<basename>.pending as a record: kind ('W'
+ * sync, torn at sector boundaries), every write and truncation of a modelled file (but
+ * the -shm) since its last sync is also appended to <images>/<basename>.pending as a record: kind ('W'
  * write, 'T' truncate), offset and length as little-endian int64, then the bytes written.
  * A sync empties that log. The test may lay any subset of those records, whole or in
  * sectors, over the image at a cut.
@@ -150,6 +150,10 @@ static void note_pending(int fd, char kind, off_t offset, const void *data, size
     char path[PATH_MAX], logp[PATH_MAX], name[PATH_MAX];
     if (dir == NULL || !modelled_fd(fd, path, sizeof path)) {
         return;
+    }
+    size_t plen = strlen(path);
+    if (plen >= 4 && strcmp(path + plen - 4, "-shm") == 0) {
+        return; /* the WAL index: never synced, rebuilt after a crash; the cut handles it */
     }
     if (snprintf(name, sizeof name, "%s.pending", base_name(path)) >= (int)sizeof name) {
         return;
