@@ -14,6 +14,11 @@ The -shm is never synced by SQLite (it is the WAL index, rebuilt by the first co
 after a crash), so at each cut it is either deleted or left stale as it was at the kill,
 at random. Then the core starts again on that ledger.
 
+Cuts land where they matter: the instant the stacked report is on the line (before the
+commit), 1-18 ms after it (committed, not ACKed), when stacking starts, at random, and
+inside a write: some restarts arm the shim to SIGKILL the core right after its N-th
+ledger write, before that write's sync (in a transaction, a checkpoint, the start-up).
+
 The bill validator is the CCNET simulator on a pty in this process (it outlives the core
 like a real unit); its list of stacked notes and whether it holds an unacknowledged
 stacked report (0x81) are the ground truth. At every cut, before the restart, a copy of
