@@ -31,7 +31,8 @@ def test_shipped_profiles_load_and_validate(profiles: dict[str, Profile], name: 
     assert (prof.serial.baudrate, prof.serial.bytesize, prof.serial.parity,
             prof.serial.stopbits) == (9600, 8, "N", 1)
     timing = CcnetTiming.from_profile(prof)
-    assert timing.poll_s == pytest.approx(0.2)
+    assert timing.poll_s == pytest.approx(0.1)
+    assert timing.active_poll_s == pytest.approx(0.02)
     assert timing.link.attempts == 3
     assert timing.link.ident_timeout_s >= timing.link.response_timeout_s
     assert profile_address(prof) == 0x03
