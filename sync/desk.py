@@ -74,14 +74,37 @@ class DeskStats:
     rejections: list[str] = field(default_factory=list)
 
 
+OPEN_PATIENCE_S = 30.0  # how long a desk waits for another desk process opening the file
+OPEN_RETRY_S = 0.05
+
+
+def _open_store(path: Path) -> sqlite3.Connection:
+    """Open (and on first use create) the desk database.
+
+    Two desk processes may open a new file at the same moment (an operator starts two
+    watchers). Switching the file to WAL then answers "database is locked" at once, without
+    consulting the busy timeout, so the open is retried for a while instead of the second
+    process dying with a traceback."""
+    deadline = time.monotonic() + OPEN_PATIENCE_S
+    while True:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(SCHEMA)
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(OPEN_RETRY_S)
+
+
 class DeskStore:
     """The desk's own ledger of what it received (WAL, synchronous=FULL)."""
 
     def __init__(self, path: Path) -> None:
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        self.db = _open_store(path)
         self.lock = threading.Lock()
 
     def commit_records(
