@@ -173,7 +173,8 @@ class Desk:
         if consume:
             def flt(leaf: str) -> str:
                 base = topics.desk_filter(leaf)
-                shared = share_group and leaf in (topics.PAYMENTS, topics.EVENTS)
+                shared = share_group and leaf in (topics.PAYMENTS, topics.EVENTS,
+                                                  topics.CMD_RESULT)
                 return f"$share/{share_group}/{base}" if shared else base
 
             subs = tuple(
