@@ -209,6 +209,7 @@ def desk_main(argv: list[str]) -> int:
                     "stopped, 2 none or too old")
     sv.add_argument("--health-interval", type=float, default=30.0,
                     help="seconds between health lines (log and status file)")
+    sv.add_argument("--ack-delay", type=float, default=0.0, help=argparse.SUPPRESS)  # tests
     fd = sub.add_parser("find", help="find payments by payment id, account or phone (any "
                         "formatting, partial), terminal, amount, time")
     fd.add_argument("query", nargs="?", default="")
@@ -474,7 +475,7 @@ def _serve(args: argparse.Namespace) -> int:
                               "quarantined": 0, "conflicts": 0})
             time.sleep(backoff.next_delay())
     try:
-        desk = _desk(args, consume=True, db=store)
+        desk = _desk(args, consume=True, db=store, ack_delay_s=args.ack_delay)
     except (KeyError_, OSError) as exc:
         store.close()
         print(f"kiosk desk: {exc}", file=sys.stderr)

@@ -36,6 +36,7 @@ from sqlalchemy import (
     insert,
     inspect,
     or_,
+    pool,
     select,
     update,
 )
@@ -76,9 +77,11 @@ def database_url(target: str | Path) -> str:
 def make_engine(target: str | Path) -> Engine:
     url = database_url(target)
     if url.startswith("sqlite"):
+        memory = str(target) == ":memory:"  # one connection, or each would be another db
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "isolation_level": None,
-                               "timeout": SQLITE_BUSY_S})
+                               "timeout": SQLITE_BUSY_S},
+            poolclass=pool.StaticPool if memory else None)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
