@@ -252,7 +252,12 @@ def desk_main(argv: list[str]) -> int:
     if args.op == "conflicts":
         from sync.desk import DeskStore
 
-        store = DeskStore(args.db)
+        try:
+            store = DeskStore(args.db)
+        except Exception as exc:  # DeskDBError, SQLAlchemyError: said, not a traceback
+            print(f"kiosk desk: database {_safe_url(args.db)}: {str(exc).splitlines()[0]}",
+                  file=sys.stderr)
+            return 1
         rows = store.conflicts()
         store.close()
         for r in rows:
@@ -266,10 +271,18 @@ def desk_main(argv: list[str]) -> int:
         extra["results_for"] = args.terminal
     elif args.op == "config":
         extra["watch_configs"] = (args.terminal,)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sync.desk_service.db import DeskDBError
+
     try:
         desk = _desk(args, consume=args.op == "watch", **extra)
     except (KeyError_, OSError) as exc:
         print(f"kiosk desk: {exc}", file=sys.stderr)
+        return 1
+    except (DeskDBError, SQLAlchemyError) as exc:
+        print(f"kiosk desk: database {_safe_url(args.db)}: {str(exc).splitlines()[0]}",
+              file=sys.stderr)
         return 1
     with desk:
         if not desk.conn.wait_connected(10):
@@ -480,4 +493,12 @@ def _serve(args: argparse.Namespace) -> int:
         store.close()
         print(f"kiosk desk: {exc}", file=sys.stderr)
         return 1
+    from sync.desk import describe
+
+    def report(terminal: str, leaf: str, value: Any) -> None:
+        # a service logs what needs an operator, not every record (`watch` prints those)
+        if leaf in ("quarantine", "conflict"):
+            logging.getLogger("sync.desk.serve").warning("%s", describe(terminal, leaf, value))
+
+    desk.on_report = report
     return run(desk, status, args.health_interval)

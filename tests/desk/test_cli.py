@@ -61,3 +61,18 @@ def test_a_worker_started_without_its_database_says_degraded_and_waits(
         assert "DEGRADED database postgresql://kiosk@127.0.0.1" in worker.log()
     finally:
         worker.stop(signal.SIGKILL)
+
+
+def test_an_old_desk_file_is_a_message_not_a_traceback(tmp_path, capsys):
+    import sqlite3
+
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as db:
+        db.execute("CREATE TABLE records (terminal_id TEXT, seq INTEGER)")
+    from sync.keys import write_signing_key
+
+    key = tmp_path / "desk.key"
+    write_signing_key(key)
+    for op in (["conflicts"], ["quarantine"], ["watch", "--for", "0.1"]):
+        assert desk_main(["--db", str(old), "--key", str(key), *op]) == 1
+        assert "old, unversioned format" in capsys.readouterr().err, op
