@@ -14,7 +14,7 @@ setup: $(STAMP) system-deps
 $(STAMP): setup.cfg pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,ui]'
+	$(PY) -m pip install -q -e '.[dev,ui,desk]'
 	touch $(STAMP)
 
 system-deps:

@@ -13,6 +13,11 @@ missing=()
 for cmd in "${!NEED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("${NEED[$cmd]}")
 done
+# PostgreSQL for the desk service tests (tests/desk/ make a throwaway cluster with initdb);
+# Debian keeps initdb off PATH, in /usr/lib/postgresql/<version>/bin.
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  missing+=(postgresql)
+fi
 # Libraries the Kivy touchscreen loads at start (multitouch input through mtdev).
 dpkg -s libmtdev1 >/dev/null 2>&1 || missing+=(libmtdev1)
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -6,9 +6,14 @@
     kiosk desk [connection options] cmd TERMINAL TYPE [--arg k=v …] [--ttl S] [--wait S]
     kiosk desk [connection options] config TERMINAL --version N [--support-phone P] [--file F]
     kiosk desk [connection options] status TERMINAL PAYMENT_ID processed|failed [--detail D]
+    kiosk desk [connection options] serve [--status-file F] [--health-interval S]
+    kiosk desk serve --status --status-file F
+    kiosk desk [--db DB] find QUERY [--terminal T] [--amount 500] [--since T] [--until T]
+    kiosk desk [--db DB] quarantine | conflicts | migrate
 
 Connection options: --host, --port, --key (desk Ed25519 key), --terminal-keys (folder of
-<terminal id>.pub), --db (the desk's SQLite file), --tls-ca/--tls-cert/--tls-key.
+<terminal id>.pub), --db (the desk's database: a SQLite file, or a postgresql:// URL;
+default $KIOSK_DESK_DB, else desk/desk.sqlite), --tls-ca/--tls-cert/--tls-key.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from sync.keys import (
 )
 
 DESK_KEY = "desk.ed25519.key"
+DEFAULT_DB = "desk/desk.sqlite"
 
 
 def keys_main(folder: str | None, terminal_id: str | None, config: Any) -> int:
@@ -72,7 +78,8 @@ def _client_id(args: argparse.Namespace, role: str) -> str:
     return args.client_id or f"desk-{role}-{socket.gethostname()[:20]}-{os.getpid()}"
 
 
-def _desk(args: argparse.Namespace, consume: bool, **kw: Any):  # type: ignore[no-untyped-def]
+def _desk(args: argparse.Namespace, consume: bool, db: Any = None,  # type: ignore[no-untyped-def]
+          **kw: Any):
     from sync.desk import SHARE_GROUP, Desk, describe, load_terminal_keys
 
     key_path = Path(args.key)
@@ -93,7 +100,7 @@ def _desk(args: argparse.Namespace, consume: bool, **kw: Any):  # type: ignore[n
         key,
         kid,
         terminal_keys,
-        Path(args.db),
+        db if db is not None else args.db,
         client_id=_client_id(args, args.op),
         tls=tls,
         on_report=report if consume else None,
@@ -163,7 +170,9 @@ def desk_main(argv: list[str]) -> int:
     ap.add_argument("--port", type=int, default=1883)
     ap.add_argument("--key", default=f"desk/{DESK_KEY}", help="the desk's Ed25519 key")
     ap.add_argument("--terminal-keys", help="folder of <terminal id>.pub files")
-    ap.add_argument("--db", default="desk/desk.sqlite", help="the desk's own SQLite file")
+    ap.add_argument("--db", default=os.environ.get("KIOSK_DESK_DB", DEFAULT_DB),
+                    help="the desk's database: a SQLite file or a postgresql:// URL "
+                    "(default: $KIOSK_DESK_DB, else %(default)s)")
     ap.add_argument("--client-id", default="", help="default: desk-<op>-<host>-<pid>")
     ap.add_argument("--tls-ca")
     ap.add_argument("--tls-cert")
@@ -192,6 +201,26 @@ def desk_main(argv: list[str]) -> int:
     st.add_argument("--detail")
     st.add_argument("--reprocess-count", type=int, help="default: the newest the desk holds")
     sub.add_parser("conflicts", help="records whose id repeats with different content")
+    sv = sub.add_parser("serve", help="a long-running desk worker (run several: they share "
+                        "the load); docs/desk.md")
+    sv.add_argument("--status-file", help="where the worker writes its health (JSON)")
+    sv.add_argument("--status", action="store_true",
+                    help="print the status a worker wrote and exit: 0 ok, 1 degraded or "
+                    "stopped, 2 none or too old")
+    sv.add_argument("--health-interval", type=float, default=30.0,
+                    help="seconds between health lines (log and status file)")
+    sv.add_argument("--ack-delay", type=float, default=0.0, help=argparse.SUPPRESS)  # tests
+    fd = sub.add_parser("find", help="find payments by payment id, account or phone (any "
+                        "formatting, partial), terminal, amount, time")
+    fd.add_argument("query", nargs="?", default="")
+    fd.add_argument("--terminal")
+    fd.add_argument("--amount", help="roubles, e.g. 500 or 499.50 (inserted or credited)")
+    fd.add_argument("--since", help="UTC time (2026-12-03, 2026-12-03T10:00) or an age: 2h, 3d")
+    fd.add_argument("--until", help="as --since (exclusive)")
+    fd.add_argument("--limit", type=int, default=50)
+    fd.add_argument("--json", action="store_true", help="one JSON object per line")
+    sub.add_parser("quarantine", help="messages the desk could not take, with the reason")
+    sub.add_parser("migrate", help="bring the desk database schema up to date")
     args = ap.parse_args(argv)
 
     if args.op == "keygen":
@@ -207,11 +236,28 @@ def desk_main(argv: list[str]) -> int:
         print(f'[mqtt.desk_keys]\n"{kid}" = "{public_b64(key.public_key())}"')
         return 0
 
-    Path(args.db).parent.mkdir(parents=True, exist_ok=True)
+    if args.op == "serve" and args.status:
+        from sync.desk_service.service import StatusFile, check
+
+        if not args.status_file:
+            print("kiosk desk serve --status: give --status-file", file=sys.stderr)
+            return 2
+        return check(StatusFile(Path(args.status_file)))
+    if "://" not in args.db:
+        Path(args.db).parent.mkdir(parents=True, exist_ok=True)
+    if args.op in ("find", "quarantine", "migrate"):
+        return _db_tool(args)
+    if args.op == "serve":
+        return _serve(args)
     if args.op == "conflicts":
         from sync.desk import DeskStore
 
-        store = DeskStore(Path(args.db))
+        try:
+            store = DeskStore(args.db)
+        except Exception as exc:  # DeskDBError, SQLAlchemyError: said, not a traceback
+            print(f"kiosk desk: database {_safe_url(args.db)}: {str(exc).splitlines()[0]}",
+                  file=sys.stderr)
+            return 1
         rows = store.conflicts()
         store.close()
         for r in rows:
@@ -225,10 +271,18 @@ def desk_main(argv: list[str]) -> int:
         extra["results_for"] = args.terminal
     elif args.op == "config":
         extra["watch_configs"] = (args.terminal,)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sync.desk_service.db import DeskDBError
+
     try:
         desk = _desk(args, consume=args.op == "watch", **extra)
     except (KeyError_, OSError) as exc:
         print(f"kiosk desk: {exc}", file=sys.stderr)
+        return 1
+    except (DeskDBError, SQLAlchemyError) as exc:
+        print(f"kiosk desk: database {_safe_url(args.db)}: {str(exc).splitlines()[0]}",
+              file=sys.stderr)
         return 1
     with desk:
         if not desk.conn.wait_connected(10):
@@ -303,3 +357,148 @@ def _await_puback(desk: Any, what: str, retained: bool = False) -> int:
     print(f"sent {what} (the broker has it; the terminal reports a refusal as a "
           "payment_status_rejected or config_rejected event)")
     return EXIT_OK
+
+
+def _open_db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from sync.desk_service.db import DeskDB
+
+    return DeskDB(args.db)
+
+
+def _db_tool(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sync.desk_service.db import DeskDBError, current_revision
+
+    try:
+        store = _open_db(args)
+    except (DeskDBError, SQLAlchemyError) as exc:
+        print(f"kiosk desk: database {_safe_url(args.db)}: {str(exc).splitlines()[0]}",
+              file=sys.stderr)
+        return 1
+    try:
+        if args.op == "migrate":
+            print(f"desk database at revision {current_revision(store.engine)}")
+            return 0
+        if args.op == "quarantine":
+            rows = store.quarantined()
+            for r in rows:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["received_ms"] / 1000))
+                print(f"{when} {r['topic']} {r['reason']}: {r['detail']} "
+                      f"({r['size']} bytes, sha256 {r['sha256'][:16]}…)")
+            print(f"{len(rows)} quarantined message(s)")
+            return 1 if rows else 0
+        return _find(store, args)
+    finally:
+        store.close()
+
+
+def _safe_url(db: str) -> str:
+    """The database named without its password (for messages)."""
+    if "://" not in db:
+        return db
+    from sqlalchemy.engine import make_url
+
+    return make_url(db).render_as_string(hide_password=True)
+
+
+def parse_when(text: str, now_s: float | None = None) -> int:
+    """UTC date/time (2026-12-03, 2026-12-03T10:00, 2026-12-03 10:00:00) or an age
+    (30m, 2h, 3d) -> epoch milliseconds."""
+    import datetime as dt
+
+    units = {"m": 60, "h": 3600, "d": 86400}
+    now_s = time.time() if now_s is None else now_s
+    t = text.strip()
+    if t[:-1].isdigit() and t[-1:] in units:
+        return int((now_s - int(t[:-1]) * units[t[-1]]) * 1000)
+    try:
+        when = dt.datetime.fromisoformat(t)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a time (2026-12-03T10:00) or an age (2h)") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _find(store: Any, args: argparse.Namespace) -> int:
+    from sync.desk_service.search import Query, find_payments, parse_amount
+
+    try:
+        q = Query(
+            text=args.query, terminal_id=args.terminal,
+            amount_minor=parse_amount(args.amount) if args.amount else None,
+            since_ms=parse_when(args.since) if args.since else None,
+            until_ms=parse_when(args.until) if args.until else None, limit=args.limit)
+        if not (q.text.strip() or q.terminal_id or q.amount_minor is not None
+                or q.since_ms is not None):
+            raise ValueError("say what to find: a query, --terminal, --amount or --since")
+        rows = find_payments(store.engine, q)
+    except ValueError as exc:
+        print(f"kiosk desk find: {exc}", file=sys.stderr)
+        return 2
+    for r in rows:
+        if args.json:
+            print(json.dumps(r, ensure_ascii=False, sort_keys=True))
+            continue
+        when = (time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["created_ms"] / 1000))
+                if r["created_ms"] else "?")
+        amount = r["credited_minor"] if r["kind"] == "payment" else r["inserted_minor"]
+        money = f"{amount // 100}.{amount % 100:02d}" if amount is not None else "?"
+        again = f" (re-processed {r['reprocess_count']}x)" if r["reprocess_count"] else ""
+        print(f"{when} {r['terminal_id']} {r['payment_id']}{again}"
+              f" {r['kind']} {r['status']} {money} {r['currency'] or ''} "
+              f"{r['provider_id'] or ''} {r['account'] or ''}")
+    print(f"{len(rows)} found" + (" (limit reached: narrow the search)"
+                                  if len(rows) >= args.limit else ""))
+    return 0 if rows else 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sync.backoff import Backoff
+    from sync.desk_service.db import DeskDBError, database_lost
+    from sync.desk_service.service import StatusFile, run
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    status = StatusFile(Path(args.status_file)) if args.status_file else None
+    backoff = Backoff(0.5, 10.0)
+    while True:  # the database may come up after the worker (boot order): wait for it
+        try:
+            store = _open_db(args)
+            break
+        except (DeskDBError, SQLAlchemyError) as exc:
+            if not database_lost(exc):
+                print(f"kiosk desk serve: database {_safe_url(args.db)}: "
+                      f"{str(exc).splitlines()[0]}", file=sys.stderr)
+                return 1
+            reason = str(exc).splitlines()[0][:300]
+            print(f"desk health: DEGRADED database {_safe_url(args.db)} unreachable "
+                  f"({reason}); retrying", file=sys.stderr, flush=True)
+            if status is not None:
+                status.write({"state": "degraded", "error": reason, "held": 0,
+                              "pid": os.getpid(), "updated_ms": int(time.time() * 1000),
+                              "interval_s": args.health_interval, "since_ms": 0,
+                              "broker_connected": False, "database": "?", "messages": 0,
+                              "new_payments": 0, "duplicates": 0, "acks_sent": 0,
+                              "quarantined": 0, "conflicts": 0})
+            time.sleep(backoff.next_delay())
+    try:
+        desk = _desk(args, consume=True, db=store, ack_delay_s=args.ack_delay)
+    except (KeyError_, OSError) as exc:
+        store.close()
+        print(f"kiosk desk: {exc}", file=sys.stderr)
+        return 1
+    from sync.desk import describe
+
+    def report(terminal: str, leaf: str, value: Any) -> None:
+        # a service logs what needs an operator, not every record (`watch` prints those)
+        if leaf in ("quarantine", "conflict"):
+            logging.getLogger("sync.desk.serve").warning("%s", describe(terminal, leaf, value))
+
+    desk.on_report = report
+    return run(desk, status, args.health_interval)

@@ -8,16 +8,17 @@ the latest `state` and `health` of every terminal, signs and sends commands (MQT
 response topic + correlation data) and waits for their results, publishes signed,
 retained config documents and payment statuses. `kiosk desk …` is its command line.
 
-A production desk would be a service on shared subscriptions with the de-duplication
-in a shared database (mqtt-fleet.md §4); the contract is the same.
+The store is sync/desk_service/db.py (SQLite file or PostgreSQL); `kiosk desk serve`
+(sync/desk_service/service.py) runs this class as a long-lived worker on shared
+subscriptions, several at once (docs/desk.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import queue
-import sqlite3
 import threading
 import time
 import uuid
@@ -27,37 +28,24 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Connection as DBConnection
+from sqlalchemy.exc import IntegrityError
 
 from sync import topics
+from sync.backoff import Backoff
 from sync.connection import Connection, ConnSettings, Inbound, Subscription
-from sync.envelope import EnvelopeError, open_envelope, peek_body, seal
+from sync.desk_service.db import CommitStats, DeskDB, database_lost, record_problem
+from sync.envelope import MAX_ENVELOPE_BYTES, EnvelopeError, open_envelope, peek_body, seal
 from sync.keys import key_id, load_public_key
 
 log = logging.getLogger("sync.desk")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    terminal_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL,
-    data TEXT NOT NULL, received_ms INTEGER NOT NULL, PRIMARY KEY (terminal_id, seq));
-CREATE TABLE IF NOT EXISTS payments (
-    terminal_id TEXT NOT NULL, payment_id TEXT NOT NULL, reprocess_count INTEGER NOT NULL,
-    seq INTEGER NOT NULL, data TEXT NOT NULL, received_ms INTEGER NOT NULL,
-    PRIMARY KEY (terminal_id, payment_id, reprocess_count));
-CREATE TABLE IF NOT EXISTS conflicts (
-    id INTEGER PRIMARY KEY, terminal_id TEXT NOT NULL, seq INTEGER NOT NULL,
-    kind TEXT NOT NULL, ref TEXT NOT NULL, reprocess_count INTEGER, stored TEXT NOT NULL,
-    received TEXT NOT NULL, received_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS cmd_seq (
-    terminal_id TEXT NOT NULL, kid TEXT NOT NULL, last INTEGER NOT NULL,
-    PRIMARY KEY (terminal_id, kid));
-CREATE TABLE IF NOT EXISTS status_versions (
-    terminal_id TEXT NOT NULL, payment_id TEXT NOT NULL, version INTEGER NOT NULL,
-    PRIMARY KEY (terminal_id, payment_id));
-CREATE TABLE IF NOT EXISTS config_published (
-    topic TEXT PRIMARY KEY, version INTEGER NOT NULL, published_ms INTEGER NOT NULL);
-"""
 PROBE_PREFIX = "kiosk/v1/_desk/probe/"  # '_' is never in a terminal id: no terminal sees it
 SHARE_GROUP = "kiosk-desk"
+RACE_RETRIES = 3  # a batch retried after losing a key race with another worker
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0  # waiting for a lost database to come back
+MAX_REPORT_BYTES = MAX_ENVELOPE_BYTES  # state / health larger than this are quarantined
+MAX_BATCH = 2000  # messages taken from the queue into one transaction
 
 
 @dataclass
@@ -71,213 +59,53 @@ class DeskStats:
     acks_sent: int = 0
     conflicts: int = 0
     stale_offline: int = 0
+    quarantined: int = 0
     rejections: list[str] = field(default_factory=list)
 
 
-OPEN_PATIENCE_S = 30.0  # how long a desk waits for another desk process opening the file
-OPEN_RETRY_S = 0.05
+@dataclass
+class DeskHealth:
+    """What `kiosk desk serve` reports: `ok`, or `degraded` while the database is lost
+    (nothing is acknowledged then: the batch waits, unacknowledged, for it)."""
+
+    state: str = "ok"
+    since_ms: int = 0
+    error: str | None = None
+    held: int = 0  # messages waiting for the database
+    outages: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
-def _open_store(path: Path) -> sqlite3.Connection:
-    """Open (and on first use create) the desk database.
-
-    Two desk processes may open a new file at the same moment (an operator starts two
-    watchers). Switching the file to WAL then answers "database is locked" at once, without
-    consulting the busy timeout, so the open is retried for a while instead of the second
-    process dying with a traceback."""
-    deadline = time.monotonic() + OPEN_PATIENCE_S
-    while True:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(SCHEMA)
-            return db
-        except sqlite3.OperationalError as exc:
-            db.close()
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(OPEN_RETRY_S)
+DeskStore = DeskDB  # the store's former name
 
 
-class DeskStore:
-    """The desk's own ledger of what it received (WAL, synchronous=FULL)."""
+@dataclass
+class _Pending:
+    """What a batch did; applied (stats, in-memory view, acks, reports) only after the
+    transaction committed, so a retried batch counts once."""
 
-    def __init__(self, path: Path) -> None:
-        self.db = _open_store(path)
-        self.lock = threading.Lock()
+    acks: dict[str, list[int]] = field(default_factory=dict)
+    done: list[Inbound] = field(default_factory=list)
+    commit: CommitStats = field(default_factory=CommitStats)
+    messages: int = 0
+    rejections: list[str] = field(default_factory=list)
+    quarantined: int = 0
+    reports: list[tuple[str, str, Any]] = field(default_factory=list)
+    after: list[Callable[[], None]] = field(default_factory=list)
 
-    def commit_records(
-        self, terminal_id: str, kind: str, records: list[dict[str, Any]], stats: DeskStats
-    ) -> tuple[list[int], list[dict[str, Any]]]:
-        """Insert what is new; return every seq to acknowledge (new, repeated and
-        conflicting: each is kept here) and the conflicts found.
-
-        A repeat is the same record again (same seq, same content). The same seq or the
-        same payment id (and reprocess count) with *different* content is a conflict —
-        e.g. a terminal whose ledger was replaced numbering from 1 again: it is stored
-        in `conflicts` in full and reported, never taken for a duplicate."""
-        now = int(time.time() * 1000)
-        seqs: list[int] = []
-        conflicts: list[dict[str, Any]] = []
-        cur = self.db.cursor()
-        for r in records:
-            seq, ref, data = r["seq"], r["ref"], r["data"]
-            text = json.dumps(data, ensure_ascii=False, sort_keys=True)
-            count = int(data.get("reprocess_count", 0)) if kind == "payment" else None
-            stats.records += 1
-            seqs.append(seq)
-            old = cur.execute(
-                "SELECT ref, data FROM records WHERE terminal_id = ? AND seq = ?",
-                (terminal_id, seq),
-            ).fetchone()
-            clash = old is not None and (old[0] != ref or old[1] != text)
-            if kind == "payment" and not clash:
-                prior = cur.execute(
-                    "SELECT data FROM payments WHERE terminal_id = ? AND payment_id = ? "
-                    "AND reprocess_count = ?",
-                    (terminal_id, ref, count),
-                ).fetchone()
-                clash = prior is not None and prior[0] != text
-                old = old or (prior and (ref, prior[0]))
-            if clash:
-                assert old is not None
-                cur.execute(
-                    "INSERT INTO conflicts (terminal_id, seq, kind, ref, reprocess_count, "
-                    "stored, received, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (terminal_id, seq, kind, ref, count, old[1], text, now),
-                )
-                stats.conflicts += 1
-                conflicts.append({"seq": seq, "ref": ref, "kind": kind,
-                                  "reprocess_count": count})
-                log.error("conflict from %s: seq %s / %s differs from what the desk holds",
-                          terminal_id, seq, ref)
-                continue
-            if old is not None:
-                stats.duplicates += 1
-                continue
-            cur.execute(
-                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)",
-                (terminal_id, seq, kind, ref, text, now),
-            )
-            if kind == "payment":
-                cur.execute(
-                    "INSERT OR IGNORE INTO payments VALUES (?, ?, ?, ?, ?, ?)",
-                    (terminal_id, ref, count, seq, text, now),
-                )
-                fresh = cur.rowcount == 1
-                stats.new_payments += int(fresh)
-                stats.duplicates += int(not fresh)
-            else:
-                stats.new_events += 1
-        return seqs, conflicts
-
-    def conflicts(self, terminal_id: str | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            rows = self.db.execute(
-                "SELECT terminal_id, seq, kind, ref, reprocess_count, stored, received, "
-                "received_ms FROM conflicts "
-                + ("WHERE terminal_id = ? " if terminal_id else "") + "ORDER BY id",
-                (terminal_id,) if terminal_id else (),
-            ).fetchall()
-        keys = ("terminal_id", "seq", "kind", "ref", "reprocess_count", "stored", "received",
-                "received_ms")
-        return [dict(zip(keys, r, strict=True)) for r in rows]
-
-    def known_payment(self, terminal_id: str, payment_id: str) -> int | None:
-        """The highest reprocess_count the desk holds for a payment, or None."""
-        with self.lock:
-            row = self.db.execute(
-                "SELECT max(reprocess_count) FROM payments WHERE terminal_id = ? "
-                "AND payment_id = ?",
-                (terminal_id, payment_id),
-            ).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
-
-    def next_seq(self, terminal_id: str, kid: str) -> int:
-        """Per terminal and desk key: 1, 2, 3 … — never derived from a clock."""
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self.db.execute(
-                    "INSERT INTO cmd_seq VALUES (?, ?, 1) ON CONFLICT (terminal_id, kid) "
-                    "DO UPDATE SET last = last + 1",
-                    (terminal_id, kid),
-                )
-                (value,) = self.db.execute(
-                    "SELECT last FROM cmd_seq WHERE terminal_id = ? AND kid = ?",
-                    (terminal_id, kid),
-                ).fetchone()
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-        return int(value)
-
-    def raise_seq(self, terminal_id: str, kid: str, at_least: int) -> None:
-        """The terminal said (signed) its high-water mark: continue above it."""
-        with self.lock:
-            self.db.execute(
-                "INSERT INTO cmd_seq VALUES (?, ?, ?) ON CONFLICT (terminal_id, kid) "
-                "DO UPDATE SET last = max(last, excluded.last)",
-                (terminal_id, kid, at_least),
-            )
-
-    def next_status_version(self, terminal_id: str, payment_id: str) -> int:
-        with self.lock:
-            self.db.execute(
-                "INSERT INTO status_versions VALUES (?, ?, 1) ON CONFLICT "
-                "(terminal_id, payment_id) DO UPDATE SET version = version + 1",
-                (terminal_id, payment_id),
-            )
-            (value,) = self.db.execute(
-                "SELECT version FROM status_versions WHERE terminal_id = ? AND payment_id = ?",
-                (terminal_id, payment_id),
-            ).fetchone()
-        return int(value)
-
-    def published_config(self, topic: str) -> int | None:
-        with self.lock:
-            row = self.db.execute(
-                "SELECT version FROM config_published WHERE topic = ?", (topic,)
-            ).fetchone()
-        return None if row is None else int(row[0])
-
-    def record_config(self, topic: str, version: int) -> None:
-        with self.lock:
-            self.db.execute(
-                "INSERT INTO config_published VALUES (?, ?, ?) ON CONFLICT (topic) DO UPDATE "
-                "SET version = max(version, excluded.version), "
-                "published_ms = excluded.published_ms",
-                (topic, version, int(time.time() * 1000)),
-            )
-
-    def payments(self, terminal_id: str | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            rows = self.db.execute(
-                "SELECT terminal_id, payment_id, reprocess_count, seq, data FROM payments "
-                + ("WHERE terminal_id = ? " if terminal_id else "")
-                + "ORDER BY terminal_id, seq",
-                (terminal_id,) if terminal_id else (),
-            ).fetchall()
-        return [
-            {"terminal_id": t, "payment_id": p, "reprocess_count": n, "seq": s,
-             "data": json.loads(d)}
-            for t, p, n, s, d in rows
-        ]
-
-    def events(self, terminal_id: str | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            rows = self.db.execute(
-                "SELECT terminal_id, seq, data FROM records WHERE kind = 'event' "
-                + ("AND terminal_id = ? " if terminal_id else "")
-                + "ORDER BY terminal_id, seq",
-                (terminal_id,) if terminal_id else (),
-            ).fetchall()
-        return [{"terminal_id": t, "seq": s, **json.loads(d)} for t, s, d in rows]
-
-    def close(self) -> None:
-        self.db.close()
+    def merge(self, other: _Pending) -> None:
+        for terminal, seqs in other.acks.items():
+            self.acks.setdefault(terminal, []).extend(seqs)
+        for name in ("records", "duplicates", "new_payments", "new_events"):
+            setattr(self.commit, name, getattr(self.commit, name) + getattr(other.commit, name))
+        self.commit.conflicts.extend(other.commit.conflicts)
+        self.messages += other.messages
+        self.rejections.extend(other.rejections)
+        self.quarantined += other.quarantined
+        self.reports.extend(other.reports)
+        self.after.extend(other.after)
 
 
 def load_terminal_keys(directory: Path) -> dict[str, Ed25519PublicKey]:
@@ -296,7 +124,7 @@ class Desk:
         key: Ed25519PrivateKey,
         kid: str,
         terminal_keys: dict[str, Ed25519PublicKey],
-        db_path: Path,
+        db_path: Path | str | DeskDB,
         client_id: str = "desk",
         tls: tuple[Path, Path, Path] | None = None,  # ca, cert, key
         on_report: Callable[[str, str, Any], None] | None = None,
@@ -319,8 +147,10 @@ class Desk:
         self.terminal_keys = {
             t: {key_id(t, pub): pub} for t, pub in terminal_keys.items()
         }
-        self.store = DeskStore(db_path)
+        self.store = db_path if isinstance(db_path, DeskDB) else DeskDB(db_path)
         self.stats = DeskStats()
+        self.health_status = DeskHealth(since_ms=int(clock() * 1000))
+        self.on_health: Callable[[DeskHealth], None] | None = None
         self.on_report = on_report
         self.auto_ack = auto_ack
         self.ack_delay_s = ack_delay_s  # tests: a slow desk, so a drain can be caught mid-way
@@ -343,7 +173,8 @@ class Desk:
         if consume:
             def flt(leaf: str) -> str:
                 base = topics.desk_filter(leaf)
-                shared = share_group and leaf in (topics.PAYMENTS, topics.EVENTS)
+                shared = share_group and leaf in (topics.PAYMENTS, topics.EVENTS,
+                                                  topics.CMD_RESULT)
                 return f"$share/{share_group}/{base}" if shared else base
 
             subs = tuple(
@@ -426,7 +257,7 @@ class Desk:
             if msg is None:
                 return
             batch = [msg]
-            while len(batch) < 2000:
+            while len(batch) < MAX_BATCH:
                 try:
                     m = self._queue.get_nowait()
                 except queue.Empty:
@@ -441,123 +272,248 @@ class Desk:
                 log.exception("desk worker error")
 
     def _process(self, batch: list[Inbound]) -> None:
-        acks: dict[str, list[int]] = {}
-        done: list[Inbound] = []
-        with self.store.lock:
-            self.store.db.execute("BEGIN IMMEDIATE")
+        """Store the batch in one transaction, then (only then) acknowledge it.
+
+        A message that cannot be taken (forged, malformed, oversized, failing to store)
+        is quarantined in the same transaction: it never stops the worker. A lost
+        database is retried until it is back (or the desk stops), acknowledging nothing
+        meanwhile; a key race with another worker retries the batch, which then finds
+        the other's rows."""
+        races = 0
+        backoff = Backoff(RETRY_MIN_S, RETRY_MAX_S)
+        while True:
+            pending = _Pending()
             try:
-                for msg in batch:
-                    split = topics.split(msg.topic)
-                    if split is None:
-                        if msg.topic.startswith(PROBE_PREFIX):
-                            with self._cond:
-                                self.probes.add(msg.topic[len(PROBE_PREFIX):])
-                                self._cond.notify_all()
-                        done.append(msg)
-                        continue
-                    if split[1] == topics.CONFIG:
-                        with self._cond:
-                            self.retained_configs[split[0]] = msg.payload
-                        done.append(msg)
-                        continue
-                    terminal, leaf = split
-                    if leaf in (topics.PAYMENTS, topics.EVENTS):
-                        seqs = self._records(msg, terminal, leaf)
-                        if seqs:
-                            acks.setdefault(terminal, []).extend(seqs)
-                    done.append(msg)
-                self.store.db.execute("COMMIT")
-            except BaseException:
-                self.store.db.execute("ROLLBACK")
-                raise
+                with self.store.transaction() as db:
+                    for msg in batch:
+                        self._take(db, msg, pending, strict=races < RACE_RETRIES)
+                break
+            except IntegrityError as exc:
+                if database_lost(exc):
+                    raise
+                races += 1
+                log.info("desk batch lost a key race (%s), retrying", type(exc).__name__)
+            except Exception as exc:
+                if not database_lost(exc):
+                    raise
+                self._degraded(exc, len(batch) + self._queue.qsize())
+                if self._stop.wait(backoff.next_delay()):
+                    return  # stopping: nothing acknowledged, the terminals resend
+        self._healthy()
+        self._apply(pending)
+
+    def _apply(self, pending: _Pending) -> None:
+        c = pending.commit
+        st = self.stats
+        st.messages += pending.messages
+        st.records += c.records
+        st.duplicates += c.duplicates
+        st.new_payments += c.new_payments
+        st.new_events += c.new_events
+        st.rejected += len(pending.rejections)
+        st.rejections.extend(pending.rejections)
+        st.quarantined += pending.quarantined
+        st.conflicts += len(c.conflicts)
+        self.conflicts.extend(c.conflicts)
+        for fn in pending.after:
+            fn()
         # Committed: now (and only now) the desk acknowledges.
-        if self.ack_delay_s and acks:
+        if self.ack_delay_s and pending.acks:
             time.sleep(self.ack_delay_s)
         if self.auto_ack:
-            for terminal, seqs in acks.items():
+            for terminal, seqs in pending.acks.items():
                 self.ack(terminal, seqs)
-        for msg in done:
+        for msg in pending.done:
             self.conn.ack(msg)
-            split = topics.split(msg.topic)
-            if split is not None and split[1] in (topics.STATE, topics.HEALTH, topics.CMD_RESULT):
-                self._report(msg, *split)
+        if self.on_report is not None:
+            for terminal, leaf, value in pending.reports:
+                self.on_report(terminal, leaf, value)
 
-    def _reject(self, terminal: str, leaf: str, reason: str) -> None:
-        self.stats.rejected += 1
-        self.stats.rejections.append(f"{terminal}/{leaf}: {reason}")
-        log.warning("desk rejected %s/%s: %s", terminal, leaf, reason)
+    def _degraded(self, exc: BaseException, held: int) -> None:
+        h = self.health_status
+        first = h.state != "degraded"
+        if first:
+            h.state, h.since_ms, h.outages = "degraded", self.now_ms(), h.outages + 1
+        h.error, h.held = str(exc).splitlines()[0][:300] if str(exc) else repr(exc), held
+        if first:
+            log.error("desk DEGRADED: database unavailable (%s); %d message(s) held, "
+                      "nothing acknowledged until it is back", h.error, held)
+        if self.on_health is not None:
+            self.on_health(h)
 
-    def _records(self, msg: Inbound, terminal: str, leaf: str) -> list[int]:
+    def _healthy(self) -> None:
+        h = self.health_status
+        if h.state == "ok":
+            return
+        log.warning("desk OK again: database back after %.1f s", (self.now_ms() - h.since_ms)
+                    / 1000)
+        h.state, h.since_ms, h.error, h.held = "ok", self.now_ms(), None, 0
+        if self.on_health is not None:
+            self.on_health(h)
+
+    def _take(self, db: DBConnection, msg: Inbound, pending: _Pending, strict: bool) -> None:
+        split = topics.split(msg.topic)
+        if split is None:
+            if msg.topic.startswith(PROBE_PREFIX):
+                probe = msg.topic[len(PROBE_PREFIX):]
+                pending.after.append(lambda: self._probe_seen(probe))
+            pending.done.append(msg)
+            return
+        terminal, leaf = split
+        if leaf == topics.CONFIG:
+            payload = msg.payload
+            pending.after.append(lambda: self._config_seen(terminal, payload))
+            pending.done.append(msg)
+            return
+        one = _Pending()
+        try:
+            with db.begin_nested():
+                self._handle(db, msg, terminal, leaf, one)
+        except Exception as exc:
+            if database_lost(exc) or (strict and isinstance(exc, IntegrityError)):
+                raise
+            one = _Pending()
+            log.exception("desk could not store %s", msg.topic)
+            self._quarantine(db, msg, terminal, leaf, "store_failed",
+                             f"{type(exc).__name__}: {exc}"[:500], one)
+        pending.merge(one)
+        pending.done.append(msg)
+
+    def _probe_seen(self, probe: str) -> None:
+        with self._cond:
+            self.probes.add(probe)
+            self._cond.notify_all()
+
+    def _config_seen(self, terminal: str, payload: bytes) -> None:
+        with self._cond:
+            self.retained_configs[terminal] = payload
+
+    def _quarantine(self, db: DBConnection, msg: Inbound, terminal: str | None, leaf: str,
+                    reason: str, detail: str, p: _Pending) -> None:
+        """Keep what could not be taken, with why; an operator reads `kiosk desk
+        quarantine`. The terminal gets no ack for it (its records are resent)."""
+        self.store.quarantine(db, msg.topic, terminal, reason, detail, msg.payload,
+                              self.now_ms())
+        p.quarantined += 1
+        p.rejections.append(f"{terminal}/{leaf}: {reason}")
+        log.warning("desk quarantined %s/%s: %s (%s)", terminal, leaf, reason, detail[:200])
+        p.reports.append((terminal or "?", "quarantine",
+                          {"topic": msg.topic, "reason": reason, "detail": detail}))
+
+    def _handle(self, db: DBConnection, msg: Inbound, terminal: str, leaf: str,
+                p: _Pending) -> None:
+        if leaf in (topics.PAYMENTS, topics.EVENTS):
+            self._records(db, msg, terminal, leaf, p)
+        elif leaf == topics.CMD_RESULT:
+            self._result(db, msg, terminal, leaf, p)
+        elif leaf in (topics.STATE, topics.HEALTH):
+            self._report(db, msg, terminal, leaf, p)
+        # a desk → terminal leaf seen here (another desk's publish): nothing to store
+
+    def _records(self, db: DBConnection, msg: Inbound, terminal: str, leaf: str,
+                 p: _Pending) -> None:
         keys = self.terminal_keys.get(terminal)
         if not keys:
-            self._reject(terminal, leaf, "unknown terminal")
-            return []
+            self._quarantine(db, msg, terminal, leaf, "unknown_terminal",
+                             "no public key pinned for this terminal", p)
+            return
         try:
             opened = open_envelope(msg.payload, leaf, keys)
         except EnvelopeError as exc:
-            self._reject(terminal, leaf, exc.code)
-            return []
+            self._quarantine(db, msg, terminal, leaf, exc.code, str(exc), p)
+            return
         body = opened.body
         kind = "payment" if leaf == topics.PAYMENTS else "event"
         records = body.get("records")
         if body.get("terminal_id") != terminal or body.get("kind") != kind or not isinstance(
             records, list
         ):
-            self._reject(terminal, leaf, "malformed batch")
-            return []
-        ok = [
-            r
-            for r in records
-            if isinstance(r, dict)
-            and type(r.get("seq")) is int
-            and isinstance(r.get("ref"), str)
-            and isinstance(r.get("data"), dict)
-        ]
-        self.stats.messages += 1
-        seqs, conflicts = self.store.commit_records(terminal, kind, ok, self.stats)
-        for c in conflicts:
-            self.conflicts.append({"terminal_id": terminal, **c})
-        if self.on_report is not None:
-            for r in ok:
-                self.on_report(terminal, kind, r)
-            for c in conflicts:
-                self.on_report(terminal, "conflict", c)
-        return seqs
+            self._quarantine(db, msg, terminal, leaf, "malformed_batch",
+                             "terminal_id, kind or records do not fit the topic", p)
+            return
+        ok, bad = [], []
+        for r in records:
+            problem = record_problem(r, kind)
+            if problem is None:
+                ok.append(r)
+            else:
+                bad.append(problem)
+        if bad:
+            self._quarantine(db, msg, terminal, leaf, "bad_record",
+                             f"{len(bad)} of {len(records)} record(s) not stored: {bad[0]}",
+                             p)
+        p.messages += 1
+        seqs = self.store.commit_records(db, terminal, kind, ok, p.commit, self.now_ms())
+        for c in p.commit.conflicts:
+            c.setdefault("terminal_id", terminal)
+            log.error("conflict from %s: seq %s / %s differs from what the desk holds",
+                      terminal, c["seq"], c["ref"])
+        if seqs:
+            p.acks.setdefault(terminal, []).extend(seqs)
+        for r in ok:
+            p.reports.append((terminal, kind, r))
+        for c in p.commit.conflicts:
+            p.reports.append((terminal, "conflict", c))
 
-    def _report(self, msg: Inbound, terminal: str, leaf: str) -> None:
-        if leaf == topics.CMD_RESULT:
-            keys = self.terminal_keys.get(terminal, {})
-            try:
-                body = open_envelope(msg.payload, "cmd_result", keys).body
-            except EnvelopeError as exc:
-                self._reject(terminal, leaf, exc.code)
-                return
-            cid = body.get("cmd_id") or body.get("claimed_cmd_id")
-            if not cid and msg.correlation_data:
-                cid = msg.correlation_data.decode("utf-8", "replace")
+    def _result(self, db: DBConnection, msg: Inbound, terminal: str, leaf: str,
+                p: _Pending) -> None:
+        keys = self.terminal_keys.get(terminal, {})
+        try:
+            body = open_envelope(msg.payload, "cmd_result", keys).body
+        except EnvelopeError as exc:
+            self._quarantine(db, msg, terminal, leaf, exc.code, str(exc), p)
+            return
+        cid = body.get("cmd_id") or body.get("claimed_cmd_id")
+        if not cid and msg.correlation_data:
+            cid = msg.correlation_data.decode("utf-8", "replace")
+        if isinstance(cid, str) and cid:
+            self.store.save_result(db, terminal, cid, body, self.now_ms())
+
+        def publish() -> None:
             with self._cond:
                 if isinstance(cid, str):
                     self.results[cid] = body
                     self.result_props[cid] = msg.correlation_data
                 self._cond.notify_all()
-            value: Any = body
+
+        p.after.append(publish)
+        p.reports.append((terminal, leaf, body))
+
+    def _report(self, db: DBConnection, msg: Inbound, terminal: str, leaf: str,
+                p: _Pending) -> None:
+        if len(msg.payload) > MAX_REPORT_BYTES:
+            self._quarantine(db, msg, terminal, leaf, "too_large",
+                             f"payload of {len(msg.payload)} bytes", p)
+            return
+        try:
+            value = json.loads(msg.payload) if msg.payload else None
+        except (ValueError, RecursionError):
+            self._quarantine(db, msg, terminal, leaf, "not_json", "payload is not JSON", p)
+            return
+        if value is not None and not isinstance(value, dict):
+            self._quarantine(db, msg, terminal, leaf, "malformed", "not a JSON object", p)
+            return
+        now = self.now_ms()
+        if leaf == topics.STATE and isinstance(value, dict) and value.get("at_ms") is None:
+            value = {**value, "received_ms": now}  # a Last Will
+        if leaf == topics.STATE:
+            applied = self.store.save_state(db, terminal, value, now)
         else:
-            try:
-                value = json.loads(msg.payload) if msg.payload else None
-            except ValueError:
-                self._reject(terminal, leaf, "not JSON")
-                return
-            if leaf == topics.STATE and self._stale_offline(terminal, value):
+            self.store.save_health(db, terminal, value, now)
+            applied = True
+
+        def publish() -> None:
+            if leaf == topics.STATE and (not applied or self._stale_offline(terminal, value)):
                 self.stats.stale_offline += 1
                 log.info("%s: offline of an older connection ignored", terminal)
                 return
-            if leaf == topics.STATE and isinstance(value, dict) and value.get("at_ms") is None:
-                value = {**value, "received_ms": int(self.clock() * 1000)}  # a Last Will
             with self._cond:
                 (self.states if leaf == topics.STATE else self.health)[terminal] = value
                 self._cond.notify_all()
-        if self.on_report is not None:
-            self.on_report(terminal, leaf, value)
+            if self.on_report is not None:
+                self.on_report(terminal, leaf, value)
+
+        p.after.append(publish)
 
     def _stale_offline(self, terminal: str, value: Any) -> bool:
         """An `offline` whose connection is not the latest `online` one (a Last Will can
@@ -621,6 +577,7 @@ class Desk:
 
     def send_command(self, body: dict[str, Any]) -> str:
         payload = seal(self.key, self.kid, "cmd", body)
+        self.store.record_command(body)  # the operator's view: what was sent, when
         self.send_raw(body["terminal_id"], topics.CMD, payload, body["cmd_id"].encode(),
                       tag=("cmd", body["cmd_id"]))
         return str(body["cmd_id"])
@@ -708,6 +665,7 @@ class Desk:
             for st in statuses
         ]
         body = {"terminal_id": terminal, "statuses": stamped, "issued_ms": self.now_ms()}
+        self.store.record_statuses(terminal, stamped)
         self.last_publish = uuid.uuid4().hex
         self.send_raw(
             terminal, topics.PAYMENT_STATUS, seal(self.key, self.kid, "payment_status", body),
@@ -723,6 +681,9 @@ def describe(terminal: str, leaf: str, value: Any) -> str:
             f"{terminal} CONFLICT {value['kind']} {value['ref']} seq={value['seq']}: same id, "
             "different content; kept apart for an operator (kiosk desk conflicts)"
         )
+    if leaf == "quarantine":
+        return (f"{terminal} QUARANTINED {value['topic']}: {value['reason']}: "
+                f"{value['detail']} (kiosk desk quarantine)")
     if leaf == "payment" and value["data"].get("kind") == "unclaimed":
         d = value["data"]
         amount = d.get("inserted_minor", 0)

@@ -1,0 +1,1 @@
+"""The central desk service: database, workers, search (docs/desk.md)."""

@@ -1,0 +1,104 @@
+"""Finding payments the way an operator on the phone types them.
+
+A caller reads a phone number or an account as "+7 916 123-45-67", "8 (916) 1234567",
+"916 123 45 67" or only its last digits. Every account is stored with a normalised
+column (`payments.account_digits`: digits only, a Russian 11-digit phone's leading 7 or
+8 dropped), and a query is normalised the same way and matched as a substring of it.
+All values travel as bound parameters (SQLAlchemy Core), never as SQL text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import Engine, or_, select
+
+from sync.desk_service import schema as s
+
+PHONE_DIGITS = 10  # a Russian number without its country/trunk prefix
+TRUNK_PREFIXES = ("7", "8")  # +7 and the domestic 8
+MIN_PARTIAL_DIGITS = 3  # fewer digits would match nearly every payment
+DEFAULT_LIMIT = 50
+MINOR_PER_MAJOR = 100
+PAYMENT_ID_RE = re.compile(r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)+$")
+LIKE_ESCAPE = "\\"
+
+
+def normalise_digits(text: str | None) -> str | None:
+    """Digits only; an 11-digit number starting 7 or 8 loses that prefix. None if no
+    digit at all."""
+    if not text:
+        return None
+    digits = "".join(ch for ch in text if ch.isascii() and ch.isdigit())
+    if not digits:
+        return None
+    if len(digits) == PHONE_DIGITS + 1 and digits[0] in TRUNK_PREFIXES:
+        digits = digits[1:]
+    return digits
+
+
+def parse_amount(text: str) -> int:
+    """"500", "500.5", "500,50", "1 500" (roubles) -> minor units; ValueError if not."""
+    cleaned = text.replace(" ", "").replace("\u00a0", "").replace(",", ".")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation as exc:
+        raise ValueError(f"not an amount: {text!r}") from exc
+    minor = value * MINOR_PER_MAJOR
+    if minor != minor.to_integral_value() or minor < 0:
+        raise ValueError(f"not an amount in kopecks: {text!r}")
+    return int(minor)
+
+
+def _like_escape(text: str) -> str:
+    return (text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%")
+            .replace("_", LIKE_ESCAPE + "_"))
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str = ""  # payment id, account or phone in any formatting
+    terminal_id: str | None = None
+    amount_minor: int | None = None  # inserted or credited amount
+    since_ms: int | None = None
+    until_ms: int | None = None  # exclusive
+    limit: int = DEFAULT_LIMIT
+
+
+def find_payments(engine: Engine, q: Query) -> list[dict[str, Any]]:
+    """Payments and unclaimed credits matching every given criterion, newest first."""
+    p = s.payments
+    stmt = select(p)
+    text = q.text.strip()
+    if text:
+        digits = normalise_digits(text)
+        if PAYMENT_ID_RE.match(text) and not text.replace("-", "").isdigit():
+            stmt = stmt.where(p.c.payment_id.ilike(f"%{_like_escape(text)}%",
+                                                   escape=LIKE_ESCAPE))
+        elif digits is not None and len(digits) >= MIN_PARTIAL_DIGITS:
+            pattern = f"%{digits}%"
+            stmt = stmt.where(or_(p.c.account_digits.like(pattern),
+                                  p.c.payment_id.like(f"%-{digits}")))
+        else:
+            raise ValueError(
+                f"{text!r}: type a payment id, or at least {MIN_PARTIAL_DIGITS} digits of "
+                "an account or phone number")
+    if q.terminal_id:
+        stmt = stmt.where(p.c.terminal_id == q.terminal_id)
+    if q.amount_minor is not None:
+        stmt = stmt.where(or_(p.c.inserted_minor == q.amount_minor,
+                              p.c.credited_minor == q.amount_minor))
+    if q.since_ms is not None:
+        stmt = stmt.where(p.c.created_ms >= q.since_ms)
+    if q.until_ms is not None:
+        stmt = stmt.where(p.c.created_ms < q.until_ms)
+    stmt = stmt.order_by(p.c.created_ms.desc(), p.c.terminal_id, p.c.payment_id,
+                         p.c.reprocess_count.desc()).limit(q.limit)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).mappings().all()
+    return [{**{k: v for k, v in r.items() if k != "data"}, "data": json.loads(r["data"])}
+            for r in rows]
