@@ -9,7 +9,7 @@ response topic + correlation data) and waits for their results, publishes signed
 retained config documents and payment statuses. `kiosk desk …` is its command line.
 
 A production desk would be a service on shared subscriptions with the de-duplication
-in a shared database (mqtt-fleet.md §4); the contract is the same.
+in a shared database (docs/protocols/mqtt-contract.md); the contract is the same.
 """
 
 from __future__ import annotations
