@@ -6,7 +6,8 @@ customer intents in `start` / `cancel` pairs (each one takes the engine lock, ch
 screen and builds a snapshot for subscribers). The limit is the transport itself: a bare
 asyncio line server on a Unix socket, in its own process, answering the same request and
 reply sizes (bench/echo_server.py). The difference is the cost of JSON, the API layer and
-the engine. DESIGN.md sets no target for this figure: it is reported, not judged.
+the engine. docs/performance-targets.md sets no target for this figure: it is reported,
+not judged.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def _row(name: str, api: list[float], raw: list[float], stat: str) -> Figure:
         a, r = percentile(api, pct), percentile(raw, pct)
     sign = "+" if a >= r else "−"
     return Figure(f"{name} {stat}", fmt_us(a), f"raw socket {fmt_us(r)}",
-                  f"×{a / r:.1f} ({sign}{fmt_us(abs(a - r))})", "none in DESIGN.md",
+                  f"×{a / r:.1f} ({sign}{fmt_us(abs(a - r))})", "none set",
                   verdict(None))
 
 

@@ -15,7 +15,7 @@ later of its arrival and the byte before.
 
 The unit's mechanics are set here, not taken from the simulator's defaults, so the figure
 does not move when those change. Two units alternate bill by bill in one run:
-- REFERENCE_UNIT: 100 ms to scan, 100 ms to stack - the emulator's mechanics the DESIGN.md
+- REFERENCE_UNIT: 100 ms to scan, 100 ms to stack - the emulator's mechanics the
   targets were set against (median ≤ 450 ms, p99 ≤ 600 ms; a well-known open-source
   driver about 930 ms there with 200 ms polls). The targets are judged on this unit.
 - REALISTIC_UNIT: 500 ms to scan (a CashCode pulls a note in and validates it in roughly
@@ -72,9 +72,9 @@ from kiosk.screens import Screen
 KEY = "ccnet_latency"
 TITLE = "Bill insert → host ACK of the stacked report (CCNET, 9600 baud line)"
 PROFILE = "cashcode_sm"
-MEDIAN_TARGET_S = 0.450  # DESIGN.md
-P99_TARGET_S = 0.600  # DESIGN.md
-REFERENCE_S = 0.930  # DESIGN.md: a well-known open-source driver, same kind of emulator
+MEDIAN_TARGET_S = 0.450  # docs/performance-targets.md
+P99_TARGET_S = 0.600  # docs/performance-targets.md
+REFERENCE_S = 0.930  # a well-known open-source driver, same emulator kind
 OUTSIDE_MEDIAN_S, OUTSIDE_P99_S = 0.516, 0.624  # an independent emulator, before this change
 BITS_PER_BYTE = 10  # 8N1: start bit, 8 data bits, stop bit
 
@@ -97,7 +97,7 @@ class Unit:
 
 REFERENCE_UNIT = Unit(
     "reference emulator unit", SimTiming(accept_s=0.100, stack_s=0.100), True,
-    "scan 100 ms, stack 100 ms: the emulator the DESIGN.md targets were set on")
+    "scan 100 ms, stack 100 ms: the emulator the targets (docs/performance-targets.md) were set on")
 REALISTIC_UNIT = Unit(
     "realistic unit", SimTiming(accept_s=0.500, stack_s=0.100), False,
     "scan 500 ms (a CashCode takes roughly 0.3-1 s to pull a note in and validate it), "
@@ -549,7 +549,8 @@ def run(ctx: Context) -> BenchResult:
         *[f"Unit model {u.name}: {u.why}." for u in UNITS],
         f"For scale: before this change an independent emulator measured "
         f"{fmt_ms(OUTSIDE_MEDIAN_S)} median / {fmt_ms(OUTSIDE_P99_S)} p99 on the same "
-        f"clock; DESIGN.md cites about {fmt_ms(REFERENCE_S)} for a well-known open-source "
+        f"clock; docs/performance-targets.md cites about {fmt_ms(REFERENCE_S)} for a "
+        "well-known open-source "
         "driver with 200 ms polls.",
         f"fsync: {FSYNC_SAMPLES} write+fsync of {FSYNC_BYTES} B in the ledger's folder, "
         "right after start-up.",

@@ -1,8 +1,8 @@
 """What every benchmark shares: the figure record, scratch folders, statistics.
 
 A figure never stands alone: it carries the limit it is compared with (measured in the
-same run) and the target from DESIGN.md, so the printout and docs/benchmarks.md can say
-PASS or FAIL without anyone looking numbers up.
+same run) and the target from docs/performance-targets.md, so the printout and
+docs/benchmarks.md can say PASS or FAIL without anyone looking numbers up.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from kiosk.ledger import Ledger
 
 KEY = "durable_credit"
 TITLE = "Durable credit (stacked bill committed through the Ledger)"
-TARGET_RATIO = 0.70  # DESIGN.md: ≥ 70% of the raw write+fsync rate of the same disk
+TARGET_RATIO = 0.70  # ≥ 70% of the raw write+fsync rate of the same disk
 BILLS_PER_SESSION = 5  # a session is finished (untimed) after this many bills
 BILLS = ((10_000, 2), (50_000, 4), (100_000, 5), (500_000, 7))  # (minor units, bill type)
 CHUNK = 25  # ops of one kind before switching to the next
@@ -182,7 +182,7 @@ def run(ctx: Context) -> BenchResult:
             fmt_rate(sqlite_rate),
             f"raw write+fsync {fmt_rate(fsync_rate)}",
             fmt_pct(sqlite_rate / fsync_rate),
-            "reference (~80% in DESIGN.md)",
+            "reference (~80% expected)",
             verdict(None),
         ),
         Figure(

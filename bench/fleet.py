@@ -15,12 +15,14 @@ What is real and what is simplified:
   (bench/fleet.py `worker`), its "outbox" is in memory (unacked payments are sent again on
   every reconnect and after 30 s, as the drain does); health is a JSON document of the
   real shape and size with made-up values; no TLS (the handshake cost is not measured);
-  the desk consumers read from `$share/desk/...` shared subscriptions (mqtt-fleet.md §4)
+  the desk consumers read from `$share/desk/...` shared subscriptions (docs/protocols/
+  mqtt-contract.md)
   and share one SQLite file.
 
 Phases (full run: 20,000 terminals; --quick: 1,000):
 1. connect storm: every terminal connects once, at a uniformly jittered instant;
-2. field rates: health every 60 s, 20 payments per terminal per hour (mqtt-fleet.md §4);
+2. field rates: health every 60 s, 20 payments per terminal per hour
+   (docs/protocols/mqtt-contract.md, "Fleet sizing assumptions");
 3. stress: 10x those rates, to measure the broker's CPU per message;
 4. broker restart: mosquitto SIGKILLed and started again; the fleet reconnects with
    full-jitter backoff and re-sends what the desk has not acknowledged;
@@ -30,9 +32,9 @@ The broker's CPU comes from /proc/PID/stat (utime + stime), its memory from
 /proc/PID/status, its packet counts (every MQTT packet in and out) from its own $SYS
 topics (sys_interval 1); PUBLISH counts come from the clients (mosquitto 2.0.11's
 $SYS/broker/publish/messages/received leaves retained messages out - checked here).
-Target (DESIGN.md): >= 5,000 simulated terminals against one mosquitto; the aim is the
-full 20,000-terminal network. The extrapolation to 20,000 terminals and to a cluster is
-arithmetic on the measured CPU per message; its assumptions are printed with it.
+Target (docs/performance-targets.md): >= 5,000 simulated terminals against one mosquitto;
+the aim is the full 20,000-terminal network. The extrapolation to 20,000 terminals and to a
+cluster is arithmetic on the measured CPU per message; its assumptions are printed with it.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ FULL_TERMINALS = 20_000
 QUICK_TERMINALS = 1000
 ENV_TERMINALS = "KIOSK_FLEET_TERMINALS"
 HEALTH_S = 60.0  # the agent's health_interval_s default
-PAYMENTS_PER_HOUR = 20.0  # mqtt-fleet.md §4 sizing: r = 20 at peak
+PAYMENTS_PER_HOUR = 20.0  # mqtt-contract.md sizing: 20 at peak
 STRESS = 10.0
 KEEPALIVE_S = 30  # the agent's keepalive_s default
 RESEND_S = 30.0  # the agent's resend_after_s default
@@ -1086,7 +1088,8 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
         f"{full_cores * 100:.0f}% × (1 + (k-1)/k) / k of a core: k=3 → "
         f"{full_cores * 100 * (1 + 2 / 3) / 3:.0f}%, which leaves room for a node to fail. "
         f"Per-message cost in EMQX/VerneMQ/HiveMQ differs from mosquitto's (not measured): "
-        f"scale by their published ratios (mqtt-fleet.md §4) before trusting these numbers.",
+        f"scale by their published ratios (docs/protocols/mqtt-contract.md) before trusting "
+        f"these numbers.",
     ]
     return res
 

@@ -10,7 +10,8 @@ to the moment the outbox is empty.
 
 The limit, measured in the same run against the same broker: raw paho QoS 1 publishes
 of a payload of the same size, counted at their PUBACKs (nothing else: no ledger, no
-signature, no consumer). Target (DESIGN.md): ≥ 40 %.
+signature, no consumer). Target
+(docs/performance-targets.md): ≥ 40 %.
 
 Second figure: the agent's memory with 100,000 queued payments. The real core daemon
 (`python -m kiosk run`, MQTT enabled) starts on a ledger whose 100,000 payments all wait
@@ -18,7 +19,8 @@ in the outbox, (a) with no broker listening (nothing can drain) and (b) with a m
 of its own but no desk consumer (nothing is ever acknowledged: the agent keeps its
 bounded window of records in flight and sends them again). Its VmRSS / VmHWM are read at
 READY and after ~10 s of running, beside the same daemon on an empty outbox in the same
-run; DESIGN.md's core target (≤ 60 MB resident) is judged on the peak.
+run; the core's memory target (≤ 60 MB resident, docs/performance-targets.md) is judged
+on the peak.
 """
 
 from __future__ import annotations
@@ -227,7 +229,7 @@ def _drain_rate(folder: Path, port: int, n: int, inflight: int, batch: int) -> t
 
 # -- the agent's memory with a queued outbox ---------------------------------------------
 QUEUED = 100_000
-RSS_TARGET_KIB = 60 * 1024  # DESIGN.md: core resident memory <= 60 MB (read as MiB)
+RSS_TARGET_KIB = 60 * 1024  # core resident memory <= 60 MB (read as MiB)
 SAMPLE_S = 0.25  # VmRSS is sampled this often while the daemon runs
 MEMORY_RESEND_S = 2.0  # mqtt.resend_after_s here (default 30 s): the window goes out again
 # several times within the run, so a leak per resend would show

@@ -16,9 +16,9 @@ are answered at once on the pty; the line time of two of them (the check before 
 and the one that finds the printer idle) is added to each judged figure, as a real line
 would serialize them. Each figure is the time from print_document() being called to the later
 of its return and the simulator's cut; its limit is the job's line time, computed in the
-same run from the encoder's bytes. Target (DESIGN.md): a 42-column receipt at 115200 baud
-within 1.2 x its line time. The same bytes written raw to the pty (no driver) show what
-the emulation itself costs.
+same run from the encoder's bytes. Target (docs/performance-targets.md): a 42-column
+receipt at 115200 baud within 1.2 x its line time. The same bytes written raw to the pty
+(no driver) show what the emulation itself costs.
 
 The judged figure is an upper bound: on a pty port.flush() returns at once, so the
 driver's "still printing?" polls (every BUSY_POLL_S) start while the data is still being
@@ -30,7 +30,8 @@ UART), a status request crosses the line before the printer sees it, a reply aft
 Status answer: EscposPrinter.status_report() on an idle printer, one DLE EOT 20 exchange
 (custom_vkp80iii) or four DLE EOT 1-4 exchanges (epson_tmt88), plus the line time of the
 bytes exchanged at the profile's own baud rate; beside it, a raw DLE EOT 4 exchange on
-the pty without the driver. Target (DESIGN.md): a status answer within 50 ms.
+the pty without the driver. Target (docs/performance-targets.md): a status answer within
+50 ms.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ CONTRAST_PROFILE = "epson_tmt88"  # 42 columns too, DLE EOT 1-4: the driver does
 STATUS_PROFILES = ("custom_vkp80iii", "epson_tmt88")
 BAUDS = (9600, 115200)
 COLUMNS = 42
-JUDGED_BAUD = 115200  # DESIGN.md: "a 42-column receipt at 115200 baud"
+JUDGED_BAUD = 115200  # performance-targets.md: a 42-column receipt at 115200
 WORST_BAUD = 9600
 PRINT_TARGET_RATIO = 1.2
 STATUS_TARGET_S = 0.050

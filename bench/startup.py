@@ -1,7 +1,8 @@
 """Figure 3, start to READY and resident memory of the core daemon.
 
 After a power cut the terminal must be back in service fast, and it runs on small boxes:
-DESIGN.md asks READY ≤ 1 s and resident memory ≤ 60 MB with 100,000 payments on file.
+docs/performance-targets.md asks READY ≤ 1 s and resident memory ≤ 60 MB with 100,000
+payments on file.
 The real daemon is spawned (`python -m kiosk run --config FILE`, virtual devices) and timed
 from just before the spawn to its `READY socket=…` line, with an empty ledger and with a
 ledger of 100,000 payments (bench/ledger_fill.py). Its VmRSS / VmHWM are read from

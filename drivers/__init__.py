@@ -1,4 +1,4 @@
 """Device drivers: serial transport, bill acceptors, receipt printers, simulators.
 
-Nothing here imports kiosk/, sync/ or ui/ (DESIGN.md layering).
+Nothing here imports kiosk/, sync/ or ui/ (docs/architecture.md, "Layers and imports").
 """

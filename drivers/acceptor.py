@@ -2,8 +2,8 @@
 
 Every acceptor (CCNET, ID-003, the in-process virtual device) implements `BillAcceptor`
 and reports to one `AcceptorListener`. The engine never sees protocol bytes, and drivers
-never see the ledger: the two meet only here (DESIGN.md: drivers/ imports nothing from
-kiosk/).
+never see the ledger: the two meet only here (drivers/ imports nothing from kiosk/:
+docs/architecture.md).
 
 Money rules this contract encodes:
 - M1: `on_stacked` is the only credit point. Escrow is a question, not a credit.

@@ -8,7 +8,7 @@ exceptions are logged and never end it. Between polls it executes the engine's r
 keeps the enable mask where the engine wants it and reports a state that lasts too long
 as a jam.
 
-Escrow is handled here too: its money rules (DESIGN.md M1-M4) are the same for both
+Escrow is handled here too: its money rules (docs/invariants.md M1-M4) are the same for both
 protocols, only the command bytes differ. A bill is a question to the engine; an unknown
 bill, a listener error or a hold that never ends returns it; a STACK or RETURN whose reply
 was lost is repeated, not asked again.

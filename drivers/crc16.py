@@ -1,5 +1,5 @@
-"""CRC-16/KERMIT, shared by CCNET (§1.3) and JCM ID-003 (§2): poly 0x8408 reflected,
-init 0, no final XOR, carried on the wire low byte first.
+"""CRC-16/KERMIT, shared by CCNET and JCM ID-003 (docs/protocols/ccnet.md, "CRC"): poly
+0x8408 reflected, init 0, no final XOR, carried on the wire low byte first.
 
 Catalogue check value: crc16(b"123456789") == 0x2189. A CRC over a whole valid frame
 (CRC bytes included) is zero, which is how `frame_crc_ok` checks a frame without slicing

@@ -1,6 +1,7 @@
 """Raw frame log: every byte on the line, hex, direction and time, rotated and bounded.
 
-These logs are the only evidence in a payment dispute (bill-acceptors.md §5.8), so they
+These logs are the only evidence in a payment dispute (docs/protocols/ccnet.md,
+"Link rules"), so they
 are written for every frame, but they must never fill the disk: size-rotated files.
 """
 

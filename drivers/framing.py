@@ -1,4 +1,5 @@
-"""Finding frames in a byte stream, for both acceptor protocols (CCNET §1.2, ID-003 §2).
+"""Finding frames in a byte stream, for both acceptor protocols (docs/protocols/
+ccnet.md and id003.md, "Frame layout").
 
 CCNET and ID-003 frame alike: a SYNC byte, a one-byte LNG that counts the whole frame, a
 CRC-16/KERMIT over everything before it (`drivers.crc16`). They differ only in the SYNC

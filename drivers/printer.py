@@ -2,7 +2,8 @@
 
 kiosk/receipts builds `Document`s (what to print); a printer driver turns them into its
 own bytes (ESC/POS for real printers, plain text for the virtual one). Keeping the model
-here lets drivers/ stay free of kiosk/ imports (DESIGN.md layering).
+here lets drivers/ stay free of kiosk/ imports (docs/architecture.md,
+"Layers and imports").
 """
 
 from __future__ import annotations

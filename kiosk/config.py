@@ -78,7 +78,7 @@ class PrinterConfig:
 
 @dataclass(frozen=True)
 class TimeoutsConfig:
-    """Seconds per screen; Cyberplat's defaults (payment-terminals.md §1.7)."""
+    """Seconds per screen: the defaults Cyberplat terminals ship with."""
 
     provider: int = 60
     account: int = 70

@@ -2,7 +2,7 @@
 
 Only words and structure live here, never bytes: the same Document goes to a real ESC/POS
 printer, the virtual printer and the logs (drivers/printer.py). Every customer document
-answers "who do I call and what do I tell them?" (DESIGN.md): the terminal id, the
+answers "who do I call and what do I tell them?": the terminal id, the
 document id, the date-time and the support phone are always on it. Amounts are integers
 in minor units end to end; nothing here touches a float.
 """

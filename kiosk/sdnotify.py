@@ -2,7 +2,7 @@
 
 READY=1 once the ledger is open and the devices are started; WATCHDOG=1 from the main loop
 only, about every half of $WATCHDOG_USEC, so a loop that stops turning stops the pings and
-systemd restarts the agent (kiosk-software.md §4).
+systemd restarts the agent (docs/operations.md, "The units").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Technician access: PIN check with lockout, and sessions that expire when left alone.
 
-The socket is not a way in (DESIGN.md): every technician operation needs a token from a
+The socket is not a way in (docs/technician.md): every technician operation needs a token from a
 PIN login; five wrong PINs lock the mode for five minutes (configurable) and the engine
 reports the attempt to the desk. The failure count and the lockout are kept in a small
 state file (wall-clock time), so restarting the core does not lift a lockout.

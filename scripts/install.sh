@@ -27,9 +27,12 @@ install -m 0644 "$SRC/systemd/99-kiosk-serial.rules" "$PREFIX/systemd/99-kiosk-s
 
 python3 -m venv "$PREFIX/venv"
 "$PREFIX/venv/bin/pip" install -q --upgrade pip
-"$PREFIX/venv/bin/pip" install -q "$SRC${KIOSK_EXTRAS:+[$KIOSK_EXTRAS]}"
+# constraints.txt pins every dependency to the versions the tests passed with (make constraints).
+"$PREFIX/venv/bin/pip" install -q -c "$SRC/constraints.txt" "$SRC${KIOSK_EXTRAS:+[$KIOSK_EXTRAS]}"
 install -d "$PREFIX/share/doc"
 install -m 0644 "$SRC"/docs/*.md "$PREFIX/share/doc/"
+install -d "$PREFIX/share/doc/protocols"
+install -m 0644 "$SRC"/docs/protocols/*.md "$PREFIX/share/doc/protocols/"
 install -d "$(dirname "$CONFIG")"
 install -m 0644 "$SRC/config.example.toml" "$(dirname "$CONFIG")/kiosk.toml.example"
 if [ ! -e "$CONFIG" ]; then

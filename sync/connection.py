@@ -2,7 +2,7 @@
 
 - Every paho call happens on this module's own thread ("mqtt-net"): other threads hand
   publishes and manual PUBACKs over through a queue and poke the select loop (paho is not
-  fully thread-safe: mqtt-fleet.md §2.6).
+  fully thread-safe: docs/protocols/mqtt-contract.md).
 - Callbacks only copy data and call the handler, which must enqueue and return; any
   exception in them is logged, never allowed to kill the loop.
 - Persistent session: a fixed client id, clean_start=False and a Session Expiry Interval,
@@ -11,7 +11,8 @@
   reconnect (no jitter) is not used. Each connection is a fresh paho Client: paho's
   in-memory queue is a transport buffer only and is dropped with the connection — the
   ledger outbox is the source of truth and the drain resends.
-- PUBACK reason codes are checked (paho reports a refused publish as published: §2.5).
+- PUBACK reason codes are checked (paho reports a refused publish as published:
+  docs/protocols/mqtt-contract.md).
 - Incoming QoS 1 messages are PUBACKed by the handler (manual ack) after it has
   processed them durably, so a message the agent did not get to is redelivered.
 """

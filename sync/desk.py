@@ -10,7 +10,7 @@ retained config documents and payment statuses. `kiosk desk …` is its command 
 
 The store is sync/desk_service/db.py (SQLite file or PostgreSQL); `kiosk desk serve`
 (sync/desk_service/service.py) runs this class as a long-lived worker on shared
-subscriptions, several at once (docs/desk.md).
+subscriptions, several at once (docs/desk.md; the contract: docs/protocols/mqtt-contract.md).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Sizes in millimetres and high-contrast colours.
 
 Every size is physical (kivy.metrics.mm at the configured DPI) because the rules are
-physical: touch targets at least 20 mm (payment-terminals.md §5), text readable at arm's
-length in the cold. Colours are dark text on white and white text on dark blue, red or
-green; every pair is above WCAG AA (4.5:1), most above AAA (7:1).
+physical: touch targets at least 20 mm (docs/ui.md, "Layout of every screen"), text
+readable at arm's length in the cold. Colours are dark text on white and white text on
+dark blue, red or green; every pair is above WCAG AA (4.5:1), most above AAA (7:1).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@
   still does not fit, the UI tests see texture_size > size and fail.
 - `Btn` is a flat, high-contrast button whose colour changes the moment it is touched
   (immediate feedback); its size comes from the layout and the tests hold it to ≥ 20 mm.
-- `Keypad` and `LetterKeyboard` are built from `Btn`s: Kivy has no numeric layout
-  (kiosk-software.md §3) and a VKeyboard cannot be sized in millimetres.
+- `Keypad` and `LetterKeyboard` are built from `Btn`s: Kivy's VKeyboard has no
+  numeric layout and a VKeyboard cannot be sized in millimetres.
 - `CornerZone` is the hidden technician gesture.
 """
 

@@ -1,4 +1,4 @@
-"""CashCode CCNET bill-validator driver (bill-acceptors.md §1).
+"""CashCode CCNET bill-validator driver (docs/protocols/ccnet.md).
 
 Layers, one concept per module: `crc` and `frame` (bytes), `replies` and `billtable`
 (meaning of a reply in the context of its request), `states` (Z1 codes), `link`

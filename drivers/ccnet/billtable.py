@@ -1,4 +1,4 @@
-"""Bill types: the 24-record bill table and the 3-byte bill-type masks (§1.6).
+"""Bill types: the 24-record bill table and the 3-byte bill-type masks (ccnet.md, "Bill table").
 
 A record is `mantissa | country[3] | exponent`: value = mantissa × 10^exponent, bit 7 of
 the exponent byte marks a negative exponent (lamassu). The country field is a country

@@ -2,10 +2,10 @@
 
 The line thread, the engine's request queue, reconnects, status reporting and escrow
 questions are `drivers.acceptor_base.LineThreadAcceptor`; this module is CCNET's state
-machine on top: the start-up sequence of §1.8, POLL states turned into listener calls,
-the enable mask, and the credit.
+machine on top: the start-up sequence (docs/protocols/ccnet.md, "Start-up"), POLL states
+turned into listener calls, the enable mask, and the credit.
 
-Money rules (DESIGN.md M1-M4, bill-acceptors.md §5):
+Money rules (docs/invariants.md M1-M4; docs/protocols/ccnet.md):
 - credit only on 0x81, ACKed only after `on_stacked` returned; if it raises, no ACK, and
   the repeat is offered again with the same event key (`eventkeys`);
 - escrow is a question to the engine; an unknown bill, a listener error or a hold that
@@ -158,7 +158,7 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
     # -- RESET and identification --------------------------------------------------------
 
     def _reset_unit(self) -> None:
-        """§1.8: RESET; then wait through power-up/initialize/busy, identify, disable."""
+        """RESET; then wait through power-up/initialize/busy, identify, disable."""
         reply = self._link_request(Command.RESET)
         if not _is_ack(reply):
             log.warning("RESET answered with %r", reply)
@@ -173,7 +173,7 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
         self._send_enable(0)  # M4: disabled until the engine asks; _sync_enable restores it
 
     def _may_identify(self) -> bool:
-        """IDENTIFICATION and GET BILL TABLE are legal only in some states (§1.6)."""
+        """IDENTIFICATION and GET BILL TABLE are legal only in some states (ccnet.md)."""
         return self._state_code in IDENT_STATES
 
     def _identify(self) -> None:

@@ -1,4 +1,4 @@
-"""CCNET frames: building them and finding them in a byte stream (§1.2).
+"""CCNET frames: building them and finding them in a byte stream (ccnet.md, "Frame layout").
 
 `FrameDecoder` is fed whatever the port returned and hands back frames and discarded
 bytes; the resynchronising search is `drivers.framing`, shared with ID-003. A frame whose

@@ -1,11 +1,12 @@
-"""The CCNET link: one request on the line at a time, ACK/NAK, retries, timeouts (§1.4).
+"""The CCNET link: one request on the line at a time, ACK/NAK, retries, timeouts
+(docs/protocols/ccnet.md, "Link rules").
 
 Rules kept here so no caller can break them:
 - the host ACKs every CRC-valid *data* reply, and only those: an `Exchange` exists only
   for a valid frame, so a frame whose CRC failed can never be acknowledged (the
   node-cashcode-bv bug);
 - a bad-CRC reply is NAKed; the unit may then retransmit it (possibly late) or stay
-  silent, which is unsettled (§1.4), so the link first listens for the retransmission
+  silent, which is unsettled (ccnet.md), so the link first listens for the retransmission
   and only then asks again (`drivers.frame_link`, rule 3); a device NAK means "say it
   again";
 - a reply is matched to its command by shape: a data command (POLL, GET STATUS,

@@ -1,4 +1,5 @@
-"""CCNET protocol constants: frame layout, peripheral addresses and command codes (§1.2, §1.6).
+"""CCNET protocol constants: frame layout, peripheral addresses and command codes
+(docs/protocols/ccnet.md, "Frame layout", "Commands").
 
 Every number on the wire lives here or in `states`; other modules use the names.
 """
@@ -28,7 +29,7 @@ SERIAL_NUMBER_LEN = 12
 ASSET_NUMBER_LEN = 7
 
 STATUS_LEN = 6  # enabled mask + security mask; Bill-to-Bill units add 3 routing bytes
-BUSY_UNIT_S = 0.1  # Z2 of Device Busy counts 100 ms units (§1.5)
+BUSY_UNIT_S = 0.1  # Z2 of Device Busy counts 100 ms units
 
 
 class Address(enum.IntEnum):
@@ -68,4 +69,4 @@ class Control(enum.IntEnum):
 DATA_COMMANDS = frozenset(
     {Command.POLL, Command.GET_STATUS, Command.IDENTIFICATION, Command.GET_BILL_TABLE}
 )
-"""Commands answered with data; the host must ACK those replies (§1.4)."""
+"""Commands answered with data; the host must ACK those replies (ccnet.md, "Link rules")."""

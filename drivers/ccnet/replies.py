@@ -1,4 +1,4 @@
-"""Meaning of a device reply, decided by the request that produced it (§1.2).
+"""Meaning of a device reply, decided by the request that produced it (ccnet.md).
 
 The first payload byte of a reply is data, not a command: 0x00 in a 6-byte frame is ACK
 to a RESET but would be a bill-table mantissa in a 125-byte frame. lamassu misparsed a

@@ -1,6 +1,6 @@
 """POLL states (Z1), reject reasons and failure codes, and how they map to `AcceptorStatus`.
 
-Descriptions follow the spec quotes in bill-acceptors.md §1.7. The engine only sees the
+Descriptions follow docs/protocols/ccnet.md, "POLL states". The engine only sees the
 abstract status plus a readable detail; the raw code stays in the detail and the frame log.
 """
 
@@ -104,7 +104,7 @@ IDENT_STATES = POWER_UP_STATES | {
     PollState.PAUSE,
     PollState.FAILURE,
 }
-"""States in which IDENTIFICATION / GET BILL TABLE are legal (spec quote, §1.6)."""
+"""States in which IDENTIFICATION / GET BILL TABLE are legal (ccnet.md, "Commands")."""
 
 
 class RejectReason(enum.IntEnum):

@@ -1,6 +1,6 @@
 """ESC/POS command table: every byte sequence the driver sends, as small pure functions.
 
-Sources and confidence are in /work/shared/reference/receipt-printers.md (§1, §2); the
+What each command does, and how sure we are of it, is in docs/protocols/escpos.md; the
 section is named next to each group. Values out of a command's range raise ValueError,
 because a wrong parameter byte silently turns into text or another command on paper.
 """
@@ -29,7 +29,7 @@ def _byte(name: str, value: int, low: int = 0, high: int = BYTE_MAX) -> int:
     return value
 
 
-# --- §1.1 core -----------------------------------------------------------------------
+# --- escpos.md, "Job layout" --------------------------------------------------------
 
 INIT = bytes([ESC, ord("@")])  # ESC @: clear buffer, power-on modes (also resets ESC t)
 INTL_USA = 0  # ESC R 0: keep the 12 national ASCII glyphs as US ASCII
@@ -109,7 +109,7 @@ def feed_lines(lines: int) -> bytes:
     return bytes([ESC, ord("d"), _byte("feed lines", lines)])
 
 
-# --- §1.3 cutting --------------------------------------------------------------------
+# --- escpos.md, "Cutting" -----------------------------------------------------------
 
 
 class CutMode(enum.Enum):
@@ -136,7 +136,7 @@ def cut(mode: CutMode, feed: int = 0) -> bytes:
     return bytes([ESC, ord("m")])
 
 
-# --- §1.4 QR code, GS ( k with cn = 49 ---------------------------------------------------
+# --- escpos.md, "QR code": GS ( k with cn = 49 -------------------------------------------
 
 QR_CN = 0x31
 QR_FN_MODEL = 0x41  # function 165
@@ -205,7 +205,7 @@ def qr(
     )
 
 
-# --- §1.5 1D barcodes, GS k function B ---------------------------------------------------
+# --- 1D barcodes, GS k function B (not printed on receipts today) -------------------------
 
 
 class BarcodeSystem(enum.IntEnum):
@@ -260,7 +260,7 @@ def code128(text: str) -> bytes:
     return barcode(BarcodeSystem.CODE128, CODE128_SET_B + text.encode("ascii"))
 
 
-# --- §2 status (real-time, answered even when the printer is busy or offline) ----------
+# --- escpos.md, "Status": real-time, answered even when the printer is busy or offline --
 
 
 class StatusRequest(enum.IntEnum):
@@ -288,7 +288,7 @@ def realtime_recover(mode: Recovery) -> bytes:
     return bytes([DLE, ENQ, int(mode)])
 
 
-# --- §2.5 presenters / ejectors ---------------------------------------------------------
+# --- escpos.md, "Presenters": presenters / ejectors -----------------------------------
 
 
 class PresenterAction(enum.IntEnum):

@@ -1,8 +1,9 @@
 """EscposPrinter: the ReceiptPrinter for real ESC/POS printers on a serial port.
 
-One owner per port and one outstanding request on the line (DESIGN.md): a lock covers
+One owner per port and one outstanding request on the line (docs/architecture.md): a lock covers
 every exchange. Status is asked before every job because printers buffer data while out
-of paper and print it later as a burst of stale receipts (receipt-printers.md §2.6); a
+of paper and print it later as a burst of stale receipts (docs/protocols/escpos.md,
+"Stale jobs"); a
 printer that does not answer within the profile's timeout is OFFLINE, never "probably ok".
 """
 

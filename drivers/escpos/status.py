@@ -1,6 +1,6 @@
 """Decoding printer status replies into `PrinterStatus` plus words for a technician.
 
-Two flavours (receipt-printers.md §2.1, §2.4):
+Two flavours (docs/protocols/escpos.md, "Status"):
 - DLE EOT n (n = 1..4): one byte each, with fixed bits (b1 = b4 = 1, b0 = b7 = 0) that
   tell a real reply from line noise or XON/XOFF;
 - Custom "full status" DLE EOT 20: six bytes `10 0F P U R X`.
@@ -216,7 +216,7 @@ def decode_realtime(replies: bytes) -> StatusReport:
 
 @dataclass(frozen=True)
 class FullStatus:
-    """Custom DLE EOT 20 reply `10 0F P U R X`, bit by bit (§2.4)."""
+    """Custom DLE EOT 20 reply `10 0F P U R X`, bit by bit (escpos.md, "Custom full status")."""
 
     # P: paper
     paper_absent: bool = False  # 0x01

@@ -1,4 +1,4 @@
-"""JCM ID-003 bill-acceptor driver (bill-acceptors.md §2): UBA, iVIZION and relatives.
+"""JCM ID-003 bill-acceptor driver (docs/protocols/id003.md): UBA, iVIZION and relatives.
 
 Layers, one concept per module, as in drivers/ccnet: `frame` (bytes; the CRC-16/KERMIT is
 the shared `drivers.crc16`), `replies`, `states` and `currency` (meaning of a reply in the

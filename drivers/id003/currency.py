@@ -3,8 +3,9 @@
 A CURRENCY ASSIGN reply carries 4 bytes per escrow code: `escrow code | country number |
 base | exponent`, value = base × 10^exponent in whole currency units (lamassu
 `id003rs232.js`, Aristocrat Monaco `Id003Protocol.cs`) [V]. An unassigned code has base 0.
-The real-device capture in §2 (`FC 25 8A 61 00 00 00 62 E0 05 00 … 68 E0 32 01 05 C1`) is
-a euro unit: country 0xE0 (224, "European Union" in Aristocrat's table), 500 = 50 × 10^1.
+The real-device capture in docs/protocols/id003.md
+(`FC 25 8A 61 00 00 00 62 E0 05 00 … 68 E0 32 01 05 C1`) is a euro unit: country 0xE0
+(224, "European Union" in Aristocrat's table), 500 = 50 × 10^1.
 Its elided middle is recovered by its CRC: only the two-significant-digit encoding used
 by `CurrencyRecord.for_value` (10 = 0A×10^0, 100 = 0A×10^1) gives `05 C1` [V by CRC].
 
@@ -91,7 +92,7 @@ class CurrencyRecord:
     @classmethod
     def for_value(cls, escrow_code: int, value: int, country: int) -> CurrencyRecord:
         """Two significant digits where the value allows (500 = 50 × 10^1), as the real
-        unit in §2 encodes it."""
+        unit in the captured reply encodes it."""
         if value <= 0:
             raise ValueError(f"bill value must be positive, got {value}")
         exponent = 0

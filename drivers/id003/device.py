@@ -6,7 +6,7 @@ machine on top: the start-up sequence (RESET, settings while the unit initialize
 VERSION and CURRENCY ASSIGN), STATUS REQUEST polls turned into listener calls, the
 denomination mask and INHIBIT, the credit and the power-up recovery.
 
-Money rules (DESIGN.md M1-M4, M6; bill-acceptors.md §2, §5):
+Money rules (docs/invariants.md M1-M4, M6; docs/protocols/id003.md):
 - credit only on VEND VALID (0x15), ACKed only after `on_stacked` returned; if it raises,
   no ACK, and the repeat is offered again with the same event key (`eventkeys`). The
   STACKED (0x16) that follows is the same bill and credits nothing;
@@ -404,7 +404,7 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
         elif code == Status.HOLDING:
             self._on_holding()
         elif code == Status.PAUSE and self._phase is not Phase.INITIALIZING:
-            self._reset_needed = True  # §5.7: RESET resolves the pause deadlock
+            self._reset_needed = True  # RESET resolves the pause deadlock
         elif code == Status.INITIALIZE and self._phase is Phase.RUNNING:
             self._applied_codes = None  # re-initializing on its own: settings may be lost
         if code not in (Status.ESCROW, Status.HOLDING):

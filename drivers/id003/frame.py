@@ -1,4 +1,4 @@
-"""ID-003 frames: building them and finding them in a byte stream (§2).
+"""ID-003 frames: building them and finding them in a byte stream (id003.md, "Frame layout").
 
 `FrameDecoder` is fed whatever the port returned and hands back frames and discarded
 bytes in arrival order; the resynchronising search (SYNC 0xFC, LNG checked against the

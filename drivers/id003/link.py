@@ -1,4 +1,5 @@
-"""The ID-003 link: one request on the line at a time, retries, timeouts (§2).
+"""The ID-003 link: one request on the line at a time, retries, timeouts
+(docs/protocols/id003.md, "Link rules").
 
 ID-003 has no NAK: a host that gets no reply, a bad-CRC reply or COMMUNICATION ERROR
 (0x4A) sends the same request again. Rules kept here so no caller can break them:

@@ -1,4 +1,5 @@
-"""The last bill this driver sent STACK for, kept on disk (bill-acceptors.md §5.4).
+"""The last bill this driver sent STACK for, kept on disk (docs/protocols/
+id003.md, "VEND VALID and the credit").
 
 VEND VALID carries no denomination on most firmware [U], so the driver names the bill
 from the escrow it sent STACK for. After a restart (the core died between STACK and the

@@ -1,4 +1,5 @@
-"""JCM ID-003 protocol constants: frame layout and command codes (bill-acceptors.md §2).
+"""JCM ID-003 protocol constants: frame layout and command codes (docs/protocols/
+id003.md).
 
 Every number on the wire lives here or in `states`; other modules use the names.
 ID-003 has no peripheral address and no NAK: a frame is `SYNC | LNG | CMD | DATA | CRC`,
@@ -14,7 +15,7 @@ SYNC = 0xFC
 
 HEADER_LEN = 2  # SYNC, LNG
 CRC_LEN = 2
-MIN_FRAME_LEN = HEADER_LEN + 1 + CRC_LEN  # LNG is 5 when there is no data (§2)
+MIN_FRAME_LEN = HEADER_LEN + 1 + CRC_LEN  # LNG is 5 when there is no data
 MAX_FRAME_LEN = 0xFF  # LNG is one byte
 MAX_DATA_LEN = MAX_FRAME_LEN - MIN_FRAME_LEN
 
@@ -70,13 +71,13 @@ OPERATION_COMMANDS = frozenset(
     {Command.RESET, Command.STACK_1, Command.STACK_2, Command.RETURN, Command.HOLD,
      Command.WAIT}
 )
-"""Answered with ACK 0x50 (§2)."""
+"""Answered with ACK 0x50 (id003.md, "Commands")."""
 SETTING_COMMANDS = frozenset(
     {Command.ENABLE_DISABLE, Command.SECURITY, Command.COMMUNICATION_MODE, Command.INHIBIT,
      Command.DIRECTION, Command.OPTIONAL_FUNCTION, Command.BARCODE_FUNCTION,
      Command.BARCODE_INHIBIT}
 )
-"""Answered by echoing the command and its data (§2: TerminalClient, py-id003)."""
+"""Answered by echoing the command and its data (id003.md, "Commands")."""
 SETTING_REQUESTS = frozenset(c for c in Command if 0x80 <= c <= 0x87)
 """"Request setting" commands: answered with the command code and the current setting."""
 STACK_COMMANDS = {1: Command.STACK_1, 2: Command.STACK_2}
@@ -94,6 +95,6 @@ class OptionalFunction(enum.IntFlag):
 
 
 COMMUNICATION_MODE_POLLED = 0x00  # Aristocrat Monaco Id003Protocol: 0 = polled [S]
-COMMUNICATION_MODE_INTERRUPT = 0x01  # §2: the unit sends ENQ when it has news (lamassu) [S]
+COMMUNICATION_MODE_INTERRUPT = 0x01  # the unit sends ENQ when it has news [S]
 INHIBIT_ON = 0x01
 INHIBIT_OFF = 0x00

@@ -1,4 +1,4 @@
-"""Meaning of an ID-003 reply, decided by the request that produced it (§2).
+"""Meaning of an ID-003 reply, decided by the request that produced it (id003.md).
 
 The same first byte means different things in different contexts: 0x11 is ENABLE as a
 status but STATUS REQUEST as a command, 0x50 is ACK only after an operation command, and a

@@ -1,5 +1,5 @@
 """ID-003 status codes, reject reasons and failure codes, and how they map to
-`AcceptorStatus` (bill-acceptors.md §2).
+`AcceptorStatus` (docs/protocols/id003.md, "Status codes").
 
 The engine only sees the abstract status plus a readable detail; the raw code stays in
 the detail and the frame log.
@@ -99,7 +99,7 @@ HAS_DATA = DATA_REQUIRED | {Status.VEND_VALID}
 (the escrow-flow note shows it, lamassu/py-id003/TerminalClient do not) [U]: parse by LNG."""
 
 DENOMINATION_CODES = range(0x61, 0x69)
-"""Escrow codes of bills (§2: 0x61-0x68)."""
+"""Escrow codes of bills (0x61-0x68)."""
 BARCODE_TICKET = 0x6F
 
 

@@ -2,10 +2,11 @@
 
 `CcnetDeviceModel.handle` takes the payload of a host frame and returns the payload of
 the reply (or None: the host's ACK/NAK get no answer); `tick` advances timed transitions.
-Behaviour follows bill-acceptors.md §1.6-1.7; where the spec is unknown the choice made
-here is marked [U]:
+Behaviour follows docs/protocols/ccnet.md ("Commands", "POLL states"); where the spec is
+unknown the choice made here is marked [U]:
 - an event (0x81 stacked, 0x82 returned) is repeated on every POLL until the host ACKs
-  the reply that carried it [U: the sheet believes so, §1.4];
+  the reply that carried it [U: believed, not documented;
+  ccnet.md, "Link rules"];
 - a pending stacked event survives a RESET and is reported after initialization [U];
 - ENABLE during power-up/initialize, and IDENTIFICATION / GET BILL TABLE outside the
   states the spec lists (power up, initialize, failures, disabled) get ILLEGAL COMMAND;

@@ -231,7 +231,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version-string", default=DEFAULT_VERSION, dest="version",
                         help=f"VERSION REQUEST answer (default {DEFAULT_VERSION!r}; an "
                         "iVIZION answers 'i(...)...')")
-    pty_device.add_timing_arguments(parser, "escrow auto-return time (§2: about 10 s)")
+    pty_device.add_timing_arguments(parser, "escrow auto-return time (about 10 s)")
     parser.add_argument("--no-power-recovery", action="store_true",
                         help="firmware without power recovery: a bill in the stacker at "
                         "power-up is stacked silently")

@@ -2,13 +2,13 @@
 
 `Id003DeviceModel.handle` takes the payload of a host frame and returns the payload of
 the reply (or None: the host's ACK gets no answer); `tick` advances timed transitions.
-Behaviour follows bill-acceptors.md §2 and the "ID003 Escrow Flow" observations quoted
-there; where the spec is unknown the choice made here is marked [U]:
+Behaviour follows docs/protocols/id003.md, including the real-device observations in
+"VEND VALID and the credit"; where the spec is unknown the choice made here is marked [U]:
 - ESCROW → STACK-1/2 → ACK → STACKING → VEND VALID, repeated on every STATUS REQUEST until
   the host ACKs it ("no progress until controller sends ACK") → STACKED → ENABLE/DISABLE;
   the cassette counts the bill at VEND VALID, the point of no return;
 - no decision within the escrow time (10 s) or after a HOLD runs out: REJECTING 0x79 and
-  the bill goes back (§2); each HOLD restarts the hold time [U];
+  the bill goes back (id003.md, "Escrow"); each HOLD restarts the hold time [U];
 - setting commands are echoed and taken in INITIALIZE, ENABLE, DISABLE and fault states;
   in power-up states (before RESET) and while a bill moves they get INVALID COMMAND [U];
 - RESET and power-up restore the defaults: inhibited (a real unit takes no bill until the
@@ -17,7 +17,8 @@ there; where the spec is unknown the choice made here is marked [U]:
 - in interrupt mode (COMMUNICATION MODE 0x01) the unit sends ENQ (a frame with CMD 0x05,
   as lamassu parses it [S]) whenever it has something the host has not read yet (its
   reported status differs from the last STATUS REQUEST reply), and again every
-  `enq_repeat_s` while the host does not ask; the host answers with STATUS REQUEST (§2);
+  `enq_repeat_s` while the host does not ask; the host answers with STATUS REQUEST
+  (id003.md, "Polled and interrupt mode");
 - power-up with a bill in the stacker: after RESET and initialization the bill is
   reported VEND VALID again if power recovery (OPTIONAL FUNCTION 0x02) is on (CIM-ARM
   [S/U]) — even one the host had already acknowledged (the worst case); otherwise it
@@ -136,7 +137,7 @@ class SimTiming:
     stacked_s: float = 0.05
     return_s: float = 0.1
     reject_s: float = 0.2
-    escrow_timeout_s: float = 10.0  # §2: REJECTING 0x79 when the host sends nothing for ~10 s
+    escrow_timeout_s: float = 10.0  # REJECTING 0x79 when the host is silent ~10 s
     hold_s: float = 10.0  # [U] each HOLD restarts it
     enq_repeat_s: float = 0.2  # [U] ENQ again while the host has not asked (interrupt mode)
 
@@ -302,7 +303,7 @@ class Id003DeviceModel:
         return bytes((code,)) + data
 
     def _maybe_enq(self, now: float) -> None:
-        """Interrupt mode: tell the host there is news it has not read (§2)."""
+        """Interrupt mode: tell the host there is news it has not read (id003.md)."""
         if not self.interrupt_mode or self.reported() == self._host_read:
             return
         if self._enq_at is not None and now - self._enq_at < self.timing.enq_repeat_s:

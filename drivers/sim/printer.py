@@ -68,7 +68,7 @@ SPACE = 0x20
 REALTIME_REQUESTS = frozenset(int(r) for r in StatusRequest)
 RECOVERY_CODES = frozenset(int(r) for r in Recovery)
 
-# Status reply bits (receipt-printers.md §2.1, §2.4) as the simulator sets them.
+# Status reply bits (docs/protocols/escpos.md, "Status") as the simulator sets them.
 RT_BASE = 0x12
 RT_OFFLINE = 0x08
 RT_COVER = 0x04
@@ -122,7 +122,7 @@ class SimConfig:
     codepage_number: int = DEFAULT_CODEPAGE  # the ESC t n that selects CP866
     full_status: bool = True  # answers 10 04 14 (Custom); False: stays silent like Epson
     # Further ESC t tables this model has, as (n, Python codec), e.g. ((28, "cp855"),) for
-    # the Rongta clones (receipt-printers.md §1.2). An n in neither place prints as the
+    # the Rongta clones (docs/protocols/escpos.md, "Code page"). An n in neither place prints as the
     # power-on table (PC437), the way a wrong ESC t garbles Russian on a real printer.
     code_pages: tuple[tuple[int, str], ...] = ()
 

@@ -184,7 +184,8 @@ LINE_FAULTS: tuple[ControlCommand, ...] = (
 """Faults of the line, not the device: applied here to whatever the model replies."""
 
 NAK_MODES = ("silent", "retransmit")
-"""What the unit does after the host NAKs its reply (unsettled on real units, §1.4)."""
+"""What the unit does after the host NAKs its reply (unsettled on real units:
+docs/protocols/ccnet.md, "Link rules")."""
 NAK_COMMAND = ControlCommand(
     "nak_mode", "silent|retransmit [delay_ms]",
     "after a host NAK: stay silent (default), or retransmit the last reply, delay_ms late "
@@ -364,7 +365,7 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
         return "ok"
 
     def arm_late(self, count: int, delay_s: float) -> str:
-        """Send the next `count` replies `delay_s` late (a slow unit, §1.5)."""
+        """Send the next `count` replies `delay_s` late (a slow unit)."""
         with self._lock:
             self._late, self._late_s = count, delay_s
         return "ok"

@@ -1,4 +1,4 @@
-"""Table tests: CRC, frames (every vector of bill-acceptors.md §1.9), replies, states."""
+"""Table tests: CRC, frames (every vector of docs/protocols/ccnet.md), replies, states."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from drivers.ccnet.states import (
 
 H = bytes.fromhex
 
-# (name, command, data, wire bytes) — host frames of §1.9
+# (name, command, data, wire bytes) — host frames of ccnet.md, "CRC"
 HOST_VECTORS = [
     ("RESET", Command.RESET, b"", "02 03 06 30 41 B3"),
     ("POLL", Command.POLL, b"", "02 03 06 33 DA 81"),
@@ -58,7 +58,7 @@ HOST_VECTORS = [
      "02 03 0C 34 00 00 00 00 00 00 17 0C"),
 ]
 
-# (name, payload, wire bytes) — device frames of §1.9
+# (name, payload, wire bytes) — device frames of ccnet.md, "CRC"
 DEVICE_VECTORS = [
     ("Unit Disabled", b"\x19", "02 03 06 19 82 0F"),
     ("Stacking", b"\x17", "02 03 06 17 FC E6"),
@@ -96,7 +96,8 @@ def test_crc_is_low_byte_first_and_whole_frame_residue_is_zero() -> None:
 
 
 def test_misquoted_vector_is_rejected() -> None:
-    # §1.3: a public project lists "50 uah" as 02 03 07 80 03 9E 10; that CRC fits type 2.
+    # ccnet.md, "CRC": a public project lists "50 uah" as 02 03 07 80 03 9E 10;
+    # that CRC fits type 2.
     decoded = FrameDecoder().feed(H("02 03 07 80 03 9E 10"))
     assert decoded == [Discarded(H("02 03 07 80 03 9E 10"), DiscardReason.BAD_CRC)]
     assert frame_crc_ok(H("02 03 07 80 02 9E 10"))

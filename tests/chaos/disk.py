@@ -206,7 +206,8 @@ class DiskRun:
             if sim.with_model(lambda m: not m.enabled):
                 return "disabled"
             # A unit holding an unacknowledged stacked report takes no bill; the driver
-            # sends its (empty) enable mask once the report is settled (CCNET §1.8).
+            # sends its (empty) enable mask once the report is settled
+            # (docs/protocols/ccnet.md, "Start-up").
             return "holding its stacked report" if sim.unacked_stacked() else ""
         try:
             wait_until(closed, 5.0, "the unit closed")

@@ -219,7 +219,8 @@ class FaultThread(threading.Thread):
         self.station.printer.clear()
 
     def _after_nak(self) -> None:
-        """What the unit does when the host NAKs the damaged reply (unsettled, §1.4)."""
+        """What the unit does when the host NAKs the damaged reply (unsettled:
+        docs/protocols/ccnet.md, "Link rules")."""
         name = self.rng.choice(list(NAK_BEHAVIOURS))
         mode, (low, high) = NAK_BEHAVIOURS[name]
         self.station.sim.set_nak_mode(mode, self.rng.uniform(low, high))

@@ -1,4 +1,4 @@
-"""Money-safety invariants M1-M7, M9, M10 at the engine level (DESIGN.md).
+"""Money-safety invariants M1-M7, M9, M10 at the engine level (docs/invariants.md).
 
 Each test names the invariant it guards. The ledger is a real SQLite file; the acceptor
 is a double at the interface that behaves like a driver (ACK only after the listener).

@@ -1,6 +1,6 @@
 """Fuzzing of the parsers that take outside input: configuration, firmware profiles and the
 local API. Whatever arrives, the answer is a clear error of the documented kind, and the
-core keeps serving (DESIGN.md: bad input gets a clear error and loses nothing)."""
+core keeps serving (bad input gets a clear error and loses nothing)."""
 
 from __future__ import annotations
 

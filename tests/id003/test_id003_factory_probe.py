@@ -45,7 +45,7 @@ SHIPPED = ("jcm_uba", "jcm_ivizion")
 def test_shipped_profiles_load_and_validate(profiles: dict[str, Profile], name: str) -> None:
     prof = profiles[name]
     assert (prof.kind, prof.protocol) == ("acceptor", "id003")
-    assert prof.serial == SerialSettings(9600, 8, "E", 1)  # 9600 8E1 (§2)
+    assert prof.serial == SerialSettings(9600, 8, "E", 1)  # 9600 8E1 (id003.md)
     timing = Id003Timing.from_profile(prof)
     assert timing.poll_s == pytest.approx(0.2)
     assert timing.link.attempts == 3

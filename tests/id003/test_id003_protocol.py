@@ -1,4 +1,4 @@
-"""Table tests: CRC, frames (every ID-003 vector of bill-acceptors.md §2), replies in the
+"""Table tests: CRC, frames (every ID-003 vector of docs/protocols/id003.md), replies in the
 context of their request, statuses, currency assignment, masks, event keys, the marker."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from tests.id003.conftest import write_profile
 
 H = bytes.fromhex
 
-# (name, command, data, wire) — every host vector of §2 ("Test vectors")
+# (name, command, data, wire) — every host vector of id003.md ("Frame layout")
 HOST_VECTORS = [
     ("STATUS REQUEST", Command.STATUS_REQUEST, b"", "FC 05 11 27 56"),
     ("RESET", Command.RESET, b"", "FC 05 40 2B 15"),
@@ -68,7 +68,7 @@ EUR_UNIT_REPLY = (
     "FC 25 8A 61 00 00 00 62 E0 05 00 63 E0 0A 00 64 E0 14 00 65 E0 32 00"
     " 66 E0 0A 01 67 E0 14 01 68 E0 32 01 05 C1"
 )
-"""§2's real-device currency-assign reply ("FC 25 8A 61 00 00 00 62 E0 05 00 … 68 E0 32 01
+"""id003.md's real-device currency-assign reply ("FC 25 8A 61 00 00 00 62 E0 05 00 … 68 E0 32 01
 05 C1"): the elided middle is the only two-significant-digit euro series whose CRC is 05 C1."""
 
 
@@ -333,7 +333,7 @@ def test_currency_table_round_trip() -> None:
 
 
 @pytest.mark.parametrize(("enabled", "wire"), [
-    (range(0x61, 0x69), "00 00"),  # ENABLE all, the §2 vector's data
+    (range(0x61, 0x69), "00 00"),  # ENABLE all, the id003.md vector's data
     ([], "FF 00"),
     ([0x61], "FE 00"),
     ([0x68], "7F 00"),

@@ -144,7 +144,7 @@ def test_escrow_timeout_rejects_0x79_and_hold_extends(model, clock) -> None:
     clock.advance(9)
     assert status(model) == bytes((Status.HOLDING,))
     clock.advance(1.5)
-    assert status(model) == bytes((Status.REJECTING, 0x79))  # §2: no answer to escrow
+    assert status(model) == bytes((Status.REJECTING, 0x79))  # no answer to escrow
     clock.advance(1)
     assert status(model) == bytes((Status.ENABLE,))
     assert model.counters.returned == 1 and model.counters.stacked == 0
@@ -241,7 +241,7 @@ MAX_FRAMES = 50
 
 def test_interrupt_mode_sends_enq_when_there_is_news(clock) -> None:
     """Issue 12: in interrupt mode the unit announces every change the host has not read
-    with ENQ (§2), again while the host does not ask, and never in polled mode."""
+    with ENQ (id003.md), again while the host does not ask, and never in polled mode."""
     enqs: list[float] = []
     model = Id003DeviceModel(timing=SimTiming(), clock=clock, enq=lambda: enqs.append(clock()))
     boot(model, clock)

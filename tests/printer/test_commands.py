@@ -1,4 +1,4 @@
-"""Every ESC/POS command's bytes, against receipt-printers.md (byte tables)."""
+"""Every ESC/POS command's bytes, against docs/protocols/escpos.md (byte tables)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ H = bytes.fromhex
         (c.cut(c.CutMode.FEED_PARTIAL, 10), H("1d 56 42 0a")),
         (c.cut(c.CutMode.ESC_I), H("1b 69")),
         (c.cut(c.CutMode.ESC_M), H("1b 6d")),
-        # QR, GS ( k (python-escpos native sequence, §1.4)
+        # QR, GS ( k (python-escpos native sequence, escpos.md "QR code")
         (c.qr_model(), H("1d 28 6b 04 00 31 41 32 00")),
         (c.qr_model(c.QrModel.MODEL_1), H("1d 28 6b 04 00 31 41 31 00")),
         (c.qr_module_size(6), H("1d 28 6b 03 00 31 43 06")),
@@ -68,7 +68,7 @@ H = bytes.fromhex
         (c.status_request(c.StatusRequest.CUSTOM_FULL), H("10 04 14")),
         (c.realtime_recover(c.Recovery.RESTART), H("10 05 01")),
         (c.realtime_recover(c.Recovery.CLEAR), H("10 05 02")),
-        # presenters (§2.5)
+        # presenters (escpos.md "Presenters")
         (c.custom_present(50, c.PresenterAction.RETRACT, 30), H("1c 50 0a 01 52 1e")),
         (c.custom_present(52, c.PresenterAction.EJECT, 0, blink=False), H("1c 50 0b 00 45 00")),
         (c.custom_gs_e(c.CustomPresenterFunction.PRESENT, 20), H("1d 65 03 14")),

@@ -129,7 +129,8 @@ def test_paper_out_during_printing_is_reported_and_buffer_cleared(rig, printer_p
 
 
 def test_without_clear_the_rest_prints_after_reload(rig) -> None:
-    """The behaviour realtime_clear prevents (receipt-printers.md §2.6), shown once."""
+    """The behaviour realtime_clear prevents (docs/protocols/escpos.md, "Stale jobs"),
+    shown once."""
     sim, printer = rig(FULL)
     assert not printer.settings.realtime_clear
     sim.set_slow(2.0)

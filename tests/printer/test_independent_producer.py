@@ -7,7 +7,7 @@ through its own Serial connector. The simulator must decode exactly the Russian 
 it is a model of a printer, not a mirror of drivers/escpos/encoder.py. python-escpos also
 reads the simulator's DLE EOT 1 / DLE EOT 4 answers with its own decoding.
 
-What python-escpos 3.1 picks for Russian text (receipt-printers.md §1.2, §3):
+What python-escpos 3.1 picks for Russian text (docs/protocols/escpos.md, "Code page"):
 - profile "default" (and TM-T88V, CT-S651): ESC t 17 = CP866, our VKP80III/TM-T88 model;
 - profile "TH230" (Xprinter clone): ESC t 7 = CP866, our generic_58mm model;
 - profile "RP326" (Rongta clone): ESC t 28 = **CP855**, not CP866 — MagicEncode takes the
@@ -45,7 +45,7 @@ EXPECTED: list[tuple[str, bool]] = [
     ("Тел. 8 800 555-35-35", CENTRE),  # bold
 ]
 
-# The Rongta RP326 / RP332 / Xprinter tables beside CP866 (receipt-printers.md §1.2).
+# The Rongta RP326 / RP332 / Xprinter tables beside CP866 (docs/protocols/escpos.md, "Code page").
 CLONE_TABLES = ((6, "cp1251"), (28, "cp855"))
 CLONE = SimConfig(name="generic_58mm", columns=32, codepage_number=7, full_status=False)
 EPSON_LIKE = SimConfig(name="epson_like", columns=42, codepage_number=17, full_status=False)
@@ -177,7 +177,7 @@ def test_python_escpos_reads_the_simulator_status(started, fault, online, paper)
 
 def test_offline_simulator_is_silent_to_python_escpos(started) -> None:
     """An offline printer does not answer: python-escpos reads no reply as "not online"
-    but as "paper adequate" (2), the unsafe default receipt-printers.md §3 warns about
+    but as "paper adequate" (2), an unsafe default for a kiosk
     (the kiosk driver treats silence as OFFLINE: tests/printer/test_driver.py)."""
     sim = started(EPSON_LIKE)
     sim.set_fault(Fault.OFFLINE)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from kiosk.api_client import ApiClient
 
 ACCOUNT = "9161234567"
@@ -20,6 +22,7 @@ def _payments(term) -> list[dict]:
         return c.request("payments", limit=10)
 
 
+@pytest.mark.slow  # 9-20 s on a loaded 2-core machine: not in make test-fast
 def test_pay_by_touch_end_to_end(terminal_factory, make_ui):
     term = terminal_factory()
     d = make_ui(term)
@@ -117,6 +120,7 @@ def test_pay_by_touch_end_to_end(terminal_factory, make_ui):
     d.on("idle")
 
 
+@pytest.mark.slow  # 9-20 s on a loaded 2-core machine: not in make test-fast
 def test_search_back_and_cancel(terminal_factory, make_ui):
     term = terminal_factory()
     d = make_ui(term)

@@ -6,7 +6,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow  # 9-20 s on a loaded 2-core machine: not in make test-fast
 def test_demo_shows_the_touchscreen_when_a_display_exists(xvfb, tmp_path):
     env = {**os.environ, "DISPLAY": xvfb}
     result = subprocess.run(

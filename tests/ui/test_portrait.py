@@ -27,6 +27,7 @@ def portrait(window) -> Iterator[None]:
         EventLoop.idle()
 
 
+@pytest.mark.slow  # 9-20 s on a loaded 2-core machine: not in make test-fast
 def test_portrait_screens(portrait, terminal_factory, make_ui):
     term = terminal_factory()
     d = make_ui(term, dpi=102, width=1080, height=1920)

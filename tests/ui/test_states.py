@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from kiosk.api_client import ApiClient
 
 PHONE = "8 800 555-35-35"  # the core's (tests/core/daemon.py)
@@ -24,6 +26,7 @@ def _to_account(d, slot: str = "provider.slot0") -> None:
     d.on("account")
 
 
+@pytest.mark.slow  # 9-20 s on a loaded 2-core machine: not in make test-fast
 def test_continue_prompt_and_timeouts(terminal_factory, make_ui):
     term = terminal_factory("[timeouts]\naccount = 2\ncash_after_bill = 2\nprompt = 6\n")
     d = make_ui(term)

@@ -31,6 +31,7 @@ def _failed_logins(term) -> list[str]:
     return [json.loads(r[0])["code"] for r in rows]
 
 
+@pytest.mark.slow  # 9-20 s on a loaded 2-core machine: not in make test-fast
 def test_hidden_gesture_and_pin_lockout(terminal_factory, make_ui):
     term = terminal_factory()
     d = make_ui(term)
@@ -61,6 +62,7 @@ def test_hidden_gesture_and_pin_lockout(terminal_factory, make_ui):
     d.on("idle")
 
 
+@pytest.mark.slow  # 9-20 s on a loaded 2-core machine: not in make test-fast
 def test_encashment_actions_and_service_mode(terminal_factory, make_ui):
     term = terminal_factory()
     with ApiClient(term.core.socket) as c:
