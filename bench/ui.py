@@ -49,6 +49,7 @@ from bench.common import (
 )
 from bench.daemon import kiosk_daemon, memory_kib, socket_of
 from kiosk.api_client import ApiClient
+from tests.xvfb import Xvfb, XvfbError
 
 KEY = "ui"
 TITLE = "Touchscreen: cold start to first frame, resident memory, event to screen"
@@ -76,40 +77,6 @@ class Bare(App):
         return Label(text="Оплата услуг", font_size=40)
 Bare().run()
 """
-
-
-class Xvfb:
-    """An X server of our own: the number is picked by the server (-displayfd)."""
-
-    def __init__(self, log: Path) -> None:
-        r, w = os.pipe()
-        with open(log, "wb") as err:
-            try:
-                self.proc = subprocess.Popen(
-                    ["Xvfb", "-displayfd", str(w), "-screen", "0",
-                     f"{SIZE[0]}x{SIZE[1]}x24", "-nolisten", "tcp", "-noreset"],
-                    pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    stderr=err)
-            except FileNotFoundError as exc:
-                raise BenchError("Xvfb is not installed (make setup installs xvfb)") from exc
-        os.close(w)
-        number = b""
-        try:
-            while not number.endswith(b"\n"):
-                ready, _, _ = select.select([r], [], [], 15)
-                chunk = os.read(r, 16) if ready else b""
-                if not chunk:
-                    self.stop()
-                    raise BenchError(f"Xvfb did not start: {log.read_text(errors='replace')}")
-                number += chunk
-        finally:
-            os.close(r)
-        self.display = f":{int(number)}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 class UiProc:
@@ -260,7 +227,10 @@ def run(ctx: Context) -> BenchResult:
     bill: list[float] = []
     walked: dict[str, int] = {"VmHWM": 0}
     with scratch_dir(ctx, "ui") as root:
-        x = Xvfb(root / "xvfb.log")
+        try:
+            x = Xvfb(root / "xvfb.log", SIZE).start()
+        except XvfbError as exc:
+            raise BenchError(str(exc)) from exc
         try:
             with kiosk_daemon(root) as core:
                 sock = socket_of(core)

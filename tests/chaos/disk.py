@@ -49,7 +49,8 @@ from tests.chaos.rig import (
     wait_idle,
     wait_until,
 )
-from tests.chaos.screen import UiProcess, Xvfb, plain
+from tests.chaos.screen import UiProcess, plain, xvfb
+from tests.xvfb import Xvfb
 
 SHOW_TIMEOUT_S = 10.0
 RECOVERY_TIMEOUT_S = 30.0  # the probe runs every 10 s (engine.LEDGER_PROBE_S)
@@ -343,7 +344,7 @@ class DiskRun:
             wait_idle(st)
             self.watcher.start()
             if self.with_ui:
-                self.xvfb = Xvfb(st.workdir / "xvfb.log").start()
+                self.xvfb = xvfb(st.workdir / "xvfb.log").start()
                 self.ui = UiProcess(st.core.socket, self.xvfb.display, st.workdir / "kivy",
                                     "8 800 000-00-00")
                 self.ui.wait_for(lambda s: s["screen"] == "idle", 30)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,50 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from tests.chaos.rig import REPO
+from tests.xvfb import Xvfb
 
 WIDTH, HEIGHT = 1280, 1024
 
 
-class Xvfb:
-    def __init__(self, log: Path) -> None:
-        self.log = log
-        self.proc: subprocess.Popen | None = None
-        self.display = ""
-
-    def start(self) -> Xvfb:
-        exe = shutil.which("Xvfb") or "/usr/bin/Xvfb"
-        if not os.access(exe, os.X_OK):
-            raise RuntimeError("Xvfb is not installed: run `make setup`")
-        r, w = os.pipe()
-        with open(self.log, "wb") as err:
-            self.proc = subprocess.Popen(
-                [exe, "-displayfd", str(w), "-screen", "0", f"{WIDTH}x{HEIGHT}x24",
-                 "-nolisten", "tcp", "-noreset"],
-                pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-        os.close(w)
-        number = b""
-        try:
-            while not number.endswith(b"\n"):
-                ready, _, _ = select.select([r], [], [], 15)
-                chunk = os.read(r, 16) if ready else b""
-                if not chunk:
-                    self.stop()
-                    raise RuntimeError(f"Xvfb did not start: {self.log.read_text()}")
-                number += chunk
-        finally:
-            os.close(r)
-        self.display = f":{int(number)}"
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.proc = None
+def xvfb(log: Path) -> Xvfb:
+    """The screen of the chaos rig's UI process (not started yet)."""
+    return Xvfb(log, (WIDTH, HEIGHT))
 
 
 class UiProcess:

@@ -12,10 +12,7 @@
 from __future__ import annotations
 
 import os
-import select
-import shutil
 import sqlite3
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,44 +21,22 @@ from typing import Any
 import pytest
 
 from tests.core.daemon import Core, write_config
+from tests.xvfb import Xvfb, XvfbError
 
 WIDTH, HEIGHT, DPI = 1280, 1024, 96.0
 PRINTER_PROFILE = "custom_vkp80iii"
 REPO = Path(__file__).resolve().parents[2]
+XVFB_SIZE = (1920, 1920)  # room for every screen size the tests set
 
 
 @pytest.fixture(scope="session")
 def xvfb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    exe = shutil.which("Xvfb") or ("/usr/bin/Xvfb" if os.path.exists("/usr/bin/Xvfb") else None)
-    if exe is None:
-        pytest.fail("Xvfb is not installed: run `make setup` (scripts/system-deps.sh installs "
-                    "the xvfb package)")
-    log = tmp_path_factory.mktemp("xvfb") / "xvfb.log"
-    r, w = os.pipe()
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(
-            [exe, "-displayfd", str(w), "-screen", "0", "1920x1920x24", "-nolisten",
-             "tcp", "-noreset"],
-            pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-    os.close(w)
-    number = b""
     try:
-        while not number.endswith(b"\n"):
-            ready, _, _ = select.select([r], [], [], 15)
-            chunk = os.read(r, 16) if ready else b""
-            if not chunk:
-                proc.kill()
-                pytest.fail(f"Xvfb did not start: {log.read_text(errors='replace')}")
-            number += chunk
-    finally:
-        os.close(r)
-    yield f":{int(number)}"
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        server = Xvfb(tmp_path_factory.mktemp("xvfb") / "xvfb.log", XVFB_SIZE).start()
+    except XvfbError as exc:
+        pytest.fail(str(exc))
+    yield server.display
+    server.stop()
 
 
 @pytest.fixture(scope="session")
