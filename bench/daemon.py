@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import PYTHON, REPO, BenchError
+from tests.config_files import write_config  # the same config files the tests use
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -97,19 +98,6 @@ def memory_kib(pid: int) -> dict[str, int]:
             if key in ("VmRSS", "VmHWM"):
                 out[key] = int(value.split()[0])
     return out
-
-
-def write_config(folder: Path) -> Path:
-    """A config with every path inside `folder`; devices stay the virtual defaults."""
-    path = folder / "kiosk.toml"
-    path.write_text(
-        "[paths]\n"
-        f'data_dir = "{folder / "data"}"\n'
-        f'runtime_dir = "{folder / "run"}"\n'
-        f'log_dir = "{folder / "log"}"\n',
-        encoding="utf-8",
-    )
-    return path
 
 
 def kiosk_argv(config: Path) -> list[str]:

@@ -37,7 +37,9 @@ from drivers.sim.ccnet import CcnetSimulator
 from drivers.sim.ccnet_model import SimTiming
 from drivers.sim.printer import PrinterSimulator, SimConfig
 from kiosk.api_client import ApiClient, ApiRequestError
+from kiosk.config import DEMO_PIN_HASH
 from kiosk.scripted import PaymentNotMade, run_payment
+from tests import config_files
 
 REPO = Path(__file__).resolve().parents[2]
 TERMINAL = "T0001"
@@ -90,9 +92,7 @@ reconnect_ms = 100
 SIM_TIMING = SimTiming(init_s=0.05, accept_s=0.04, stack_s=0.04, return_s=0.04, reject_s=0.05)
 """A quick unit: a bill goes from `insert` to stacked in about 0.1 s plus polling."""
 
-TECH_PIN_HASH = (
-    "scrypt$16384$8$1$a2lvc2stZGVtby1zYWx0IQ==$UwQ7MPwLFIqPHW+SjdFrcal9PvmtHhq60fyj+sqhsTo="
-)
+TECH_PIN_HASH = DEMO_PIN_HASH  # PIN "1234"
 
 _STACKED_LINE = re.compile(r"^stacked (\d+) ([A-Z]{3})")
 
@@ -322,21 +322,7 @@ class Daemon:
 def write_config(workdir: Path, acceptor_port: Path, printer_port: Path, extra: str = "") -> Path:
     profile = workdir / "chaos_ccnet.toml"
     profile.write_text(CHAOS_PROFILE, encoding="utf-8")
-    path = workdir / "kiosk.toml"
-    path.write_text(
-        f"""
-[terminal]
-id = "{TERMINAL}"
-support_phone = "{SUPPORT_PHONE}"
-
-[paths]
-data_dir = "{workdir / "data"}"
-runtime_dir = "{workdir / "run"}"
-log_dir = "{workdir / "log"}"
-
-[technician]
-pin_hash = "{TECH_PIN_HASH}"
-
+    return config_files.write_config(workdir, f"""
 [acceptor]
 kind = "ccnet"
 port = "{acceptor_port}"
@@ -350,10 +336,7 @@ profile = "{PRINTER_PROFILE}"
 [timeouts]
 escrow_settle = 3
 {extra}
-""",
-        encoding="utf-8",
-    )
-    return path
+""", terminal_id=TERMINAL, support_phone=SUPPORT_PHONE, pin_hash=TECH_PIN_HASH)
 
 
 # -- the ledger, read from outside -----------------------------------------------------

@@ -12,29 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.config_files import write_config
+
 READY_TIMEOUT_S = 30.0
 
-
-def write_config(workdir: Path, extra: str = "") -> Path:
-    path = workdir / "kiosk.toml"
-    path.write_text(
-        f"""
-[terminal]
-id = "T0001"
-support_phone = "8 800 555-35-35"
-
-[paths]
-data_dir = "{workdir / "data"}"
-runtime_dir = "{workdir / "run"}"
-log_dir = "{workdir / "log"}"
-
-[technician]
-pin_hash = "scrypt$16384$8$1$a2lvc2stZGVtby1zYWx0IQ==$UwQ7MPwLFIqPHW+SjdFrcal9PvmtHhq60fyj+sqhsTo="
-{extra}
-""",
-        encoding="utf-8",
-    )
-    return path
+__all__ = ["Core", "write_config"]  # write_config lives in tests/config_files.py
 
 
 @dataclass
