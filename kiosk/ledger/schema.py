@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -189,3 +190,13 @@ ledger_identity = Table(
     Column("previous_ledger_id", String(32), nullable=True),
     Column("how", Text, nullable=False),  # first start | upgraded | technician init | ...
 )
+
+# Indexes the migrations create (0001), declared here too so the metadata is the whole
+# schema: tests/core/test_schema_drift.py compares it with a migrated ledger.
+Index("ix_sessions_state", sessions.c.state)
+Index("ix_escrows_state", escrows.c.state)
+Index("ix_payments_status", payments.c.status)
+Index("ix_payment_history_payment", payment_history.c.payment_id)
+Index("ix_stacked_bills_session", stacked_bills.c.session_id)
+Index("ix_stacked_bills_payment", stacked_bills.c.payment_id)
+Index("ix_outbox_pending", outbox.c.acked_ms, outbox.c.id)
