@@ -13,14 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kiosk.coded_error import CodedError
+
 API_VERSION = 1
 
 
-class ApiRequestError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+class ApiRequestError(CodedError):
+    """The core refused a request (the code is the server's ApiError code)."""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 class ApiClient:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk import service
+from kiosk.coded_error import CodedError
 from kiosk.engine import IntentError, PaymentEngine
 from kiosk.ledger import LedgerError
 from kiosk.technician import TechnicianAuthError
@@ -32,10 +33,8 @@ SOCKET_MODE = 0o660
 DIR_MODE = 0o750
 
 
-class ApiError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class ApiError(CodedError):
+    """A request refused; the code goes to the client (docs/local-api.md)."""
 
 
 def _arg(msg: dict[str, Any], key: str, expected: type, default: Any = ...) -> Any:

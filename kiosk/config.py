@@ -137,7 +137,7 @@ class Config:
     source: Path | None = None
 
 
-class _Reader:
+class TableReader:
     """Typed reads from one TOML table, remembering which keys were used."""
 
     def __init__(self, source: str, prefix: str, table: Any) -> None:
@@ -191,10 +191,10 @@ class _Reader:
         p = Path(value)
         return p if p.is_absolute() else base / p
 
-    def sub(self, key: str) -> _Reader:
+    def sub(self, key: str) -> TableReader:
         self.used.add(key)
         prefix = f"{self.prefix}.{key}" if self.prefix else key
-        return _Reader(self.source, prefix, self.table.get(key, {}))
+        return TableReader(self.source, prefix, self.table.get(key, {}))
 
     def finish(self) -> None:
         unknown = sorted(set(self.table) - self.used)
@@ -202,7 +202,7 @@ class _Reader:
             raise ConfigError(f"{self.where(unknown[0])} is not a known setting")
 
 
-def _terminal(r: _Reader) -> TerminalConfig:
+def _terminal(r: TableReader) -> TerminalConfig:
     d = TerminalConfig()
     tid = r.get("id", str, d.id)
     if not tid or not tid.replace("-", "").isalnum() or len(tid) > 32:
@@ -222,7 +222,7 @@ def _terminal(r: _Reader) -> TerminalConfig:
     return out
 
 
-def _band(r: _Reader) -> CommissionBand:
+def read_band(r: TableReader) -> CommissionBand:
     band = CommissionBand(
         from_minor=r.get("from_minor", int, 0),
         to_minor=r.get("to_minor", int, None),
@@ -235,21 +235,21 @@ def _band(r: _Reader) -> CommissionBand:
     return band
 
 
-def _catalog(r: _Reader) -> Catalog:
+def read_catalog(r: TableReader) -> Catalog:
     if not r.table:
         return DEMO_CATALOG
     categories = []
     for i, c in enumerate(r.get("categories", list, [])):
-        cr = _Reader(r.source, f"catalog.categories[{i}]", c)
+        cr = TableReader(r.source, f"catalog.categories[{i}]", c)
         categories.append(
             (cr.get("id", str, ""), cr.get("name_ru", str, ""), cr.get("name_en", str, ""))
         )
         cr.finish()
     providers = []
     for i, p in enumerate(r.get("providers", list, [])):
-        pr = _Reader(r.source, f"catalog.providers[{i}]", p)
+        pr = TableReader(r.source, f"catalog.providers[{i}]", p)
         bands = tuple(
-            _band(_Reader(r.source, f"catalog.providers[{i}].bands[{j}]", b))
+            read_band(TableReader(r.source, f"catalog.providers[{i}].bands[{j}]", b))
             for j, b in enumerate(pr.get("bands", list, []))
         )
         missing = object()
@@ -281,14 +281,14 @@ def _catalog(r: _Reader) -> Catalog:
     return catalog
 
 
-def _seconds(r: _Reader, key: str, default: float) -> float:
+def _seconds(r: TableReader, key: str, default: float) -> float:
     value = r.get(key, int | float, default, "a positive number of seconds")
     if value <= 0:
         raise ConfigError(f"{r.where(key)} must be a positive number of seconds, got {value!r}")
     return float(value)
 
 
-def _mqtt(r: _Reader, base: Path) -> MqttConfig:
+def _mqtt(r: TableReader, base: Path) -> MqttConfig:
     d = MqttConfig()
     keys = r.get("desk_keys", dict, {}, "a table of key id = base64 public key")
     desk_keys = []
@@ -341,7 +341,7 @@ def _mqtt(r: _Reader, base: Path) -> MqttConfig:
 
 
 def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
-    root = _Reader(source, "", data)
+    root = TableReader(source, "", data)
     terminal = _terminal(root.sub("terminal"))
 
     pr = root.sub("paths")
@@ -402,7 +402,7 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
 
     mqtt = _mqtt(root.sub("mqtt"), base)
 
-    catalog = _catalog(root.sub("catalog"))
+    catalog = read_catalog(root.sub("catalog"))
     root.finish()
     return Config(terminal, paths, acceptor, printer, timeouts, technician, mqtt, catalog)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiosk.coded_error import CodedError
 from kiosk.config import TechnicianConfig
 from kiosk.pin import verify_pin
 
@@ -26,10 +27,8 @@ log = logging.getLogger("kiosk.technician")
 LOCKOUT_FILE = "technician-lockout.json"
 
 
-class TechnicianAuthError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class TechnicianAuthError(CodedError):
+    """A PIN or token refused (wrong_pin, locked_out, session_expired, ...)."""
 
 
 @dataclass

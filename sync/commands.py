@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from kiosk.coded_error import CodedError
+
 ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 PAYMENT_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 MAX_LIFETIME_MS = 7 * 24 * 3600 * 1000
@@ -35,10 +37,9 @@ TYPES = (
 )
 
 
-class CommandError(ValueError):
+class CommandError(CodedError, ValueError):
     def __init__(self, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(code, message)
         self.extra = extra  # more fields for the refusal (e.g. last_seq)
 
 

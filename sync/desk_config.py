@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kiosk.catalog import Catalog, CatalogError
-from kiosk.config import ConfigError, _band, _catalog, _Reader
+from kiosk.coded_error import CodedError
+from kiosk.config import ConfigError, TableReader, read_band, read_catalog
 from sync.commands import valid_phone
 
 FIELDS = {
@@ -36,10 +37,8 @@ FIELDS = {
 }
 
 
-class ConfigDocError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class ConfigDocError(CodedError, ValueError):
+    """A desk config document refused as a whole (nothing of it applied)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ def parse_config_doc(body: dict[str, Any], terminal_id: str, current: Catalog) -
             table = body["catalog"]
             if not isinstance(table, dict) or not table:
                 raise ConfigDocError("bad_value", "catalog must be a non-empty object")
-            catalog = _catalog(_Reader(source, "catalog", table))
+            catalog = read_catalog(TableReader(source, "catalog", table))
         if "commissions" in body:
             catalog = _commissions(body["commissions"], catalog or current, source)
     except ConfigError as exc:
@@ -113,7 +112,8 @@ def _commissions(table: Any, catalog: Catalog, source: str) -> Catalog:
         if not isinstance(bands, list):
             raise ConfigDocError("bad_value", f"commissions.{pid} must be a list of bands")
         parsed = tuple(
-            _band(_Reader(source, f"commissions.{pid}[{j}]", b)) for j, b in enumerate(bands)
+            read_band(TableReader(source, f"commissions.{pid}[{j}]", b))
+            for j, b in enumerate(bands)
         )
         providers[index] = dataclasses.replace(providers[index], bands=parsed)
     out = Catalog(providers=tuple(providers), categories=catalog.categories)

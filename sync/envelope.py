@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kiosk.coded_error import CodedError
 from sync.ed25519 import is_bad_signature
 
 VERSION = 1
@@ -36,12 +37,8 @@ KEY_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 SIG_LEN = 64
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(CodedError, ValueError):
     """A message that must be rejected; `code` is stable (docs/mqtt.md)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)
