@@ -1,8 +1,9 @@
 """Figure: the touchscreen — cold start to first frame, resident memory, event-to-screen.
 
-Judged here: the first frame within 2 s and at most 150 MB resident (docs/performance-
-targets.md now states the UI targets as ratios to a bare Kivy window; the bare window is
-measured below but not yet judged against). The real
+Judged here, as docs/performance-targets.md states them: the first frame within 1.5 × and
+the peak resident memory within 1.10 × a bare Kivy window's, both measured in the same run
+on the same display (software GL alone costs about 130 MiB, so an absolute limit would
+judge the machine's GL stack, not the UI). The real
 UI process (`python -m ui --report`) is started against the real core daemon (virtual
 devices) on an Xvfb display of its own (Mesa llvmpipe, as on a terminal without a GPU
 driver), and timed from just before the spawn to its `READY first_frame` line, printed at
@@ -53,8 +54,8 @@ from tests.xvfb import Xvfb, XvfbError
 
 KEY = "ui"
 TITLE = "Touchscreen: cold start to first frame, resident memory, event to screen"
-FIRST_FRAME_TARGET_S = 2.0
-RSS_TARGET_KIB = 150 * 1024  # 150 MB, read as MiB like top and ps
+FIRST_FRAME_RATIO = 1.5  # × a bare Kivy window's first frame (median of the starts)
+RSS_RATIO = 1.10  # peak VmHWM × a bare Kivy window's resident memory
 EVENT_TARGET_S = 1.0  # a support-number change must show within a second
 SIZE = (1280, 1024)
 DPI = 96
@@ -271,19 +272,21 @@ def run(ctx: Context) -> BenchResult:
         finally:
             x.stop()
     med_first = median(first)
+    bare_first_s = median(bare_first)
+    bare_kib = int(median(bare_rss))
     result.figures += [
         Figure("cold start → first frame", f"{fmt_ms(med_first)} (max {fmt_ms(max(first))})",
-               f"target {fmt_ms(FIRST_FRAME_TARGET_S)}; bare Kivy {fmt_ms(median(bare_first))}",
-               fmt_pct(med_first / FIRST_FRAME_TARGET_S), "≤ 2 s (median)",
-               verdict(med_first <= FIRST_FRAME_TARGET_S)),
+               f"bare Kivy window {fmt_ms(bare_first_s)}",
+               f"×{med_first / bare_first_s:.2f}", f"≤ ×{FIRST_FRAME_RATIO} (median)",
+               verdict(med_first <= FIRST_FRAME_RATIO * bare_first_s)),
         Figure("cold start → idle screen shown", f"{fmt_ms(median(idle))} (max "
                f"{fmt_ms(max(idle))})", f"first frame {fmt_ms(med_first)}", "",
                "none (connected, snapshot drawn)", verdict(None)),
         Figure("resident memory", f"{fmt_mb(int(median(rss_idle)))} at idle (peak "
                f"{fmt_mb(max(peak))} after every screen)",
-               f"target {fmt_mb(RSS_TARGET_KIB)}; bare Kivy {fmt_mb(int(median(bare_rss)))}",
-               fmt_pct(max(peak) / RSS_TARGET_KIB), "≤ 150 MB (peak)",
-               verdict(max(peak) <= RSS_TARGET_KIB)),
+               f"bare Kivy window {fmt_mb(bare_kib)}",
+               f"×{max(peak) / bare_kib:.2f}", f"≤ ×{RSS_RATIO} (peak)",
+               verdict(max(peak) <= RSS_RATIO * bare_kib)),
         Figure("memory above a bare Kivy window",
                f"+{fmt_mb(int(median(rss_idle) - median(bare_rss)))} at idle, "
                f"+{fmt_mb(int(max(peak) - median(bare_rss)))} peak",
