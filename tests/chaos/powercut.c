@@ -256,58 +256,45 @@ static int synced(const char *which, int fd) {
 
 int fsync(int fd) { return synced("fsync", fd); }
 
-ssize_t pwrite64(int fd, const void *buf, size_t n, off_t offset) {
-    pwrite_fn real = (pwrite_fn)dlsym(RTLD_NEXT, "pwrite64");
-    ssize_t rc = real(fd, buf, n, offset);
-    if (rc > 0) {
-        int saved = errno;
-        note_pending(fd, 'W', offset, buf, (size_t)rc);
-        errno = saved;
-    }
-    return rc;
+/* Record a completed change of a modelled file, keeping the caller's errno. */
+static void after_change(int fd, char kind, off_t at, const void *buf, size_t n) {
+    int saved = errno;
+    note_pending(fd, kind, at, buf, n);
+    errno = saved;
 }
 
-ssize_t pwrite(int fd, const void *buf, size_t n, off_t offset) {
-    pwrite_fn real = (pwrite_fn)dlsym(RTLD_NEXT, "pwrite");
-    ssize_t rc = real(fd, buf, n, offset);
-    if (rc > 0) {
-        int saved = errno;
-        note_pending(fd, 'W', offset, buf, (size_t)rc);
-        errno = saved;
+/* pwrite and pwrite64 (and ftruncate and ftruncate64) differ only in the symbol name. */
+#define POSITIONED_WRITE(name)                                            \
+    ssize_t name(int fd, const void *buf, size_t n, off_t offset) {      \
+        pwrite_fn real = (pwrite_fn)dlsym(RTLD_NEXT, #name);             \
+        ssize_t rc = real(fd, buf, n, offset);                           \
+        if (rc > 0) {                                                    \
+            after_change(fd, 'W', offset, buf, (size_t)rc);              \
+        }                                                                \
+        return rc;                                                       \
     }
-    return rc;
-}
+
+#define TRUNCATE(name)                                                   \
+    int name(int fd, off_t length) {                                     \
+        ftruncate_fn real = (ftruncate_fn)dlsym(RTLD_NEXT, #name);       \
+        int rc = real(fd, length);                                       \
+        if (rc == 0) {                                                   \
+            after_change(fd, 'T', length, NULL, 0);                      \
+        }                                                                \
+        return rc;                                                       \
+    }
+
+POSITIONED_WRITE(pwrite)
+POSITIONED_WRITE(pwrite64)
+TRUNCATE(ftruncate)
+TRUNCATE(ftruncate64)
 
 ssize_t write(int fd, const void *buf, size_t n) {
     write_fn real = (write_fn)dlsym(RTLD_NEXT, "write");
     off_t at = fd > 2 ? lseek(fd, 0, SEEK_CUR) : (off_t)-1;
     ssize_t rc = real(fd, buf, n);
     if (rc > 0 && at >= 0) {
-        int saved = errno;
-        note_pending(fd, 'W', at, buf, (size_t)rc);
-        errno = saved;
-    }
-    return rc;
-}
-
-int ftruncate64(int fd, off_t length) {
-    ftruncate_fn real = (ftruncate_fn)dlsym(RTLD_NEXT, "ftruncate64");
-    int rc = real(fd, length);
-    if (rc == 0) {
-        int saved = errno;
-        note_pending(fd, 'T', length, NULL, 0);
-        errno = saved;
-    }
-    return rc;
-}
-
-int ftruncate(int fd, off_t length) {
-    ftruncate_fn real = (ftruncate_fn)dlsym(RTLD_NEXT, "ftruncate");
-    int rc = real(fd, length);
-    if (rc == 0) {
-        int saved = errno;
-        note_pending(fd, 'T', length, NULL, 0);
-        errno = saved;
+        after_change(fd, 'W', at, buf, (size_t)rc);
     }
     return rc;
 }
@@ -339,13 +326,17 @@ static void forget(const char *path) {
     }
 }
 
+static void after_removal(const char *path) {
+    int saved = errno;
+    forget(path);
+    errno = saved;
+}
+
 int unlink(const char *path) {
     unlink_fn real = (unlink_fn)dlsym(RTLD_NEXT, "unlink");
     int rc = real(path);
     if (rc == 0) {
-        int saved = errno;
-        forget(path);
-        errno = saved;
+        after_removal(path);
     }
     return rc;
 }
@@ -354,9 +345,7 @@ int unlinkat(int dirfd, const char *path, int flags) {
     unlinkat_fn real = (unlinkat_fn)dlsym(RTLD_NEXT, "unlinkat");
     int rc = real(dirfd, path, flags);
     if (rc == 0 && (dirfd == AT_FDCWD || path[0] == '/')) {
-        int saved = errno;
-        forget(path);
-        errno = saved;
+        after_removal(path);
     }
     return rc;
 }
