@@ -345,8 +345,8 @@ class DiskRun:
             self.watcher.start()
             if self.with_ui:
                 self.xvfb = xvfb(st.workdir / "xvfb.log").start()
-                self.ui = UiProcess(st.core.socket, self.xvfb.display, st.workdir / "kivy",
-                                    "8 800 000-00-00")
+                self.ui = UiProcess(["-m", "ui", "--socket", str(st.core.socket), "--phone",
+                                     "8 800 000-00-00"], self.xvfb.display, st.workdir / "kivy")
                 self.ui.wait_for(lambda s: s["screen"] == "idle", 30)
             with st.client(timeout=10) as client:
                 self.report.scenarios.append(self.disk_full(client))

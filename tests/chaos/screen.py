@@ -29,14 +29,16 @@ def xvfb(log: Path) -> Xvfb:
 
 
 class UiProcess:
-    """`python -m ui --socket S --report` on the given display."""
+    """The customer screen as its own process with `--report` on the given display.
 
-    def __init__(self, socket: Path, display: str, home: Path, phone: str) -> None:
+    `where` says how it is started: ["-m", "ui", "--socket", S, ...] (the UI alone) or
+    ["-m", "kiosk", "ui", "-c", CONFIG] (through the CLI)."""
+
+    def __init__(self, where: list[str], display: str, home: Path) -> None:
         env = {**os.environ, "DISPLAY": display, "KIVY_HOME": str(home),
                "KIVY_NO_CONSOLELOG": "1", "KIVY_NO_ARGS": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ui", "--socket", str(socket), "--phone", phone, "--report",
-             "--size", f"{WIDTH}x{HEIGHT}", "--dpi", "96"],
+            [sys.executable, *where, "--report", "--size", f"{WIDTH}x{HEIGHT}", "--dpi", "96"],
             cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT)
         self.buf = b""
@@ -74,6 +76,16 @@ class UiProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        self._close()
+
+    def kill(self) -> None:
+        """A crash of the screen process: SIGKILL, no goodbye."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._close()
+
+    def _close(self) -> None:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 

@@ -7,61 +7,13 @@ one SHOWN line per frame that changed, with the texts of its visible labels).
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from kiosk.api_client import ApiClient
+from tests.chaos.screen import UiProcess
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class UiProcess:
-    def __init__(self, where: list[str], display: str, home: Path) -> None:
-        """`where`: ["-m", "ui", "--socket", S] or ["-m", "kiosk", "ui", "-c", CONFIG]."""
-        env = {**os.environ, "DISPLAY": display, "KIVY_HOME": str(home),
-               "KIVY_NO_CONSOLELOG": "1", "KIVY_NO_ARGS": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, *where, "--report", "--size", "1280x1024", "--dpi", "96"],
-            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT)
-        self.buf = b""
-        self.lines: list[str] = []
-
-    def wait_for(self, pred: Any, timeout: float = 20.0) -> dict[str, Any]:
-        """The first SHOWN report (from now on) that satisfies `pred`."""
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            while b"\n" in self.buf:
-                line, self.buf = self.buf.split(b"\n", 1)
-                text = line.decode(errors="replace")
-                self.lines.append(text)
-                if text.startswith("SHOWN "):
-                    shown = json.loads(text[6:])
-                    if pred(shown):
-                        return shown
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
-            if ready:
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                self.buf += chunk
-        raise AssertionError("the UI never showed it; last lines:\n" + "\n".join(
-            self.lines[-5:]))
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
 
 
 def _cash_shown(amount: str) -> Any:
