@@ -44,14 +44,18 @@ test-fast: setup
 bench: setup
 	$(PY) -m bench
 
+# Style (ruff), types (mypy, [mypy] in setup.cfg) and the layering (lint-imports, the
+# [importlinter] contracts in setup.cfg: docs/architecture.md "Layers and imports").
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 install:
 	./scripts/install.sh $(PREFIX) $(CONFIG)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache var demo-run
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache .import_linter_cache var demo-run
 
 
 # Reliability (issue 9, docs/reliability.md): the long chaos run (>= 1,000 payments with

@@ -233,9 +233,9 @@ RSS_TARGET_KIB = 60 * 1024  # core resident memory <= 60 MB (read as MiB)
 SAMPLE_S = 0.25  # VmRSS is sampled this often while the daemon runs
 MEMORY_RESEND_S = 2.0  # mqtt.resend_after_s here (default 30 s): the window goes out again
 # several times within the run, so a leak per resend would show
-SYNC_IMPORTS = ("import kiosk.cli, kiosk.daemon, drivers.virtual_acceptor, "
+SYNC_IMPORTS = ("import agent.cli, agent.daemon, drivers.virtual_acceptor, "
                 "drivers.virtual_printer, sync.agent; " + HOLD)
-CRYPTO_IMPORTS = ("import kiosk.cli, kiosk.daemon, drivers.virtual_acceptor, "
+CRYPTO_IMPORTS = ("import agent.cli, agent.daemon, drivers.virtual_acceptor, "
                   "drivers.virtual_printer, sync.agent; "
                   "import cryptography.hazmat.primitives.asymmetric.ed25519; " + HOLD)
 

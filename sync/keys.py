@@ -238,7 +238,7 @@ def make_ca(common_name: str = "kiosk test CA", days: int = 30):  # type: ignore
 
 
 def issue(
-    ca_key,  # type: ignore[no-untyped-def]
+    ca_key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
     csr: x509.CertificateSigningRequest,
     days: int = 30,
