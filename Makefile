@@ -46,10 +46,13 @@ bench: setup
 
 # Style (ruff), types (mypy, [mypy] in setup.cfg) and the layering (lint-imports, the
 # [importlinter] contracts in setup.cfg: docs/architecture.md "Layers and imports").
+# All three always run, so one pass shows every finding; any failure fails the target.
 lint: setup
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy
-	$(VENV)/bin/lint-imports
+	@status=0; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	$(VENV)/bin/lint-imports --no-cache || status=1; \
+	exit $$status
 
 install:
 	./scripts/install.sh $(PREFIX) $(CONFIG)
