@@ -35,9 +35,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from bench.common import (
     PYTHON,
@@ -105,7 +108,8 @@ def raw_publish_rate(port: int, n: int, payload: bytes) -> float:
     done = threading.Event()
     count = [0]
 
-    def on_publish(client, userdata, mid, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def on_publish(client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode,
+                   properties: Properties) -> None:
         count[0] += 1
         if count[0] >= n:
             done.set()
