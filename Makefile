@@ -44,14 +44,21 @@ test-fast: setup
 bench: setup
 	$(PY) -m bench
 
+# Style (ruff), types (mypy, [mypy] in setup.cfg) and the layering (lint-imports, the
+# [importlinter] contracts in setup.cfg: docs/architecture.md "Layers and imports").
+# All three always run, so one pass shows every finding; any failure fails the target.
 lint: setup
-	$(VENV)/bin/ruff check .
+	@status=0; \
+	$(VENV)/bin/ruff check . || status=1; \
+	$(VENV)/bin/mypy || status=1; \
+	$(VENV)/bin/lint-imports --no-cache || status=1; \
+	exit $$status
 
 install:
 	./scripts/install.sh $(PREFIX) $(CONFIG)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache var demo-run
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache .import_linter_cache var demo-run
 
 
 # Reliability (issue 9, docs/reliability.md): the long chaos run (>= 1,000 payments with

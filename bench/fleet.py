@@ -56,6 +56,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -892,10 +893,15 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True) -> BenchResul
         # 1. connect storm
         jitter = 5.0 if quick else 20.0
         rss0 = broker.rss_kib()
+
+        def to_all(obj: dict[str, Any]) -> None:
+            for w in run.workers:
+                w.send(obj)
+
         storm = run.measure(
             "connect storm", jitter + 60,
             until=lambda st: sum(s["connected"] for s in st) >= n,
-            start=lambda: [w.send({"op": "connect", "jitter_s": jitter}) for w in run.workers])
+            start=lambda: to_all({"op": "connect", "jitter_s": jitter}))
         st = run.worker_stats(samples=True)
         connack = [x for s in st for x in s["connack_lat"]]
         storm.extra = {"connack_p50": percentile(connack, 50) if connack else 0,
@@ -914,7 +920,7 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True) -> BenchResul
             rates = {"op": "rates", "health_s": HEALTH_S / factor,
                      "pay_per_h": PAYMENTS_PER_HOUR * factor}
             ph = run.measure(name, seconds,
-                             start=lambda r=rates: [w.send(r) for w in run.workers])
+                             start=partial(to_all, rates))
             st = run.worker_stats(samples=True)
             acks = [x for s in st for x in s["ack_lat"]]
             ph.extra = {"ack_p50": percentile(acks, 50) if acks else 0,

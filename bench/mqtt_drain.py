@@ -35,9 +35,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from bench.common import (
     PYTHON,
@@ -105,7 +108,8 @@ def raw_publish_rate(port: int, n: int, payload: bytes) -> float:
     done = threading.Event()
     count = [0]
 
-    def on_publish(client, userdata, mid, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def on_publish(client: mqtt.Client, userdata: Any, mid: int, reason_code: ReasonCode,
+                   properties: Properties) -> None:
         count[0] += 1
         if count[0] >= n:
             done.set()
@@ -233,9 +237,9 @@ RSS_TARGET_KIB = 60 * 1024  # core resident memory <= 60 MB (read as MiB)
 SAMPLE_S = 0.25  # VmRSS is sampled this often while the daemon runs
 MEMORY_RESEND_S = 2.0  # mqtt.resend_after_s here (default 30 s): the window goes out again
 # several times within the run, so a leak per resend would show
-SYNC_IMPORTS = ("import kiosk.cli, kiosk.daemon, drivers.virtual_acceptor, "
+SYNC_IMPORTS = ("import agent.cli, agent.daemon, drivers.virtual_acceptor, "
                 "drivers.virtual_printer, sync.agent; " + HOLD)
-CRYPTO_IMPORTS = ("import kiosk.cli, kiosk.daemon, drivers.virtual_acceptor, "
+CRYPTO_IMPORTS = ("import agent.cli, agent.daemon, drivers.virtual_acceptor, "
                   "drivers.virtual_printer, sync.agent; "
                   "import cryptography.hazmat.primitives.asymmetric.ed25519; " + HOLD)
 

@@ -237,7 +237,7 @@ class _Rig:
             if port is None:
                 self.stop()
                 raise BenchError(f"{profile.name}: the port did not open")
-            self.printer._port = _PlayedLine(port, played_baud)  # type: ignore[assignment]
+            self.printer._port = _PlayedLine(port, played_baud)
         if self.printer.status() is not PrinterStatus.OK:
             self.stop()
             raise BenchError(f"{profile.name}: the simulated printer is not OK")

@@ -51,8 +51,8 @@ RSS_TARGET_KIB = 60 * 1024  # 60 MB, read as MiB like top and ps
 PAYMENTS = 100_000
 IDLE_TIMEOUT_S = 30.0
 HOLD = "import time; print('READY', flush=True); time.sleep(600)"
-IMPORTS = ("import kiosk.cli, kiosk.daemon, drivers.virtual_acceptor, drivers.virtual_printer; "
-           + HOLD)
+IMPORTS = ("import agent.cli, agent.daemon, drivers.virtual_acceptor, "
+           "drivers.virtual_printer; " + HOLD)
 
 
 @dataclass

@@ -160,7 +160,11 @@ def _walk_screens(client: ApiClient, ui: UiProc, inbox: Path) -> None:
         ("confirm_account", {}, "cash"),
     ):
         client.intent(intent, **args)
-        ui.shown(lambda s, scr=screen: s["screen"] == scr)
+
+        def on_screen(s: dict[str, Any], scr: str = screen) -> bool:
+            return bool(s["screen"] == scr)
+
+        ui.shown(on_screen)
     with open(inbox, "a", encoding="utf-8") as f:
         f.write("insert 100\n")
     ui.shown(lambda s: s["labels"].get("cash.inserted", "").startswith("100"))
@@ -178,11 +182,18 @@ def _latency(client: ApiClient, ui: UiProc, rounds: int) -> tuple[list[float], l
         before = client.snapshot["seq"] if client.snapshot else -1
         sent = time.monotonic()
         client.intent(intent)
-        snap = client.wait_for(lambda s, b=before, scr=screen: s["seq"] > b
-                               and s["screen"] == scr, 10)
+
+        def pushed_screen(s: dict[str, Any], b: int = before, scr: str = screen) -> bool:
+            return bool(s["seq"] > b and s["screen"] == scr)
+
+        snap = client.wait_for(pushed_screen, 10)
         pushed = time.monotonic()  # our connection has the core's push by now
         seq = snap["seq"]
-        shown = ui.shown(lambda s, q=seq: isinstance(s.get("seq"), int) and s["seq"] >= q)
+
+        def drawn(s: dict[str, Any], q: int = seq) -> bool:
+            return isinstance(s.get("seq"), int) and s["seq"] >= q
+
+        shown = ui.shown(drawn)
         from_push.append(max(0.0, shown["t"] - pushed))
         from_send.append(shown["t"] - sent)
     return from_push, from_send
@@ -201,7 +212,11 @@ def _bill_latency(client: ApiClient, ui: UiProc, inbox: Path, bills: int) -> lis
         with open(inbox, "a", encoding="utf-8") as f:
             f.write("insert 100\n")
         want = f"{n * 100:,}".replace(",", "\u00a0") + ",00"
-        shown = ui.shown(lambda s, w=want: s["labels"].get("cash.inserted", "").startswith(w))
+
+        def counted(s: dict[str, Any], w: str = want) -> bool:
+            return bool(s["labels"].get("cash.inserted", "").startswith(w))
+
+        shown = ui.shown(counted)
         out.append(shown["t"] - t0)
     client.intent("pay")
     ui.shown(lambda s: s["screen"] == "receipt")

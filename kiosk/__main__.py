@@ -1,5 +1,7 @@
+"""`python -m kiosk`: the command line lives in the composition root (agent/cli.py)."""
+
 import sys
 
-from kiosk.cli import main
+from agent.cli import main
 
 sys.exit(main())

@@ -146,7 +146,7 @@ class ApiServer:
             with contextlib.suppress(OSError):
                 os.chmod(self.path.parent, DIR_MODE)
         # A socket left by a dead core; a live one cannot be here: the daemon holds the
-        # data folder's lock (kiosk.daemon.lock_data_dir) before it starts the server.
+        # data folder's lock (agent.daemon.lock_data_dir) before it starts the server.
         if self.path.exists() or self.path.is_symlink():
             self.path.unlink()
         self._server = await asyncio.start_unix_server(

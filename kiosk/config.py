@@ -13,6 +13,7 @@ import binascii
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import UnionType
 from typing import Any
 
 from kiosk.catalog import DEMO_CATALOG, Catalog, CatalogError, CommissionBand, Provider
@@ -153,14 +154,14 @@ class TableReader:
             else f"{self.source}: key '{key}'"
         )
 
-    def get(self, key: str, expected: type, default: Any, what: str = "") -> Any:
+    def get(self, key: str, expected: type | UnionType, default: Any, what: str = "") -> Any:
         self.used.add(key)
         if key not in self.table:
             return default
         value = self.table[key]
         ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
         if not ok:
-            name = what or expected.__name__
+            name = what or getattr(expected, "__name__", str(expected))
             raise ConfigError(f"{self.where(key)} must be {name}, got {value!r}")
         return value
 

@@ -57,15 +57,16 @@ def run_payment(
         before = client.snapshot["session"]["inserted_minor"]
         feed(rubles)
         expected = before + rubles * 100
-        snap = client.wait_for(
-            lambda s, e=expected: (
+
+        def counted(s: dict[str, Any], e: int = expected) -> bool:
+            return bool(
                 s["screen"] != "cash"
                 or (s["session"] or {}).get("inserted_minor", 0) >= e
                 or (s["notice"] or {}).get("code")
                 in ("bill_rejected", "bill_returned", "bill_over_max")
-            ),
-            timeout,
-        )
+            )
+
+        snap = client.wait_for(counted, timeout)
         if snap["screen"] != "cash":
             break
     if client.snapshot and client.snapshot["screen"] == "cash":

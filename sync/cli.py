@@ -26,7 +26,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sync import topics
 from sync.keys import (
@@ -37,6 +37,10 @@ from sync.keys import (
     public_b64,
     write_signing_key,
 )
+
+if TYPE_CHECKING:  # imported lazily at run time: the desk is not needed by every command
+    from sync.desk import Desk
+    from sync.desk_service.db import DeskDB
 
 DESK_KEY = "desk.ed25519.key"
 DEFAULT_DB = "desk/desk.sqlite"
@@ -78,8 +82,7 @@ def _client_id(args: argparse.Namespace, role: str) -> str:
     return args.client_id or f"desk-{role}-{socket.gethostname()[:20]}-{os.getpid()}"
 
 
-def _desk(args: argparse.Namespace, consume: bool, db: Any = None,  # type: ignore[no-untyped-def]
-          **kw: Any):
+def _desk(args: argparse.Namespace, consume: bool, db: Any = None, **kw: Any) -> Desk:
     from sync.desk import SHARE_GROUP, Desk, describe, load_terminal_keys
 
     key_path = Path(args.key)
@@ -359,7 +362,7 @@ def _await_puback(desk: Any, what: str, retained: bool = False) -> int:
     return EXIT_OK
 
 
-def _open_db(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _open_db(args: argparse.Namespace) -> DeskDB:
     from sync.desk_service.db import DeskDB
 
     return DeskDB(args.db)

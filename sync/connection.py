@@ -34,6 +34,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from sync.backoff import Backoff
@@ -411,7 +412,8 @@ class Connection:
         self._fail_queued("stopped")
 
     # -- paho callbacks (network thread) -----------------------------------------------
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
         if reason_code.is_failure:
             self.stats.last_error = f"CONNACK {reason_code}"
             log.warning("%s: broker refused the connection: %s", self.name, reason_code)
@@ -450,16 +452,18 @@ class Connection:
         except Exception:
             log.exception("%s: on_connected handler failed", self.name)
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:
         self.stats.reasons.append(str(reason_code))
         self._lost_flag = True
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
         bad = [str(rc) for rc in reason_codes if rc.is_failure]
         if bad:
             log.warning("%s: subscription refused: %s", self.name, ", ".join(bad))
 
-    def _on_message(self, client, userdata, message) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         props = getattr(message, "properties", None)
         msg = Inbound(
             generation=self.generation,
@@ -476,7 +480,8 @@ class Connection:
         except Exception:
             log.exception("%s: on_message handler failed", self.name)
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int,
+                    reason_code: ReasonCode, properties: Properties) -> None:
         tag = self._mids.pop(mid, None)
         ok = not reason_code.is_failure
         if not ok:

@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,13 @@ from sync import topics
 from sync.backoff import Backoff
 from sync.connection import Connection, ConnSettings, Inbound, Subscription
 from sync.desk_service.db import CommitStats, DeskDB, database_lost, record_problem
+from sync.ed25519 import PrivateKey, PublicKey
 from sync.envelope import MAX_ENVELOPE_BYTES, EnvelopeError, open_envelope, peek_body, seal
 from sync.keys import key_id, load_public_key
+
+# Keys the desk signs and checks with: ours (sync/ed25519.py) or `cryptography` ones.
+SigningKey = PrivateKey | Ed25519PrivateKey
+VerifyKey = PublicKey | Ed25519PublicKey
 
 log = logging.getLogger("sync.desk")
 
@@ -108,9 +113,9 @@ class _Pending:
         self.after.extend(other.after)
 
 
-def load_terminal_keys(directory: Path) -> dict[str, Ed25519PublicKey]:
+def load_terminal_keys(directory: Path) -> dict[str, PublicKey]:
     """`<terminal id>.pub` files (PEM or base64 raw) in a folder."""
-    keys = {}
+    keys: dict[str, PublicKey] = {}
     for path in sorted(directory.glob("*.pub")):
         keys[path.stem] = load_public_key(path)
     return keys
@@ -121,9 +126,9 @@ class Desk:
         self,
         host: str,
         port: int,
-        key: Ed25519PrivateKey,
+        key: SigningKey,
         kid: str,
-        terminal_keys: dict[str, Ed25519PublicKey],
+        terminal_keys: Mapping[str, VerifyKey],
         db_path: Path | str | DeskDB,
         client_id: str = "desk",
         tls: tuple[Path, Path, Path] | None = None,  # ca, cert, key
@@ -154,8 +159,8 @@ class Desk:
         self.on_report = on_report
         self.auto_ack = auto_ack
         self.ack_delay_s = ack_delay_s  # tests: a slow desk, so a drain can be caught mid-way
-        self.states: dict[str, dict[str, Any]] = {}
-        self.health: dict[str, dict[str, Any]] = {}
+        self.states: dict[str, dict[str, Any] | None] = {}  # None: the retained report was cleared
+        self.health: dict[str, dict[str, Any] | None] = {}
         self.results: dict[str, dict[str, Any]] = {}
         self.result_props: dict[str, bytes | None] = {}
         # cmd id -> the broker's PUBACK reason ("Success": queued or delivered to the

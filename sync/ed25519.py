@@ -18,6 +18,7 @@ import binascii
 import ctypes
 import ctypes.util
 import os
+from collections.abc import Callable
 from typing import Any
 
 NID_ED25519 = 1087
@@ -100,8 +101,11 @@ class _PKey:
         if _LIB is None:
             from cryptography.hazmat.primitives.asymmetric import ed25519
 
-            cls = ed25519.Ed25519PrivateKey if private else ed25519.Ed25519PublicKey
-            loader = cls.from_private_bytes if private else cls.from_public_bytes  # type: ignore[attr-defined]
+            loader: Callable[[bytes], Any] = (
+                ed25519.Ed25519PrivateKey.from_private_bytes
+                if private
+                else ed25519.Ed25519PublicKey.from_public_bytes
+            )
             self._key: Any = loader(raw)
             self._ptr = None
             return

@@ -56,7 +56,7 @@ def build_health(
         ledger_state = {"ok": False, "error": f"ledger failed: {str(exc)[:200]}"}
     try:
         usage = shutil.disk_usage(ledger.path.parent)
-        disk = {"free_bytes": usage.free, "total_bytes": usage.total}
+        disk: dict[str, int | None] = {"free_bytes": usage.free, "total_bytes": usage.total}
     except OSError:
         disk = {"free_bytes": None, "total_bytes": None}
     return {

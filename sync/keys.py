@@ -29,6 +29,7 @@ from sync.ed25519 import Ed25519Error, PrivateKey, PublicKey
 if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 SIGNING_KEY = "terminal.ed25519.key"
 SIGNING_PUB = "terminal.ed25519.pub"
@@ -217,7 +218,9 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def make_ca(common_name: str = "kiosk test CA", days: int = 30):  # type: ignore[no-untyped-def]
+def make_ca(
+    common_name: str = "kiosk test CA", days: int = 30
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -238,7 +241,7 @@ def make_ca(common_name: str = "kiosk test CA", days: int = 30):  # type: ignore
 
 
 def issue(
-    ca_key,  # type: ignore[no-untyped-def]
+    ca_key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
     csr: x509.CertificateSigningRequest,
     days: int = 30,
@@ -281,7 +284,7 @@ def issue(
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def pem(obj) -> bytes:  # type: ignore[no-untyped-def]
+def pem(obj: x509.Certificate | x509.CertificateSigningRequest | PrivateKeyTypes) -> bytes:
     """PEM of a certificate, CSR or (unencrypted) private key."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization

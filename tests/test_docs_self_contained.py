@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PROTOCOLS = DOCS / "protocols"
 
-SOURCE_DIRS = ("drivers", "kiosk", "sync", "ui", "bench", "tests", "scripts", "firmware_profiles")
+SOURCE_DIRS = ("agent", "drivers", "kiosk", "sync", "ui", "bench", "tests", "scripts",
+               "firmware_profiles")
 SOURCE_SUFFIXES = {".py", ".toml", ".sh"}
 SKIP_PARTS = {".venv", "__pycache__", "build", ".git"}
 

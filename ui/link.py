@@ -128,8 +128,12 @@ class CoreLink:
         last = client.snapshot
         while not self._stop.is_set():
             seen = last
+
+            def fresh(s: dict[str, Any], seen: dict[str, Any] | None = seen) -> bool:
+                return s is not seen
+
             try:
-                snap = client.wait_for(lambda s, seen=seen: s is not seen, timeout=HEARTBEAT_S)
+                snap = client.wait_for(fresh, timeout=HEARTBEAT_S)
             except TimeoutError:
                 snap = client.request("snapshot")  # raises if the core hangs or left
             last = client.snapshot = snap

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from kivy.clock import Clock
@@ -201,7 +202,7 @@ class TechScreen(BaseScreen):
                         width=mm(62))
         for tab in self.TABS:
             b = fixed(Btn(ident=f"tech.tab.{tab}", style="tab",
-                          action=lambda t=tab: self.show_tab(t)), h_mm=theme.BUTTON_H)
+                          action=partial(self.show_tab, tab)), h_mm=theme.BUTTON_H)
             self.tab_buttons[tab] = b
             nav.add_widget(b)
         nav.add_widget(spacer())

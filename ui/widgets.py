@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from kivy.clock import Clock
 from kivy.graphics import Color, Line, Rectangle, RoundedRectangle
@@ -34,6 +35,8 @@ from kivy.uix.widget import Widget
 from ui import theme
 from ui.config import Gesture
 from ui.theme import mm
+
+W = TypeVar("W", bound=Widget)
 
 SYMBOL_FONT = "DejaVuSans"  # bundled with Kivy; has ⌫ which Roboto lacks
 
@@ -168,8 +171,8 @@ def shown(widget: Widget, visible: bool) -> None:
     widget.disabled = not visible
 
 
-def fixed(widget: Widget, w_mm: float | None = None, h_mm: float | None = None) -> Widget:
-    """Give a widget a physical size in one or both directions."""
+def fixed(widget: W, w_mm: float | None = None, h_mm: float | None = None) -> W:
+    """Give a widget a physical size in one or both directions (the same widget back)."""
     if w_mm is not None:
         widget.size_hint_x = None
         widget.width = mm(w_mm)
@@ -213,7 +216,7 @@ class Keypad(GridLayout):
         for key in ("1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "back"):
             text = {"clear": "C", "back": "⌫"}.get(key, key)
             btn = Btn(text=text, style="key", font_mm=theme.F_KEY, ident=f"{ident}.{key}",
-                      action=lambda k=key: on_key(k), size_hint=(None, None),
+                      action=partial(on_key, key), size_hint=(None, None),
                       size=(mm(key_w), mm(key_h)))
             if key == "back":
                 btn.font_name = SYMBOL_FONT
@@ -262,7 +265,7 @@ class LetterKeyboard(BoxLayout):
                         height=mm(self.key_h))
         for key, text, w in keys:
             btn = Btn(text=text, style="key", font_mm=theme.F_BUTTON, ident=f"kb.{key}",
-                      action=lambda k=key: self.on_key(k), size_hint=(None, None),
+                      action=partial(self.on_key, key), size_hint=(None, None),
                       size=(mm(w), mm(self.key_h)))
             if key == "back":
                 btn.font_name = SYMBOL_FONT

@@ -134,7 +134,7 @@ class CcnetSimulator(PtyDeviceSimulator[CcnetDeviceModel]):
     NAME = "ccnet"
     COMMANDS = COMMANDS
     FRAME_DECODER = FrameDecoder
-    BUILD_FRAME = staticmethod(build_frame)
+    BUILD_FRAME = build_frame
     NOISE_HEAD = bytes((SYNC, Address.BILL_VALIDATOR, NOISE_LNG))
     """SYNC, our address and a long LNG."""
 

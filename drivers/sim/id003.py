@@ -145,7 +145,7 @@ class Id003Simulator(PtyDeviceSimulator[Id003DeviceModel]):
     NAME = "id003"
     COMMANDS = COMMANDS
     FRAME_DECODER = FrameDecoder
-    BUILD_FRAME = staticmethod(build_frame)
+    BUILD_FRAME = build_frame
     NOISE_HEAD = bytes((SYNC, NOISE_LNG))
     """SYNC and a long LNG."""
 

@@ -226,7 +226,8 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
     FRAME_DECODER: ClassVar[Callable[[], StreamDecoder[Any]]]
     """The protocol's frame decoder class (a fresh one after an unplug)."""
     BUILD_FRAME: ClassVar[Callable[[int, bytes], bytes]]
-    """The protocol's `build_frame(code, data)`, wrapped in staticmethod."""
+    """The protocol's `build_frame(code, data)`. Both are read through the class
+    (`type(self).X`), so a plain function stays a function, not a bound method."""
 
     model: ModelT
 
@@ -240,7 +241,7 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
         self._echo = echo
         self._link = link
         self._pty: PseudoTerminal | None = None
-        self._decoder = self.FRAME_DECODER()
+        self._decoder = type(self).FRAME_DECODER()
         self._armed = {"corrupt": 0, "drop": 0, "garbage": 0}
         self._after = {"corrupt": 0, "drop": 0}  # replies let through before arming bites
         self._late = 0  # replies still to send late
@@ -313,7 +314,7 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
                 return "already unplugged"
             self._pty.close()
             self._pty = None
-            self._decoder = self.FRAME_DECODER()
+            self._decoder = type(self).FRAME_DECODER()
             self._outbox.clear()  # frames still queued never make it onto the line
         self._emit("unplugged")
         return "ok"
@@ -465,7 +466,7 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
             self._after_host_nak()
         if reply is None:
             return
-        out = self.BUILD_FRAME(reply[0], reply[1:])
+        out = type(self).BUILD_FRAME(reply[0], reply[1:])
         self._last_reply = out
         if self._bites("drop"):
             self._emit("reply dropped")

@@ -1,7 +1,7 @@
 """`python -m tests.chaos.faultcore run --config FILE`: the real core daemon with a disk
 fault hook, for the M10 runs (tests/chaos/disk.py).
 
-Everything is `kiosk run` unchanged (kiosk.cli.main), except that every Ledger the
+Everything is `kiosk run` unchanged (agent.cli.main), except that every Ledger the
 process opens is remembered and a thread watches the control file named by
 KIOSK_FAULT_DISK_FILE. Writing one word to that file sets the disk's state through
 SQLite's own limits, on the ledger's own connection, between two transactions:
@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any
 
-from kiosk.cli import main
+from agent.cli import main
 from kiosk.ledger import Ledger
 
 ENV = "KIOSK_FAULT_DISK_FILE"

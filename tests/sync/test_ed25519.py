@@ -105,7 +105,7 @@ def test_bad_keys_are_clear_errors(tmp_path):
 
 
 def test_the_daemon_side_never_imports_cryptography():
-    code = ("import sys, kiosk.daemon, sync.agent, sync.keys, sync.envelope; "
+    code = ("import sys, agent.daemon, sync.agent, sync.keys, sync.envelope; "
             "from sync.keys import load_or_create_signing_key; import tempfile, pathlib; "
             "d = pathlib.Path(tempfile.mkdtemp()); k, _ = load_or_create_signing_key(d / 'k'); "
             "k.sign(b'x'); print(sorted(m for m in sys.modules if m.startswith('cryptography')))")

@@ -39,9 +39,9 @@ class BaseScreen(Screen):
     def title(self, ident: str, h_mm: float = 16, **kw: Any) -> Text:
         kw.setdefault("font_mm", theme.F_TITLE)
         kw.setdefault("bold", True)
-        return fixed(Text(ident=ident, **kw), h_mm=h_mm)  # type: ignore[return-value]
+        return fixed(Text(ident=ident, **kw), h_mm=h_mm)
 
     def button(self, ident: str, action: Any, style: str = "primary", w_mm: float = 60,
                h_mm: float = theme.BUTTON_H, **kw: Any) -> Btn:
-        return fixed(Btn(ident=ident, action=action, style=style, **kw),  # type: ignore
+        return fixed(Btn(ident=ident, action=action, style=style, **kw),
                      w_mm=w_mm, h_mm=h_mm)

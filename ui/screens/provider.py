@@ -7,6 +7,7 @@ Russian and the English name, so "мтс" and "mts" find the same provider.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from kivy.uix.boxlayout import BoxLayout
@@ -182,7 +183,7 @@ class ProviderScreen(BaseScreen):
             self.cats.clear_widgets()
             self.cat_buttons = [
                 fixed(Btn(ident=f"provider.cat.{cid}", style="tab",
-                          action=lambda c=cid: self._pick_category(c)), h_mm=theme.BUTTON_H)
+                          action=partial(self._pick_category, cid)), h_mm=theme.BUTTON_H)
                 for cid, _ in cats
             ]
             for b in self.cat_buttons:

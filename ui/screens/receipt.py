@@ -50,6 +50,7 @@ class ReceiptScreen(BaseScreen):
             for k in ("inserted", "commission", "credited")
         )
         receipt = lp.get("receipt")
+        bg: tuple[float, float, float, float]
         if receipt == "printed":
             text, bg = ctl.t("receipt_printed"), theme.INFO_BG
         elif receipt == "failed":

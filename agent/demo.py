@@ -21,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from drivers.profiles import load_profile
@@ -129,12 +130,17 @@ def main(args: argparse.Namespace) -> int:
     )
     printer.start()
     bills_sim: CcnetSimulator | Id003Simulator | None = None
+    feed: Callable[[int], None]
     if args.acceptor in ACCEPTOR_PROFILES:
         simulator = CcnetSimulator if args.acceptor == "ccnet" else Id003Simulator
         name = "CashCode CCNET" if args.acceptor == "ccnet" else "JCM ID-003"
         _say(f"{name} bill validator simulator on a pseudo-terminal")
-        bills_sim = simulator(link=work / "acceptor.pty").start()
-        feed = lambda rubles: bills_sim.command(f"insert {rubles}")  # noqa: E731
+        sim = bills_sim = simulator(link=work / "acceptor.pty").start()
+
+        def insert(rubles: int) -> None:
+            sim.command(f"insert {rubles}")
+
+        feed = insert
     else:
         feed = inbox_feeder(work / "data" / "virtual-acceptor.inbox")
     core = ui = None
@@ -155,10 +161,10 @@ def main(args: argparse.Namespace) -> int:
                 f"support phone {snap['terminal']['support_phone']}"
             )
             _say(f"a customer pays {DEMO_ACCOUNT} ({DEMO_PROVIDER}) with bills {DEMO_BILLS}")
-            client.wait_for(lambda s: s["screen"] == "idle", timeout=30)
+            idle = client.wait_for(lambda s: s["screen"] == "idle", timeout=30)
             print(
-                f"acceptor: {client.snapshot['acceptor']['status']}, printer: "
-                f"{client.snapshot['printer']['status']}"
+                f"acceptor: {idle['acceptor']['status']}, printer: "
+                f"{idle['printer']['status']}"
             )
             payment = run_payment(client, DEMO_PROVIDER, DEMO_ACCOUNT, DEMO_BILLS, feed)
             print(json.dumps(payment, ensure_ascii=False, indent=2))

@@ -51,7 +51,7 @@ def _print_json(obj: Any) -> None:
 
 # -- commands ------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from kiosk.daemon import run, setup_logging
+    from agent.daemon import run, setup_logging
 
     setup_logging(args.verbose)
     return run(_config(args))
@@ -220,7 +220,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
 def _ledger_init_offline(config: Config, pin: str, confirm: str, reason: str) -> int:
     """No core running: do it here, under the data folder's lock (a core starting now
     waits for nobody: it finds the lock taken and refuses, so nothing races)."""
-    from kiosk.daemon import AlreadyRunning, lock_data_dir
+    from agent.daemon import AlreadyRunning, lock_data_dir
     from kiosk.ledger import Ledger, LedgerError, LedgerIdentityError
     from kiosk.pin import verify_pin
 
@@ -307,7 +307,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from kiosk.demo import main as demo_main
+    from agent.demo import main as demo_main
 
     return demo_main(args)
 

@@ -19,7 +19,7 @@ from kiosk.ledger import Ledger, LedgerError, LedgerIdentityError
 from kiosk.preflight import check_devices
 from kiosk.sdnotify import Notifier
 
-log = logging.getLogger("kiosk.daemon")
+log = logging.getLogger("kiosk.daemon")  # the name operators filter the journal by: kept
 
 TICK_S = 0.1
 # Fault injection for the watchdog test: while this file exists the main loop stalls, as
