@@ -32,11 +32,8 @@ Money rules (docs/invariants.md M1-M4, M6; docs/protocols/id003.md):
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import re
-import termios
 from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
@@ -90,7 +87,7 @@ from drivers.profiles import Profile, SerialSettings
 from drivers.transport import open_port
 
 __all__ = ["LABEL", "PROTOCOL", "READ_TIMEOUT_S", "Id003Acceptor", "PortOpener",
-           "check_id003_profile", "default_opener", "open_with"]
+           "check_id003_profile", "default_opener"]
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +95,6 @@ PROTOCOL = "id003"
 LABEL = "ID-003"
 READ_TIMEOUT_S = 0.01
 """Port read granularity: how late the link notices its deadline, at most."""
-NO_PARITY = "N"
-_PTY_SLAVE_MAJORS = range(136, 144)
-"""Linux device majors of Unix98 pty slaves (/dev/pts/N)."""
 
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9()_.-]")
 _OPTIONAL_FUNCTIONS = (Command.COMMUNICATION_MODE, Command.OPTIONAL_FUNCTION)
@@ -108,31 +102,8 @@ _OPTIONAL_FUNCTIONS = (Command.COMMUNICATION_MODE, Command.OPTIONAL_FUNCTION)
 
 
 def default_opener(url: str, settings: SerialSettings) -> SerialPort:
-    return open_with(lambda u, s: open_port(u, s, timeout_s=READ_TIMEOUT_S), url, settings)
-
-
-def open_with(opener: PortOpener, url: str, settings: SerialSettings) -> SerialPort:
-    """`opener(url, settings)`, tolerating a pseudo-terminal's lack of parity.
-
-    A pty has no parity bit: Linux drops PARENB, and (seen on 6.x kernels) refuses with
-    EINVAL a tcsetattr whose only change is PARENB, so the second open of the same pty at
-    8E1 fails inside pyserial with termios.error, which is not an OSError. On a pty the
-    parity setting means nothing, so it is opened as 8N1; anything else is an OSError.
-    """
-    try:
-        return opener(url, settings)
-    except termios.error as exc:
-        if settings.parity != NO_PARITY and _is_pty(url):
-            return opener(url, dataclasses.replace(settings, parity=NO_PARITY))
-        raise OSError(f"cannot open serial port {url}: {exc}") from exc
-
-
-def _is_pty(url: str) -> bool:
-    try:
-        rdev = os.stat(url).st_rdev
-    except (OSError, ValueError):
-        return False
-    return os.major(rdev) in _PTY_SLAVE_MAJORS
+    """The port at 9600 8E1 (a pty opens as 8N1: see `drivers.transport.open_port`)."""
+    return open_port(url, settings, timeout_s=READ_TIMEOUT_S)
 
 
 class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
@@ -211,7 +182,7 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
     # -- the port and the link -----------------------------------------------------------
 
     def _open_port(self) -> SerialPort:
-        return open_with(self._opener, self._port_url, self._profile.serial)
+        return self._opener(self._port_url, self._profile.serial)
 
     def _new_link(self, port: SerialPort) -> Id003Link:
         return Id003Link(port, self._timing.link, self._frame_log)
