@@ -26,7 +26,6 @@ import enum
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from drivers.acceptor import (
 )
 from drivers.acceptor_timing import AcceptorTiming
 from drivers.bill_cache import load_bills, save_bills
+from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.frame_link import LinkError, NoReply, PortError, SerialPort
 from drivers.framelog import FrameLog
 from drivers.profiles import Profile, SerialSettings
@@ -122,8 +122,10 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
         bill_table_cache: Path | None,
         currency: str | None,
         opener: PortOpener,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._port_url = port
+        self._clock = clock
         self._profile = profile
         self._timing = timing
         self._auto = list(auto)  # (profile, its timing): identification may pick one
@@ -410,9 +412,9 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
         unit makes no progress until it is ACKed), and a listener that keeps failing
         means the ledger is down (M10), where waiting is right.
         """
-        deadline = time.monotonic() + self._timing.stuck_state_s
+        deadline = self._clock.monotonic() + self._timing.stuck_state_s
         while self._state_code == self.CREDIT_STATE or (
-            self._state_code in self.IN_BILL_PATH and time.monotonic() < deadline
+            self._state_code in self.IN_BILL_PATH and self._clock.monotonic() < deadline
         ):
             self._sleep(self._timing.active_poll_s)
             self._poll()
@@ -436,19 +438,19 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
     def _wait_initialized(self) -> bool:
         """Poll until the unit has left its initializing states; False (and FAILURE
         reported) when it has not within the init timeout."""
-        deadline = time.monotonic() + self._timing.init_timeout_s
+        deadline = self._clock.monotonic() + self._timing.init_timeout_s
         while True:
             try:
                 reply = self._poll()
             except NoReply:
                 reply = None  # some units are silent while they reset
-                if time.monotonic() > deadline:
+                if self._clock.monotonic() > deadline:
                     raise
             code = self._state_code if reply is not None else None
             self._initializing(code)
             if code is not None and code not in self.INITIALIZING_STATES | {self.CREDIT_STATE}:
                 return True
-            if time.monotonic() > deadline:
+            if self._clock.monotonic() > deadline:
                 last = self._describe(*self._last_state) if self._last_state else "no answer"
                 self._set_status(
                     AcceptorStatus.FAILURE,
@@ -562,13 +564,13 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
     def _note_state(self, code: int) -> None:
         if code != self._state_code:
             self._state_code = code
-            self._state_since = time.monotonic()
+            self._state_since = self._clock.monotonic()
             self._stuck_reported = False
 
     def _check_stuck(self) -> None:
         if self._state_code not in self.TRANSIENT_STATES or self._stuck_reported:
             return
-        elapsed = time.monotonic() - self._state_since
+        elapsed = self._clock.monotonic() - self._state_since
         if elapsed > self._timing.stuck_state_s:
             self._stuck_reported = True
             self._set_status(
@@ -582,7 +584,7 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
     def _on_escrow(self, code: int | None) -> None:
         esc = self._escrow
         if esc is None or esc.code != code:
-            esc = self._escrow = Escrow(code, self._bill_for(code), time.monotonic())
+            esc = self._escrow = Escrow(code, self._bill_for(code), self._clock.monotonic())
         if esc.decision in _SENT_DECISIONS:
             self._send_decision(esc, esc.decision)  # our command was lost: repeat, not re-ask
         else:
@@ -593,7 +595,7 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
         if esc is None:
             # Holding a bill we never saw in escrow (driver restarted): we cannot credit
             # what we cannot name, so give it back.
-            esc = self._escrow = Escrow(None, None, time.monotonic(), EscrowDecision.HOLD)
+            esc = self._escrow = Escrow(None, None, self._clock.monotonic(), EscrowDecision.HOLD)
         if esc.decision in _SENT_DECISIONS:
             self._send_decision(esc, esc.decision)
         else:
@@ -609,7 +611,7 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
                 decision = EscrowDecision.RETURN
             elif (
                 esc.decision is EscrowDecision.HOLD
-                and time.monotonic() - esc.since > self._timing.escrow_hold_max_s
+                and self._clock.monotonic() - esc.since > self._timing.escrow_hold_max_s
             ):
                 self.log.warning("bill held longer than %.0f s; returning",
                                  self._timing.escrow_hold_max_s)
@@ -695,10 +697,10 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
     def _sleep(self, seconds: float, wake_early: bool = False) -> None:
         """Wait, but return at once on stop(); with `wake_early`, also on engine requests."""
         if wake_early:
-            if self._wake.wait(seconds):
+            if self._clock.wait(self._wake, seconds):
                 self._wake.clear()
         elif seconds > 0:
-            self._stopping.wait(seconds)
+            self._clock.wait(self._stopping, seconds)
         self._check_stop()
 
     def __repr__(self) -> str:

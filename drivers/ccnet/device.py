@@ -54,6 +54,7 @@ from drivers.ccnet.states import (
     reject_reason_text,
 )
 from drivers.ccnet.timing import CcnetTiming
+from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.framelog import FrameLog
 from drivers.profiles import Profile, ProfileError, SerialSettings
 from drivers.transport import open_port
@@ -122,6 +123,7 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
         bill_table_cache: Path | None = None,
         currency: str | None = None,
         opener: PortOpener = default_opener,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         check_ccnet_profile(profile)
         timing = timing or CcnetTiming.from_profile(profile)
@@ -138,6 +140,7 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
             bill_table_cache=bill_table_cache,
             currency=currency,
             opener=opener,
+            clock=clock,
         )
         self._address = profile_address(profile)
         self._ident: Identification | None = None
@@ -150,7 +153,7 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
         return self._opener(self._port_url, self._profile.serial)
 
     def _new_link(self, port: SerialPort) -> CcnetLink:
-        return CcnetLink(port, self._timing.link, self._frame_log, self._address)
+        return CcnetLink(port, self._timing.link, self._frame_log, self._address, self._clock)
 
     def _leave_disabled(self, link: CcnetLink) -> None:
         link.request(Command.ENABLE_BILL_TYPES, bytes(2 * MASK_LEN))  # M4: leave it disabled

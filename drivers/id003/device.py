@@ -41,6 +41,7 @@ from typing import ClassVar
 from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill, StackOrigin
 from drivers.acceptor_base import UNIDENTIFIED, Escrow, LineThreadAcceptor, Phase, PortOpener
 from drivers.acceptor_profiles import check_acceptor_profile
+from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.framelog import FrameLog
 from drivers.id003.currency import (
     bills_of,
@@ -149,6 +150,7 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
         stack_marker: Path | None = None,
         currency: str | None = None,
         opener: PortOpener = default_opener,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         check_id003_profile(profile)
         timing = timing or Id003Timing.from_profile(profile)
@@ -166,6 +168,7 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
             bill_table_cache=bill_table_cache,
             currency=currency,
             opener=opener,
+            clock=clock,
         )
         self._settings = settings
         self._version: VersionReply | None = None
@@ -185,7 +188,7 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
         return self._opener(self._port_url, self._profile.serial)
 
     def _new_link(self, port: SerialPort) -> Id003Link:
-        return Id003Link(port, self._timing.link, self._frame_log)
+        return Id003Link(port, self._timing.link, self._frame_log, self._clock)
 
     def _leave_disabled(self, link: Id003Link) -> None:
         link.request(Command.INHIBIT, bytes((INHIBIT_ON,)))  # M4
