@@ -8,17 +8,21 @@ dict keyed by event key, as the ledger does.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 
 import pytest
 
 from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackOrigin
-from drivers.ccnet.device import CcnetAcceptor
+from drivers.ccnet.device import CcnetAcceptor, default_opener
 from drivers.profiles import Profile, ProfileError, load_profile
 from drivers.sim.ccnet import CcnetSimulator
 from drivers.sim.ccnet_model import SimTiming
-from tests.acceptor_fixtures import insert_and_wait_credit
+from tests.acceptor_fixtures import (
+    CountingOpener,
+    RecordingListener,
+    insert_and_wait_credit,
+    wait_polls,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -74,7 +78,7 @@ def test_stop_leaves_unit_disabled(sim, listener, running, wait_until) -> None:
 def test_insert_escrow_stack_credited_exactly_once(sim, listener, running, wait_until) -> None:
     insert_and_wait_credit(sim, listener, wait_until)
     sim.wait_for("host acked 0x81")
-    time.sleep(0.1)  # a few more polls: nothing more may be credited
+    wait_polls(sim)  # a few more polls: nothing more may be credited
     assert listener.escrows == [Bill(RUB_500, "RUB", 5)]
     assert len(listener.stacked_calls) == 1
     (stacked,) = listener.ledger.values()
@@ -205,7 +209,7 @@ def test_currency_filter_enables_only_that_currency(
 ) -> None:
     acceptor = make_acceptor(sim, listener, currency="USD")
     acceptor.enable([RUB_500])  # 500.00 in minor units, but the table is in RUB
-    time.sleep(0.1)
+    wait_polls(sim)
     assert sim.model.enabled == frozenset()
     # a unit that can take no note of the terminal's currency is unusable (issue 12)
     assert acceptor.status is AcceptorStatus.FAILURE
@@ -235,7 +239,7 @@ def test_fault_reported_nothing_credited_and_recovers(
     assert listener.saw_status(status, detail)
     assert status.is_fault
     assert sim.command("insert 500").startswith("refused")
-    time.sleep(0.1)
+    wait_polls(sim)
     assert listener.ledger == {} and sim.counters.stacked == 0
     sim.command("clear")
     wait_until(lambda: running.status is AcceptorStatus.IDLE, what="IDLE after clear")
@@ -286,13 +290,33 @@ def test_pause_found_on_reconnect_is_still_reset(sim, listener, running, wait_un
     wait_until(lambda: running.status is AcceptorStatus.IDLE)
 
 
-def test_busy_waits_yh_times_100ms(sim, listener, running, wait_until) -> None:
+class PollsAtStatus(RecordingListener):
+    """Notes the unit's POLL count at every status report (in the line thread, so the
+    count is exact whatever the load)."""
+
+    def __init__(self, sim: CcnetSimulator) -> None:
+        super().__init__()
+        self._sim = sim
+        self.polls_at: list[tuple[AcceptorStatus, str, int]] = []
+
+    def on_status(self, status: AcceptorStatus, detail: str) -> None:
+        super().on_status(status, detail)
+        self.polls_at.append((status, detail, self._sim.counters.polls))
+
+
+def test_busy_waits_yh_times_100ms(sim, make_acceptor, wait_until) -> None:
+    listener = PollsAtStatus(sim)
+    running = make_acceptor(sim, listener)
+    running.enable([RUB_500])
+    wait_until(lambda: running.status is AcceptorStatus.IDLE, what="IDLE after enable")
     sim.command("busy 5")
     wait_until(lambda: listener.saw_status(AcceptorStatus.INITIALIZING, "busy for 500 ms"))
-    polls = sim.counters.polls
-    time.sleep(0.3)  # the unit asked for 500 ms of quiet
-    assert sim.counters.polls - polls <= 1
     wait_until(lambda: running.status is AcceptorStatus.IDLE, what="IDLE after busy")
+    busy = next(i for i, (_s, d, _p) in enumerate(listener.polls_at) if "busy for 500" in d)
+    idle = next(i for i, (s, _d, _p) in enumerate(listener.polls_at)
+                if i > busy and s is AcceptorStatus.IDLE)
+    # the unit asked for 500 ms of quiet: the next poll finds it idle (20 ms polls: ~25)
+    assert listener.polls_at[idle][2] - listener.polls_at[busy][2] <= 2
     assert listener.ledger == {}
 
 
@@ -424,11 +448,16 @@ def test_drop_every_attempt_goes_offline_then_recovers(sim, listener, running, w
     insert_and_wait_credit(sim, listener, wait_until)
 
 
-def test_unplug_offline_replug_recovers(sim, listener, running, wait_until) -> None:
+def test_unplug_offline_replug_recovers(sim, listener, make_acceptor, wait_until) -> None:
+    opener = CountingOpener(default_opener)
+    running = make_acceptor(sim, listener, opener=opener)
+    running.enable(b.amount_minor for b in running.info.bill_table)
+    wait_until(lambda: running.status is AcceptorStatus.IDLE, what="IDLE after enable")
     sim.command("unplug")
     wait_until(lambda: running.status is AcceptorStatus.OFFLINE, what="OFFLINE")
     assert listener.saw_status(AcceptorStatus.OFFLINE)
-    time.sleep(0.15)  # a few failed reopen attempts
+    opened = opener.calls
+    wait_until(lambda: opener.calls >= opened + 2, what="a few failed reopen attempts")
     sim.command("replug")
     wait_until(lambda: running.status is AcceptorStatus.IDLE, what="IDLE after replug")
     insert_and_wait_credit(sim, listener, wait_until)

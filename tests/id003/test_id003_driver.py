@@ -8,7 +8,6 @@ event key, as the ledger does.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,12 +23,12 @@ from drivers.acceptor import (
 )
 from drivers.framelog import FrameLog
 from drivers.id003.currency import CurrencyRecord
-from drivers.id003.device import Id003Acceptor
+from drivers.id003.device import Id003Acceptor, default_opener
 from drivers.id003.states import Status
 from drivers.profiles import Profile, ProfileError, load_profile
 from drivers.sim.id003 import Id003Simulator
 from drivers.sim.id003_model import DEFAULT_BILLS, SimTiming, default_records
-from tests.acceptor_fixtures import insert_and_wait_credit
+from tests.acceptor_fixtures import CountingOpener, insert_and_wait_credit, wait_polls
 from tests.id003.conftest import SIM_TIMING, write_profile
 
 pytestmark = pytest.mark.timeout(30)
@@ -238,7 +237,7 @@ def test_currency_filter_enables_only_that_currency(
 ) -> None:
     acceptor = make_acceptor(sim, listener, currency="USD")
     acceptor.enable([RUB_500.amount_minor])  # 500.00 in minor units, but the table is RUB
-    time.sleep(0.1)
+    wait_polls(sim)
     assert sim.model.enabled == frozenset()
     # a unit that can take no note of the terminal's currency is unusable (issue 12)
     assert acceptor.status is AcceptorStatus.FAILURE
@@ -304,7 +303,7 @@ def test_fault_reported_nothing_credited_and_recovers(
     assert listener.saw_status(status, detail)
     assert status.is_fault
     assert sim.command("insert 500").startswith("refused")
-    time.sleep(0.1)
+    wait_polls(sim)
     assert listener.ledger == {} and sim.counters.stacked == 0
     assert sim.command(cure) == "ok"
     wait_until(lambda: running.status is AcceptorStatus.IDLE, what="IDLE after clear")
@@ -642,10 +641,15 @@ def test_drop_every_attempt_goes_offline_then_recovers(sim, listener, running, w
     insert_and_wait_credit(sim, listener, wait_until)
 
 
-def test_unplug_offline_replug_recovers(sim, listener, running, wait_until) -> None:
+def test_unplug_offline_replug_recovers(sim, listener, make_acceptor, wait_until) -> None:
+    opener = CountingOpener(default_opener)
+    running = make_acceptor(sim, listener, opener=opener)
+    running.enable(b.amount_minor for b in running.info.bill_table)
+    wait_until(lambda: running.status is AcceptorStatus.IDLE, what="IDLE after enable")
     sim.command("unplug")
     wait_until(lambda: running.status is AcceptorStatus.OFFLINE, what="OFFLINE")
-    time.sleep(0.15)  # a few failed reopen attempts
+    opened = opener.calls
+    wait_until(lambda: opener.calls >= opened + 2, what="a few failed reopen attempts")
     sim.command("replug")
     wait_until(lambda: running.status is AcceptorStatus.IDLE, what="IDLE after replug")
     insert_and_wait_credit(sim, listener, wait_until)
