@@ -98,20 +98,6 @@ def wait_polls(sim: Any, count: int = 5, what: str = "") -> None:
                what=what or f"{count} more polls")
 
 
-class CountingOpener:
-    """A `PortOpener` that counts its calls (reopen attempts) around the real one."""
-
-    def __init__(self, opener: Callable[[str, Any], Any]) -> None:
-        self._opener = opener
-        self._lock = threading.Lock()
-        self.calls = 0
-
-    def __call__(self, url: str, settings: Any) -> Any:
-        with self._lock:
-            self.calls += 1
-        return self._opener(url, settings)
-
-
 def insert_and_wait_credit(sim: Any, listener: RecordingListener,
                            wait: Callable[..., None], rubles: int = 500) -> None:
     """The customer inserts a bill; returns once the listener has committed its credit."""

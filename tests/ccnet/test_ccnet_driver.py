@@ -13,12 +13,11 @@ from collections.abc import Callable
 import pytest
 
 from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackOrigin
-from drivers.ccnet.device import CcnetAcceptor, default_opener
+from drivers.ccnet.device import CcnetAcceptor
 from drivers.profiles import Profile, ProfileError, load_profile
 from drivers.sim.ccnet import CcnetSimulator
 from drivers.sim.ccnet_model import SimTiming
 from tests.acceptor_fixtures import (
-    CountingOpener,
     RecordingListener,
     insert_and_wait_credit,
     wait_polls,
@@ -86,14 +85,6 @@ def test_insert_escrow_stack_credited_exactly_once(sim, listener, running, wait_
     assert not stacked.recovered and stacked.origin is StackOrigin.REQUESTED
     assert KEY.match(stacked.event_key)
     assert sim.counters.stacked == 1 and sim.counters.stacked_value == 500
-
-
-def test_two_bills_get_two_keys(sim, listener, running, wait_until) -> None:
-    insert_and_wait_credit(sim, listener, wait_until, 500)
-    wait_until(lambda: running.status is AcceptorStatus.IDLE)
-    insert_and_wait_credit(sim, listener, wait_until, 500)
-    assert len(listener.ledger) == 2
-    assert listener.credited_minor == 2 * RUB_500 == sim.counters.stacked_value * 100
 
 
 def test_lost_ack_repeat_stacked_same_key_one_credit(sim, listener, running, wait_until) -> None:
@@ -174,13 +165,6 @@ def test_hold_forever_is_returned_by_the_driver(sim, listener, running, wait_unt
     sim.command("insert 50")
     wait_until(lambda: listener.returned, timeout_s=5, what="return after hold limit")
     assert listener.ledger == {} and sim.counters.stacked == 0
-
-
-def test_stack_without_held_bill_is_ignored(sim, listener, running, wait_until) -> None:
-    running.stack()
-    running.return_bill()
-    insert_and_wait_credit(sim, listener, wait_until)
-    assert len(listener.ledger) == 1
 
 
 def test_reject_reason_reported(sim, listener, running, wait_until) -> None:
@@ -428,39 +412,6 @@ def test_drop_reply_on_stacked_retries(sim, listener, running, wait_until) -> No
     sim.wait_for("reply dropped")
     assert len(listener.ledger) == 1 and len(listener.stacked_calls) == 1
     assert not listener.saw_status(AcceptorStatus.OFFLINE)
-
-
-def test_garbage_on_the_line_resyncs(sim, listener, running, wait_until) -> None:
-    sim.when("escrow 500 RUB", "garbage 12")
-    sim.when("stacked 500 RUB", "garbage 30")
-    insert_and_wait_credit(sim, listener, wait_until)
-    assert sum("garbage before reply" in e for e in sim.events) == 2
-    assert len(listener.ledger) == 1
-    assert not listener.saw_status(AcceptorStatus.OFFLINE)
-
-
-def test_drop_every_attempt_goes_offline_then_recovers(sim, listener, running, wait_until) -> None:
-    resets = sim.counters.resets
-    sim.command("drop_reply 3")
-    wait_until(lambda: running.status is AcceptorStatus.OFFLINE, what="OFFLINE")
-    wait_until(lambda: running.status is AcceptorStatus.IDLE, what="back to IDLE")
-    assert sim.counters.resets == resets  # same device state: resumed, no RESET
-    insert_and_wait_credit(sim, listener, wait_until)
-
-
-def test_unplug_offline_replug_recovers(sim, listener, make_acceptor, wait_until) -> None:
-    opener = CountingOpener(default_opener)
-    running = make_acceptor(sim, listener, opener=opener)
-    running.enable(b.amount_minor for b in running.info.bill_table)
-    wait_until(lambda: running.status is AcceptorStatus.IDLE, what="IDLE after enable")
-    sim.command("unplug")
-    wait_until(lambda: running.status is AcceptorStatus.OFFLINE, what="OFFLINE")
-    assert listener.saw_status(AcceptorStatus.OFFLINE)
-    opened = opener.calls
-    wait_until(lambda: opener.calls >= opened + 2, what="a few failed reopen attempts")
-    sim.command("replug")
-    wait_until(lambda: running.status is AcceptorStatus.IDLE, what="IDLE after replug")
-    insert_and_wait_credit(sim, listener, wait_until)
 
 
 def test_device_replaced_while_offline_is_reset_and_reenabled(
