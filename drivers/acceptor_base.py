@@ -47,11 +47,21 @@ from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.frame_link import LinkError, NoReply, PortError, SerialPort
 from drivers.framelog import FrameLog
 from drivers.profiles import Profile, SerialSettings
+from drivers.transport import open_port
 
 STOP_JOIN_S = 10.0
 UNIDENTIFIED = "unidentified"
 
 PortOpener = Callable[[str, SerialSettings], SerialPort]
+
+READ_TIMEOUT_S = 0.01
+"""Port read granularity of both acceptor links: how late a link notices its deadline."""
+
+
+def default_opener(url: str, settings: SerialSettings) -> SerialPort:
+    """The real port (or pty) with the profile's line settings and the short read timeout
+    the links need (a pty opens as 8N1: see `drivers.transport.open_port`)."""
+    return open_port(url, settings, timeout_s=READ_TIMEOUT_S)
 
 
 class RequestLink(Protocol):

@@ -30,12 +30,14 @@ from pathlib import Path
 
 from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill, StackOrigin
 from drivers.acceptor_base import (
+    READ_TIMEOUT_S,
     UNIDENTIFIED,
     AcceptorRunner,
     Escrow,
     Phase,
     PortOpener,
     ProtocolTraits,
+    default_opener,
 )
 from drivers.acceptor_profiles import check_acceptor_profile
 from drivers.ccnet.billtable import bills_of, encode_mask
@@ -57,8 +59,7 @@ from drivers.ccnet.states import (
 from drivers.ccnet.timing import CcnetTiming
 from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.framelog import FrameLog
-from drivers.profiles import Profile, ProfileError, SerialSettings
-from drivers.transport import open_port
+from drivers.profiles import Profile, ProfileError
 
 __all__ = ["LABEL", "PROTOCOL", "READ_TIMEOUT_S", "CcnetAcceptor", "PortOpener",
            "check_ccnet_profile", "default_opener", "profile_address"]
@@ -67,8 +68,6 @@ log = logging.getLogger(__name__)
 
 PROTOCOL = "ccnet"
 LABEL = "CCNET"
-READ_TIMEOUT_S = 0.01
-"""Port read granularity: how late the link notices its deadline, at most."""
 
 _DECISION_COMMANDS = {
     EscrowDecision.STACK: Command.STACK,
@@ -89,10 +88,6 @@ TRAITS = ProtocolTraits(
     transient_states=TRANSIENT_STATES,
     log=log,
 )
-
-
-def default_opener(url: str, settings: SerialSettings) -> SerialPort:
-    return open_port(url, settings, timeout_s=READ_TIMEOUT_S)
 
 
 class CcnetAcceptor(AcceptorRunner[CcnetLink, CcnetTiming]):

@@ -40,12 +40,14 @@ from pathlib import Path
 
 from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill, StackOrigin
 from drivers.acceptor_base import (
+    READ_TIMEOUT_S,
     UNIDENTIFIED,
     AcceptorRunner,
     Escrow,
     Phase,
     PortOpener,
     ProtocolTraits,
+    default_opener,
 )
 from drivers.acceptor_profiles import check_acceptor_profile
 from drivers.clock import SYSTEM_CLOCK, Clock
@@ -91,8 +93,7 @@ from drivers.id003.states import (
     reject_reason_text,
 )
 from drivers.id003.timing import Id003Timing
-from drivers.profiles import Profile, SerialSettings
-from drivers.transport import open_port
+from drivers.profiles import Profile
 
 __all__ = ["LABEL", "PROTOCOL", "READ_TIMEOUT_S", "Id003Acceptor", "PortOpener",
            "check_id003_profile", "default_opener"]
@@ -101,8 +102,6 @@ log = logging.getLogger(__name__)
 
 PROTOCOL = "id003"
 LABEL = "ID-003"
-READ_TIMEOUT_S = 0.01
-"""Port read granularity: how late the link notices its deadline, at most."""
 
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9()_.-]")
 _OPTIONAL_FUNCTIONS = (Command.COMMUNICATION_MODE, Command.OPTIONAL_FUNCTION)
@@ -120,11 +119,6 @@ TRAITS = ProtocolTraits(
     transient_states=TRANSIENT_STATES,
     log=log,
 )
-
-def default_opener(url: str, settings: SerialSettings) -> SerialPort:
-    """The port at 9600 8E1 (a pty opens as 8N1: see `drivers.transport.open_port`)."""
-    return open_port(url, settings, timeout_s=READ_TIMEOUT_S)
-
 
 class Id003Acceptor(AcceptorRunner[Id003Link, Id003Timing]):
     """JCM ID-003 bill acceptor (UBA, iVIZION, ...) on one serial port.
