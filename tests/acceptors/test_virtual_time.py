@@ -24,9 +24,10 @@ from drivers.profiles import Profile, SerialSettings, load_profile
 from drivers.sim.ccnet import CcnetSimulator
 from drivers.sim.id003 import Id003Simulator
 from drivers.sim.id003_model import PowerCycle
+from drivers.sim.id003_model import SimTiming as Id003SimTiming
 from drivers.sim.pty_device import MemoryPort, PtyDeviceSimulator
 from tests.acceptor_fixtures import RecordingListener, write_profile
-from tests.acceptors.rig import CCNET_PROFILE, ID003_PROFILE
+from tests.acceptors.rig import CCNET_PROFILE, ID003_PROFILE, STUCK_STATE_S
 
 REAL_WAIT_S = 10.0
 """Only a bound on a broken test: nothing here waits on real time to pass."""
@@ -184,3 +185,67 @@ def test_id003_power_up_with_bill_in_stacker(tmp_path: Path, clock: ManualClock,
     assert sim.with_model(lambda m: m.value_of(next(iter(m.counters.stacked_by_code))) * RUB
                           ) == credit.bill.amount_minor
     assert not sim.with_model(lambda m: m.enabled)  # M4: nobody asked for bills
+
+
+class TimedListener(RecordingListener):
+    """Notes the virtual time and the unit's POLL count at every status report (taken in
+    the line thread, so they are exact)."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__()
+        self._clock = clock
+        self.sim: PtyDeviceSimulator[Any] | None = None
+        self.timeline: list[tuple[AcceptorStatus, str, float, int]] = []
+
+    def on_status(self, status: AcceptorStatus, detail: str) -> None:
+        super().on_status(status, detail)
+        polls = self.sim.with_model(lambda m: m.counters.polls) if self.sim else 0
+        self.timeline.append((status, detail, self._clock.monotonic(), polls))
+
+    def first(self, status: AcceptorStatus, text: str = "", after: int = -1) -> int:
+        return next(i for i, (s, d, _t, _p) in enumerate(self.timeline)
+                    if i > after and s is status and text in d)
+
+
+def test_ccnet_busy_unit_is_left_alone_for_yh_times_100ms(tmp_path: Path, clock: ManualClock,
+                                                           lines: list[Line]) -> None:
+    """BUSY with YH = 5: the next POLL comes 500 ms later, not at the 20 ms poll rate."""
+    listener = TimedListener(clock)
+    line, acceptor = ccnet(tmp_path, clock, lines, listener)
+    listener.sim = line.sim
+    acceptor.enable([500 * RUB])
+    wait_for(lambda: acceptor.status is AcceptorStatus.IDLE, "IDLE after enable")
+    assert line.sim.command("busy 5") == "ok"
+    wait_for(lambda: listener.saw_status(AcceptorStatus.INITIALIZING, "busy for 500 ms"),
+             "the busy report")
+    busy = listener.first(AcceptorStatus.INITIALIZING, "busy for 500 ms")
+    wait_for(lambda: any(s is AcceptorStatus.IDLE for s, *_ in listener.timeline[busy:]),
+             "IDLE after busy")
+    idle = listener.first(AcceptorStatus.IDLE, after=busy)
+    _s, _d, busy_at, busy_polls = listener.timeline[busy]
+    _s, _d, idle_at, idle_polls = listener.timeline[idle]
+    assert idle_at - busy_at >= 0.5
+    assert idle_polls - busy_polls == 1
+
+
+def test_id003_bill_stuck_in_accepting_is_a_jam_after_the_stuck_time(
+        tmp_path: Path, clock: ManualClock, lines: list[Line]) -> None:
+    """A unit that stays in ACCEPTING (an hour, virtually) is reported JAMMED once the
+    profile's stuck-state time has passed, and nothing is credited (M1)."""
+    sim = Id003Simulator(clock=clock, timing=Id003SimTiming(accept_s=3600.0))
+    line = Line(sim, clock)
+    lines.append(line)
+    listener = TimedListener(clock)
+    stuck_profile = profile(tmp_path, ID003_PROFILE, "vt_id003_stuck")
+    acceptor = Id003Acceptor("memory://id003", stuck_profile, opener=line.opener, clock=clock,
+                             stack_marker=tmp_path / "marker.json")
+    line.start(acceptor, listener)
+    acceptor.enable([500 * RUB])
+    wait_for(lambda: acceptor.status is AcceptorStatus.IDLE, "IDLE after enable")
+    assert sim.command("insert 500") == "ok"
+    wait_for(lambda: acceptor.status is AcceptorStatus.JAMMED, "the stuck timer")
+    accepting = listener.first(AcceptorStatus.ACCEPTING)
+    jammed = listener.first(AcceptorStatus.JAMMED, "stuck in", after=accepting)
+    stuck_for = listener.timeline[jammed][2] - listener.timeline[accepting][2]
+    assert STUCK_STATE_S <= stuck_for < STUCK_STATE_S + 1.0
+    assert listener.ledger == {} and listener.escrows == []
