@@ -40,6 +40,7 @@ from drivers.acceptor import (
     Bill,
     DeviceInfo,
     EscrowDecision,
+    StackedBill,
 )
 from drivers.acceptor_timing import AcceptorTiming
 from drivers.bill_cache import load_bills, save_bills
@@ -391,6 +392,21 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
     def request_reset(self) -> None:
         """RESET the unit between polls (power-up while running, the pause deadlock)."""
         self._reset_needed = True
+
+    def offer_credit(self, stacked: StackedBill) -> bool:
+        """Offer a stacked bill to the engine (M1: only at the point of no return).
+
+        True when the listener returned: the ledger has it, and only now may the unit's
+        report be acknowledged (M2). False when it raised: the report is not ACKed, the
+        unit repeats it and it is offered again under the same event key.
+        """
+        try:
+            self.require_listener().on_stacked(stacked)
+        except Exception:
+            self._log.exception("on_stacked failed for %s; not acknowledging, the %s will "
+                                "repeat", stacked.event_key, self._traits.unit)
+            return False
+        return True
 
     def clear_escrow(self) -> None:
         """The bill in escrow is gone (stacked, returned, or the unit moved on)."""

@@ -360,12 +360,7 @@ class CcnetProtocol:
             return False
         if not self._line.stuck_reported:
             self._line.set_status(AcceptorStatus.ACCEPTING, describe(PollState.STACKED, bill_type))
-        listener = self._line.require_listener()
-        try:
-            listener.on_stacked(StackedBill(bill, event.key, event.origin))
-        except Exception:
-            log.exception("on_stacked failed for %s; not acknowledging, device will repeat",
-                          event.key)
+        if not self._line.offer_credit(StackedBill(bill, event.key, event.origin)):
             return False
         self._stack_sent = False
         self._recovery_pending = False

@@ -475,11 +475,7 @@ class Id003Protocol:
     def _credit(self, bill: Bill | None, origin: StackOrigin) -> bool:
         event = self._edge.vend_valid(bill, self._model_token(), origin)
         stacked = StackedBill(event.bill, event.key, event.origin, self._bills_currency())
-        try:
-            self._line.require_listener().on_stacked(stacked)
-        except Exception:
-            log.exception("on_stacked failed for %s; not acknowledging, the unit will repeat",
-                          event.key)
+        if not self._line.offer_credit(stacked):
             return False
         self._stack_sent = False
         self._stacking = None
