@@ -1,4 +1,4 @@
-"""`LineThreadAcceptor`: what every serial bill acceptor driver does around its protocol.
+"""`AcceptorRunner`: what every serial bill acceptor driver does around its protocol.
 
 One line thread owns the port (half-duplex, one outstanding request). The engine's calls
 (`enable`, `stack`, `return_bill`, ...) only record intent under a lock and wake the
@@ -13,24 +13,25 @@ protocols, only the command bytes differ. A bill is a question to the engine; an
 bill, a listener error or a hold that never ends returns it; a STACK or RETURN whose reply
 was lost is repeated, not asked again.
 
-A protocol (`drivers.ccnet.device`, `drivers.id003.device`) subclasses it with its state
-machine: how to open the port and build the link, how to poll, what each state means,
-RESET and initialization, identification, the enable mask, the credit and its ACK.
+A protocol is composed in, not inherited: its `ProtocolAdapter` (`drivers.ccnet.device`,
+`drivers.id003.device`) is the state machine - how to build the link, how to poll, what
+each state means, RESET and initialization, identification, the enable mask, the credit
+and its ACK - and `ProtocolTraits` say which of its states mean what to the runner. The
+adapter reaches the runner only through the section "for the protocol adapter" below
+(named operations, read-only views); it keeps its own protocol state itself.
 """
 
 from __future__ import annotations
 
-import abc
 import collections
 import enum
 import logging
 import secrets
 import threading
-import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from drivers.acceptor import (
     AcceptorError,
@@ -39,17 +40,29 @@ from drivers.acceptor import (
     Bill,
     DeviceInfo,
     EscrowDecision,
+    StackedBill,
 )
 from drivers.acceptor_timing import AcceptorTiming
 from drivers.bill_cache import load_bills, save_bills
+from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.frame_link import LinkError, NoReply, PortError, SerialPort
 from drivers.framelog import FrameLog
 from drivers.profiles import Profile, SerialSettings
+from drivers.transport import open_port
 
 STOP_JOIN_S = 10.0
 UNIDENTIFIED = "unidentified"
 
 PortOpener = Callable[[str, SerialSettings], SerialPort]
+
+READ_TIMEOUT_S = 0.01
+"""Port read granularity of both acceptor links: how late a link notices its deadline."""
+
+
+def default_opener(url: str, settings: SerialSettings) -> SerialPort:
+    """The real port (or pty) with the profile's line settings and the short read timeout
+    the links need (a pty opens as 8N1: see `drivers.transport.open_port`)."""
+    return open_port(url, settings, timeout_s=READ_TIMEOUT_S)
 
 
 class RequestLink(Protocol):
@@ -60,6 +73,7 @@ class RequestLink(Protocol):
 
 TimingT = TypeVar("TimingT", bound=AcceptorTiming)
 LinkT = TypeVar("LinkT", bound=RequestLink)
+LinkT_contra = TypeVar("LinkT_contra", bound=RequestLink, contravariant=True)
 
 _QUIET_DETAIL = frozenset({AcceptorStatus.ACCEPTING, AcceptorStatus.INITIALIZING})
 """Statuses whose detail changes with every sub-state; only the status change is reported."""
@@ -87,27 +101,94 @@ class Escrow:
     decision: EscrowDecision | None = None
 
 
-class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
-    """A `drivers.acceptor.BillAcceptor` on one serial port, run by one line thread."""
+@dataclass(frozen=True)
+class ProtocolTraits:
+    """What a protocol's names and states mean to the runner."""
 
-    PROTOCOL: ClassVar[str]
+    protocol: str
     """`DeviceInfo.protocol` and the frame log's name."""
-    LABEL: ClassVar[str]
+    label: str
     """The protocol's name in logs and errors ("CCNET")."""
-    UNIT: ClassVar[str]
+    unit: str
     """What the protocol's documents call the hardware ("device", "unit")."""
-    POWER_UP_STATES: ClassVar[frozenset[int]]
+    power_up_states: frozenset[int]
     """States a unit reports after losing power: it needs a RESET."""
-    INITIALIZING_STATES: ClassVar[frozenset[int]]
+    initializing_states: frozenset[int]
     """States of a unit that has not finished its start-up after RESET."""
-    CREDIT_STATE: ClassVar[int]
+    credit_state: int
     """The unacknowledged credit report a RESET must never be sent on top of."""
-    IN_BILL_PATH: ClassVar[frozenset[int]]
+    in_bill_path: frozenset[int]
     """States with a bill moving or waiting in the path."""
-    TRANSIENT_STATES: ClassVar[frozenset[int]]
+    transient_states: frozenset[int]
     """States a bill passes through; staying in one too long is a jam."""
-    log: ClassVar[logging.Logger]
+    log: logging.Logger
     """The protocol module's logger, so records keep their origin."""
+
+
+class ProtocolAdapter(Protocol[LinkT_contra]):
+    """One protocol's state machine, driven by the runner's line thread."""
+
+    def new_link(self, port: SerialPort) -> Any:
+        """The protocol's link on `port`, with the runner's current timing."""
+
+    def leave_disabled(self, link: LinkT_contra) -> None:
+        """M4 on the way out: the unit takes no bill once the driver is gone."""
+
+    def poll(self) -> object | None:
+        """One poll: note the state, act on it; None when the reply was not a state."""
+
+    def reset_unit(self) -> None:
+        """Send RESET and forget what the unit had been told (mask, settings)."""
+
+    def initializing(self, code: int | None) -> None:
+        """Called on every poll while the unit initializes."""
+
+    def init_poll_delay(self, reply: Any) -> float:
+        """How long to wait before the next poll while the unit initializes."""
+
+    def initialized(self) -> None:
+        """The unit is up and identified: leave it disabled until the engine asks (M4)."""
+
+    def may_identify(self) -> bool:
+        """Whether the unit answers identification requests in its current state."""
+
+    def identify(self) -> None:
+        """Ask the unit who it is; `identified()` on an answer."""
+
+    def read_bill_table(self) -> None:
+        """Ask the unit for its bills; `store_bills` with the answer."""
+
+    def update_info(self) -> None:
+        """`publish_info` with what the protocol's identification said."""
+
+    def sync_enable(self) -> None:
+        """Bring the unit's enable mask to what the engine wants (only when settled)."""
+
+    def send_decision(self, esc: Escrow, decision: EscrowDecision) -> None:
+        """Send `decision` (STACK, RETURN or HOLD; already `esc.decision`) to the unit."""
+
+    def warn_unnamed_escrow(self, esc: Escrow) -> None:
+        """Log why a bill in escrow that the driver cannot name is returned."""
+
+    def next_poll_delay(self) -> float:
+        """How long to wait before the next poll in the current state."""
+
+    def describe(self, code: int, data: Any) -> str:
+        """Readable detail of a state, with the raw code."""
+
+    def settle_power_up(self) -> None:
+        """Resolve, between polls, a power-up with a bill inside."""
+
+    def profile_adopted(self, profile: Profile) -> None:
+        """Take what else `profile` says besides timing."""
+
+    def unusable_hint(self) -> str:
+        """What the technician can do about an unusable table ("; ...")."""
+
+
+class AcceptorRunner(Generic[LinkT, TimingT]):
+    """A `drivers.acceptor.BillAcceptor` on one serial port, run by one line thread;
+    `adapter(runner)` builds the protocol's state machine it drives."""
 
     def __init__(
         self,
@@ -115,6 +196,8 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
         profile: Profile,
         timing: TimingT,
         *,
+        traits: ProtocolTraits,
+        adapter: Callable[[AcceptorRunner[LinkT, TimingT]], ProtocolAdapter[LinkT]],
         auto: Iterable[tuple[Profile, TimingT]],
         frame_log: FrameLog | None,
         frame_log_path: Path | None,
@@ -122,13 +205,17 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
         bill_table_cache: Path | None,
         currency: str | None,
         opener: PortOpener,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._traits = traits
+        self._log = traits.log
         self._port_url = port
+        self._clock = clock
         self._profile = profile
         self._timing = timing
         self._auto = list(auto)  # (profile, its timing): identification may pick one
         self._owns_frame_log = frame_log is None and frame_log_path is not None
-        self._frame_log = frame_log or FrameLog(f"{self.PROTOCOL}.{port}", frame_log_path)
+        self._frame_log = frame_log or FrameLog(f"{traits.protocol}.{port}", frame_log_path)
         self._bill_cache = bill_table_cache
         self._opener = opener
         self._currency = currency
@@ -144,7 +231,7 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
         # shared with engine threads (under _lock)
         self._status = AcceptorStatus.OFFLINE
         self._detail = "not started"
-        self._info = DeviceInfo(protocol=self.PROTOCOL, profile=profile.name)
+        self._info = DeviceInfo(protocol=traits.protocol, profile=profile.name)
         self._wanted_amounts: frozenset[int] = frozenset()
         self._engine_actions: collections.deque[EscrowDecision] = collections.deque()
 
@@ -164,11 +251,9 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
         self._state_since = 0.0
         self._stuck_reported = False
         self._escrow: Escrow | None = None
-        self._stack_sent = False
-        self._recovery_pending = False
-        self._table_retry_key: str | None = None
-        self._unusable: str | None = None  # why the unit can take no note (see _store_bills)
+        self._unusable: str | None = None  # why the unit can take no note (see store_bills)
         self._raw_status = (AcceptorStatus.OFFLINE, "not started")  # as the protocol said
+        self._protocol = adapter(self)
 
     # -- BillAcceptor --------------------------------------------------------------------
 
@@ -193,10 +278,10 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
 
     def start(self, listener: AcceptorListener) -> None:
         if self._thread is not None:
-            raise AcceptorError(f"{self.LABEL} acceptor already started")
+            raise AcceptorError(f"{self._traits.label} acceptor already started")
         self._listener = listener
         self._thread = threading.Thread(
-            target=self._run, name=f"{self.PROTOCOL}-line:{self._port_url}", daemon=True
+            target=self._run, name=f"{self._traits.protocol}-line:{self._port_url}", daemon=True
         )
         self._thread.start()
 
@@ -207,7 +292,7 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
         if self._thread is not None:
             self._thread.join(STOP_JOIN_S)
             if self._thread.is_alive():
-                self.log.error("%s line thread did not stop within %.0f s", self.LABEL,
+                self._log.error("%s line thread did not stop within %.0f s", self._traits.label,
                                STOP_JOIN_S)
 
     def enable(self, amounts_minor: Collection[int]) -> None:
@@ -233,80 +318,99 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
             self._engine_actions.append(action)
         self._wake.set()
 
-    # -- what a protocol supplies --------------------------------------------------------
+    # -- for the protocol adapter (line thread only) -------------------------------------
 
-    @abc.abstractmethod
-    def _open_port(self) -> SerialPort:
-        """Open the configured port with the profile's line settings (OSError on failure)."""
+    @property
+    def traits(self) -> ProtocolTraits:
+        return self._traits
 
-    @abc.abstractmethod
-    def _new_link(self, port: SerialPort) -> LinkT:
-        """The protocol's link on `port`, with the current timing."""
+    @property
+    def profile(self) -> Profile:
+        return self._profile
 
-    @abc.abstractmethod
-    def _leave_disabled(self, link: LinkT) -> None:
-        """M4 on the way out: the unit takes no bill once the driver is gone."""
+    @property
+    def timing(self) -> TimingT:
+        return self._timing
 
-    @abc.abstractmethod
-    def _poll(self) -> object | None:
-        """One poll: note the state, act on it; None when the reply was not a state."""
+    @property
+    def frame_log(self) -> FrameLog:
+        return self._frame_log
 
-    @abc.abstractmethod
-    def _reset_unit(self) -> None:
-        """Send RESET and forget what the unit had been told (mask, settings)."""
+    @property
+    def clock(self) -> Clock:
+        return self._clock
 
-    def _initializing(self, code: int | None) -> None:
-        """Called on every poll while the unit initializes (no-op by default)."""
+    @property
+    def currency(self) -> str | None:
+        """The terminal's currency (ISO 4217), None: any."""
+        return self._currency
 
-    @abc.abstractmethod
-    def _init_poll_delay(self, reply: Any) -> float:
-        """How long to wait before the next poll while the unit initializes."""
+    @property
+    def bills(self) -> Mapping[int, Bill]:
+        """The unit's bills by the protocol's code (read-only: `store_bills` changes it)."""
+        return self._bills
 
-    @abc.abstractmethod
-    def _initialized(self) -> None:
-        """The unit is up and identified: leave it disabled until the engine asks (M4)."""
+    @property
+    def phase(self) -> Phase:
+        return self._phase
 
-    @abc.abstractmethod
-    def _may_identify(self) -> bool:
-        """Whether the unit answers identification requests in its current state."""
+    @property
+    def state_code(self) -> int | None:
+        """The state of the last poll (`note_state`)."""
+        return self._state_code
 
-    @abc.abstractmethod
-    def _identify(self) -> None:
-        """Ask the unit who it is; `_need_ident` is cleared on an answer."""
+    @property
+    def last_state(self) -> tuple[int, Any] | None:
+        """The last state reported (`record_state`): its code and data."""
+        return self._last_state
 
-    @abc.abstractmethod
-    def _read_bill_table(self) -> None:
-        """Ask the unit for its bills; `_store_bills` with the answer."""
+    @property
+    def stuck_reported(self) -> bool:
+        """The current state lasted too long and was reported as a jam."""
+        return self._stuck_reported
 
-    @abc.abstractmethod
-    def _update_info(self) -> None:
-        """`_publish_info` with what the protocol's identification said."""
+    @property
+    def escrow(self) -> Escrow | None:
+        return self._escrow
 
-    @abc.abstractmethod
-    def _sync_enable(self) -> None:
-        """Bring the unit's enable mask to what the engine wants (only when settled)."""
+    def wanted_amounts(self) -> frozenset[int]:
+        """The amounts the engine wants taken now (empty: M4, take none)."""
+        with self._lock:
+            return self._wanted_amounts
 
-    @abc.abstractmethod
-    def _send_decision(self, esc: Escrow, decision: EscrowDecision) -> None:
-        """Send `decision` (STACK, RETURN or HOLD; already `esc.decision`) to the unit."""
+    def record_state(self, code: int, data: Any) -> bool:
+        """The state just reported, with its data; True when it differs from the last one
+        (a new event, not a repeat of the same report)."""
+        new_event = self._last_state != (code, data)
+        self._last_state = (code, data)
+        return new_event
 
-    @abc.abstractmethod
-    def _warn_unnamed_escrow(self, esc: Escrow) -> None:
-        """Log why a bill in escrow that the driver cannot name is returned."""
+    def identified(self) -> None:
+        """The unit answered identification: not asked again until the next RESET."""
+        self._need_ident = False
 
-    @abc.abstractmethod
-    def _next_poll_delay(self) -> float:
-        """How long to wait before the next poll in the current state."""
+    def request_reset(self) -> None:
+        """RESET the unit between polls (power-up while running, the pause deadlock)."""
+        self._reset_needed = True
 
-    @abc.abstractmethod
-    def _describe(self, code: int, data: Any) -> str:
-        """Readable detail of a state, with the raw code."""
+    def offer_credit(self, stacked: StackedBill) -> bool:
+        """Offer a stacked bill to the engine (M1: only at the point of no return).
 
-    def _settle_power_up(self) -> None:
-        """Resolve, between polls, a power-up with a bill inside (no-op by default)."""
+        True when the listener returned: the ledger has it, and only now may the unit's
+        report be acknowledged (M2). False when it raised: the report is not ACKed, the
+        unit repeats it and it is offered again under the same event key.
+        """
+        try:
+            self.require_listener().on_stacked(stacked)
+        except Exception:
+            self._log.exception("on_stacked failed for %s; not acknowledging, the %s will "
+                                "repeat", stacked.event_key, self._traits.unit)
+            return False
+        return True
 
-    def _profile_adopted(self, profile: Profile) -> None:
-        """Take what else `profile` says besides timing (no-op by default)."""
+    def clear_escrow(self) -> None:
+        """The bill in escrow is gone (stacked, returned, or the unit moved on)."""
+        self._escrow = None
 
     # -- line thread: connection ---------------------------------------------------------
 
@@ -323,7 +427,7 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
                 except NoReply as exc:
                     self._lost(f"no answer: {exc}")
                 except Exception as exc:  # a driver bug must not end the line thread
-                    self.log.exception("%s line thread error", self.LABEL)
+                    self._log.exception("%s line thread error", self._traits.label)
                     self._lost(f"driver error: {exc}")
                 try:
                     self._sleep(self._timing.reconnect_s)
@@ -336,38 +440,38 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
         if self._link is not None:
             return
         try:
-            port = self._open_port()
+            port = self._opener(self._port_url, self._profile.serial)
         except OSError as exc:
             raise PortError(str(exc)) from exc
         self._port = port
-        self._link = self._new_link(port)
-        self.log.info("%s port %s open", self.LABEL, self._port_url)
+        self._link = self._protocol.new_link(port)
+        self._log.info("%s port %s open", self._traits.label, self._port_url)
 
     def _lost(self, detail: str) -> None:
         """The unit stopped answering or the port vanished: close, report, retry later."""
         self._ready.clear()
         self._close_port()
         self._phase = Phase.STARTING
-        self._set_status(AcceptorStatus.OFFLINE, detail)
+        self.set_status(AcceptorStatus.OFFLINE, detail)
 
     def _close_port(self) -> None:
         if self._port is not None:
             try:
                 self._port.close()
             except Exception:  # closing a vanished port may fail in many ways; it is gone
-                self.log.debug("closing %s failed", self._port_url, exc_info=True)
+                self._log.debug("closing %s failed", self._port_url, exc_info=True)
         self._port = None
         self._link = None
 
     def _shutdown(self) -> None:
         if self._link is not None:
             try:
-                self._leave_disabled(self._link)
+                self._protocol.leave_disabled(self._link)
             except LinkError:
                 pass
         self._close_port()
         self._ready.clear()
-        self._set_status(AcceptorStatus.OFFLINE, "stopped")
+        self.set_status(AcceptorStatus.OFFLINE, "stopped")
         if self._owns_frame_log:
             self._frame_log.close()
 
@@ -376,15 +480,14 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
     def _session(self) -> None:
         """Talk to the unit until the link fails (exception) or stop() (Stop)."""
         self._phase = Phase.STARTING
-        reply = self._poll()
-        rebooted = reply is not None and self._state_code in self.POWER_UP_STATES
+        reply = self._protocol.poll()
+        rebooted = reply is not None and self._state_code in self._traits.power_up_states
         if not self._resumable or rebooted or self._reset_needed:
             self._drain_bill_path()
             self._reset_and_initialize()
         else:
-            state = self._describe(*self._last_state) if self._last_state else "unknown"
-            self.log.info("%s link back, %s %s: resuming without RESET", self.LABEL, self.UNIT,
-                          state)
+            self._log.info("%s link back, %s %s: resuming without RESET", self._traits.label,
+                           self._traits.unit, self._describe_last("unknown"))
         self._phase = Phase.RUNNING
         self._ready.set()
         while True:
@@ -395,12 +498,12 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
                 self._phase = Phase.RUNNING
                 self._ready.set()
             self._run_engine_actions()
-            self._settle_power_up()
+            self._protocol.settle_power_up()
             self._identify_if_needed()
-            self._sync_enable()
-            self._poll()
+            self._protocol.sync_enable()
+            self._protocol.poll()
             self._check_stuck()
-            self._sleep(self._next_poll_delay(), wake_early=True)
+            self._sleep(self._protocol.next_poll_delay(), wake_early=True)
 
     def _drain_bill_path(self) -> None:
         """Before a RESET, let a bill in motion finish and a credit report be credited.
@@ -410,19 +513,19 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
         unit makes no progress until it is ACKed), and a listener that keeps failing
         means the ledger is down (M10), where waiting is right.
         """
-        deadline = time.monotonic() + self._timing.stuck_state_s
-        while self._state_code == self.CREDIT_STATE or (
-            self._state_code in self.IN_BILL_PATH and time.monotonic() < deadline
+        deadline = self._clock.monotonic() + self._timing.stuck_state_s
+        while self._state_code == self._traits.credit_state or (
+            self._state_code in self._traits.in_bill_path and self._clock.monotonic() < deadline
         ):
             self._sleep(self._timing.active_poll_s)
-            self._poll()
+            self._protocol.poll()
 
     def _reset_and_initialize(self) -> None:
         """RESET, wait through power-up and initialization, identify, stay disabled."""
         self._phase = Phase.INITIALIZING
         self._reset_needed = False
-        self._set_status(AcceptorStatus.INITIALIZING, "reset")
-        self._reset_unit()
+        self.set_status(AcceptorStatus.INITIALIZING, "reset")
+        self._protocol.reset_unit()
         self._escrow = None
         self._need_ident = self._need_table = True
         self._ident_tried_in = None
@@ -431,32 +534,33 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
             return
         self._resumable = True
         self._identify_if_needed()
-        self._initialized()
+        self._protocol.initialized()
 
     def _wait_initialized(self) -> bool:
         """Poll until the unit has left its initializing states; False (and FAILURE
         reported) when it has not within the init timeout."""
-        deadline = time.monotonic() + self._timing.init_timeout_s
+        deadline = self._clock.monotonic() + self._timing.init_timeout_s
         while True:
             try:
-                reply = self._poll()
+                reply = self._protocol.poll()
             except NoReply:
                 reply = None  # some units are silent while they reset
-                if time.monotonic() > deadline:
+                if self._clock.monotonic() > deadline:
                     raise
             code = self._state_code if reply is not None else None
-            self._initializing(code)
-            if code is not None and code not in self.INITIALIZING_STATES | {self.CREDIT_STATE}:
+            self._protocol.initializing(code)
+            traits = self._traits
+            if code is not None and code not in traits.initializing_states | {traits.credit_state}:
                 return True
-            if time.monotonic() > deadline:
-                last = self._describe(*self._last_state) if self._last_state else "no answer"
-                self._set_status(
+            if self._clock.monotonic() > deadline:
+                last = self._describe_last("no answer")
+                self.set_status(
                     AcceptorStatus.FAILURE,
                     f"initialization not finished after {self._timing.init_timeout_s:g} s"
                     f" ({last})",
                 )
                 return False
-            self._sleep(self._init_poll_delay(reply))
+            self._sleep(self._protocol.init_poll_delay(reply))
 
     # -- line thread: identification and the bill table ----------------------------------
 
@@ -465,51 +569,51 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
         (a unit that keeps refusing is not asked on every poll)."""
         if not (self._need_ident or self._need_table):
             return
-        if not self._may_identify() or self._ident_tried_in == self._state_code:
+        if not self._protocol.may_identify() or self._ident_tried_in == self._state_code:
             return
         self._ident_tried_in = self._state_code
         if self._need_ident:
-            self._identify()
+            self._protocol.identify()
         if self._need_table:
-            self._read_bill_table()
+            self._protocol.read_bill_table()
 
-    def _adopt_profile(self, what: str, ident: str) -> None:
+    def adopt_profile(self, what: str, ident: str) -> None:
         """After identification: the first auto profile whose patterns match `ident` (the
         unit's `what`) takes over; the line settings that already work are kept."""
         match = next(((p, t) for p, t in self._auto if p.matches(ident)), None)
         if match is None:
             if not self._profile.matches(ident):
-                self.log.warning("%s %r does not match profile %s", what, ident,
+                self._log.warning("%s %r does not match profile %s", what, ident,
                                  self._profile.name)
             return
         profile, timing = match
         if profile is self._profile:
             return
         if profile.serial != self._profile.serial:
-            self.log.warning("profile %s wants %s; keeping the working line settings %s",
+            self._log.warning("profile %s wants %s; keeping the working line settings %s",
                              profile.name, profile.serial, self._profile.serial)
-        self.log.info("%s %s %s: using profile %s", self.LABEL, what, ident, profile.name)
+        self._log.info("%s %s %s: using profile %s", self._traits.label, what, ident, profile.name)
         self._profile = profile
         self._timing = timing
-        self._profile_adopted(profile)
+        self._protocol.profile_adopted(profile)
         if self._port is not None:
-            self._link = self._new_link(self._port)
+            self._link = self._protocol.new_link(self._port)
 
-    def _store_bills(self, bills: dict[int, Bill], differs: str) -> None:
+    def store_bills(self, bills: dict[int, Bill], differs: str) -> None:
         """The unit's table replaces the known one (`differs` is logged if they differ)
         and is cached on disk for the next start."""
         if self._bills and self._bills != bills:
-            self.log.warning(differs)
+            self._log.warning(differs)
         changed = bills != self._bills
         self._bills = bills
         self._need_table = False
-        self._update_info()
+        self._protocol.update_info()
         self._check_usable()
         if changed and self._bill_cache is not None:
             try:
                 save_bills(self._bill_cache, bills.values())
             except OSError as exc:
-                self.log.warning("cannot write bill-table cache %s: %s", self._bill_cache, exc)
+                self._log.warning("cannot write bill-table cache %s: %s", self._bill_cache, exc)
 
     def _check_usable(self) -> None:
         """A unit whose table holds no note of the terminal's currency (or no note this
@@ -525,26 +629,22 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
             note = f"{wanted} " if wanted else ""
             unusable = (
                 f"купюроприёмник не примет ни одной купюры {note}/ the bill acceptor can take "
-                f"no {note}note: none in its bill table ({has}){self._unusable_hint()}"
+                f"no {note}note: none in its bill table ({has}){self._protocol.unusable_hint()}"
             )
         if unusable == self._unusable:
             return
         self._unusable = unusable
         if unusable is not None:
-            self.log.error("%s unusable: %s", self.LABEL, unusable)
+            self._log.error("%s unusable: %s", self._traits.label, unusable)
         else:
-            self.log.info("%s bill table usable again", self.LABEL)
-        self._set_status(*self._raw_status)
+            self._log.info("%s bill table usable again", self._traits.label)
+        self.set_status(*self._raw_status)
 
-    def _unusable_hint(self) -> str:
-        """What the technician can do about an unusable table ("; ..."), per protocol."""
-        return ""
-
-    def _publish_info(self, model: str = "", serial_number: str = "", firmware: str = ""
+    def publish_info(self, model: str = "", serial_number: str = "", firmware: str = ""
                       ) -> None:
         """What the unit said about itself, and its bills, as the engine sees them."""
         info = DeviceInfo(
-            protocol=self.PROTOCOL,
+            protocol=self._traits.protocol,
             model=model,
             serial_number=serial_number,
             firmware=firmware,
@@ -554,48 +654,53 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
         with self._lock:
             self._info = info
 
-    def _bill_for(self, code: int | None) -> Bill | None:
+    def bill_for(self, code: int | None) -> Bill | None:
         return self._bills.get(code) if code is not None else None
 
     # -- line thread: states -------------------------------------------------------------
 
-    def _note_state(self, code: int) -> None:
+    def note_state(self, code: int) -> None:
         if code != self._state_code:
             self._state_code = code
-            self._state_since = time.monotonic()
+            self._state_since = self._clock.monotonic()
             self._stuck_reported = False
 
+    def _describe_last(self, default: str) -> str:
+        last = self._last_state
+        return self._protocol.describe(*last) if last else default
+
     def _check_stuck(self) -> None:
-        if self._state_code not in self.TRANSIENT_STATES or self._stuck_reported:
+        if self._state_code not in self._traits.transient_states or self._stuck_reported:
             return
-        elapsed = time.monotonic() - self._state_since
+        elapsed = self._clock.monotonic() - self._state_since
         if elapsed > self._timing.stuck_state_s:
             self._stuck_reported = True
-            self._set_status(
+            self.set_status(
                 AcceptorStatus.JAMMED,
-                f"stuck in {self._describe(*self._last_state) if self._last_state else '?'}"
+                f"stuck in {self._describe_last('?')}"
                 f" for {elapsed:.0f} s",
             )
 
     # -- line thread: escrow -------------------------------------------------------------
 
-    def _on_escrow(self, code: int | None) -> None:
+    def on_escrow(self, code: int | None) -> None:
         esc = self._escrow
         if esc is None or esc.code != code:
-            esc = self._escrow = Escrow(code, self._bill_for(code), time.monotonic())
+            esc = self._escrow = Escrow(code, self.bill_for(code), self._clock.monotonic())
         if esc.decision in _SENT_DECISIONS:
-            self._send_decision(esc, esc.decision)  # our command was lost: repeat, not re-ask
+            # our command was lost: repeat, not re-ask
+            self._protocol.send_decision(esc, esc.decision)
         else:
             self._decide(esc)
 
-    def _on_holding(self) -> None:
+    def on_holding(self) -> None:
         esc = self._escrow
         if esc is None:
             # Holding a bill we never saw in escrow (driver restarted): we cannot credit
             # what we cannot name, so give it back.
-            esc = self._escrow = Escrow(None, None, time.monotonic(), EscrowDecision.HOLD)
+            esc = self._escrow = Escrow(None, None, self._clock.monotonic(), EscrowDecision.HOLD)
         if esc.decision in _SENT_DECISIONS:
-            self._send_decision(esc, esc.decision)
+            self._protocol.send_decision(esc, esc.decision)
         else:
             self._decide(esc)
 
@@ -605,28 +710,28 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
             decision = self._take_engine_action()
         if decision is None:
             if esc.bill is None:
-                self._warn_unnamed_escrow(esc)
+                self._protocol.warn_unnamed_escrow(esc)
                 decision = EscrowDecision.RETURN
             elif (
                 esc.decision is EscrowDecision.HOLD
-                and time.monotonic() - esc.since > self._timing.escrow_hold_max_s
+                and self._clock.monotonic() - esc.since > self._timing.escrow_hold_max_s
             ):
-                self.log.warning("bill held longer than %.0f s; returning",
+                self._log.warning("bill held longer than %.0f s; returning",
                                  self._timing.escrow_hold_max_s)
                 decision = EscrowDecision.RETURN
             else:
                 decision = self._ask_escrow(esc.bill)
         esc.decision = decision
-        self._send_decision(esc, decision)
+        self._protocol.send_decision(esc, decision)
 
     def _ask_escrow(self, bill: Bill) -> EscrowDecision:
         try:
-            decision = self._require_listener().on_escrow(bill)
+            decision = self.require_listener().on_escrow(bill)
         except Exception:
-            self.log.exception("on_escrow failed; returning the bill")
+            self._log.exception("on_escrow failed; returning the bill")
             return EscrowDecision.RETURN
         if not isinstance(decision, EscrowDecision):
-            self.log.error("on_escrow returned %r; returning the bill", decision)
+            self._log.error("on_escrow returned %r; returning the bill", decision)
             return EscrowDecision.RETURN
         return decision
 
@@ -641,18 +746,18 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
             action = self._take_engine_action()
             if action is not None:
                 esc.decision = action
-                self._send_decision(esc, action)
+                self._protocol.send_decision(esc, action)
             return
         with self._lock:
             stale = list(self._engine_actions)
             self._engine_actions.clear()
         for action in stale:
-            self.log.warning("%s requested but no bill is held in escrow; ignored",
+            self._log.warning("%s requested but no bill is held in escrow; ignored",
                              action.value)
 
     # -- line thread: status and helpers -------------------------------------------------
 
-    def _set_status(self, status: AcceptorStatus, detail: str) -> None:
+    def set_status(self, status: AcceptorStatus, detail: str) -> None:
         self._raw_status = (status, detail)
         if self._unusable is not None and status is not AcceptorStatus.OFFLINE:
             status, detail = AcceptorStatus.FAILURE, self._unusable
@@ -663,30 +768,30 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
             self._status = status
             self._detail = detail
         if changed and self._listener is not None:
-            self.log.info("%s status %s: %s", self.LABEL, status.value, detail)
-            self._notify("on_status", lambda lst: lst.on_status(status, detail))
+            self._log.info("%s status %s: %s", self._traits.label, status.value, detail)
+            self.notify("on_status", lambda lst: lst.on_status(status, detail))
 
-    def _notify(self, what: str, call: Callable[[AcceptorListener], object]) -> None:
+    def notify(self, what: str, call: Callable[[AcceptorListener], object]) -> None:
         """Listener exceptions are logged, never allowed to end the line thread."""
         try:
-            call(self._require_listener())
+            call(self.require_listener())
         except Exception:
-            self.log.exception("listener %s failed", what)
+            self._log.exception("listener %s failed", what)
 
-    def _require_listener(self) -> AcceptorListener:
+    def require_listener(self) -> AcceptorListener:
         if self._listener is None:
-            raise AcceptorError(f"{self.LABEL} acceptor used before start()")
+            raise AcceptorError(f"{self._traits.label} acceptor used before start()")
         return self._listener
 
-    def _require_link(self) -> LinkT:
+    def require_link(self) -> LinkT:
         if self._link is None:
             raise PortError("port not open")
         return self._link
 
-    def _link_request(self, command: int, timeout_s: float | None = None, data: bytes = b""
+    def request(self, command: int, timeout_s: float | None = None, data: bytes = b""
                       ) -> Any:
         self._check_stop()
-        return self._require_link().request(command, data, timeout_s)
+        return self.require_link().request(command, data, timeout_s)
 
     def _check_stop(self) -> None:
         if self._stopping.is_set():
@@ -695,10 +800,10 @@ class LineThreadAcceptor(abc.ABC, Generic[LinkT, TimingT]):
     def _sleep(self, seconds: float, wake_early: bool = False) -> None:
         """Wait, but return at once on stop(); with `wake_early`, also on engine requests."""
         if wake_early:
-            if self._wake.wait(seconds):
+            if self._clock.wait(self._wake, seconds):
                 self._wake.clear()
         elif seconds > 0:
-            self._stopping.wait(seconds)
+            self._clock.wait(self._stopping, seconds)
         self._check_stop()
 
     def __repr__(self) -> str:

@@ -40,13 +40,13 @@ from __future__ import annotations
 import abc
 import collections
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol
 
 import serial
 
+from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.framelog import FrameLog
 from drivers.framing import Discarded, DiscardReason, FrameT, StreamDecoder
 
@@ -111,8 +111,10 @@ class FrameLink(Generic[FrameT]):
         timing: LinkTiming,
         frame_log: FrameLog,
         new_decoder: Callable[[], StreamDecoder[FrameT]],
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._port = port
+        self._clock = clock
         self._timing = timing
         self._log = frame_log
         self._decoder = new_decoder()
@@ -179,7 +181,7 @@ class FrameLink(Generic[FrameT]):
         retransmission after our NAK, or a late reply): it is returned and the command is
         not sent again. A damaged frame here is only logged; sending again settles it.
         """
-        until = max(self._last_tx + self._timing.command_gap_s, time.monotonic() + listen_s)
+        until = max(self._last_tx + self._timing.command_gap_s, self._clock.monotonic() + listen_s)
         while (item := self._next(until)) is not None:
             if isinstance(item, Discarded):
                 continue
@@ -199,13 +201,13 @@ class FrameLink(Generic[FrameT]):
         settle time: the rest of a noisy burst may still hold the real frame, but a full
         timeout would only delay the retry.
         """
-        deadline = time.monotonic() + timeout_s
+        deadline = self._clock.monotonic() + timeout_s
         answer: FrameT | None = None
         bad = False
         while (item := self._next(deadline)) is not None:
             if isinstance(item, Discarded):
                 bad = True
-                deadline = min(deadline, time.monotonic() + self._timing.settle_s)
+                deadline = min(deadline, self._clock.monotonic() + self._timing.settle_s)
                 continue
             if not self._answers(command, item):
                 self._late(item, command)
@@ -241,16 +243,16 @@ class FrameLink(Generic[FrameT]):
     # -- the line --------------------------------------------------------------------------
 
     def _wait_gap(self) -> None:
-        gap = self._last_tx + self._timing.command_gap_s - time.monotonic()
+        gap = self._last_tx + self._timing.command_gap_s - self._clock.monotonic()
         if gap > 0:
-            time.sleep(gap)
+            self._clock.sleep(gap)
 
     def _write(self, frame: bytes) -> None:
         try:
             self._port.write(frame)
         except (serial.SerialException, OSError) as exc:
             raise PortError(f"write failed: {exc}") from exc
-        self._last_tx = time.monotonic()
+        self._last_tx = self._clock.monotonic()
         self._log.tx(frame)
 
     def _next(self, deadline: float) -> FrameT | Discarded | None:
@@ -266,7 +268,7 @@ class FrameLink(Generic[FrameT]):
             got = self._read_waiting()
             if self._inbox:
                 continue
-            now = time.monotonic()
+            now = self._clock.monotonic()
             if now >= deadline:
                 if self._decoder.pending and now - self._last_rx >= self._timing.settle_s:
                     for item in self._decoder.flush():
@@ -290,7 +292,7 @@ class FrameLink(Generic[FrameT]):
             raise PortError(f"read failed: {exc}") from exc
         if not chunk:
             return False
-        self._last_rx = time.monotonic()
+        self._last_rx = self._clock.monotonic()
         for item in self._decoder.feed(chunk):
             if isinstance(item, Discarded):
                 self._log.rx(item.raw, item.reason.value)

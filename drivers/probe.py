@@ -25,7 +25,6 @@ from drivers.ccnet.device import PortOpener, default_opener, profile_address
 from drivers.ccnet.probe import probe_ccnet
 from drivers.ccnet.timing import CcnetTiming
 from drivers.framelog import FrameLog
-from drivers.id003.device import open_with
 from drivers.id003.probe import probe_id003
 from drivers.id003.settings import Id003Settings
 from drivers.id003.timing import Id003Timing
@@ -84,7 +83,7 @@ def _probe_ccnet(port_url: str, profile: Profile, opener: PortOpener) -> ProbeRe
 
 
 def _probe_id003(port_url: str, profile: Profile, opener: PortOpener) -> ProbeResult | None:
-    port = open_with(opener, port_url, profile.serial)  # 8E1 on a pty: see open_with
+    port = opener(port_url, profile.serial)  # 8E1 on a pty: see transport.open_port
     try:
         found = probe_id003(port, Id003Timing.from_profile(profile), FrameLog("probe", None),
                             Id003Settings.from_profile(profile))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import termios
 import tty
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +13,42 @@ import serial
 
 from drivers.profiles import SerialSettings
 
+NO_PARITY = "N"
+_PTY_SLAVE_MAJORS = range(136, 144)
+"""Linux device majors of Unix98 pty slaves (/dev/pts/N)."""
+
 
 def open_port(url: str, settings: SerialSettings, timeout_s: float = 0.05) -> serial.SerialBase:
     """Open a port (`/dev/ttyUSB0`, a pty path, or any pyserial URL such as `loop://`).
 
     Modem-control lines are not touched: they fail on a pty and no protocol here needs them.
+
+    A pseudo-terminal has no parity bit: Linux drops PARENB, and (seen on 6.x kernels)
+    refuses with EINVAL a tcsetattr whose only change is PARENB, so the second open of the
+    same pty at 8E1 (ID-003) fails inside pyserial with termios.error. On a pty the parity
+    setting means nothing, so such a port is opened as 8N1. Every failure is an OSError.
     """
+    try:
+        return _open(url, settings, timeout_s)
+    except termios.error as exc:
+        if settings.parity != NO_PARITY and is_pty(url):
+            try:
+                return _open(url, dataclasses.replace(settings, parity=NO_PARITY), timeout_s)
+            except termios.error as again:
+                raise OSError(f"cannot open serial port {url}: {again}") from again
+        raise OSError(f"cannot open serial port {url}: {exc}") from exc
+
+
+def is_pty(url: str) -> bool:
+    """Whether `url` names the slave side of a Unix98 pseudo-terminal."""
+    try:
+        rdev = os.stat(url).st_rdev
+    except (OSError, ValueError):
+        return False
+    return os.major(rdev) in _PTY_SLAVE_MAJORS
+
+
+def _open(url: str, settings: SerialSettings, timeout_s: float) -> serial.SerialBase:
     try:
         port = serial.serial_for_url(
             url,

@@ -90,6 +90,14 @@ def wait_until(condition: Callable[[], object], timeout_s: float = WAIT_S, what:
         time.sleep(POLL_STEP_S)
 
 
+def wait_polls(sim: Any, count: int = 5, what: str = "") -> None:
+    """Let the driver poll the unit `count` more times (a condition, not a sleep): what
+    was going to happen by the next polls (a second credit, an enable) has happened."""
+    start = sim.with_model(lambda m: m.counters.polls)
+    wait_until(lambda: sim.with_model(lambda m: m.counters.polls) >= start + count,
+               what=what or f"{count} more polls")
+
+
 def insert_and_wait_credit(sim: Any, listener: RecordingListener,
                            wait: Callable[..., None], rubles: int = 500) -> None:
     """The customer inserts a bill; returns once the listener has committed its credit."""

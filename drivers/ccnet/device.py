@@ -1,9 +1,10 @@
 """`CcnetAcceptor`: the CCNET bill validator as a `drivers.acceptor.BillAcceptor`.
 
 The line thread, the engine's request queue, reconnects, status reporting and escrow
-questions are `drivers.acceptor_base.LineThreadAcceptor`; this module is CCNET's state
-machine on top: the start-up sequence (docs/protocols/ccnet.md, "Start-up"), POLL states
-turned into listener calls, the enable mask, and the credit.
+questions are `drivers.acceptor_base.AcceptorRunner`; this module is CCNET's state
+machine it drives (`CcnetProtocol`, its protocol adapter): the start-up sequence
+(docs/protocols/ccnet.md, "Start-up"), POLL states turned into listener calls, the
+enable mask, and the credit.
 
 Money rules (docs/invariants.md M1-M4; docs/protocols/ccnet.md):
 - credit only on 0x81, ACKed only after `on_stacked` returned; if it raises, no ACK, and
@@ -26,15 +27,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
 
 from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill, StackOrigin
 from drivers.acceptor_base import (
+    READ_TIMEOUT_S,
     UNIDENTIFIED,
+    AcceptorRunner,
     Escrow,
-    LineThreadAcceptor,
     Phase,
     PortOpener,
+    ProtocolTraits,
+    default_opener,
 )
 from drivers.acceptor_profiles import check_acceptor_profile
 from drivers.ccnet.billtable import bills_of, encode_mask
@@ -54,9 +57,9 @@ from drivers.ccnet.states import (
     reject_reason_text,
 )
 from drivers.ccnet.timing import CcnetTiming
+from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.framelog import FrameLog
-from drivers.profiles import Profile, ProfileError, SerialSettings
-from drivers.transport import open_port
+from drivers.profiles import Profile, ProfileError
 
 __all__ = ["LABEL", "PROTOCOL", "READ_TIMEOUT_S", "CcnetAcceptor", "PortOpener",
            "check_ccnet_profile", "default_opener", "profile_address"]
@@ -65,8 +68,6 @@ log = logging.getLogger(__name__)
 
 PROTOCOL = "ccnet"
 LABEL = "CCNET"
-READ_TIMEOUT_S = 0.01
-"""Port read granularity: how late the link notices its deadline, at most."""
 
 _DECISION_COMMANDS = {
     EscrowDecision.STACK: Command.STACK,
@@ -76,12 +77,20 @@ _DECISION_COMMANDS = {
 _IN_BILL_PATH = TRANSIENT_STATES | {PollState.ESCROW, PollState.HOLDING}
 _AFTER_BILL_PATH = frozenset({PollState.STACKED, PollState.RETURNED})
 
+TRAITS = ProtocolTraits(
+    protocol=PROTOCOL,
+    label=LABEL,
+    unit="device",
+    power_up_states=POWER_UP_STATES,
+    initializing_states=INITIALIZING_STATES,
+    credit_state=PollState.STACKED,
+    in_bill_path=_IN_BILL_PATH,
+    transient_states=TRANSIENT_STATES,
+    log=log,
+)
 
-def default_opener(url: str, settings: SerialSettings) -> SerialPort:
-    return open_port(url, settings, timeout_s=READ_TIMEOUT_S)
 
-
-class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
+class CcnetAcceptor(AcceptorRunner[CcnetLink, CcnetTiming]):
     """CashCode CCNET bill validator on one serial port.
 
     `port` is a device path, a pty path or a pyserial URL; `profile` supplies serial
@@ -97,17 +106,9 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
     then reports the stacked bill first and refuses GET BILL TABLE until it is ACKed.
     The cache file is rewritten whenever the unit's table is read.
     `currency` (ISO 4217), if given, restricts `enable` to that currency.
-    """
 
-    PROTOCOL = PROTOCOL
-    LABEL = LABEL
-    UNIT = "device"
-    POWER_UP_STATES: ClassVar[frozenset[int]] = POWER_UP_STATES
-    INITIALIZING_STATES: ClassVar[frozenset[int]] = INITIALIZING_STATES
-    CREDIT_STATE = PollState.STACKED
-    IN_BILL_PATH: ClassVar[frozenset[int]] = _IN_BILL_PATH
-    TRANSIENT_STATES: ClassVar[frozenset[int]] = TRANSIENT_STATES
-    log = log
+    It is the shared runner with the CCNET adapter composed in; it adds nothing else.
+    """
 
     def __init__(
         self,
@@ -122,6 +123,7 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
         bill_table_cache: Path | None = None,
         currency: str | None = None,
         opener: PortOpener = default_opener,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         check_ccnet_profile(profile)
         timing = timing or CcnetTiming.from_profile(profile)
@@ -131,6 +133,8 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
             port,
             profile,
             timing,
+            traits=TRAITS,
+            adapter=lambda line: CcnetProtocol(line, profile_address(profile)),
             auto=auto,
             frame_log=frame_log,
             frame_log_path=frame_log_path,
@@ -138,46 +142,69 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
             bill_table_cache=bill_table_cache,
             currency=currency,
             opener=opener,
+            clock=clock,
         )
-        self._address = profile_address(profile)
+
+
+class CcnetProtocol:
+    """CCNET's state machine as the runner's `ProtocolAdapter`: it keeps the protocol's
+    own state (identification, applied mask, the stacked event and its origin) and
+    reaches the runner only through its adapter section."""
+
+    def __init__(self, line: AcceptorRunner[CcnetLink, CcnetTiming], address: int) -> None:
+        self._line = line
+        self._address = address
         self._ident: Identification | None = None
         self._applied_mask: int | None = None
-        self._edge = StackedEdge(self._run_id)
+        self._edge = StackedEdge(line.run_id)
+        self._stack_sent = False  # STACK sent this run, its outcome not yet settled
+        self._recovery_pending = False  # 0x12 seen: the next 0x81 is a power-up bill
+        self._table_retry_key: str | None = None  # the stacked event GET BILL TABLE was retried for
 
     # -- the port and the link -----------------------------------------------------------
 
-    def _open_port(self) -> SerialPort:
-        return self._opener(self._port_url, self._profile.serial)
+    def new_link(self, port: SerialPort) -> CcnetLink:
+        line = self._line
+        return CcnetLink(port, line.timing.link, line.frame_log, self._address, line.clock)
 
-    def _new_link(self, port: SerialPort) -> CcnetLink:
-        return CcnetLink(port, self._timing.link, self._frame_log, self._address)
-
-    def _leave_disabled(self, link: CcnetLink) -> None:
+    def leave_disabled(self, link: CcnetLink) -> None:
         link.request(Command.ENABLE_BILL_TYPES, bytes(2 * MASK_LEN))  # M4: leave it disabled
 
     # -- RESET and identification --------------------------------------------------------
 
-    def _reset_unit(self) -> None:
+    def initializing(self, code: int | None) -> None:
+        """Nothing to send while a CCNET unit initializes."""
+
+    def settle_power_up(self) -> None:
+        """A CCNET power-up with a bill in the stacker settles by its own 0x81."""
+
+    def profile_adopted(self, profile: Profile) -> None:
+        """A CCNET profile says nothing besides timing."""
+
+    def unusable_hint(self) -> str:
+        return ""
+
+    def reset_unit(self) -> None:
         """RESET; then wait through power-up/initialize/busy, identify, disable."""
-        reply = self._link_request(Command.RESET)
+        reply = self._line.request(Command.RESET)
         if not _is_ack(reply):
             log.warning("RESET answered with %r", reply)
         self._applied_mask = None
 
-    def _init_poll_delay(self, reply: PollReply | None) -> float:
+    def init_poll_delay(self, reply: PollReply | None) -> float:
         if reply is not None and reply.z1 == PollState.BUSY and reply.z2:
             return reply.z2 * BUSY_UNIT_S  # YH × 100 ms before the next poll
-        return self._timing.reset_poll_s
+        return self._line.timing.reset_poll_s
 
-    def _initialized(self) -> None:
+    def initialized(self) -> None:
         self._send_enable(0)  # M4: disabled until the engine asks; _sync_enable restores it
 
-    def _may_identify(self) -> bool:
+    def may_identify(self) -> bool:
         """IDENTIFICATION and GET BILL TABLE are legal only in some states (ccnet.md)."""
-        return self._state_code in IDENT_STATES
+        return self._line.state_code in IDENT_STATES
 
-    def _identify(self) -> None:
-        reply = self._link_request(Command.IDENTIFICATION, self._timing.link.ident_timeout_s)
+    def identify(self) -> None:
+        reply = self._line.request(Command.IDENTIFICATION, self._line.timing.link.ident_timeout_s)
         if isinstance(reply, Identification):
             self._on_identification(reply)
         else:
@@ -188,21 +215,21 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
             log.warning("CCNET unit replaced: serial %s, was %s", ident.serial_number,
                         self._ident.serial_number)
         self._ident = ident
-        self._need_ident = False
-        self._adopt_profile("part number", ident.part_number)
-        self._update_info()
+        self._line.identified()
+        self._line.adopt_profile("part number", ident.part_number)
+        self.update_info()
 
-    def _read_bill_table(self) -> None:
-        reply = self._link_request(Command.GET_BILL_TABLE, self._timing.link.ident_timeout_s)
+    def read_bill_table(self) -> None:
+        reply = self._line.request(Command.GET_BILL_TABLE, self._line.timing.link.ident_timeout_s)
         if isinstance(reply, BillTable):
-            self._store_bills({b.bill_type: b for b in bills_of(reply.records)},
+            self._line.store_bills({b.bill_type: b for b in bills_of(reply.records)},
                               "device bill table differs from the known one; using the device's")
         else:
             log.warning("GET BILL TABLE answered with %r", reply)
 
-    def _update_info(self) -> None:
+    def update_info(self) -> None:
         ident = self._ident
-        self._publish_info(
+        self._line.publish_info(
             model=ident.part_number if ident else "",
             serial_number=ident.serial_number if ident else "",
             firmware=ident.firmware if ident else "",
@@ -211,29 +238,28 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
     # -- line thread: enable mask --------------------------------------------------------
 
     def _wanted_mask(self) -> int:
-        with self._lock:
-            amounts = self._wanted_amounts
+        amounts = self._line.wanted_amounts()
+        currency = self._line.currency
         types = [
             t
-            for t, bill in self._bills.items()
-            if bill.amount_minor in amounts
-            and (self._currency is None or bill.currency == self._currency)
+            for t, bill in self._line.bills.items()
+            if bill.amount_minor in amounts and (currency is None or bill.currency == currency)
         ]
         return int.from_bytes(encode_mask(types), "big")
 
-    def _sync_enable(self) -> None:
+    def sync_enable(self) -> None:
         """Bring the unit's enable mask to what the engine wants (only when no bill moves)."""
-        if self._state_code not in SETTLED_STATES:
+        if self._line.state_code not in SETTLED_STATES:
             return
         want = self._wanted_mask()
-        device_enabled = self._state_code == PollState.IDLING
+        device_enabled = self._line.state_code == PollState.IDLING
         if want == self._applied_mask and bool(want) == device_enabled:
             return
         self._send_enable(want)
 
     def _send_enable(self, mask: int) -> None:
         raw = mask.to_bytes(MASK_LEN, "big")
-        reply = self._link_request(Command.ENABLE_BILL_TYPES, data=raw + raw)  # escrow = enable
+        reply = self._line.request(Command.ENABLE_BILL_TYPES, data=raw + raw)  # escrow = enable
         if _is_ack(reply):
             self._applied_mask = mask
         else:
@@ -241,8 +267,8 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
 
     # -- line thread: polling ------------------------------------------------------------
 
-    def _poll(self) -> PollReply | None:
-        link = self._require_link()
+    def poll(self) -> PollReply | None:
+        link = self._line.require_link()
         try:
             exchange = link.exchange(Command.POLL)
         finally:
@@ -253,7 +279,7 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
             exchange.ack()
             log.warning("unexpected POLL reply %r", reply)
             return None
-        self._note_state(reply.z1)
+        self._line.note_state(reply.z1)
         if reply.z1 == PollState.STACKED:
             if self._on_stacked(reply.z2):
                 exchange.ack()
@@ -274,7 +300,7 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
         in the stacker (0x12) still names the origin of the 0x81 that follows it.
         """
         log.info("late POLL reply: %s", describe(reply.z1, reply.z2))
-        self._note_state(reply.z1)
+        self._line.note_state(reply.z1)
         if reply.z1 == PollState.STACKED:
             self._on_stacked(reply.z2)
             return
@@ -284,31 +310,30 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
 
     def _on_state(self, reply: PollReply) -> None:
         z1, z2 = reply.z1, reply.z2
-        new_event = self._last_state != (z1, z2)
-        self._last_state = (z1, z2)
-        if not self._stuck_reported:
-            self._set_status(abstract_status(z1), describe(z1, z2))
+        new_event = self._line.record_state(z1, z2)
+        if not self._line.stuck_reported:
+            self._line.set_status(abstract_status(z1), describe(z1, z2))
         if z1 not in (PollState.ESCROW, PollState.HOLDING):
-            self._escrow = None
+            self._line.clear_escrow()
         if z1 in POWER_UP_STATES:
             if z1 == PollState.POWER_UP_BILL_IN_STACKER:
                 self._recovery_pending = True
-            if self._phase is Phase.RUNNING:
+            if self._line.phase is Phase.RUNNING:
                 log.warning("CCNET unit powered up while running (%s); resetting", describe(z1))
-                self._reset_needed = True
+                self._line.request_reset()
         elif z1 == PollState.ESCROW:
-            self._on_escrow(z2)
+            self._line.on_escrow(z2)
         elif z1 == PollState.HOLDING:
-            self._on_holding()
+            self._line.on_holding()
         elif z1 == PollState.RETURNED and new_event:
-            bill = self._bill_for(z2)
+            bill = self._line.bill_for(z2)
             if bill is not None:
-                self._notify("on_returned", lambda lst: lst.on_returned(bill))
+                self._line.notify("on_returned", lambda lst: lst.on_returned(bill))
         elif z1 == PollState.REJECTING and new_event:
             reason = reject_reason_text(z2)
-            self._notify("on_rejected", lambda lst: lst.on_rejected(reason))
-        elif z1 == PollState.PAUSE and self._phase is not Phase.INITIALIZING:
-            self._reset_needed = True  # spec: RESET resolves the Pause deadlock
+            self._line.notify("on_rejected", lambda lst: lst.on_rejected(reason))
+        elif z1 == PollState.PAUSE and self._line.phase is not Phase.INITIALIZING:
+            self._line.request_reset()  # spec: RESET resolves the Pause deadlock
         if z1 in SETTLED_STATES:
             if self._recovery_pending and new_event:
                 # Kept until a credit or our next STACK: a unit that settles before it
@@ -319,32 +344,27 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
 
     def _on_stacked(self, bill_type: int | None) -> bool:
         """Offer the credit; True when the reply may be ACKed (the listener committed it)."""
-        self._last_state = (PollState.STACKED, bill_type)
+        self._line.record_state(PollState.STACKED, bill_type)
         serial = self._ident.serial_number if self._ident else UNIDENTIFIED
         event = self._edge.stacked(bill_type, serial, self._stack_origin())
-        bill = self._bill_for(bill_type)
+        bill = self._line.bill_for(bill_type)
         if bill is None and self._table_retry_key != event.key:
             self._table_retry_key = event.key  # the unit may refuse; try once per event
-            self._read_bill_table()
-            bill = self._bill_for(bill_type)
+            self.read_bill_table()
+            bill = self._line.bill_for(bill_type)
         if bill is None:
-            self._set_status(
+            self._line.set_status(
                 AcceptorStatus.FAILURE,
                 f"bill stacked with type {bill_type} not in the bill table; not acknowledged",
             )
             return False
-        if not self._stuck_reported:
-            self._set_status(AcceptorStatus.ACCEPTING, describe(PollState.STACKED, bill_type))
-        listener = self._require_listener()
-        try:
-            listener.on_stacked(StackedBill(bill, event.key, event.origin))
-        except Exception:
-            log.exception("on_stacked failed for %s; not acknowledging, device will repeat",
-                          event.key)
+        if not self._line.stuck_reported:
+            self._line.set_status(AcceptorStatus.ACCEPTING, describe(PollState.STACKED, bill_type))
+        if not self._line.offer_credit(StackedBill(bill, event.key, event.origin)):
             return False
         self._stack_sent = False
         self._recovery_pending = False
-        self._escrow = None
+        self._line.clear_escrow()
         return True
 
     def _stack_origin(self) -> StackOrigin:
@@ -355,27 +375,27 @@ class CcnetAcceptor(LineThreadAcceptor[CcnetLink, CcnetTiming]):
 
     # -- line thread: escrow -------------------------------------------------------------
 
-    def _warn_unnamed_escrow(self, esc: Escrow) -> None:
+    def warn_unnamed_escrow(self, esc: Escrow) -> None:
         log.warning("bill type %s in escrow is not in the bill table; returning", esc.code)
 
-    def _send_decision(self, esc: Escrow, decision: EscrowDecision) -> None:
+    def send_decision(self, esc: Escrow, decision: EscrowDecision) -> None:
         if decision is EscrowDecision.STACK:
             self._stack_sent = True  # before sending: the ACK may be lost after it stacked
             self._recovery_pending = False  # the next 0x81 is this bill's
-        reply = self._link_request(_DECISION_COMMANDS[decision])
+        reply = self._line.request(_DECISION_COMMANDS[decision])
         if not _is_ack(reply):
             log.warning("%s answered with %r", decision.value, reply)
 
     # -- line thread: timers -------------------------------------------------------------
 
-    def _next_poll_delay(self) -> float:
-        last = self._last_state
-        if self._state_code == PollState.BUSY and last and last[1]:
+    def next_poll_delay(self) -> float:
+        last, code = self._line.last_state, self._line.state_code
+        if code == PollState.BUSY and last and last[1]:
             return last[1] * BUSY_UNIT_S
-        moving = self._state_code in _IN_BILL_PATH or self._state_code in _AFTER_BILL_PATH
-        return self._timing.active_poll_s if moving else self._timing.poll_s
+        moving = code in _IN_BILL_PATH or code in _AFTER_BILL_PATH
+        return self._line.timing.active_poll_s if moving else self._line.timing.poll_s
 
-    def _describe(self, code: int, data: int | None) -> str:
+    def describe(self, code: int, data: int | None) -> str:
         return describe(code, data)
 
 

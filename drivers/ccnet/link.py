@@ -29,6 +29,7 @@ import logging
 from drivers.ccnet.frame import Frame, FrameDecoder, build_frame
 from drivers.ccnet.protocol import DATA_COMMANDS, Address, Command, Control
 from drivers.ccnet.replies import PollReply, Reply, is_data, parse_reply
+from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.frame_link import (
     FrameLink,
     LinkError,
@@ -77,8 +78,9 @@ class CcnetLink(FrameLink[Frame]):
         timing: LinkTiming,
         frame_log: FrameLog,
         address: int = Address.BILL_VALIDATOR,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__(port, timing, frame_log, FrameDecoder)
+        super().__init__(port, timing, frame_log, FrameDecoder, clock)
         self._address = address
         self._late_polls: list[PollReply] = []
 

@@ -1,10 +1,11 @@
 """`Id003Acceptor`: a JCM ID-003 bill acceptor as a `drivers.acceptor.BillAcceptor`.
 
 The line thread, the engine's request queue, reconnects, status reporting and escrow
-questions are `drivers.acceptor_base.LineThreadAcceptor`; this module is ID-003's state
-machine on top: the start-up sequence (RESET, settings while the unit initializes,
-VERSION and CURRENCY ASSIGN), STATUS REQUEST polls turned into listener calls, the
-denomination mask and INHIBIT, the credit and the power-up recovery.
+questions are `drivers.acceptor_base.AcceptorRunner`; this module is ID-003's state
+machine it drives (`Id003Protocol`, its protocol adapter): the start-up sequence (RESET,
+settings while the unit initializes, VERSION and CURRENCY ASSIGN), STATUS REQUEST polls
+turned into listener calls, the denomination mask and INHIBIT, the credit and the
+power-up recovery.
 
 Money rules (docs/invariants.md M1-M4, M6; docs/protocols/id003.md):
 - credit only on VEND VALID (0x15), ACKed only after `on_stacked` returned; if it raises,
@@ -32,18 +33,24 @@ Money rules (docs/invariants.md M1-M4, M6; docs/protocols/id003.md):
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import re
-import termios
 from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
 
 from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill, StackOrigin
-from drivers.acceptor_base import UNIDENTIFIED, Escrow, LineThreadAcceptor, Phase, PortOpener
+from drivers.acceptor_base import (
+    READ_TIMEOUT_S,
+    UNIDENTIFIED,
+    AcceptorRunner,
+    Escrow,
+    Phase,
+    PortOpener,
+    ProtocolTraits,
+    default_opener,
+)
 from drivers.acceptor_profiles import check_acceptor_profile
+from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.framelog import FrameLog
 from drivers.id003.currency import (
     bills_of,
@@ -86,56 +93,34 @@ from drivers.id003.states import (
     reject_reason_text,
 )
 from drivers.id003.timing import Id003Timing
-from drivers.profiles import Profile, SerialSettings
-from drivers.transport import open_port
+from drivers.profiles import Profile
 
 __all__ = ["LABEL", "PROTOCOL", "READ_TIMEOUT_S", "Id003Acceptor", "PortOpener",
-           "check_id003_profile", "default_opener", "open_with"]
+           "check_id003_profile", "default_opener"]
 
 log = logging.getLogger(__name__)
 
 PROTOCOL = "id003"
 LABEL = "ID-003"
-READ_TIMEOUT_S = 0.01
-"""Port read granularity: how late the link notices its deadline, at most."""
-NO_PARITY = "N"
-_PTY_SLAVE_MAJORS = range(136, 144)
-"""Linux device majors of Unix98 pty slaves (/dev/pts/N)."""
 
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9()_.-]")
 _OPTIONAL_FUNCTIONS = (Command.COMMUNICATION_MODE, Command.OPTIONAL_FUNCTION)
 """Settings an older firmware may not know (INVALID COMMAND is then logged, not fatal)."""
 
 
-def default_opener(url: str, settings: SerialSettings) -> SerialPort:
-    return open_with(lambda u, s: open_port(u, s, timeout_s=READ_TIMEOUT_S), url, settings)
+TRAITS = ProtocolTraits(
+    protocol=PROTOCOL,
+    label=LABEL,
+    unit="unit",
+    power_up_states=POWER_UP_STATES,
+    initializing_states=INITIALIZING_STATES,
+    credit_state=Status.VEND_VALID,
+    in_bill_path=IN_BILL_PATH,
+    transient_states=TRANSIENT_STATES,
+    log=log,
+)
 
-
-def open_with(opener: PortOpener, url: str, settings: SerialSettings) -> SerialPort:
-    """`opener(url, settings)`, tolerating a pseudo-terminal's lack of parity.
-
-    A pty has no parity bit: Linux drops PARENB, and (seen on 6.x kernels) refuses with
-    EINVAL a tcsetattr whose only change is PARENB, so the second open of the same pty at
-    8E1 fails inside pyserial with termios.error, which is not an OSError. On a pty the
-    parity setting means nothing, so it is opened as 8N1; anything else is an OSError.
-    """
-    try:
-        return opener(url, settings)
-    except termios.error as exc:
-        if settings.parity != NO_PARITY and _is_pty(url):
-            return opener(url, dataclasses.replace(settings, parity=NO_PARITY))
-        raise OSError(f"cannot open serial port {url}: {exc}") from exc
-
-
-def _is_pty(url: str) -> bool:
-    try:
-        rdev = os.stat(url).st_rdev
-    except (OSError, ValueError):
-        return False
-    return os.major(rdev) in _PTY_SLAVE_MAJORS
-
-
-class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
+class Id003Acceptor(AcceptorRunner[Id003Link, Id003Timing]):
     """JCM ID-003 bill acceptor (UBA, iVIZION, ...) on one serial port.
 
     `port` is a device path, a pty path or a pyserial URL; `profile` supplies serial
@@ -152,17 +137,9 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
     `stack_marker` is the file that names the bill STACK was last sent for (see
     `marker`). Both matter only after a crash or a power cut with a bill in the stacker.
     `currency` (ISO 4217), if given, restricts `enable` to that currency.
-    """
 
-    PROTOCOL = PROTOCOL
-    LABEL = LABEL
-    UNIT = "unit"
-    POWER_UP_STATES: ClassVar[frozenset[int]] = POWER_UP_STATES
-    INITIALIZING_STATES: ClassVar[frozenset[int]] = INITIALIZING_STATES
-    CREDIT_STATE = Status.VEND_VALID
-    IN_BILL_PATH: ClassVar[frozenset[int]] = IN_BILL_PATH
-    TRANSIENT_STATES: ClassVar[frozenset[int]] = TRANSIENT_STATES
-    log = log
+    It is the shared runner with the ID-003 adapter composed in; it adds nothing else.
+    """
 
     def __init__(
         self,
@@ -178,6 +155,7 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
         stack_marker: Path | None = None,
         currency: str | None = None,
         opener: PortOpener = default_opener,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         check_id003_profile(profile)
         timing = timing or Id003Timing.from_profile(profile)
@@ -188,6 +166,8 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
             port,
             profile,
             timing,
+            traits=TRAITS,
+            adapter=lambda line: Id003Protocol(line, settings, stack_marker),
             auto=auto,
             frame_log=frame_log,
             frame_log_path=frame_log_path,
@@ -195,7 +175,19 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
             bill_table_cache=bill_table_cache,
             currency=currency,
             opener=opener,
+            clock=clock,
         )
+
+
+class Id003Protocol:
+    """ID-003's state machine as the runner's `ProtocolAdapter`: it keeps the protocol's
+    own state (settings, version, applied mask, the bill being stacked, the power-up
+    being resolved, the VEND VALID event) and reaches the runner only through its
+    adapter section."""
+
+    def __init__(self, line: AcceptorRunner[Id003Link, Id003Timing], settings: Id003Settings,
+                 stack_marker: Path | None) -> None:
+        self._line = line
         self._settings = settings
         self._version: VersionReply | None = None
         self._configured = False  # settings taken since the last RESET
@@ -205,49 +197,49 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
         self._powerup: Status | None = None  # 0x41/0x42 seen, not resolved yet
         self._powerup_bill: Bill | None = None
         self._marker = StackMarker(stack_marker)
-        self._edge = VendEdge(self._run_id)
+        self._edge = VendEdge(line.run_id)
         self._unnamed_countries: list[int] = []  # JCM country numbers this driver cannot name
+        self._stack_sent = False  # STACK sent this run, its outcome not yet settled
+        self._recovery_pending = False  # 0x42 seen: its bill is not credited yet
+        self._table_retry_key: str | None = None  # the code CURRENCY ASSIGN was retried for
 
     # -- the port and the link -----------------------------------------------------------
 
-    def _open_port(self) -> SerialPort:
-        return open_with(self._opener, self._port_url, self._profile.serial)
+    def new_link(self, port: SerialPort) -> Id003Link:
+        return Id003Link(port, self._line.timing.link, self._line.frame_log, self._line.clock)
 
-    def _new_link(self, port: SerialPort) -> Id003Link:
-        return Id003Link(port, self._timing.link, self._frame_log)
-
-    def _leave_disabled(self, link: Id003Link) -> None:
+    def leave_disabled(self, link: Id003Link) -> None:
         link.request(Command.INHIBIT, bytes((INHIBIT_ON,)))  # M4
 
     # -- RESET, settings and identification ----------------------------------------------
 
-    def _reset_unit(self) -> None:
+    def reset_unit(self) -> None:
         """RESET; the settings follow while the unit initializes (py-id003, Aristocrat),
         then it settles, is identified and stays inhibited."""
-        reply = self._link_request(Command.RESET)
+        reply = self._line.request(Command.RESET)
         if not isinstance(reply, AckReply):
             log.warning("RESET answered with %r", reply)
         self._configured = False
         self._configure_tried_in = None
         self._applied_codes = None
 
-    def _initializing(self, code: int | None) -> None:
+    def initializing(self, code: int | None) -> None:
         if code == Status.INITIALIZE or code in SETTLED_STATES:
             self._configure()
 
-    def _init_poll_delay(self, reply: StatusReply | None) -> float:
-        return self._timing.reset_poll_s
+    def init_poll_delay(self, reply: StatusReply | None) -> float:
+        return self._line.timing.reset_poll_s
 
-    def _initialized(self) -> None:
+    def initialized(self) -> None:
         self._configure()  # a unit that settled before we saw INITIALIZE, or a fault state
 
     def _configure(self) -> None:
         """Settings for a freshly reset unit: every denomination inhibited, polled mode,
         power recovery as the profile says, INHIBIT on (M4). Once per RESET; a unit that
         refuses is asked again only in another state."""
-        if self._configured or self._configure_tried_in == self._state_code:
+        if self._configured or self._configure_tried_in == self._line.state_code:
             return
-        self._configure_tried_in = self._state_code
+        self._configure_tried_in = self._line.state_code
         options = OptionalFunction.POWER_RECOVERY if self._settings.power_recovery else 0
         steps = (
             (Command.ENABLE_DISABLE, encode_inhibit_mask(())),
@@ -257,7 +249,7 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
         )
         taken = True
         for command, data in steps:
-            reply = self._link_request(command, data=data)
+            reply = self._line.request(command, data=data)
             if _echoed(reply, command, data):
                 if command == Command.ENABLE_DISABLE:
                     self._applied_codes = frozenset()
@@ -270,12 +262,12 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
             taken = False
         self._configured = taken
 
-    def _may_identify(self) -> bool:
+    def may_identify(self) -> bool:
         """VERSION and CURRENCY ASSIGN are asked in any state the unit has reported."""
-        return self._state_code is not None
+        return self._line.state_code is not None
 
-    def _identify(self) -> None:
-        reply = self._link_request(Command.VERSION_REQUEST, self._timing.link.ident_timeout_s)
+    def identify(self) -> None:
+        reply = self._line.request(Command.VERSION_REQUEST, self._line.timing.link.ident_timeout_s)
         if isinstance(reply, VersionReply):
             self._on_version(reply)
         else:
@@ -286,20 +278,20 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
             log.warning("ID-003 unit replaced or reflashed: %r, was %r", version.text,
                         self._version.text)
         self._version = version
-        self._need_ident = False
-        self._adopt_profile("version", version.text)
-        self._update_info()
+        self._line.identified()
+        self._line.adopt_profile("version", version.text)
+        self.update_info()
 
-    def _profile_adopted(self, profile: Profile) -> None:
+    def profile_adopted(self, profile: Profile) -> None:
         settings = Id003Settings.from_profile(profile)  # validated in __init__
         if settings.power_recovery != self._settings.power_recovery:
             self._configured = False  # send OPTIONAL FUNCTION again, with this profile's bit
             self._configure_tried_in = None
         self._settings = settings
 
-    def _read_bill_table(self) -> None:
-        reply = self._link_request(Command.CURRENCY_ASSIGN_REQUEST,
-                                   self._timing.link.ident_timeout_s)
+    def read_bill_table(self) -> None:
+        reply = self._line.request(Command.CURRENCY_ASSIGN_REQUEST,
+                                   self._line.timing.link.ident_timeout_s)
         if not isinstance(reply, CurrencyTable):
             log.warning("CURRENCY ASSIGN REQUEST answered with %r", reply)
             return
@@ -311,15 +303,15 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
         if unnamed:
             log.warning("denominations with unknown country numbers are never enabled: %s "
                         "(set [id003] currency in the profile)", unnamed)
-        self._store_bills(bills, "acceptor currency table differs from the known one; "
+        self._line.store_bills(bills, "acceptor currency table differs from the known one; "
                                  "using the unit's")
 
-    def _unusable_hint(self) -> str:
+    def unusable_hint(self) -> str:
         return unknown_country_hint(self._unnamed_countries)
 
-    def _update_info(self) -> None:
+    def update_info(self) -> None:
         version = self._version
-        self._publish_info(
+        self._line.publish_info(
             model=version.model if version else "",
             serial_number="",  # ID-003 has no serial-number request [U]
             firmware=version.firmware if version else "",
@@ -332,44 +324,43 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
     # -- line thread: enable mask and inhibit --------------------------------------------
 
     def _wanted_codes(self) -> frozenset[int]:
-        with self._lock:
-            amounts = self._wanted_amounts
-        return codes_for(self._bills, amounts, self._currency)
+        amounts = self._line.wanted_amounts()
+        return codes_for(self._line.bills, amounts, self._line.currency)
 
-    def _sync_enable(self) -> None:
+    def sync_enable(self) -> None:
         """Bring the unit's mask and INHIBIT to what the engine wants (only when settled).
 
         The mask is changed while the unit idles, without inhibiting first [U: whether a
         unit takes 0xC0 in ENABLE; py-id003 and lamassu send it only while initializing].
         """
-        if self._state_code not in SETTLED_STATES:
+        if self._line.state_code not in SETTLED_STATES:
             return
         if not self._configured:
             self._configure()  # the unit was busy with a bill or a fault when it reset
         want = self._wanted_codes()
-        enabled = self._state_code == Status.ENABLE
+        enabled = self._line.state_code == Status.ENABLE
         if want and want != self._applied_codes:
             mask = encode_inhibit_mask(want)
-            reply = self._link_request(Command.ENABLE_DISABLE, data=mask)
+            reply = self._line.request(Command.ENABLE_DISABLE, data=mask)
             if not _echoed(reply, Command.ENABLE_DISABLE, mask):
                 log.warning("ENABLE/DISABLE %s answered with %r", mask.hex(), reply)
                 return
             self._applied_codes = want
         if bool(want) != enabled:
             value = INHIBIT_OFF if want else INHIBIT_ON
-            reply = self._link_request(Command.INHIBIT, data=bytes((value,)))
+            reply = self._line.request(Command.INHIBIT, data=bytes((value,)))
             if not _echoed(reply, Command.INHIBIT, bytes((value,))):
                 log.warning("INHIBIT %d answered with %r", value, reply)
 
     # -- line thread: polling ------------------------------------------------------------
 
-    def _poll(self) -> StatusReply | None:
-        exchange = self._require_link().exchange(Command.STATUS_REQUEST)
+    def poll(self) -> StatusReply | None:
+        exchange = self._line.require_link().exchange(Command.STATUS_REQUEST)
         reply = exchange.reply
         if not isinstance(reply, StatusReply):
             log.warning("unexpected STATUS REQUEST reply %r", reply)
             return None
-        self._note_state(reply.code)
+        self._line.note_state(reply.code)
         if reply.code == Status.VEND_VALID:
             if self._on_vend_valid(reply):
                 exchange.ack()
@@ -379,17 +370,17 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
 
     def _on_state(self, reply: StatusReply) -> None:
         code, data = reply.code, reply.data
-        new_event = self._last_state != (code, data)
-        self._last_state = (code, data)
-        if not self._stuck_reported:
-            self._set_status(abstract_status(code), describe(code, data))
-        in_path = self._stacking or (self._escrow.bill if self._escrow else None)
+        new_event = self._line.record_state(code, data)
+        if not self._line.stuck_reported:
+            self._line.set_status(abstract_status(code), describe(code, data))
+        escrow = self._line.escrow
+        in_path = self._stacking or (escrow.bill if escrow else None)
         if code in POWER_UP_STATES:
             self._note_power_up(Status(code), in_path)
-            if self._phase is Phase.RUNNING:
+            if self._line.phase is Phase.RUNNING:
                 log.warning("ID-003 unit powered up while running (%s); resetting",
                             describe(code))
-                self._reset_needed = True
+                self._line.request_reset()
         elif code in (Status.RETURNING, Status.REJECTING) and in_path is not None:
             # A bill we saw in escrow (or sent STACK for) is going back to the customer:
             # our RETURN, the unit's escrow timeout (0x79), or a failed stack.
@@ -398,17 +389,17 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
             self._bill_returned(in_path)
         elif code == Status.REJECTING and new_event:
             reason = reject_reason_text(reply.first)
-            self._notify("on_rejected", lambda lst: lst.on_rejected(reason))
+            self._line.notify("on_rejected", lambda lst: lst.on_rejected(reason))
         elif code == Status.ESCROW:
-            self._on_escrow(reply.first)
+            self._line.on_escrow(reply.first)
         elif code == Status.HOLDING:
-            self._on_holding()
-        elif code == Status.PAUSE and self._phase is not Phase.INITIALIZING:
-            self._reset_needed = True  # RESET resolves the pause deadlock
-        elif code == Status.INITIALIZE and self._phase is Phase.RUNNING:
+            self._line.on_holding()
+        elif code == Status.PAUSE and self._line.phase is not Phase.INITIALIZING:
+            self._line.request_reset()  # RESET resolves the pause deadlock
+        elif code == Status.INITIALIZE and self._line.phase is Phase.RUNNING:
             self._applied_codes = None  # re-initializing on its own: settings may be lost
         if code not in (Status.ESCROW, Status.HOLDING):
-            self._escrow = None
+            self._line.clear_escrow()
         if code in BILL_DONE_STATES and self._powerup is None:
             self._edge.settled()  # a VEND VALID from now on is another physical bill
         if code in SETTLED_STATES:
@@ -422,11 +413,11 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
                 self._marker.close()
 
     def _bill_returned(self, bill: Bill) -> None:
-        self._escrow = None
+        self._line.clear_escrow()
         if self._stacking is not None:
             self._stacking = None
             self._marker.close()
-        self._notify("on_returned", lambda lst: lst.on_returned(bill))
+        self._line.notify("on_returned", lambda lst: lst.on_returned(bill))
 
     # -- line thread: the point of no return ---------------------------------------------
 
@@ -438,11 +429,11 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
         restart). None: nobody can name it."""
         code = reply.first
         if code is not None:
-            bill = self._bills.get(code)
-            if bill is None and self._table_retry_key != f"{self._run_id}:{code}":
-                self._table_retry_key = f"{self._run_id}:{code}"  # once per code
-                self._read_bill_table()
-                bill = self._bills.get(code)
+            bill = self._line.bills.get(code)
+            if bill is None and self._table_retry_key != f"{self._line.run_id}:{code}":
+                self._table_retry_key = f"{self._line.run_id}:{code}"  # once per code
+                self.read_bill_table()
+                bill = self._line.bills.get(code)
             expected = self._stacking
             if bill is not None and expected is not None and expected != bill:
                 log.warning("VEND VALID names %s, STACK was sent for %s; trusting the unit",
@@ -464,11 +455,11 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
 
     def _on_vend_valid(self, reply: StatusReply) -> bool:
         """Offer the credit; True when the reply may be ACKed (the listener committed it)."""
-        self._last_state = (reply.code, reply.data)
+        self._line.record_state(reply.code, reply.data)
         origin = self._vend_origin()
         bill = self._vend_bill(reply, origin)
         if bill is None and origin is not StackOrigin.POWER_UP:
-            self._set_status(
+            self._line.set_status(
                 AcceptorStatus.FAILURE,
                 f"{describe(reply.code, reply.data)} for a bill this driver cannot name; "
                 "not acknowledged",
@@ -477,22 +468,18 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
         if bill is None:
             log.warning("VEND VALID after power up with bill in stacker, no escrow code and "
                         "no STACK outstanding: reporting a bill of unknown value")
-        if not self._stuck_reported:
-            self._set_status(AcceptorStatus.ACCEPTING, describe(reply.code, reply.data))
+        if not self._line.stuck_reported:
+            self._line.set_status(AcceptorStatus.ACCEPTING, describe(reply.code, reply.data))
         return self._credit(bill, origin)
 
     def _credit(self, bill: Bill | None, origin: StackOrigin) -> bool:
         event = self._edge.vend_valid(bill, self._model_token(), origin)
         stacked = StackedBill(event.bill, event.key, event.origin, self._bills_currency())
-        try:
-            self._require_listener().on_stacked(stacked)
-        except Exception:
-            log.exception("on_stacked failed for %s; not acknowledging, the unit will repeat",
-                          event.key)
+        if not self._line.offer_credit(stacked):
             return False
         self._stack_sent = False
         self._stacking = None
-        self._escrow = None
+        self._line.clear_escrow()
         if self._powerup == Status.POWER_UP_BILL_IN_STACKER:
             self._powerup = None  # resolved by the replayed VEND VALID
         self._recovery_pending = False
@@ -501,9 +488,9 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
 
     def _bills_currency(self) -> str:
         """The currency of the bills this unit takes ("" if unknown or mixed)."""
-        if self._currency is not None:
-            return self._currency
-        currencies = {b.currency for b in self._bills.values()}
+        if self._line.currency is not None:
+            return self._line.currency
+        currencies = {b.currency for b in self._line.bills.values()}
         return currencies.pop() if len(currencies) == 1 else ""
 
     def _note_power_up(self, code: Status, in_path: Bill | None) -> None:
@@ -515,15 +502,15 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
             self._recovery_pending = True
         self._stacking = None
 
-    def _settle_power_up(self) -> None:
+    def settle_power_up(self) -> None:
         """Resolve a power-up with a bill inside once the unit has settled after RESET."""
         code, bill = self._powerup, self._powerup_bill
-        if code is None or self._state_code not in SETTLED_STATES:
+        if code is None or self._line.state_code not in SETTLED_STATES:
             return
         if code == Status.POWER_UP_BILL_IN_ACCEPTOR:
             log.info("power up with bill in acceptor: %s returned by the reset [U]", bill)
             if bill is not None:
-                self._notify("on_returned", lambda lst: lst.on_returned(bill))
+                self._line.notify("on_returned", lambda lst: lst.on_returned(bill))
             self._marker.close()
         elif code == Status.POWER_UP_BILL_IN_STACKER and self._recovery_pending:
             if bill is None and self._edge.current is not None:
@@ -545,12 +532,12 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
 
     # -- line thread: escrow -------------------------------------------------------------
 
-    def _warn_unnamed_escrow(self, esc: Escrow) -> None:
+    def warn_unnamed_escrow(self, esc: Escrow) -> None:
         what = ("a barcode ticket" if esc.code == BARCODE_TICKET
                 else f"escrow code {esc.code!r}, not in the currency table")
         log.warning("%s in escrow; returning", what)
 
-    def _send_decision(self, esc: Escrow, decision: EscrowDecision) -> None:
+    def send_decision(self, esc: Escrow, decision: EscrowDecision) -> None:
         if decision is EscrowDecision.STACK and esc.bill is not None:
             # Before sending: the reply may be lost after the unit took it (M6).
             if self._stacking != esc.bill or not self._stack_sent:
@@ -563,18 +550,18 @@ class Id003Acceptor(LineThreadAcceptor[Id003Link, Id003Timing]):
             command = Command.HOLD
         else:
             command = Command.RETURN
-        reply = self._link_request(command)
+        reply = self._line.request(command)
         if not isinstance(reply, AckReply):
             log.warning("%s (0x%02X) answered with %r", decision.value, command,
                         reply)
 
     # -- line thread: timers -------------------------------------------------------------
 
-    def _next_poll_delay(self) -> float:
-        moving = self._state_code in IN_BILL_PATH
-        return self._timing.active_poll_s if moving else self._timing.poll_s
+    def next_poll_delay(self) -> float:
+        moving = self._line.state_code in IN_BILL_PATH
+        return self._line.timing.active_poll_s if moving else self._line.timing.poll_s
 
-    def _describe(self, code: int, data: bytes) -> str:
+    def describe(self, code: int, data: bytes) -> str:
         return describe(code, data)
 
 

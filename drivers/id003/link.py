@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 
+from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.frame_link import FrameLink, LinkError, LinkExchange, NoReply, PortError, SerialPort
 from drivers.framelog import FrameLog
 from drivers.id003.frame import Frame, FrameDecoder, build_frame
@@ -44,8 +45,9 @@ class Exchange(LinkExchange):
 class Id003Link(FrameLink[Frame]):
     ACK_FRAME = ACK_FRAME  # ACK (0x50): the acceptor sends nothing back
 
-    def __init__(self, port: SerialPort, timing: LinkTiming, frame_log: FrameLog) -> None:
-        super().__init__(port, timing, frame_log, FrameDecoder)
+    def __init__(self, port: SerialPort, timing: LinkTiming, frame_log: FrameLog,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(port, timing, frame_log, FrameDecoder, clock)
 
     def request(self, command: int, data: bytes = b"", timeout_s: float | None = None) -> Reply:
         """Send and wait for the reply. Never acknowledges (see `exchange`)."""

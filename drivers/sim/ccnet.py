@@ -29,6 +29,7 @@ from drivers.ccnet.billtable import BillRecord
 from drivers.ccnet.frame import Frame, FrameDecoder, build_frame
 from drivers.ccnet.protocol import ASSET_NUMBER_LEN, SYNC, Address, Command, Control
 from drivers.ccnet.states import FailureCode, PollState, RejectReason
+from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.sim import pty_device
 from drivers.sim.ccnet_model import (
     DEFAULT_ACCEPT_S,
@@ -149,8 +150,9 @@ class CcnetSimulator(PtyDeviceSimulator[CcnetDeviceModel]):
         timing: SimTiming | None = None,
         echo: Callable[[str], None] | None = None,
         seed: int = 0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__(link=link, echo=echo, seed=seed)
+        super().__init__(link=link, echo=echo, seed=seed, clock=clock)
         self.model = CcnetDeviceModel(
             records,
             part_number=part_number,
@@ -158,6 +160,7 @@ class CcnetSimulator(PtyDeviceSimulator[CcnetDeviceModel]):
             asset_number=asset_number,
             timing=timing,
             emit=self._emit,
+            clock=clock.monotonic,
         )
 
     @property

@@ -28,6 +28,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.id003.currency import COUNTRY_CURRENCY, CURRENCY_COUNTRY, CurrencyRecord
 from drivers.id003.frame import FrameDecoder, build_frame
 from drivers.id003.protocol import SYNC, ReplyCode
@@ -160,8 +161,9 @@ class Id003Simulator(PtyDeviceSimulator[Id003DeviceModel]):
         vend_valid_data: bool = False,
         echo: Callable[[str], None] | None = None,
         seed: int = 0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__(link=link, echo=echo, seed=seed)
+        super().__init__(link=link, echo=echo, seed=seed, clock=clock)
         self.model = Id003DeviceModel(
             records,
             version=version,
@@ -169,6 +171,7 @@ class Id003Simulator(PtyDeviceSimulator[Id003DeviceModel]):
             power_recovery_supported=power_recovery_supported,
             vend_valid_data=vend_valid_data,
             emit=self._emit,
+            clock=clock.monotonic,
             enq=self._send_enq,
         )
 

@@ -9,6 +9,10 @@ line, shared where the two devices mean the same thing. A protocol supplies its 
 (`SimModel`: the device logic and its faults), its frame decoder and framing, what it
 answers to a damaged host frame, and its own control commands.
 
+Instead of a pty, a simulator can serve an in-memory line (`memory_port`): the driver
+gets it through its `PortOpener`, and with a shared `drivers.clock.ManualClock` the
+whole exchange runs in virtual time, without a serving thread or real sleeps.
+
 The command-line part (`cli_parser`, `run_cli`) reads control commands from stdin and
 prints one line per event, for `kiosk sim <protocol>`.
 """
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.framing import Discarded, DiscardReason, StreamDecoder
 from drivers.transport import PseudoTerminal, open_pty
 
@@ -49,6 +54,8 @@ DEFAULT_SLEEP_S = 1.0
 DEFAULT_LATE_MS = 500
 """How late `late_reply` sends by default: past the host timeouts of the shipped profiles."""
 LAST_EVENTS_SHOWN = 8
+MEMORY_READ_TIMEOUT_S = 0.01
+"""A memory line's read timeout: the drivers' port read granularity."""
 _MS = 1000.0
 _FLIP = 0xFF
 
@@ -232,8 +239,11 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
     model: ModelT
 
     def __init__(self, *, link: Path | None, echo: Callable[[str], None] | None,
-                 seed: int) -> None:
-        """The subclass sets `self.model` (with `emit=self._emit`) right after this."""
+                 seed: int, clock: Clock = SYSTEM_CLOCK) -> None:
+        """The subclass sets `self.model` (with `emit=self._emit` and
+        `clock=clock.monotonic`) right after this."""
+        self._clock = clock
+        self._memory: bytearray | None = None  # the unit's bytes not yet read (memory line)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._events: collections.deque[str] = collections.deque(maxlen=EVENT_HISTORY)
@@ -292,6 +302,23 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
                                         daemon=True)
         self._thread.start()
         return self
+
+    def memory_port(self, read_timeout_s: float = MEMORY_READ_TIMEOUT_S) -> MemoryPort:
+        """A `SerialPort` wired straight to this unit, instead of `start()` and a pty.
+
+        Host frames are handled the moment they are written, in the writer's thread; a
+        read that finds nothing waits `read_timeout_s` on the simulator's clock (what a
+        real port's read timeout does) and lets timed transitions happen. Line faults,
+        NAK modes and late replies work as on the pty. Give the driver
+        `opener=lambda url, settings: sim.memory_port()`.
+        """
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError("simulator already serves a pty")
+            if self._memory is None:
+                self._memory = bytearray()
+                self._emit(f"power up ({self.model.reported()[0]:#04x}) on a memory line")
+        return MemoryPort(self, read_timeout_s)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -449,10 +476,18 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
                         data = os.read(fd, READ_CHUNK)
                     except OSError:
                         data = b""
-                    for item in self._decoder.feed(data):
-                        self._on_frame(item)
-                self.model.tick()
-                self._flush_outbox()
+                    self._receive(data)
+                self._pump()
+
+    def _receive(self, data: bytes) -> None:
+        """Host bytes arrived on the line (under the lock)."""
+        for item in self._decoder.feed(data):
+            self._on_frame(item)
+
+    def _pump(self) -> None:
+        """Let time act: timed transitions, then replies that are due (under the lock)."""
+        self.model.tick()
+        self._flush_outbox()
 
     def _on_frame(self, item: Any) -> None:
         if isinstance(item, Discarded):
@@ -510,13 +545,13 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
         if delay_s <= 0 and not self._outbox:
             self._send(data)
             return
-        due = time.monotonic() + delay_s
+        due = self._clock.monotonic() + delay_s
         if self._outbox:
             due = max(due, self._outbox[-1][0])
         self._outbox.append((due, data))
 
     def _flush_outbox(self) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         while self._outbox and self._outbox[0][0] <= now:
             self._send(self._outbox.popleft()[1])
 
@@ -527,12 +562,67 @@ class PtyDeviceSimulator(abc.ABC, Generic[ModelT]):
         return (head + tail)[: max(length, 1)]
 
     def _send(self, data: bytes) -> None:
+        if self._memory is not None:
+            self._memory.extend(data)
+            return
         if self._pty is None:
             return
         try:
             os.write(self._pty.master_fd, data)
         except OSError:
             pass  # nobody reading and the buffer is full, or unplugged: a real line loses it
+
+
+class MemoryPort:
+    """The host's end of a simulator's in-memory line (see `memory_port`)."""
+
+    def __init__(self, sim: PtyDeviceSimulator[Any], read_timeout_s: float) -> None:
+        self._sim = sim
+        self._timeout_s = read_timeout_s
+        self.is_open = True
+
+    @property
+    def in_waiting(self) -> int:
+        with self._sim._lock:
+            self._check_open()
+            self._sim._pump()
+            return len(self._line())
+
+    def read(self, size: int = 1) -> bytes:
+        with self._sim._lock:
+            self._check_open()
+            self._sim._pump()
+            if not self._line():
+                self._sim._clock.sleep(self._timeout_s)  # the port's read timeout
+                self._sim._pump()
+            line = self._line()
+            chunk = bytes(line[:size])
+            del line[:size]
+            return chunk
+
+    def write(self, data: bytes, /) -> int:
+        with self._sim._lock:
+            self._check_open()
+            self._sim._receive(bytes(data))
+            self._sim._pump()
+        return len(data)
+
+    def reset_input_buffer(self) -> None:
+        with self._sim._lock:
+            self._line().clear()
+
+    def close(self) -> None:
+        self.is_open = False
+
+    def _line(self) -> bytearray:
+        line = self._sim._memory
+        if line is None:
+            raise OSError("memory line not set up")
+        return line
+
+    def _check_open(self) -> None:
+        if not self.is_open:
+            raise OSError("port closed")
 
 
 # -- command line ----------------------------------------------------------------------

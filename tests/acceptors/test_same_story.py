@@ -62,6 +62,23 @@ def test_several_bills_make_one_payment_with_the_right_sum(rig: Rig) -> None:
     assert pid in rig.printer.texts()[-1]
 
 
+def test_two_bills_of_the_same_value_are_two_credits(rig: Rig) -> None:
+    """Each physical stacking gets its own event key (M2): the second 500 is not taken
+    for a repeat of the first."""
+    rig.to_cash()
+    rig.insert_credited(500)
+    rig.insert_credited(500)
+    rig.wait_polls()
+    rig.pay()
+    assert rig.outcome() == {
+        "payments": [("payment", 100_000, "queued", None)],
+        "bills": [(50_000, False, 0), (50_000, False, 0)],
+        "cassette": {50_000: 2},
+        "events": [],
+    }
+    rig.assert_money_consistent()
+
+
 # -- reject → nothing credited -------------------------------------------------------------
 
 
@@ -251,4 +268,78 @@ def test_lost_ack_repeated_report_is_credited_once(rig: Rig) -> None:
         "cassette": {50_000: 1},
         "events": [],  # the same event key: a silent duplicate, no incident
     }
+    rig.assert_money_consistent()
+
+
+# -- the line misbehaves and comes back ----------------------------------------------------
+# (told once here for both protocols; the driver suites no longer keep a copy each)
+
+ONE_500 = {
+    "payments": [("payment", 50_000, "queued", None)],
+    "bills": [(50_000, False, 0)],
+    "cassette": {50_000: 1},
+    "events": [],
+}
+ONE_500_AFTER_OUTAGE = {**ONE_500, "events": ["acceptor_fault", "acceptor_recovered"]}
+"""The outage is on record for the technician (offline, then back)."""
+
+
+def pay_500(rig: Rig) -> None:
+    """The customer pays 500 with one bill; the payment is queued."""
+    rig.to_cash()
+    rig.insert_credited(500)
+    rig.pay()
+
+
+def test_garbage_around_a_bill_is_survived_and_credited_once(rig: Rig) -> None:
+    rig.to_cash()
+    rig.sim.when("escrow 500 RUB", "garbage 12")
+    rig.sim.when(f"{rig.kit.credit_report} 500 RUB", "garbage 30")  # before the credit
+    mark = rig.sim.mark()
+    rig.insert_credited(500)
+    assert sum("garbage before reply" in e for e in rig.events_since(mark)) == 2
+    rig.wait_polls()
+    rig.pay()
+    assert rig.outcome() == ONE_500
+    rig.assert_money_consistent()
+
+
+def test_stale_stack_and_return_requests_are_ignored(rig: Rig) -> None:
+    """STACK or RETURN asked for while no bill is held is dropped, not kept for the next
+    bill (M1: the next bill is still the engine's question)."""
+    rig.to_cash()
+    rig.acceptor.stack()
+    rig.acceptor.return_bill()
+    rig.insert_credited(500)
+    rig.wait_polls()
+    rig.pay()
+    assert rig.outcome() == ONE_500
+    rig.assert_money_consistent()
+
+
+def test_replies_lost_at_idle_resume_without_reset_and_money_is_taken(rig: Rig) -> None:
+    """Every attempt of a poll unanswered: OFFLINE (out of service), then the link comes
+    back to the same unit state, which is resumed without a RESET (M4: still disabled)."""
+    rig.wait_in_service()
+    resets = rig.model(lambda m: m.counters.resets)
+    assert rig.sim.command("drop_reply 3") == "ok"
+    rig.wait_status(AcceptorStatus.OFFLINE)
+    wait_until(lambda: rig.engine.acceptor_status is not AcceptorStatus.OFFLINE
+               and rig.screen() == "idle", what="the link back and the terminal in service")
+    rig.wait_in_service()
+    assert rig.model(lambda m: m.counters.resets) == resets
+    pay_500(rig)
+    assert rig.outcome() == ONE_500_AFTER_OUTAGE
+    rig.assert_money_consistent()
+
+
+def test_unplugged_at_idle_is_out_of_service_until_plugged_back(rig: Rig) -> None:
+    rig.wait_in_service()
+    assert rig.sim.command("unplug") == "ok"
+    rig.wait_status(AcceptorStatus.OFFLINE)
+    wait_until(lambda: rig.screen() == "out_of_service", what="out of service")
+    assert rig.sim.command("replug") == "ok"
+    rig.wait_in_service()
+    pay_500(rig)
+    assert rig.outcome() == ONE_500_AFTER_OUTAGE
     rig.assert_money_consistent()
