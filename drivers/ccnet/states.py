@@ -49,7 +49,7 @@ class StateInfo:
 
 
 _S = AcceptorStatus
-STATE_TABLE: dict[PollState, StateInfo] = {
+STATE_TABLE: dict[int, StateInfo] = {  # keyed by PollState (an IntEnum: hashes as its int)
     PollState.POWER_UP: StateInfo(_S.INITIALIZING, "power up"),
     PollState.POWER_UP_BILL_IN_VALIDATOR: StateInfo(
         _S.INITIALIZING, "power up with bill in validator (returned after reset, no credit)"

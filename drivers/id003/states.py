@@ -47,7 +47,7 @@ class StateInfo:
 
 
 _S = AcceptorStatus
-STATE_TABLE: dict[Status, StateInfo] = {
+STATE_TABLE: dict[int, StateInfo] = {  # keyed by Status (an IntEnum: hashes as its int)
     Status.ENABLE: StateInfo(_S.IDLE, "enable (idling)"),
     Status.ACCEPTING: StateInfo(_S.ACCEPTING, "accepting"),
     Status.ESCROW: StateInfo(_S.ACCEPTING, "escrow"),
