@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,5 +78,10 @@ def make_terminal(
 
 
 def ledger_rows(ledger: Ledger, sql: str) -> list[tuple]:
-    with ledger.engine.connect() as conn:
-        return [tuple(r) for r in conn.exec_driver_sql(sql)]
+    """Rows read on a connection of the test's own: the ledger's pooled connection may be
+    in use by the engine's printer thread (a receipt being built) at this very moment."""
+    conn = sqlite3.connect(f"file:{ledger.path}?mode=ro", uri=True)
+    try:
+        return [tuple(r) for r in conn.execute(sql)]
+    finally:
+        conn.close()
