@@ -44,6 +44,8 @@ STARTUP_SETTLE_S = 10.0
 
 
 class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing):
+    """The engine other modules see: one per core process, built by the daemon."""
+
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         with self._lock:
