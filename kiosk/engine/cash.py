@@ -30,13 +30,13 @@ class CashCollection(EngineCore):
     def _wanted_denominations(self) -> frozenset[int]:
         if self._acceptor_test is not None:  # technician test: every bill, always returned
             return frozenset(b.amount_minor for b in self.acceptor.info.bill_table)
-        s = self.session
+        s = self._session
         if (
-            self.screen is not Screen.CASH
+            self._screen is not Screen.CASH
             or s is None
             or s.finishing
             or s.session_id is None
-            or self.oos_reasons
+            or self._oos_reasons
         ):
             return frozenset()
         room = s.provider.max_minor - s.inserted_minor
@@ -66,14 +66,14 @@ class CashCollection(EngineCore):
                 )
                 self._publish()
                 return EscrowDecision.RETURN  # a test never credits
-            s = self.session
+            s = self._session
             if (
-                self.screen is not Screen.CASH
+                self._screen is not Screen.CASH
                 or s is None
                 or s.session_id is None
                 or s.finishing
-                or self.oos_reasons
-                or self.pending is not None
+                or self._oos_reasons
+                or self._pending is not None
             ):
                 return EscrowDecision.RETURN
             if bill.currency != s.provider.currency:
@@ -90,14 +90,14 @@ class CashCollection(EngineCore):
             except LedgerError as exc:
                 self._ledger_failed(exc)
                 return EscrowDecision.RETURN
-            self.pending = PendingEscrow(escrow_id, bill)
+            self._pending = PendingEscrow(escrow_id, bill)
             self._touch()
             return EscrowDecision.STACK
 
     def on_stacked(self, stacked: StackedBill) -> None:
         with self._lock:
             bill = stacked.bill
-            pending = self.pending
+            pending = self._pending
             escrow_id = None
             if bill is None:  # the device did not name it: the ledger records it as unknown
                 amount, currency, bill_type = (
@@ -115,15 +115,15 @@ class CashCollection(EngineCore):
                 self._ledger_failed(exc)
                 raise  # the driver must not ACK (M2): the device will report it again
             if escrow_id is not None:
-                self.pending = None
-            s = self.session
+                self._pending = None
+            s = self._session
             credited = (
                 outcome.kind == "credited" and s is not None and s.session_id == outcome.session_id
             )
             if credited and s is not None:  # (credited implies a session: for mypy)
                 s.inserted_minor = outcome.session_inserted_minor
                 self._touch()
-            if "ledger" in self.oos_reasons:  # that write worked: the disk is back
+            if "ledger" in self._oos_reasons:  # that write worked: the disk is back
                 self._ledger_probed = self._clock()
                 self._probe_ledger()  # finishes this session, its cash now counted
             elif credited and s is not None and s.inserted_minor >= s.provider.max_minor:
@@ -143,14 +143,14 @@ class CashCollection(EngineCore):
 
     def on_returned(self, bill: Bill) -> None:
         with self._lock:
-            pending = self.pending
+            pending = self._pending
             if pending is not None:
-                self.pending = None
+                self._pending = None
                 try:
                     self.ledger.resolve_escrow(pending.escrow_id, "returned")
                 except LedgerError as exc:
                     self._ledger_failed(exc)
-            if self.screen is Screen.CASH and not self._over_max_returning:
+            if self._screen is Screen.CASH and not self._over_max_returning:
                 self._notice("bill_returned")  # over-maximum keeps its own, clearer notice
             self._over_max_returning = False
             self._publish()
@@ -158,7 +158,7 @@ class CashCollection(EngineCore):
     def on_rejected(self, reason: str) -> None:
         with self._lock:
             log.info("bill rejected: %s", reason)
-            if self.screen is Screen.CASH:
+            if self._screen is Screen.CASH:
                 self._notice("bill_rejected")
                 self._publish()
 
@@ -166,23 +166,23 @@ class CashCollection(EngineCore):
         with self._lock:
             if self._stopping:
                 return
-            previous = self.acceptor_status
-            if status is AcceptorStatus.INITIALIZING and self.pending is not None:
+            previous = self._acceptor_status
+            if status is AcceptorStatus.INITIALIZING and self._pending is not None:
                 # A reset gives back a bill in the validator without a "returned" report
                 # (CCNET 0x11). Forget it here; its ledger escrow stays pending, so a bill
                 # that went to the stacker after all (0x12 → 0x81) still finds its owner.
-                self.pending = None
-            self.acceptor_status, self.acceptor_detail = status, detail
+                self._pending = None
+            self._acceptor_status, self._acceptor_detail = status, detail
             reason = f"bill acceptor: {status.value} {detail}".strip()
             if status.is_fault and not previous.is_fault:
                 self._add_event(
                     "acceptor_fault", "error", {"status": status.value, "detail": detail}
                 )
                 self._set_oos("acceptor", reason)
-            elif status.is_fault and self.oos_reasons.get("acceptor", reason) != reason:
+            elif status.is_fault and self._oos_reasons.get("acceptor", reason) != reason:
                 # one fault after another (a jam, then an unusable bill table): the
                 # technician sees the current reason, not the first one
-                self.oos_reasons["acceptor"] = reason
+                self._oos_reasons["acceptor"] = reason
             elif not status.is_fault and previous.is_fault:
                 self._add_event("acceptor_recovered", "info", {"status": status.value})
                 self._clear_oos("acceptor")
@@ -195,20 +195,20 @@ class CashCollection(EngineCore):
     # -- finishing a payment (M5) ------------------------------------------------------
     def _request_finish(self, note: str | None) -> None:
         """Close the cash session; `note` says why when it is not the customer's "pay"."""
-        s = self.session
+        s = self._session
         if s is None or s.finishing:
             return
         s.finishing = True
         s.finish_note = note
         s.finish_deadline = self._clock() + self.config.timeouts.escrow_settle
         self._apply_acceptor()
-        if self.pending is None:
+        if self._pending is None:
             self._finish()
         else:
             self._publish()
 
     def _finish(self) -> None:
-        s = self.session
+        s = self._session
         if s is None or s.session_id is None:
             return
         try:
@@ -218,13 +218,13 @@ class CashCollection(EngineCore):
         except LedgerError as exc:
             self._ledger_failed(exc)
             return
-        self.pending = None
+        self._pending = None
         if payment_id is None:
             self._go_idle()
             return
         s.payment_id = payment_id
         payment = self.ledger.get_payment(payment_id) or {}
-        self.last_payment = {
+        self._last_payment = {
             "payment_id": payment_id,
             "provider_id": s.provider.id,
             "account": s.account,
@@ -247,12 +247,12 @@ class CashCollection(EngineCore):
         try:
             report = self.ledger.reconcile(commission_for)
         except LedgerError as exc:
-            self.reconciled = True
+            self._reconciled = True
             self._ledger_failed(exc)
             return
-        self.reconciled = True
+        self._reconciled = True
         for record_id in report.unclaimed_records + report.recovered_payments:
             self._print_payment(record_id, copy=False)
-        self.oos_reasons.pop("starting", None)
+        self._oos_reasons.pop("starting", None)
         self._go_idle()
 

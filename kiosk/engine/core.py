@@ -15,8 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from drivers.acceptor import AcceptorStatus, Bill, BillAcceptor
@@ -70,7 +71,9 @@ class SeenBill:
 
 
 class EngineCore:
-    """State and shared helpers; every method here expects the caller to hold the lock."""
+    """State and shared helpers. The state is private: other modules read it through the
+    properties below (or the frozen `status()`) and change it only through the public
+    methods of PaymentEngine. Every underscored method expects the caller to hold the lock."""
 
     def __init__(
         self,
@@ -97,25 +100,25 @@ class EngineCore:
         self._support_phone = config.terminal.support_phone
         self._help_texts: dict[str, dict[str, str]] = {}  # from the desk: {topic: {ru, en}}
         self._config_version: int | None = None  # the desk config applied, if any
-        self.seq = 0
-        self.screen = Screen.STARTING
-        self.session: CashSession | None = None
-        self.pending: PendingEscrow | None = None
-        self.deadline = 0.0
-        self.prompt_deadline: float | None = None
-        self.no_receipt_accepted = False
-        self.notice: dict[str, str] | None = None
-        self.last_payment: dict[str, Any] | None = None
-        self.oos_reasons: dict[str, str] = {}  # code -> technician detail
-        self.acceptor_status = AcceptorStatus.INITIALIZING
-        self.acceptor_detail = ""
-        self.printer_status = PrinterStatus.OFFLINE
+        self._seq = 0
+        self._screen = Screen.STARTING
+        self._session: CashSession | None = None
+        self._pending: PendingEscrow | None = None
+        self._deadline = 0.0
+        self._prompt_deadline: float | None = None
+        self._no_receipt_accepted = False
+        self._notice_shown: dict[str, str] | None = None
+        self._last_payment: dict[str, Any] | None = None
+        self._oos_reasons: dict[str, str] = {}  # code -> technician detail
+        self._acceptor_status = AcceptorStatus.INITIALIZING
+        self._acceptor_detail = ""
+        self._printer_status = PrinterStatus.OFFLINE
         self._printer_checked = -1e9
         self._acceptor_enabled: frozenset[int] | None = None
         self._started_at = 0.0
-        self.reconciled = False
+        self._reconciled = False
         self._acceptor_test: list[SeenBill] | None = None  # bills seen in test mode
-        self.disk = DiskLevel.OK
+        self._disk = DiskLevel.OK
         self._stopping = False
         self._over_max_returning = False  # the next "returned" is the over-maximum bill
         self._ledger_probed = 0.0
@@ -123,7 +126,7 @@ class EngineCore:
         self._disk_checked = -1e9
         self._restart_requested = False
 
-    # -- read-only views of what other modules change only through the engine's methods -
+    # -- read-only views: other modules change state only through the engine's methods --
     @property
     def config(self) -> Config:
         return self._config
@@ -145,6 +148,45 @@ class EngineCore:
         return self._restart_requested
 
     @property
+    def screen(self) -> Screen:
+        return self._screen
+
+    @property
+    def session(self) -> CashSession | None:
+        return self._session
+
+    @property
+    def oos_reasons(self) -> Mapping[str, str]:
+        """Out-of-service reasons (code -> technician detail), a read-only live view."""
+        return MappingProxyType(self._oos_reasons)
+
+    @property
+    def acceptor_status(self) -> AcceptorStatus:
+        return self._acceptor_status
+
+    @property
+    def acceptor_detail(self) -> str:
+        return self._acceptor_detail
+
+    @property
+    def printer_status(self) -> PrinterStatus:
+        return self._printer_status
+
+    @property
+    def last_payment(self) -> dict[str, Any] | None:
+        """The payment of the latest session (a copy), with its receipt state."""
+        lp = self._last_payment
+        return None if lp is None else dict(lp)
+
+    @property
+    def reconciled(self) -> bool:
+        return self._reconciled
+
+    @property
+    def disk(self) -> DiskLevel:
+        return self._disk
+
+    @property
     def acceptor_test(self) -> tuple[SeenBill, ...] | None:
         """The bills seen in the technician's acceptor test, or None when it is off."""
         with self._lock:
@@ -152,19 +194,19 @@ class EngineCore:
 
     # -- screens -----------------------------------------------------------------------
     def _set_screen(self, screen: Screen) -> None:
-        self.screen = screen
-        self.prompt_deadline = None
-        self.deadline = self._clock() + screen_timeout(screen, self._config.timeouts)
+        self._screen = screen
+        self._prompt_deadline = None
+        self._deadline = self._clock() + screen_timeout(screen, self._config.timeouts)
         self._apply_acceptor()
         self._publish()
 
     def _go_idle(self) -> None:
-        self.session = None
-        self.no_receipt_accepted = False
-        self._set_screen(Screen.OUT_OF_SERVICE if self.oos_reasons else Screen.IDLE)
+        self._session = None
+        self._no_receipt_accepted = False
+        self._set_screen(Screen.OUT_OF_SERVICE if self._oos_reasons else Screen.IDLE)
 
     def _abandon(self) -> None:
-        s = self.session
+        s = self._session
         if s is not None and s.session_id is not None:
             try:
                 self.ledger.abandon_session(s.session_id)
@@ -176,20 +218,20 @@ class EngineCore:
     # -- helpers -----------------------------------------------------------------------
     def _touch(self) -> None:
         """Customer activity: restart the screen timer (cash screen: the after-bill one)."""
-        if self.screen.is_customer:
-            self.prompt_deadline = None
+        if self._screen.is_customer:
+            self._prompt_deadline = None
             t = self._config.timeouts
-            s = self.session
-            if self.screen is Screen.CASH and s is not None and s.inserted_minor > 0:
-                self.deadline = self._clock() + t.cash_after_bill
+            s = self._session
+            if self._screen is Screen.CASH and s is not None and s.inserted_minor > 0:
+                self._deadline = self._clock() + t.cash_after_bill
             else:
-                self.deadline = self._clock() + screen_timeout(self.screen, t)
+                self._deadline = self._clock() + screen_timeout(self._screen, t)
 
     def _notice(self, code: str, **values: Any) -> None:
-        self.notice = message(code, **values)
+        self._notice_shown = message(code, **values)
 
     def _add_event(self, kind: str, severity: str, data: dict[str, Any]) -> None:
-        if "ledger" in self.oos_reasons:
+        if "ledger" in self._oos_reasons:
             log.error("event not recorded (ledger down): %s %s", kind, data)
             return
         try:
@@ -198,7 +240,7 @@ class EngineCore:
             self._ledger_failed(exc)
 
     def _publish(self) -> None:
-        self.seq += 1
+        self._seq += 1
         snap = self.snapshot()
         for callback in list(self._subscribers):
             try:

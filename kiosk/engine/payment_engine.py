@@ -76,15 +76,15 @@ class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing):
         """Timeouts, start-up reconciliation, printer polling. Called every ~100 ms."""
         with self._lock:
             now = self._clock()
-            if not self.reconciled and self.ledger.blocked is not None:
+            if not self._reconciled and self.ledger.blocked is not None:
                 # A ledger that is not this terminal's (missing, replaced): out of service
                 # at once, nothing reconciled; a technician decides (docs/ledger.md).
-                self.reconciled = True
-                self.oos_reasons.pop("starting", None)
+                self._reconciled = True
+                self._oos_reasons.pop("starting", None)
                 self._ledger_failed(LedgerIdentityError(self.ledger.blocked))
                 return
-            if not self.reconciled:
-                settled = self.acceptor_status in SETTLE_STATUSES
+            if not self._reconciled:
+                settled = self._acceptor_status in SETTLE_STATUSES
                 if settled or now - self._started_at >= STARTUP_SETTLE_S:
                     self._reconcile()
                 return
@@ -92,14 +92,14 @@ class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing):
             # The bill table may arrive after the cash screen opened (a driver still in its
             # start-up sequence): re-derive the wanted mask; nothing is sent if unchanged.
             self._apply_acceptor()
-            s = self.session
+            s = self._session
             if s is not None and s.finishing and s.payment_id is None:
-                if self.pending is None or now >= s.finish_deadline:
+                if self._pending is None or now >= s.finish_deadline:
                     self._finish()
                 return
-            if self.screen.is_customer and now >= self.deadline:
+            if self._screen.is_customer and now >= self._deadline:
                 self._on_deadline(now)
-        if now - self._printer_checked >= PRINTER_POLL_S and self.screen in (
+        if now - self._printer_checked >= PRINTER_POLL_S and self._screen in (
             Screen.IDLE,
             Screen.OUT_OF_SERVICE,
         ):
@@ -131,7 +131,7 @@ class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing):
             return operation()
 
     def _require_between_customers(self) -> None:
-        if self.screen not in BETWEEN_CUSTOMERS:
+        if self._screen not in BETWEEN_CUSTOMERS:
             raise IntentError("busy", "a customer session is in progress; try again when idle")
 
     def set_out_of_service(self, code: str, detail: str) -> None:
@@ -202,7 +202,7 @@ class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing):
         """Ask the daemon to restart the core (systemd starts it again). Only between
         customers: False (and nothing asked) while a customer session is in progress."""
         with self._lock:
-            if self.screen not in BETWEEN_CUSTOMERS:
+            if self._screen not in BETWEEN_CUSTOMERS:
                 return False
             self._restart_requested = True
             return True

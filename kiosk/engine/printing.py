@@ -90,7 +90,7 @@ class Printing(EngineCore):
                     self._ledger_failed(exc)
             if not ok:
                 self._add_event("receipt_not_printed", "warning", {"payment_id": payment_id})
-            lp = self.last_payment
+            lp = self._last_payment
             if lp is not None and lp["payment_id"] == payment_id:
                 lp["receipt"] = "printed" if ok else "failed"
                 if not ok:
@@ -126,7 +126,7 @@ class Printing(EngineCore):
         return True
 
     def _printer_status_changed(self, status: PrinterStatus) -> None:
-        previous, self.printer_status = self.printer_status, status
+        previous, self._printer_status = self._printer_status, status
         if status is previous:
             return
         if status is PrinterStatus.PAPER_NEAR_END:

@@ -29,7 +29,7 @@ class ServiceState(EngineCore):
     def _run_probes(self, now: float) -> None:
         """The tick's health checks once the start-up reconciliation is done."""
         if (
-            "ledger" not in self.oos_reasons
+            "ledger" not in self._oos_reasons
             and now - self._ledger_file_checked >= LEDGER_FILE_CHECK_S
         ):
             self._ledger_file_checked = now
@@ -37,7 +37,7 @@ class ServiceState(EngineCore):
                 self.ledger.check_file()  # deleted or replaced under us (M10)
             except LedgerError as exc:
                 self._ledger_failed(exc)
-        if "ledger" in self.oos_reasons and now - self._ledger_probed >= LEDGER_PROBE_S:
+        if "ledger" in self._oos_reasons and now - self._ledger_probed >= LEDGER_PROBE_S:
             self._ledger_probed = now
             self._probe_ledger()
         if now - self._disk_checked >= DISK_CHECK_S:
@@ -46,37 +46,38 @@ class ServiceState(EngineCore):
 
     # -- out of service (M10 and device faults) ----------------------------------------
     def _set_oos(self, code: str, detail: str) -> None:
-        first = not self.oos_reasons
-        self.oos_reasons[code] = detail
+        first = not self._oos_reasons
+        self._oos_reasons[code] = detail
         log.warning("out of service: %s", detail)
-        s = self.session
-        if s is not None and s.session_id is not None and (s.inserted_minor or self.pending):
+        s = self._session
+        if s is not None and s.session_id is not None and (s.inserted_minor or self._pending):
             self._request_finish(f"out of service: {detail}")
-        elif self.screen is not Screen.RECEIPT and (
-            first or self.screen is not Screen.OUT_OF_SERVICE
+        elif self._screen is not Screen.RECEIPT and (
+            first or self._screen is not Screen.OUT_OF_SERVICE
         ):
             if s is not None and s.session_id is not None and s.payment_id is None:
                 try:  # a cash session that took nothing: close its ledger row now
                     self.ledger.abandon_session(s.session_id)
                 except LedgerError as exc:
                     log.warning("session %s left for reconciliation: %s", s.session_id, exc)
-            self.session = None
-            self._set_screen(Screen.OUT_OF_SERVICE if self.reconciled else Screen.STARTING)
+            self._session = None
+            self._set_screen(Screen.OUT_OF_SERVICE if self._reconciled else Screen.STARTING)
         self._apply_acceptor()
 
     def _clear_oos(self, code: str) -> None:
-        cleared = self.oos_reasons.pop(code, None) is not None
-        if cleared and not self.oos_reasons and self.screen is Screen.OUT_OF_SERVICE:
+        cleared = self._oos_reasons.pop(code, None) is not None
+        if cleared and not self._oos_reasons and self._screen is Screen.OUT_OF_SERVICE:
             self._set_screen(Screen.IDLE)
 
     def _ledger_failed(self, exc: Exception) -> None:
         log.error("ledger failure: %s", exc)
         identity = isinstance(exc, LedgerIdentityError)
-        self.oos_reasons["ledger"] = f"ledger: {exc}" if identity else f"ledger cannot write: {exc}"
+        detail = f"ledger: {exc}" if identity else f"ledger cannot write: {exc}"
+        self._oos_reasons["ledger"] = detail
         self._acceptor_enabled = frozenset()
         self.acceptor.disable()
-        self.screen = Screen.OUT_OF_SERVICE
-        self.deadline = float("inf")
+        self._screen = Screen.OUT_OF_SERVICE
+        self._deadline = float("inf")
         self._publish()
 
     def _probe_ledger(self) -> None:
@@ -87,10 +88,10 @@ class ServiceState(EngineCore):
         except LedgerError:
             return
         log.warning("ledger writable again")
-        del self.oos_reasons["ledger"]
-        s = self.session
+        del self._oos_reasons["ledger"]
+        s = self._session
         if s is not None and s.session_id is not None and s.payment_id is None:
-            if s.inserted_minor or self.pending is not None:
+            if s.inserted_minor or self._pending is not None:
                 s.finishing = False
                 self._request_finish("finished after a ledger failure")
                 return
@@ -103,7 +104,7 @@ class ServiceState(EngineCore):
         return to service if it writes."""
         with self._lock:
             self._ledger_probed = self._clock()
-            if "ledger" in self.oos_reasons:
+            if "ledger" in self._oos_reasons:
                 self._probe_ledger()
             self._publish()
 
@@ -113,9 +114,9 @@ class ServiceState(EngineCore):
         except OSError as exc:
             log.warning("disk check failed: %s", exc)
             return
-        if level is self.disk:
+        if level is self._disk:
             return
-        self.disk = level
+        self._disk = level
         self._add_event(
             "disk_" + level.value,
             "info" if level is DiskLevel.OK else "warning",

@@ -23,21 +23,21 @@ class SessionIntents(EngineCore):
     """The session state machine; a mixin of PaymentEngine (see kiosk.engine.core)."""
 
     def _on_deadline(self, now: float) -> None:
-        screen = self.screen
+        screen = self._screen
         if screen in PROMPTLESS or (
-            self.prompt_deadline is not None and now >= self.prompt_deadline
+            self._prompt_deadline is not None and now >= self._prompt_deadline
         ):
-            self.prompt_deadline = None
-            if screen is Screen.CASH and self.session is not None:
-                if self.session.inserted_minor > 0 or self.pending is not None:
+            self._prompt_deadline = None
+            if screen is Screen.CASH and self._session is not None:
+                if self._session.inserted_minor > 0 or self._pending is not None:
                     self._request_finish("customer timed out with cash inserted")
                 else:
                     self._abandon()
             else:
                 self._go_idle()
-        elif self.prompt_deadline is None:
-            self.prompt_deadline = now + self.config.timeouts.prompt
-            self.deadline = self.prompt_deadline
+        elif self._prompt_deadline is None:
+            self._prompt_deadline = now + self.config.timeouts.prompt
+            self._deadline = self._prompt_deadline
             self._publish()
 
 
@@ -48,17 +48,17 @@ class SessionIntents(EngineCore):
         if handler is None:
             raise IntentError("unknown_intent", f"unknown intent {name!r}")
         with self._lock:
-            self.notice = None
-            if self.prompt_deadline is not None and name != "continue":
-                self.prompt_deadline = None
+            self._notice_shown = None
+            if self._prompt_deadline is not None and name != "continue":
+                self._prompt_deadline = None
             result = handler(self, args) or {}
             self._touch()
             self._publish()
             return result
 
     def _need(self, *screens: Screen) -> None:
-        if self.screen not in screens:
-            raise IntentError("wrong_screen", f"not possible on the {self.screen.value} screen")
+        if self._screen not in screens:
+            raise IntentError("wrong_screen", f"not possible on the {self._screen.value} screen")
 
     def _i_start(self, args: dict[str, Any]) -> None:
         self._need(Screen.IDLE)
@@ -69,53 +69,53 @@ class SessionIntents(EngineCore):
         provider = self.config.catalog.get(str(args.get("provider_id", "")))
         if provider is None:
             raise IntentError("unknown_provider", f"no provider {args.get('provider_id')!r}")
-        self.session = CashSession(provider)
+        self._session = CashSession(provider)
         self._set_screen(Screen.ACCOUNT)
         # A fresh printer status before any cash goes in (the confirm screen warns).
         self._poll_printer_soon()
 
     def _i_set_account(self, args: dict[str, Any]) -> None:
         self._need(Screen.ACCOUNT)
-        assert self.session is not None
+        assert self._session is not None
         account = args.get("account", "")
-        limit = self.session.provider.account_length
+        limit = self._session.provider.account_length
         if not isinstance(account, str) or (
             account and not (account.isascii() and account.isdigit())
         ):  # "９" and "٣" are digits to str.isdigit(), never to a provider
             raise IntentError("bad_account", "the account is digits 0-9 only")
         if len(account) > limit:
             raise IntentError("bad_account", f"the account has at most {limit} digits")
-        self.session.account = account
+        self._session.account = account
 
     def _i_submit_account(self, args: dict[str, Any]) -> None:
         if "account" in args:
             self._i_set_account(args)
         self._need(Screen.ACCOUNT)
-        assert self.session is not None
-        if not self.session.provider.validate_account(self.session.account):
+        assert self._session is not None
+        if not self._session.provider.validate_account(self._session.account):
             raise IntentError("invalid_account", "this number is not valid for the provider")
         self._set_screen(Screen.CONFIRM)
 
     def _i_back(self, args: dict[str, Any]) -> None:
         self._need(Screen.ACCOUNT, Screen.CONFIRM, Screen.PROVIDER)
-        if self.screen is Screen.CONFIRM:
+        if self._screen is Screen.CONFIRM:
             self._set_screen(Screen.ACCOUNT)
-        elif self.screen is Screen.ACCOUNT:
-            self.session = None
+        elif self._screen is Screen.ACCOUNT:
+            self._session = None
             self._set_screen(Screen.PROVIDER)
         else:
             self._go_idle()
 
     def _i_accept_no_receipt(self, args: dict[str, Any]) -> None:
-        self.no_receipt_accepted = True
+        self._no_receipt_accepted = True
 
     def _i_confirm_account(self, args: dict[str, Any]) -> None:
         self._need(Screen.CONFIRM)
-        s = self.session
+        s = self._session
         assert s is not None
-        if self.oos_reasons:
+        if self._oos_reasons:
             raise IntentError("out_of_service", "the terminal is out of service")
-        if not self.printer_status.can_print and not self.no_receipt_accepted:
+        if not self._printer_status.can_print and not self._no_receipt_accepted:
             raise IntentError("printer_warning", "no receipt can be printed: accept first")
         try:
             s.session_id = self.ledger.open_session(s.provider.id, s.account, s.provider.currency)
@@ -126,7 +126,7 @@ class SessionIntents(EngineCore):
 
     def _i_pay(self, args: dict[str, Any]) -> None:
         self._need(Screen.CASH)
-        s = self.session
+        s = self._session
         assert s is not None
         if s.inserted_minor == 0:
             raise IntentError("no_cash", "insert a bill first")
@@ -137,18 +137,18 @@ class SessionIntents(EngineCore):
         self._request_finish(None)
 
     def _i_cancel(self, args: dict[str, Any]) -> None:
-        if self.screen in CANCELLABLE:
+        if self._screen in CANCELLABLE:
             self._go_idle()
             return
         self._need(Screen.CASH)
-        s = self.session
+        s = self._session
         assert s is not None
-        if s.inserted_minor > 0 or self.pending is not None or s.finishing:
+        if s.inserted_minor > 0 or self._pending is not None or s.finishing:
             raise IntentError("has_cash", "money is inside: the payment cannot be cancelled")
         self._abandon()
 
     def _i_continue(self, args: dict[str, Any]) -> None:
-        self.prompt_deadline = None
+        self._prompt_deadline = None
 
     def _i_done(self, args: dict[str, Any]) -> None:
         self._need(Screen.RECEIPT)

@@ -56,16 +56,16 @@ def build_status(e: EngineCore) -> EngineStatus:
     """Called with the engine lock held."""
     return EngineStatus(
         terminal_id=e.config.terminal.id,
-        screen=e.screen,
-        out_of_service=MappingProxyType(dict(e.oos_reasons)),
-        acceptor_status=e.acceptor_status,
-        acceptor_detail=e.acceptor_detail,
+        screen=e._screen,
+        out_of_service=MappingProxyType(dict(e._oos_reasons)),
+        acceptor_status=e._acceptor_status,
+        acceptor_detail=e._acceptor_detail,
         acceptor_info=e.acceptor.info,
-        printer_status=e.printer_status,
+        printer_status=e._printer_status,
         support_phone=e.support_phone,
         config_version=e.config_version,
-        reconciled=e.reconciled,
-        disk=e.disk,
+        reconciled=e._reconciled,
+        disk=e._disk,
         restart_requested=e.restart_requested,
         acceptor_test=e.acceptor_test,
     )
@@ -73,7 +73,7 @@ def build_status(e: EngineCore) -> EngineStatus:
 
 def build_snapshot(e: EngineCore, now: float) -> dict[str, Any]:
     """Called with the engine lock held; `now` is the engine's clock."""
-    s = e.session
+    s = e._session
     session = None
     if s is not None:
         p = s.provider
@@ -94,25 +94,25 @@ def build_snapshot(e: EngineCore, now: float) -> dict[str, Any]:
             "inserted_minor": s.inserted_minor,
             "commission_minor": fee,
             "credited_minor": s.inserted_minor - fee,
-            "bill_in_escrow": e.pending is not None,
+            "bill_in_escrow": e._pending is not None,
             "finishing": s.finishing,
             "can_pay": s.inserted_minor >= p.min_minor and not s.finishing,
-            "can_cancel": s.inserted_minor == 0 and e.pending is None,
+            "can_cancel": s.inserted_minor == 0 and e._pending is None,
         }
     oos = None
-    if e.screen in (Screen.OUT_OF_SERVICE, Screen.STARTING):
+    if e._screen in (Screen.OUT_OF_SERVICE, Screen.STARTING):
         code = (
             "oos_starting"
-            if e.screen is Screen.STARTING
-            else _oos_code(e.oos_reasons)
+            if e._screen is Screen.STARTING
+            else _oos_code(e._oos_reasons)
         )
         oos = {
-            "reasons": sorted(e.oos_reasons),
+            "reasons": sorted(e._oos_reasons),
             **message(code, phone=e.support_phone),
         }
     return {
-        "seq": e.seq,
-        "screen": e.screen.value,
+        "seq": e._seq,
+        "screen": e._screen.value,
         "terminal": {
             "id": e.config.terminal.id,
             "support_phone": e.support_phone,
@@ -122,23 +122,23 @@ def build_snapshot(e: EngineCore, now: float) -> dict[str, Any]:
         "prompt": (
             {
                 "kind": "continue",
-                "remaining_s": max(0, round(e.prompt_deadline - now)),
+                "remaining_s": max(0, round(e._prompt_deadline - now)),
                 **message("continue_prompt"),
             }
-            if e.prompt_deadline is not None
+            if e._prompt_deadline is not None
             else None
         ),
-        "notice": e.notice,
+        "notice": e._notice_shown,
         "printer": {
-            "status": e.printer_status.value,
-            "can_print": e.printer_status.can_print,
+            "status": e._printer_status.value,
+            "can_print": e._printer_status.can_print,
         },
         "printer_warning": (
-            not e.printer_status.can_print and not e.no_receipt_accepted
+            not e._printer_status.can_print and not e._no_receipt_accepted
         ),
-        "acceptor": {"status": e.acceptor_status.value},
+        "acceptor": {"status": e._acceptor_status.value},
         "out_of_service": oos,
-        "last_payment": dict(e.last_payment) if e.last_payment else None,
+        "last_payment": dict(e._last_payment) if e._last_payment else None,
         "help_texts": e.help_texts,
         "config_version": e.config_version,
     }

@@ -41,6 +41,19 @@ def test_status_is_a_frozen_copy_taken_at_one_moment(term):
     assert after.screen.value == "out_of_service" and not after.in_service
 
 
+def test_engine_state_is_read_only_from_outside(term):
+    """Changed only through the engine's methods (the desk's phone: set_support_phone)."""
+    with pytest.raises(AttributeError):
+        term.engine.support_phone = "0"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        term.engine.screen = term.engine.screen  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        term.engine.oos_reasons["service"] = "x"  # type: ignore[index]
+    assert term.engine.status().in_service
+    term.engine.set_support_phone("8 800 200-00-00")
+    assert term.engine.snapshot()["terminal"]["support_phone"] == "8 800 200-00-00"
+
+
 def test_run_exclusive_refuses_while_a_customer_pays_and_runs_between_customers(term):
     term.to_cash()
     term.acceptor.insert(500)
