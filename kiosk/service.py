@@ -109,8 +109,8 @@ def set_service_mode(engine: PaymentEngine, on: bool) -> dict[str, Any]:
             engine.clear_out_of_service("service")
         return engine.status()
 
-    status = engine.run_exclusive(switch, between_customers=on)
-    return {"out_of_service": sorted(status.out_of_service)}
+    st = engine.run_exclusive(switch, between_customers=on)
+    return {"out_of_service": sorted(st.out_of_service)}
 
 
 def acceptor_test(engine: PaymentEngine, on: bool) -> dict[str, Any]:
@@ -121,7 +121,11 @@ def acceptor_test(engine: PaymentEngine, on: bool) -> dict[str, Any]:
 
 
 def acceptor_test_results(engine: PaymentEngine) -> dict[str, Any]:
-    seen = engine.status().acceptor_test
+    return _test_results(engine.status())
+
+
+def _test_results(st: EngineStatus) -> dict[str, Any]:
+    seen = st.acceptor_test
     return {"on": seen is not None, "bills_seen": [dataclasses.asdict(b) for b in seen or ()]}
 
 
@@ -155,9 +159,6 @@ def status(engine: PaymentEngine) -> dict[str, Any]:
         },
         "printer": snap["printer"],
         "support_phone": st.support_phone,
-        "acceptor_test": {
-            "on": st.acceptor_test is not None,
-            "bills_seen": [dataclasses.asdict(b) for b in st.acceptor_test or ()],
-        },
+        "acceptor_test": _test_results(st),
         **counters(engine),
     }
