@@ -211,8 +211,7 @@ class ApiServer:
             self.connections.discard(conn)
             if self._tech_conn is conn:  # the technician's client went away: log out
                 self._tech_conn = None
-                with self.engine.lock:
-                    self.engine.technician.logout()
+                self.engine.technician_logout()
             writer.close()
 
     async def _skip_rest_of_line(self, reader: asyncio.StreamReader) -> None:
@@ -339,36 +338,26 @@ class ApiServer:
 
     async def _op_tech_login(self, conn: Connection, msg: dict[str, Any]) -> Any:
         pin = _arg(msg, "pin", str)
-        engine = self.engine
-        with engine.lock:
-            try:
-                token = engine.technician.login(pin)
-            except TechnicianAuthError as exc:
-                engine.record_event("technician_login_failed", "warning", {"code": exc.code})
-                raise
-            self._tech_conn = conn
-            engine.record_event("technician_login", "info", {})
-        return {"token": token, "expires_after_s": engine.config.technician.session_timeout_s}
+        token = self.engine.technician_login(pin)  # records the attempt for the desk
+        self._tech_conn = conn
+        return {"token": token, "expires_after_s": self.engine.config.technician.session_timeout_s}
 
     async def _op_tech_logout(self, conn: Connection, msg: dict[str, Any]) -> Any:
         """Only the connection that logged in logs out (its token optional there): any
         other client of the socket must not end a technician's session."""
-        with self.engine.lock:
-            if conn is not self._tech_conn:
-                raise TechnicianAuthError("not_authorized", "technician login required")
-            self.engine.technician.logout()
-            self._tech_conn = None
+        if conn is not self._tech_conn:
+            raise TechnicianAuthError("not_authorized", "technician login required")
+        self.engine.technician_logout()
+        self._tech_conn = None
         return {}
 
     def _tech(
         self, op: Callable[[dict[str, Any]], Any]
     ) -> Callable[[Connection, dict[str, Any]], Awaitable[Any]]:
         async def handler(conn: Connection, msg: dict[str, Any]) -> Any:
-            with self.engine.lock:
-                if conn is not self._tech_conn:  # a token is good on its own connection only
-                    raise TechnicianAuthError("not_authorized", "technician login required")
-                self.engine.technician.check(msg.get("token"))
-                self.engine.record_event("technician_action", "info", {"op": msg.get("op")})
+            if conn is not self._tech_conn:  # a token is good on its own connection only
+                raise TechnicianAuthError("not_authorized", "technician login required")
+            self.engine.technician_check(msg.get("token"), msg.get("op"))
             return await asyncio.to_thread(op, msg)
 
         return handler

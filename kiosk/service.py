@@ -1,37 +1,29 @@
 """Technician operations: encashment, counters, reprints, test print, service mode.
 
 Each one needs a PIN-authenticated technician session (kiosk.technician) and is recorded
-as an event for the desk. They run through the same engine lock as customer intents, so a
-technician can never empty the cassette under a customer who is paying.
+as an event for the desk. They run through the engine's `run_exclusive` (atomic with
+customer intents and device callbacks), so a technician can never empty the cassette under
+a customer who is paying.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
 from kiosk import receipts
-from kiosk.engine import IntentError, PaymentEngine
+from kiosk.engine import EngineStatus, IntentError, PaymentEngine
 from kiosk.ledger import LedgerError
-from kiosk.screens import Screen
-
-TECH_SCREENS = (Screen.IDLE, Screen.OUT_OF_SERVICE)
 
 
 def _local(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000).astimezone()
 
 
-def _no_customer(engine: PaymentEngine) -> None:
-    if engine.screen not in TECH_SCREENS:
-        raise IntentError("busy", "a customer session is in progress; try again when idle")
-
-
 def encash(engine: PaymentEngine, technician: str) -> dict[str, Any]:
     """Empty the cassette (M7): one ledger transaction, then the printed report."""
-    with engine.lock:
-        _no_customer(engine)
-        report = engine.ledger.encash(technician)
+    report = engine.run_exclusive(lambda: engine.ledger.encash(technician))
     document = receipts.encashment_report(
         engine.terminal_info(),
         receipts.EncashmentData(
@@ -59,20 +51,20 @@ def ledger_init(engine: PaymentEngine, confirm: str, reason: str) -> dict[str, A
     terminal id typed back is the confirmation; the new ledger records who and why in a
     `ledger_initialised` event that goes to the desk.
     """
-    with engine.lock:
-        tid = engine.config.terminal.id
-        if confirm != tid:
-            raise IntentError(
-                "not_confirmed", f"type the terminal id ({tid}) to confirm a new ledger"
-            )
-        _no_customer(engine)
+    tid = engine.config.terminal.id
+    if confirm != tid:
+        raise IntentError("not_confirmed", f"type the terminal id ({tid}) to confirm a new ledger")
+
+    def start_new() -> dict[str, Any]:
         if engine.ledger.blocked is None:
             raise IntentError(
                 "ledger_ok", "the ledger is this terminal's own and in use: nothing to do"
             )
         result = engine.ledger.initialise_new("technician", reason)
         engine.ledger_reinitialised()
-        return {**result, "out_of_service": sorted(engine.oos_reasons)}
+        return {**result, "out_of_service": sorted(engine.status().out_of_service)}
+
+    return engine.run_exclusive(start_new)
 
 
 def counters(engine: PaymentEngine) -> dict[str, Any]:
@@ -109,67 +101,64 @@ def test_print(engine: PaymentEngine) -> dict[str, Any]:
 
 def set_service_mode(engine: PaymentEngine, on: bool) -> dict[str, Any]:
     """Take the terminal out of service for maintenance (or back), between customers."""
-    with engine.lock:
+
+    def switch() -> EngineStatus:
         if on:
-            _no_customer(engine)
             engine.set_out_of_service("service", "technician service mode")
         else:
             engine.clear_out_of_service("service")
-        return {"out_of_service": sorted(engine.oos_reasons)}
+        return engine.status()
+
+    st = engine.run_exclusive(switch, between_customers=on)
+    return {"out_of_service": sorted(st.out_of_service)}
 
 
 def acceptor_test(engine: PaymentEngine, on: bool) -> dict[str, Any]:
     """Technician acceptor test: every bill is read and returned, never credited. The
     terminal is out of service for customers meanwhile."""
-    with engine.lock:
-        if on:
-            _no_customer(engine)
-            engine.set_out_of_service("service", "technician acceptor test")
-            engine.acceptor_test = []
-        else:
-            engine.acceptor_test = None
-            engine.clear_out_of_service("service")
-        engine._apply_acceptor()  # the test mask, or none
-        engine.record_event("acceptor_test", "info", {"on": on})
-        engine.publish()
-        return {"on": on, "bills_seen": list(engine.acceptor_test or [])}
+    seen = engine.set_acceptor_test(on)
+    return {"on": on, "bills_seen": [dataclasses.asdict(b) for b in seen]}
 
 
 def acceptor_test_results(engine: PaymentEngine) -> dict[str, Any]:
-    with engine.lock:
-        return {
-            "on": engine.acceptor_test is not None,
-            "bills_seen": list(engine.acceptor_test or []),
-        }
+    return _test_results(engine.status())
+
+
+def _test_results(st: EngineStatus) -> dict[str, Any]:
+    seen = st.acceptor_test
+    return {"on": seen is not None, "bills_seen": [dataclasses.asdict(b) for b in seen or ()]}
 
 
 def request_restart(engine: PaymentEngine) -> dict[str, Any]:
     """Ask the daemon to restart the core (systemd starts it again), between customers."""
-    with engine.lock:
-        _no_customer(engine)
+
+    def restart() -> dict[str, Any]:
         engine.record_event("restart_requested", "info", {"by": "technician"})
-        engine.restart_requested = True
+        engine.request_restart()  # between customers: run_exclusive checked it
         return {"restarting": True}
+
+    return engine.run_exclusive(restart)
 
 
 def status(engine: PaymentEngine) -> dict[str, Any]:
     """Health as the technician and the desk see it, reasons included."""
     snap = engine.snapshot()
+    st = engine.status()
     return {
-        "terminal_id": engine.config.terminal.id,
+        "terminal_id": st.terminal_id,
         "screen": snap["screen"],
-        "out_of_service": dict(engine.oos_reasons),
+        "out_of_service": dict(st.out_of_service),
         "acceptor": {
-            "status": engine.acceptor_status.value,
-            "detail": engine.acceptor_detail,
+            "status": st.acceptor_status.value,
+            "detail": st.acceptor_detail,
             "info": {
-                "protocol": engine.acceptor.info.protocol,
-                "model": engine.acceptor.info.model,
-                "serial": engine.acceptor.info.serial_number,
+                "protocol": st.acceptor_info.protocol,
+                "model": st.acceptor_info.model,
+                "serial": st.acceptor_info.serial_number,
             },
         },
         "printer": snap["printer"],
-        "support_phone": engine.support_phone,
-        "acceptor_test": acceptor_test_results(engine),
+        "support_phone": st.support_phone,
+        "acceptor_test": _test_results(st),
         **counters(engine),
     }

@@ -3,7 +3,7 @@
 Threads:
 - "mqtt-net" (sync/connection.py) owns paho; its callbacks only enqueue here.
 - "sync-worker" (this module) does everything else: ledger reads and writes (fsync),
-  signature checks, desk commands and config under the engine lock, the outbox drain,
+  signature checks, desk commands and config (through the engine's methods), the outbox drain,
   state and health. So paho's loop never waits on the engine lock or the disk.
 
 Topics, payloads and the rules for rejecting messages: docs/mqtt.md.
@@ -315,12 +315,9 @@ class SyncAgent:
 
     def _restart_when_idle(self) -> None:
         """Between customers only: the daemon's loop ends and systemd starts it again."""
-        with self.engine.lock:
-            idle = self.engine.screen.value in ("idle", "out_of_service")
-            if idle:
-                log.warning("restarting on the desk's command")
-                self.engine.restart_requested = True
+        idle = self.engine.request_restart()  # refused while a customer is paying
         if idle:
+            log.warning("restarting on the desk's command")
             self._restart_after = None
             if self.on_restart is not None:
                 self.on_restart()
@@ -562,21 +559,18 @@ class SyncAgent:
         self._health_wanted = True
 
     def _apply_config(self, doc: ConfigDoc, publish: bool) -> None:
-        """Every part at once, under the engine lock (validated before)."""
-        with self.engine.lock:
-            if doc.catalog is not None:
-                self.engine.config = dataclasses.replace(self.engine.config, catalog=doc.catalog)
-            if doc.support_phone is not None:
-                self.engine.support_phone = doc.support_phone
-            if doc.pin_hash is not None:
-                self.engine.technician.set_pin_hash(doc.pin_hash)
-            if doc.help_texts is not None:
-                self.help_texts = doc.help_texts
-                self.engine.help_texts = doc.help_texts  # shown by the UI's help screen
-            self.config_version = doc.version
-            self.engine.config_version = doc.version
-            if publish:
-                self.engine.publish()
+        """Every part at once in the engine (validated before)."""
+        self.engine.apply_desk_config(
+            version=doc.version,
+            catalog=doc.catalog,
+            support_phone=doc.support_phone,
+            pin_hash=doc.pin_hash,
+            help_texts=doc.help_texts,  # shown by the UI's help screen
+            publish=publish,
+        )
+        if doc.help_texts is not None:
+            self.help_texts = doc.help_texts
+        self.config_version = doc.version
 
     # -- commands ----------------------------------------------------------------------
     def _on_command(self, msg: Inbound) -> None:

@@ -10,7 +10,7 @@ Body (purpose "config"):
      "technician_pin_hash": "scrypt$…"}                 # optional
 
 Parsed and validated completely here (pure) before anything is applied; the agent then
-applies every part under the engine lock at once and records the version
+applies every part at once (`PaymentEngine.apply_desk_config`) and records the version
 (config_versions), so a document is never half-applied.
 """
 

@@ -1,7 +1,7 @@
 """The `health` snapshot (retained): what the desk's monitoring shows per terminal.
 
-Built on the agent's worker thread; engine attributes are read under the engine lock
-(briefly, no I/O), ledger figures outside it.
+Built on the agent's worker thread from the engine's frozen status view (taken under the
+engine's lock, briefly, no I/O); ledger figures are read outside it.
 """
 
 from __future__ import annotations
@@ -28,19 +28,19 @@ def build_health(
     started_monotonic: float,
     config_version: int,
 ) -> dict[str, Any]:
-    with engine.lock:
-        screen = engine.screen.value
-        oos = dict(engine.oos_reasons)
-        acceptor = {
-            "status": engine.acceptor_status.value,
-            "detail": engine.acceptor_detail,
-            "protocol": engine.acceptor.info.protocol,
-            "model": engine.acceptor.info.model,
-            "serial": engine.acceptor.info.serial_number,
-        }
-        printer_status = engine.printer_status
-        support_phone = engine.support_phone
-        terminal_id = engine.config.terminal.id
+    st = engine.status()
+    screen = st.screen.value
+    oos = dict(st.out_of_service)
+    acceptor = {
+        "status": st.acceptor_status.value,
+        "detail": st.acceptor_detail,
+        "protocol": st.acceptor_info.protocol,
+        "model": st.acceptor_info.model,
+        "serial": st.acceptor_info.serial_number,
+    }
+    printer_status = st.printer_status
+    support_phone = st.support_phone
+    terminal_id = st.terminal_id
     # The desk needs health most when the ledger fails: say so, never crash (M10).
     ledger_state: dict[str, Any] = {"ok": True, "error": None}
     cassette: list[dict[str, Any]] | None = None

@@ -137,7 +137,7 @@ class TerminalActions(abc.ABC):
         return last["payment_id"]
 
     def drain_printer(self) -> None:
-        self.engine._printer_pool.submit(lambda: None).result(timeout=WAIT_S)
+        self.engine.printer_worker.drain(WAIT_S)
 
     def wait_status(self, status: AcceptorStatus, what: str = "") -> None:
         wait_until(lambda: self.engine.acceptor_status is status,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from kiosk.config import Config
-from kiosk.engine import PaymentEngine
+from kiosk.engine import PaymentEngine, PrinterWorker
 from kiosk.ledger import Ledger
 from tests.conftest import ManualClock
 from tests.core.doubles import DoubleAcceptor, DoublePrinter
@@ -22,10 +23,11 @@ class Terminal:
     printer: DoublePrinter
     clock: ManualClock
     snapshots: list[dict[str, Any]]
+    printer_worker: PrinterWorker  # the engine's printer thread, passed in
 
     def drain(self) -> None:
         """Wait until every queued print job has run."""
-        self.engine._printer_pool.submit(lambda: None).result(timeout=10)
+        self.printer_worker.drain()
 
     def intent(self, name: str, **args: Any) -> Any:
         return self.engine.intent(name, args)
@@ -65,15 +67,21 @@ def make_terminal(
     ledger.open()
     acceptor = DoubleAcceptor(run_id=run_id)
     printer = printer or DoublePrinter()
-    engine = PaymentEngine(config, ledger, acceptor, printer, clock=clock)
+    worker = PrinterWorker()
+    engine = PaymentEngine(config, ledger, acceptor, printer, clock=clock, printer_worker=worker)
     snapshots: list[dict[str, Any]] = []
     engine.subscribe(snapshots.append)
     engine.start()
-    term = Terminal(engine, ledger, acceptor, printer, clock, snapshots)
+    term = Terminal(engine, ledger, acceptor, printer, clock, snapshots, worker)
     term.drain()
     return term
 
 
 def ledger_rows(ledger: Ledger, sql: str) -> list[tuple]:
-    with ledger.engine.connect() as conn:
-        return [tuple(r) for r in conn.exec_driver_sql(sql)]
+    """Rows read on a connection of the test's own: the ledger's pooled connection may be
+    in use by the engine's printer thread (a receipt being built) at this very moment."""
+    conn = sqlite3.connect(f"file:{ledger.path}?mode=ro", uri=True)
+    try:
+        return [tuple(r) for r in conn.execute(sql)]
+    finally:
+        conn.close()

@@ -151,7 +151,7 @@ def test_reaching_maximum_finishes_at_once(term, config):
 
 def test_printer_unavailable_warns_before_cash(term):
     term.printer.state = PrinterStatus.PAPER_OUT
-    term.engine._check_printer_now()
+    term.engine.check_printer_now()
     term.intent("select_provider", provider_id="mts")
     term.intent("submit_account", account=MTS_ACCOUNT)
     assert term.engine.snapshot()["printer_warning"] is True
@@ -182,13 +182,13 @@ def test_printer_out_of_service_policy(tmp_path, clock):
     )
     term = make_terminal(cfg, clock)
     term.printer.state = PrinterStatus.COVER_OPEN
-    term.engine._check_printer_now()
+    term.engine.check_printer_now()
     snap = term.engine.snapshot()
     assert snap["screen"] == "out_of_service"
     assert "8 800 555-35-35" in snap["out_of_service"]["ru"]
     assert snap["out_of_service"]["code"] == "oos_printer"
     term.printer.state = PrinterStatus.OK
-    term.engine._check_printer_now()
+    term.engine.check_printer_now()
     assert term.engine.screen.value == "idle"
     term.engine.stop()
 

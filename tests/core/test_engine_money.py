@@ -224,18 +224,21 @@ def test_m6_recovered_bill_reported_before_reconciliation_joins_its_session(conf
     term.acceptor.insert(100)
     term.acceptor.escrow(500)
     # New process: the device reports the stacked bill during start-up, before it settles.
-    from kiosk.engine import PaymentEngine
+    from kiosk.engine import PaymentEngine, PrinterWorker
     from kiosk.ledger import Ledger
     from tests.core.doubles import DoubleAcceptor, DoublePrinter
 
     ledger = Ledger(config.paths.ledger, "T0001", run_id="run2")
     ledger.open()
     acceptor = DoubleAcceptor(run_id="run2")
-    engine = PaymentEngine(config, ledger, acceptor, DoublePrinter(), clock=clock)
+    worker = PrinterWorker()
+    engine = PaymentEngine(
+        config, ledger, acceptor, DoublePrinter(), clock=clock, printer_worker=worker
+    )
     acceptor.listener = engine
     acceptor.report_stacked(500, origin=StackOrigin.POWER_UP)  # still INITIALIZING
     engine.start()
-    engine._printer_pool.submit(lambda: None).result()
+    worker.drain()
     payments = ledger.list_payments()
     assert [(p["kind"], p["inserted_minor"]) for p in payments] == [("payment", 60_000)]
     engine.stop()

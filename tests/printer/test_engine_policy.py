@@ -83,7 +83,7 @@ class Rig:
 
     def drain(self) -> None:
         """Wait until every job queued on the engine's printer thread has run."""
-        self.engine._printer_pool.submit(lambda: None).result(timeout=WAIT_S)
+        self.engine.printer_worker.drain(WAIT_S)
 
     def poll(self) -> None:
         """The engine's own idle polling: the clock past PRINTER_POLL_S, a tick, drained."""
@@ -267,7 +267,7 @@ def test_out_of_service_with_cash_inside_finishes_the_payment(make_rig):
     rig.to_cash()
     assert rig.acceptor.insert(500) is EscrowDecision.STACK
     rig.sim.set_fault(Fault.PAPER_OUT)
-    rig.engine._check_printer_now()  # on the cash screen the idle poll does not run
+    rig.engine.check_printer_now()  # on the cash screen the idle poll does not run
     rig.drain()
     assert rig.acceptor.enabled == frozenset()
     assert rig.engine.screen.value == "receipt"
@@ -282,7 +282,7 @@ def test_out_of_service_on_an_empty_cash_screen_closes_the_ledger_session(make_r
     rig = make_rig("out_of_service", FULL)
     rig.to_cash()
     rig.sim.set_fault(Fault.PAPER_OUT)
-    rig.engine._check_printer_now()
+    rig.engine.check_printer_now()
     assert rig.engine.screen.value == "out_of_service"
     assert rig.engine.session is None
     assert ledger_rows(rig.ledger, "SELECT state FROM sessions") == [("abandoned",)]

@@ -70,7 +70,7 @@ class LiveTerminal:
         self.ledger.close()
 
     def drain_printer(self) -> None:
-        self.engine._printer_pool.submit(lambda: None).result(timeout=10)
+        self.engine.printer_worker.drain()
 
     def pay(self, *bills: int, provider: str = "mts", account: str = MTS_ACCOUNT) -> str:
         e = self.engine

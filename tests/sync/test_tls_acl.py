@@ -112,7 +112,7 @@ def test_tls_acl_isolates_terminals_and_bad_commands_change_nothing(
         payload = seal(desk_key.key, desk_key.kid, "cmd", good)
         desk.send_raw("TA", topics.CMD, payload, b"1")
         assert desk.wait_result(good["cmd_id"], 5)["ok"]
-        ta.engine.support_phone = before[0]  # put it back by hand: the replay must not redo it
+        ta.engine.set_support_phone(before[0])  # put it back: the replay must not redo it
         desk.results.pop(good["cmd_id"])
         desk.send_raw("TA", topics.CMD, payload, b"2")
         assert desk.wait_result(good["cmd_id"], 5)["duplicate"] is True
