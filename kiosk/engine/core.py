@@ -23,6 +23,7 @@ from typing import Any
 from drivers.acceptor import AcceptorStatus, Bill, BillAcceptor
 from drivers.printer import PrinterStatus, ReceiptPrinter
 from kiosk.catalog import Provider
+from kiosk.coded_error import CodedError
 from kiosk.config import Config
 from kiosk.diskguard import DiskLevel
 from kiosk.engine.printer_worker import PrinterWorker
@@ -34,12 +35,8 @@ from kiosk.technician import LOCKOUT_FILE, TechnicianAccess
 log = logging.getLogger("kiosk.engine")
 
 
-class IntentError(Exception):
+class IntentError(CodedError):
     """A customer or technician request that cannot be done now; code is stable."""
-
-    def __init__(self, code: str, message_text: str) -> None:
-        super().__init__(message_text)
-        self.code = code
 
 
 @dataclass

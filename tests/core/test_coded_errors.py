@@ -7,12 +7,13 @@ import pytest
 from kiosk.api_client import ApiRequestError
 from kiosk.api_server import ApiError
 from kiosk.coded_error import CodedError
+from kiosk.engine import IntentError
 from kiosk.technician import TechnicianAuthError
 from sync.commands import CommandError
 from sync.desk_config import ConfigDocError
 from sync.envelope import EnvelopeError
 
-CODED = (ApiRequestError, ApiError, TechnicianAuthError, CommandError, ConfigDocError,
+CODED = (ApiRequestError, ApiError, IntentError, TechnicianAuthError, CommandError, ConfigDocError,
          EnvelopeError)
 
 
