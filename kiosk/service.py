@@ -17,8 +17,12 @@ from kiosk.engine import EngineStatus, IntentError, PaymentEngine
 from kiosk.ledger import LedgerError
 
 
-def _local(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000).astimezone()
+def _local(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000).astimezone()
+
+
+def _local_or_none(ms: int | None) -> datetime | None:
+    return None if ms is None else _local(ms)
 
 
 def encash(engine: PaymentEngine, technician: str) -> dict[str, Any]:
@@ -29,7 +33,7 @@ def encash(engine: PaymentEngine, technician: str) -> dict[str, Any]:
         receipts.EncashmentData(
             encashment_id=report["id"],
             created_at=_local(report["at_ms"]),
-            period_start=_local(report["period_start_ms"]),
+            period_start=_local_or_none(report["period_start_ms"]),
             technician=technician,
             counts=tuple((c["amount_minor"], c["count"]) for c in report["counts"]),
             total_minor=report["total_minor"],
