@@ -47,6 +47,7 @@ SESSION_COOKIE = "kd_session"
 PRE_COOKIE = "kd_pre"  # the login form's CSRF token (no session yet)
 LANG_COOKIE = "kd_lang"
 LANGS = ("ru", "en")
+PRE_LEN = 32  # characters of the login form's token (token_urlsafe(24))
 MAX_BODY = 16 * 1024  # a form is small
 COMMAND_TTL_S = 300.0
 COMMAND_WAIT_S = 15.0
@@ -59,7 +60,8 @@ SECURITY_HEADERS = {
     "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    # not no-referrer: with it a browser sends "Origin: null" on the page's own forms
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -268,6 +270,8 @@ class DeskWeb:
             return Reply(HTTPStatus.SEE_OTHER, headers={"Location": back},
                          cookies=[self.cookie(LANG_COOKIE, to if to in LANGS else "ru",
                                               365 * 86400)])
+        if path == "/favicon.ico":
+            return Reply(HTTPStatus.NOT_FOUND)
         if path == "/login":
             return self.login_get(req) if req.method == "GET" else self.login_post(req)
         session = self.ops.session(req.cookies.get(SESSION_COOKIE))
@@ -349,7 +353,11 @@ class DeskWeb:
     # -- login -------------------------------------------------------------------------
     def login_get(self, req: Request, error: str | None = None,
                   status: int = HTTPStatus.OK) -> Reply:
-        pre = secrets.token_urlsafe(24)
+        # one token per browser until it logs in (a second tab, or the favicon's
+        # redirect here, must not invalidate the form already open)
+        pre = req.cookies.get(PRE_COOKIE, "")
+        if not (PRE_LEN <= len(pre) <= 64 and pre.replace("-", "").replace("_", "").isalnum()):
+            pre = secrets.token_urlsafe(24)
         box = self.error_box(req, error) if error else ""
         body = (f'{box}<form method="post" action="/login" class="login">'
                 f'<input type="hidden" name="pre" value="{pre}">'
@@ -451,7 +459,9 @@ class DeskWeb:
             d = v["data"]
             bills = ", ".join(f"{b.get('count', 1)}×{money(b.get('amount_minor'), None)}"
                               for b in d.get("bills") or [] if isinstance(b, dict))
-            out.append((d.get("created_ms") or v["received_ms"], "ev_record", "terminal",
+            # a re-processed version is as old as its payment: show when it came
+            at = v["received_ms"] if v["reprocess_count"] else d.get("created_ms")
+            out.append((at or v["received_ms"], "ev_record", "terminal",
                         f"#{v['reprocess_count']} {v['status']} {v['provider_id'] or ''} "
                         f"{v['account'] or ''} {money(v['credited_minor'], v['currency'])}"
                         f"{' [' + bills + ']' if bills else ''}; received "
@@ -479,8 +489,9 @@ class DeskWeb:
                 out.append((d.get("at_ms") or row["received_ms"], "ev_event", "terminal",
                             f"{d.get('kind')} {json.dumps(d.get('data'), ensure_ascii=False)}"))
             for row in conn.execute(select(a).where(a.c.target == payment_id)).mappings():
+                said = "" if row["detail"] in (None, row["outcome"]) else f" ({row['detail']})"
                 out.append((row["at_ms"], "ev_audit", row["login"] or "—",
-                            f"{row['action']}: {row['outcome']} {row['detail'] or ''}"))
+                            f"{row['action']}: {row['outcome']}{said}"))
         out.sort(key=lambda e: e[0])
         return out
 

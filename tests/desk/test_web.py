@@ -208,3 +208,57 @@ def test_a_page_with_no_broker_says_the_action_was_not_sent(tmp_path):
     finally:
         web.stop()
         store.close()
+
+
+def test_a_second_login_page_does_not_spoil_the_first_form(page):
+    """The browser fetches /favicon.ico (and operators open tabs): the login form already
+    shown must still be accepted (a new token each time made every login fail)."""
+    c = Client(page.web.port)
+    _, first = c.get("/login")
+    pre = re.search(r'name="pre" value="([^"]+)"', first).group(1)
+    c.get("/login")
+    assert c.request("GET", "/favicon.ico")[0] == 404
+    status, text = c.post("/login", {"pre": pre, "login": "op1", "password": PASSWORDS["op1"]})
+    assert status == 200 and "op1 (operator)" in text
+    # a browser posting the page's own form with Referrer-Policy no-referrer says
+    # "Origin: null": the page must not make it do that, and refuses it
+    status, _ = c.post("/logout", {"csrf": c.csrf()}, headers={"Origin": "null"})
+    assert status == 403
+    _, headers, _ = c.request("GET", "/")
+    assert headers["Referrer-Policy"] == "same-origin"
+
+
+def test_disable_enable_and_phone_from_the_page_reach_the_terminal(tmp_path, broker, desk_key):
+    page = page_with_terminal(tmp_path, tmp_path / "desk.sqlite", broker, desk_key)
+    try:
+        term, tid = page.term, page.tid
+        c = Client(page.web.port)
+        c.login("op1")
+        wait_for(lambda: page.store.terminals() and page.store.terminals()[0]["health"], 20,
+                 "health at the desk")
+        _, text = c.get("/terminals?attention=1")
+        assert tid not in text
+        status, text = c.post("/action/terminal", {"csrf": c.csrf(), "t": tid, "op": "disable",
+                                                   "reason": "инкассация"})
+        assert status == 200 and "Выполнено терминалом" in text, text
+        wait_for(lambda: term.engine.screen.value == "out_of_service", 10, "out of service")
+
+        def listed() -> bool:
+            return tid in c.get("/terminals?attention=1")[1]
+
+        wait_for(listed, 20, "the terminal among those needing attention")
+        _, text = c.get("/terminals?attention=1")
+        assert "не работает" in text and "инкассация" in text
+        status, text = c.post("/action/terminal", {"csrf": c.csrf(), "t": tid, "op": "enable"})
+        assert status == 200 and "Выполнено терминалом" in text
+        wait_for(lambda: not listed(), 20, "back in service")
+        status, text = c.post("/action/phone", {"csrf": c.csrf(), "t": tid,
+                                                "phone": "8 800 555-35-35"})
+        assert status == 200 and "Выполнено терминалом" in text
+        assert term.engine.support_phone == "8 800 555-35-35"
+        acts = [(r["action"], r["outcome"]) for r in _audit(page.store, login="op1")
+                if r["terminal_id"] == tid]
+        assert acts == [("set_support_phone", "executed"), ("enable", "executed"),
+                        ("disable", "executed")]
+    finally:
+        page.stop()
