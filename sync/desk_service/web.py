@@ -328,7 +328,7 @@ class DeskWeb:
                    f'<a href="/terminals">{esc(self.t(req, "terminals"))}</a> '
                    f'<a href="/terminals?attention=1">{esc(self.t(req, "attention"))}</a> '
                    f'<a href="/audit">{esc(self.t(req, "audit"))}</a> '
-                   f'<span class="who">{esc(sess.login)} ({esc(sess.role.label)})</span> '
+                   f'<span class="who" id="who">{esc(sess.login)} ({esc(sess.role.label)})</span> '
                    f'<form method="post" action="/logout" class="inline">{self.csrf_field(req)}'
                    f'<button type="submit" id="logout">{esc(self.t(req, "logout"))}</button>'
                    "</form></nav>")

@@ -15,9 +15,15 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
 
 from sync.desk_service.operators import Operators
 from tests.desk.web import PASSWORDS, DeskPage, page_with_terminal
@@ -27,6 +33,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 WINDOW = "1280,1000"
+PAGE_WAIT_S = 30.0  # a click returns before the next page is there: wait for what it shows
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +74,20 @@ def b(browser: WebDriver, desk_page: DeskPage) -> WebDriver:
     return browser
 
 
-def _text(b: WebDriver) -> str:
-    return b.find_element(By.TAG_NAME, "body").text
+def _shows(b: WebDriver, element_id: str, text: str) -> str:
+    """Wait until the element (of the page a click led to) shows `text`; its text."""
+    def seen(d: WebDriver) -> str | bool:
+        try:
+            got = d.find_element(By.ID, element_id).text
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+        return got if text in got else False
+
+    try:
+        return str(WebDriverWait(b, PAGE_WAIT_S).until(seen))
+    except TimeoutException:
+        pytest.fail(f"#{element_id} never showed {text!r}; the page says: "
+                    f"{b.find_element(By.TAG_NAME, 'body').text[:500]}")
 
 
 def _login(b: WebDriver, page: DeskPage, login: str, password: str | None = None) -> None:
@@ -76,6 +95,8 @@ def _login(b: WebDriver, page: DeskPage, login: str, password: str | None = None
     b.find_element(By.ID, "login").send_keys(login)
     b.find_element(By.ID, "password").send_keys(password or PASSWORDS[login])
     b.find_element(By.ID, "submit").click()
+    if password is None:  # the right one: wait until logged in
+        _shows(b, "who", f"{login} (")
 
 
 def _paid(page: DeskPage) -> str:
@@ -89,17 +110,17 @@ def _open_payment(b: WebDriver, page: DeskPage, pid: str) -> None:
     b.get(page.web.url + "/")
     b.find_element(By.ID, "q").send_keys("+7 (916) 123-45-67")
     b.find_element(By.ID, "find").click()
-    assert pid in b.find_element(By.ID, "results").text
+    _shows(b, "results", pid)
     b.find_element(By.LINK_TEXT, pid).click()
-    assert "Запись получена от терминала" in b.find_element(By.ID, "timeline").text
+    _shows(b, "timeline", "Запись получена от терминала")
 
 
 def test_login_and_a_wrong_password(b, desk_page):
     _login(b, desk_page, "op1", "not-the-password")
-    assert "Неверный логин или пароль" in b.find_element(By.ID, "error").text
+    _shows(b, "error", "Неверный логин или пароль")
     assert b.get_cookie("kd_session") is None
     _login(b, desk_page, "op1")
-    assert "op1 (operator)" in _text(b)
+    _shows(b, "who", "op1 (operator)")
     cookie = b.get_cookie("kd_session")
     assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
@@ -112,20 +133,20 @@ def test_a_phone_as_read_out_finds_the_payment_and_a_reprocess_reaches_the_termi
     b.find_element(By.ID, "new-account").send_keys("916 999-99-99")
     b.find_element(By.ID, "reason").send_keys("клиент ошибся номером")
     b.find_element(By.ID, "do-reprocess").click()
-    assert "Выполнено терминалом" in b.find_element(By.ID, "note").text
+    _shows(b, "note", "Выполнено терминалом")
     assert desk_page.term is not None
     p = desk_page.term.ledger.get_payment(pid)
     assert p["account"] == "9169999999" and p["reprocess_count"] == 1
     wait_for(lambda: desk_page.store.known_payment(desk_page.tid, pid) == 1, 20,
              "the re-processed record back at the desk")
     b.refresh()
-    timeline = b.find_element(By.ID, "timeline").text
+    timeline = _shows(b, "timeline", "Ответ терминала")
     assert "Команда отправлена" in timeline and "Ответ терминала" in timeline
     assert "reprocess: executed" in timeline and "9169999999" in timeline
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
     b.save_screenshot(str(DOCS_IMAGES / "desk-payment.png"))
     b.get(desk_page.web.url + "/terminals")
-    assert desk_page.tid in b.find_element(By.ID, "terminals").text
+    _shows(b, "terminals", desk_page.tid)
     b.save_screenshot(str(DOCS_IMAGES / "desk-terminals.png"))
 
 
@@ -135,7 +156,7 @@ def test_a_viewers_reprocess_is_refused_and_audited(b, desk_page):
     _open_payment(b, desk_page, pid)
     b.find_element(By.ID, "new-account").send_keys("9160000000")
     b.find_element(By.ID, "do-reprocess").click()
-    assert "Недостаточно прав" in b.find_element(By.ID, "error").text
+    _shows(b, "error", "Недостаточно прав")
     assert desk_page.term is not None
     assert desk_page.term.ledger.get_payment(pid)["reprocess_count"] == 0
     rows = Operators(desk_page.store.engine).audit_rows(target=pid)
@@ -150,7 +171,7 @@ def test_a_post_without_the_csrf_token_is_refused(b, desk_page):
     # what a forged form lacks: the session's token
     b.execute_script("document.querySelector('#status-form input[name=csrf]').remove()")
     b.find_element(By.ID, "do-status").click()
-    assert "форма устарела" in b.find_element(By.ID, "error").text
+    _shows(b, "error", "форма устарела")
     assert desk_page.store.statuses_sent(desk_page.tid) == [] or all(
         s["payment_id"] != pid for s in desk_page.store.statuses_sent(desk_page.tid))
     rows = Operators(desk_page.store.engine).audit_rows(target=pid)
