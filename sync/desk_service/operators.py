@@ -168,6 +168,9 @@ class Operators:
             result = LoginResult.BAD
         token = None
         with self.engine.begin() as conn:
+            # what no check reads any more (the audit keeps every attempt)
+            conn.execute(delete(la).where(la.c.at_ms < now - CLIENT_WINDOW_MS))
+            conn.execute(delete(s.web_sessions).where(s.web_sessions.c.expires_ms < now))
             conn.execute(insert(la).values(client=client, login=login or None, at_ms=now,
                                            ok=result is LoginResult.OK))
             detail = None

@@ -33,6 +33,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 WINDOW = "1280,1000"
+SCREENSHOTS_ENV = "KIOSK_DESK_SCREENSHOTS"  # "docs": write docs/images/desk-*.png anew
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MIN_SCREENSHOT_BYTES = 10_000  # a blank page is far smaller
 PAGE_WAIT_S = 30.0  # a click returns before the next page is there: wait for what it shows
 
 
@@ -90,6 +93,16 @@ def _shows(b: WebDriver, element_id: str, text: str) -> str:
                     f"{b.find_element(By.TAG_NAME, 'body').text[:500]}")
 
 
+def _screenshot(b: WebDriver, name: str, folder: Path) -> None:
+    """Into the test's folder; into docs/images with KIOSK_DESK_SCREENSHOTS=docs (so a
+    test run does not rewrite the documentation's pictures)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    assert b.save_screenshot(str(path))
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > MIN_SCREENSHOT_BYTES
+
+
 def _login(b: WebDriver, page: DeskPage, login: str, password: str | None = None) -> None:
     b.get(page.web.url + "/login")
     b.find_element(By.ID, "login").send_keys(login)
@@ -126,7 +139,8 @@ def test_login_and_a_wrong_password(b, desk_page):
 
 
 def test_a_phone_as_read_out_finds_the_payment_and_a_reprocess_reaches_the_terminal(
-        b, desk_page):
+        b, desk_page, tmp_path):
+    shots = DOCS_IMAGES if os.environ.get(SCREENSHOTS_ENV) == "docs" else tmp_path
     pid = _paid(desk_page)
     _login(b, desk_page, "op1")
     _open_payment(b, desk_page, pid)
@@ -143,11 +157,10 @@ def test_a_phone_as_read_out_finds_the_payment_and_a_reprocess_reaches_the_termi
     timeline = _shows(b, "timeline", "Ответ терминала")
     assert "Команда отправлена" in timeline and "Ответ терминала" in timeline
     assert "reprocess: executed" in timeline and "9169999999" in timeline
-    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-    b.save_screenshot(str(DOCS_IMAGES / "desk-payment.png"))
+    _screenshot(b, "desk-payment.png", shots)
     b.get(desk_page.web.url + "/terminals")
     _shows(b, "terminals", desk_page.tid)
-    b.save_screenshot(str(DOCS_IMAGES / "desk-terminals.png"))
+    _screenshot(b, "desk-terminals.png", shots)
 
 
 def test_a_viewers_reprocess_is_refused_and_audited(b, desk_page):
