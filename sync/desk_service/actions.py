@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ EXIT_QUEUED = 2  # queued at the broker for the terminal's session, not executed
 EXIT_NO_BROKER = 3
 EXIT_NOT_DELIVERED = 4  # the broker refused it, or no terminal session exists for it
 PUBACK_WAIT_S = 1.0  # after no result: how long to wait for the broker's answer
+_PUBLISH_LOCK = threading.Lock()  # publish + read its tag (Desk.last_publish) as one
 
 
 @dataclass(frozen=True)
@@ -81,16 +83,20 @@ def send_status(desk: Any, terminal: str, payment_id: str, status: str,
                        f"refused: unknown_payment: the desk has never received {payment_id} "
                        f"from {terminal} (run 'kiosk desk watch' with this --db)")
     count = known if reprocess_count is None else reprocess_count
-    (version,) = desk.payment_status(
-        terminal, [{"payment_id": payment_id, "status": status, "detail": detail,
-                    "reprocess_count": count}])
-    return await_puback(desk, f"{status} v{version} for {payment_id} (reprocess {count})")
+    with _PUBLISH_LOCK:  # the page's operators publish at once: each waits for its own
+        (version,) = desk.payment_status(
+            terminal, [{"payment_id": payment_id, "status": status, "detail": detail,
+                        "reprocess_count": count}])
+        tag = desk.last_publish
+    return await_puback(desk, f"{status} v{version} for {payment_id} (reprocess {count})",
+                        tag=tag)
 
 
-def await_puback(desk: Any, what: str, retained: bool = False) -> Outcome:
+def await_puback(desk: Any, what: str, retained: bool = False,
+                 tag: str | None = None) -> Outcome:
     """Wait until the broker has taken the publish (PUBACK). Without a subscribed
     terminal session only a retained document is kept."""
-    outcome = desk.wait_outcome(desk.last_publish, 10)
+    outcome = desk.wait_outcome(desk.last_publish if tag is None else tag, 10)
     if outcome == "No matching subscribers" and not retained:
         outcome = "no session of the terminal at the broker (never connected?)"
     if outcome not in ("Success", "No matching subscribers"):

@@ -6,18 +6,27 @@ the page until the terminal's ledger holds the new account."""
 from __future__ import annotations
 
 import io
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from sync.cli import desk_main
+from sync.desk import Desk
 from sync.desk_service import operators as ops_mod
 from sync.desk_service.db import DeskDB
 from sync.desk_service.operators import LoginResult, Operators, Role
 from sync.desk_service.web import DeskWeb
-from tests.desk.web import PASSWORDS, Client, page_only, page_with_terminal
+from sync.keys import load_signing_key, public_b64
+from tests.desk.web import PASSWORDS, Client, add_operators, page_only, page_with_terminal
+from tests.sync.broker import free_port
 from tests.sync.conftest import wait_for
+from tests.sync.terminal import live_terminal, mqtt_config
 
 
 @pytest.fixture
@@ -195,16 +204,16 @@ def test_web_refuses_an_oversized_form(page):
 
 def test_a_page_with_no_broker_says_the_action_was_not_sent(tmp_path):
     store = DeskDB(tmp_path / "d.sqlite")
-    from tests.desk.web import add_operators
-
     add_operators(store)
     web = DeskWeb(store).start("127.0.0.1", 0)
     try:
         c = Client(web.port)
         c.login("op1")
-        status, text = c.post("/action/terminal", {"csrf": c.csrf(), "t": "T1",
-                                                   "op": "enable"})
-        assert status == 404 or "Не доставлено" in text
+        status, h, _ = c.request("POST", "/action/terminal", {"csrf": c.csrf(), "t": "T1",
+                                                              "op": "enable"})
+        assert status == 303 and "note=" in h["Location"]
+        (row,) = _audit(store, login="op1", action="enable")
+        assert row["outcome"] == "failed" and "no broker" in row["detail"]
     finally:
         web.stop()
         store.close()
@@ -260,5 +269,118 @@ def test_disable_enable_and_phone_from_the_page_reach_the_terminal(tmp_path, bro
                 if r["terminal_id"] == tid]
         assert acts == [("set_support_phone", "executed"), ("enable", "executed"),
                         ("disable", "executed")]
+    finally:
+        page.stop()
+
+
+def test_a_result_stored_by_another_worker_is_found_and_a_resend_waits_for_its_own(
+        tmp_path, broker, desk_key):
+    """Results come on a shared subscription: the worker that sent a command may not be
+    the one that receives its answer. The other one stores it; the sender finds it in
+    the database. The same command id sent again clears the old answer first (else a
+    retry would read the previous send's result)."""
+    db = tmp_path / "desk.sqlite"
+    sender = Desk("127.0.0.1", broker.port, desk_key.key, desk_key.kid, {}, db,
+                  client_id="w-send", persistent=False, share_group="g-results",
+                  consume=False)
+    other = DeskDB(db)
+    try:
+        body = sender.command_body("T9", "enable", {}, 60, cmd_id="c-one")
+        sender.store.record_command(body)
+        with other.transaction() as conn:  # the other worker received the answer
+            other.save_result(conn, "T9", "c-one", {"cmd_id": "c-one", "ok": True}, 1)
+        assert sender.wait_result("c-one", 5) == {"cmd_id": "c-one", "ok": True}
+        sender.store.record_command(body)  # sent again: the stored answer is not its
+        assert sender.store.command_result("c-one") is None
+        assert sender.wait_result("c-one", 0.5) is None
+    finally:
+        sender.store.close()
+        other.close()
+
+
+def _desk_proc(*args: str) -> list[str]:
+    """`kiosk desk …` as its own process (through sync.cli: independent of where the
+    top-level command lives)."""
+    return [sys.executable, "-c",
+            "import sys; from sync.cli import desk_main; sys.exit(desk_main(sys.argv[1:]))",
+            *args]
+
+
+def test_kiosk_desk_serve_http_serves_the_page_and_its_actions(tmp_path, broker, monkeypatch):
+    desk_dir = tmp_path / "desk"
+    assert desk_main(["keygen", "--dir", str(desk_dir)]) == 0
+    kid = (desk_dir / "desk.ed25519.kid").read_text().strip()
+    pub = public_b64(load_signing_key(desk_dir / "desk.ed25519.key").public_key())
+    key = SimpleNamespace(kid=kid, public_b64=pub)  # what the terminal pins
+    term = live_terminal(tmp_path / "t", "TWEB1", mqtt_config(broker.port, key))
+    keys = tmp_path / "terminal-keys"
+    keys.mkdir()
+    (keys / "TWEB1.pub").write_bytes(
+        (term.config.paths.data_dir / "keys" / "terminal.ed25519.pub").read_bytes())
+    db = str(desk_dir / "desk.sqlite")
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORDS["op1"] + "\n"))
+    assert desk_main(["--db", db, "operator", "add", "--login", "op1", "--role",
+                      "operator"]) == 0
+    port = free_port()
+    proc = subprocess.Popen(
+        _desk_proc("--port", str(broker.port), "--key", str(desk_dir / "desk.ed25519.key"),
+                   "--terminal-keys", str(keys), "--db", db, "--client-id", "serve-web",
+                   "serve", "--http", f"127.0.0.1:{port}", "--health-interval", "1"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        c = Client(port)
+
+        def up() -> bool:
+            try:
+                return c.request("GET", "/login")[0] == 200
+            except OSError:
+                return False
+
+        wait_for(up, 30, "the page answering")
+        pid = term.pay(500)
+        store = DeskDB(db)
+        wait_for(lambda: store.known_payment("TWEB1", pid) is not None, 30, "stored")
+        store.close()
+        c.login("op1")
+        status, text = c.get("/?q=916+123+45+67&terminal=TWEB1")
+        assert status == 200 and pid in text
+        status, text = c.post("/action/reprocess", {"csrf": c.csrf(), "t": "TWEB1", "id": pid,
+                                                    "account": "(916) 777-77-77"})
+        assert status == 200 and "Выполнено терминалом" in text, text
+        assert term.ledger.get_payment(pid)["account"] == "9167777777"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        term.stop()
+    assert proc.returncode == 0, err
+    assert f"desk page at http://127.0.0.1:{port}/" in err
+
+
+def test_an_unclaimed_credit_is_reprocessed_from_the_page_once(tmp_path, broker, desk_key):
+    page = page_with_terminal(tmp_path, tmp_path / "desk.sqlite", broker, desk_key)
+    try:
+        term, tid = page.term, page.tid
+        sid = term.ledger.open_session("mts", "9161234567", "RUB")
+        term.ledger.abandon_session(sid)
+        rid = term.ledger.record_stacked("froze", 50_000, "RUB", 2, False, None).unclaimed_id
+        wait_for(lambda: page.store.known_payment(tid, rid) is not None, 20, "unclaimed")
+        c = Client(page.web.port)
+        c.login("op1")
+        status, text = c.get(f"/?q={rid}")  # the number on the unclaimed-credit slip
+        assert status == 200 and rid in text and "unclaimed" in text
+        _, text = c.get(f"/payment?t={tid}&id={rid}")
+        assert 'id="provider"' in text
+        form = {"csrf": c.csrf(f"/payment?t={tid}&id={rid}"), "t": tid, "id": rid,
+                "provider": "mts", "account": "916 999 99 99", "reason": "call"}
+        status, text = c.post("/action/reprocess", form)
+        assert status == 200 and "Выполнено терминалом" in text, text
+        status, text = c.post("/action/reprocess", form)  # pressed twice
+        assert status == 200 and "Уже было выполнено" in text, text
+        payments = [p for p in term.ledger.list_payments(50) if p["kind"] == "payment"]
+        assert len(payments) == 1 and payments[0]["account"] == "9169999999"
+        assert payments[0]["inserted_minor"] == 50_000
+        acts = [r["outcome"] for r in _audit(page.store, action="reprocess_unclaimed")]
+        assert acts == ["again", "executed"]
     finally:
         page.stop()
