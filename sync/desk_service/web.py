@@ -39,7 +39,14 @@ from sync.desk_service.operators import (
     Session,
     csrf_ok,
 )
-from sync.desk_service.search import Query, find_payments, normalise_digits, parse_amount
+from sync.desk_service.search import (
+    LIKE_ESCAPE,
+    Query,
+    find_payments,
+    like_escape,
+    normalise_digits,
+    parse_amount,
+)
 
 log = logging.getLogger("sync.desk.web")
 
@@ -467,7 +474,7 @@ class DeskWeb:
                         f"{' [' + bills + ']' if bills else ''}; received "
                         f"{ms_text(v['received_ms'])}"))
         st, c, r, a = s.statuses_sent, s.commands, s.records, s.audit
-        like = f'%"{payment_id}"%'
+        like = f'%"{like_escape(payment_id)}"%'  # the id as a JSON string in args/data
         with self.store.engine.connect() as conn:
             for row in conn.execute(select(st).where(st.c.terminal_id == terminal,
                                                      st.c.payment_id == payment_id)).mappings():
@@ -475,7 +482,8 @@ class DeskWeb:
                             f"v{row['version']} {row['status']} {row['detail'] or ''} "
                             f"(#{row['reprocess_count']})"))
             for row in conn.execute(select(c).where(c.c.terminal_id == terminal,
-                                                    c.c.args.like(like))).mappings():
+                                                    c.c.args.like(like, escape=LIKE_ESCAPE))
+                                    ).mappings():
                 out.append((row["sent_ms"] or row["issued_ms"] or 0, "ev_command", "desk",
                             f"{row['type']} {row['args']} ({row['cmd_id']})"))
                 if row["result_ms"]:
@@ -484,7 +492,8 @@ class DeskWeb:
                                 f"{row['type']}: {ok} {row['error'] or ''}"))
             for row in conn.execute(select(r).where(r.c.terminal_id == terminal,
                                                     r.c.kind == "event",
-                                                    r.c.data.like(like))).mappings():
+                                                    r.c.data.like(like, escape=LIKE_ESCAPE))
+                                    ).mappings():
                 d = json.loads(row["data"])
                 out.append((d.get("at_ms") or row["received_ms"], "ev_event", "terminal",
                             f"{d.get('kind')} {json.dumps(d.get('data'), ensure_ascii=False)}"))

@@ -5,6 +5,7 @@ the page until the terminal's ledger holds the new account."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import re
@@ -19,7 +20,7 @@ import pytest
 from sync.cli import desk_main
 from sync.desk import Desk
 from sync.desk_service import operators as ops_mod
-from sync.desk_service.db import DeskDB
+from sync.desk_service.db import CommitStats, DeskDB
 from sync.desk_service.operators import LoginResult, Operators, Role
 from sync.desk_service.web import DeskWeb
 from sync.keys import load_signing_key, public_b64
@@ -384,3 +385,46 @@ def test_an_unclaimed_credit_is_reprocessed_from_the_page_once(tmp_path, broker,
         assert acts == ["again", "executed"]
     finally:
         page.stop()
+
+
+def _stored_payment(store: DeskDB, terminal: str, seq: int, account: str, minor: int,
+                    created_ms: int) -> str:
+    """A payment record as a worker stores it from a terminal's batch."""
+    pid = f"{terminal}-{seq:08d}"
+    data = {"id": pid, "kind": "payment", "status": "accepted", "provider_id": "mts",
+            "account": account, "inserted_minor": minor, "commission_minor": 0,
+            "credited_minor": minor, "currency": "RUB", "reprocess_count": 0,
+            "created_ms": created_ms}
+    with store.transaction() as conn:
+        store.commit_records(conn, terminal, "payment", [{"seq": seq, "ref": pid,
+                                                          "data": data}],
+                             CommitStats(), created_ms)
+    return pid
+
+
+def test_search_by_amount_terminal_and_time_and_whatever_is_typed(page):
+    day = 1_800_000_000_000
+    hour = 3_600_000
+    a = _stored_payment(page.store, "TA", 1, "9161234567", 50_000, day)
+    b = _stored_payment(page.store, "TB", 1, "9161234567", 49_950, day + 5 * hour)
+    c = Client(page.web.port)
+    c.login("view1")
+    _, text = c.get("/?q=8+916+123+45+67")
+    assert a in text and b in text and "Найдено: 2" in text
+    _, text = c.get("/?amount=499,50")
+    assert b in text and a not in text
+    _, text = c.get("/?q=4567&terminal=TA")
+    assert a in text and b not in text
+    between = day + 2 * hour
+    when = dt.datetime.fromtimestamp(between / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M")
+    _, text = c.get(f"/?q=916&since={when}")
+    assert b in text and a not in text
+    _, text = c.get(f"/?q=916&until={when}")
+    assert a in text and b not in text
+    for bad, says in (("/?amount=abc", "not an amount"),
+                      ("/?since=yesterday", "is not a time"),
+                      ("/?q=%27+OR+1%3D1+--", "at least 3 digits")):
+        status, text = c.get(bad)
+        assert status == 400 and says in text, bad
+    _, text = c.get("/?q=nothing-like-this")
+    assert "Ничего не найдено" in text
