@@ -238,7 +238,8 @@ def test_a_second_login_page_does_not_spoil_the_first_form(page):
     assert headers["Referrer-Policy"] == "same-origin"
 
 
-def test_disable_enable_and_phone_from_the_page_reach_the_terminal(tmp_path, broker, desk_key):
+def test_disable_enable_phone_and_a_status_from_the_page_reach_the_terminal(
+        tmp_path, broker, desk_key):
     page = page_with_terminal(tmp_path, tmp_path / "desk.sqlite", broker, desk_key)
     try:
         term, tid = page.term, page.tid
@@ -266,10 +267,20 @@ def test_disable_enable_and_phone_from_the_page_reach_the_terminal(tmp_path, bro
                                                 "phone": "8 800 555-35-35"})
         assert status == 200 and "Выполнено терминалом" in text
         assert term.engine.support_phone == "8 800 555-35-35"
+        pid = term.pay(500)
+        wait_for(lambda: page.store.known_payment(tid, pid) is not None, 20, "stored")
+        status, text = c.post("/action/status", {
+            "csrf": c.csrf(), "t": tid, "id": pid, "status": "failed",
+            "detail": "счёт закрыт"})
+        assert status == 200 and "Отправлено" in text, text
+        wait_for(lambda: term.ledger.get_payment(pid)["status"] == "failed", 20,
+                 "the status at the terminal")
+        assert term.engine.payment_status(pid)["status"] == "failed"
+        assert "Статус отправлен на терминал" in c.get(f"/payment?t={tid}&id={pid}")[1]
         acts = [(r["action"], r["outcome"]) for r in _audit(page.store, login="op1")
                 if r["terminal_id"] == tid]
-        assert acts == [("set_support_phone", "executed"), ("enable", "executed"),
-                        ("disable", "executed")]
+        assert acts == [("set_status", "sent"), ("set_support_phone", "executed"),
+                        ("enable", "executed"), ("disable", "executed")]
     finally:
         page.stop()
 
