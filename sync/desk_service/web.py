@@ -292,7 +292,7 @@ class DeskWeb:
         if req.method == "POST":
             if not self.post_allowed(req, session):
                 self.ops.audit(session.login, req.client, self.action_name(req), "refused",
-                               req.form.get("t"), req.form.get("id"),
+                               req.form.get("t"), req.form.get("id") or req.form.get("t"),
                                "CSRF token missing or wrong, or another origin")
                 return self.page(req, self.t(req, "bad_input"), self.error_box(req, "csrf"),
                                  HTTPStatus.FORBIDDEN)
