@@ -119,11 +119,13 @@ def _paid(page: DeskPage) -> str:
     return pid
 
 
-def _open_payment(b: WebDriver, page: DeskPage, pid: str) -> None:
+def _open_payment(b: WebDriver, page: DeskPage, pid: str, shots: Path | None = None) -> None:
     b.get(page.web.url + "/")
     b.find_element(By.ID, "q").send_keys("+7 (916) 123-45-67")
     b.find_element(By.ID, "find").click()
     _shows(b, "results", pid)
+    if shots is not None:
+        _screenshot(b, "desk-search.png", shots)
     b.find_element(By.LINK_TEXT, pid).click()
     _shows(b, "timeline", "Запись получена от терминала")
 
@@ -143,7 +145,7 @@ def test_a_phone_as_read_out_finds_the_payment_and_a_reprocess_reaches_the_termi
     shots = DOCS_IMAGES if os.environ.get(SCREENSHOTS_ENV) == "docs" else tmp_path
     pid = _paid(desk_page)
     _login(b, desk_page, "op1")
-    _open_payment(b, desk_page, pid)
+    _open_payment(b, desk_page, pid, shots)
     b.find_element(By.ID, "new-account").send_keys("916 999-99-99")
     b.find_element(By.ID, "reason").send_keys("клиент ошибся номером")
     b.find_element(By.ID, "do-reprocess").click()
