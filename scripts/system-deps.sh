@@ -8,6 +8,10 @@ declare -A NEED=(
   [systemd-analyze]=systemd
   [mosquitto]=mosquitto
   [Xvfb]=xvfb
+  # the desk page's browser tests (tests/desk/test_web_browser.py): selenium drives
+  # Debian's chromium through its chromedriver; nothing downloads a browser
+  [chromium]=chromium
+  [chromedriver]=chromium-driver
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -20,6 +24,8 @@ if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bi
 fi
 # Libraries the Kivy touchscreen loads at start (multitouch input through mtdev).
 dpkg -s libmtdev1 >/dev/null 2>&1 || missing+=(libmtdev1)
+# A font with Cyrillic for the headless browser's pages and screenshots (docs/images/desk-*.png).
+dpkg -s fonts-dejavu-core >/dev/null 2>&1 || missing+=(fonts-dejavu-core)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing system packages: ${missing[*]}"
 SUDO=""

@@ -10,6 +10,9 @@
     kiosk desk serve --status --status-file F
     kiosk desk [--db DB] find QUERY [--terminal T] [--amount 500] [--since T] [--until T]
     kiosk desk [--db DB] quarantine | conflicts | migrate
+    kiosk desk [connection options] serve --http 127.0.0.1:8080    # + the operator's page
+    kiosk desk [--db DB] operator add --login L --role viewer|operator|admin  # password: stdin
+    kiosk desk [--db DB] operator list | lock --login L | unlock --login L
 
 Connection options: --host, --port, --key (desk Ed25519 key), --terminal-keys (folder of
 <terminal id>.pub), --db (the desk's database: a SQLite file, or a postgresql:// URL;
@@ -19,7 +22,6 @@ default $KIOSK_DESK_DB, else desk/desk.sqlite), --tls-ca/--tls-cert/--tls-key.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import socket
@@ -29,6 +31,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sync import topics
+from sync.desk_service.actions import (  # one path for the CLI and the page
+    EXIT_NO_BROKER,
+    EXIT_NOT_DELIVERED,
+    EXIT_OK,
+    EXIT_QUEUED,
+    EXIT_REFUSED,
+    reprocess_cmd_id,
+)
 from sync.keys import (
     KeyError_,
     create_terminal_keys,
@@ -70,11 +80,7 @@ def keys_main(folder: str | None, terminal_id: str | None, config: Any) -> int:
     return 0
 
 
-EXIT_OK = 0  # executed (or executed before: a retry ran nothing again)
-EXIT_REFUSED = 1  # refused by the terminal or by this tool: code and reason printed
-EXIT_QUEUED = 2  # queued at the broker for the terminal's session, not executed yet
-EXIT_NO_BROKER = 3
-EXIT_NOT_DELIVERED = 4  # the broker refused it, or no terminal session exists for it
+__all__ = ["EXIT_NOT_DELIVERED", "EXIT_OK", "EXIT_QUEUED", "EXIT_REFUSED", "desk_main"]
 
 
 def _client_id(args: argparse.Namespace, role: str) -> str:
@@ -114,14 +120,12 @@ def _desk(args: argparse.Namespace, consume: bool, db: Any = None, **kw: Any) ->
     )
 
 
-def _reprocess_cmd_id(terminal: str, args: dict[str, Any]) -> str:
-    """The same correction retried is the same command: the terminal runs it once."""
-    key = "|".join(str(args.get(k)) for k in ("payment_id", "record_id", "provider_id",
-                                              "account", "reprocess_count"))
-    return "rp-" + hashlib.sha256(f"{terminal}|{key}".encode()).hexdigest()[:40]
+_reprocess_cmd_id = reprocess_cmd_id  # its former name
 
 
 def _run_cmd(desk: Any, args: argparse.Namespace) -> int:
+    from sync.desk_service.actions import result_text, run_command
+
     cmd_args: dict[str, Any] = {}
     for item in args.arg:
         k, sep, v = item.partition("=")
@@ -129,37 +133,19 @@ def _run_cmd(desk: Any, args: argparse.Namespace) -> int:
             print(f"refused: bad_args: --arg {item!r} is not key=value", file=sys.stderr)
             return EXIT_REFUSED
         cmd_args[k] = v
-    cmd_id = None
     if args.type == "reprocess" and "reprocess_count" in cmd_args:
         # explicit: "the payment is at this count" (compare-and-set on the terminal);
         # without it, re-processing again to the account of the latest one runs nothing
         cmd_args["reprocess_count"] = int(cmd_args["reprocess_count"])
-    if args.type in ("reprocess", "reprocess_unclaimed"):
-        cmd_id = _reprocess_cmd_id(args.terminal, cmd_args)
-    body = desk.command_body(args.terminal, args.type, cmd_args, args.ttl, cmd_id=cmd_id)
-    result = desk.run_command(body, args.wait)
-    if result is None:
-        outcome = desk.wait_outcome(body["cmd_id"], 1.0)
-        if outcome == "Success":
-            print(f"queued at the broker, not yet executed: {body['cmd_id']} waits in "
-                  f"{args.terminal}'s session (terminal offline or busy); it expires at "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(body['expires_ms'] / 1000))}"
-                  " UTC; sending the same command again is safe")
-            return EXIT_QUEUED
-        reason = outcome or "no answer from the broker"
-        if outcome == "No matching subscribers":
-            reason = f"no session of {args.terminal} at the broker (never connected?)"
-        print(f"not delivered: {body['cmd_id']}: {reason}", file=sys.stderr)
-        return EXIT_NOT_DELIVERED
-    text = json.dumps(result, ensure_ascii=False, sort_keys=True)
-    if result.get("ok"):
-        again = result.get("duplicate") or result.get("already")
-        print("executed before, not run again" if again else "executed")
-        print(text)
-        return EXIT_OK
-    print(f"refused: {result.get('error')}: {result.get('message')}")
-    print(text)
-    return EXIT_REFUSED
+    out = run_command(desk, args.terminal, args.type, cmd_args, args.ttl, args.wait)
+    if out.kind in ("queued",):
+        print(out.message)
+    elif out.kind == "not_delivered":
+        print(out.message, file=sys.stderr)
+    else:
+        print(out.message)
+        print(result_text(out))
+    return out.code
 
 
 def desk_main(argv: list[str]) -> int:
@@ -213,6 +199,19 @@ def desk_main(argv: list[str]) -> int:
     sv.add_argument("--health-interval", type=float, default=30.0,
                     help="seconds between health lines (log and status file)")
     sv.add_argument("--ack-delay", type=float, default=0.0, help=argparse.SUPPRESS)  # tests
+    sv.add_argument("--http", metavar="HOST:PORT",
+                    help="also serve the operator's page here, e.g. 127.0.0.1:8080 "
+                    "(plain HTTP: put a TLS proxy in front, docs/desk.md)")
+    sv.add_argument("--secure-cookies", action="store_true",
+                    help="mark the page's cookies Secure (behind an HTTPS proxy)")
+    sv.add_argument("--trust-proxy", action="store_true",
+                    help="take the client address from X-Forwarded-For (behind a proxy)")
+    op = sub.add_parser("operator", help="accounts of the desk page: add, list, lock, unlock")
+    op.add_argument("action", choices=["add", "list", "lock", "unlock"])
+    op.add_argument("--login")
+    op.add_argument("--role", default="viewer", help="viewer, operator or admin")
+    op.add_argument("--replace", action="store_true",
+                    help="add: set a new password and role for an existing login")
     fd = sub.add_parser("find", help="find payments by payment id, account or phone (any "
                         "formatting, partial), terminal, amount, time")
     fd.add_argument("query", nargs="?", default="")
@@ -248,7 +247,7 @@ def desk_main(argv: list[str]) -> int:
         return check(StatusFile(Path(args.status_file)))
     if "://" not in args.db:
         Path(args.db).parent.mkdir(parents=True, exist_ok=True)
-    if args.op in ("find", "quarantine", "migrate"):
+    if args.op in ("find", "quarantine", "migrate", "operator"):
         return _db_tool(args)
     if args.op == "serve":
         return _serve(args)
@@ -332,34 +331,20 @@ def _publish_config(desk: Any, args: argparse.Namespace) -> int:
 
 
 def _send_status(desk: Any, args: argparse.Namespace) -> int:
-    known = desk.store.known_payment(args.terminal, args.payment_id)
-    if known is None:
-        print(f"refused: unknown_payment: the desk has never received {args.payment_id} "
-              f"from {args.terminal} (run 'kiosk desk watch' with this --db)", file=sys.stderr)
-        return EXIT_REFUSED
-    count = known if args.reprocess_count is None else args.reprocess_count
-    (version,) = desk.payment_status(
-        args.terminal,
-        [{"payment_id": args.payment_id, "status": args.status, "detail": args.detail,
-          "reprocess_count": count}],
-    )
-    return _await_puback(desk, f"{args.status} v{version} for {args.payment_id} "
-                               f"(reprocess {count})")
+    from sync.desk_service.actions import send_status
+
+    out = send_status(desk, args.terminal, args.payment_id, args.status, args.detail,
+                      args.reprocess_count)
+    print(out.message, file=sys.stdout if out.ok else sys.stderr)
+    return out.code
 
 
 def _await_puback(desk: Any, what: str, retained: bool = False) -> int:
-    """Wait until the broker has taken the publish (PUBACK), then say so. Without a
-    subscribed terminal session only a retained document is kept."""
-    outcome = desk.wait_outcome(desk.last_publish, 10)
-    if outcome == "No matching subscribers" and not retained:
-        outcome = "no session of the terminal at the broker (never connected?)"
-    if outcome not in ("Success", "No matching subscribers"):
-        print(f"not delivered: {what}: {outcome or 'no PUBACK from the broker'}",
-              file=sys.stderr)
-        return EXIT_NOT_DELIVERED
-    print(f"sent {what} (the broker has it; the terminal reports a refusal as a "
-          "payment_status_rejected or config_rejected event)")
-    return EXIT_OK
+    from sync.desk_service.actions import await_puback
+
+    out = await_puback(desk, what, retained)
+    print(out.message, file=sys.stdout if out.ok else sys.stderr)
+    return out.code
 
 
 def _open_db(args: argparse.Namespace) -> DeskDB:
@@ -383,6 +368,8 @@ def _db_tool(args: argparse.Namespace) -> int:
         if args.op == "migrate":
             print(f"desk database at revision {current_revision(store.engine)}")
             return 0
+        if args.op == "operator":
+            return _operator(store, args)
         if args.op == "quarantine":
             rows = store.quarantined()
             for r in rows:
@@ -394,6 +381,53 @@ def _db_tool(args: argparse.Namespace) -> int:
         return _find(store, args)
     finally:
         store.close()
+
+
+def _read_password(login: str) -> str:
+    """From the terminal (asked twice, not echoed) or one line of standard input."""
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass(f"password for {login}: ")
+        if getpass.getpass("again: ") != first:
+            raise ValueError("the two passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _operator(store: Any, args: argparse.Namespace) -> int:
+    """`kiosk desk operator add|list|lock|unlock`: the page's accounts."""
+    from sync.desk_service.operators import Operators, Role
+
+    ops = Operators(store.engine)
+    if args.action == "list":
+        for r in ops.all():
+            state = "LOCKED" if r["locked"] else (
+                "locked out until " + time.strftime(
+                    "%Y-%m-%d %H:%M:%S UTC", time.gmtime(r["locked_until_ms"] / 1000))
+                if r["locked_until_ms"] and r["locked_until_ms"] > time.time() * 1000 else "ok")
+            print(f"{r['login']} {r['role']} {state}")
+        return 0
+    if not args.login:
+        print(f"kiosk desk operator {args.action}: give --login", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "add":
+            role = Role.parse(args.role)
+            ops.add(args.login, _read_password(args.login), role, replace=args.replace)
+            ops.audit(None, "cli", "operator_add", "ok", None, args.login, f"role {role.label}")
+            print(f"operator {args.login} ({role.label}) saved")
+            return 0
+    except ValueError as exc:
+        print(f"kiosk desk operator: {exc}", file=sys.stderr)
+        return 1
+    locked = args.action == "lock"
+    if not ops.set_locked(args.login, locked):
+        print(f"kiosk desk operator: no operator {args.login!r}", file=sys.stderr)
+        return 1
+    ops.audit(None, "cli", f"operator_{args.action}", "ok", None, args.login, None)
+    print(f"operator {args.login} {'locked (sessions ended)' if locked else 'unlocked'}")
+    return 0
 
 
 def _safe_url(db: str) -> str:
@@ -504,4 +538,21 @@ def _serve(args: argparse.Namespace) -> int:
             logging.getLogger("sync.desk.serve").warning("%s", describe(terminal, leaf, value))
 
     desk.on_report = report
-    return run(desk, status, args.health_interval)
+    web = None
+    if args.http:
+        from sync.desk_service.web import DeskWeb
+
+        host, _, port = args.http.rpartition(":")
+        try:
+            web = DeskWeb(store, desk, secure_cookies=args.secure_cookies,
+                          trust_proxy=args.trust_proxy).start(host or "127.0.0.1", int(port))
+        except (OSError, ValueError) as exc:
+            desk.store.close()
+            print(f"kiosk desk serve: --http {args.http}: {exc}", file=sys.stderr)
+            return 1
+        print(f"desk page at {web.url}/", file=sys.stderr, flush=True)
+    try:
+        return run(desk, status, args.health_interval)
+    finally:
+        if web is not None:
+            web.stop()

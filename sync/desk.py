@@ -51,6 +51,7 @@ RACE_RETRIES = 3  # a batch retried after losing a key race with another worker
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0  # waiting for a lost database to come back
 MAX_REPORT_BYTES = MAX_ENVELOPE_BYTES  # state / health larger than this are quarantined
 MAX_BATCH = 2000  # messages taken from the queue into one transaction
+RESULT_POLL_S = 0.2  # a command's result stored by another worker: how often to look
 
 
 @dataclass
@@ -149,6 +150,7 @@ class Desk:
         `results_for`: a tool that only waits for one terminal's command results.
         `watch_configs`: terminals whose retained config document to read."""
         self.key, self.kid = key, kid
+        self.share_group = share_group
         self.terminal_keys = {
             t: {key_id(t, pub): pub} for t, pub in terminal_keys.items()
         }
@@ -582,6 +584,9 @@ class Desk:
 
     def send_command(self, body: dict[str, Any]) -> str:
         payload = seal(self.key, self.kid, "cmd", body)
+        with self._cond:  # the same command id sent again (a retry): wait for this answer
+            self.results.pop(body["cmd_id"], None)
+            self.publish_outcomes.pop(body["cmd_id"], None)
         self.store.record_command(body)  # the operator's view: what was sent, when
         self.send_raw(body["terminal_id"], topics.CMD, payload, body["cmd_id"].encode(),
                       tag=("cmd", body["cmd_id"]))
@@ -624,9 +629,24 @@ class Desk:
             return self.publish_outcomes.get(cmd_id)
 
     def wait_result(self, cmd_id: str, timeout: float) -> dict[str, Any] | None:
-        with self._cond:
-            self._cond.wait_for(lambda: cmd_id in self.results, timeout)
-            return self.results.get(cmd_id)
+        """The result, received here or stored by another worker of the share group
+        (results come on a shared subscription: any worker may get it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._cond:
+                if cmd_id in self.results:
+                    return self.results[cmd_id]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait_for(lambda: cmd_id in self.results,
+                                    min(left, RESULT_POLL_S))
+                if cmd_id in self.results:
+                    return self.results[cmd_id]
+            if self.share_group:
+                stored = self.store.command_result(cmd_id)
+                if stored is not None:
+                    return stored
 
     def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout

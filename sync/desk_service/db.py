@@ -406,13 +406,26 @@ class DeskDB:
     def record_command(self, body: dict[str, Any]) -> None:
         with self.transaction() as conn:
             c = s.commands
+            # sent (again): a result held from an earlier send is not this send's answer
             values = dict(terminal_id=body["terminal_id"], type=body["type"],
                           args=_dumps(body.get("args", {})), seq=body.get("seq"),
                           issued_ms=body.get("issued_ms"), expires_ms=body.get("expires_ms"),
-                          sent_ms=now_ms())
+                          sent_ms=now_ms(), ok=None, error=None, result=None, result_ms=None)
             if not conn.execute(update(c).where(c.c.cmd_id == body["cmd_id"])
                                 .values(**values)).rowcount:
                 conn.execute(insert(c).values(cmd_id=body["cmd_id"], **values))
+
+    def command_result(self, cmd_id: str) -> dict[str, Any] | None:
+        """A command's result as stored by whichever worker received it (on a shared
+        subscription that need not be the one that sent the command)."""
+        c = s.commands
+        with self.engine.connect() as conn:
+            text = conn.execute(select(c.c.result).where(c.c.cmd_id == cmd_id,
+                                                         c.c.result_ms.is_not(None))).scalar()
+        if not text:
+            return None
+        value = json.loads(text)
+        return value if isinstance(value, dict) else None
 
     # -- counters ----------------------------------------------------------------------
     def next_seq(self, terminal_id: str, kid: str) -> int:

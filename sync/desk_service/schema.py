@@ -169,3 +169,52 @@ health_history = Table(
     # the same retained health is delivered again to every worker that (re)subscribes
     UniqueConstraint("terminal_id", "at_ms", name="uq_health_history"),
 )
+
+# -- the operator's page (revision d0002): accounts, sessions, login throttling, audit --
+LOGIN = 64
+
+operators = Table(
+    "operators", metadata,
+    Column("login", String(LOGIN), primary_key=True),
+    Column("password_hash", String(256), nullable=False),  # scrypt$N$r$p$salt$hash
+    Column("role", String(16), nullable=False),  # viewer | operator | admin
+    Column("locked", Boolean, nullable=False),  # by an admin: no login at all
+    Column("failures", Integer, nullable=False),  # consecutive wrong passwords
+    Column("locked_until_ms", BigInteger),  # after too many failures (stored: a restart
+    Column("created_ms", BigInteger, nullable=False),  # does not lift it)
+)
+
+web_sessions = Table(
+    "web_sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),  # sha256 of the cookie's token
+    Column("login", String(LOGIN), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Index("ix_web_sessions_login", "login"),
+)
+
+login_attempts = Table(
+    "login_attempts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("client", String(64), nullable=False),  # the address the page saw
+    Column("login", String(LOGIN)),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Index("ix_login_attempts_client_at", "client", "at_ms"),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("login", String(LOGIN)),  # null: nobody logged in (a refused login's name is
+    Column("client", String(64)),  # in `target`)
+    Column("action", String(SHORT), nullable=False),
+    Column("outcome", String(16), nullable=False),  # ok | refused | failed
+    Column("terminal_id", String(TERMINAL)),
+    Column("target", String(REF)),  # payment id, login, …
+    Column("detail", Text),
+    Index("ix_audit_at", "at_ms"),
+    Index("ix_audit_target", "target"),
+)

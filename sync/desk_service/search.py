@@ -54,9 +54,13 @@ def parse_amount(text: str) -> int:
     return int(minor)
 
 
-def _like_escape(text: str) -> str:
+def like_escape(text: str) -> str:
+    """Text matched literally inside a LIKE pattern (with escape=LIKE_ESCAPE)."""
     return (text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%")
             .replace("_", LIKE_ESCAPE + "_"))
+
+
+_like_escape = like_escape
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import paho.mqtt.client as mqtt
@@ -214,13 +215,21 @@ def test_two_watchers_do_not_fight_over_a_client_id(desk_cli, broker):
         for _ in range(2)
     ]
     lines: list[str] = []
+    # One reader thread per watcher: select() on a buffered pipe misses the lines
+    # readline() already pulled into Python's buffer (a burst of retained states from
+    # other tests' terminals left some unread until the 20 s ran out).
+    def read(w: subprocess.Popen) -> None:
+        for line in iter(w.stdout.readline, ""):
+            lines.append(line)
+
+    readers = [threading.Thread(target=read, args=(w,), daemon=True) for w in watchers]
+    for r in readers:
+        r.start()
     try:
         def read_until(pred) -> None:  # type: ignore[no-untyped-def]
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and not pred():
-                ready = select.select([w.stdout for w in watchers], [], [], 0.2)[0]
-                for r in ready:
-                    lines.append(r.readline())
+                time.sleep(0.05)
             assert pred(), lines
 
         read_until(lambda: sum("TCLI2 state online" in x for x in lines) >= 2)
