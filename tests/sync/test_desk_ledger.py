@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kiosk.ledger import Ledger, outbox
+from kiosk.ledger import Ledger, LedgerTx, outbox
 from kiosk.ledger import desk as d
 from tests.sync.terminal import make_payments
 
@@ -36,14 +36,15 @@ def test_ack_by_seq_is_the_only_way_out_and_idempotent(ledger):
     got = ledger.get_payment(p1)
     assert got["status"] == "accepted"
     assert [h["status"] for h in got["history"]] == ["confirmed", "queued", "accepted"]
-    assert d.messages_by_seq(ledger, [s1]) == []
+    assert outbox.raw_by_seq(ledger, [s1]) == []
+    assert [m.ref for m in outbox.raw_by_seq(ledger, [_seq_of(ledger, p2)])] == [p2]
 
 
 def test_command_executes_at_most_once_and_keeps_the_seq(ledger):
     calls = []
 
-    def action(conn, now):  # type: ignore[no-untyped-def]
-        calls.append(now)
+    def action(tx: LedgerTx) -> dict[str, int]:
+        calls.append(tx.now_ms)
         return {"x": 1}
 
     fresh, res = d.execute_command(ledger, "c1", "enable", "desk1", 7, action)
