@@ -665,7 +665,7 @@ class SyncAgent:
     def _reprocess_action(self, cmd: Command) -> desk_ledger.DeskAction:
         a = cmd.args
         base = desk_ledger.reprocess_action(
-            self.ledger, a["payment_id"], a["account"], cmd.cmd_id, a["reason"],
+            a["payment_id"], a["account"], cmd.cmd_id, a["reason"],
             a.get("reprocess_count"),
         )
         catalog = self.engine.config.catalog
@@ -706,7 +706,7 @@ class SyncAgent:
                 "invalid_account", f"{a['account']} is not a valid {provider.id} account"
             )
         return desk_ledger.claim_unclaimed_action(
-            self.ledger, a["record_id"], provider.id, a["account"], cmd.cmd_id, a["reason"],
+            a["record_id"], provider.id, a["account"], cmd.cmd_id, a["reason"],
             provider.commission,
         )
 

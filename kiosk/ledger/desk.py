@@ -241,7 +241,6 @@ def _last_reprocess_to(db: LedgerRead, payment_id: str) -> str | None:
 
 
 def reprocess_action(
-    ledger: Ledger,
     payment_id: str,
     account: str,
     command_id: str,
@@ -320,7 +319,6 @@ def reprocess_action(
 
 
 def claim_unclaimed_action(
-    ledger: Ledger,
     record_id: str,
     provider_id: str,
     account: str,
