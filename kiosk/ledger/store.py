@@ -506,9 +506,9 @@ class Ledger:
     @contextmanager
     def _raw_tx(self) -> Iterator[sqlite3.Cursor]:
         """A transaction on the bare sqlite3 connection (the same one SQLAlchemy uses), for
-        the per-bill hot path only: SQLAlchemy's transaction wrapper alone costs about as
-        much CPU again as the whole fast path (docs/benchmarks.md, durable_credit). Never
-        handed out: siblings use transaction()."""
+        the per-bill hot path only: SQLAlchemy's transaction wrapper alone adds about 60%
+        to its CPU (docs/ledger.md, "Using the ledger from other modules"). Never handed
+        out: other modules use transaction()."""
         with self._lock:
             self.check_file()
             db = self._db
@@ -731,8 +731,8 @@ class Ledger:
         """The hot path, every bill of every payment: the escrow is pending and its session
         collects. Plain SQL on the transaction's own connection: SQLAlchemy's statement
         building cost about ten times the CPU of this path, more than the fsync
-        (docs/benchmarks.md, durable_credit). None: take the general path (this
-        transaction wrote nothing)."""
+        (docs/ledger.md, "Using the ledger from other modules"). None: take the general
+        path (this transaction wrote nothing)."""
         row = cur.execute(_SQL_ESCROW_SESSION, (escrow_id,)).fetchone()
         if row is None or row[0] != "pending" or row[2] != "collecting" or row[4] != currency:
             return None
