@@ -72,3 +72,25 @@ def test_a_short_write_is_completed(tmp_path: Path, mocker) -> None:
     mocker.patch("kiosk.durable_file.os.write", side_effect=lambda fd, b: real(fd, bytes(b)[:3]))
     write_file(tmp_path / "pub", b"0123456789", 0o644)
     assert (tmp_path / "pub").read_bytes() == b"0123456789"
+
+
+def test_technician_lockout_survives_a_power_cut(tmp_path: Path, synced) -> None:
+    """The lockout after wrong PINs is on disk, name and all, before the answer: a power
+    cut (or a restart) does not give a PIN guesser fresh attempts."""
+    from kiosk.config import TechnicianConfig
+    from kiosk.pin import hash_pin
+    from kiosk.technician import LOCKOUT_FILE, TechnicianAccess, TechnicianAuthError
+
+    config = TechnicianConfig(pin_hash=hash_pin("2468"), max_attempts=2, lockout_s=300)
+    state = tmp_path / "state" / LOCKOUT_FILE
+    clock = lambda: 1000.0  # noqa: E731 - a frozen clock
+    access = TechnicianAccess(config, clock, state, wall=lambda: 1_700_000_000.0)
+    for code in ("wrong_pin", "locked"):
+        with pytest.raises(TechnicianAuthError) as err:
+            access.login("0000")
+        assert err.value.code == code
+    assert (True, str(state.parent)) in synced and stat.S_IMODE(state.stat().st_mode) == 0o600
+    again = TechnicianAccess(config, clock, state, wall=lambda: 1_700_000_000.0)
+    with pytest.raises(TechnicianAuthError) as err:
+        again.login("2468")  # the right PIN, but still locked out
+    assert err.value.code == "locked"
