@@ -8,10 +8,8 @@ state file (wall-clock time), so restarting the core does not lift a lockout.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -20,11 +18,13 @@ from pathlib import Path
 
 from kiosk.coded_error import CodedError
 from kiosk.config import TechnicianConfig
+from kiosk.durable_file import replace_file
 from kiosk.pin import verify_pin
 
 log = logging.getLogger("kiosk.technician")
 
 LOCKOUT_FILE = "technician-lockout.json"
+LOCKOUT_STATE_MODE = 0o600  # the owner only: it says when the next PIN try is allowed
 
 
 class TechnicianAuthError(CodedError):
@@ -82,20 +82,11 @@ class TechnicianAccess:
             "failures": self._failures,
             "locked_until_wall": self._wall() + remaining if remaining > 0 else 0.0,
         }
-        tmp = path.with_name(path.name + ".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, json.dumps(data).encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+            replace_file(path, json.dumps(data).encode(), LOCKOUT_STATE_MODE)
         except OSError as exc:  # the lockout still holds in memory
             log.warning("technician lockout state not saved to %s: %s", path, exc)
-            with contextlib.suppress(OSError):
-                tmp.unlink()
 
     def set_pin_hash(self, pin_hash: str) -> None:
         """A new PIN from the desk: existing sessions end."""

@@ -25,7 +25,7 @@ from typing import Any
 from kiosk import __version__
 from kiosk.config import Config
 from kiosk.engine import PaymentEngine
-from kiosk.ledger import Ledger, LedgerError
+from kiosk.ledger import Ledger, LedgerError, LedgerTx
 from kiosk.ledger import desk as desk_ledger
 from sync import topics
 from sync.commands import Command, CommandError, check_fresh, check_seq, parse_command
@@ -656,20 +656,20 @@ class SyncAgent:
         self._health_wanted = True
         return result
 
-    def _reprocess_action(self, cmd: Command) -> Callable[..., dict[str, Any]]:
+    def _reprocess_action(self, cmd: Command) -> desk_ledger.DeskAction:
         a = cmd.args
         base = desk_ledger.reprocess_action(
-            self.ledger, a["payment_id"], a["account"], cmd.cmd_id, a["reason"],
+            a["payment_id"], a["account"], cmd.cmd_id, a["reason"],
             a.get("reprocess_count"),
         )
         catalog = self.engine.config.catalog
 
-        def action(conn: Any, now: int) -> dict[str, Any]:
+        def action(tx: LedgerTx) -> dict[str, Any]:
             from sqlalchemy import select
 
             from kiosk.ledger import schema as t
 
-            row = conn.execute(
+            row = tx.execute(
                 select(t.payments.c.provider_id).where(t.payments.c.id == a["payment_id"])
             ).first()
             provider = catalog.get(row.provider_id) if row and row.provider_id else None
@@ -677,18 +677,18 @@ class SyncAgent:
                 raise desk_ledger.DeskRefused(
                     "invalid_account", f"{a['account']} is not a valid {provider.id} account"
                 )
-            return base(conn, now)
+            return base(tx)
 
         return action
 
-    def _claim_action(self, cmd: Command) -> Callable[..., dict[str, Any]]:
+    def _claim_action(self, cmd: Command) -> desk_ledger.DeskAction:
         """reprocess_unclaimed: the provider and account are checked against the catalog
         before the ledger part runs (kiosk/ledger/desk.py, claim_unclaimed_action)."""
         a = cmd.args
         provider = self.engine.config.catalog.get(a["provider_id"])
 
-        def refused(code: str, message: str) -> Callable[..., dict[str, Any]]:
-            def action(conn: Any, now: int) -> dict[str, Any]:
+        def refused(code: str, message: str) -> desk_ledger.DeskAction:
+            def action(tx: LedgerTx) -> dict[str, Any]:
                 raise desk_ledger.DeskRefused(code, message)
 
             return action
@@ -700,7 +700,7 @@ class SyncAgent:
                 "invalid_account", f"{a['account']} is not a valid {provider.id} account"
             )
         return desk_ledger.claim_unclaimed_action(
-            self.ledger, a["record_id"], provider.id, a["account"], cmd.cmd_id, a["reason"],
+            a["record_id"], provider.id, a["account"], cmd.cmd_id, a["reason"],
             provider.commission,
         )
 

@@ -19,11 +19,11 @@ import base64
 import datetime as dt
 import hashlib
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kiosk.durable_file import make_dirs, write_file, write_new
 from sync.ed25519 import Ed25519Error, PrivateKey, PublicKey
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ SIGNING_KEY = "terminal.ed25519.key"
 SIGNING_PUB = "terminal.ed25519.pub"
 TLS_KEY = "tls.key"
 TLS_CSR = "tls.csr"
+PRIVATE_MODE = 0o600  # private keys: the owner only
+PUBLIC_MODE = 0o644  # public keys and the CSR
 
 
 class KeyError_(ValueError):
@@ -71,45 +73,14 @@ def key_id(owner: str, pub: Any) -> str:
     return f"{owner}.{fingerprint(pub)}"
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make a new directory entry durable: without it a power cut right after writing a
-    key can leave no file at all, and the terminal would make a new, unknown key."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def make_dirs(directory: Path) -> None:
-    """mkdir -p, with every new folder's entry fsynced in its parent."""
-    missing = []
-    d = directory
-    while not d.exists():
-        missing.append(d)
-        d = d.parent
-    for folder in reversed(missing):
-        folder.mkdir(exist_ok=True)
-        fsync_dir(folder.parent)
-
-
 def write_private(path: Path, data: bytes) -> None:
     """Create a 0600 file (never overwrite), fsync it and its folder."""
     make_dirs(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_dir(path.parent)
+    write_new(path, data, PRIVATE_MODE)
 
 
 def _write_public(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-    fsync_dir(path.parent)
+    write_file(path, data, PUBLIC_MODE)
 
 
 def write_signing_key(path: Path) -> PrivateKey:

@@ -10,7 +10,8 @@
 - payment_status from the desk moves a payment to processed/failed through documented
   transitions only, with a payment_history row for each change.
 
-Every write is one durable transaction (Ledger._tx), like kiosk/ledger/outbox.py.
+Every write is one durable transaction (Ledger.transaction), reads go through Ledger.read,
+like kiosk/ledger/outbox.py (docs/ledger.md).
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from kiosk.ledger import schema as t
 from kiosk.ledger.db import in_list
-from kiosk.ledger.outbox import OutboxMessage
-from kiosk.ledger.store import Ledger, PaymentStatus
+from kiosk.ledger.store import Ledger, LedgerRead, LedgerTx, PaymentKind, PaymentStatus
 
 DESK_SEQ_PREFIX = "desk_seq:"
 FINAL_STATUSES = (PaymentStatus.PROCESSED, PaymentStatus.FAILED)
@@ -57,6 +57,10 @@ class DeskRefused(Exception):
         self.code = code
 
 
+DeskAction = Callable[[LedgerTx], dict[str, Any]]
+"""A desk command's ledger part: runs inside execute_command's transaction."""
+
+
 @dataclass(frozen=True)
 class CommandRecord:
     command_id: str
@@ -74,30 +78,15 @@ SYNC_PAGE_CACHE_KIB = 256
 
 
 def limit_page_cache(ledger: Ledger, kib: int = SYNC_PAGE_CACHE_KIB) -> None:
-    with ledger._read() as conn:
-        conn.exec_driver_sql(f"PRAGMA cache_size=-{int(kib)}")
+    ledger.pragma("cache_size", -int(kib))  # negative: KiB
 
 
 def page_cache_kib(ledger: Ledger) -> int:
-    with ledger._read() as conn:
-        value = int(conn.exec_driver_sql("PRAGMA cache_size").scalar() or 0)
+    value = int(ledger.pragma("cache_size") or 0)
     return -value if value < 0 else value  # negative: KiB; positive: pages (1 KiB here)
 
 
 # -- outbox by sequence number ---------------------------------------------------------
-def messages_by_seq(ledger: Ledger, seqs: Iterable[int]) -> list[OutboxMessage]:
-    """Unacknowledged outbox messages with these sequence numbers, in order."""
-    o = t.outbox
-    seqs = list(seqs)
-    if not seqs:
-        return []
-    with ledger._read() as conn:
-        rows = conn.execute(
-            select(o).where(in_list(o.c.id, seqs), o.c.acked_ms.is_(None)).order_by(o.c.id)
-        ).all()
-    return [OutboxMessage(r.id, r.kind, r.ref, json.loads(r.payload), r.attempts) for r in rows]
-
-
 def acknowledge_seqs(ledger: Ledger, seqs: Iterable[int]) -> int:
     """The desk committed these messages: they leave the outbox (M8). Idempotent.
 
@@ -108,23 +97,23 @@ def acknowledge_seqs(ledger: Ledger, seqs: Iterable[int]) -> int:
     seqs = sorted({int(s) for s in seqs})
     if not seqs:
         return 0
-    now = ledger.now_ms()
-    with ledger._tx() as conn:
+    with ledger.transaction() as tx:
+        now = tx.now_ms
         refs = [
             r
-            for (r,) in conn.execute(
+            for (r,) in tx.execute(
                 select(o.c.ref).where(
                     in_list(o.c.id, seqs), o.c.acked_ms.is_(None), o.c.kind == "payment"
                 )
             )
         ]
-        count = conn.execute(
+        count = tx.execute(
             update(o).where(in_list(o.c.id, seqs), o.c.acked_ms.is_(None)).values(acked_ms=now)
         ).rowcount
         if refs:
             accepted = [
                 pid
-                for (pid,) in conn.execute(
+                for (pid,) in tx.execute(
                     select(t.payments.c.id).where(
                         in_list(t.payments.c.id, refs),
                         t.payments.c.status.in_([PaymentStatus.QUEUED, PaymentStatus.SENT]),
@@ -132,12 +121,12 @@ def acknowledge_seqs(ledger: Ledger, seqs: Iterable[int]) -> int:
                 )
             ]
             if accepted:
-                conn.execute(
+                tx.execute(
                     update(t.payments)
                     .where(in_list(t.payments.c.id, accepted))
                     .values(status=PaymentStatus.ACCEPTED, updated_ms=now)
                 )
-                conn.execute(  # one executemany: a drain acknowledges hundreds at once
+                tx.execute(  # one executemany: a drain acknowledges hundreds at once
                     insert(t.payment_history),
                     [
                         {
@@ -155,8 +144,8 @@ def acknowledge_seqs(ledger: Ledger, seqs: Iterable[int]) -> int:
 def outbox_depth(ledger: Ledger) -> dict[str, Any]:
     """Unacknowledged messages by kind, and the oldest unacknowledged payment."""
     o = t.outbox
-    with ledger._read() as conn:
-        rows = conn.execute(
+    with ledger.read() as db:
+        rows = db.execute(
             select(o.c.kind, func.count(), func.min(o.c.created_ms))
             .where(o.c.acked_ms.is_(None))
             .group_by(o.c.kind)
@@ -173,8 +162,8 @@ def outbox_depth(ledger: Ledger) -> dict[str, Any]:
 # -- desk commands (at most once) ------------------------------------------------------
 def command_record(ledger: Ledger, command_id: str) -> CommandRecord | None:
     d = t.desk_commands
-    with ledger._read() as conn:
-        r = conn.execute(select(d).where(d.c.command_id == command_id)).first()
+    with ledger.read() as db:
+        r = db.execute(select(d).where(d.c.command_id == command_id)).first()
     if r is None:
         return None
     return CommandRecord(r.command_id, r.kind, r.received_ms, json.loads(r.result))
@@ -182,8 +171,8 @@ def command_record(ledger: Ledger, command_id: str) -> CommandRecord | None:
 
 def last_command_seq(ledger: Ledger, key_id: str) -> int:
     c = t.counters
-    with ledger._read() as conn:
-        value = conn.execute(select(c.c.value).where(c.c.name == DESK_SEQ_PREFIX + key_id)).scalar()
+    with ledger.read() as db:
+        value = db.execute(select(c.c.value).where(c.c.name == DESK_SEQ_PREFIX + key_id)).scalar()
     return int(value or 0)
 
 
@@ -193,20 +182,20 @@ def execute_command(
     kind: str,
     key_id: str,
     seq: int,
-    action: Callable[[Connection, int], dict[str, Any]] | None = None,
+    action: DeskAction | None = None,
     extra: dict[str, Any] | None = None,
 ) -> tuple[bool, dict[str, Any]]:
     """Record a desk command and its ledger effect in one transaction (at most once).
 
-    `action(conn, now_ms)` does the command's ledger part and returns its result; it may
+    `action(tx)` does the command's ledger part and returns its result; it may
     raise DeskRefused, which is recorded as the (failed) result instead. Returns
     (False, stored result) if the command id was recorded before: nothing is done again.
     The key's sequence high-water mark moves to `seq` in the same transaction.
     """
     d, c = t.desk_commands, t.counters
-    now = ledger.now_ms()
-    with ledger._tx() as conn:
-        old = conn.execute(select(d.c.result).where(d.c.command_id == command_id)).first()
+    with ledger.transaction() as tx:
+        now = tx.now_ms
+        old = tx.execute(select(d.c.result).where(d.c.command_id == command_id)).first()
         if old is not None:
             return False, json.loads(old.result)
         result: dict[str, Any]
@@ -214,12 +203,12 @@ def execute_command(
             if action is None:
                 result = {"ok": True}
             else:
-                with conn.begin_nested():  # a refused action leaves no half-change behind
-                    result = {"ok": True, **action(conn, now)}
+                with tx.savepoint():  # a refused action leaves no half-change behind
+                    result = {"ok": True, **action(tx)}
         except DeskRefused as exc:
             result = {"ok": False, "error": exc.code, "message": str(exc)}
         stored = {**(extra or {}), **result, "key_id": key_id, "seq": seq}
-        conn.execute(
+        tx.execute(
             insert(d).values(
                 command_id=command_id,
                 kind=kind,
@@ -228,18 +217,18 @@ def execute_command(
             )
         )
         name = DESK_SEQ_PREFIX + key_id
-        current = conn.execute(select(c.c.value).where(c.c.name == name)).scalar()
+        current = tx.execute(select(c.c.value).where(c.c.name == name)).scalar()
         if current is None:
-            conn.execute(insert(c).values(name=name, value=seq))
+            tx.execute(insert(c).values(name=name, value=seq))
         elif seq > current:
-            conn.execute(update(c).where(c.c.name == name).values(value=seq))
+            tx.execute(update(c).where(c.c.name == name).values(value=seq))
         return True, stored
 
 
-def _last_reprocess_to(conn: Connection, payment_id: str) -> str | None:
+def _last_reprocess_to(db: LedgerRead, payment_id: str) -> str | None:
     """The account of the latest re-processing of a payment (its history row)."""
     h = t.payment_history
-    detail = conn.execute(
+    detail = db.execute(
         select(h.c.detail)
         .where(h.c.payment_id == payment_id, h.c.status == PaymentStatus.REPROCESSED)
         .order_by(h.c.id.desc())
@@ -252,13 +241,12 @@ def _last_reprocess_to(conn: Connection, payment_id: str) -> str | None:
 
 
 def reprocess_action(
-    ledger: Ledger,
     payment_id: str,
     account: str,
     command_id: str,
     reason: str,
     expected_count: int | None = None,
-) -> Callable[[Connection, int], dict[str, Any]]:
+) -> DeskAction:
     """The ledger part of "re-process to a corrected account": same payment id,
     reprocess_count + 1, status reprocessed, a history row keeping the old account, and
     a new outbox message (a new sequence number) for the desk.
@@ -269,9 +257,10 @@ def reprocess_action(
     (`stale_count`). Without `expected_count`, a payment whose latest re-processing went
     to this account is likewise not re-processed again."""
 
-    def action(conn: Connection, now: int) -> dict[str, Any]:
+    def action(tx: LedgerTx) -> dict[str, Any]:
+        now = tx.now_ms
         p = t.payments
-        row = conn.execute(select(p).where(p.c.id == payment_id)).first()
+        row = tx.execute(select(p).where(p.c.id == payment_id)).first()
         if row is None:
             raise DeskRefused("unknown_payment", f"no payment {payment_id} on this terminal")
         if row.kind != "payment":
@@ -283,7 +272,7 @@ def reprocess_action(
         done_before = (
             current >= 1
             and row.account == account
-            and _last_reprocess_to(conn, payment_id) == account
+            and _last_reprocess_to(tx, payment_id) == account
         )
         if expected_count is not None and current != expected_count:
             if current == expected_count + 1 and done_before:
@@ -300,7 +289,7 @@ def reprocess_action(
                 "not_allowed", f"{payment_id} is {row.status}; the desk does not have it yet"
             )
         count = current + 1
-        conn.execute(
+        tx.execute(
             update(p)
             .where(p.c.id == payment_id)
             .values(
@@ -322,23 +311,21 @@ def reprocess_action(
             ensure_ascii=False,
             sort_keys=True,
         )
-        ledger._history(conn, payment_id, PaymentStatus.REPROCESSED, detail, now)
-        ledger._enqueue(conn, "payment", payment_id, ledger._payment_payload(conn, payment_id), now)
-        seq = conn.execute(select(func.max(t.outbox.c.id))).scalar()
-        return {"payment_id": payment_id, "reprocess_count": count, "outbox_seq": int(seq)}
+        tx.add_history(payment_id, PaymentStatus.REPROCESSED, detail)
+        seq = tx.enqueue("payment", payment_id, tx.payment_payload(payment_id))
+        return {"payment_id": payment_id, "reprocess_count": count, "outbox_seq": seq}
 
     return action
 
 
 def claim_unclaimed_action(
-    ledger: Ledger,
     record_id: str,
     provider_id: str,
     account: str,
     command_id: str,
     reason: str,
     commission: Callable[[int], int],
-) -> Callable[[Connection, int], dict[str, Any]]:
+) -> DeskAction:
     """Re-process an unclaimed credit (money in the terminal without a payment) into a
     payment to `provider_id`/`account`, exactly once (M5, M6, M8, M9).
 
@@ -350,15 +337,16 @@ def claim_unclaimed_action(
     request for the same record to the same provider and account reports the first
     (`already: true`); to anything else it is refused (`already_claimed`)."""
 
-    def action(conn: Connection, now: int) -> dict[str, Any]:
+    def action(tx: LedgerTx) -> dict[str, Any]:
+        now = tx.now_ms
         p = t.payments
-        rec = conn.execute(select(p).where(p.c.id == record_id)).first()
+        rec = tx.execute(select(p).where(p.c.id == record_id)).first()
         if rec is None:
             raise DeskRefused("unknown_payment", f"no record {record_id} on this terminal")
         if rec.kind != "unclaimed":
             raise DeskRefused("not_allowed", f"{record_id} is a payment, not an unclaimed credit")
         if rec.status != PaymentStatus.UNCLAIMED:
-            claimed = conn.execute(select(p).where(p.c.id == rec.status_detail)).first()
+            claimed = tx.execute(select(p).where(p.c.id == rec.status_detail)).first()
             if (
                 claimed is not None
                 and claimed.provider_id == provider_id
@@ -368,35 +356,20 @@ def claim_unclaimed_action(
             raise DeskRefused(
                 "already_claimed", f"{record_id} was already re-processed as {rec.status_detail}"
             )
-        amount = int(rec.inserted_minor)
-        fee = min(max(commission(amount), 0), amount)
-        number = ledger._next_number(conn)
-        payment_id = ledger._payment_id(number)
         link = {"from_unclaimed": record_id, "command_id": command_id, "reason": reason}
-        conn.execute(
-            insert(p).values(
-                id=payment_id,
-                number=number,
-                kind="payment",
-                session_id=None,
-                provider_id=provider_id,
-                account=account,
-                inserted_minor=amount,
-                commission_minor=fee,
-                credited_minor=amount - fee,
-                currency=rec.currency,
-                status=PaymentStatus.QUEUED,
-                note=f"re-processed by the desk from unclaimed credit {record_id}",
-                created_ms=now,
-                updated_ms=now,
-                reprocess_count=0,
-            )
+        made = tx.create_payment(
+            PaymentKind.PAYMENT,
+            int(rec.inserted_minor),
+            rec.currency,
+            f"re-processed by the desk from unclaimed credit {record_id}",
+            commission=commission,
+            provider_id=provider_id,
+            account=account,
+            detail=json.dumps(link, ensure_ascii=False, sort_keys=True),
         )
-        text = json.dumps(link, ensure_ascii=False, sort_keys=True)
-        ledger._history(conn, payment_id, PaymentStatus.CONFIRMED, text, now)
-        ledger._history(conn, payment_id, PaymentStatus.QUEUED, None, now)
+        payment_id = made.id
         count = int(rec.reprocess_count) + 1
-        conn.execute(
+        tx.execute(
             update(p)
             .where(p.c.id == record_id)
             .values(
@@ -408,19 +381,18 @@ def claim_unclaimed_action(
         )
         to = {"to_payment": payment_id, "provider_id": provider_id, "to_account": account,
               "command_id": command_id, "reason": reason, "reprocess_count": count}
-        ledger._history(
-            conn, record_id, PaymentStatus.REPROCESSED,
-            json.dumps(to, ensure_ascii=False, sort_keys=True), now,
+        tx.add_history(
+            record_id, PaymentStatus.REPROCESSED, json.dumps(to, ensure_ascii=False, sort_keys=True)
         )
-        bills = ledger._payment_payload(conn, record_id)["bills"]
-        payload = {**ledger._payment_payload(conn, payment_id), "bills": bills,
-                   "from_unclaimed": record_id}
-        ledger._enqueue(conn, "payment", payment_id, payload, now)
-        record_payload = {**ledger._payment_payload(conn, record_id), "claimed_by": payment_id}
-        ledger._enqueue(conn, "payment", record_id, record_payload, now)
-        return {"payment_id": payment_id, "record_id": record_id, "inserted_minor": amount,
-                "commission_minor": fee, "credited_minor": amount - fee,
-                "provider_id": provider_id, "account": account}
+        bills = tx.payment_payload(record_id)["bills"]
+        payload = {**tx.payment_payload(payment_id), "bills": bills, "from_unclaimed": record_id}
+        tx.enqueue("payment", payment_id, payload)
+        record_payload = {**tx.payment_payload(record_id), "claimed_by": payment_id}
+        tx.enqueue("payment", record_id, record_payload)
+        return {"payment_id": payment_id, "record_id": record_id,
+                "inserted_minor": made.inserted_minor, "commission_minor": made.commission_minor,
+                "credited_minor": made.credited_minor, "provider_id": provider_id,
+                "account": account}
 
     return action
 
@@ -428,8 +400,8 @@ def claim_unclaimed_action(
 def last_payment(ledger: Ledger) -> dict[str, Any] | None:
     """The newest payment (not an unclaimed record): for the desk's health view."""
     p = t.payments
-    with ledger._read() as conn:
-        r = conn.execute(
+    with ledger.read() as db:
+        r = db.execute(
             select(p.c.id, p.c.status, p.c.created_ms, p.c.credited_minor, p.c.currency)
             .where(p.c.kind == "payment")
             .order_by(p.c.number.desc())
@@ -450,8 +422,8 @@ def desk_settings(ledger: Ledger) -> dict[str, Any]:
         "disabled": None,
     }
     phone_at = -1
-    with ledger._read() as conn:
-        cfg = conn.execute(select(cv).order_by(cv.c.version.desc()).limit(1)).first()
+    with ledger.read() as db:
+        cfg = db.execute(select(cv).order_by(cv.c.version.desc()).limit(1)).first()
         if cfg is not None:
             body = json.loads(cfg.body)
             out["config_version"] = int(cfg.version)
@@ -459,7 +431,7 @@ def desk_settings(ledger: Ledger) -> dict[str, Any]:
             if isinstance(body.get("support_phone"), str):
                 out["support_phone"] = body["support_phone"]
                 phone_at = cfg.applied_ms
-        rows = conn.execute(
+        rows = db.execute(
             select(d.c.kind, d.c.received_ms, d.c.result)
             .where(d.c.kind.in_(["set_support_phone", "disable", "enable"]))
             .order_by(d.c.received_ms, d.c.command_id)
@@ -482,8 +454,8 @@ def desk_settings(ledger: Ledger) -> dict[str, Any]:
 def current_config(ledger: Ledger) -> tuple[int, str] | None:
     """(version, sha256) of the newest applied config document, or None."""
     cv = t.config_versions
-    with ledger._read() as conn:
-        r = conn.execute(
+    with ledger.read() as db:
+        r = db.execute(
             select(cv.c.version, cv.c.sha256).order_by(cv.c.version.desc()).limit(1)
         ).first()
     return None if r is None else (int(r.version), r.sha256)
@@ -492,13 +464,13 @@ def current_config(ledger: Ledger) -> tuple[int, str] | None:
 def record_config(ledger: Ledger, version: int, sha256: str, body: dict[str, Any]) -> bool:
     """Keep an applied config document. False if this version or body is already kept."""
     cv = t.config_versions
-    with ledger._tx() as conn:
-        dup = conn.execute(
+    with ledger.transaction() as tx:
+        dup = tx.execute(
             select(cv.c.version).where((cv.c.version == version) | (cv.c.sha256 == sha256))
         ).first()
         if dup is not None:
             return False
-        conn.execute(
+        tx.execute(
             insert(cv).values(
                 version=version,
                 applied_ms=ledger.now_ms(),
@@ -521,8 +493,8 @@ def status_version_name(payment_id: str) -> str:
 
 def status_version(ledger: Ledger, payment_id: str) -> int:
     c = t.counters
-    with ledger._read() as conn:
-        value = conn.execute(
+    with ledger.read() as db:
+        value = db.execute(
             select(c.c.value).where(c.c.name == status_version_name(payment_id))
         ).scalar()
     return int(value or 0)
@@ -545,10 +517,10 @@ def apply_payment_status(
     if status not in FINAL_STATUSES:
         return "not_allowed"
     p, c = t.payments, t.counters
-    now = ledger.now_ms()
     name = status_version_name(payment_id)
-    with ledger._tx() as conn:
-        row = conn.execute(select(p).where(p.c.id == payment_id)).first()
+    with ledger.transaction() as tx:
+        now = tx.now_ms
+        row = tx.execute(select(p).where(p.c.id == payment_id)).first()
         if row is None:
             return "unknown_payment"
         if row.kind != "payment" or row.status not in STATUS_FROM:
@@ -557,19 +529,19 @@ def apply_payment_status(
             return "stale"  # about an attempt before the latest re-processing
         if reprocess_count > row.reprocess_count:
             return "not_allowed"
-        last = conn.execute(select(c.c.value).where(c.c.name == name)).scalar()
+        last = tx.execute(select(c.c.value).where(c.c.name == name)).scalar()
         if last is not None and version <= last:
             return "unchanged" if version == last else "stale_version"
         if last is None:
-            conn.execute(insert(c).values(name=name, value=version))
+            tx.execute(insert(c).values(name=name, value=version))
         else:
-            conn.execute(update(c).where(c.c.name == name).values(value=version))
+            tx.execute(update(c).where(c.c.name == name).values(value=version))
         if row.status == status and (row.status_detail or None) == (detail or None):
             return "unchanged"
-        conn.execute(
+        tx.execute(
             update(p)
             .where(p.c.id == payment_id)
             .values(status=status, status_detail=detail or None, updated_ms=now)
         )
-        ledger._history(conn, payment_id, status, detail or None, now)
+        tx.add_history(payment_id, status, detail or None)
         return "applied"

@@ -18,17 +18,18 @@ technician initialises a new ledger (`kiosk ledger init --new`). See docs/ledger
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from kiosk.durable_file import replace_file
 
 MARKER_FORMAT = 1
 MARKER_SUFFIX = ".identity"
 PAYMENT_BLOCK = 100  # payment numbers reserved per marker write
 EVENT_BLOCK = 1000  # event ids reserved per marker write
+MARKER_MODE = 0o640  # owner writes, the service group reads
 
 
 class MarkerError(RuntimeError):
@@ -89,22 +90,8 @@ def read_marker(path: Path) -> Marker | None:
 
 def write_marker(path: Path, marker: Marker) -> None:
     """Replace the marker atomically and durably: temp file, fsync, rename, fsync folder."""
-    tmp = path.with_name(path.name + ".tmp")
     data = json.dumps(asdict(marker), sort_keys=True, indent=1).encode() + b"\n"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        replace_file(path, data, MARKER_MODE)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise MarkerError(f"cannot write the ledger marker {path}: {exc.strerror}") from exc

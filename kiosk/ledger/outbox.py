@@ -2,7 +2,8 @@
 
 A message stays in the outbox until the desk acknowledges it at application level; being
 sent (or PUBACKed) only bumps the attempt counter. Resending is always safe: the desk
-de-duplicates by payment id.
+de-duplicates by payment id. Reads and writes go through the ledger's public doors
+(Ledger.read / Ledger.transaction, docs/ledger.md).
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ class OutboxMessage:
 
 
 def pending(ledger: Ledger, limit: int = 100, after_id: int = 0) -> list[OutboxMessage]:
-    o = t.outbox
-    with ledger._read() as conn:
-        rows = conn.execute(
-            select(o).where(o.c.acked_ms.is_(None), o.c.id > after_id).order_by(o.c.id).limit(limit)
-        ).all()
-    return [OutboxMessage(r.id, r.kind, r.ref, json.loads(r.payload), r.attempts) for r in rows]
+    """Unacknowledged messages after `after_id`, in order, payload parsed."""
+    return [
+        OutboxMessage(m.id, m.kind, m.ref, json.loads(m.payload), m.attempts)
+        for m in pending_raw(ledger, limit, after_id)
+    ]
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ def _raw(rows: Iterable[Any]) -> list[RawMessage]:
 def pending_raw(ledger: Ledger, limit: int = 100, after_id: int = 0) -> list[RawMessage]:
     """Unacknowledged rows after `after_id`, in order, payload as text."""
     o = t.outbox
-    with ledger._read() as conn:
-        rows = conn.execute(
+    with ledger.read() as db:
+        rows = db.execute(
             select(o.c.id, o.c.kind, o.c.ref, o.c.payload, o.c.attempts, o.c.created_ms)
             .where(o.c.acked_ms.is_(None), o.c.id > after_id)
             .order_by(o.c.id)
@@ -68,13 +68,14 @@ def pending_raw(ledger: Ledger, limit: int = 100, after_id: int = 0) -> list[Raw
 
 
 def raw_by_seq(ledger: Ledger, seqs: Iterable[int]) -> list[RawMessage]:
-    """Unacknowledged rows with these ids, in order, payload as text."""
+    """Unacknowledged rows with these ids (sequence numbers), in order, payload as text;
+    an acknowledged or unknown id is simply absent (the drain's resends, the desk sync)."""
     o = t.outbox
     seqs = list(seqs)
     if not seqs:
         return []
-    with ledger._read() as conn:
-        rows = conn.execute(
+    with ledger.read() as db:
+        rows = db.execute(
             select(o.c.id, o.c.kind, o.c.ref, o.c.payload, o.c.attempts, o.c.created_ms)
             .where(in_list(o.c.id, seqs), o.c.acked_ms.is_(None))
             .order_by(o.c.id)
@@ -87,20 +88,20 @@ def mark_sent(ledger: Ledger, ids: Iterable[int]) -> None:
     ids = list(ids)
     if not ids:
         return
-    now = ledger.now_ms()
-    with ledger._tx() as conn:
-        conn.execute(
+    with ledger.transaction() as tx:
+        now = tx.now_ms
+        tx.execute(
             update(o)
             .where(in_list(o.c.id, ids))
             .values(attempts=o.c.attempts + 1, last_sent_ms=now)
         )
         refs = [
             r
-            for (r,) in conn.execute(
+            for (r,) in tx.execute(
                 select(o.c.ref).where(in_list(o.c.id, ids), o.c.kind == "payment")
             )
         ]
-        conn.execute(
+        tx.execute(
             update(t.payments)
             .where(in_list(t.payments.c.id, refs), t.payments.c.status == PaymentStatus.QUEUED)
             .values(status=PaymentStatus.SENT, updated_ms=now)
@@ -113,12 +114,12 @@ def acknowledge(ledger: Ledger, refs: Iterable[str]) -> int:
     refs = list(refs)
     if not refs:
         return 0
-    now = ledger.now_ms()
-    with ledger._tx() as conn:
-        count = conn.execute(
+    with ledger.transaction() as tx:
+        now = tx.now_ms
+        count = tx.execute(
             update(o).where(in_list(o.c.ref, refs), o.c.acked_ms.is_(None)).values(acked_ms=now)
         ).rowcount
-        conn.execute(
+        tx.execute(
             update(t.payments)
             .where(
                 in_list(t.payments.c.id, refs),

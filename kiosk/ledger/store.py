@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, CursorResult, Engine, Executable, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from drivers.acceptor import StackOrigin
@@ -117,6 +118,118 @@ class ReconcileReport:
     abandoned_sessions: int
     expired_escrows: int
     unclaimed_records: tuple[str, ...]
+
+
+class PaymentKind:
+    """payments.kind: a customer's payment, or money with no confirmed account (M6)."""
+
+    PAYMENT = "payment"
+    UNCLAIMED = "unclaimed"
+
+
+@dataclass(frozen=True)
+class NewPayment:
+    """A payments row just created (LedgerTx.create_payment): its immutable id (M5) and
+    its amounts (M9: the commission never exceeds the cash, no change is given)."""
+
+    id: str
+    number: int
+    inserted_minor: int
+    commission_minor: int
+    credited_minor: int
+
+
+AnyResult = CursorResult[*tuple[Any, ...]]
+"""What LedgerRead.execute returns: SQLAlchemy's result, rows of any shape."""
+
+TUNABLE_PRAGMAS = frozenset({"cache_size", "page_count", "max_page_count", "query_only"})
+"""PRAGMAs Ledger.pragma lets callers read or set: memory (the sync layer's page cache)
+and the disk-fault states the tests simulate. journal_mode, synchronous and the like are
+not here: they decide whether a commit is on disk (M2)."""
+_PRAGMA_VALUE = re.compile(r"-?[0-9]+|[A-Za-z]+")
+
+
+class LedgerRead:
+    """An open read of the ledger, valid inside its `with ledger.read()` block.
+
+    The door for modules beside store.py: they build SQLAlchemy Core statements on the
+    tables of kiosk/ledger/schema.py and run them here, never on the ledger's insides."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def execute(self, statement: Executable, parameters: Any = None) -> AnyResult:
+        """Run a statement (a list of parameter dicts runs it once per dict)."""
+        return self._conn.execute(statement, parameters)
+
+    def scalar(self, statement: Executable) -> Any:
+        """The first column of the first row, or None."""
+        return self._conn.execute(statement).scalar()
+
+
+class LedgerTx(LedgerRead):
+    """An open write transaction, valid inside its `with ledger.transaction()` block.
+
+    Everything done through it commits together, durably, or not at all. `now_ms` is the
+    transaction's time: use it for every timestamp written in it."""
+
+    def __init__(self, ledger: Ledger, conn: Connection, now_ms: int) -> None:
+        super().__init__(conn)
+        self._ledger = ledger
+        self.now_ms = now_ms
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested part that an exception undoes alone (the exception still propagates;
+        the outer transaction goes on if the caller catches it)."""
+        with self._conn.begin_nested():
+            yield
+
+    def create_payment(
+        self,
+        kind: str,
+        inserted_minor: int,
+        currency: str,
+        note: str | None,
+        *,
+        commission: Callable[[int], int] | None = None,
+        provider_id: str | None = None,
+        account: str | None = None,
+        session_id: int | None = None,
+        detail: str | None = None,
+    ) -> NewPayment:
+        """A new payments row with the next payment number (reserved in the identity
+        marker before this transaction commits: no id is ever issued twice, M5).
+
+        PaymentKind.PAYMENT: status queued, `commission(inserted)` kept within 0..cash
+        (M9), history confirmed (`detail`, else `note`) then queued.
+        PaymentKind.UNCLAIMED: status unclaimed, no commission, history unclaimed (`note`).
+        Bills, the outbox message and events are the caller's: they differ by case."""
+        return self._ledger._insert_payment(
+            self._conn, kind, inserted_minor, currency, note, self.now_ms,
+            commission=commission, provider_id=provider_id, account=account,
+            session_id=session_id, detail=detail,
+        )
+
+    def add_history(self, payment_id: str, status: str, detail: str | None = None) -> None:
+        """A payment_history row: every status change of a payment leaves one."""
+        self._ledger._history(self._conn, payment_id, status, detail, self.now_ms)
+
+    def payment_payload(self, payment_id: str) -> dict[str, Any]:
+        """The payment as the desk receives it (with terminal_id, ledger_id, bills)."""
+        return self._ledger._payment_payload(self._conn, payment_id)
+
+    def enqueue(self, kind: str, ref: str, payload: dict[str, Any]) -> int:
+        """A message for the desk in the outbox (M8); returns its sequence number."""
+        return self._ledger._enqueue(self._conn, kind, ref, payload, self.now_ms)
+
+
+def _new_id(result: AnyResult) -> int:
+    """The id SQLite gave the row an INSERT just made."""
+    key = result.inserted_primary_key
+    if key is None or key[0] is None:
+        raise LedgerError("the ledger returned no id for a new row")
+    return int(key[0])
 
 
 def _describe(exc: BaseException) -> str:
@@ -334,9 +447,10 @@ class Ledger:
             )
             self._connect()
             self.ledger_id = ledger_id
+            previous_id = previous.ledger_id if previous else None
             data = {
                 "ledger_id": ledger_id,
-                "previous_ledger_id": previous.ledger_id if previous else None,
+                "previous_ledger_id": previous_id,
                 "payment_numbers_from": payment_base + 1,
                 "moved_aside": moved,
                 "by": by,
@@ -344,7 +458,7 @@ class Ledger:
             }
             with self._tx() as conn:
                 self._insert_identity(
-                    conn, ledger_id, payment_base, data["previous_ledger_id"], "technician init"
+                    conn, ledger_id, payment_base, previous_id, "technician init"
                 )
                 conn.execute(insert(t.counters).values(name=PAYMENT_COUNTER, value=payment_base))
                 event_id = self._event(
@@ -391,7 +505,10 @@ class Ledger:
 
     @contextmanager
     def _raw_tx(self) -> Iterator[sqlite3.Cursor]:
-        """A transaction on the bare sqlite3 connection, for the per-bill hot path only."""
+        """A transaction on the bare sqlite3 connection (the same one SQLAlchemy uses), for
+        the per-bill hot path only: SQLAlchemy's transaction wrapper alone adds about 60%
+        to its CPU (docs/ledger.md, "Using the ledger from other modules"). Never handed
+        out: other modules use transaction()."""
         with self._lock:
             self.check_file()
             db = self._db
@@ -409,6 +526,42 @@ class Ledger:
                     raise LedgerError(f"ledger write failed: {exc}") from exc
                 raise
 
+    # -- the doors for sibling modules (outbox, desk sync, tests) ----------------------
+    @contextmanager
+    def transaction(self) -> Iterator[LedgerTx]:
+        """One durable write transaction (BEGIN IMMEDIATE ... COMMIT, synchronous=FULL):
+        all or nothing. Checks first that the ledger file is still this terminal's
+        (check_file, M10). Any database or disk failure raises LedgerError (M10); an
+        exception from the block rolls everything back."""
+        with self._tx() as conn:
+            yield LedgerTx(self, conn, self.now_ms())
+
+    @contextmanager
+    def read(self) -> Iterator[LedgerRead]:
+        """A consistent read (deferred BEGIN, so a full or read-only disk does not stop
+        it). A failure raises LedgerError."""
+        with self._read() as conn:
+            yield LedgerRead(conn)
+
+    def pragma(self, name: str, value: int | str | None = None) -> Any:
+        """Read (value None) or set a connection PRAGMA of the ledger's one connection,
+        between transactions; returns the first value the PRAGMA reports. Only the
+        settings in TUNABLE_PRAGMAS: none of them can weaken durability (M2)."""
+        if name not in TUNABLE_PRAGMAS:
+            raise ValueError(f"PRAGMA {name!r} is not one the ledger lets callers change")
+        if value is not None and not _PRAGMA_VALUE.fullmatch(str(value)):
+            raise ValueError(f"not a PRAGMA value: {value!r}")
+        sql = f"PRAGMA {name}" if value is None else f"PRAGMA {name}={value}"
+        with self._lock:
+            db = self._db
+            if db is None:
+                raise LedgerError(self.blocked or "the ledger is not open")
+            try:  # outside any transaction: a PRAGMA is per connection
+                row = db.execute(sql).fetchone()
+            except sqlite3.Error as exc:
+                raise LedgerError(f"ledger PRAGMA {name} failed: {exc}") from exc
+        return None if row is None else row[0]
+
     # -- sessions and escrow -----------------------------------------------------------
     def open_session(self, provider_id: str, account: str, currency: str) -> int:
         now = self.now_ms()
@@ -424,7 +577,7 @@ class Ledger:
                     updated_ms=now,
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return _new_id(result)
 
     def abandon_session(self, session_id: int) -> None:
         """Close a session that took no cash. One with cash must be finished, never dropped."""
@@ -453,7 +606,7 @@ class Ledger:
                     run_id=self.run_id,
                 )
             )
-            return int(result.inserted_primary_key[0])
+            return _new_id(result)
 
     def resolve_escrow(self, escrow_id: int, state: str) -> None:
         with self._tx() as conn:
@@ -533,12 +686,12 @@ class Ledger:
                     session = conn.execute(
                         select(t.sessions).where(t.sessions.c.id == escrow.session_id)
                     ).first()
-            collecting = session is not None and session.state == "collecting"
-            bill_id = conn.execute(
+            collecting = session if session is not None and session.state == "collecting" else None
+            bill_id = _new_id(conn.execute(
                 insert(t.stacked_bills).values(
                     event_key=event_key,
                     escrow_id=escrow.id if escrow is not None else None,
-                    session_id=session.id if collecting else None,
+                    session_id=collecting.id if collecting is not None else None,
                     amount_minor=amount_minor,
                     currency=currency,
                     bill_type=bill_type,
@@ -546,11 +699,11 @@ class Ledger:
                     stacked_ms=now,
                     run_id=self.run_id,
                 )
-            ).inserted_primary_key[0]
+            ))
             self._count_in_cassette(conn, amount_minor, currency)
-            if collecting:
-                inserted = self._session_cash(conn, session.id)
-                return StackOutcome("credited", session.id, inserted)
+            if collecting is not None:
+                inserted = self._session_cash(conn, collecting.id)
+                return StackOutcome("credited", collecting.id, inserted)
             if unknown:
                 reason = UNKNOWN_BILL_REASON
                 self._event(conn, "unknown_bill_stacked", "error",
@@ -566,7 +719,7 @@ class Ledger:
 
     def _credit_collecting(
         self,
-        cur: Any,
+        cur: sqlite3.Cursor,
         event_key: str,
         amount_minor: int,
         currency: str,
@@ -577,8 +730,9 @@ class Ledger:
     ) -> StackOutcome | None:
         """The hot path, every bill of every payment: the escrow is pending and its session
         collects. Plain SQL on the transaction's own connection: SQLAlchemy's statement
-        building cost more CPU than the fsync (docs/benchmarks.md). None: take the slow,
-        general path."""
+        building cost about ten times the CPU of this path, more than the fsync
+        (docs/ledger.md, "Using the ledger from other modules"). None: take the general
+        path (this transaction wrote nothing)."""
         row = cur.execute(_SQL_ESCROW_SESSION, (escrow_id,)).fetchone()
         if row is None or row[0] != "pending" or row[2] != "collecting" or row[4] != currency:
             return None
@@ -682,8 +836,9 @@ class Ledger:
 
     def _enqueue(
         self, conn: Connection, kind: str, ref: str, payload: dict[str, Any], now: int
-    ) -> None:
-        conn.execute(
+    ) -> int:
+        """Queue a message for the desk; returns its outbox id (its sequence number)."""
+        result = conn.execute(
             insert(t.outbox).values(
                 kind=kind,
                 ref=ref,
@@ -692,6 +847,7 @@ class Ledger:
                 attempts=0,
             )
         )
+        return _new_id(result)
 
     def _history(
         self, conn: Connection, payment_id: str, status: str, detail: str | None, now: int
@@ -732,28 +888,10 @@ class Ledger:
                     .values(state="abandoned", updated_ms=now)
                 )
                 return None
-            fee = min(max(commission(cash), 0), cash)
-            number = self._next_number(conn)
-            payment_id = self._payment_id(number)
-            conn.execute(
-                insert(t.payments).values(
-                    id=payment_id,
-                    number=number,
-                    kind="payment",
-                    session_id=session_id,
-                    provider_id=s.provider_id,
-                    account=s.account,
-                    inserted_minor=cash,
-                    commission_minor=fee,
-                    credited_minor=cash - fee,
-                    currency=s.currency,
-                    status=PaymentStatus.QUEUED,
-                    note=note,
-                    created_ms=now,
-                    updated_ms=now,
-                    reprocess_count=0,
-                )
-            )
+            payment_id = self._insert_payment(
+                conn, PaymentKind.PAYMENT, cash, s.currency, note, now, commission=commission,
+                provider_id=s.provider_id, account=s.account, session_id=session_id,
+            ).id
             conn.execute(
                 update(t.stacked_bills)
                 .where(t.stacked_bills.c.session_id == session_id)
@@ -766,10 +904,58 @@ class Ledger:
                     state="finished", payment_id=payment_id, inserted_minor=cash, updated_ms=now
                 )
             )
-            self._history(conn, payment_id, PaymentStatus.CONFIRMED, note, now)
-            self._history(conn, payment_id, PaymentStatus.QUEUED, None, now)
             self._enqueue(conn, "payment", payment_id, self._payment_payload(conn, payment_id), now)
             return payment_id
+
+    def _insert_payment(
+        self,
+        conn: Connection,
+        kind: str,
+        inserted_minor: int,
+        currency: str,
+        note: str | None,
+        now: int,
+        *,
+        commission: Callable[[int], int] | None = None,
+        provider_id: str | None = None,
+        account: str | None = None,
+        session_id: int | None = None,
+        detail: str | None = None,
+    ) -> NewPayment:
+        """The one place a payments row is created: see LedgerTx.create_payment."""
+        if kind == PaymentKind.PAYMENT:
+            fee = min(max(commission(inserted_minor), 0), inserted_minor) if commission else 0
+            status, credited = PaymentStatus.QUEUED, inserted_minor - fee
+            history = [(PaymentStatus.CONFIRMED, detail or note), (PaymentStatus.QUEUED, None)]
+        elif kind == PaymentKind.UNCLAIMED:
+            fee, status, credited = 0, PaymentStatus.UNCLAIMED, 0
+            history = [(PaymentStatus.UNCLAIMED, detail or note)]
+        else:
+            raise ValueError(f"unknown payment kind {kind!r}")
+        number = self._next_number(conn)
+        payment_id = self._payment_id(number)
+        conn.execute(
+            insert(t.payments).values(
+                id=payment_id,
+                number=number,
+                kind=kind,
+                session_id=session_id,
+                provider_id=provider_id,
+                account=account,
+                inserted_minor=inserted_minor,
+                commission_minor=fee,
+                credited_minor=credited,
+                currency=currency,
+                status=status,
+                note=note,
+                created_ms=now,
+                updated_ms=now,
+                reprocess_count=0,
+            )
+        )
+        for step, text in history:
+            self._history(conn, payment_id, step, text, now)
+        return NewPayment(payment_id, number, inserted_minor, fee, credited)
 
     def _unclaimed(
         self,
@@ -783,33 +969,14 @@ class Ledger:
     ) -> str:
         """An unclaimed-credit record for `bill_ids` (M6), reported to the desk; `origin`,
         when known, goes into the `unclaimed_credit` event for the audit."""
-        number = self._next_number(conn)
-        record_id = self._payment_id(number)
-        conn.execute(
-            insert(t.payments).values(
-                id=record_id,
-                number=number,
-                kind="unclaimed",
-                session_id=None,
-                provider_id=None,
-                account=None,
-                inserted_minor=amount_minor,
-                commission_minor=0,
-                credited_minor=0,
-                currency=currency,
-                status=PaymentStatus.UNCLAIMED,
-                note=reason,
-                created_ms=now,
-                updated_ms=now,
-                reprocess_count=0,
-            )
-        )
+        record_id = self._insert_payment(
+            conn, PaymentKind.UNCLAIMED, amount_minor, currency, reason, now
+        ).id
         conn.execute(
             update(t.stacked_bills)
             .where(t.stacked_bills.c.id.in_(bill_ids))
             .values(payment_id=record_id)
         )
-        self._history(conn, record_id, PaymentStatus.UNCLAIMED, reason, now)
         self._enqueue(conn, "payment", record_id, self._payment_payload(conn, record_id), now)
         data: dict[str, Any] = {
             "record_id": record_id,
@@ -975,7 +1142,7 @@ class Ledger:
                 "period_start_ms": period_start,
                 "unknown_outcomes": unknown,
             }
-            enc_id = conn.execute(
+            enc_id = _new_id(conn.execute(
                 insert(t.encashments).values(
                     at_ms=now,
                     technician=technician,
@@ -984,7 +1151,7 @@ class Ledger:
                     currency=currency,
                     report=json.dumps(report),
                 )
-            ).inserted_primary_key[0]
+            ))
             conn.execute(
                 update(t.stacked_bills)
                 .where(t.stacked_bills.c.encashment_id.is_(None))
@@ -1039,7 +1206,7 @@ class Ledger:
         }
         if event_id is not None:
             values["id"] = event_id
-        event_id = int(conn.execute(insert(t.events).values(**values)).inserted_primary_key[0])
+        event_id = _new_id(conn.execute(insert(t.events).values(**values)))
         self._reserve(event=event_id)  # the desk knows events by id: never repeat one
         self._enqueue(
             conn,

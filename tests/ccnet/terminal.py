@@ -226,13 +226,8 @@ class Rig(TerminalActions):
 
     def set_query_only(self, on: bool) -> None:
         """Make the ledger's own SQLite connection refuse writes (or accept them again)."""
-        ledger = self.ledger
-        with ledger._lock:  # never in the middle of a transaction of another thread
-            raw = ledger.engine.raw_connection()
-            try:
-                raw.driver_connection.execute(f"PRAGMA query_only={'ON' if on else 'OFF'}")
-            finally:
-                raw.close()
+        # Ledger.pragma: never in the middle of a transaction of another thread.
+        self.ledger.pragma("query_only", "ON" if on else "OFF")
 
     # -- what the ledger holds -----------------------------------------------------------
 

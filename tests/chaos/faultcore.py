@@ -42,22 +42,16 @@ def _remembering_open(self: Ledger, *args: Any, **kwargs: Any) -> Any:
 
 
 def apply(ledger: Ledger, word: str) -> None:
-    with ledger._lock:  # between two transactions of the ledger's own threads
-        raw = ledger.engine.raw_connection()
-        try:
-            db = raw.driver_connection
-            if word == "full":
-                pages = db.execute("PRAGMA page_count").fetchone()[0]
-                db.execute(f"PRAGMA max_page_count={int(pages)}")
-            elif word == "readonly":
-                db.execute("PRAGMA query_only=ON")
-            elif word == "ok":
-                db.execute("PRAGMA query_only=OFF")
-                db.execute(f"PRAGMA max_page_count={UNLIMITED_PAGES}")
-            else:
-                raise ValueError(f"unknown disk state {word!r}")
-        finally:
-            raw.close()
+    # Ledger.pragma: on the ledger's own connection, between two of its transactions.
+    if word == "full":
+        ledger.pragma("max_page_count", int(ledger.pragma("page_count")))
+    elif word == "readonly":
+        ledger.pragma("query_only", "ON")
+    elif word == "ok":
+        ledger.pragma("query_only", "OFF")
+        ledger.pragma("max_page_count", UNLIMITED_PAGES)
+    else:
+        raise ValueError(f"unknown disk state {word!r}")
 
 
 def _watch(path: str) -> None:

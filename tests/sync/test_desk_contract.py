@@ -91,8 +91,8 @@ def test_a_runaway_mark_left_by_an_old_desk_is_recovered(pair):
     term, desk, tid = pair
     # An older desk used its wall clock, a year ahead, as the sequence: the mark is there.
     runaway = int(time.time() * 1000) + YEAR_MS
-    with term.ledger._tx() as conn:
-        conn.execute(insert(t.counters).values(
+    with term.ledger.transaction() as tx:
+        tx.execute(insert(t.counters).values(
             name=desk_ledger.DESK_SEQ_PREFIX + desk.kid, value=runaway))
     body = desk.command_body(tid, "set_support_phone", {"phone": "8 800 200-00-02"})
     res = desk.run_command(body, 10)  # refused "replayed" with the mark, then sent above it

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kiosk.ledger import Ledger, outbox
+from kiosk.ledger import Ledger, LedgerTx, outbox
 from kiosk.ledger import desk as d
 from tests.sync.terminal import make_payments
 
@@ -36,14 +36,15 @@ def test_ack_by_seq_is_the_only_way_out_and_idempotent(ledger):
     got = ledger.get_payment(p1)
     assert got["status"] == "accepted"
     assert [h["status"] for h in got["history"]] == ["confirmed", "queued", "accepted"]
-    assert d.messages_by_seq(ledger, [s1]) == []
+    assert outbox.raw_by_seq(ledger, [s1]) == []
+    assert [m.ref for m in outbox.raw_by_seq(ledger, [_seq_of(ledger, p2)])] == [p2]
 
 
 def test_command_executes_at_most_once_and_keeps_the_seq(ledger):
     calls = []
 
-    def action(conn, now):  # type: ignore[no-untyped-def]
-        calls.append(now)
+    def action(tx: LedgerTx) -> dict[str, int]:
+        calls.append(tx.now_ms)
         return {"x": 1}
 
     fresh, res = d.execute_command(ledger, "c1", "enable", "desk1", 7, action)
@@ -60,7 +61,7 @@ def test_refused_action_leaves_no_half_change(ledger):
     before = ledger.get_payment(p1)
     fresh, res = d.execute_command(
         ledger, "c2", "reprocess", "desk1", 1,
-        d.reprocess_action(ledger, p1, "9160000000", "c2", "wrong digit"),
+        d.reprocess_action(p1, "9160000000", "c2", "wrong digit"),
     )
     # queued: the desk does not have it yet -> refused, recorded, nothing changed
     assert fresh and res == {**res, "ok": False, "error": "not_allowed"}
@@ -72,7 +73,7 @@ def test_reprocess_same_id_count_plus_one_new_outbox_message(ledger):
     d.acknowledge_seqs(ledger, [_seq_of(ledger, p1)])
     _, res = d.execute_command(
         ledger, "c3", "reprocess", "desk1", 2,
-        d.reprocess_action(ledger, p1, "9160000000", "c3", "customer called"),
+        d.reprocess_action(p1, "9160000000", "c3", "customer called"),
     )
     assert res["ok"] and res["reprocess_count"] == 1
     p = ledger.get_payment(p1)
@@ -96,7 +97,7 @@ def test_payment_status_transitions(ledger):
     d.acknowledge_seqs(ledger, [_seq_of(ledger, p1)])
     d.execute_command(
         ledger, "c4", "reprocess", "desk1", 3,
-        d.reprocess_action(ledger, p1, "9160000000", "c4", ""),
+        d.reprocess_action(p1, "9160000000", "c4", ""),
     )
     assert d.apply_payment_status(ledger, p1, "failed", None, 0, 2) == "stale"
     assert d.apply_payment_status(ledger, p1, "processed", None, 1, 3) == "applied"
@@ -122,22 +123,22 @@ def test_reprocess_retried_runs_once(ledger):
     d.acknowledge_seqs(ledger, [_seq_of(ledger, p1)])
     # an operator retries the same correction: two commands, two command ids
     _, first = d.execute_command(ledger, "r1", "reprocess", "desk1", 1,
-                                 d.reprocess_action(ledger, p1, "9160000000", "r1", "typo"))
+                                 d.reprocess_action(p1, "9160000000", "r1", "typo"))
     _, again = d.execute_command(ledger, "r2", "reprocess", "desk1", 2,
-                                 d.reprocess_action(ledger, p1, "9160000000", "r2", "typo"))
+                                 d.reprocess_action(p1, "9160000000", "r2", "typo"))
     assert first["ok"] and first["reprocess_count"] == 1
     assert again["ok"] and again["reprocess_count"] == 1 and again["already"] is True
     assert ledger.get_payment(p1)["reprocess_count"] == 1
     assert [m.ref for m in outbox.pending(ledger)] == [p1]  # one new message, not two
     # with the count the desk saw: the same retry is recognised, a stale one refused
     _, same = d.execute_command(ledger, "r3", "reprocess", "desk1", 3,
-                                d.reprocess_action(ledger, p1, "9160000000", "r3", "", 0))
+                                d.reprocess_action(p1, "9160000000", "r3", "", 0))
     assert same["ok"] and same["already"] is True
     _, stale = d.execute_command(ledger, "r4", "reprocess", "desk1", 4,
-                                 d.reprocess_action(ledger, p1, "9161111111", "r4", "", 0))
+                                 d.reprocess_action(p1, "9161111111", "r4", "", 0))
     assert stale["ok"] is False and stale["error"] == "stale_count" and stale["message"]
     _, second = d.execute_command(ledger, "r5", "reprocess", "desk1", 5,
-                                  d.reprocess_action(ledger, p1, "9161111111", "r5", "", 1))
+                                  d.reprocess_action(p1, "9161111111", "r5", "", 1))
     assert second["ok"] and second["reprocess_count"] == 2
 
 
@@ -159,7 +160,7 @@ def test_an_unclaimed_credit_becomes_a_payment_exactly_once(ledger):
     def claim(cid, account="9160000000"):  # type: ignore[no-untyped-def]
         return d.execute_command(
             ledger, cid, "reprocess_unclaimed", "desk1", int(cid[1:]),
-            d.claim_unclaimed_action(ledger, rid, "mts", account, cid, "froze", lambda a: fee),
+            d.claim_unclaimed_action(rid, "mts", account, cid, "froze", lambda a: fee),
         )[1]
 
     res = claim("u1")
@@ -185,7 +186,7 @@ def test_an_unclaimed_credit_becomes_a_payment_exactly_once(ledger):
     # a payment is not an unclaimed credit
     _, bad = d.execute_command(
         ledger, "u4", "reprocess_unclaimed", "desk1", 9,
-        d.claim_unclaimed_action(ledger, pid, "mts", "9160000000", "u4", "", lambda a: 0))
+        d.claim_unclaimed_action(pid, "mts", "9160000000", "u4", "", lambda a: 0))
     assert bad["error"] == "not_allowed"
 
 

@@ -202,7 +202,7 @@ def test_keys_and_their_folder_are_fsynced(tmp_path, mocker):
         synced.append((stat.S_ISDIR(st.st_mode), os.readlink(f"/proc/self/fd/{fd}")))
         real(fd)
 
-    mocker.patch("sync.keys.os.fsync", side_effect=spy)
+    mocker.patch("kiosk.durable_file.os.fsync", side_effect=spy)
     folder = tmp_path / "new" / "keys"
     create_terminal_keys(folder, "T0009")
     dirs = {path for is_dir, path in synced if is_dir}
