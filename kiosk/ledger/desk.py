@@ -145,7 +145,7 @@ def outbox_depth(ledger: Ledger) -> dict[str, Any]:
     """Unacknowledged messages by kind, and the oldest unacknowledged payment."""
     o = t.outbox
     with ledger.read() as db:
-        rows = db.execute(
+        rows: Any = db.execute(
             select(o.c.kind, func.count(), func.min(o.c.created_ms))
             .where(o.c.acked_ms.is_(None))
             .group_by(o.c.kind)
@@ -431,7 +431,7 @@ def desk_settings(ledger: Ledger) -> dict[str, Any]:
             if isinstance(body.get("support_phone"), str):
                 out["support_phone"] = body["support_phone"]
                 phone_at = cfg.applied_ms
-        rows = db.execute(
+        rows: Any = db.execute(
             select(d.c.kind, d.c.received_ms, d.c.result)
             .where(d.c.kind.in_(["set_support_phone", "disable", "enable"]))
             .order_by(d.c.received_ms, d.c.command_id)

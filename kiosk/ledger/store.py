@@ -826,7 +826,7 @@ class Ledger:
 
     def _bills_summary(self, conn: Connection, where: Any) -> list[dict[str, int | str]]:
         b = t.stacked_bills
-        rows = conn.execute(
+        rows: Any = conn.execute(  # rows of (int, str, int): Core columns type as object
             select(b.c.amount_minor, b.c.currency, func.count())
             .where(where)
             .group_by(b.c.amount_minor, b.c.currency)
@@ -1062,13 +1062,13 @@ class Ledger:
                     },
                     now,
                 )
-            open_sessions = conn.execute(
+            open_sessions: Any = conn.execute(
                 select(t.sessions.c.id, t.sessions.c.provider_id).where(
                     t.sessions.c.state == "collecting"
                 )
             ).all()
             b = t.stacked_bills
-            strays = conn.execute(
+            strays: Any = conn.execute(
                 select(b.c.id, b.c.amount_minor, b.c.currency).where(
                     b.c.payment_id.is_(None), b.c.session_id.is_(None)
                 )
@@ -1236,9 +1236,10 @@ class Ledger:
     def queue_stats(self) -> dict[str, Any]:
         o = t.outbox
         with self._read() as conn:
-            depth, oldest = conn.execute(
+            counted: Any = conn.execute(
                 select(func.count(), func.min(o.c.created_ms)).where(
                     o.c.acked_ms.is_(None), o.c.kind == "payment"
                 )
             ).one()
+            depth, oldest = counted
             return {"payments_unsent": int(depth), "oldest_unsent_ms": oldest}
