@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
+from kiosk.coded_error import CodedError
 from kiosk.ledger import schema as t
 from kiosk.ledger.db import in_list
 from kiosk.ledger.store import Ledger, LedgerRead, LedgerTx, PaymentKind, PaymentStatus
@@ -49,12 +50,8 @@ REPROCESS_FROM = (
 )
 
 
-class DeskRefused(Exception):
+class DeskRefused(CodedError):
     """A desk command that is authentic but cannot be done; `code` is stable."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 DeskAction = Callable[[LedgerTx], dict[str, Any]]
