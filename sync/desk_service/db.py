@@ -26,8 +26,6 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
     Engine,
@@ -45,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from kiosk import schema_versions
 from sync.desk_service import schema as s
 from sync.desk_service.search import normalise_digits
 
@@ -118,20 +117,14 @@ def make_engine(target: str | Path) -> Engine:
 
 
 def alembic_config() -> AlembicConfig:
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return cfg
+    return schema_versions.alembic_config(MIGRATIONS)
 
 
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    assert head is not None
-    return head
+    return schema_versions.head_revision(MIGRATIONS)
 
 
-def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+current_revision = schema_versions.current_revision
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
