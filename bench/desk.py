@@ -507,14 +507,15 @@ class SearchKind:
 def _plan_nodes(plan: dict[str, Any]) -> list[str]:
     """The scans of an EXPLAIN (ANALYZE, FORMAT JSON) plan, depth first: 'Seq Scan',
     'Index Scan using ix_… (read 999,950 rows, kept 50)' when a filter threw rows away."""
-    label = plan.get("Node Type", "?")
+    label = ("Parallel " if plan.get("Parallel Aware") else "") + plan.get("Node Type", "?")
     if "Index Name" in plan:
         label += f" using {plan['Index Name']}"
     if "Rows Removed by Filter" in plan:
         loops = int(plan.get("Actual Loops", 1))
         kept = int(plan.get("Actual Rows", 0)) * loops
         read = kept + int(plan["Rows Removed by Filter"]) * loops
-        label += f" (read {_fmt_n(read)} rows, kept {_fmt_n(kept)})"
+        about = "≈" if loops > 1 else ""  # PostgreSQL rounds per-loop averages
+        label += f" (read {about}{_fmt_n(read)} rows, kept {about}{_fmt_n(kept)})"
     out = [label] if "Scan" in label else []
     for child in plan.get("Plans", []):
         out += _plan_nodes(child)

@@ -19,8 +19,12 @@ def test_the_plan_summary_lists_every_scan_depth_first_with_its_index():
         {"Node Type": "Sort", "Plans": [
             {"Node Type": "Bitmap Heap Scan", "Plans": [
                 {"Node Type": "Bitmap Index Scan", "Index Name": "pk_payments"}]},
-            {"Node Type": "Seq Scan", "Actual Rows": 25, "Actual Loops": 2,
-             "Rows Removed by Filter": 1000}]}]}
-    assert _plan_nodes(plan) == ["Bitmap Heap Scan", "Bitmap Index Scan using pk_payments",
-                                 "Seq Scan (read 2 050 rows, kept 50)"]
+            {"Node Type": "Seq Scan", "Parallel Aware": True, "Actual Rows": 25,
+             "Actual Loops": 2, "Rows Removed by Filter": 1000},
+            {"Node Type": "Index Scan", "Index Name": "ix_payments_created_ms",
+             "Actual Rows": 50, "Actual Loops": 1, "Rows Removed by Filter": 93_508}]}]}
+    assert _plan_nodes(plan) == [
+        "Bitmap Heap Scan", "Bitmap Index Scan using pk_payments",
+        "Parallel Seq Scan (read ≈2 050 rows, kept ≈50)",
+        "Index Scan using ix_payments_created_ms (read 93 558 rows, kept 50)"]
     assert _plan_nodes({"Node Type": "Result"}) == []
