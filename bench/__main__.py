@@ -14,7 +14,17 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import api_rtt, ccnet_latency, durable_credit, fleet, mqtt_drain, printer, startup, ui
+from bench import (
+    api_rtt,
+    ccnet_latency,
+    desk,
+    durable_credit,
+    fleet,
+    mqtt_drain,
+    printer,
+    startup,
+    ui,
+)
 from bench.common import FAIL, REPO, BenchError, BenchResult, Context, pick_scratch_base
 from bench.machine import describe, one_line, other_work
 from bench.report import (
@@ -35,6 +45,7 @@ BENCHMARKS: dict[str, Callable[[Context], BenchResult]] = {
     printer.KEY: printer.run,
     ui.KEY: ui.run,
     fleet.KEY: fleet.run,
+    desk.KEY: desk.run,
 }
 DOC = REPO / "docs" / "benchmarks.md"
 BUSY_SHARE = 0.25  # CPU share taken by other work above which a run is flagged

@@ -41,15 +41,16 @@ def _account(rng: random.Random, pattern: str) -> str:
 
 
 def build(path: Path, payments: int, seed: int = 42,
-          unsent: int = UNSENT_TAIL) -> dict[str, Any]:
+          unsent: int = UNSENT_TAIL, terminal_id: str = TERMINAL_ID) -> dict[str, Any]:
     """Create `path` with `payments` finished payments; returns row counts and build time.
 
     The newest `unsent` payments stay queued, their outbox messages never sent nor
-    acknowledged (`unsent=payments`: the whole ledger waits for the desk).
+    acknowledged (`unsent=payments`: the whole ledger waits for the desk). `terminal_id`:
+    whose ledger it is (a fleet of them for bench/desk.py).
     """
     t0 = time.perf_counter()
     unsent = max(0, min(unsent, payments))
-    ledger = Ledger(path, TERMINAL_ID)
+    ledger = Ledger(path, terminal_id)
     ledger.open()  # the real migrations make the schema
     ledger.close()
 
@@ -65,7 +66,7 @@ def build(path: Path, payments: int, seed: int = 42,
     for n in range(1, payments + 1):
         p = providers[n % len(providers)]
         now = start_ms + n * SPACING_MS
-        pid = f"{TERMINAL_ID}-{n:0{NUMBER_WIDTH}d}"
+        pid = f"{terminal_id}-{n:0{NUMBER_WIDTH}d}"
         account = _account(rng, p.account_pattern)
         chosen: list[tuple[int, int]] = []
         for _ in range(rng.randint(1, 4)):
@@ -99,7 +100,7 @@ def build(path: Path, payments: int, seed: int = 42,
             "id": pid, "number": n, "kind": "payment", "session_id": n, "provider_id": p.id,
             "account": account, "inserted_minor": inserted, "commission_minor": fee,
             "credited_minor": inserted - fee, "currency": "RUB", "status": "queued",
-            "note": None, "created_ms": now, "reprocess_count": 0, "terminal_id": TERMINAL_ID,
+            "note": None, "created_ms": now, "reprocess_count": 0, "terminal_id": terminal_id,
             "bills": [{"amount_minor": a, "currency": "RUB", "count": c}
                       for a, c in sorted(summary.items())],
         }

@@ -24,6 +24,7 @@ import pytest
 from tests.sync.broker import free_port
 
 READY_TIMEOUT_S = 30.0
+TEST_SETTINGS = ("fsync=off",)  # a throwaway cluster: durability costs time, proves nothing
 SUPERUSER = "kiosk"
 RUN_AS = ("postgres", "nobody")  # when we are root, the first that exists
 
@@ -63,6 +64,8 @@ class PgCluster:
     proc: subprocess.Popen | None = None
     user: pwd.struct_passwd | None = None
     databases: int = 0
+    # `-c` settings of the server; bench/desk.py passes () for a durable cluster
+    settings: tuple[str, ...] = TEST_SETTINGS
 
     @property
     def data(self) -> Path:
@@ -100,7 +103,8 @@ class PgCluster:
         self.proc = subprocess.Popen(
             self._cmd([postgres, "-D", str(self.data), "-p", str(self.port),
                        "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-                       "-c", "fsync=off", "-c", "max_connections=100"]),
+                       "-c", "max_connections=100",
+                       *(arg for s in self.settings for arg in ("-c", s))]),
             stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
         log.close()
         deadline = time.monotonic() + READY_TIMEOUT_S
