@@ -5,7 +5,6 @@ engine with device doubles, real SyncAgent)."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -15,6 +14,7 @@ from kiosk.ledger import desk as desk_ledger
 from kiosk.pin import hash_pin
 from sync import topics
 from sync.envelope import seal
+from sync.keys import key_id
 from tests.sync.conftest import DeskKey, make_desk, wait_for
 from tests.sync.terminal import live_terminal, mqtt_config, terminal_public_key
 
@@ -251,12 +251,18 @@ def test_a_retained_command_is_never_replayed_to_a_subscribing_terminal(
     try:
         wait_for(lambda: desk.conn.connected, 5)
         body = desk.command_body(tid, "disable", {"reason": "left on the broker"})
-        desk.send_raw(tid, topics.CMD, seal(desk.key, desk.kid, "cmd", body), retain=True)
-        time.sleep(0.2)
+        desk.send_raw(tid, topics.CMD, seal(desk.key, desk.kid, "cmd", body), retain=True,
+                      tag=("pub", "retained-disable"))
+        assert desk.wait_outcome("retained-disable", 5) == "No matching subscribers"
         term = live_terminal(tmp_path / "t", tid, mqtt_config(broker.port, desk_key))
         try:
+            pub = terminal_public_key(term.config)
+            desk.terminal_keys[tid] = {key_id(tid, pub): pub}  # to read its results
             wait_for(lambda: term.agent.conn.connected, 5)
-            time.sleep(0.5)  # the subscription asks for no retained messages
+            # A later command's result proves the subscription is live and everything
+            # the broker had for it was handled: a retained command would have come first.
+            result = desk.run_command(desk.command_body(tid, "request_health", {}), 10)
+            assert result is not None and result["ok"] is True, result
             assert term.engine.snapshot()["screen"] == "idle"
             assert desk_ledger.command_record(term.ledger, body["cmd_id"]) is None
         finally:
@@ -310,7 +316,9 @@ def test_config_is_applied_atomically_once_and_versioned(pair):
     wait_for(lambda: desk_ledger.current_config(term.ledger)[0] == 3, 5)
     term.agent.conn._lost("test: drop the link")
     wait_for(lambda: term.agent.conn.connected, 10, "reconnected")
-    time.sleep(0.5)
+    # The retained document comes with the new subscription, before a later command.
+    result = desk.run_command(desk.command_body(tid, "request_health", {}), 10)
+    assert result is not None and result["ok"] is True, result
     assert len(_events(term, "config_applied")) == applied + 1
     desk.send_raw(tid, topics.CONFIG, b"", retain=True)  # clear the retained document
 
