@@ -324,8 +324,15 @@ def test_froze_with_money_inside_the_slip_number_leads_to_the_money_credited_onc
     assert len(payments) == 1
     pid = payments[0]["id"]
     assert payments[0]["inserted_minor"] == 50_000 and payments[0]["account"] == MTS_ACCOUNT
+    record = s.term.ledger.get_payment(rid)  # re-processed once, into that one payment
+    assert (record["status"], record["reprocess_count"], record["status_detail"]) == (
+        "reprocessed", 1, pid)
     s.at_desk(pid)
+    s.at_desk(rid, count=1)
     seen = check_my_payment(s.api, pid)
     assert seen["account_tail"] == MTS_ACCOUNT[-4:] and seen["inserted_minor"] == 50_000
+    slip = check_my_payment(s.api, rid)  # the customer types the slip's number
+    assert slip["kind"] == "unclaimed" and slip["status"] == "reprocessed"
+    assert slip["status_detail"] == pid  # where the money went
     assert s.audit(rid) == [("op1", "reprocess_unclaimed", "executed"),
                             ("op1", "reprocess_unclaimed", "again")]
