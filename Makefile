@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PREFIX ?= /opt/kiosk-agent
 CONFIG ?= /etc/kiosk/kiosk.toml
 
-.PHONY: setup system-deps demo test test-fast bench lint install clean constraints
+.PHONY: setup system-deps demo demo-desk test test-fast bench lint install clean constraints
 
 setup: $(STAMP) system-deps
 
@@ -33,6 +33,11 @@ system-deps:
 
 demo: setup
 	$(PY) -m kiosk demo
+
+# The demo's payment delivered to a desk (local mosquitto, SQLite) and its operator's
+# page open until Ctrl-C (README, "See the desk page").
+demo-desk: setup
+	$(PY) -m kiosk demo --desk
 
 test: setup
 	$(PY) -m pytest

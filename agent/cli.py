@@ -428,6 +428,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not open the touchscreen even when a display is available",
     )
+    sp.add_argument(
+        "--desk",
+        action="store_true",
+        help="deliver the payment to a desk (local mosquitto, SQLite) and keep its "
+        "operator's page open until Ctrl-C",
+    )
+    sp.add_argument("--http", default="127.0.0.1:8080", metavar="HOST:PORT",
+                    help="with --desk: where the page listens (default 127.0.0.1:8080)")
+    sp.add_argument("--desk-for", type=float, default=None, metavar="S",
+                    help="with --desk: stop after S seconds instead of waiting for Ctrl-C")
     return p
 
 

@@ -6,6 +6,9 @@ daemon with a fresh SQLite ledger, and a scripted customer pays a mobile phone t
 the local API (`--acceptor virtual` uses the in-process virtual acceptor instead). At the
 end it shows the receipt as the printer decoded it, the ledger's payments and the outbox, where the
 payment waits for the central desk (no MQTT broker is needed: payments queue).
+
+`--desk` delivers it to a desk instead (agent/demo_desk.py: a local mosquitto, a desk
+worker on SQLite) and keeps the operator's page open on it until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.demo_desk import OPERATOR, OPERATOR_PASSWORD, DemoDesk, DemoDeskError, parse_http
 from drivers.profiles import load_profile
 from drivers.sim.ccnet import CcnetSimulator
 from drivers.sim.id003 import Id003Simulator
@@ -49,7 +54,7 @@ def _acceptor_section(work: Path, kind: str) -> str:
     return 'kind = "virtual"'
 
 
-def _write_config(work: Path, printer_port: str, acceptor: str) -> Path:
+def _write_config(work: Path, printer_port: str, acceptor: str, mqtt: str = "") -> Path:
     path = work / "kiosk.toml"
     path.write_text(
         f"""# written by `kiosk demo`
@@ -70,7 +75,7 @@ log_dir = "{work / "log"}"
 kind = "escpos"
 port = "{printer_port}"
 profile = "{PRINTER_PROFILE}"
-""",
+{mqtt}""",
         encoding="utf-8",
     )
     return path
@@ -115,6 +120,24 @@ def _start_ui(config: Path, work: Path) -> subprocess.Popen | None:
     )
 
 
+def _show_desk(desk: DemoDesk, payment_id: str, serve_for: float | None) -> None:
+    """Keep the terminal, the desk and its page running until Ctrl-C (or SIGTERM, or
+    `serve_for` seconds): the operator's actions on the page reach the terminal."""
+    assert desk.web is not None
+    _say("the operator's page (the call center's view of this payment)")
+    print(f"open {desk.web.url}/ and log in as '{OPERATOR}', password '{OPERATOR_PASSWORD}'")
+    print(f"search '{payment_id}' or '+7 916 123-45-67': the demo payment; Ctrl-C stops",
+          flush=True)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stop.wait(serve_for)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(args: argparse.Namespace) -> int:
     work = Path(args.workdir).resolve()
     shutil.rmtree(work, ignore_errors=True)
@@ -144,10 +167,20 @@ def main(args: argparse.Namespace) -> int:
     else:
         feed = inbox_feeder(work / "data" / "virtual-acceptor.inbox")
     core = ui = None
+    desk: DemoDesk | None = None
+    ok = acked = False
     try:
-        config = _write_config(work, str(work / "printer.pty"), args.acceptor)
+        mqtt = ""
+        if args.desk:
+            desk = DemoDesk(work, parse_http(args.http))
+            _say("the central desk: a local mosquitto, a desk worker on SQLite, its page")
+            desk.start_broker()
+            mqtt = desk.mqtt_section(work / "data" / "keys" / "terminal.ed25519.key")
+        config = _write_config(work, str(work / "printer.pty"), args.acceptor, mqtt)
         _say(f"core daemon: kiosk run --config {config}")
         core = _start_core(config)
+        if desk is not None:
+            print(f"desk page at {desk.start_desk()}/ (database {desk.db})")
         ui = _start_ui(config, work) if not args.no_ui else None
         if ui is not None:
             _say("touchscreen (kiosk ui) on this display; the scripted customer pays")
@@ -176,7 +209,11 @@ def main(args: argparse.Namespace) -> int:
         _say("the receipt, as the printer simulator decoded it (CP866 ESC/POS)")
         receipts = sorted((work / "receipts").glob("*.txt"))
         print(receipts[-1].read_text(encoding="utf-8") if receipts else "(no receipt!)")
-        _say("ledger and outbox (no MQTT broker configured: the payment waits for the desk)")
+        if desk is not None:
+            acked = desk.wait_acked(work / "data" / "ledger.sqlite", payment["payment_id"])
+            _say("ledger and outbox (the desk stored the payment and acknowledged it)")
+        else:
+            _say("ledger and outbox (no MQTT broker configured: the payment waits for the desk)")
         db = sqlite3.connect(work / "data" / "ledger.sqlite")
         for pid, status_, inserted, fee, credited in db.execute(
             "SELECT id, status, inserted_minor, commission_minor, credited_minor FROM payments"
@@ -189,17 +226,33 @@ def main(args: argparse.Namespace) -> int:
             "SELECT kind, ref, attempts FROM outbox WHERE acked_ms IS NULL ORDER BY id"
         ):
             print(f"outbox: {kind} {ref} waiting for the desk's ack ({attempts} attempts)")
+        for kind, ref in db.execute(
+            "SELECT kind, ref FROM outbox WHERE acked_ms IS NOT NULL AND kind = 'payment'"
+        ):
+            print(f"outbox: {kind} {ref} acknowledged by the desk")
         cassette = list(db.execute("SELECT amount_minor, count FROM cassette WHERE count > 0"))
         print("cassette: " + ", ".join(f"{a // 100} x {n}" for a, n in cassette))
         db.close()
         ok = bool(receipts) and payment.get("receipt") == "printed"
+        if desk is not None:
+            ok = ok and acked
+            if not acked:
+                print("the desk did not acknowledge the payment in time: see "
+                      f"{desk.folder / 'mosquitto.log'}")
         if ui is not None:
             print(
                 f"touchscreen: {'running' if ui.poll() is None else 'exited'} "
                 f"(log {work / 'ui.log'})"
             )
             time.sleep(UI_SETTLE_S)  # the receipt screen stays visible for a moment
+        if desk is not None and ok:
+            _show_desk(desk, payment["payment_id"], args.desk_for)
+    except DemoDeskError as exc:
+        print(f"kiosk demo --desk: {exc}", file=sys.stderr)
+        return 2
     finally:
+        if desk is not None:
+            desk.stop()
         if core is not None:
             core.send_signal(signal.SIGTERM)
             try:

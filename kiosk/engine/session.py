@@ -179,6 +179,8 @@ class SessionIntents(EngineCore):
             "payment_id": p["id"],
             "kind": p["kind"],
             "status": p["status"],
+            # the desk's word on a processed/failed payment (e.g. why it failed)
+            "status_detail": p["status_detail"],
             "provider": {"name_ru": provider.name_ru, "name_en": provider.name_en}
             if provider
             else None,

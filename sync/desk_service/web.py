@@ -41,6 +41,7 @@ from sync.desk_service.operators import (
 )
 from sync.desk_service.search import (
     LIKE_ESCAPE,
+    PHONE_DIGITS,
     Query,
     find_payments,
     like_escape,
@@ -196,6 +197,23 @@ def digits_only(text: str) -> str | None:
     if not cleaned or not set(cleaned) <= allowed:
         return None
     return "".join(ch for ch in cleaned if ch.isdigit()) or None
+
+
+def corrected_account(text: str, previous: str | None) -> str | None:
+    """The corrected account as the customer reads it out. A phone is read with its
+    prefix ("+7 916 …", "8 916 …") but the terminal keeps the 10 digits: the prefix is
+    dropped when the payment's account was such a number, or when "+" was typed (a
+    country code). None when it is not a number (see digits_only)."""
+    typed = text.strip()
+    plus = typed.startswith("+")
+    digits = digits_only(typed[1:] if plus else typed)
+    if digits is None:
+        return None
+    phone_like = plus or (previous is not None and len(previous) == PHONE_DIGITS
+                          and previous.isdigit())
+    if phone_like and normalise_digits(digits) != digits:
+        return normalise_digits(digits)
+    return digits
 
 
 @dataclass
@@ -721,11 +739,11 @@ class DeskWeb:
         versions = self.payment_versions(terminal, pid)
         if not versions:
             return self.bad(req, "reprocess", terminal, pid, "no such payment at the desk")
-        account = digits_only(f.get("account", ""))
+        latest = versions[-1]
+        account = corrected_account(f.get("account", ""), latest["account"])
         if account is None:
             return self.bad(req, "reprocess", terminal, pid,
                             f"account {f.get('account', '')[:40]!r}: digits only")
-        latest = versions[-1]
         kind = "reprocess_unclaimed" if latest["kind"] == "unclaimed" else "reprocess"
         if kind == "reprocess":
             args: dict[str, Any] = {"payment_id": pid, "account": account,

@@ -199,6 +199,7 @@ def test_payment_status_check_hides_account(term):
     assert status["payment_id"] == pid
     assert status["status"] == "queued"
     assert status["account_tail"] == MTS_ACCOUNT[-4:]
+    assert status["status_detail"] is None  # the desk has said nothing yet
     assert MTS_ACCOUNT not in str(status)
     with pytest.raises(IntentError):
         term.engine.payment_status("T0001-99999999")

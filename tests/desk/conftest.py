@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.desk.browser import browser  # noqa: F401 - the operator's chromium
 from tests.desk.pg import PgCluster
 from tests.sync.conftest import broker, desk_key  # noqa: F401 - shared fixtures
 

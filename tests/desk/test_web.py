@@ -439,3 +439,27 @@ def test_search_by_amount_terminal_and_time_and_whatever_is_typed(page):
         assert status == 400 and says in text, bad
     _, text = c.get("/?q=nothing-like-this")
     assert "Ничего не найдено" in text
+
+
+@pytest.mark.parametrize(("typed", "previous", "sent"), [
+    ("8 916 999-99-99", "9161234567", "9169999999"),  # read out with the trunk 8
+    ("+7 (916) 999-99-99", "9161234567", "9169999999"),
+    ("+7 916 999 99 99", None, "9169999999"),  # an unclaimed credit: "+" says phone
+    ("916 999-99-99", "9161234567", "9169999999"),
+    ("8 000 123 45 67", "80001234567", "80001234567"),  # an 11-digit account stays
+    ("81234567890", None, "81234567890"),  # no account to compare, no "+": as typed
+])
+def test_a_corrected_account_read_out_with_its_prefix_is_the_terminals_number(
+        typed, previous, sent):
+    """Found by the stories: the operator typed the phone as the customer read it
+    ("8 916 …") and the terminal refused 89169999999 as not an mts account."""
+    from sync.desk_service.web import corrected_account
+
+    assert corrected_account(typed, previous) == sent
+
+
+@pytest.mark.parametrize("typed", ["", "+", "916 abc", "++7 916 999 99 99", "7+916"])
+def test_a_corrected_account_that_is_not_a_number_is_refused(typed):
+    from sync.desk_service.web import corrected_account
+
+    assert corrected_account(typed, "9161234567") is None

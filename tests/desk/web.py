@@ -62,6 +62,13 @@ def page_with_terminal(tmp: Path, db: str | Path, broker: Any, desk_key: Any,
     """A terminal online, a desk worker storing what it sends, the page on that worker."""
     tid = "W" + uuid.uuid4().hex[:8].upper()
     term = live_terminal(tmp / "t", tid, mqtt_config(broker.port, desk_key))
+    return page_for(term, db, broker, desk_key, command_wait_s)
+
+
+def page_for(term: LiveTerminal, db: str | Path, broker: Any, desk_key: Any,
+             command_wait_s: float = 15.0) -> DeskPage:
+    """A desk worker for this terminal (online on `broker`) and the page on that worker."""
+    tid = term.config.terminal.id
     store = DeskDB(db)
     add_operators(store)
     desk = Desk("127.0.0.1", broker.port, desk_key.key, desk_key.kid,

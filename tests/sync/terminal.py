@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from drivers.printer import ReceiptPrinter
 from kiosk.catalog import DEMO_CATALOG
 from kiosk.config import Config, MqttConfig
 from kiosk.engine import PaymentEngine
@@ -54,7 +55,7 @@ class LiveTerminal:
     ledger: Ledger
     engine: PaymentEngine
     acceptor: DoubleAcceptor
-    printer: DoublePrinter
+    printer: Any  # a DoublePrinter, or the ReceiptPrinter a test brought
     agent: SyncAgent | None = None
     snapshots: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
@@ -88,12 +89,15 @@ class LiveTerminal:
 
 
 def live_terminal(
-    tmp: Path, terminal_id: str, mqtt: MqttConfig, agent: bool = True
+    tmp: Path, terminal_id: str, mqtt: MqttConfig, agent: bool = True,
+    printer: ReceiptPrinter | None = None,
 ) -> LiveTerminal:
+    """`printer`: e.g. the real EscposPrinter on a PrinterSimulator (default a double)."""
     config = terminal_config(tmp, terminal_id, mqtt)
     ledger = Ledger(config.paths.ledger, terminal_id)
     ledger.open()
-    acceptor, printer = DoubleAcceptor(), DoublePrinter()
+    acceptor = DoubleAcceptor()
+    printer = printer if printer is not None else DoublePrinter()
     engine = PaymentEngine(config, ledger, acceptor, printer)
     term = LiveTerminal(config, ledger, engine, acceptor, printer)
     engine.subscribe(term.snapshots.append)
