@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Engine, or_, select
+from sqlalchemy import ColumnElement, Engine, or_, select
 
 from sync.desk_service import schema as s
 
@@ -74,23 +74,31 @@ class Query:
 
 
 def find_payments(engine: Engine, q: Query) -> list[dict[str, Any]]:
-    """Payments and unclaimed credits matching every given criterion, newest first."""
+    """Payments and unclaimed credits matching every given criterion, newest first.
+
+    A whole payment id or a whole 10-digit account is looked up exactly first (an index
+    lookup), and matched as a substring only when nothing has it exactly: on a table of
+    a million payments the substring match reads the whole table (docs/benchmarks.md,
+    "desk"), the exact one a few index pages."""
     p = s.payments
-    stmt = select(p)
     text = q.text.strip()
+    exact: ColumnElement[bool] | None = None
+    partial: ColumnElement[bool] | None = None
     if text:
         digits = normalise_digits(text)
         if PAYMENT_ID_RE.match(text) and not text.replace("-", "").isdigit():
-            stmt = stmt.where(p.c.payment_id.ilike(f"%{_like_escape(text)}%",
-                                                   escape=LIKE_ESCAPE))
+            exact = p.c.payment_id == text
+            partial = p.c.payment_id.ilike(f"%{_like_escape(text)}%", escape=LIKE_ESCAPE)
         elif digits is not None and len(digits) >= MIN_PARTIAL_DIGITS:
-            pattern = f"%{digits}%"
-            stmt = stmt.where(or_(p.c.account_digits.like(pattern),
-                                  p.c.payment_id.like(f"%-{digits}")))
+            if len(digits) == PHONE_DIGITS:
+                exact = p.c.account_digits == digits
+            partial = or_(p.c.account_digits.like(f"%{digits}%"),
+                          p.c.payment_id.like(f"%-{digits}"))
         else:
             raise ValueError(
                 f"{text!r}: type a payment id, or at least {MIN_PARTIAL_DIGITS} digits of "
                 "an account or phone number")
+    stmt = select(p)
     if q.terminal_id:
         stmt = stmt.where(p.c.terminal_id == q.terminal_id)
     if q.amount_minor is not None:
@@ -103,6 +111,11 @@ def find_payments(engine: Engine, q: Query) -> list[dict[str, Any]]:
     stmt = stmt.order_by(p.c.created_ms.desc(), p.c.terminal_id, p.c.payment_id,
                          p.c.reprocess_count.desc()).limit(q.limit)
     with engine.connect() as conn:
-        rows = conn.execute(stmt).mappings().all()
+        rows: Any = []
+        if exact is not None:
+            rows = conn.execute(stmt.where(exact)).mappings().all()
+        if not rows:
+            rows = conn.execute(stmt if partial is None else stmt.where(partial)
+                                ).mappings().all()
     return [{**{k: v for k, v in r.items() if k != "data"}, "data": json.loads(r["data"])}
             for r in rows]

@@ -142,3 +142,24 @@ def test_kiosk_desk_find(filled, capsys):
     assert "0 found" in capsys.readouterr().out
     assert desk_main(["--db", target, "find", "12"]) == 2
     assert "at least 3 digits" in capsys.readouterr().err
+
+
+def test_a_whole_id_or_account_is_found_exactly_first_then_as_a_part(db_target):
+    """A whole 10-digit account or payment id is an index lookup; the substring match
+    (a full table read on a large desk) runs only when nothing matches exactly."""
+    store = DeskDB(db_target)
+    try:
+        with store.transaction() as conn:
+            store.commit_records(conn, "T1", "payment", [
+                _pay(1, "T1", "9161234567", 50_000, T0),
+                _pay(2, "T1", "40916123456700", 10_000, T0 + HOUR_MS),  # contains it
+                _pay(3, "T1", "40903111223300", 10_000, T0 + 2 * HOUR_MS),
+            ], CommitStats(), 1)
+        e = store.engine
+        assert _ids(find_payments(e, Query(text="+7 916 123-45-67"))) == [("T1-00000001", 0)]
+        # nobody has 903 111-22-33 as the whole account: the part of a longer one is found
+        assert _ids(find_payments(e, Query(text="8 903 111-22-33"))) == [("T1-00000003", 0)]
+        assert _ids(find_payments(e, Query(text="T1-00000002"))) == [("T1-00000002", 0)]
+        assert _ids(find_payments(e, Query(text="t1-00000002"))) == [("T1-00000002", 0)]
+    finally:
+        store.close()
