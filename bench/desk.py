@@ -15,7 +15,7 @@
    publish→subscribe of the same payloads (no signature check, no database, no ack),
    counted at the subscriber, in payments per second.
 2. Operator search on 1,000,000 payments (100,000 with --quick): the desk's schema after
-   its own migrations, seeded with COPY (rows shaped by the desk's own `_payment_row`),
+   its own migrations, seeded with COPY (rows shaped by the desk's own `payment_row`),
    ANALYZEd, then the desk's own `find_payments` timed for what an operator types: a
    payment id off a receipt, a full account, a phone read out as "+7 916 123-45-67", the
    last 4 digits, a terminal and a one-day window. The limit: a primary-key lookup round
@@ -64,7 +64,7 @@ from bench.common import (
 )
 from bench.daemon import memory_kib, stop
 from bench.ledger_fill import build
-from bench.mqtt_drain import _start_broker
+from bench.mqtt_drain import start_broker
 
 KEY = "desk"
 TITLE = ("Desk: ingest by `kiosk desk serve` workers on PostgreSQL beside raw broker "
@@ -434,7 +434,7 @@ def seed(url: str, rows: int, terminals: int, samples: int) -> tuple[float, list
 
     from kiosk.ledger.store import NUMBER_WIDTH
     from sync.desk_service import schema as s
-    from sync.desk_service.db import DeskDB, _payment_row
+    from sync.desk_service.db import DeskDB, payment_row
 
     t0 = time.perf_counter()
     DeskDB(url).close()  # the desk's own migrations: the schema is the desk's
@@ -469,7 +469,7 @@ def seed(url: str, rows: int, terminals: int, samples: int) -> tuple[float, list
                     "bills": [{"amount_minor": inserted, "currency": "RUB", "count": 1}],
                 }
                 text = json.dumps(data, ensure_ascii=False, sort_keys=True)
-                row = _payment_row(tid, pid, 0, number, data, text, created + 60_000)
+                row = payment_row(tid, pid, 0, number, data, text, created + 60_000)
                 copy.write_row([row[c] for c in columns])
                 if i in pick and not unclaimed and len(account) == 10:
                     found.append(Sample(tid, pid, account, created))
@@ -685,7 +685,7 @@ def run(ctx: Context) -> BenchResult:
     with scratch_dir(ctx, "desk") as folder, _cluster() as pg:
         fleet = build_fleet(folder, z.terminals, z.per_terminal)
         (folder / "broker").mkdir()
-        broker, port = _start_broker(folder / "broker")
+        broker, port = start_broker(folder / "broker")
         try:
             raws = {b: raw_rate(port, fleet.messages[b]) for b in BATCHES}
             runs = [ingest(pg, port, broker.pid, fleet, w, b, folder)

@@ -81,7 +81,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_broker(folder: Path) -> tuple[subprocess.Popen, int]:
+def start_broker(folder: Path) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     conf = folder / "mosquitto.conf"
     user = "user root\n" if os.geteuid() == 0 else ""
@@ -420,7 +420,7 @@ def agent_memory(ctx: Context) -> tuple[list[Figure], list[str]]:
         runs["empty-down"] = _memory_run(dirs["empty"], down, hold_s)
         runs["queued-down"] = _memory_run(dirs["queued"], down, hold_s)
         (root / "broker").mkdir()
-        broker, port = _start_broker(root / "broker")
+        broker, port = start_broker(root / "broker")
         try:
             runs["empty-up"] = _memory_run(dirs["empty"], port, hold_s)
             runs["small-up"] = _memory_run(dirs["small"], port, hold_s)
@@ -498,7 +498,7 @@ def run(ctx: Context) -> BenchResult:
                                             "memory: one daemon start per case, "
                                             f"{5 if ctx.quick else 10} s each")
     with scratch_dir(ctx, "mqtt") as folder:
-        broker, port = _start_broker(folder)
+        broker, port = start_broker(folder)
         try:
             payload = b"x" * 700  # about one signed payment record
             raw = raw_publish_rate(port, n, payload)

@@ -200,7 +200,7 @@ _SELECT_PAYMENTS = select(s.payments.c.payment_id, s.payments.c.reprocess_count,
     s.payments.c.payment_id.in_(bindparam("ids", expanding=True)))
 
 
-def _payment_row(terminal_id: str, ref: str, count: int, seq: int, data: dict[str, Any],
+def payment_row(terminal_id: str, ref: str, count: int, seq: int, data: dict[str, Any],
                  text: str, received_ms: int) -> dict[str, Any]:
     """A `payments` row: the record's JSON and the columns the operator searches."""
     return dict(
@@ -324,7 +324,7 @@ class DeskDB:
                                     data=text, received_ms=received_ms))
             if kind == "payment":
                 pay_held[(ref, count)] = text  # type: ignore[index]
-                new_payments.append(_payment_row(terminal_id, ref, count or 0, seq, data,
+                new_payments.append(payment_row(terminal_id, ref, count or 0, seq, data,
                                                  text, received_ms))
                 stats.new_payments += 1
             else:
