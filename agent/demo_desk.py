@@ -47,7 +47,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _listening(port: int) -> bool:
+def port_open(port: int) -> bool:
+    """Something accepts connections on 127.0.0.1:port."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return True
@@ -100,7 +101,7 @@ class DemoDesk:
                                        stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + BROKER_READY_S
-        while not _listening(self.broker_port):
+        while not port_open(self.broker_port):
             if self.broker.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise DemoDeskError("mosquitto did not start: see "

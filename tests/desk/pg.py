@@ -12,7 +12,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sync.broker import free_port
+from agent.demo_desk import free_port, port_open
 
 READY_TIMEOUT_S = 30.0
 TEST_SETTINGS = ("fsync=off",)  # a throwaway cluster: durability costs time, proves nothing
@@ -47,14 +46,6 @@ def run_as_user() -> pwd.struct_passwd | None:
         except KeyError:
             continue
     pytest.fail("running as root and neither a 'postgres' nor a 'nobody' user exists")
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 @dataclass
@@ -111,7 +102,7 @@ class PgCluster:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"postgres exited:\n{self.log()}")
-            if _port_open(self.port) and self._accepts():
+            if port_open(self.port) and self._accepts():
                 return self
             time.sleep(0.05)
         self.stop()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -13,28 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.demo_desk import free_port, mosquitto_path, port_open
+
 READY_TIMEOUT_S = 10.0
 
-
-def mosquitto_path() -> str | None:
-    found = shutil.which("mosquitto")
-    if found:
-        return found
-    return "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+__all__ = ["Broker", "free_port", "mosquitto_path", "port_open"]
 
 
 @dataclass
@@ -82,7 +63,7 @@ class Broker:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited:\n{self.log()}")
-            if _port_open(self.port):
+            if port_open(self.port):
                 return self
             time.sleep(0.02)
         self.stop()
