@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sync import topics
+from sync.envelope import MAX_ENVELOPE_BYTES, seal
 
 EXIT_OK = 0  # executed (or executed before: a retry ran nothing again)
 EXIT_REFUSED = 1  # refused by the terminal or by this tool: code and reason printed
@@ -140,6 +141,12 @@ def publish_config_change(desk: Any, terminal: str, change: dict[str, Any]) -> O
     topic = topics.topic(terminal, topics.CONFIG)
     with _CONFIG_LOCK:
         doc = next_config(desk.store.last_config(topic), terminal, change)
+        size = len(seal(desk.key, desk.kid, "config", {"issued_ms": 0, **doc}))
+        if size > MAX_ENVELOPE_BYTES:  # the terminal would refuse it as too_large
+            return Outcome(EXIT_REFUSED, "refused",
+                           f"refused: too_large: config v{doc['version']} for {terminal} "
+                           f"would be {size} bytes, over the terminals' {MAX_ENVELOPE_BYTES}"
+                           " (fewer or shorter help texts)")
         with _PUBLISH_LOCK:
             desk.publish_config(terminal, doc)
             tag = desk.last_publish

@@ -59,7 +59,8 @@ PRE_COOKIE = "kd_pre"  # the login form's CSRF token (no session yet)
 LANG_COOKIE = "kd_lang"
 LANGS = ("ru", "en")
 PRE_LEN = 32  # characters of the login form's token (token_urlsafe(24))
-MAX_BODY = 16 * 1024  # a form is small
+MAX_BODY = 64 * 1024  # a form is small; two help texts of 4000 Cyrillic letters are
+# 48 KB once percent-encoded (6 bytes a letter)
 COMMAND_TTL_S = 300.0
 COMMAND_WAIT_S = 15.0
 QUEUE_ATTENTION = 20  # unsent payments on a terminal that need a look
@@ -922,7 +923,8 @@ class DeskWeb:
                                                                     "details"))
         rows = "".join(
             f'<tr class="{"ok" if o.ok else "error"}"><td>{esc(t)}</td>'
-            f'<td>{esc(self.t(req, "k_sent" if o.ok else "k_not_delivered"))}</td>'
+            f'<td>{esc(self.t(req, f"k_{o.kind}" if f"k_{o.kind}" in M else "k_failed"))}'
+            "</td>"
             f"<td>{esc(o.message)}</td></tr>" for t, o in results)
         req.query["note"] = str(note)
         body = (f'{self.note(req)}<table id="fleet-result"><tr>{head}</tr>{rows}</table>'

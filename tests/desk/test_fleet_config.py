@@ -122,6 +122,20 @@ def test_an_admin_sets_the_fleet_phone_and_pushes_a_help_text_that_a_late_termin
             ("push_help_text", "sent", "*"), ("set_fleet_phone", "sent", "*")]
         assert audit[2]["detail"].startswith("2 terminal(s), 2 sent")
 
+        # a document the terminal would refuse as too large is not published
+        big = {f"k{i}": {"ru": "я" * 4000, "en": "e" * 4000} for i in range(40)}
+        topic1 = topics.topic(ids[1], topics.CONFIG)
+        store.record_config(topic1, 3, {"version": 3, "terminal_id": ids[1], "help_texts": big})
+        status, text = admin.post("/action/help_text", {
+            "csrf": admin.csrf(), "t": "*", "key": "more", **other})
+        assert status == 200 and "Отклонено" in text and "too_large" in text, text
+        assert store.last_config(topic1) == (3, {"version": 3, "terminal_id": ids[1],
+                                                 "help_texts": big})
+        row = _audit(store, login="adm1")[0]
+        assert (row["action"], row["outcome"]) == ("push_help_text", "failed")
+        assert row["detail"].startswith("2 terminal(s), 1 sent; failed for: " + ids[1])
+        wait_for(lambda: terms[0].engine.help_texts.get("more") == other, 20, "the other one")
+
         # a terminal starting later (fresh data dir, same id) loads the newest document
         terms[0].stop()
         terms.pop(0)
@@ -164,4 +178,64 @@ def test_an_operator_is_refused_the_admin_actions_and_the_attempt_is_audited(
         assert status == 403
     finally:
         web.stop()
+        store.close()
+
+
+def test_bad_help_texts_an_unknown_terminal_and_no_broker_are_refused_clearly(
+        tmp_path: Path) -> None:
+    store = DeskDB(tmp_path / "desk.sqlite")
+    add_operators(store)
+    with store.transaction() as conn:  # a terminal the desk has heard of
+        store.save_state(conn, "T1", {"state": "online", "connection_id": "c1", "at_ms": 1}, 1)
+    web = DeskWeb(store).start("127.0.0.1", 0)  # no desk connection: nothing can be sent
+    try:
+        c = Client(web.port)
+        c.login("adm1")
+        for form, why in (({"t": "*", "key": "How to pay!", **HOW_TO_PAY}, "key"),
+                          ({"t": "*", "key": "how_to_pay", "ru": "текст", "en": " "},
+                           "both texts"),
+                          ({"t": "*", "key": "how_to_pay", "ru": "т" * 4001, "en": "t"},
+                           "both texts"),
+                          ({"t": "T9", "key": "how_to_pay", **HOW_TO_PAY}, "not known")):
+            status, text = c.post("/action/help_text", {"csrf": c.csrf(), **form})
+            assert status == 400 and "Неверный ввод" in text and why in text, form
+        status, text = c.post("/action/help_text", {"csrf": c.csrf(), "t": "T1",
+                                                    "key": "how_to_pay", **HOW_TO_PAY})
+        assert status == 503 and "Нет связи с брокером" in text
+        outcomes = [(r["outcome"], r["terminal_id"]) for r in _audit(store, login="adm1",
+                                                                     action="push_help_text")]
+        assert outcomes == [("failed", "T1"), ("refused", "T9"), ("refused", "*"),
+                            ("refused", "*"), ("refused", "*")]
+        assert store.last_config(topics.topic("T1", topics.CONFIG)) is None
+    finally:
+        web.stop()
+        store.close()
+
+
+def test_a_config_published_before_d0003_has_no_body_and_the_next_starts_above_it(
+        tmp_path: Path) -> None:
+    from sqlalchemy import insert
+
+    from sync.desk_service import schema
+    from sync.desk_service.db import make_engine, migrate
+
+    engine = make_engine(tmp_path / "desk.sqlite")
+    migrate(engine, "d0002")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO config_published (topic, version, published_ms) VALUES (?, ?, ?)",
+            ("kiosk/v1/T1/config", 7, 1))
+    store = DeskDB(engine)  # migrates to head
+    try:
+        topic = topics.topic("T1", topics.CONFIG)
+        assert store.last_config(topic) == (7, None)
+        assert store.carry_in_config(topic, {"support_phone": PHONE}) is False
+        doc = next_config(store.last_config(topic), "T1", {"support_phone": PHONE})
+        assert doc == {"version": 8, "terminal_id": "T1", "support_phone": PHONE}
+        with store.transaction() as conn:  # an older version never replaces the body
+            conn.execute(insert(schema.config_published).values(
+                topic="kiosk/v1/T2/config", version=3, published_ms=1, body='{"version": 3}'))
+        store.record_config("kiosk/v1/T2/config", 2, {"version": 2})
+        assert store.last_config("kiosk/v1/T2/config") == (3, {"version": 3})
+    finally:
         store.close()
