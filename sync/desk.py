@@ -658,11 +658,14 @@ class Desk:
         return predicate()
 
     def publish_config(self, terminal: str, doc: dict[str, Any]) -> bytes:
-        payload = seal(self.key, self.kid, "config", {"issued_ms": self.now_ms(), **doc})
+        body = {"issued_ms": self.now_ms(), **doc}
+        payload = seal(self.key, self.kid, "config", body)
         self.last_publish = uuid.uuid4().hex
         self.send_raw(terminal, topics.CONFIG, payload, retain=True,
                       tag=("pub", self.last_publish))
-        self.store.record_config(topics.topic(terminal, topics.CONFIG), int(doc["version"]))
+        # the whole body: the next document carries it forward (a retained one replaces)
+        self.store.record_config(topics.topic(terminal, topics.CONFIG), int(doc["version"]),
+                                 body)
         return payload
 
     def retained_config_version(self, terminal: str, timeout: float) -> int | None:

@@ -15,6 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sync import topics
+from sync.envelope import MAX_ENVELOPE_BYTES, seal
+
 EXIT_OK = 0  # executed (or executed before: a retry ran nothing again)
 EXIT_REFUSED = 1  # refused by the terminal or by this tool: code and reason printed
 EXIT_QUEUED = 2  # queued at the broker for the terminal's session, not executed yet
@@ -109,3 +112,58 @@ def await_puback(desk: Any, what: str, retained: bool = False,
 
 def result_text(outcome: Outcome) -> str:
     return json.dumps(outcome.result, ensure_ascii=False, sort_keys=True)
+
+
+_CONFIG_LOCK = threading.Lock()  # read the last document, publish the next, record it
+
+
+def next_config(last: tuple[int, dict[str, Any] | None] | None, terminal: str,
+                change: dict[str, Any]) -> dict[str, Any]:
+    """The next config document for `terminal`: the last one the desk published (a
+    retained document replaces the previous one at the broker, so a terminal starting
+    later sees only the newest) with `change` on top, one version above it. Help texts
+    merge key by key; every other field is replaced."""
+    version, body = last if last is not None else (0, None)
+    doc = {k: v for k, v in (body or {}).items() if k != "issued_ms"}
+    for key, value in change.items():
+        if key == "help_texts":
+            doc["help_texts"] = {**(doc.get("help_texts") or {}), **value}
+        else:
+            doc[key] = value
+    doc["version"] = version + 1
+    doc["terminal_id"] = terminal
+    return doc
+
+
+def publish_config_change(desk: Any, terminal: str, change: dict[str, Any]) -> Outcome:
+    """Publish the next retained config document for one terminal (next_config) and wait
+    for the broker to take it."""
+    topic = topics.topic(terminal, topics.CONFIG)
+    with _CONFIG_LOCK:
+        doc = next_config(desk.store.last_config(topic), terminal, change)
+        size = len(seal(desk.key, desk.kid, "config", {"issued_ms": 0, **doc}))
+        if size > MAX_ENVELOPE_BYTES:  # the terminal would refuse it as too_large
+            return Outcome(EXIT_REFUSED, "refused",
+                           f"refused: too_large: config v{doc['version']} for {terminal} "
+                           f"would be {size} bytes, over the terminals' {MAX_ENVELOPE_BYTES}"
+                           " (fewer or shorter help texts)")
+        with _PUBLISH_LOCK:
+            desk.publish_config(terminal, doc)
+            tag = desk.last_publish
+    return await_puback(desk, f"config v{doc['version']} for {terminal}", retained=True,
+                        tag=tag)
+
+
+def publish_fleet_change(desk: Any, terminals: list[str], change: dict[str, Any]
+                         ) -> list[tuple[str, Outcome]]:
+    """The same change in the next config document of each terminal, one by one; a
+    failure for one terminal does not stop the others."""
+    out: list[tuple[str, Outcome]] = []
+    for terminal in terminals:
+        try:
+            outcome = publish_config_change(desk, terminal, change)
+        except Exception as exc:  # the database or the connection failed for this one
+            outcome = Outcome(EXIT_NOT_DELIVERED, "not_delivered",
+                              f"not delivered: {type(exc).__name__}: {str(exc)[:200]}")
+        out.append((terminal, outcome))
+    return out

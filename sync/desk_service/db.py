@@ -465,16 +465,48 @@ class DeskDB:
             row = conn.execute(select(c.c.version).where(c.c.topic == topic)).scalar()
         return None if row is None else int(row)
 
-    def record_config(self, topic: str, version: int) -> None:
+    def record_config(self, topic: str, version: int,
+                      body: dict[str, Any] | None = None) -> None:
+        """The version (and the whole body) of a config document published on `topic`.
+        The body is kept only with the newest version: the next document is built on it."""
         c = s.config_published
+        text = None if body is None else _dumps(body)
         with self.transaction() as conn:
             old = conn.execute(select(c.c.version).where(c.c.topic == topic)).scalar()
             if old is None:
                 conn.execute(insert(c).values(topic=topic, version=version,
-                                              published_ms=now_ms()))
+                                              published_ms=now_ms(), body=text))
+            elif version >= int(old):
+                conn.execute(update(c).where(c.c.topic == topic).values(
+                    version=version, published_ms=now_ms(), body=text))
             else:
                 conn.execute(update(c).where(c.c.topic == topic).values(
-                    version=max(int(old), version), published_ms=now_ms()))
+                    published_ms=now_ms()))
+
+    def carry_in_config(self, topic: str, fields: dict[str, Any]) -> bool:
+        """Set `fields` in the kept body of the last config document without publishing
+        (a terminal's phone set by a command: the next document must not put back the
+        phone of the last one). False when no body is kept for `topic`."""
+        c = s.config_published
+        with self.transaction() as conn:
+            text = conn.execute(select(c.c.body).where(c.c.topic == topic)).scalar()
+            body = json.loads(text) if text else None
+            if not isinstance(body, dict):
+                return False
+            conn.execute(update(c).where(c.c.topic == topic).values(
+                body=_dumps({**body, **fields})))
+        return True
+
+    def last_config(self, topic: str) -> tuple[int, dict[str, Any] | None] | None:
+        """(version, body) of the newest config document published on `topic`; the body
+        is None when it was published before the desk kept bodies (revision d0003)."""
+        c = s.config_published
+        with self.engine.connect() as conn:
+            row = conn.execute(select(c.c.version, c.c.body).where(c.c.topic == topic)).first()
+        if row is None:
+            return None
+        body = json.loads(row.body) if row.body else None
+        return int(row.version), body if isinstance(body, dict) else None
 
     # -- reads (the operator's view) ---------------------------------------------------
     def _rows(self, stmt: Any) -> list[dict[str, Any]]:

@@ -127,6 +127,9 @@ config_published = Table(
     Column("topic", String(256), primary_key=True),
     Column("version", BigInteger, nullable=False),
     Column("published_ms", BigInteger, nullable=False),
+    # the whole body of that document (revision d0003): a retained document replaces the
+    # previous one, so the next one is built from this plus the change
+    Column("body", Text),
 )
 
 commands = Table(

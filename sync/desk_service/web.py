@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -30,6 +31,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from sync import topics
+from sync.commands import valid_phone
 from sync.desk_service import actions
 from sync.desk_service import schema as s
 from sync.desk_service.operators import (
@@ -56,12 +59,18 @@ PRE_COOKIE = "kd_pre"  # the login form's CSRF token (no session yet)
 LANG_COOKIE = "kd_lang"
 LANGS = ("ru", "en")
 PRE_LEN = 32  # characters of the login form's token (token_urlsafe(24))
-MAX_BODY = 16 * 1024  # a form is small
+MAX_BODY = 64 * 1024  # a form is small; two help texts of 4000 Cyrillic letters are
+# 48 KB once percent-encoded (6 bytes a letter)
 COMMAND_TTL_S = 300.0
 COMMAND_WAIT_S = 15.0
 QUEUE_ATTENTION = 20  # unsent payments on a terminal that need a look
 HEALTH_STALE_MS = 15 * 60 * 1000  # no health for this long: the terminal is silent
 STATUSES = ("processed", "failed")
+FLEET = "*"  # the form's value for "every terminal the desk knows"
+FLEET_PHONE = "set_fleet_phone"  # audit action names
+PUSH_HELP = "push_help_text"
+HELP_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+HELP_TEXT_MAX = 4000  # sync/desk_config.py refuses a longer text
 RESULT_WORD = {True: "ok", False: "refused", None: "…"}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
@@ -170,6 +179,19 @@ M: dict[str, tuple[str, str]] = {
     "silent": ("нет данных о состоянии", "no health report"),
     "ledger_failed": ("сбой журнала", "ledger failure"),
     "lang": ("English", "Русский"),
+    "forbidden_admin": ("Недостаточно прав: действие доступно только роли «администратор»",
+                        "Not allowed: this action needs the role admin"),
+    "fleet_phone": ("Телефон поддержки для всего парка", "Support phone for the whole fleet"),
+    "do_fleet_phone": ("Сменить на всех терминалах", "Change on every terminal"),
+    "help_text": ("Справочный текст", "Help text"),
+    "help_key": ("Ключ (латиница, например how_to_pay)", "Key (e.g. how_to_pay)"),
+    "help_ru": ("Текст по-русски", "Russian text"),
+    "help_en": ("Текст по-английски", "English text"),
+    "to_whom": ("Кому", "To"),
+    "fleet": ("Весь парк", "The whole fleet"),
+    "do_help": ("Отправить текст", "Push the text"),
+    "fleet_result": ("Результат по терминалам", "Result per terminal"),
+    "admin_actions": ("Действия администратора", "Admin actions"),
 }
 
 
@@ -187,6 +209,12 @@ def money(minor: int | None, currency: str | None = "RUB") -> str:
 
 def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
+
+
+def phone_ok(phone: str) -> bool:
+    """A support phone as the terminal will take it (sync.commands.valid_phone) and as a
+    customer can dial it: digits with the usual separators, at most 32 characters."""
+    return normalise_digits(phone) is not None and valid_phone(phone)
 
 
 def digits_only(text: str) -> str | None:
@@ -318,7 +346,8 @@ class DeskWeb:
             routes: dict[str, Callable[[Request], Reply]] = {
                 "/logout": self.logout, "/action/reprocess": self.do_reprocess,
                 "/action/status": self.do_status, "/action/terminal": self.do_terminal,
-                "/action/phone": self.do_phone}
+                "/action/phone": self.do_phone, "/action/fleet_phone": self.do_fleet_phone,
+                "/action/help_text": self.do_help_text}
         else:
             routes = {"/": self.search, "/payment": self.payment, "/terminals": self.terminals,
                       "/terminal": self.terminal, "/audit": self.audit}
@@ -332,7 +361,8 @@ class DeskWeb:
     def action_name(req: Request) -> str:
         """The audit's name for what a POST asked."""
         names = {"/action/reprocess": "reprocess", "/action/status": "set_status",
-                 "/action/phone": "set_support_phone", "/logout": "logout"}
+                 "/action/phone": "set_support_phone", "/logout": "logout",
+                 "/action/fleet_phone": FLEET_PHONE, "/action/help_text": PUSH_HELP}
         if req.path == "/action/terminal":
             return req.form.get("op", "")[:16] or "terminal"
         return names.get(req.path, req.path[:64])
@@ -647,7 +677,8 @@ class DeskWeb:
         switch = (f'<p><a href="/terminals" id="show-all">{esc(self.t(req, "all"))}</a> · '
                   f'<a href="/terminals?attention=1" id="show-attention">'
                   f'{esc(self.t(req, "attention"))}</a></p>')
-        body = (f'{switch}<table id="terminals"><tr>{head}</tr>{"".join(rows)}</table>')
+        body = (f'{switch}<table id="terminals"><tr>{head}</tr>{"".join(rows)}</table>'
+                f"{self.admin_forms(req)}")
         title = self.t(req, "attention" if attention else "terminals")
         return self.page(req, title, body)
 
@@ -679,6 +710,32 @@ class DeskWeb:
                 f"<pre>{esc(json.dumps(v['health'], ensure_ascii=False, indent=1))}</pre>")
         return self.page(req, f"{self.t(req, 'terminal')} {tid}", body)
 
+    def admin_forms(self, req: Request) -> str:
+        """The fleet's support phone and help texts: admins only (others see nothing)."""
+        assert req.session is not None
+        if req.session.role < Role.ADMIN:
+            return ""
+        csrf = self.csrf_field(req)
+        options = f'<option value="{FLEET}">{esc(self.t(req, "fleet"))}</option>' + "".join(
+            f'<option value="{esc(r["terminal_id"])}">{esc(r["terminal_id"])}</option>'
+            for r in self.store.terminals())
+        return (f'<section class="actions" id="admin-actions"><h2>'
+                f'{esc(self.t(req, "admin_actions"))}</h2>'
+                f'<form method="post" action="/action/fleet_phone" id="fleet-phone-form">'
+                f'<h2>{esc(self.t(req, "fleet_phone"))}</h2>{csrf}<label>'
+                f'{esc(self.t(req, "support_phone"))} <input name="phone" id="fleet-phone" '
+                f'required></label><button type="submit" id="do-fleet-phone">'
+                f'{esc(self.t(req, "do_fleet_phone"))}</button></form>'
+                f'<form method="post" action="/action/help_text" id="help-form">'
+                f'<h2>{esc(self.t(req, "help_text"))}</h2>{csrf}<label>'
+                f'{esc(self.t(req, "to_whom"))} <select name="t" id="help-target">{options}'
+                f'</select></label><label>{esc(self.t(req, "help_key"))} <input name="key" '
+                f'id="help-key" required></label><label>{esc(self.t(req, "help_ru"))} '
+                f'<textarea name="ru" id="help-ru" required></textarea></label><label>'
+                f'{esc(self.t(req, "help_en"))} <textarea name="en" id="help-en" required>'
+                f'</textarea></label><button type="submit" id="do-help">'
+                f'{esc(self.t(req, "do_help"))}</button></form></section>')
+
     # -- audit -------------------------------------------------------------------------
     def audit(self, req: Request) -> Reply:
         assert req.session is not None
@@ -694,17 +751,19 @@ class DeskWeb:
         return self.page(req, self.t(req, "audit"), f'<table id="audit">{head}{body}</table>')
 
     # -- actions -----------------------------------------------------------------------
-    def refuse_role(self, req: Request, action: str) -> Reply | None:
-        """A viewer is refused, clearly, and the attempt is audited."""
+    def refuse_role(self, req: Request, action: str,
+                    needs: Role = Role.OPERATOR) -> Reply | None:
+        """A role below `needs` is refused, clearly, and the attempt is audited."""
         sess = req.session
         assert sess is not None
-        if sess.role >= Role.OPERATOR:
+        if sess.role >= needs:
             return None
         self.ops.audit(sess.login, req.client, action, "refused", req.form.get("t"),
                        req.form.get("id") or req.form.get("t"),
                        f"role {sess.role.label} may not {action}")
-        return self.page(req, self.t(req, "forbidden_role"),
-                         self.error_box(req, "forbidden_role"), HTTPStatus.FORBIDDEN)
+        key = "forbidden_admin" if needs >= Role.ADMIN else "forbidden_role"
+        return self.page(req, self.t(req, key), self.error_box(req, key),
+                         HTTPStatus.FORBIDDEN)
 
     def finish(self, req: Request, action: str, terminal: str, target: str,
                outcome: actions.Outcome, back: str) -> Reply:
@@ -799,7 +858,7 @@ class DeskWeb:
             return refused
         terminal, phone = req.form.get("t", ""), req.form.get("phone", "").strip()
         back = "/terminal?" + urllib.parse.urlencode({"t": terminal})
-        if normalise_digits(phone) is None or len(phone) > 32:
+        if not phone_ok(phone):
             return self.bad(req, "set_support_phone", terminal, terminal,
                             f"phone {phone[:40]!r}")
         gone = self.no_broker(req, "set_support_phone", terminal, terminal, back)
@@ -807,7 +866,70 @@ class DeskWeb:
             return gone
         out = actions.run_command(self.desk, terminal, "set_support_phone", {"phone": phone},
                                   COMMAND_TTL_S, self.command_wait_s)
+        if out.ok:  # the next config document (a help text, …) keeps this phone
+            self.store.carry_in_config(topics.topic(terminal, topics.CONFIG),
+                                       {"support_phone": phone})
         return self.finish(req, "set_support_phone", terminal, terminal, out, back)
+
+    def do_fleet_phone(self, req: Request) -> Reply:
+        refused = self.refuse_role(req, FLEET_PHONE, Role.ADMIN)
+        if refused:
+            return refused
+        phone = req.form.get("phone", "").strip()
+        if not phone_ok(phone):
+            return self.bad(req, FLEET_PHONE, FLEET, FLEET, f"phone {phone[:40]!r}")
+        return self.config_change(req, FLEET_PHONE, FLEET, phone, {"support_phone": phone})
+
+    def do_help_text(self, req: Request) -> Reply:
+        refused = self.refuse_role(req, PUSH_HELP, Role.ADMIN)
+        if refused:
+            return refused
+        f = req.form
+        target, key = f.get("t", "").strip(), f.get("key", "").strip()
+        ru, en = f.get("ru", "").strip(), f.get("en", "").strip()
+        if not HELP_KEY_RE.match(key):
+            return self.bad(req, PUSH_HELP, target[:32], key[:64],
+                            f"key {key[:40]!r}: a-z, 0-9 and _, starting with a letter")
+        if not ru or not en or max(len(ru), len(en)) > HELP_TEXT_MAX:
+            return self.bad(req, PUSH_HELP, target[:32], key,
+                            f"both texts (Russian and English), 1-{HELP_TEXT_MAX} characters")
+        return self.config_change(req, PUSH_HELP, target, key,
+                                  {"help_texts": {key: {"ru": ru, "en": en}}})
+
+    def config_change(self, req: Request, action: str, target: str, what: str,
+                      change: dict[str, Any]) -> Reply:
+        """The next retained config document (the last one plus `change`) for one
+        terminal or every terminal the desk knows; one audit row with the count and the
+        terminals it failed for, and a result page per terminal."""
+        known = [r["terminal_id"] for r in self.store.terminals()]
+        terminals = known if target == FLEET else [t for t in known if t == target]
+        if not terminals:
+            why = "the desk knows no terminal" if target == FLEET else (
+                f"terminal {target[:32]!r} is not known to the desk")
+            return self.bad(req, action, target[:32], what, why)
+        if self.desk is None or not self.desk.conn.connected:
+            self.ops.audit(req.session.login if req.session else None, req.client, action,
+                           "failed", target, what, "no broker connection: not sent")
+            return self.page(req, self.t(req, "no_broker"), self.error_box(req, "no_broker"),
+                             HTTPStatus.SERVICE_UNAVAILABLE)
+        results = actions.publish_fleet_change(self.desk, terminals, change)
+        failed = [(t, o) for t, o in results if not o.ok]
+        detail = (f"{len(results)} terminal(s), {len(results) - len(failed)} sent"
+                  + ("; failed for: " + ", ".join(f"{t} ({o.message})" for t, o in failed)
+                     if failed else ""))
+        note = self.ops.audit(req.session.login if req.session else None, req.client, action,
+                              "failed" if failed else "sent", target, what, detail[:2000])
+        head = "".join(f"<th>{esc(self.t(req, k))}</th>" for k in ("terminal", "result",
+                                                                    "details"))
+        rows = "".join(
+            f'<tr class="{"ok" if o.ok else "error"}"><td>{esc(t)}</td>'
+            f'<td>{esc(self.t(req, f"k_{o.kind}" if f"k_{o.kind}" in M else "k_failed"))}'
+            "</td>"
+            f"<td>{esc(o.message)}</td></tr>" for t, o in results)
+        req.query["note"] = str(note)
+        body = (f'{self.note(req)}<table id="fleet-result"><tr>{head}</tr>{rows}</table>'
+                f'<p><a href="/terminals">{esc(self.t(req, "terminals"))}</a></p>')
+        return self.page(req, self.t(req, "fleet_result"), body)
 
 
 @dataclass

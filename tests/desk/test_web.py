@@ -199,7 +199,7 @@ def test_on_postgresql_a_phone_finds_the_payment_and_a_reprocess_reaches_the_ter
 def test_web_refuses_an_oversized_form(page):
     c = Client(page.web.port)
     c.login("op1")
-    status, _, _ = c.request("POST", "/action/status", {"csrf": "x" * 20000})
+    status, _, _ = c.request("POST", "/action/status", {"csrf": "x" * 70000})
     assert status == 413
 
 
