@@ -439,27 +439,8 @@ def _safe_url(db: str) -> str:
     return make_url(db).render_as_string(hide_password=True)
 
 
-def parse_when(text: str, now_s: float | None = None) -> int:
-    """UTC date/time (2026-12-03, 2026-12-03T10:00, 2026-12-03 10:00:00) or an age
-    (30m, 2h, 3d) -> epoch milliseconds."""
-    import datetime as dt
-
-    units = {"m": 60, "h": 3600, "d": 86400}
-    now_s = time.time() if now_s is None else now_s
-    t = text.strip()
-    if t[:-1].isdigit() and t[-1:] in units:
-        return int((now_s - int(t[:-1]) * units[t[-1]]) * 1000)
-    try:
-        when = dt.datetime.fromisoformat(t)
-    except ValueError as exc:
-        raise ValueError(f"{text!r} is not a time (2026-12-03T10:00) or an age (2h)") from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp() * 1000)
-
-
 def _find(store: Any, args: argparse.Namespace) -> int:
-    from sync.desk_service.search import Query, find_payments, parse_amount
+    from sync.desk_service.search import Query, find_payments, parse_amount, parse_when
 
     try:
         q = Query(

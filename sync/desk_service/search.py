@@ -9,8 +9,10 @@ All values travel as bound parameters (SQLAlchemy Core), never as SQL text.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
+import time
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -52,6 +54,23 @@ def parse_amount(text: str) -> int:
     if minor != minor.to_integral_value() or minor < 0:
         raise ValueError(f"not an amount in kopecks: {text!r}")
     return int(minor)
+
+
+def parse_when(text: str, now_s: float | None = None) -> int:
+    """UTC date/time (2026-12-03, 2026-12-03T10:00, 2026-12-03 10:00:00) or an age
+    (30m, 2h, 3d) -> epoch milliseconds."""
+    units = {"m": 60, "h": 3600, "d": 86400}
+    now_s = time.time() if now_s is None else now_s
+    t = text.strip()
+    if t[:-1].isdigit() and t[-1:] in units:
+        return int((now_s - int(t[:-1]) * units[t[-1]]) * 1000)
+    try:
+        when = dt.datetime.fromisoformat(t)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a time (2026-12-03T10:00) or an age (2h)") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
 
 
 def like_escape(text: str) -> str:

@@ -452,7 +452,7 @@ class DeskWeb:
 
     # -- search ------------------------------------------------------------------------
     def search(self, req: Request) -> Reply:
-        from sync.cli import parse_when
+        from sync.desk_service.search import parse_when
 
         f = req.query
         fields = [("q", "q", 28), ("terminal", "terminal", 10), ("amount", "amount", 8),

@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from sync.cli import desk_main, parse_when
+from sync.cli import desk_main
 from sync.desk_service.db import CommitStats, DeskDB
-from sync.desk_service.search import Query, find_payments, normalise_digits, parse_amount
+from sync.desk_service.search import (
+    Query,
+    find_payments,
+    normalise_digits,
+    parse_amount,
+    parse_when,
+)
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 HOUR_MS = 3_600_000
