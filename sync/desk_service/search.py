@@ -73,6 +73,33 @@ def parse_when(text: str, now_s: float | None = None) -> int:
     return int(when.timestamp() * 1000)
 
 
+def digits_only(text: str) -> str | None:
+    """An account as an operator types it ("916 123-45-67", "(916) 1234567"): the digits.
+    None when it holds anything but digits, spaces, dashes, dots and brackets."""
+    allowed = set("0123456789 -.()\u00a0")
+    cleaned = text.strip()
+    if not cleaned or not set(cleaned) <= allowed:
+        return None
+    return "".join(ch for ch in cleaned if ch.isdigit()) or None
+
+
+def corrected_account(text: str, previous: str | None) -> str | None:
+    """The corrected account as the customer reads it out. A phone is read with its
+    prefix ("+7 916 …", "8 916 …") but the terminal keeps the 10 digits: the prefix is
+    dropped when the payment's account was such a number, or when "+" was typed (a
+    country code). None when it is not a number (see digits_only)."""
+    typed = text.strip()
+    plus = typed.startswith("+")
+    digits = digits_only(typed[1:] if plus else typed)
+    if digits is None:
+        return None
+    phone_like = plus or (previous is not None and len(previous) == PHONE_DIGITS
+                          and previous.isdigit())
+    if phone_like and normalise_digits(digits) != digits:
+        return normalise_digits(digits)
+    return digits
+
+
 def like_escape(text: str) -> str:
     """Text matched literally inside a LIKE pattern (with escape=LIKE_ESCAPE)."""
     return (text.replace(LIKE_ESCAPE, LIKE_ESCAPE * 2).replace("%", LIKE_ESCAPE + "%")

@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from kiosk.receipts import format_money
 from sync import topics
 from sync.commands import valid_phone
 from sync.desk_service import actions
@@ -44,8 +45,8 @@ from sync.desk_service.operators import (
 )
 from sync.desk_service.search import (
     LIKE_ESCAPE,
-    PHONE_DIGITS,
     Query,
+    corrected_account,
     find_payments,
     like_escape,
     normalise_digits,
@@ -202,9 +203,7 @@ def ms_text(ms: int | None) -> str:
 
 
 def money(minor: int | None, currency: str | None = "RUB") -> str:
-    if minor is None:
-        return "—"
-    return f"{minor // 100}.{minor % 100:02d} {currency or ''}".strip()
+    return "—" if minor is None else format_money(minor, currency or "RUB")
 
 
 def esc(value: Any) -> str:
@@ -215,33 +214,6 @@ def phone_ok(phone: str) -> bool:
     """A support phone as the terminal will take it (sync.commands.valid_phone) and as a
     customer can dial it: digits with the usual separators, at most 32 characters."""
     return normalise_digits(phone) is not None and valid_phone(phone)
-
-
-def digits_only(text: str) -> str | None:
-    """An account as an operator types it ("916 123-45-67", "(916) 1234567"): the digits.
-    None when it holds anything but digits, spaces, dashes, dots and brackets."""
-    allowed = set("0123456789 -.()\u00a0")
-    cleaned = text.strip()
-    if not cleaned or not set(cleaned) <= allowed:
-        return None
-    return "".join(ch for ch in cleaned if ch.isdigit()) or None
-
-
-def corrected_account(text: str, previous: str | None) -> str | None:
-    """The corrected account as the customer reads it out. A phone is read with its
-    prefix ("+7 916 …", "8 916 …") but the terminal keeps the 10 digits: the prefix is
-    dropped when the payment's account was such a number, or when "+" was typed (a
-    country code). None when it is not a number (see digits_only)."""
-    typed = text.strip()
-    plus = typed.startswith("+")
-    digits = digits_only(typed[1:] if plus else typed)
-    if digits is None:
-        return None
-    phone_like = plus or (previous is not None and len(previous) == PHONE_DIGITS
-                          and previous.isdigit())
-    if phone_like and normalise_digits(digits) != digits:
-        return normalise_digits(digits)
-    return digits
 
 
 @dataclass

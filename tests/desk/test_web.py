@@ -453,13 +453,13 @@ def test_a_corrected_account_read_out_with_its_prefix_is_the_terminals_number(
         typed, previous, sent):
     """Found by the stories: the operator typed the phone as the customer read it
     ("8 916 …") and the terminal refused 89169999999 as not an mts account."""
-    from sync.desk_service.web import corrected_account
+    from sync.desk_service.search import corrected_account
 
     assert corrected_account(typed, previous) == sent
 
 
 @pytest.mark.parametrize("typed", ["", "+", "916 abc", "++7 916 999 99 99", "7+916"])
 def test_a_corrected_account_that_is_not_a_number_is_refused(typed):
-    from sync.desk_service.web import corrected_account
+    from sync.desk_service.search import corrected_account
 
     assert corrected_account(typed, "9161234567") is None
