@@ -40,6 +40,7 @@ from tests.chaos.rig import (
     BillRefused,
     NoPayment,
     Reconciliation,
+    RigThread,
     Station,
     StationOptions,
     drain_to_desk,
@@ -89,24 +90,17 @@ class KillRecord:
     aimed: bool
 
 
-class Killer(threading.Thread):
+class Killer(RigThread):
     def __init__(self, station: Station, rng: random.Random, params: ChaosParams,
                  t0: float) -> None:
-        super().__init__(name="chaos-killer", daemon=True)
+        super().__init__("chaos-killer")
         self.station, self.rng, self.params, self.t0 = station, rng, params, t0
         self.kills: list[KillRecord] = []
         self.stop = threading.Event()
         self.armed = threading.Event()
-        self.error: BaseException | None = None
 
     def count(self, kind: str) -> int:
         return sum(1 for k in self.kills if k.kind == kind)
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # surfaced by the run, never lost in a thread
-            self.error = exc
 
     def _run(self) -> None:
         sim, core = self.station.sim, self.station.core
@@ -175,24 +169,17 @@ class Killer(threading.Thread):
         self.kills.append(KillRecord(time.monotonic() - self.t0, kind, aimed))
 
 
-class BrokerChaos(threading.Thread):
+class BrokerChaos(RigThread):
     def __init__(self, station: Station, rng: random.Random, params: ChaosParams) -> None:
-        super().__init__(name="chaos-broker", daemon=True)
+        super().__init__("chaos-broker")
         self.station, self.rng, self.params = station, rng, params
         self.stop = threading.Event()
         self.restarts: Counter[str] = Counter()
         self.down_s: list[float] = []
-        self.error: BaseException | None = None
 
     @property
     def total(self) -> int:
         return sum(self.restarts.values())
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:
-            self.error = exc
 
     def _run(self) -> None:
         broker = self.station.broker

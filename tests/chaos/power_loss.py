@@ -56,6 +56,7 @@ from tests.chaos.rig import (
     NoPayment,
     Reconciliation,
     RigError,
+    RigThread,
     Station,
     StationOptions,
     reconcile,
@@ -185,21 +186,14 @@ class PowerReport:
         return "\n".join(lines)
 
 
-class PowerCutter(threading.Thread):
+class PowerCutter(RigThread):
     """Cuts the power at chosen instants: kill, check the durable image, restore it."""
 
     def __init__(self, run: PowerRun, rng: random.Random) -> None:
-        super().__init__(name="power-cutter", daemon=True)
+        super().__init__("power-cutter")
         self.run_, self.rng = run, rng
         self.stop = threading.Event()
         self.armed = threading.Event()
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # surfaced by the run, never lost in a thread
-            self.error = exc
 
     def _pick_aim(self) -> str:
         x, acc = self.rng.random(), 0.0

@@ -700,6 +700,24 @@ def wait_idle(station: Station, timeout_s: float = 30.0) -> dict[str, Any]:
         return c.wait_for(lambda s: s["screen"] == "idle", timeout=timeout_s)
 
 
+class RigThread(threading.Thread):
+    """A fault-making thread of a run: its `_run` does the work; an exception it raises is
+    kept in `error` for the run to surface, never lost in the thread."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            self.error = exc
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
 class Watcher(threading.Thread):
     """A subscribed local-API client, as the UI is one: records every pushed snapshot as
     (time, screen, acceptor status, printer status, out-of-service reasons, text shown).

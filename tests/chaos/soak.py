@@ -45,6 +45,7 @@ from tests.chaos.rig import (
     BillRefused,
     NoPayment,
     Reconciliation,
+    RigThread,
     Snap,
     Station,
     StationOptions,
@@ -161,21 +162,14 @@ def fmt_dist(values: list[float]) -> str:
             f"max {v[-1] * 1000:.0f} ms")
 
 
-class FaultThread(threading.Thread):
+class FaultThread(RigThread):
     def __init__(self, station: Station, rng: random.Random, params: SoakParams) -> None:
-        super().__init__(name="soak-faults", daemon=True)
+        super().__init__("soak-faults")
         self.station, self.rng, self.params = station, rng, params
         self.stop = threading.Event()
         self.injected: Counter[str] = Counter()
         self.episodes: list[Episode] = []
         self.nak_behaviours: Counter[str] = Counter()  # after-NAK behaviour per corruption
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:
-            self.error = exc
 
     def _run(self) -> None:
         kinds = [k for k, w in self.params.faults.items() if w > 0]
