@@ -12,6 +12,9 @@ declare -A NEED=(
   # Debian's chromium through its chromedriver; nothing downloads a browser
   [chromium]=chromium
   [chromedriver]=chromium-driver
+  # the shipped nginx site in front of the desk page (tests/desk/test_tls_proxy.py)
+  [nginx]=nginx
+  [openssl]=openssl
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -87,9 +87,12 @@ class Client:
     cookies: dict[str, str] = field(default_factory=dict)
     origin: str | None = None  # sent on POST, as browsers do
 
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+
     def request(self, method: str, path: str, form: dict[str, str] | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        conn = self.connection()
         h = {"Host": f"127.0.0.1:{self.port}", **(headers or {})}
         if self.cookies:
             h["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
