@@ -155,7 +155,7 @@ def cmd_pin_hash(args: argparse.Namespace) -> int:
 
 
 def cmd_diag(args: argparse.Namespace) -> int:
-    pin = os.environ.get("KIOSK_PIN") or getpass.getpass("Technician PIN: ")
+    pin = os.environ.get("KIOSK_PIN") or getpass.getpass("PIN техника / technician PIN: ")
     with _client(args) as client:
         token = client.request("tech.login", pin=pin)["token"]
         try:
@@ -183,7 +183,8 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     when the terminal's own is missing or replaced (docs/ledger.md). Through the running
     core when there is one (it is out of service, waiting for this), else directly."""
     if not args.new:
-        print("kiosk: say --new: a new, empty ledger is started (the old file is kept)")
+        print("kiosk: укажите --new: будет начат новый пустой журнал (старый файл сохранится) / "
+              "say --new: a new, empty ledger is started (the old file is kept)")
         return EXIT_USAGE
     config = _config(args)
     tid = config.terminal.id
@@ -191,15 +192,18 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         confirm = tid
     else:
         print(
+            f"Новый журнал терминала {tid}: платежи текущего, не подтверждённые сервером, "
+            "останутся только в отложенном файле.\n"
             f"A new ledger for terminal {tid}: payments in the current one that the desk has "
             "not acknowledged stay only in the moved-aside file.",
             file=sys.stderr,
         )
-        confirm = input(f"Type the terminal id ({tid}) to confirm: ").strip()
+        confirm = input(f"Введите номер терминала / type the terminal id ({tid}): ").strip()
     if confirm != tid:
-        print("kiosk: not confirmed; nothing changed", file=sys.stderr)
+        print("kiosk: не подтверждено, ничего не изменено / not confirmed; nothing changed",
+              file=sys.stderr)
         return 1
-    pin = os.environ.get("KIOSK_PIN") or getpass.getpass("Technician PIN: ")
+    pin = os.environ.get("KIOSK_PIN") or getpass.getpass("PIN техника / technician PIN: ")
     client = ApiClient(getattr(args, "socket", None) or config.paths.socket)
     try:
         client.connect(subscribe=False)
@@ -225,7 +229,7 @@ def _ledger_init_offline(config: Config, pin: str, confirm: str, reason: str) ->
     from kiosk.pin import verify_pin
 
     if not config.technician.pin_hash or not verify_pin(pin, config.technician.pin_hash):
-        print("kiosk: wrong PIN", file=sys.stderr)
+        print("kiosk: неверный PIN / wrong PIN", file=sys.stderr)
         return 1
     try:
         fd = lock_data_dir(config)
@@ -240,7 +244,8 @@ def _ledger_init_offline(config: Config, pin: str, confirm: str, reason: str) ->
             pass  # the case this command is for
         else:
             ledger.close()
-            print("kiosk: the ledger is this terminal's own: nothing to do", file=sys.stderr)
+            print("kiosk: журнал принадлежит этому терминалу, делать нечего / the ledger is this "
+                  "terminal's own: nothing to do", file=sys.stderr)
             return 1
         result = ledger.initialise_new("technician (cli)", reason)
         ledger.close()
