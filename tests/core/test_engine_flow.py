@@ -9,13 +9,6 @@ from kiosk.engine import IntentError
 from tests.core.harness import MTS_ACCOUNT, make_terminal
 
 
-@pytest.fixture
-def term(config, clock):
-    t = make_terminal(config, clock)
-    yield t
-    t.engine.stop()
-
-
 def test_starts_idle_after_reconciliation(term):
     assert term.engine.screen.value == "idle"
     snap = term.engine.snapshot()

@@ -18,13 +18,6 @@ from kiosk.ledger import LedgerError
 from tests.core.harness import ledger_rows, make_terminal
 
 
-@pytest.fixture
-def term(config, clock):
-    t = make_terminal(config, clock)
-    yield t
-    t.engine.stop()
-
-
 def stacked_total(ledger) -> int:
     return ledger_rows(ledger, "SELECT COALESCE(SUM(amount_minor), 0) FROM stacked_bills")[0][0]
 

@@ -13,17 +13,9 @@ import pytest
 from drivers.acceptor import EscrowDecision
 from kiosk import service
 from kiosk.engine import EngineStatus, IntentError
-from tests.core.harness import make_terminal
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_PACKAGE = ROOT / "kiosk" / "engine"
-
-
-@pytest.fixture
-def term(config, clock):
-    t = make_terminal(config, clock)
-    yield t
-    t.engine.stop()
 
 
 def test_status_is_a_frozen_copy_taken_at_one_moment(term):

@@ -19,14 +19,7 @@ from drivers.layout import render_plain
 from kiosk import service
 from kiosk.ledger import Ledger, LedgerError, LedgerIdentityError
 from kiosk.ledger.identity import PAYMENT_BLOCK, marker_path, read_marker
-from tests.core.harness import ledger_rows, make_terminal
-
-
-@pytest.fixture
-def term(config, clock):
-    t = make_terminal(config, clock)
-    yield t
-    t.engine.stop()
+from tests.core.harness import ledger_rows
 
 
 def outbox_events(ledger: Ledger, kind: str) -> list[dict]:
