@@ -227,10 +227,7 @@ def test_two_watchers_do_not_fight_over_a_client_id(desk_cli, broker):
         r.start()
     try:
         def read_until(pred) -> None:  # type: ignore[no-untyped-def]
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not pred():
-                time.sleep(0.05)
-            assert pred(), lines
+            wait_for(pred, 20, "the watchers' lines")
 
         read_until(lambda: sum("TCLI2 state online" in x for x in lines) >= 2)
         pids = [term.pay(100) for _ in range(4)]
