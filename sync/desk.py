@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import Connection as DBConnection
 from sqlalchemy.exc import IntegrityError
 
-from kiosk.receipts import format_money
 from sync import topics
 from sync.backoff import Backoff
 from sync.connection import Connection, ConnSettings, Inbound, Subscription
@@ -726,7 +725,7 @@ def describe(terminal: str, leaf: str, value: Any) -> str:
         )
         return (
             f"{terminal} unclaimed credit {value['ref']} seq={value['seq']} "
-            f"{format_money(amount, d.get('currency') or 'RUB')} {state}"
+            f"{amount // 100}.{amount % 100:02d} {d.get('currency')} {state}"
             f"{' (historical)' if value.get('historical') else ''}"
         )
     if leaf == "payment":
