@@ -124,7 +124,7 @@ class DiskRun:
         core = self.station.core
         mark = core.log_size()
         self.control.write_text(word, encoding="utf-8")
-        wait_until(lambda: f"FAULT disk={word}" in core.log_since(mark), 5.0,
+        wait_until(lambda: f"FAULT disk={word}" in core.log_since(mark), 15.0,
                    f"the daemon to apply disk={word}")
 
     def problem(self, text: str) -> None:
@@ -139,6 +139,20 @@ class DiskRun:
         client.intent("confirm_account")
         client.wait_for(lambda s: s["screen"] == "cash" and s["acceptor"]["status"] == "idle",
                         10)
+        # The snapshot's "idle" can still be the unit's last report from before the previous
+        # session disabled it (the disabled state shows a poll later): the slot is open once
+        # the unit itself is enabled and stays so across two more polls, by which time any
+        # command the host sent before them (the old session's disable) has landed.
+        model = self.station.sim.model
+        deadline = time.monotonic() + 10
+        while True:
+            wait_until(lambda: bool(model.enabled), 10, "the unit to take the enable command")
+            polls = model.counters.polls
+            wait_until(lambda p=polls: model.counters.polls >= p + 2, 10, "two polls")
+            if model.enabled:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("the unit did not stay enabled for the customer")
 
     def insert(self, client: ApiClient, rubles: int) -> str:
         """One bill; 'credited', 'returned' (given back), 'held' (stacked, report not
@@ -293,8 +307,13 @@ class DiskRun:
             mark = self.station.core.log_size()
             sim.on("stacking", lambda _line: self.control.write_text("readonly"))
             sc.outcome = self.insert(client, 1000)
-            wait_until(lambda: "FAULT disk=readonly" in self.station.core.log_since(mark), 5,
-                       "the read-only disk applied")
+            try:
+                wait_until(lambda: "FAULT disk=readonly" in self.station.core.log_since(mark),
+                           5, "the read-only disk applied")
+            except TimeoutError as exc:
+                raise TimeoutError(
+                    f"{exc}; the bill was {sc.outcome}; simulator: {sim.events[-8:]}; "
+                    f"core log: {self.station.core.log_since(mark)[-3000:]}") from exc
         finally:
             sim.with_model(lambda m: setattr(m, "timing", fast))
         if sc.outcome != "held":
