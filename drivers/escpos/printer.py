@@ -40,6 +40,11 @@ READ_SLICE_S = 0.02  # longest single blocking read; bounds how late a timeout i
 WRITE_CHUNK = 256  # bytes per write() so write_timeout applies per chunk, not per receipt
 BUSY_POLL_S = 0.005  # between "still printing?" polls: 20 ms ate the 1.2x line-time margin
 REALTIME_REPLY_LENGTH = 1
+# A status query that gets no reply, or a reply that is not a status, is asked once more
+# before the printer counts as OFFLINE: one reply lost to line noise or a late USB-serial
+# transfer must not fail a receipt or raise a false alarm at the desk
+# (docs/protocols/escpos.md, "Status").
+STATUS_ATTEMPTS = 2
 
 
 class EscposPrinter:
@@ -181,26 +186,38 @@ class EscposPrinter:
         return reply
 
     def _query_status(self, port: serial.SerialBase) -> StatusReport:
+        report, unanswered = self._query_status_once(port)
+        for _ in range(STATUS_ATTEMPTS - 1):
+            if not unanswered:
+                break  # an answer, or a port error (the port is reopened on the next call)
+            log.info("printer %s: %s; asking again", self.profile.name, report.describe())
+            report, unanswered = self._query_status_once(port)
+        return report
+
+    def _query_status_once(self, port: serial.SerialBase) -> tuple[StatusReport, bool]:
+        """One status query; the flag says the printer did not answer it (silence or a
+        reply that is not a status), which is worth one more question."""
         timeout_ms = self.settings.status_timeout_ms
         try:
             if self.settings.full_status:
                 reply = self._exchange(port, cmd.StatusRequest.CUSTOM_FULL, FULL_STATUS_LENGTH)
                 if not reply:
-                    return _offline(f"no reply to full status within {timeout_ms} ms")
-                return decode_full(reply)
+                    return _offline(f"no reply to full status within {timeout_ms} ms"), True
+                return decode_full(reply), False
             replies = b""
             for request in REALTIME_ORDER:
                 reply = self._exchange(port, request, REALTIME_REPLY_LENGTH)
                 if not reply:
-                    return _offline(f"no reply to DLE EOT {int(request)} within {timeout_ms} ms")
+                    reason = f"no reply to DLE EOT {int(request)} within {timeout_ms} ms"
+                    return _offline(reason), True
                 replies += reply
-            return decode_realtime(replies)
+            return decode_realtime(replies), False
         except StatusError as exc:
-            return _offline(f"bad status reply: {exc}")
+            return _offline(f"bad status reply: {exc}"), True
         except (OSError, serial.SerialException, termios.error) as exc:
             # termios.error: the port vanished under us (USB unplug); reopen next time
             self._close()
-            return _offline(f"port error: {exc}")
+            return _offline(f"port error: {exc}"), False
 
     def _wait_until_printed(self, port: serial.SerialBase) -> StatusReport:
         """After sending: with full status, wait (bounded) until the motor stops, so a

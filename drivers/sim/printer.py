@@ -108,6 +108,7 @@ COMMAND_HELP = """stdin commands (one per line):
   slow <ms>        spend <ms> per received byte printing (0 = full speed);
                    10000 / baud emulates a line: 1.0417 = 9600 baud, 0.0868 = 115200
   take             the customer takes the ticket from the presenter
+  lose <n>         the next <n> status replies are lost on the line (default 1)
   status           print faults, receipts and bytes waiting
   help             this list
   quit             stop the simulator"""
@@ -610,6 +611,7 @@ class PrinterSimulator:
         self._pending = bytearray()
         self._busy = False
         self._generation = 0  # bumped by DLE ENQ 2 so a chunk in flight is dropped too
+        self._replies_to_lose = 0  # status replies lost on the line (noise, a USB hiccup)
         self._cond = threading.Condition()
         self._interpreting = threading.Lock()  # printer thread vs DLE ENQ 2 from the reader
         self._stop = threading.Event()
@@ -690,6 +692,14 @@ class PrinterSimulator:
             self.state.slow_ms = ms_per_byte
         self._emit(f"slow {ms_per_byte:g} ms/byte")
 
+    def lose_replies(self, count: int) -> None:
+        """The next `count` status replies never reach the host, as on a noisy line."""
+        if count < 0:
+            raise ValueError("lose must be >= 0 replies")
+        with self._cond:
+            self._replies_to_lose = count
+        self._emit(f"losing the next {count} status replies")
+
     def take_ticket(self) -> None:
         with self._cond:
             self.state.ticket_in_presenter = False
@@ -721,6 +731,8 @@ class PrinterSimulator:
                 self._emit(self.status_line())
             elif word == "take":
                 self.take_ticket()
+            elif word == "lose":
+                self.lose_replies(int(words[1]) if len(words) > 1 else 1)
             elif word == "help":
                 self._emit(COMMAND_HELP)
             else:
@@ -785,6 +797,13 @@ class PrinterSimulator:
                 with self._interpreting:
                     self._interpreter.abandon()
                 self._emit("buffer cleared (DLE ENQ 2)")
+            return
+        with self._cond:
+            lose = self._replies_to_lose > 0
+            if lose:
+                self._replies_to_lose -= 1
+        if lose:
+            self._emit(f"status reply to DLE EOT {request.n} lost")
             return
         if request.n == StatusRequest.CUSTOM_FULL:
             if not self.config.full_status:

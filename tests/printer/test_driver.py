@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from drivers.escpos.printer import EscposPrinter
+from drivers.escpos.printer import STATUS_ATTEMPTS, EscposPrinter
 from drivers.escpos.settings import PrinterSettings
 from drivers.printer import Document, PrinterError, PrinterStatus, Text
 from drivers.sim.printer import Fault
@@ -59,7 +59,24 @@ def test_offline_within_the_timeout(rig, profile) -> None:
     elapsed = time.monotonic() - started
     assert report.status is PrinterStatus.OFFLINE
     assert "within 200 ms" in report.details[0]
-    assert elapsed < timeout_s + 0.15  # one read slice of slack, never "forever"
+    # asked twice (STATUS_ATTEMPTS), each bounded; a read slice of slack, never "forever"
+    assert elapsed < STATUS_ATTEMPTS * timeout_s + 0.15
+
+
+@pytest.mark.parametrize("profile", BOTH)
+def test_one_lost_status_reply_is_asked_again_not_offline(rig, profile) -> None:
+    """A reply lost on the line (noise, a USB-serial hiccup) neither fails the receipt nor
+    reports the printer offline; two lost in a row do."""
+    sim, printer = rig(profile)
+    sim.lose_replies(1)
+    assert printer.status() is PrinterStatus.OK
+    assert any(e.startswith("status reply to DLE EOT") for e in sim.events)
+    sim.lose_replies(1)
+    printer.print_document(SMALL)  # the check before the job loses its first reply
+    assert sim.wait_for_receipts(1, timeout=5)
+    sim.lose_replies(STATUS_ATTEMPTS)
+    assert printer.status() is PrinterStatus.OFFLINE
+    assert printer.status() is PrinterStatus.OK  # the line is clean again
 
 
 @pytest.mark.parametrize("profile", BOTH)
