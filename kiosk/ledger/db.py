@@ -1,5 +1,10 @@
 """Opening the ledger database: SQLite in WAL mode with synchronous=FULL, migrated on open.
 
+Alembic is loaded only when the file is not at HEAD_REVISION already: importing it costs
+the daemon about 11 MiB of its 60 MB budget (docs/benchmarks.md, `mqtt_drain`), and on a
+terminal that is already current (every start but the first after an update) it has
+nothing to do.
+
 synchronous=FULL makes every COMMIT fsync the WAL, so a commit that returned is on disk:
 that is what lets the driver ACK a stacked bill after the commit (M2). Transactions start
 with BEGIN IMMEDIATE so a writer never discovers a lock half-way through a money update.
@@ -10,15 +15,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import ColumnElement, Engine, create_engine, event, func, pool, select
+from sqlalchemy.exc import OperationalError
 
-from kiosk import schema_versions
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# The newest script in kiosk/migrations/versions. Adding a migration means raising this:
+# tests/core/test_schema_drift.py checks it against Alembic's own view of the head.
+HEAD_REVISION = "0003"
 BUSY_TIMEOUT_MS = 5000
 READ_ONLY_OPTION = "kiosk_read_only"  # execution option: this connection only reads
 
@@ -51,18 +59,43 @@ def make_engine(path: Path) -> Engine:
 
 
 def alembic_config() -> AlembicConfig:
+    from kiosk import schema_versions
+
     return schema_versions.alembic_config(MIGRATIONS)
 
 
 def head_revision() -> str:
+    """The head as Alembic reads it from the scripts (tests, tools; not the start path)."""
+    from kiosk import schema_versions
+
     return schema_versions.head_revision(MIGRATIONS)
 
 
-current_revision = schema_versions.current_revision
+def current_revision(engine: Engine) -> str | None:
+    from kiosk import schema_versions
+
+    return schema_versions.current_revision(engine)
+
+
+def stored_revision(engine: Engine) -> str | None:
+    """The revision recorded in the file, read with one SELECT (no Alembic); None for a
+    file that has none (new, or not a ledger)."""
+    with engine.connect().execution_options(**{READ_ONLY_OPTION: True}) as conn:
+        try:
+            rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
+        except OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+    return str(rows[0][0]) if len(rows) == 1 else None
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to `revision` (normally head). Safe to call on every start."""
+    if revision == "head" and stored_revision(engine) == HEAD_REVISION:
+        return
+    from alembic import command
+
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
