@@ -133,6 +133,18 @@ def _run_cmd(desk: Any, args: argparse.Namespace) -> int:
             print(f"refused: bad_args: --arg {item!r} is not key=value", file=sys.stderr)
             return EXIT_REFUSED
         cmd_args[k] = v
+    if args.type in ("reprocess", "reprocess_unclaimed") and "account" in cmd_args:
+        # the account as the customer reads it out ("8 916 …"), kept as the page keeps it
+        from sync.desk_service.search import corrected_account
+
+        ref = cmd_args.get("payment_id") or cmd_args.get("record_id") or ""
+        previous = desk.store.latest_account(args.terminal, ref) if ref else None
+        account = corrected_account(cmd_args["account"], previous)
+        if account is None:
+            print(f"refused: bad_args: account {cmd_args['account'][:40]!r}: digits only",
+                  file=sys.stderr)
+            return EXIT_REFUSED
+        cmd_args["account"] = account
     if args.type == "reprocess" and "reprocess_count" in cmd_args:
         # explicit: "the payment is at this count" (compare-and-set on the terminal);
         # without it, re-processing again to the account of the latest one runs nothing

@@ -521,6 +521,16 @@ class DeskDB:
                 p.c.terminal_id == terminal_id, p.c.payment_id == payment_id)).scalar()
         return None if row is None else int(row)
 
+    def latest_account(self, terminal_id: str, payment_id: str) -> str | None:
+        """The account of the newest version the desk holds of a payment (or unclaimed
+        credit), or None: what a correction read out by a customer is compared with."""
+        p = s.payments
+        with self.engine.connect() as conn:
+            row = conn.execute(select(p.c.account).where(
+                p.c.terminal_id == terminal_id, p.c.payment_id == payment_id)
+                .order_by(p.c.reprocess_count.desc()).limit(1)).first()
+        return None if row is None else row[0]
+
     def payments(self, terminal_id: str | None = None, kind: str | None = None
                  ) -> list[dict[str, Any]]:
         p = s.payments

@@ -170,8 +170,13 @@ def test_reprocess_retried_by_an_operator_runs_once(desk_cli):
     finally:
         watch.send_signal(signal.SIGINT)
         watch.wait(10)
+    # the corrected phone as the customer reads it out: the terminal keeps its 10 digits,
+    # as the operator's page does (sync/desk_service/search.py corrected_account)
     args = ["cmd", "TCLI2", "reprocess", "--arg", f"payment_id={pid}", "--arg",
-            "account=9169999999", "--arg", "reason=typo"]
+            "account=8 (916) 999-99-99", "--arg", "reason=typo"]
+    letters = _kiosk(*common, "cmd", "TCLI2", "reprocess", "--arg", f"payment_id={pid}",
+                     "--arg", "account=nine-one-six")
+    assert letters.returncode == 1 and "refused: bad_args: account" in letters.stderr
     first = _kiosk(*common, *args)
     assert first.returncode == 0 and first.stdout.startswith("executed\n"), first.stdout
     again = _kiosk(*common, *args)  # the operator is not sure it worked and retries
