@@ -160,6 +160,17 @@ def _run_cmd(desk: Any, args: argparse.Namespace) -> int:
     return out.code
 
 
+def _days(text: str) -> int:
+    """A retention in whole days (argparse type): a clear refusal, not a traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} days: must be 0 (keep) or more")
+    return value
+
+
 def desk_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="kiosk desk",
@@ -210,6 +221,10 @@ def desk_main(argv: list[str]) -> int:
                     "stopped, 2 none or too old")
     sv.add_argument("--health-interval", type=float, default=30.0,
                     help="seconds between health lines (log and status file)")
+    sv.add_argument("--keep-health-days", type=_days, default=30, metavar="DAYS",
+                    help="delete health reports older than this (0 = keep; default 30)")
+    sv.add_argument("--keep-quarantine-days", type=_days, default=90, metavar="DAYS",
+                    help="delete quarantined messages older than this (0 = keep; default 90)")
     sv.add_argument("--ack-delay", type=float, default=0.0, help=argparse.SUPPRESS)  # tests
     sv.add_argument("--http", metavar="HOST:PORT",
                     help="also serve the operator's page here, e.g. 127.0.0.1:8080 "
@@ -491,6 +506,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from sync.backoff import Backoff
     from sync.desk_service.db import DeskDBError, database_lost
+    from sync.desk_service.retention import Retention
     from sync.desk_service.service import StatusFile, run
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -545,7 +561,8 @@ def _serve(args: argparse.Namespace) -> int:
             return 1
         print(f"desk page at {web.url}/", file=sys.stderr, flush=True)
     try:
-        return run(desk, status, args.health_interval)
+        return run(desk, status, args.health_interval,
+                   retention=Retention(args.keep_health_days, args.keep_quarantine_days))
     finally:
         if web is not None:
             web.stop()

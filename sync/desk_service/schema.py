@@ -171,6 +171,7 @@ health_history = Table(
     Column("data", Text, nullable=False),
     # the same retained health is delivered again to every worker that (re)subscribes
     UniqueConstraint("terminal_id", "at_ms", name="uq_health_history"),
+    Index("ix_health_history_received_ms", "received_ms"),  # retention (d0004)
 )
 
 # -- the operator's page (revision d0002): accounts, sessions, login throttling, audit --

@@ -12,7 +12,8 @@ broker picks then.
 The worker's health is `ok` or `degraded` (the database is unreachable: the batch in
 hand waits for it, nothing is acknowledged). It is logged as a health line every
 interval and on every change, and written to a status file that `kiosk desk serve
---status` reads.
+--status` reads. At the same interval the worker prunes health reports and quarantined
+messages older than their retention (sync/desk_service/retention.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from sync.desk_service.db import DeskDBError
+from sync.desk_service.retention import Retention, prune
 
 log = logging.getLogger("sync.desk.serve")
 
@@ -81,13 +87,31 @@ def health_line(status: dict[str, Any]) -> str:
 
 
 def run(desk: Any, status_file: StatusFile | None, interval_s: float,
-        stop: threading.Event | None = None) -> int:
-    """Run `desk` until SIGTERM/SIGINT (or `stop`), reporting its health."""
+        stop: threading.Event | None = None, retention: Retention | None = None) -> int:
+    """Run `desk` until SIGTERM/SIGINT (or `stop`), reporting its health and pruning
+    what `retention` says is old (default: Retention())."""
     stop = stop or threading.Event()
     lock = threading.Lock()
+    keep = retention or Retention()
+    pruned = {"health": 0, "quarantine": 0}
+
+    def prune_old() -> None:
+        try:
+            done = prune(desk.store, keep, int(time.time() * 1000))
+        except (SQLAlchemyError, DeskDBError) as exc:  # the health line says degraded
+            log.warning("retention: pruning failed, tried again next interval: %s",
+                        str(exc).splitlines()[0])
+            return
+        pruned["health"] += done.health
+        pruned["quarantine"] += done.quarantine
+        if done.total:
+            log.info("retention: deleted %d health reports older than %d days and %d "
+                     "quarantined messages older than %d days", done.health,
+                     keep.health_days, done.quarantine, keep.quarantine_days)
 
     def report(_health: Any = None) -> None:
-        status = status_of(desk, interval_s)
+        status = {**status_of(desk, interval_s), "pruned_health": pruned["health"],
+                  "pruned_quarantine": pruned["quarantine"]}
         with lock:
             if status_file is not None:
                 status_file.write(status)
@@ -102,8 +126,10 @@ def run(desk: Any, status_file: StatusFile | None, interval_s: float,
     desk.on_health = report
     desk.start()
     try:
+        prune_old()
         report()
         while not stop.wait(interval_s):
+            prune_old()
             report()
     finally:
         desk.stop()

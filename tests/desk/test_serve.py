@@ -127,7 +127,7 @@ class Worker:
     """`python -m kiosk desk … serve` as its own process (killed by its own pid)."""
 
     def __init__(self, name: str, port: int, files: DeskFiles, db: str, workdir: Path,
-                 ack_delay_s: float = 0.0) -> None:
+                 ack_delay_s: float = 0.0, extra: tuple[str, ...] = ()) -> None:
         self.name = name
         self.status = StatusFile(workdir / f"{name}.status.json")
         self.log_path = workdir / f"{name}.log"
@@ -136,7 +136,8 @@ class Worker:
             [sys.executable, "-m", "kiosk", "desk", "--host", "127.0.0.1", "--port", str(port),
              "--key", str(files.key), "--terminal-keys", str(files.terminal_keys),
              "--db", db, "--client-id", name, "serve", "--status-file", str(self.status.path),
-             "--health-interval", HEALTH_INTERVAL_S, "--ack-delay", str(ack_delay_s)],
+             "--health-interval", HEALTH_INTERVAL_S, "--ack-delay", str(ack_delay_s),
+             *extra],
             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=log,
             stderr=subprocess.STDOUT)
         log.close()
