@@ -115,6 +115,7 @@ def result_text(outcome: Outcome) -> str:
 
 
 _CONFIG_LOCK = threading.Lock()  # read the last document, publish the next, record it
+CONFIG_CLAIM_ATTEMPTS = 5  # versions taken by other workers meanwhile before giving up
 
 
 def next_config(last: tuple[int, dict[str, Any] | None] | None, terminal: str,
@@ -140,13 +141,24 @@ def publish_config_change(desk: Any, terminal: str, change: dict[str, Any]) -> O
     for the broker to take it."""
     topic = topics.topic(terminal, topics.CONFIG)
     with _CONFIG_LOCK:
-        doc = next_config(desk.store.last_config(topic), terminal, change)
-        size = len(seal(desk.key, desk.kid, "config", {"issued_ms": 0, **doc}))
-        if size > MAX_ENVELOPE_BYTES:  # the terminal would refuse it as too_large
+        for _ in range(CONFIG_CLAIM_ATTEMPTS):
+            last = desk.store.last_config(topic)
+            doc = next_config(last, terminal, change)
+            size = len(seal(desk.key, desk.kid, "config", {"issued_ms": 0, **doc}))
+            if size > MAX_ENVELOPE_BYTES:  # the terminal would refuse it as too_large
+                return Outcome(EXIT_REFUSED, "refused",
+                               f"refused: too_large: config v{doc['version']} for {terminal} "
+                               f"would be {size} bytes, over the terminals' "
+                               f"{MAX_ENVELOPE_BYTES} (fewer or shorter help texts)")
+            # another worker (another process) may be publishing for this terminal now:
+            # the version is taken in the database first, so two never share one
+            if desk.store.claim_config(topic, None if last is None else last[0],
+                                       doc["version"], doc):
+                break
+        else:
             return Outcome(EXIT_REFUSED, "refused",
-                           f"refused: too_large: config v{doc['version']} for {terminal} "
-                           f"would be {size} bytes, over the terminals' {MAX_ENVELOPE_BYTES}"
-                           " (fewer or shorter help texts)")
+                           f"refused: busy: other desk workers kept publishing config for "
+                           f"{terminal}; nothing was sent, try again")
         with _PUBLISH_LOCK:
             desk.publish_config(terminal, doc)
             tag = desk.last_publish

@@ -41,7 +41,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from kiosk import schema_versions
 from sync.desk_service import schema as s
@@ -482,6 +482,29 @@ class DeskDB:
             else:
                 conn.execute(update(c).where(c.c.topic == topic).values(
                     published_ms=now_ms()))
+
+    def claim_config(self, topic: str, previous: int | None, version: int,
+                     body: dict[str, Any]) -> bool:
+        """Take `version` for the next document on `topic` if the newest recorded is still
+        `previous` (None: none yet): compare-and-set, so two workers building on the same
+        document cannot both publish the same version. False: another worker was first;
+        read the newest again and build on it."""
+        c = s.config_published
+        text = _dumps(body)
+        try:
+            with self.transaction() as conn:
+                if previous is None:
+                    if conn.execute(select(c.c.topic).where(c.c.topic == topic)).first():
+                        return False
+                    conn.execute(insert(c).values(topic=topic, version=version,
+                                                  published_ms=now_ms(), body=text))
+                    return True
+                done = conn.execute(update(c).where(c.c.topic == topic,
+                                                    c.c.version == previous).values(
+                    version=version, published_ms=now_ms(), body=text)).rowcount
+                return done == 1
+        except IntegrityError:  # two first documents at once: the other insert won
+            return False
 
     def carry_in_config(self, topic: str, fields: dict[str, Any]) -> bool:
         """Set `fields` in the kept body of the last config document without publishing
