@@ -1,8 +1,9 @@
 """Technician operations: encashment, counters, reprints, test print, service mode; and
 the customer's "check my payment" and copy, which share the reprint path.
 
-Each one needs a PIN-authenticated technician session (kiosk.technician) and is recorded
-as an event for the desk. They run through the engine's `run_exclusive` (atomic with
+Each technician one needs a PIN-authenticated technician session (kiosk.technician) and
+is recorded as an event for the desk; the customer's need the payment's check code
+instead (kiosk.check_code). They run through the engine's `run_exclusive` (atomic with
 customer intents and device callbacks), so a technician can never empty the cassette under
 a customer who is paying.
 """
