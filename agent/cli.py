@@ -114,7 +114,9 @@ def cmd_payments(args: argparse.Namespace) -> int:
 
 def cmd_payment_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        _print_json(client.request("payment_status", payment_id=args.payment_id))
+        _print_json(
+            client.request("payment_status", payment_id=args.payment_id, check_code=args.code)
+        )
     return 0
 
 
@@ -344,10 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add(
         "payment-status",
         cmd_payment_status,
-        "what a customer sees for a payment id",
+        "what a customer sees for a payment id and its check code (from the receipt)",
         socket_opt=True,
     )
     sp.add_argument("payment_id")
+    sp.add_argument("code", help="the check code printed on the receipt")
     sp = add(
         "pay",
         cmd_pay,

@@ -201,7 +201,11 @@ def main(args: argparse.Namespace) -> int:
             )
             payment = run_payment(client, DEMO_PROVIDER, DEMO_ACCOUNT, DEMO_BILLS, feed)
             print(json.dumps(payment, ensure_ascii=False, indent=2))
-            status = client.request("payment_status", payment_id=payment["payment_id"])
+            status = client.request(
+                "payment_status",
+                payment_id=payment["payment_id"],
+                check_code=payment["check_code"],  # printed on the receipt
+            )
             print(
                 f"'check my payment' at the terminal: {status['payment_id']} is {status['status']}"
             )

@@ -59,6 +59,9 @@ class Rule:
 @dataclass(frozen=True)
 class QrCode:
     data: str
+    # On a printer without native QR the data is printed as text instead, so the customer
+    # still gets it; False when the document prints the same text itself (no duplicate).
+    text_fallback: bool = True
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,17 @@ KIND_UNCLAIMED = "unclaimed"
 KIND_ENCASHMENT = "encashment"
 KIND_TEST = "test"
 
+CHECK_CODE_LABEL = "Код проверки / Check code"
+COPY_MARK = "КОПИЯ / COPY"
+STATUS_LINK_LABEL = "Статус платежа / Payment status:"
+
+# The narrowest paper a terminal may have (58 mm, 32 columns of the normal font): what a
+# document is laid out for when the printer's own width is not known.
+NARROWEST_COLUMNS = 32
+# Where a link may go on to the next line without a reader taking the break for part of
+# it: after these characters (and around the payment id, which is never broken).
+LINK_BREAK_AFTER = "/?&=#"
+
 KEEP_RECEIPT_RU = "Сохраняйте чек до зачисления средств"
 KEEP_RECEIPT_EN = "Keep this receipt until the payment is credited"
 SUPPORT_LABEL = "Телефон поддержки / Support:"
@@ -60,6 +71,7 @@ class TerminalInfo:
     support_phone: str
     agent_name: str
     status_url: str | None = None  # may contain "{payment_id}"
+    columns: int = NARROWEST_COLUMNS  # the printer's paper width, for the status link
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,7 @@ class PaymentReceiptData:
     credited_minor: int
     currency: str
     status_note: str | None = None  # e.g. "printed without paper check", "reprint"
+    check_code: str | None = None  # kiosk/check_code.py; None for payments made before it
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,7 @@ class UnclaimedData:
     amount_minor: int
     currency: str
     reason: str
+    check_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,49 @@ def status_link(term: TerminalInfo, payment_id: str) -> str:
     return term.status_url
 
 
+def link_lines(link: str, columns: int, keep_whole: str) -> list[str]:
+    """`link` in lines of at most `columns`, broken only after one of LINK_BREAK_AFTER or
+    at the edges of `keep_whole` (the payment id), never inside it: a customer copying the
+    link from paper must not read a line break as part of it. A piece with no such point
+    that is longer than a line is left to the printer's wrapping (a very long host)."""
+    if len(link) <= columns:
+        return [link]
+    inside: set[int] = set()  # break positions strictly inside an occurrence of the id
+    edges: set[int] = set()  # just before and just after one
+    start = link.find(keep_whole) if keep_whole else -1
+    while start >= 0:
+        inside.update(range(start + 1, start + len(keep_whole)))
+        edges.update((start, start + len(keep_whole)))
+        start = link.find(keep_whole, start + 1)
+    after_mark = {i for i in range(1, len(link)) if link[i - 1] in LINK_BREAK_AFTER}
+    allowed = sorted(i for i in (after_mark | edges) - inside if 0 < i < len(link))
+    lines: list[str] = []
+    begin = 0
+    while len(link) - begin > columns:
+        fitting = [i for i in allowed if begin < i <= begin + columns]
+        later = [i for i in allowed if i > begin]
+        if not fitting and not later:
+            break
+        cut = fitting[-1] if fitting else later[0]
+        lines.append(link[begin:cut])
+        begin = cut
+    lines.append(link[begin:])
+    return lines
+
+
+def _status_link(term: TerminalInfo, payment_id: str) -> list[Block]:
+    """The QR code carries the status link; the link is also printed, once, for readers
+    without a camera. With no status URL the QR carries the bare id (printed above)."""
+    link = status_link(term, payment_id)
+    if link == payment_id:
+        return [QrCode(link)]
+    return [
+        QrCode(link, text_fallback=False),
+        Text(STATUS_LINK_LABEL, Align.CENTER),
+        *(Text(line, Align.CENTER) for line in link_lines(link, term.columns, payment_id)),
+    ]
+
+
 def _header(term: TerminalInfo) -> list[Block]:
     return [
         Text(term.agent_name, Align.CENTER, bold=True),
@@ -160,16 +217,19 @@ def _support_phone(term: TerminalInfo) -> list[Block]:
 def payment_receipt(
     term: TerminalInfo, data: PaymentReceiptData, *, copy: bool = False
 ) -> Document:
-    """The customer's receipt: what was paid to whom, and how to chase it if not credited."""
-    link = status_link(term, data.payment_id)
+    """The customer's receipt: what was paid to whom, and how to chase it if not credited.
+    The check code, with the payment number, lets the holder check the payment at the
+    terminal (and support confirm a caller holds the receipt)."""
     blocks: list[Block] = [*_header(term)]
     blocks.append(Text("ЧЕК ОБ ОПЛАТЕ / PAYMENT RECEIPT", Align.CENTER, bold=True))
     if copy:
-        blocks.append(Text("КОПИЯ / COPY", Align.CENTER, bold=True, double=True))
+        blocks.append(Text(COPY_MARK, Align.CENTER, bold=True, double=True))
     if data.status_note:
         blocks.append(Text(data.status_note, Align.CENTER))
+    blocks.append(Pair("Платёж № / Payment", data.payment_id, bold=True))
+    if data.check_code:
+        blocks.append(Pair(CHECK_CODE_LABEL, data.check_code, bold=True))
     blocks += [
-        Pair("Платёж № / Payment", data.payment_id, bold=True),
         Pair("Дата / Date", format_datetime(data.created_at)),
         Pair("Услуга / Service", data.provider_name),
         Pair("Счёт / Account", data.account, bold=True),
@@ -180,22 +240,26 @@ def payment_receipt(
         Rule(),
         *_support_footer(),
         *_support_phone(term),
-        QrCode(link),
+        *_status_link(term, data.payment_id),
     ]
-    if link != data.payment_id:
-        blocks.append(Text("Статус платежа / Payment status:", Align.CENTER))
-        blocks.append(Text(link, Align.CENTER))
     return Document(KIND_PAYMENT, tuple(blocks))
 
 
-def unclaimed_slip(term: TerminalInfo, data: UnclaimedData) -> Document:
+def unclaimed_slip(term: TerminalInfo, data: UnclaimedData, *, copy: bool = False) -> Document:
     """Printed when money went in but no payment was completed (M6): reassure, and give
-    the customer exactly what support needs to find the money."""
+    the customer exactly what support needs to find the money. A reprint says COPY, like
+    a receipt's: two slips for one record must not look like two records."""
     blocks: list[Block] = [
         *_header(term),
         Text("ДЕНЬГИ В СОХРАННОСТИ", Align.CENTER, bold=True),
         Text("YOUR MONEY IS SAFE", Align.CENTER, bold=True),
-        Pair("Запись № / Record", data.record_id, bold=True),
+    ]
+    if copy:
+        blocks.append(Text(COPY_MARK, Align.CENTER, bold=True, double=True))
+    blocks.append(Pair("Запись № / Record", data.record_id, bold=True))
+    if data.check_code:
+        blocks.append(Pair(CHECK_CODE_LABEL, data.check_code, bold=True))
+    blocks += [
         Pair("Дата / Date", format_datetime(data.created_at)),
         Pair("Сумма / Amount", format_money(data.amount_minor, data.currency), bold=True),
         Text(f"Причина / Reason: {data.reason}"),

@@ -1,7 +1,9 @@
-"""Technician operations: encashment, counters, reprints, test print, service mode.
+"""Technician operations: encashment, counters, reprints, test print, service mode; and
+the customer's "check my payment" and copy, which share the reprint path.
 
-Each one needs a PIN-authenticated technician session (kiosk.technician) and is recorded
-as an event for the desk. They run through the engine's `run_exclusive` (atomic with
+Each technician one needs a PIN-authenticated technician session (kiosk.technician) and
+is recorded as an event for the desk; the customer's need the payment's check code
+instead (kiosk.check_code). They run through the engine's `run_exclusive` (atomic with
 customer intents and device callbacks), so a technician can never empty the cassette under
 a customer who is paying.
 """
@@ -10,11 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
+from drivers.profiles import load_profile
 from kiosk import receipts
+from kiosk.check_code import LOCKED, NOT_FOUND, CheckRefused, code_matches
+from kiosk.config import Config
 from kiosk.engine import EngineStatus, IntentError, PaymentEngine
 from kiosk.ledger import LedgerError
+from kiosk.ledger import schema as t
 
 
 def _local(ms: int) -> datetime:
@@ -91,15 +100,77 @@ def counters(engine: PaymentEngine) -> dict[str, Any]:
     }
 
 
-def reprint(engine: PaymentEngine, payment_id: str) -> dict[str, Any]:
+def reprint(engine: PaymentEngine, payment_id: str, by: str = "technician") -> dict[str, Any]:
+    """A copy of a receipt or unclaimed slip, marked КОПИЯ / COPY, recorded for the desk.
+    The one reprint path: the technician's (`tech.reprint`) and the customer's, after a
+    check with the code (`customer_reprint`)."""
     document = engine.payment_document(payment_id, copy=True)
     printed = engine.print_document(document)
-    engine.record_event("receipt_reprinted", "info", {"payment_id": payment_id, "printed": printed})
+    engine.record_event(
+        "receipt_reprinted", "info", {"payment_id": payment_id, "printed": printed, "by": by}
+    )
     return {"payment_id": payment_id, "printed": printed}
 
 
+# -- the customer's "check my payment" and copy (kiosk/check_code.py) --------------------
+def _verified_payment(engine: PaymentEngine, payment_id: str, code: str) -> str:
+    """The payment id when `code` is its check code. Otherwise one answer, `not_found`,
+    whether the id exists or not (ids are sequential: an id alone proves nothing), and the
+    failure counts towards the terminal's pause (`check_locked`)."""
+    limiter = engine.check_limiter
+    limiter.guard()
+    pid = payment_id.strip().upper()
+    p = t.payments
+    with engine.ledger.read() as db:
+        stored = db.scalar(select(p.c.check_code).where(p.c.id == pid))
+    if code_matches(stored, code):
+        return pid
+    if limiter.failed():
+        pause = limiter.limits.cooldown_s
+        engine.record_event(
+            "payment_check_locked",
+            "warning",
+            {"failures": limiter.limits.max_failures, "pause_s": pause},
+        )
+        raise CheckRefused(LOCKED, f"too many wrong attempts; try again in {int(pause)} s")
+    raise CheckRefused(NOT_FOUND, "no payment with this number and check code on this terminal")
+
+
+def check_payment(engine: PaymentEngine, payment_id: str, code: str) -> dict[str, Any]:
+    """What the holder of a receipt may see of the payment (docs/local-api.md)."""
+    return engine.payment_status(_verified_payment(engine, payment_id, code))
+
+
+def customer_reprint(engine: PaymentEngine, payment_id: str, code: str) -> dict[str, Any]:
+    """A copy for the holder of the receipt, between customers, within the terminal's
+    reprint limits (one every so often, a few per payment); a copy the printer could not
+    print does not use up the payment's quota."""
+    engine.run_exclusive(lambda: None)  # `busy` while a customer session is in progress
+    pid = _verified_payment(engine, payment_id, code)
+    engine.check_limiter.take_reprint(pid)
+    result = reprint(engine, pid, by="customer")
+    if not result["printed"]:
+        engine.check_limiter.give_back_reprint(pid)
+    return result
+
+
+def printer_model(config: Config) -> str:
+    """What the test page calls the printer: the firmware profile's name (a profile given
+    as a file: the name written in it), or the kind for a printer without a profile (the
+    virtual one). Never just "escpos": the technician checks the model is the right one."""
+    pc = config.printer
+    if not pc.profile:
+        return pc.kind
+    if not pc.profile.endswith(".toml"):
+        return pc.profile
+    try:
+        return load_profile(Path(pc.profile)).name
+    except (OSError, ValueError):  # the printer could not start either; say what is set
+        return Path(pc.profile).stem
+
+
 def test_print(engine: PaymentEngine) -> dict[str, Any]:
-    document = receipts.test_page(engine.terminal_info(), engine.config.printer.kind)
+    document = receipts.test_page(engine.terminal_info(), printer_model(engine.config))
     return {"printed": engine.print_document(document)}
 
 

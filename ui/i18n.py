@@ -109,15 +109,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "continue": ("Продолжить", "Continue"),
     # check my payment
     "check_title": ("Проверка платежа", "Check a payment"),
-    "check_hint": (
-        "Введите номер платежа с чека этого терминала.",
-        "Enter the payment number from a receipt of this terminal.",
-    ),
     "check_go": ("Проверить", "Check"),
-    "check_not_found": (
-        "Платёж {id} на этом терминале не найден. Проверьте номер или позвоните: {phone}",
-        "Payment {id} is not known at this terminal. Check the number or call: {phone}",
-    ),
     "check_failed": (
         "Не удалось проверить. Попробуйте позже или позвоните: {phone}",
         "Could not check now. Try again later or call: {phone}",
@@ -128,6 +120,40 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Inserted {inserted}, credited {credited}",
     ),
     "check_line_date": ("Создан {date}", "Created {date}"),
+    # check my payment with the receipt's check code, and the customer's copy (one block)
+    "check_hint_code": (
+        "Введите номер платежа и код проверки с чека этого терминала.",
+        "Enter the payment number and the check code from a receipt of this terminal.",
+    ),
+    "check_code_label": ("Код проверки", "Check code"),
+    "check_no_match": (
+        "Платёж с таким номером и кодом не найден. Проверьте номер и код на чеке "
+        "или позвоните: {phone}",
+        "No payment with this number and code. Check both on the receipt or call: {phone}",
+    ),
+    "check_locked": (
+        "Слишком много неверных попыток. Проверка приостановлена на несколько минут. "
+        "Позвоните: {phone}",
+        "Too many wrong attempts. Checking is paused for a few minutes. Call: {phone}",
+    ),
+    "check_copy": ("Напечатать копию", "Print a copy"),
+    "check_copy_printing": ("Печатаем копию чека…", "Printing a copy of the receipt…"),
+    "check_copy_printed": (
+        "Копия чека напечатана. Заберите её.",
+        "A copy of the receipt is printed. Please take it.",
+    ),
+    "check_copy_failed": (
+        "Копию напечатать не удалось. Позвоните: {phone}",
+        "The copy could not be printed. Call: {phone}",
+    ),
+    "check_copy_limit": (
+        "Копию этого чека сейчас напечатать нельзя. Попробуйте позже или позвоните: {phone}",
+        "A copy of this receipt cannot be printed now. Try later or call: {phone}",
+    ),
+    "receipt_check_code": (
+        "Код проверки: {code} (вместе с номером — для «Проверить платёж»)",
+        "Check code: {code} (with the number, for \"Check my payment\")",
+    ),
     "status_collecting": ("Оплата ещё идёт", "The payment is still in progress"),
     "status_confirmed": ("Принят терминалом, ждёт отправки", "Accepted here, waiting to be sent"),
     "status_queued": ("Принят терминалом, ждёт отправки", "Accepted here, waiting to be sent"),

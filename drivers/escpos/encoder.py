@@ -32,7 +32,8 @@ def qr_payload(data: str) -> str:
 
 def printable_block(block: Block, *, native_qr: bool) -> Block:
     """The block as it will be printed: CP866-safe text; a QR becomes centred text on a
-    printer without native QR so the customer still gets the link or id."""
+    printer without native QR so the customer still gets the link or id (unless the
+    document prints that text itself: `QrCode.text_fallback`)."""
     if isinstance(block, Text):
         return replace(block, text=text.sanitize(block.text))
     if isinstance(block, Pair):
@@ -47,6 +48,8 @@ def printable_block(block: Block, *, native_qr: bool) -> Block:
         fits = len(payload.encode(QR_TEXT_ENCODING)) <= cmd.QR_MAX_DATA
         if native_qr and fits:
             return QrCode(payload)
+        if not block.text_fallback:
+            return Feed(0)  # the document prints the text itself: never twice
         return Text(text.sanitize(payload), Align.CENTER)
     return block
 

@@ -232,6 +232,9 @@ class CashCollection(EngineCore):
             "commission_minor": payment.get("commission_minor", 0),
             "credited_minor": payment.get("credited_minor", 0),
             "currency": s.provider.currency,
+            # On the receipt screen too: a customer without a receipt must still be able
+            # to check the payment ("check my payment" asks for id and code).
+            "check_code": payment.get("check_code"),
             "receipt": "printing",
         }
         self._set_screen(Screen.RECEIPT)

@@ -23,6 +23,7 @@ from typing import Any
 from drivers.acceptor import AcceptorStatus, Bill, BillAcceptor
 from drivers.printer import PrinterStatus, ReceiptPrinter
 from kiosk.catalog import Provider
+from kiosk.check_code import CheckLimiter
 from kiosk.coded_error import CodedError
 from kiosk.config import Config
 from kiosk.diskguard import DiskLevel
@@ -94,6 +95,9 @@ class EngineCore:
         self.technician = TechnicianAccess(
             config.technician, clock, state_path=config.paths.data_dir / LOCKOUT_FILE
         )
+        # "Check my payment" and customer reprints: wrong id/code pairs and copies are
+        # limited here, in the core, on the engine's clock (kiosk/check_code.py).
+        self.check_limiter = CheckLimiter(clock)
         self._support_phone = config.terminal.support_phone
         self._help_texts: dict[str, dict[str, str]] = {}  # from the desk: {topic: {ru, en}}
         self._config_version: int | None = None  # the desk config applied, if any

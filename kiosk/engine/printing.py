@@ -33,6 +33,7 @@ class Printing(EngineCore):
             support_phone=self.support_phone,
             agent_name=t.agent_name,
             status_url=t.status_url,
+            columns=self.printer.columns,  # the status link is laid out for this paper
         )
 
     def payment_document(self, payment_id: str, copy: bool) -> Document:
@@ -50,7 +51,9 @@ class Printing(EngineCore):
                     p["inserted_minor"],
                     p["currency"],
                     receipt_note(p["note"]) or UNCLAIMED_FALLBACK,
+                    check_code=p.get("check_code"),
                 ),
+                copy=copy,
             )
         provider = self.config.catalog.get(p["provider_id"])
         return receipts.payment_receipt(
@@ -65,6 +68,7 @@ class Printing(EngineCore):
                 credited_minor=p["credited_minor"],
                 currency=p["currency"],
                 status_note=receipt_note(p["note"]),
+                check_code=p.get("check_code"),
             ),
             copy=copy,
         )

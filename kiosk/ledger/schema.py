@@ -100,6 +100,10 @@ payments = Table(
     Column("updated_ms", Integer, nullable=False),
     Column("receipt_printed_ms", Integer, nullable=True),
     Column("reprocess_count", Integer, nullable=False, default=0),
+    # Revision 0004: the customer's check code (kiosk/check_code.py), printed on the
+    # receipt; "check my payment" needs it with the id. NULL for payments made before
+    # 0004: such a payment cannot be checked at the terminal (docs/ledger.md).
+    Column("check_code", String(16), nullable=True),
 )
 
 payment_history = Table(

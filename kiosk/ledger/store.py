@@ -36,6 +36,7 @@ from sqlalchemy import Connection, CursorResult, Engine, Executable, func, inser
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from drivers.acceptor import StackOrigin
+from kiosk.check_code import new_check_code
 from kiosk.ledger import schema as t
 from kiosk.ledger.db import READ_ONLY_OPTION, make_engine, migrate
 from kiosk.ledger.identity import (
@@ -951,6 +952,7 @@ class Ledger:
                 created_ms=now,
                 updated_ms=now,
                 reprocess_count=0,
+                check_code=new_check_code(),  # "check my payment" asks for it with the id
             )
         )
         for step, text in history:

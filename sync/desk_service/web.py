@@ -108,6 +108,8 @@ M: dict[str, tuple[str, str]] = {
     "sum": ("Сумма", "Amount"),
     "provider": ("Получатель", "Provider"),
     "account": ("Счёт", "Account"),
+    # The receipt's check code: a caller who reads it out holds the receipt.
+    "check_code": ("Код проверки (с чека)", "Check code (on the receipt)"),
     "timeline": ("История платежа", "Payment timeline"),
     "what": ("Что", "What"),
     "who": ("Кто", "Who"),
@@ -553,6 +555,7 @@ class DeskWeb:
                  ("sum", money(latest["credited_minor"] if latest["kind"] == "payment"
                                else latest["inserted_minor"], latest["currency"])),
                  ("time", ms_text(latest["created_ms"])),
+                 ("check_code", d.get("check_code") or "—"),
                  ("reprocessed_n", latest["reprocess_count"])]
         summary = "".join(f"<tr><th>{esc(self.t(req, k))}</th><td id=\"f-{k}\">{esc(v)}</td></tr>"
                           for k, v in facts)

@@ -25,7 +25,7 @@ def test_upgrade_from_first_revision_keeps_money(tmp_path):
     engine.dispose()
     ledger = Ledger(path, "T1")
     ledger.open()  # migrates to head on open
-    assert current_revision(ledger.engine) == head_revision() == "0003"
+    assert current_revision(ledger.engine) == head_revision() == "0004"
     assert ledger.get_payment("T1-00000001")["credited_minor"] == 48_500
     tables = {
         r[0]
@@ -36,6 +36,11 @@ def test_upgrade_from_first_revision_keeps_money(tmp_path):
     escrow = ledger.record_escrow(session, 10_000, "RUB", 2)
     ledger.record_stacked("k", 10_000, "RUB", 2, False, escrow)
     assert ledger.finish_session(session, lambda amount: 0) == "T1-00000002"  # numbering goes on
+    # Revision 0004: a payment from before it keeps no check code (none was ever printed,
+    # and NULL matches nothing a customer types); every new one gets one.
+    assert ledger.get_payment("T1-00000001")["check_code"] is None
+    new_code = ledger.get_payment("T1-00000002")["check_code"]
+    assert len(new_code) == 6 and new_code.isdigit()
 
 
 def test_durability_settings(tmp_path):

@@ -56,10 +56,12 @@ def test_scripted_payment_through_the_api(core, client):
     assert result["inserted_minor"] == 60_000
     assert result["receipt"] == "printed"
     assert result["payment_id"] == "T0001-00000001"
-    status = client.request("payment_status", payment_id=result["payment_id"])
+    code = result["check_code"]  # the receipt screen shows it; the receipt carries it
+    status = client.request("payment_status", payment_id=result["payment_id"], check_code=code)
     assert status["status"] == "queued" and status["credited_minor"] == 58_200
     payments = client.request("payments", limit=5)
     assert [p["id"] for p in payments] == ["T0001-00000001"]
+    assert "check_code" not in payments[0]  # no client of the socket lists the codes
     receipt = (core.workdir / "data" / "receipts").glob("*.txt")
     assert any("T0001-00000001" in p.read_text() for p in receipt)
 
@@ -190,3 +192,38 @@ def test_catalog_lists_providers_with_their_commission_bands(client):
     assert mts["bands"][1] == {"from_minor": 50_000, "to_minor": None, "percent_bp": 300,
                                "fixed_minor": 0, "min_minor": 1_000, "max_minor": 30_000}
     assert {c["id"] for c in catalog["categories"]} == {"mobile", "internet", "utilities"}
+
+
+def _refused(client, op, **fields):
+    with pytest.raises(ApiRequestError) as err:
+        client.request(op, **fields)
+    return err.value.code, err.value.message
+
+
+def test_check_my_payment_needs_the_code_and_the_limit_outlives_the_client(core, client):
+    """Payment ids are sequential: the id alone shows nothing, a wrong pair gets the same
+    answer whether the id exists or not, and the pause after too many wrong pairs is the
+    core's, so a new connection (a restarted UI) is still refused."""
+    result = run_payment(client, "mts", "9161234567", [500], inbox_feeder(core.inbox))
+    pid, code = result["payment_id"], result["check_code"]
+    assert _refused(client, "payment_status", payment_id=pid)[0] == "bad_request"
+    assert _refused(client, "payment_status", payment_id=pid, check_code=1)[0] == "bad_request"
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    answers = {
+        _refused(client, "payment_status", payment_id=pid, check_code=wrong),
+        _refused(client, "payment_status", payment_id="T0001-00000002", check_code=code),
+        _refused(client, "customer_reprint", payment_id="T0001-00000077", check_code=wrong),
+    }
+    assert answers == {("not_found", answers.copy().pop()[1])}
+    copy = client.request("customer_reprint", payment_id=pid, check_code=code)
+    assert copy == {"payment_id": pid, "printed": True}
+    assert _refused(client, "payment_status", payment_id=pid, check_code="x")[0] == "not_found"
+    assert _refused(client, "payment_status", payment_id=pid, check_code="x")[0] == (
+        "check_locked"
+    )
+    with ApiClient(core.socket) as again:  # the UI restarted
+        again.connect()
+        locked = _refused(again, "payment_status", payment_id=pid, check_code=code)
+    assert locked[0] == "check_locked"
+    receipts = sorted((core.workdir / "data" / "receipts").glob("*.txt"))
+    assert "КОПИЯ / COPY" in receipts[-1].read_text() and code in receipts[-1].read_text()

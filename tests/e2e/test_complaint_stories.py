@@ -13,6 +13,7 @@ desk's audit trail says (who did what).
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -71,10 +72,18 @@ class LocalApi:
         self.loop.close()
 
 
-def check_my_payment(api: LocalApi, payment_id: str) -> dict[str, Any]:
-    """What the terminal's "check my payment" screen shows for the number typed."""
+def check_my_payment(api: LocalApi, payment_id: str, code: str) -> dict[str, Any]:
+    """What the terminal's "check my payment" screen shows for the number and check code
+    typed (both are on the receipt; an id alone shows nothing)."""
     with api.client() as c:
-        return c.request("payment_status", payment_id=payment_id)
+        return c.request("payment_status", payment_id=payment_id, check_code=code)
+
+
+def code_on_paper(printed: str) -> str:
+    """The check code as the customer reads it off the receipt or slip."""
+    found = re.search(r"Код проверки / Check code\s+(\d{6})", printed)
+    assert found, printed
+    return found.group(1)
 
 
 @dataclass
@@ -165,12 +174,12 @@ def set_status_in_browser(b: WebDriver, status: str, detail: str) -> str:
     return shows(b, "note", "Отправлено")
 
 
-def wait_status(api: LocalApi, pid: str, pred: Callable[[dict[str, Any]], bool],
+def wait_status(api: LocalApi, pid: str, code: str, pred: Callable[[dict[str, Any]], bool],
                 what: str) -> dict[str, Any]:
     seen: dict[str, Any] = {}
 
     def ok() -> bool:
-        seen.update(check_my_payment(api, pid))
+        seen.update(check_my_payment(api, pid, code))
         return pred(seen)
 
     wait_for(ok, WAIT_S, what)
@@ -188,19 +197,22 @@ def test_wrong_number_reprocessed_from_what_the_receipt_says(story, b):
     s.sim.wait_for_receipts(1, timeout=WAIT_S)
     receipt = s.sim.receipts[-1]
     assert pid in receipt and "+7 (916) 123-45-67" in receipt  # what the customer reads
-    before = check_my_payment(s.api, pid)
+    code = code_on_paper(receipt)
+    before = check_my_payment(s.api, pid, code)
     assert before["account_tail"] == MTS_ACCOUNT[-4:]
     s.at_desk(pid)
 
     login(b, s.page, "op1")
     open_payment(b, s, "+7 (916) 123-45-67", pid)  # the account as printed
+    # the caller reads the check code out: they hold the receipt
+    assert b.find_element(By.ID, "f-check_code").text == code
     note = reprocess_in_browser(b, "8 916 999-99-99", "клиент ошибся номером")
     assert "Выполнено терминалом" in note
     # the customer's other way in: the payment number off the receipt
     open_payment(b, s, pid.lower(), pid)
     assert b.find_element(By.ID, "f-account").text == RIGHT_ACCOUNT
 
-    after = wait_status(s.api, pid, lambda p: p["account_tail"] == RIGHT_ACCOUNT[-4:],
+    after = wait_status(s.api, pid, code, lambda p: p["account_tail"] == RIGHT_ACCOUNT[-4:],
                         "the new account at the terminal")
     assert after["status"] == "reprocessed"
     assert after["inserted_minor"] == 50_000 and after["credited_minor"] == before[
@@ -217,9 +229,9 @@ def test_no_receipt_the_payment_is_confirmed_and_reprinted_after_paper_is_loaded
     finds it by that number and confirms it (status "processed"); once a technician has
     loaded paper, a copy of the receipt is printed at the terminal.
 
-    There is no customer-side reprint: the local API has only the technician's
-    `tech.reprint` (kiosk/service.py), behind the technician's PIN. That is what is
-    tested here; a customer "print my receipt again" is a gap."""
+    The technician's `tech.reprint` prints a copy; so does the customer's own
+    `customer_reprint` from "check my payment", with the number and check code they
+    wrote down from the screen (the same reprint path, kiosk/service.py)."""
     s = story
     e = s.term.engine
     with s.api.client() as screen:
@@ -238,9 +250,11 @@ def test_no_receipt_the_payment_is_confirmed_and_reprinted_after_paper_is_loaded
     assert s.sim.receipts == []  # nothing came out
     pid = shown["last_payment"]["payment_id"]
     assert shown["last_payment"]["receipt"] == "failed"
-    # what the customer writes down from the screen: the number and whom to call
+    # what the customer writes down from the screen: the number, its check code (the
+    # receipt screen shows it) and whom to call
     assert pid in shown["notice"]["ru"] and s.term.config.terminal.support_phone in shown[
         "notice"]["ru"]
+    code = shown["last_payment"]["check_code"]
     e.intent("done", {})
     s.at_desk(pid)
 
@@ -249,7 +263,8 @@ def test_no_receipt_the_payment_is_confirmed_and_reprinted_after_paper_is_loaded
     assert b.find_element(By.ID, "f-status").text not in FINAL
     assert "receipt_not_printed" in b.find_element(By.ID, "timeline").text
     set_status_in_browser(b, "processed", "платёж подтверждён, чек не напечатан")
-    confirmed = wait_status(s.api, pid, lambda p: p["status"] == "processed",
+    assert b.find_element(By.ID, "f-check_code").text == code
+    confirmed = wait_status(s.api, pid, code, lambda p: p["status"] == "processed",
                             "the desk's confirmation at the terminal")
     assert confirmed["inserted_minor"] == 50_000
 
@@ -260,7 +275,12 @@ def test_no_receipt_the_payment_is_confirmed_and_reprinted_after_paper_is_loaded
             "payment_id": pid, "printed": True}
     assert s.sim.wait_for_receipts(1, timeout=WAIT_S)
     copy = s.sim.receipts[-1]
-    assert pid in copy and "+7 (916) 123-45-67" in copy
+    assert pid in copy and "+7 (916) 123-45-67" in copy and code_on_paper(copy) == code
+    with s.api.client() as customer:  # the customer's own copy, from "check my payment"
+        assert customer.request("customer_reprint", payment_id=pid, check_code=code) == {
+            "payment_id": pid, "printed": True}
+    assert s.sim.wait_for_receipts(2, timeout=WAIT_S)
+    assert "КОПИЯ / COPY" in s.sim.receipts[-1] and pid in s.sim.receipts[-1]
     assert s.audit(pid) == [("op1", "set_status", "sent")]
 
 
@@ -270,13 +290,15 @@ def test_not_credited_the_desks_status_reaches_check_my_payment(story, b):
     reason; the terminal's "check my payment" shows "failed" (and the reason)."""
     s = story
     pid = s.term.pay(1000)
+    assert s.sim.wait_for_receipts(1, timeout=WAIT_S)
+    code = code_on_paper(s.sim.receipts[-1])
     s.at_desk(pid)
-    assert check_my_payment(s.api, pid)["status"] not in FINAL
+    assert check_my_payment(s.api, pid, code)["status"] not in FINAL
 
     login(b, s.page, "op1")
     open_payment(b, s, "123-45-67", pid)  # the last digits the customer remembers
     set_status_in_browser(b, "failed", "провайдер отклонил платёж")
-    failed = wait_status(s.api, pid, lambda p: p["status"] == "failed",
+    failed = wait_status(s.api, pid, code, lambda p: p["status"] == "failed",
                          "the desk's status at the terminal")
     assert failed["status_detail"] == "провайдер отклонил платёж"
     assert s.term.ledger.get_payment(pid)["status_detail"] == "провайдер отклонил платёж"
@@ -307,6 +329,7 @@ def test_froze_with_money_inside_the_slip_number_leads_to_the_money_credited_onc
     assert [p for p in s.term.ledger.list_payments(10) if p["kind"] == "payment"] == []
     assert s.sim.wait_for_receipts(1, timeout=WAIT_S)
     assert rid in s.sim.receipts[-1]  # the slip the customer keeps
+    slip_code = code_on_paper(s.sim.receipts[-1])
     s.at_desk(rid)
 
     login(b, s.page, "op1")
@@ -329,9 +352,13 @@ def test_froze_with_money_inside_the_slip_number_leads_to_the_money_credited_onc
         "reprocessed", 1, pid)
     s.at_desk(pid)
     s.at_desk(rid, count=1)
-    seen = check_my_payment(s.api, pid)
+    # the new payment was made at the desk: no paper carries its code; the operator reads
+    # it from the payment's page to the customer
+    open_payment(b, s, pid, pid)
+    code = b.find_element(By.ID, "f-check_code").text
+    seen = check_my_payment(s.api, pid, code)
     assert seen["account_tail"] == MTS_ACCOUNT[-4:] and seen["inserted_minor"] == 50_000
-    slip = check_my_payment(s.api, rid)  # the customer types the slip's number
+    slip = check_my_payment(s.api, rid, slip_code)  # the customer types the slip's number
     assert slip["kind"] == "unclaimed" and slip["status"] == "reprocessed"
     assert slip["status_detail"] == pid  # where the money went
     assert s.audit(rid) == [("op1", "reprocess_unclaimed", "executed"),

@@ -21,6 +21,7 @@ FIXED_AT = datetime(2025, 3, 5, 14, 37, 12, tzinfo=FIXED_TZ)
 SUPPORT_PHONE = "8 800 000-00-00"
 PAYMENT_ID = "10023456-000123"
 RECORD_ID = "10023456-U000007"
+CHECK_CODE = "048213"  # a leading zero: the receipt must keep it
 
 
 @pytest.fixture
@@ -45,6 +46,7 @@ def payment() -> receipts.PaymentReceiptData:
         commission_minor=2500,
         credited_minor=120950,
         currency="RUB",
+        check_code=CHECK_CODE,
     )
 
 
@@ -56,6 +58,7 @@ def unclaimed() -> receipts.UnclaimedData:
         amount_minor=50000,
         currency="RUB",
         reason="сеанс прерван — session aborted",
+        check_code=CHECK_CODE,
     )
 
 

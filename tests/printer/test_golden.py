@@ -17,12 +17,12 @@ from drivers.escpos.encoder import paper_document
 from drivers.layout import render_plain
 from kiosk import receipts
 
-from .conftest import PAYMENT_ID, RECORD_ID, SUPPORT_PHONE
+from .conftest import CHECK_CODE, PAYMENT_ID, RECORD_ID, SUPPORT_PHONE
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 PROFILE_BY_WIDTH = {32: "generic_58mm", 42: "custom_vkp80iii", 48: "citizen_ppu700"}
-KINDS = ("payment", "payment_copy", "unclaimed", "encashment", "test")
+KINDS = ("payment", "payment_copy", "unclaimed", "unclaimed_copy", "encashment", "test")
 
 
 def _document(kind: str, term, payment, unclaimed, encashment):
@@ -33,6 +33,8 @@ def _document(kind: str, term, payment, unclaimed, encashment):
         return receipts.payment_receipt(term, note, copy=True)
     if kind == "unclaimed":
         return receipts.unclaimed_slip(term, unclaimed)
+    if kind == "unclaimed_copy":
+        return receipts.unclaimed_slip(term, unclaimed, copy=True)
     if kind == "encashment":
         return receipts.encashment_report(term, encashment)
     return receipts.test_page(term, "Golden test printer")
@@ -43,7 +45,8 @@ def _document(kind: str, term, payment, unclaimed, encashment):
 def test_golden_receipt(rig, kind, columns, term, payment, unclaimed, encashment) -> None:
     sim, printer = rig(PROFILE_BY_WIDTH[columns])
     assert printer.columns == columns
-    doc = _document(kind, term, payment, unclaimed, encashment)
+    # The engine lays a document out for its printer's width (TerminalInfo.columns).
+    doc = _document(kind, replace(term, columns=columns), payment, unclaimed, encashment)
     printer.print_document(doc)
     assert sim.wait_for_receipts(1, timeout=10)
     assert sim.receipts_dir is not None
@@ -63,10 +66,20 @@ def test_golden_receipt(rig, kind, columns, term, payment, unclaimed, encashment
         if not line.strip().startswith("[QR: ")
     )
 
-    if kind in ("payment", "payment_copy", "unclaimed"):
+    if kind in ("payment", "payment_copy", "unclaimed", "unclaimed_copy"):
         flat = " ".join(printed.split())
         assert SUPPORT_PHONE in printed
         assert (PAYMENT_ID if kind.startswith("payment") else RECORD_ID) in printed
+        assert CHECK_CODE in printed
+        assert ("КОПИЯ / COPY" in printed) == kind.endswith("_copy")
+    if kind.startswith("payment"):
+        # The status link is printed once, after its label, broken only at a safe point:
+        # the payment id is whole on one line, and the lines put together are the link.
+        link = receipts.status_link(term, PAYMENT_ID)
+        after = printed.split("Статус платежа / Payment status:\n", 1)[1].splitlines()
+        assert "".join(line.strip() for line in after) == link
+        assert any(PAYMENT_ID in line for line in after)
+        assert printed.count("https://") == (2 if printer.settings.qr else 1)  # + the QR
         assert term.terminal_id in printed
         assert "Сохраняйте чек до зачисления средств" in flat
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import datetime
 
 import pytest
 
 from drivers.layout import render_plain
-from drivers.printer import Document, QrCode
+from drivers.printer import Document, QrCode, Text
 from kiosk import receipts
 
 from .conftest import PAYMENT_ID, RECORD_ID, SUPPORT_PHONE
@@ -99,7 +100,8 @@ def test_payment_receipt_fields(term, payment) -> None:
     ):
         assert expected in text
     qrs = [b for b in doc.blocks if isinstance(b, QrCode)]
-    assert qrs == [QrCode(f"https://pay.example.ru/s/{PAYMENT_ID}")]
+    # The link is printed as text below the QR, so no text fallback prints it twice.
+    assert qrs == [QrCode(f"https://pay.example.ru/s/{PAYMENT_ID}", text_fallback=False)]
     bare = receipts.payment_receipt(replace(term, status_url=None), payment)
     assert [b for b in bare.blocks if isinstance(b, QrCode)] == [QrCode(PAYMENT_ID)]
 
@@ -162,3 +164,56 @@ def test_qr_placeholder_fits(term, payment, columns) -> None:
 
 def test_test_page_is_not_collected_as_a_test() -> None:
     assert receipts.test_page.__test__ is False  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("columns", [10, 16, 20, 32, 42, 48])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://pay.example.ru/s/{payment_id}",
+        "https://pay.example.ru/status?terminal=10023456&payment={payment_id}&lang=ru",
+        "https://averyveryveryveryverylonghostname.example.ru/p{payment_id}",
+    ],
+)
+def test_status_link_is_broken_only_at_safe_points(term, columns, url) -> None:
+    """The link is printed once, in lines that put together give it back, each break
+    after a / ? & = # or at an edge of the id, never inside the payment id."""
+    link = url.replace("{payment_id}", PAYMENT_ID)
+    lines = receipts.link_lines(link, columns, PAYMENT_ID)
+    assert "".join(lines) == link
+    assert any(PAYMENT_ID in line for line in lines)
+    for before, after in itertools.pairwise(lines):
+        assert before[-1] in receipts.LINK_BREAK_AFTER or before.endswith(PAYMENT_ID) or (
+            after.startswith(PAYMENT_ID)
+        ), (before, after)
+    if len(link) <= columns:
+        assert lines == [link]
+    doc = receipts.payment_receipt(replace(term, status_url=url, columns=columns), PAYMENT)
+    texts = [b.text for b in doc.blocks if isinstance(b, Text)]
+    assert texts[-len(lines):] == lines
+
+
+PAYMENT = receipts.PaymentReceiptData(
+    payment_id=PAYMENT_ID,
+    created_at=datetime.fromisoformat("2025-03-05T14:37:12+03:00"),
+    provider_name="МТС",
+    account="+7 916 ***-**-67",
+    inserted_minor=10000,
+    commission_minor=0,
+    credited_minor=10000,
+    currency="RUB",
+    check_code="000001",
+)
+
+
+def test_check_code_is_printed_and_a_copy_of_a_slip_is_marked(term, payment, unclaimed) -> None:
+    receipt = "\n".join(render_plain(receipts.payment_receipt(term, payment), 42))
+    line = next(w for w in receipt.splitlines() if "Check code" in w)
+    assert line.split() == f"Код проверки / Check code {payment.check_code}".split()
+    before = receipts.payment_receipt(term, replace(payment, check_code=None))
+    old = "\n".join(render_plain(before, 42))
+    assert "Check code" not in old  # a payment from before check codes: no empty line
+    slip = "\n".join(render_plain(receipts.unclaimed_slip(term, unclaimed), 42))
+    assert "КОПИЯ" not in slip and unclaimed.check_code in slip
+    copy = "\n".join(render_plain(receipts.unclaimed_slip(term, unclaimed, copy=True), 42))
+    assert "КОПИЯ / COPY" in copy

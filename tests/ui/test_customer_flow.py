@@ -100,21 +100,26 @@ def test_pay_by_touch_end_to_end(terminal_factory, make_ui):
     d.tap("receipt.done")
     d.on("idle")
 
-    # "check my payment" with the number from the receipt
+    # "check my payment" with the number and check code from the receipt
+    code = term.rows("SELECT check_code FROM payments WHERE id = ?", payment_id)[0][0]
+    assert code in term.printer.receipts[-1]
     d.tap("idle.check")
     d.on("check")
     d.both_languages("09-check-empty")
     d.type_keys("check.key", "1")
     assert d.text("check.number") == "T0001-1"
+    d.tap("check.code")
+    d.type_keys("check.key", code)
     d.tap("check.go")
     d.wait_text("check.status", lambda t: t.startswith(payment_id))
     assert "Принят терминалом" in d.text("check.status")
     assert "…4567" in d.text("check.details") and "582,00" in d.text("check.details")
     d.both_languages("10-check-found")
+    d.tap("check.number")
     d.tap("check.key.clear")
     d.type_keys("check.key", "77")
     d.tap("check.go")
-    d.wait_text("check.status", lambda t: "T0001-00000077" in t and "не найден" in t)
+    d.wait_text("check.status", lambda t: "не найден" in t)
     d.both_languages("11-check-not-found")
     d.tap("check.back")
     d.on("idle")

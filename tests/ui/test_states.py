@@ -78,6 +78,9 @@ def test_printer_warning_before_cash(terminal_factory, make_ui):
     d.wait_text("receipt.state", lambda t: "T0001-00000001" in t, timeout=30)
     assert "Запишите номер платежа" in d.text("receipt.state")
     assert PHONE in d.text("receipt.state")
+    # no receipt: the check code is on the screen, to write down with the number
+    code = term.rows("SELECT check_code FROM payments")[0][0]
+    assert f"Код проверки: {code}" in d.text("receipt.check_code")
     d.both_languages("02-receipt-not-printed")
     assert term.rows("SELECT id, inserted_minor, receipt_printed_ms FROM payments") == [
         ("T0001-00000001", 10000, None)]

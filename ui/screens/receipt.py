@@ -26,6 +26,9 @@ class ReceiptScreen(BaseScreen):
         card = Panel(bg=theme.INFO_BG, line=theme.FIELD_LINE, radius_mm=3, size_hint_y=None,
                      height=mm(24))
         card.add_widget(self.payment_id)
+        # The check code: with the number it checks the payment here later, receipt or not.
+        self.check_code = fixed(Text(ident="receipt.check_code", font_mm=theme.F_BODY,
+                                     bold=True), h_mm=9)
         self.amounts = Text(ident="receipt.amounts", font_mm=theme.F_LARGE, flow=True)
         self.state = Text(ident="receipt.state", font_mm=theme.F_LARGE, bold=True, flow=True)
         self.state_box = Panel(bg=theme.BG, radius_mm=3, padding=mm(3), size_hint_y=None,
@@ -34,7 +37,8 @@ class ReceiptScreen(BaseScreen):
         self.done = self.button("receipt.done", lambda: self.ctl.intent("done"), "primary",
                                 w_mm=80)
         bottom = hbox(spacer(), self.done, size_hint_y=None, height=mm(theme.BUTTON_H))
-        self.add_widget(vbox(self.head, self.id_label, card, self.amounts, self.state_box,
+        self.add_widget(vbox(self.head, self.id_label, card, self.check_code, self.amounts,
+                             self.state_box,
                              spacer(), bottom, pad_mm=6, spacing_mm=4))
 
     def update(self) -> None:
@@ -45,6 +49,8 @@ class ReceiptScreen(BaseScreen):
         self.head.text = ctl.t("receipt_title")
         self.id_label.text = ctl.t("payment_no")
         self.payment_id.text = str(lp.get("payment_id", ""))
+        code = lp.get("check_code")
+        self.check_code.text = ctl.t("receipt_check_code", code=code) if code else ""
         self.amounts.text = "\n".join(
             f"{ctl.t(k)}: {money(int(lp.get(f'{k}_minor', 0)), cur, lang)}"
             for k in ("inserted", "commission", "credited")
