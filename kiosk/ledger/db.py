@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # The newest script in kiosk/migrations/versions. Adding a migration means raising this:
 # tests/core/test_schema_drift.py checks it against Alembic's own view of the head.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 BUSY_TIMEOUT_MS = 5000
 READ_ONLY_OPTION = "kiosk_read_only"  # execution option: this connection only reads
 
