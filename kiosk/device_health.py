@@ -23,6 +23,7 @@ class EventGroup(enum.Enum):
     LEDGER = "ledger"  # the ledger file and the data disk
     MQTT = "mqtt"  # the link to the desk and what the desk sent
     TECHNICIAN = "technician"  # logins and actions: hidden from the list unless asked
+    # (an encashment is not among them: it is the cassette's story, always listed)
 
 
 DEVICES = (EventGroup.ACCEPTOR, EventGroup.PRINTER, EventGroup.LEDGER, EventGroup.MQTT)
@@ -51,7 +52,7 @@ GROUPS: Mapping[EventGroup, KindMatch] = {
         prefixes=("desk_", "command_", "config_", "payment_status_"),
     ),
     EventGroup.TECHNICIAN: KindMatch(
-        kinds=("acceptor_test", "restart_requested", "receipt_reprinted", "encashment"),
+        kinds=("acceptor_test", "restart_requested", "receipt_reprinted"),
         prefixes=("technician_",),
     ),
 }
