@@ -212,8 +212,8 @@ class TechPinScreen(BaseScreen):
 def _row(label: str, value: str, ident: str, detail: str = "") -> BoxLayout:
     """A status line: the label, the value in words, and under it (smaller, softer) the
     raw device code or reason the technician quotes to support."""
-    name = fixed(vbox(Text(text=label, font_mm=theme.F_BODY, halign="left", bold=True,
-                           flow=True), spacer(), spacing_mm=0), w_mm=62)  # top-aligned
+    head = Text(text=label, font_mm=theme.F_BODY, halign="left", bold=True, flow=True)
+    name = fixed(vbox(head, spacer(), spacing_mm=0), w_mm=62)  # top-aligned
     col = BoxLayout(orientation="vertical", size_hint_y=None, pos_hint={"top": 1})
     col.add_widget(Text(text=value, ident=ident, font_mm=theme.F_BODY, halign="left",
                         flow=True))
@@ -224,9 +224,10 @@ def _row(label: str, value: str, ident: str, detail: str = "") -> BoxLayout:
     box = hbox(name, col, size_hint_y=None, height=mm(ROW_MM))
 
     def follow(*_: Any) -> None:
-        box.height = max(mm(ROW_MM), col.height)
+        box.height = max(mm(ROW_MM), col.height, head.height)
 
     col.bind(height=follow)
+    head.bind(height=follow)
     follow()
     return box
 

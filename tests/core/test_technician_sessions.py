@@ -162,6 +162,11 @@ def test_page_views_are_not_events_and_the_list_filters(core: Core) -> None:
             ui.request("tech.events", token=token, device="toaster")
         assert exc.value.code == "bad_request"
         assert exc.value.data["field"] == "device"
+    status = subprocess.run(
+        [sys.executable, "-m", "kiosk", "status", "--config", str(core.config)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert "mqtt          off ([mqtt] enabled = false)" in status.stdout, status.stdout
 
 
 def test_offline_ledger_init_counts_against_and_respects_the_lockout(core: Core) -> None:
