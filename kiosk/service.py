@@ -181,22 +181,23 @@ def events(
 
 
 def _last_errors(engine: PaymentEngine, st: EngineStatus) -> dict[str, dict[str, Any] | None]:
-    """Each device's last error: the engine's since it started, else the ledger's newest
-    warning or error event of that device (so a restart does not blank the page)."""
+    """Each device's last error: the newer of the engine's (since it started; also what
+    the ledger could not record, and the MQTT link's losses) and the ledger's newest
+    warning or error event of that device (written by the ledger itself, or before a
+    restart)."""
     out: dict[str, dict[str, Any] | None] = {}
     for group in DEVICES:
         err = st.device_errors.get(group.value)
-        if err is None:
-            match = GROUPS[group]
-            try:
-                rows = engine.ledger.recent_events(
-                    1, kinds=match.kinds, prefixes=match.prefixes, severities=PROBLEM_SEVERITIES
-                )
-            except LedgerError:
-                rows = []
-            if rows:
-                r = rows[0]
-                err = DeviceError(group.value, r["kind"], error_detail(r["data"]), r["at_ms"])
+        match = GROUPS[group]
+        try:
+            rows = engine.ledger.recent_events(
+                1, kinds=match.kinds, prefixes=match.prefixes, severities=PROBLEM_SEVERITIES
+            )
+        except LedgerError:
+            rows = []
+        if rows and (err is None or rows[0]["at_ms"] > err.at_ms):
+            r = rows[0]
+            err = DeviceError(group.value, r["kind"], error_detail(r["data"]), r["at_ms"])
         out[group.value] = None if err is None else err.as_dict()
     return out
 

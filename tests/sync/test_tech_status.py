@@ -67,3 +67,22 @@ def test_last_errors_survive_a_restart_through_the_ledger(tmp_path, desk_key):
         assert st["last_errors"]["mqtt"] is None
     finally:
         again.stop()
+
+
+def test_the_newer_of_engine_and_ledger_errors_is_shown(tmp_path, desk_key):
+    """A ledger-level event (the ledger writes unclaimed credits itself) newer than the
+    engine's remembered fault is the acceptor's last error."""
+    term = live_terminal(tmp_path / "t", "T7003", mqtt_config(1, desk_key, enabled=False),
+                         agent=False)
+    try:
+        term.acceptor.set_status(AcceptorStatus.JAMMED, "0x43 jammed")
+        first = service.status(term.engine)["last_errors"]["acceptor"]
+        assert first["code"] == "acceptor_fault"
+        while term.ledger.now_ms() <= first["at_ms"]:  # a later millisecond
+            pass
+        term.ledger.add_event("unclaimed_credit", "warning", {"amount_minor": 10000})
+        newer = service.status(term.engine)["last_errors"]["acceptor"]
+        assert newer["code"] == "unclaimed_credit" and newer["at_ms"] > first["at_ms"]
+        assert newer["detail"] == "amount_minor=10000"
+    finally:
+        term.stop()
