@@ -327,6 +327,20 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Restart the core? The terminal takes no payments until the core is up again.",
     ),
     "restart_yes": ("Да, перезапустить", "Yes, restart"),
+    "ev_kind_acceptor_recovered": ("купюроприёмник снова исправен", "bill acceptor recovered"),
+    "ev_kind_acceptor_test": ("тест купюроприёмника", "bill acceptor test"),
+    "ev_kind_encashment": ("инкассация", "encashment"),
+    "ev_kind_technician_login": ("вход техника", "technician login"),
+    "ev_kind_technician_login_failed": ("неудачный вход техника", "failed technician login"),
+    "ev_kind_technician_action": ("действие техника", "technician action"),
+    "ev_kind_receipt_reprinted": ("копия чека", "receipt copy"),
+    "ev_kind_restart_requested": ("перезапуск по запросу", "restart requested"),
+    "ev_kind_ledger_recovered": ("журнал снова пишется", "ledger writable again"),
+    "ev_kind_ledger_initialised": ("начат новый журнал", "new ledger started"),
+    "ev_kind_disk_ok": ("места на диске достаточно", "disk space fine"),
+    "ev_kind_config_applied": ("настройки сервера применены", "desk settings applied"),
+    "ev_kind_desk_command": ("команда сервера", "desk command"),
+    "ev_kind_other": ("событие", "event"),
 }
 
 

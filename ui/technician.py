@@ -260,6 +260,18 @@ def _error_words(t: Callable[..., str], code: str, detail: str) -> str:
     return _known(t, f"err_{code}", t("err_other"))
 
 
+def _event_words(t: Callable[..., str], kind: str, data: str) -> str:
+    """An event kind in words (the kind itself stays beside them, for support)."""
+    if f"ev_kind_{kind}" in STRINGS:
+        return t(f"ev_kind_{kind}")
+    if kind == "acceptor_fault" or kind == "printer_unavailable":
+        status = data.partition("status=")[2].split(",", 1)[0]
+        return _error_words(t, kind, status)
+    if f"err_{kind}" in STRINGS or kind in DESK_REJECTIONS:
+        return _error_words(t, kind, "")
+    return t("ev_kind_other")
+
+
 class TechScreen(BaseScreen):
     """The technician's menu: tabs on the left, one page on the right."""
 
@@ -565,9 +577,10 @@ class TechScreen(BaseScreen):
         lines = []
         for e in self.events:
             data = ", ".join(f"{k}={v}" for k, v in (e.get("data") or {}).items())
-            severity = str(e.get("severity", ""))
+            severity, kind = str(e.get("severity", "")), str(e.get("kind", ""))
+            words = _event_words(t, kind, data)
             lines.append(f"{_stamp(e.get('at_ms'))}  {_known(t, f'sev_{severity}', severity):8} "
-                         f"{e.get('kind', '')}  {data[:70]}")
+                         f"{words} · {kind}  {data[:60]}")
         body = Text(ident="tech.events", text="\n".join(lines) or "—", font_mm=theme.F_SMALL,
                     flow=True, halign="left", font_name="RobotoMono-Regular")
         scroll = ScrollView(do_scroll_x=False, bar_width=mm(4), scroll_type=["bars", "content"])

@@ -116,7 +116,7 @@ def test_encashment_actions_and_service_mode(terminal_factory, make_ui):
     assert term.rows("SELECT bill_count, total_minor FROM encashments") == [(2, 60000)]
 
     d.tap("tech.tab.events")
-    d.wait_text("tech.events", lambda t: "encashment" in t)
+    d.wait_text("tech.events", lambda t: "инкассация · encashment" in t)
     d.both_languages("04-events")
 
     d.tap("tech.tab.actions")

@@ -130,7 +130,7 @@ def test_events_filter_page_views_and_restart_confirmation(terminal_factory, mak
         d.tap("tech.ev.device")
         d.pump(0.1)
     assert d.text("tech.ev.device") == "Устройство: действия техника"
-    d.wait_text("tech.events", lambda t: "technician_login" in t)
+    d.wait_text("tech.events", lambda t: "вход техника · technician_login" in t)  # words, code
     assert all("technician_" in line for line in d.text("tech.events").splitlines())
     d.tap("tech.ev.severity")  # warnings and errors: the one login was info
     assert d.text("tech.ev.severity") == "Важность: предупреждения и ошибки"
