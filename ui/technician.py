@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 PIN_MAX = 12
 EVENTS_SHOWN = 25
+EVENT_DATA_CHARS = 120  # an event's data on its line; the list scrolls, lines wrap
 AUTH_ERRORS = ("not_authorized", "session_expired")
 CHANNEL = "screen"  # the core keeps one technician session per channel (the shell has its own)
 CUSTOMER_SCREENS = ("provider", "account", "confirm", "cash", "receipt")
@@ -258,6 +259,10 @@ def _error_words(t: Callable[..., str], code: str, detail: str) -> str:
     if code in DESK_REJECTIONS:
         return t("err_desk")
     return _known(t, f"err_{code}", t("err_other"))
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _event_words(t: Callable[..., str], kind: str, data: str) -> str:
@@ -580,7 +585,7 @@ class TechScreen(BaseScreen):
             severity, kind = str(e.get("severity", "")), str(e.get("kind", ""))
             words = _event_words(t, kind, data)
             lines.append(f"{_stamp(e.get('at_ms'))}  {_known(t, f'sev_{severity}', severity):8} "
-                         f"{words} · {kind}  {data[:60]}")
+                         f"{words} · {kind}  {_clip(data, EVENT_DATA_CHARS)}")
         body = Text(ident="tech.events", text="\n".join(lines) or "—", font_mm=theme.F_SMALL,
                     flow=True, halign="left", font_name="RobotoMono-Regular")
         scroll = ScrollView(do_scroll_x=False, bar_width=mm(4), scroll_type=["bars", "content"])
