@@ -8,6 +8,7 @@ import getpass
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,31 @@ def _money(minor: int | None) -> str:
 
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=True))
+
+
+# The technician's refusals in both languages, worded from the core's code and data
+# (docs/technician.md); any other refusal is shown with the core's own message.
+_REFUSALS: dict[str, tuple[str, str]] = {
+    "wrong_pin": ("неверный PIN, осталось попыток: {attempts_left}",
+                  "wrong PIN; {attempts_left} attempt(s) left"),
+    "locked": ("вход техника заблокирован после неверных PIN, повторите через {retry_after_s} с",
+               "technician login locked after wrong PINs; try again in {retry_after_s} s"),
+    "no_pin": ("PIN техника не настроен", "no technician PIN is configured"),
+    "not_authorized": ("нужен вход техника", "technician login required"),
+    "session_expired": ("сессия техника истекла, войдите снова",
+                        "technician session expired; log in again"),
+    "busy": ("идёт оплата клиента, повторите позже", "a customer is paying; try again later"),
+}
+
+
+def _refusal(code: str, message: str, data: dict[str, Any]) -> str:
+    words = _REFUSALS.get(code)
+    if words is not None:
+        try:
+            return " / ".join(w.format(**data) for w in words)
+        except (KeyError, IndexError, ValueError):
+            pass
+    return f"отказ / refused: {message} ({code})"
 
 
 # -- commands ------------------------------------------------------------------------
@@ -89,8 +115,29 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"cassette      {'-' if bills is None else bills} bills, {_money(status['total_minor'])}")
     unsent = status["queue"]["payments_unsent"]
     print(f"unsent        {'-' if unsent is None else unsent} payments")
+    print(f"mqtt          {_sync_line(status.get('sync') or {})}")
+    for device, err in (status.get("last_errors") or {}).items():
+        if err:
+            print(f"last error    {device}: {err['code']} {err['detail']} at {_when(err['at_ms'])}")
     print(f"support phone {status['support_phone']}")
     return 0
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def _sync_line(sync: dict[str, Any]) -> str:
+    if not sync.get("enabled"):
+        return "off ([mqtt] enabled = false)"
+    state = "connected" if sync.get("connected") else "disconnected"
+    line = (f"{state} since {_when(sync.get('since_ms'))}, "
+            f"last delivery {_when(sync.get('last_delivery_ms'))}")
+    if not sync.get("connected") and sync.get("last_error"):
+        line += f" ({sync['last_error']})"
+    return line
 
 
 def cmd_payments(args: argparse.Namespace) -> int:
@@ -159,7 +206,7 @@ def cmd_pin_hash(args: argparse.Namespace) -> int:
 def cmd_diag(args: argparse.Namespace) -> int:
     pin = os.environ.get("KIOSK_PIN") or getpass.getpass("PIN техника / technician PIN: ")
     with _client(args) as client:
-        token = client.request("tech.login", pin=pin)["token"]
+        token = client.request("tech.login", pin=pin, channel="shell")["token"]
         try:
             op = args.diag_op
             if op == "counters":
@@ -212,7 +259,7 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ConnectionRefusedError):
         return _ledger_init_offline(config, pin, confirm, args.reason)
     with client:
-        token = client.request("tech.login", pin=pin)["token"]
+        token = client.request("tech.login", pin=pin, channel="shell")["token"]
         try:
             result = client.request(
                 "tech.ledger_init", token=token, confirm=confirm, reason=args.reason
@@ -228,17 +275,25 @@ def _ledger_init_offline(config: Config, pin: str, confirm: str, reason: str) ->
     waits for nobody: it finds the lock taken and refuses, so nothing races)."""
     from agent.daemon import AlreadyRunning, lock_data_dir
     from kiosk.ledger import Ledger, LedgerError, LedgerIdentityError
-    from kiosk.pin import verify_pin
+    from kiosk.technician import LOCKOUT_FILE, Channel, TechnicianAccess, TechnicianAuthError
 
-    if not config.technician.pin_hash or not verify_pin(pin, config.technician.pin_hash):
-        print("kiosk: неверный PIN / wrong PIN", file=sys.stderr)
-        return 1
     try:
         fd = lock_data_dir(config)
     except (AlreadyRunning, LedgerError) as exc:
         print(f"kiosk: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
+        # The core's own PIN check, on its state file: a wrong PIN here counts towards
+        # the same lockout, and a lockout set by the core (or here) refuses this too.
+        access = TechnicianAccess(
+            config.technician, time.monotonic,
+            state_path=config.paths.data_dir / LOCKOUT_FILE,
+        )
+        try:
+            access.login(pin, Channel.SHELL)
+        except TechnicianAuthError as exc:
+            print(f"kiosk: {_refusal(exc.code, exc.message, exc.data)}", file=sys.stderr)
+            return 1
         ledger = Ledger(config.paths.ledger, config.terminal.id)
         try:
             ledger.open()
@@ -467,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kiosk: bad configuration: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ApiRequestError as exc:
-        print(f"kiosk: refused: {exc.message} ({exc.code})", file=sys.stderr)
+        print(f"kiosk: {_refusal(exc.code, exc.message, exc.data)}", file=sys.stderr)
         return 1
     except (ConnectionError, TimeoutError) as exc:
         print(f"kiosk: lost the core: {exc}", file=sys.stderr)

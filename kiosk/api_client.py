@@ -90,7 +90,11 @@ class ApiClient:
         reply = self.read_reply(msg_id)
         if not reply.get("ok"):
             err = reply.get("error") or {}
-            raise ApiRequestError(err.get("code", "unknown"), err.get("message", ""))
+            data = err.get("data")
+            raise ApiRequestError(
+                err.get("code", "unknown"), err.get("message", ""),
+                data if isinstance(data, dict) else None,
+            )
         return reply.get("result")
 
     def intent(self, name: str, **args: Any) -> Any:

@@ -23,7 +23,7 @@ from kiosk.check_code import CheckRefused
 from kiosk.coded_error import CodedError
 from kiosk.engine import IntentError, PaymentEngine
 from kiosk.ledger import LedgerError
-from kiosk.technician import TechnicianAuthError
+from kiosk.technician import Channel, TechnicianAuthError
 
 log = logging.getLogger("kiosk.api")
 
@@ -99,9 +99,10 @@ class ApiServer:
         self.connections: set[Connection] = set()
         self._server: asyncio.AbstractServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # The connection that logged the technician in: the token works only there, and
-        # the session ends when that connection closes.
-        self._tech_conn: Connection | None = None
+        # The connections that logged a technician in, with their token: a token works
+        # only on its own connection, and its session ends when that connection closes.
+        # Each channel (screen, shell) has its own session (kiosk.technician.Channel).
+        self._tech_conns: dict[Connection, str] = {}
         self._ops: dict[str, Callable[[Connection, dict[str, Any]], Awaitable[Any]]] = {
             "hello": self._op_hello,
             "snapshot": self._op_snapshot,
@@ -115,8 +116,16 @@ class ApiServer:
             "status": self._op_status,
             "tech.login": self._op_tech_login,
             "tech.logout": self._op_tech_logout,
-            "tech.counters": self._tech(lambda m: service.counters(self.engine)),
-            "tech.events": self._tech(lambda m: self.engine.ledger.recent_events(_limit(m))),
+            "tech.counters": self._tech(lambda m: service.counters(self.engine), record=False),
+            "tech.events": self._tech(
+                lambda m: service.events(
+                    self.engine,
+                    _limit(m),
+                    _arg(m, "device", str, "devices"),
+                    _arg(m, "severity", str, "all"),
+                ),
+                record=False,
+            ),
             "tech.encash": self._tech(lambda m: service.encash(self.engine, "technician")),
             "tech.reprint": self._tech(
                 lambda m: service.reprint(self.engine, _arg(m, "payment_id", str))
@@ -126,7 +135,7 @@ class ApiServer:
                 lambda m: service.acceptor_test(self.engine, _arg(m, "on", bool))
             ),
             "tech.acceptor_test_results": self._tech(
-                lambda m: service.acceptor_test_results(self.engine)
+                lambda m: service.acceptor_test_results(self.engine), record=False
             ),
             "tech.restart": self._tech(lambda m: service.request_restart(self.engine)),
             "tech.service": self._tech(
@@ -211,9 +220,9 @@ class ApiServer:
         finally:
             pusher.cancel()
             self.connections.discard(conn)
-            if self._tech_conn is conn:  # the technician's client went away: log out
-                self._tech_conn = None
-                self.engine.technician_logout()
+            token = self._tech_conns.pop(conn, None)
+            if token is not None:  # the technician's client went away: log it out
+                self.engine.technician_logout(token)
             writer.close()
 
     async def _skip_rest_of_line(self, reader: asyncio.StreamReader) -> None:
@@ -255,9 +264,7 @@ class ApiServer:
             result = await handler(conn, msg)
             await conn.send({"id": msg_id, "ok": True, "result": result})
         except (ApiError, IntentError, TechnicianAuthError, CheckRefused) as exc:
-            await conn.send(
-                {"id": msg_id, "ok": False, "error": {"code": exc.code, "message": str(exc)}}
-            )
+            await conn.send({"id": msg_id, "ok": False, "error": exc.as_dict()})
         except LedgerError as exc:
             await conn.send(
                 {
@@ -350,26 +357,47 @@ class ApiServer:
 
     async def _op_tech_login(self, conn: Connection, msg: dict[str, Any]) -> Any:
         pin = _arg(msg, "pin", str)
-        token = self.engine.technician_login(pin)  # records the attempt for the desk
-        self._tech_conn = conn
-        return {"token": token, "expires_after_s": self.engine.config.technician.session_timeout_s}
+        name = _arg(msg, "channel", str, Channel.SHELL.value)
+        try:
+            channel = Channel(name)
+        except ValueError:
+            allowed = [c.value for c in Channel]
+            raise ApiError(
+                "bad_request", f"channel must be one of {', '.join(allowed)}",
+                {"field": "channel", "allowed": allowed},
+            ) from None
+        # records the attempt for the desk; a new session on this channel only
+        token = self.engine.technician_login(pin, channel)
+        old = self._tech_conns.get(conn)
+        if old is not None and old != token:
+            self.engine.technician_logout(old)
+        self._tech_conns[conn] = token
+        return {
+            "token": token,
+            "channel": channel.value,
+            "expires_after_s": self.engine.config.technician.session_timeout_s,
+        }
 
     async def _op_tech_logout(self, conn: Connection, msg: dict[str, Any]) -> Any:
         """Only the connection that logged in logs out (its token optional there): any
         other client of the socket must not end a technician's session."""
-        if conn is not self._tech_conn:
+        token = self._tech_conns.pop(conn, None)
+        if token is None:
             raise TechnicianAuthError("not_authorized", "technician login required")
-        self.engine.technician_logout()
-        self._tech_conn = None
+        self.engine.technician_logout(token)
         return {}
 
     def _tech(
-        self, op: Callable[[dict[str, Any]], Any]
+        self, op: Callable[[dict[str, Any]], Any], *, record: bool = True
     ) -> Callable[[Connection, dict[str, Any]], Awaitable[Any]]:
+        """A technician op; `record`: it changes something, so it is an event for the desk
+        (reading a page is not)."""
+
         async def handler(conn: Connection, msg: dict[str, Any]) -> Any:
-            if conn is not self._tech_conn:  # a token is good on its own connection only
+            token = msg.get("token")
+            if self._tech_conns.get(conn) != token:  # a token works on its own connection
                 raise TechnicianAuthError("not_authorized", "technician login required")
-            self.engine.technician_check(msg.get("token"), msg.get("op"))
+            self.engine.technician_check(token, msg.get("op"), record=record)
             return await asyncio.to_thread(op, msg)
 
         return handler

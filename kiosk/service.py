@@ -21,9 +21,20 @@ from drivers.profiles import load_profile
 from kiosk import receipts
 from kiosk.check_code import LOCKED, NOT_FOUND, CheckRefused, code_matches
 from kiosk.config import Config
+from kiosk.device_health import (
+    DEVICES,
+    GROUPS,
+    PROBLEM_SEVERITIES,
+    DeviceError,
+    EventGroup,
+    error_detail,
+)
 from kiosk.engine import EngineStatus, IntentError, PaymentEngine
 from kiosk.ledger import LedgerError
 from kiosk.ledger import schema as t
+
+EVENT_DEVICES = ("devices", "all", *(g.value for g in EventGroup))
+EVENT_SEVERITIES = {"all": (), "warning": PROBLEM_SEVERITIES, "error": ("error",)}
 
 
 def _local(ms: int) -> datetime:
@@ -215,6 +226,53 @@ def request_restart(engine: PaymentEngine) -> dict[str, Any]:
     return engine.run_exclusive(restart)
 
 
+def events(
+    engine: PaymentEngine, limit: int, device: str = "devices", severity: str = "all"
+) -> list[dict[str, Any]]:
+    """The technician's events list, newest first. `device`: one group (acceptor,
+    printer, ledger, mqtt, technician), `all`, or `devices` (the default: everything but
+    the technician's own logins and actions). `severity`: all, warning (and worse), error."""
+    if device not in EVENT_DEVICES:
+        raise IntentError("bad_request", f"device must be one of {', '.join(EVENT_DEVICES)}",
+                          {"field": "device", "allowed": list(EVENT_DEVICES)})
+    if severity not in EVENT_SEVERITIES:
+        raise IntentError("bad_request", f"severity must be one of {', '.join(EVENT_SEVERITIES)}",
+                          {"field": "severity", "allowed": list(EVENT_SEVERITIES)})
+    severities = EVENT_SEVERITIES[severity]
+    if device == "all":
+        return engine.ledger.recent_events(limit, severities=severities)
+    if device == "devices":
+        match, exclude = GROUPS[EventGroup.TECHNICIAN], True
+    else:
+        match, exclude = GROUPS[EventGroup(device)], False
+    return engine.ledger.recent_events(
+        limit, kinds=match.kinds, prefixes=match.prefixes, exclude=exclude,
+        severities=severities,
+    )
+
+
+def _last_errors(engine: PaymentEngine, st: EngineStatus) -> dict[str, dict[str, Any] | None]:
+    """Each device's last error: the newer of the engine's (since it started; also what
+    the ledger could not record, and the MQTT link's losses) and the ledger's newest
+    warning or error event of that device (written by the ledger itself, or before a
+    restart)."""
+    out: dict[str, dict[str, Any] | None] = {}
+    for group in DEVICES:
+        err = st.device_errors.get(group.value)
+        match = GROUPS[group]
+        try:
+            rows = engine.ledger.recent_events(
+                1, kinds=match.kinds, prefixes=match.prefixes, severities=PROBLEM_SEVERITIES
+            )
+        except LedgerError:
+            rows = []
+        if rows and (err is None or rows[0]["at_ms"] > err.at_ms):
+            r = rows[0]
+            err = DeviceError(group.value, r["kind"], error_detail(r["data"]), r["at_ms"])
+        out[group.value] = None if err is None else err.as_dict()
+    return out
+
+
 def status(engine: PaymentEngine) -> dict[str, Any]:
     """Health as the technician and the desk see it, reasons included."""
     snap = engine.snapshot()
@@ -235,5 +293,7 @@ def status(engine: PaymentEngine) -> dict[str, Any]:
         "printer": snap["printer"],
         "support_phone": st.support_phone,
         "acceptor_test": _test_results(st),
+        "sync": st.sync.as_dict(),
+        "last_errors": _last_errors(engine, st),
         **counters(engine),
     }

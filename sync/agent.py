@@ -286,11 +286,13 @@ class SyncAgent:
         kind = item[0]
         if kind == "connected":
             self._connected = True
+            self.engine.note_sync_connected()  # the technician's status page
             self.drain.reset(item[1])
             self._publish_state("online")
             self._publish_health(force=True)
         elif kind == "disconnected":
             self._connected = False
+            self.engine.note_sync_disconnected(str(item[1]))
         elif kind == "published":
             self._published(item[1], item[2], item[3])
         elif kind == "message":
@@ -302,6 +304,7 @@ class SyncAgent:
         if self._acks:
             acks, self._acks = self._acks, []
             self.drain.acknowledged(acks)
+            self.engine.note_sync_delivered()
         self.drain.flush_sent()
         if self._restart_after is not None and time.monotonic() >= self._restart_after:
             self._restart_when_idle()

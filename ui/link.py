@@ -35,12 +35,14 @@ Reply = Callable[[Any, "LinkError | None"], None]
 
 
 class LinkError(Exception):
-    """A request failed: `code` is the core's error code, or `unreachable`."""
+    """A request failed: `code` is the core's error code, or `unreachable`; `data` the
+    figures the UI words the refusal with (attempts left, seconds until unlocked)."""
 
-    def __init__(self, code: str, message: str = "") -> None:
+    def __init__(self, code: str, message: str = "", data: dict[str, Any] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.data: dict[str, Any] = dict(data or {})
 
 
 class CoreLink:
@@ -165,7 +167,7 @@ class CoreLink:
                     client.connect(subscribe=False, client="kiosk-ui")
                 result = client.request(op, **fields)
             except ApiRequestError as exc:
-                error = LinkError(exc.code, exc.message)
+                error = LinkError(exc.code, exc.message, exc.data)
             except (OSError, ValueError) as exc:
                 error = LinkError("unreachable", str(exc))
                 if client is not None:

@@ -23,7 +23,7 @@ from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.scrollview import ScrollView
 
 from ui import theme
-from ui.i18n import money
+from ui.i18n import STRINGS, money
 from ui.link import LinkError
 from ui.screens.base import BaseScreen
 from ui.theme import mm
@@ -34,7 +34,46 @@ if TYPE_CHECKING:
 
 PIN_MAX = 12
 EVENTS_SHOWN = 25
+EVENT_DATA_CHARS = 120  # an event's data on its line; the list scrolls, lines wrap
 AUTH_ERRORS = ("not_authorized", "session_expired")
+CHANNEL = "screen"  # the core keeps one technician session per channel (the shell has its own)
+CUSTOMER_SCREENS = ("provider", "account", "confirm", "cash", "receipt")
+DEVICES = ("acceptor", "printer", "ledger", "mqtt")
+EVENT_DEVICES = ("devices", "acceptor", "printer", "ledger", "mqtt", "technician", "all")
+EVENT_SEVERITIES = ("all", "warning", "error")
+DESK_REJECTIONS = ("desk_message_rejected", "config_rejected", "command_rejected",
+                   "payment_status_rejected")
+ROW_MM = 11  # a status line's height when it holds one line
+Words = Callable[[], str]  # a text worded at render time, in the language shown then
+REFUSAL_KEYS = {
+    "no_pin": "tech_no_pin",
+    "unreachable": "tech_unreachable",
+    "busy": "busy",
+    "session_expired": "tech_expired",
+    "not_authorized": "tech_expired",
+    "ledger_unavailable": "tech_ledger_down",
+    "internal": "tech_internal",
+}
+
+
+def refusal(t: Callable[..., str], error: LinkError) -> Words:
+    """The core's refusal (code + data) in the technician's words; never its English
+    message. The time a lockout ends is fixed when the refusal arrives."""
+    code, data = error.code, error.data
+    if code == "wrong_pin" and isinstance(data.get("attempts_left"), int):
+        left = data["attempts_left"]
+        return lambda: t("tech_wrong_pin_left", n=left)
+    if code == "locked":
+        retry = data.get("retry_after_s")
+        wait = retry if isinstance(retry, int | float) else 0
+        until = time.strftime("%H:%M:%S", time.localtime(time.time() + wait))
+        return lambda: t("tech_locked_until", t=until)
+    key = REFUSAL_KEYS.get(code)
+    if key is not None:
+        return lambda: t(key)
+    if code == "bad_request":
+        return lambda: t("tech_bad_request", code=code)
+    return lambda: t("tech_refused", code=code)
 
 
 class TechSession:
@@ -44,7 +83,7 @@ class TechSession:
         self.ctl = ctl
         self.token: str | None = None
         self.last_touch = time.monotonic()
-        self.message = ""  # shown on the PIN screen (wrong PIN, locked, expired)
+        self.note: Words | None = None  # shown on the PIN screen (wrong PIN, locked, expired)
         self._timer = Clock.schedule_interval(self._check_idle, 1.0)
 
     def close(self) -> None:
@@ -57,8 +96,12 @@ class TechSession:
     def touched(self) -> None:
         self.last_touch = time.monotonic()
 
+    @property
+    def message(self) -> str:
+        return self.note() if self.note is not None else ""
+
     def enter(self) -> None:
-        self.message = ""
+        self.note = None
         self.touched()
         self.ctl.show_local("tech_pin")
 
@@ -66,18 +109,15 @@ class TechSession:
         def reply(result: Any, error: LinkError | None) -> None:
             if error is None:
                 self.token = result["token"]
-                self.message = ""
+                self.note = None
                 self.touched()
                 self.ctl.show_local("tech")
                 done(True)
                 return
-            key = {"wrong_pin": "tech_wrong_pin", "locked": "tech_locked",
-                   "no_pin": "tech_no_pin", "unreachable": "tech_unreachable"}.get(error.code)
-            head = self.ctl.t(key) if key else error.code
-            self.message = f"{head}: {error.message}" if error.message else head
+            self.note = refusal(self.ctl.t, error)
             done(False)
 
-        self.ctl.request("tech.login", reply, pin=pin)
+        self.ctl.request("tech.login", reply, pin=pin, channel=CHANNEL)
 
     def call(self, op: str, done: Callable[[Any, LinkError | None], None],
              **fields: Any) -> None:
@@ -86,7 +126,8 @@ class TechSession:
         def reply(result: Any, error: LinkError | None) -> None:
             if error is not None and error.code in AUTH_ERRORS:
                 self.token = None
-                self.message = self.ctl.t("tech_expired")
+                t = self.ctl.t
+                self.note = lambda: t("tech_expired")
                 if self.active:
                     self.ctl.show_local("tech_pin")
                 return
@@ -99,7 +140,7 @@ class TechSession:
         if self.token is not None:
             self.ctl.request("tech.logout")
         self.token = None
-        self.message = ""
+        self.note = None
         if self.active:
             self.ctl.close_local()
 
@@ -169,19 +210,71 @@ class TechPinScreen(BaseScreen):
         self.go.disabled = not self.pin or self.waiting
 
 
-def _row(label: str, value: str, ident: str, h_mm: float = 11) -> tuple[BoxLayout, Text]:
-    name = fixed(Text(text=label, font_mm=theme.F_BODY, halign="left", bold=True), w_mm=62)
-    val = Text(text=value, ident=ident, font_mm=theme.F_BODY, halign="left")
-    box = hbox(name, val, size_hint_y=None, height=mm(h_mm))
-    return box, val
+def _row(label: str, value: str, ident: str, detail: str = "") -> BoxLayout:
+    """A status line: the label, the value in words, and under it (smaller, softer) the
+    raw device code or reason the technician quotes to support."""
+    head = Text(text=label, font_mm=theme.F_BODY, halign="left", bold=True, flow=True)
+    name = fixed(vbox(head, spacer(), spacing_mm=0), w_mm=62)  # top-aligned
+    col = BoxLayout(orientation="vertical", size_hint_y=None, pos_hint={"top": 1})
+    col.add_widget(Text(text=value, ident=ident, font_mm=theme.F_BODY, halign="left",
+                        flow=True))
+    if detail:
+        col.add_widget(Text(text=detail, ident=f"{ident}.raw", font_mm=theme.F_SMALL,
+                            halign="left", flow=True, color=theme.INK_SOFT))
+    col.bind(minimum_height=col.setter("height"))
+    box = hbox(name, col, size_hint_y=None, height=mm(ROW_MM))
 
+    def follow(*_: Any) -> None:
+        box.height = max(mm(ROW_MM), col.height, head.height)
 
-def _error_text(t: Callable[..., str], error: LinkError) -> str:
-    return t("busy") if error.code == "busy" else f"{error.code}: {error.message}"
+    col.bind(height=follow)
+    head.bind(height=follow)
+    follow()
+    return box
+
 
 
 def _stamp(ms: int | None) -> str:
     return "" if not ms else time.strftime("%d.%m %H:%M:%S", time.localtime(ms / 1000))
+
+
+def _screen_words(t: Callable[..., str], screen: str) -> str:
+    if screen in CUSTOMER_SCREENS:
+        return t("scr_customer", screen=screen)
+    key = f"scr_{screen}"
+    return t(key) if key in STRINGS else screen
+
+
+def _known(t: Callable[..., str], key: str, fallback: str) -> str:
+    return t(key) if key in STRINGS else fallback
+
+
+def _error_words(t: Callable[..., str], code: str, detail: str) -> str:
+    """A device's last error in words: the status word when the detail starts with one."""
+    first = detail.split(" ", 1)[0] if detail else ""
+    if code == "acceptor_fault" and f"acc_{first}" in STRINGS:
+        return t(f"acc_{first}")
+    if code == "printer_unavailable" and f"prn_{first}" in STRINGS:
+        return t(f"prn_{first}")
+    if code in DESK_REJECTIONS:
+        return t("err_desk")
+    return _known(t, f"err_{code}", t("err_other"))
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _event_words(t: Callable[..., str], kind: str, data: str) -> str:
+    """An event kind in words (the kind itself stays beside them, for support)."""
+    if f"ev_kind_{kind}" in STRINGS:
+        return t(f"ev_kind_{kind}")
+    if kind == "acceptor_fault" or kind == "printer_unavailable":
+        status = data.partition("status=")[2].split(",", 1)[0]
+        return _error_words(t, kind, status)
+    if f"err_{kind}" in STRINGS or kind in DESK_REJECTIONS:
+        return _error_words(t, kind, "")
+    return t("ev_kind_other")
 
 
 class TechScreen(BaseScreen):
@@ -195,8 +288,11 @@ class TechScreen(BaseScreen):
         self.status: dict[str, Any] | None = None
         self.counters: dict[str, Any] | None = None
         self.events: list[dict[str, Any]] = []
+        self.event_device = EVENT_DEVICES[0]
+        self.event_severity = EVENT_SEVERITIES[0]
         self.encash_asked = False
-        self.result = ""  # the last action's outcome, on its page
+        self.restart_asked = False
+        self.result: Words | None = None  # the last action's outcome, on its page
         self.tab_buttons: dict[str, Btn] = {}
         nav = BoxLayout(orientation="vertical", spacing=mm(theme.GAP), size_hint_x=None,
                         width=mm(62))
@@ -218,13 +314,16 @@ class TechScreen(BaseScreen):
     def entered(self) -> None:
         self.status = self.counters = None
         self.events = []
+        self.event_device = EVENT_DEVICES[0]
+        self.event_severity = EVENT_SEVERITIES[0]
         self.show_tab("status")
 
     # -- tabs --------------------------------------------------------------------------
     def show_tab(self, tab: str) -> None:
         self.tab = tab
         self.encash_asked = False
-        self.result = ""
+        self.restart_asked = False
+        self.result = None
         self.refresh()
         self.update()
 
@@ -235,36 +334,43 @@ class TechScreen(BaseScreen):
         elif self.tab == "counters":
             tech.call("tech.counters", self._got("counters"))
         elif self.tab == "events":
-            tech.call("tech.events", self._got("events"), limit=EVENTS_SHOWN)
+            tech.call("tech.events", self._got("events"), limit=EVENTS_SHOWN,
+                      device=self.event_device, severity=self.event_severity)
 
     def _got(self, what: str) -> Callable[[Any, LinkError | None], None]:
         def done(result: Any, error: LinkError | None) -> None:
             if error is None:
                 setattr(self, what, result)
             else:
-                self.result = f"{error.code}: {error.message}"
+                self.result = refusal(self.ctl.t, error)
             self.update()
 
         return done
 
+    def _failed(self, error: LinkError) -> None:
+        self.result = refusal(self.ctl.t, error)
+
     # -- actions -----------------------------------------------------------------------
     def _encash_ask(self) -> None:
         self.encash_asked = True
-        self.result = ""
+        self.result = None
         self.update()
 
     def _encash(self) -> None:
         self.encash_asked = False
 
         def done(result: Any, error: LinkError | None) -> None:
-            t = self.ctl.t
             if error is not None:
-                self.result = _error_text(t, error)
+                self._failed(error)
             else:
-                self.result = t(
-                    "encash_done", id=result["id"], count=result["bill_count"],
-                    total=money(result["total_minor"], result["currency"], self.ctl.lang),
-                    printed=t("printed_yes" if result.get("printed") else "printed_no"))
+                def words() -> str:
+                    t = self.ctl.t
+                    return t("encash_done", id=result["id"], count=result["bill_count"],
+                             total=money(result["total_minor"], result["currency"],
+                                         self.ctl.lang),
+                             printed=t("printed_yes" if result.get("printed") else "printed_no"))
+
+                self.result = words
             self.ctl.tech.call("tech.counters", self._got("counters"))
             self.update()
 
@@ -274,8 +380,11 @@ class TechScreen(BaseScreen):
     def _test_print(self) -> None:
         def done(result: Any, error: LinkError | None) -> None:
             t = self.ctl.t
-            self.result = (_error_text(t, error) if error is not None else
-                           t("test_print_yes" if result.get("printed") else "test_print_no"))
+            if error is not None:
+                self._failed(error)
+            else:
+                key = "test_print_yes" if result.get("printed") else "test_print_no"
+                self.result = lambda: t(key)
             self.update()
 
         self.ctl.tech.call("tech.test_print", done)
@@ -283,8 +392,7 @@ class TechScreen(BaseScreen):
     def _service(self, on: bool) -> None:
         def done(_result: Any, error: LinkError | None) -> None:
             if error is not None:
-                t = self.ctl.t
-                self.result = _error_text(t, error)
+                self._failed(error)
             self.ctl.tech.call("status", self._got("status"))
 
         self.ctl.tech.call("tech.service", done, on=on)
@@ -292,18 +400,39 @@ class TechScreen(BaseScreen):
     def _acceptor_test(self, on: bool) -> None:
         def done(_result: Any, error: LinkError | None) -> None:
             if error is not None:
-                self.result = _error_text(self.ctl.t, error)
+                self._failed(error)
             self.ctl.tech.call("status", self._got("status"))
 
         self.ctl.tech.call("tech.acceptor_test", done, on=on)
 
+    def _restart_ask(self, ask: bool) -> None:
+        self.restart_asked = ask
+        self.result = None
+        self.update()
+
     def _restart(self) -> None:
+        self.restart_asked = False
+
         def done(_result: Any, error: LinkError | None) -> None:
             t = self.ctl.t
-            self.result = _error_text(t, error) if error is not None else t("restarting")
+            if error is not None:
+                self._failed(error)
+            else:
+                self.result = lambda: t("restarting")
             self.update()
 
         self.ctl.tech.call("tech.restart", done)
+        self.update()
+
+    def _cycle_events(self, what: str) -> None:
+        if what == "device":
+            i = EVENT_DEVICES.index(self.event_device)
+            self.event_device = EVENT_DEVICES[(i + 1) % len(EVENT_DEVICES)]
+        else:
+            i = EVENT_SEVERITIES.index(self.event_severity)
+            self.event_severity = EVENT_SEVERITIES[(i + 1) % len(EVENT_SEVERITIES)]
+        self.refresh()
+        self.update()
 
     # -- view --------------------------------------------------------------------------
     def update(self) -> None:
@@ -317,51 +446,94 @@ class TechScreen(BaseScreen):
         getattr(self, f"_page_{self.tab}")()
 
     def _result_line(self) -> Text:
-        return Text(ident="tech.result", text=self.result, font_mm=theme.F_BODY, flow=True,
-                    halign="left", bold=True, color=theme.PRIMARY)
+        return Text(ident="tech.result", text=self.result() if self.result else "",
+                    font_mm=theme.F_BODY, flow=True, halign="left", bold=True,
+                    color=theme.PRIMARY)
 
     def _refresh_button(self) -> BoxLayout:
         b = fixed(Btn(ident="tech.refresh", text=self.ctl.t("refresh"), style="secondary",
                       action=self.refresh), w_mm=55, h_mm=theme.BUTTON_H)
         return hbox(spacer(), b, size_hint_y=None, height=mm(theme.BUTTON_H))
 
-    def _page_status(self) -> None:
+    def _status_rows(self, s: dict[str, Any]) -> list[BoxLayout]:
         t, lang = self.ctl.t, self.ctl.lang
-        s = self.status
-        if s is None:
-            self.page.add_widget(Text(text=t("loading"), font_mm=theme.F_BODY))
-            return
         oos: dict[str, str] = s.get("out_of_service") or {}
         acc = s.get("acceptor") or {}
         info = acc.get("info") or {}
         queue = s.get("queue") or {}
         oldest = queue.get("oldest_unsent_ms")
+        acc_status = str(acc.get("status", ""))
+        acc_raw = " · ".join(x for x in (
+            f"{acc_status} {acc.get('detail', '')}".strip(),
+            f"{info.get('protocol', '')} {info.get('model', '')}".strip()) if x)
+        printer = str((s.get("printer") or {}).get("status", ""))
+        service = (t("st_yes") if not oos else t("st_no") + ": " + "; ".join(
+            _known(t, f"oos_{code}", code) for code in sorted(oos)))
         rows = [
-            ("st_screen", str(s.get("screen", "")), "tech.st.screen"),
-            ("st_service", t("st_yes") if not oos else
-             t("st_no") + ": " + "; ".join(oos.values()), "tech.st.service"),
-            ("st_acceptor", " ".join(x for x in (
-                str(acc.get("status", "")), str(acc.get("detail", "")),
-                f"({info.get('protocol', '')} {info.get('model', '')})") if x),
-             "tech.st.acceptor"),
-            ("st_printer", str((s.get("printer") or {}).get("status", "")), "tech.st.printer"),
-            ("st_cassette", t("st_bills", count=s.get("bill_count", 0),
-                              total=money(int(s.get("total_minor", 0)), "RUB", lang)),
-             "tech.st.cassette"),
-            ("st_queue", t("st_queue_val", n=queue.get("payments_unsent", 0),
-                           oldest=t("st_oldest", t=_stamp(oldest)) if oldest else ""),
-             "tech.st.queue"),
-            ("st_network", t("st_network_na"), "tech.st.network"),
-            ("st_link", t("st_link_ok") if self.ctl.connected else t("st_no"), "tech.st.link"),
-            ("st_phone", str(s.get("support_phone", "")), "tech.st.phone"),
+            _row(t("st_screen"), _screen_words(t, str(s.get("screen", ""))), "tech.st.screen"),
+            _row(t("st_service"), service, "tech.st.service",
+                 "; ".join(oos[c] for c in sorted(oos))),
+            _row(t("st_acceptor"), _known(t, f"acc_{acc_status}", acc_status),
+                 "tech.st.acceptor", t("raw", raw=acc_raw) if acc_raw else ""),
+            _row(t("st_printer"), _known(t, f"prn_{printer}", printer), "tech.st.printer",
+                 t("raw", raw=printer) if printer else ""),
+            _row(t("st_cassette"), t("st_bills", count=s.get("bill_count", 0),
+                                     total=money(int(s.get("total_minor") or 0), "RUB", lang)),
+                 "tech.st.cassette"),
+            _row(t("st_queue"), t("st_queue_val", n=queue.get("payments_unsent", 0),
+                                  oldest=t("st_oldest", t=_stamp(oldest)) if oldest else ""),
+                 "tech.st.queue"),
+            self._network_row(s.get("sync") or {}),
+            _row(t("st_link"), t("st_link_ok") if self.ctl.connected else t("st_no"),
+                 "tech.st.link"),
+            _row(t("st_phone"), str(s.get("support_phone", "")), "tech.st.phone"),
+            fixed(Text(text=t("st_errors"), font_mm=theme.F_BODY, bold=True, halign="left",
+                       ident="tech.st.errors"), h_mm=ROW_MM),
         ]
-        for key, value, ident in rows:
-            box, _ = _row(t(key), value, ident, h_mm=16 if key == "st_service" else 11)
-            self.page.add_widget(box)
-        self.page.add_widget(self._result_line())
-        self.page.add_widget(spacer())
-        self.page.add_widget(self._refresh_button())
+        errors = s.get("last_errors") or {}
+        for device in DEVICES:
+            err = errors.get(device)
+            if not err:
+                rows.append(_row(t(f"st_err_{device}"), t("st_err_none"),
+                                 f"tech.st.err.{device}"))
+                continue
+            code, detail = str(err.get("code", "")), str(err.get("detail", ""))
+            rows.append(_row(
+                t(f"st_err_{device}"),
+                t("err_at", t=_stamp(err.get("at_ms")), what=_error_words(t, code, detail)),
+                f"tech.st.err.{device}", t("raw", raw=f"{code} {detail}".strip())))
+        return rows
 
+    def _network_row(self, sync: dict[str, Any]) -> BoxLayout:
+        t = self.ctl.t
+        if not sync.get("enabled"):
+            return _row(t("st_network"), t("net_off"), "tech.st.network")
+        since = _stamp(sync.get("since_ms"))
+        if sync.get("connected"):
+            state = t("net_up", t=since)
+        else:
+            state = t("net_down", t=since) if since else t("net_down_never")
+        delivered = sync.get("last_delivery_ms")
+        value = state + "; " + (t("net_delivery", t=_stamp(delivered)) if delivered
+                                else t("net_no_delivery"))
+        raw = "" if sync.get("connected") else str(sync.get("last_error") or "")
+        return _row(t("st_network"), value, "tech.st.network", t("raw", raw=raw) if raw else "")
+
+    def _page_status(self) -> None:
+        t = self.ctl.t
+        s = self.status
+        if s is None:
+            self.page.add_widget(Text(text=t("loading"), font_mm=theme.F_BODY))
+            return
+        body = BoxLayout(orientation="vertical", size_hint_y=None, spacing=mm(1))
+        body.bind(minimum_height=body.setter("height"))
+        for row in self._status_rows(s):
+            body.add_widget(row)
+        scroll = ScrollView(do_scroll_x=False, bar_width=mm(4), scroll_type=["bars", "content"])
+        scroll.add_widget(body)
+        self.page.add_widget(scroll)
+        self.page.add_widget(self._result_line())
+        self.page.add_widget(self._refresh_button())
     def _page_counters(self) -> None:
         t, lang = self.ctl.t, self.ctl.lang
         c = self.counters
@@ -406,18 +578,31 @@ class TechScreen(BaseScreen):
                                   height=mm(theme.BUTTON_H)))
 
     def _page_events(self) -> None:
+        t = self.ctl.t
         lines = []
         for e in self.events:
             data = ", ".join(f"{k}={v}" for k, v in (e.get("data") or {}).items())
-            lines.append(f"{_stamp(e.get('at_ms'))}  {e.get('severity', ''):7} "
-                         f"{e.get('kind', '')}  {data[:70]}")
+            severity, kind = str(e.get("severity", "")), str(e.get("kind", ""))
+            words = _event_words(t, kind, data)
+            lines.append(f"{_stamp(e.get('at_ms'))}  {_known(t, f'sev_{severity}', severity):8} "
+                         f"{words} · {kind}  {_clip(data, EVENT_DATA_CHARS)}")
         body = Text(ident="tech.events", text="\n".join(lines) or "—", font_mm=theme.F_SMALL,
                     flow=True, halign="left", font_name="RobotoMono-Regular")
         scroll = ScrollView(do_scroll_x=False, bar_width=mm(4), scroll_type=["bars", "content"])
         scroll.add_widget(body)
-        self.page.add_widget(fixed(Text(text=self.ctl.t("events_title"), font_mm=theme.F_BODY,
+        self.page.add_widget(fixed(Text(text=t("events_title"), font_mm=theme.F_BODY,
                                         bold=True, halign="left"), h_mm=10))
+        device = fixed(Btn(ident="tech.ev.device", style="secondary", font_mm=theme.F_BODY,
+                           text=t("ev_device", what=t(f"ev_dev_{self.event_device}")),
+                           action=lambda: self._cycle_events("device")), h_mm=theme.BUTTON_H)
+        severity = fixed(Btn(ident="tech.ev.severity", style="secondary", font_mm=theme.F_BODY,
+                             text=t("ev_severity", what=t(f"ev_sev_{self.event_severity}")),
+                             action=lambda: self._cycle_events("severity")),
+                         h_mm=theme.BUTTON_H)
+        self.page.add_widget(hbox(device, severity, size_hint_y=None,
+                                  height=mm(theme.BUTTON_H)))
         self.page.add_widget(scroll)
+        self.page.add_widget(self._result_line())
         self.page.add_widget(self._refresh_button())
 
     def _page_actions(self) -> None:
@@ -441,8 +626,9 @@ class TechScreen(BaseScreen):
                              action=lambda: self._acceptor_test(not testing)),
                          w_mm=95, h_mm=theme.BUTTON_H)
         restart = fixed(Btn(ident="tech.restart", text=t("restart"), style="secondary",
-                            action=self._restart), w_mm=95, h_mm=theme.BUTTON_H)
-        acc_test.disabled = restart.disabled = self.status is None
+                            action=lambda: self._restart_ask(True)),
+                        w_mm=95, h_mm=theme.BUTTON_H)
+        acc_test.disabled = restart.disabled = self.status is None or self.restart_asked
         last = seen[-1] if seen else None
         note = Text(ident="tech.acceptor_test_state", font_mm=theme.F_SMALL, halign="left",
                     color=theme.INK_SOFT,
@@ -455,6 +641,18 @@ class TechScreen(BaseScreen):
             row.size_hint_y = None
             row.height = mm(theme.BUTTON_H)
             self.page.add_widget(row)
+        if self.restart_asked:  # a restart drops the terminal for a while: ask first
+            box = Panel(orientation="vertical", bg=theme.WARN_BG, radius_mm=3, padding=mm(3),
+                        spacing=mm(3), size_hint_y=None, height=mm(50))
+            box.add_widget(Text(ident="tech.restart_confirm", font_mm=theme.F_BODY, flow=True,
+                                text=t("restart_confirm")))
+            no = fixed(Btn(ident="tech.restart_no", text=t("cancel"), style="secondary",
+                           action=lambda: self._restart_ask(False)), w_mm=50)
+            yes = fixed(Btn(ident="tech.restart_yes", text=t("restart_yes"), style="danger",
+                            action=self._restart), w_mm=85)
+            box.add_widget(hbox(no, spacer(), yes, size_hint_y=None,
+                                height=mm(theme.BUTTON_H)))
+            self.page.add_widget(box)
         self.page.add_widget(self._result_line())
         self.page.add_widget(spacer())
         self.page.add_widget(self._refresh_button())  # e.g. bills read by the acceptor test

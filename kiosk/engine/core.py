@@ -26,6 +26,14 @@ from kiosk.catalog import Provider
 from kiosk.check_code import CheckLimiter
 from kiosk.coded_error import CodedError
 from kiosk.config import Config
+from kiosk.device_health import (
+    DEVICES,
+    PROBLEM_SEVERITIES,
+    DeviceError,
+    SyncState,
+    error_detail,
+    group_of,
+)
 from kiosk.diskguard import DiskLevel
 from kiosk.engine.printer_worker import PrinterWorker
 from kiosk.ledger import Ledger, LedgerError
@@ -99,6 +107,10 @@ class EngineCore:
         # limited here, in the core, on the engine's clock (kiosk/check_code.py).
         self.check_limiter = CheckLimiter(clock)
         self._support_phone = config.terminal.support_phone
+        # For the technician's status page: the desk link as the sync agent reports it,
+        # and each device's last error since start (kiosk.device_health).
+        self._sync_state = SyncState(enabled=config.mqtt.enabled, since_ms=self.ledger.now_ms())
+        self._device_errors: dict[str, DeviceError] = {}
         self._help_texts: dict[str, dict[str, str]] = {}  # from the desk: {topic: {ru, en}}
         self._config_version: int | None = None  # the desk config applied, if any
         self._seq = 0
@@ -231,7 +243,13 @@ class EngineCore:
     def _notice(self, code: str, **values: Any) -> None:
         self._notice_shown = message(code, **values)
 
+    def _note_device_error(self, device: str, code: str, detail: str) -> None:
+        self._device_errors[device] = DeviceError(device, code, detail, self.ledger.now_ms())
+
     def _add_event(self, kind: str, severity: str, data: dict[str, Any]) -> None:
+        group = group_of(kind)
+        if group is not None and group in DEVICES and severity in PROBLEM_SEVERITIES:
+            self._note_device_error(group.value, kind, error_detail(data))
         if "ledger" in self._oos_reasons:
             log.error("event not recorded (ledger down): %s %s", kind, data)
             return

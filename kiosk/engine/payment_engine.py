@@ -30,7 +30,7 @@ from kiosk.engine.session import SessionIntents
 from kiosk.engine.snapshot import BETWEEN_CUSTOMERS, EngineStatus, build_snapshot, build_status
 from kiosk.ledger import LedgerIdentityError
 from kiosk.screens import Screen
-from kiosk.technician import TechnicianAuthError
+from kiosk.technician import Channel, TechnicianAuthError
 
 T = TypeVar("T")
 
@@ -207,24 +207,59 @@ class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing):
             self._restart_requested = True
             return True
 
+    # -- the desk link (the sync agent, sync/agent.py) ---------------------------------
+    def note_sync_connected(self) -> None:
+        """The MQTT session to the broker is up (for the technician's status page)."""
+        with self._lock:
+            self._sync_state = dataclasses.replace(
+                self._sync_state, connected=True, since_ms=self.ledger.now_ms()
+            )
+
+    def note_sync_disconnected(self, reason: str) -> None:
+        """The MQTT session was lost: since when and why (also the link's last error)."""
+        with self._lock:
+            now = self.ledger.now_ms()
+            self._sync_state = dataclasses.replace(
+                self._sync_state, connected=False, since_ms=now, last_error=reason[:200],
+                last_error_ms=now,
+            )
+            self._note_device_error("mqtt", "mqtt_disconnected", reason[:200])
+
+    def note_sync_delivered(self) -> None:
+        """The desk acknowledged messages from the outbox: the last delivery."""
+        with self._lock:
+            self._sync_state = dataclasses.replace(
+                self._sync_state, last_delivery_ms=self.ledger.now_ms()
+            )
+
     # -- technician access (the local API) ---------------------------------------------
-    def technician_login(self, pin: str) -> str:
-        """Check the PIN (lockout included); both outcomes are events for the desk."""
+    def technician_login(self, pin: str, channel: Channel = Channel.SHELL) -> str:
+        """Check the PIN (lockout included, one for every channel); both outcomes are
+        events for the desk."""
         with self._lock:
             try:
-                token = self.technician.login(pin)
+                token = self.technician.login(pin, channel)
             except TechnicianAuthError as exc:
-                self._add_event("technician_login_failed", "warning", {"code": exc.code})
+                self._add_event(
+                    "technician_login_failed", "warning",
+                    {"code": exc.code, "channel": channel.value},
+                )
                 raise
-            self._add_event("technician_login", "info", {})
+            self._add_event("technician_login", "info", {"channel": channel.value})
             return token
 
-    def technician_logout(self) -> None:
+    def technician_logout(self, token: object) -> None:
+        """End the session this token opened (other channels keep theirs)."""
         with self._lock:
-            self.technician.logout()
+            self.technician.logout(token)
 
-    def technician_check(self, token: object, op: object) -> None:
-        """Raise TechnicianAuthError unless the token is the live session's; record the op."""
+    def technician_check(self, token: object, op: object, *, record: bool = True) -> None:
+        """Raise TechnicianAuthError unless the token is a live session's. An op that
+        changes something is recorded (`record`); looking at a page is not, so the
+        technician's own page views never crowd the device events out of the list."""
         with self._lock:
-            self.technician.check(token)
-            self._add_event("technician_action", "info", {"op": op})
+            channel = self.technician.check(token)
+            if record:
+                self._add_event(
+                    "technician_action", "info", {"op": op, "channel": channel.value}
+                )

@@ -74,6 +74,7 @@ class ServiceState(EngineCore):
         identity = isinstance(exc, LedgerIdentityError)
         detail = f"ledger: {exc}" if identity else f"ledger cannot write: {exc}"
         self._oos_reasons["ledger"] = detail
+        self._note_device_error("ledger", "ledger_failed", str(exc)[:200])
         self._acceptor_enabled = frozenset()
         self.acceptor.disable()
         self._screen = Screen.OUT_OF_SERVICE

@@ -15,6 +15,7 @@ from typing import Any
 
 from drivers.acceptor import AcceptorStatus, DeviceInfo
 from drivers.printer import PrinterStatus
+from kiosk.device_health import DeviceError, SyncState
 from kiosk.diskguard import DiskLevel
 from kiosk.engine.core import EngineCore, SeenBill
 from kiosk.messages import message
@@ -38,6 +39,8 @@ class EngineStatus:
     disk: DiskLevel
     restart_requested: bool
     acceptor_test: tuple[SeenBill, ...] | None  # bills seen, None when the test is off
+    sync: SyncState  # the desk link as the sync agent reported it
+    device_errors: Mapping[str, DeviceError]  # device -> its last error since start
 
     @property
     def in_service(self) -> bool:
@@ -68,6 +71,8 @@ def build_status(e: EngineCore) -> EngineStatus:
         disk=e._disk,
         restart_requested=e.restart_requested,
         acceptor_test=e.acceptor_test,
+        sync=e._sync_state,
+        device_errors=MappingProxyType(dict(e._device_errors)),
     )
 
 

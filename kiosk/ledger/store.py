@@ -25,14 +25,25 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, CursorResult, Engine, Executable, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    Executable,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from drivers.acceptor import StackOrigin
@@ -1230,9 +1241,26 @@ class Ledger:
         with self._tx() as conn:
             return self._event(conn, kind, severity, data, self.now_ms())
 
-    def recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
+    def recent_events(
+        self,
+        limit: int = 50,
+        *,
+        kinds: Collection[str] = (),
+        prefixes: Collection[str] = (),
+        exclude: bool = False,
+        severities: Collection[str] = (),
+    ) -> list[dict[str, Any]]:
+        """The newest events first. `kinds`/`prefixes` keep the events of those kinds
+        (or, with `exclude`, all others); `severities` keeps only those severities."""
+        k = t.events.c.kind
+        query = select(t.events)
+        if kinds or prefixes:
+            match = or_(k.in_(list(kinds)), *(k.startswith(p, autoescape=True) for p in prefixes))
+            query = query.where(not_(match) if exclude else match)
+        if severities:
+            query = query.where(t.events.c.severity.in_(list(severities)))
         with self._read() as conn:
-            rows = conn.execute(select(t.events).order_by(t.events.c.id.desc()).limit(limit))
+            rows = conn.execute(query.order_by(t.events.c.id.desc()).limit(limit))
             return [{**dict(r._mapping), "data": json.loads(r.data)} for r in rows]
 
     def queue_stats(self) -> dict[str, Any]:

@@ -128,8 +128,10 @@ def test_technician_operations_need_a_session(core, client):
     token = client.request("tech.login", pin="1234")["token"]
     counters = client.request("tech.counters", token=token)
     assert counters["bill_count"] == 0
-    events = client.request("tech.events", token=token, limit=10)
-    assert {"technician_login", "technician_action"} <= {e["kind"] for e in events}
+    client.request("tech.test_print", token=token)  # an action: recorded for the desk
+    events = client.request("tech.events", token=token, limit=10, device="technician")
+    assert [e["kind"] for e in events] == ["technician_action", "technician_login"]
+    assert events[0]["data"] == {"op": "tech.test_print", "channel": "shell"}
     client.request("tech.logout")
     with pytest.raises(ApiRequestError):
         client.request("tech.counters", token=token)

@@ -5,6 +5,7 @@ and the mode closing itself when left alone."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -23,6 +24,11 @@ def _login(d, pin: str = PIN) -> None:
     d.tap("tech.key.clear")
     d.type_keys("tech.key", pin)
     d.tap("tech.login")
+
+
+def _seconds(hms: str) -> int:
+    h, m, s = (int(x) for x in hms.split(":"))
+    return h * 3600 + m * 60 + s
 
 
 def _failed_logins(term) -> list[str]:
@@ -47,15 +53,24 @@ def test_hidden_gesture_and_pin_lockout(terminal_factory, make_ui):
     d.both_languages("01-pin")
     for attempt in range(1, 5):
         _login(d, "0000")
-        d.wait_text("tech.message", lambda t, n=5 - attempt: t.startswith("Неверный PIN")
-                    and f"{n} attempt(s) left" in t)
+        d.wait_text("tech.message",
+                    lambda t, n=5 - attempt: t == f"Неверный PIN. Осталось попыток: {n}")
+    d.tap("lang")  # the refusal is worded by the UI, in the language shown
+    d.wait_text("tech.message", lambda t: t == "Wrong PIN. Attempts left: 1")
+    d.tap("lang")
     _login(d, "0000")
-    d.wait_text("tech.message", lambda t: t.startswith("Вход заблокирован"))
+    d.wait_text("tech.message", lambda t: t.startswith(
+        "Вход заблокирован после неверных PIN. Повторите после "))
     d.both_languages("02-locked")
-    _login(d, PIN)  # even the right PIN is refused while locked
-    d.until(lambda: d.text("tech.message").startswith("Вход заблокирован")
-            and "try again in" in d.text("tech.message"), 5, "still locked")
+    until = d.text("tech.message").rsplit(" ", 1)[1]
+    _login(d, PIN)  # even the right PIN is refused while locked, until the same time
+    d.until(lambda: len(_failed_logins(term)) == 6 and not d.ui.sm.current_screen.waiting,
+            5, "the sixth try refused")
+    assert d.text("tech.message").startswith("Вход заблокирован")
     assert d.ui.sm.current == "tech_pin"
+    assert abs(_seconds(d.text("tech.message").rsplit(" ", 1)[1]) - _seconds(until)) <= 2
+    assert not re.search("[A-Za-z]{3,}", d.text("tech.message").replace("PIN", "")), (
+        "no English on a Russian screen")
     # the core recorded every failure as an event for the desk
     assert _failed_logins(term) == ["wrong_pin"] * 4 + ["locked", "locked"]
     d.tap("tech.exit")
@@ -101,7 +116,7 @@ def test_encashment_actions_and_service_mode(terminal_factory, make_ui):
     assert term.rows("SELECT bill_count, total_minor FROM encashments") == [(2, 60000)]
 
     d.tap("tech.tab.events")
-    d.wait_text("tech.events", lambda t: "encashment" in t)
+    d.wait_text("tech.events", lambda t: "инкассация · encashment" in t)
     d.both_languages("04-events")
 
     d.tap("tech.tab.actions")
