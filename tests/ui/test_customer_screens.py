@@ -153,3 +153,39 @@ def test_loading_first_then_idle_language_and_paging_names(terminal_factory, mak
     d.until(lambda: d.visible("provider.prev"), 5, "page 2")
     assert d.text("provider.prev") == "Предыдущие" and d.text("provider.back") == "Назад"
     d.both_languages("04-provider-page-2")
+
+
+FAST = SimTiming(init_s=0.05, accept_s=0.05, stack_s=0.05, return_s=0.05, reject_s=0.05)
+
+
+def test_unclaimed_credit_notice_in_the_ui_money_format_then_gone(terminal_factory, make_ui,
+                                                                  tmp_path):
+    """A note the unit stacks while nobody pays (power came back with it in the stacker):
+    an unclaimed credit, announced on the start screen with the amount in the UI's own
+    format, and gone before the next stranger comes (after timeouts.receipt)."""
+    sim = CcnetSimulator(link=tmp_path / "acceptor.pty", timing=FAST).start()
+    try:
+        term = terminal_factory(f"""
+[acceptor]
+kind = "ccnet"
+port = "{tmp_path / "acceptor.pty"}"
+profile = "cashcode_sm"
+[timeouts]
+receipt = 6
+""")
+        d = make_ui(term)
+        d.on("idle", timeout=20)
+        d.until(lambda: d.ui.snap and d.ui.snap["acceptor"]["status"] == "disabled", 20,
+                "the acceptor settled")
+        sim.command("power_cycle stacker 500")
+        text = d.wait_text("idle.notice", lambda t: "сохранены под номером" in t, timeout=30)
+        assert text.startswith("Внесённые 500,00 ₽ сохранены под номером T0001-"), text
+        assert "руб." not in text and "RUB" not in text
+        d.tap("lang")
+        assert d.text("idle.notice").startswith("The 500.00 RUB you inserted is recorded as")
+        d.shot("05-unclaimed-notice-en")
+        d.tap("lang")
+        d.until(lambda: not d.visible("idle.notice"), 20, "the notice to expire")
+        assert term.rows("SELECT kind, inserted_minor FROM payments") == [("unclaimed", 50000)]
+    finally:
+        sim.stop()
