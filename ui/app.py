@@ -326,9 +326,9 @@ class KioskUi:
         if phone:
             self._last_phone = str(phone)
         core = str(snap.get("screen", ""))
-        if core == "idle" and self._core_screen not in ("idle", ""):
+        if core == "idle" and self._core_screen not in ("idle", "") and self.local not in TECH:
             # back to the start after a session (or a fault that ended one): the next
-            # customer meets the default language
+            # customer meets the default language (a technician at work keeps theirs)
             self.lang = self.cfg.lang
         self._core_screen = core
         self.render()
