@@ -84,6 +84,21 @@ class Provider:
     def credited(self, inserted_minor: int) -> int:
         return inserted_minor - self.commission(inserted_minor)
 
+    def zero_credit_at(self) -> int | None:
+        """The smallest allowed amount (min_minor..max_minor) whose whole sum the fee would
+        take, or None when every allowed amount credits something.
+
+        With percent_bp below 100 % the credit never falls when one kopeck more is
+        inserted inside one band, so its lowest values in the limits are where the band in
+        force changes: min_minor and the bands' bounds. Checking those points is exact."""
+        points = {self.min_minor}
+        for band in self.bands:
+            points.update((band.from_minor, band.to_minor or band.from_minor))
+        for amount in sorted(points):
+            if self.min_minor <= amount <= self.max_minor and self.credited(amount) <= 0:
+                return amount
+        return None
+
 
 @dataclass(frozen=True)
 class Catalog:
@@ -121,9 +136,24 @@ class Catalog:
                     raise CatalogError(f"{where}: band {i} has to_minor <= from_minor")
                 if b.max_minor is not None and b.max_minor < b.min_minor:
                     raise CatalogError(f"{where}: band {i} has max_minor < min_minor")
+                if b.percent_bp >= BASIS_POINTS:
+                    raise CatalogError(
+                        f"{where}: band {i} has percent_bp >= {BASIS_POINTS} (100 %): "
+                        "the fee would take every payment"
+                    )
+            zero = p.zero_credit_at()
+            if zero is not None:
+                raise CatalogError(
+                    f"{where}: a payment of {zero} minor units (min_minor is {p.min_minor}) "
+                    f"would credit nothing: the fee is {p.commission(zero)}; raise min_minor "
+                    "above the smallest fee"
+                )
 
 
 RUB = 100  # kopecks per rouble
+
+# The fixed 10 ₽ fee below 500 ₽ would take a lone 10 ₽ note whole: the minimum is above it.
+MOBILE_MIN_MINOR = 50 * RUB
 
 _PHONE_MASK = "+7 (***) ***-**-**"
 _MOBILE_PATTERN = r"9\d{9}"
@@ -137,7 +167,7 @@ def _mobile(pid: str, ru: str, en: str, percent_bp: int) -> Provider:
         category="mobile",
         account_mask=_PHONE_MASK,
         account_pattern=_MOBILE_PATTERN,
-        min_minor=10 * RUB,
+        min_minor=MOBILE_MIN_MINOR,
         max_minor=15_000 * RUB,
         bands=(
             CommissionBand(from_minor=0, to_minor=500 * RUB, percent_bp=0, fixed_minor=10 * RUB),

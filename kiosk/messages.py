@@ -2,10 +2,17 @@
 
 Codes are stable (the UI may have its own wording); every text that asks the customer to
 act ends with what to do, and every failure tells them who to call.
+
+Amounts are data, never formatted text for the screen: a message with values carries its
+`template` (RU/EN, with `{name}` places) and its `args`, where an amount is
+`{"minor": 50000, "currency": "RUB"}`, so the UI formats money with its own formatter in
+the customer's language. `ru`/`en` are the same texts filled in plainly (amounts as
+"500.00 RUB") for logs and command-line clients.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 TEXTS: dict[str, tuple[str, str]] = {
@@ -63,19 +70,48 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Вы ещё здесь? Нажмите «Продолжить».",
         "Are you still there? Press Continue.",
     ),
+    # with cash inside, nobody answering finishes the payment (never dropped): say so
+    "continue_prompt_cash": (
+        "Вы ещё здесь? Нажмите «Продолжить». Если никто не ответит, платёж будет "
+        "проведён автоматически на внесённую сумму.",
+        "Are you still there? Press Continue. If nobody answers, the payment will be "
+        "completed automatically with the cash inserted.",
+    ),
 }
 
+MINOR_PER_MAJOR = 100
 
-def money_text(minor: int, currency: str = "RUB") -> str:
-    whole, frac = divmod(abs(minor), 100)
+
+@dataclass(frozen=True)
+class Money:
+    """An amount inside a message: sent as data, formatted by whoever shows it."""
+
+    minor: int
+    currency: str
+
+    def as_data(self) -> dict[str, Any]:
+        return {"minor": self.minor, "currency": self.currency}
+
+
+def plain_money(minor: int, currency: str) -> str:
+    """'1500.00 RUB': for logs, technical refusals and command-line clients (not screens)."""
+    whole, frac = divmod(abs(minor), MINOR_PER_MAJOR)
     sign = "-" if minor < 0 else ""
-    unit = "руб." if currency == "RUB" else currency
-    return f"{sign}{whole:,}.{frac:02d} {unit}".replace(",", " ")
+    return f"{sign}{whole}.{frac:02d} {currency}"
 
 
-def message(code: str, **values: Any) -> dict[str, str]:
+def message(code: str, **values: Any) -> dict[str, Any]:
+    """A bilingual message; amounts (`Money`) travel as data in `args` (module docstring)."""
     ru, en = TEXTS[code]
-    return {"code": code, "ru": ru.format(**values), "en": en.format(**values)}
+    plain = {
+        k: plain_money(v.minor, v.currency) if isinstance(v, Money) else v
+        for k, v in values.items()
+    }
+    out: dict[str, Any] = {"code": code, "ru": ru.format(**plain), "en": en.format(**plain)}
+    if values:
+        out["template"] = {"ru": ru, "en": en}
+        out["args"] = {k: v.as_data() if isinstance(v, Money) else v for k, v in values.items()}
+    return out
 
 
 # Why a payment or unclaimed record exists, as the ledger notes it (English, for the desk)

@@ -35,7 +35,7 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager
 
 from ui import inspect, theme
 from ui.config import UiConfig
-from ui.i18n import keep_together, pick, tr
+from ui.i18n import core_message, keep_together, tr
 from ui.link import CoreLink, LinkError
 from ui.screens.account import AccountScreen
 from ui.screens.base import BaseScreen
@@ -53,7 +53,6 @@ from ui.widgets import Backdrop, Btn, CornerZone, Panel, Text, fixed, hbox, spac
 
 log = logging.getLogger("kiosk.ui")
 
-CUSTOMER_SESSION = ("provider", "account", "confirm", "cash", "receipt")
 GESTURE_SCREENS = ("idle", "out_of_service")
 TECH = ("tech_pin", "tech")
 IDLE_LOCAL = ("check", "help")  # UI-local screens over the core's idle screen
@@ -105,7 +104,7 @@ class PromptOverlay(FloatLayout):
                             action=lambda: ctl.intent("continue")), w_mm=110, h_mm=28)
         box = Panel(orientation="vertical", bg=theme.BG, line=theme.FIELD_LINE, radius_mm=4,
                     padding=mm(8), spacing=mm(4), size_hint=(None, None),
-                    size=(mm(220), mm(100)), pos_hint={"center_x": 0.5, "center_y": 0.5})
+                    size=(mm(220), mm(120)), pos_hint={"center_x": 0.5, "center_y": 0.5})
         box.add_widget(self.text)
         box.add_widget(self.left)
         box.add_widget(hbox(spacer(), self.go, spacer(), size_hint_y=None, height=mm(28)))
@@ -135,6 +134,9 @@ class KioskUi:
         self.lang = cfg.lang
         self.snap: dict[str, Any] | None = None
         self.connected = False
+        # False until the first snapshot or the first failed attempt: until then the
+        # screen says "Loading…", not "out of service" (the core may be fine).
+        self.link_failed = False
         self.catalog: dict[str, Any] | None = None
         self.local: str | None = None  # "check", "help", "tech_pin", "tech" or None
         self._terminal_id = cfg.terminal_id
@@ -239,8 +241,9 @@ class KioskUi:
         return keep_together(tr(key, self.lang, **values), self.phone)
 
     def core_text(self, texts: dict[str, Any] | None) -> str:
-        """The core's bilingual text in the current language, the phone kept on one line."""
-        return keep_together(pick(texts, self.lang), self.phone)
+        """The core's bilingual text in the current language (its amounts formatted by the
+        UI's money formatter), the phone kept on one line."""
+        return keep_together(core_message(texts, self.lang), self.phone)
 
     def intent(self, name: str, reply: Reply | None = None, **args: Any) -> None:
         self.request("intent", reply, intent=name, args=args)
@@ -323,13 +326,16 @@ class KioskUi:
         if phone:
             self._last_phone = str(phone)
         core = str(snap.get("screen", ""))
-        if core == "idle" and self._core_screen in CUSTOMER_SESSION:
-            self.lang = self.cfg.lang  # the next customer meets the default language
+        if core == "idle" and self._core_screen not in ("idle", "") and self.local not in TECH:
+            # back to the start after a session (or a fault that ended one): the next
+            # customer meets the default language (a technician at work keeps theirs)
+            self.lang = self.cfg.lang
         self._core_screen = core
         self.render()
 
     def _lost(self) -> None:
         self.connected = False
+        self.link_failed = True
         self.render()
 
     def _touched(self) -> None:
@@ -340,6 +346,11 @@ class KioskUi:
         idle_for = time.monotonic() - self._last_activity
         if self.local in IDLE_LOCAL and idle_for > self.cfg.check_idle_s:
             self.close_local()
+        if (self.local is None and self._core_screen == "idle" and self.lang != self.cfg.lang
+                and idle_for > self.cfg.check_idle_s):
+            # someone switched the language and walked away: not for the next stranger
+            self.lang = self.cfg.lang
+            self.render()
         self.header.clock.text = time.strftime("%H:%M")
 
     # -- rendering ---------------------------------------------------------------------

@@ -29,6 +29,7 @@ class Controller(Protocol):
     lang: str
     snap: dict[str, Any] | None
     connected: bool
+    link_failed: bool  # a connection attempt failed before or since the first snapshot
     catalog: dict[str, Any] | None
     local: str | None
     tech: Any  # ui.technician.TechSession (TechOps)

@@ -1,9 +1,11 @@
 """The UI's own words in Russian and English.
 
 Texts about the customer's money (notices, out-of-service reasons, the "continue?" prompt)
-come from the core in both languages inside the snapshot and are shown as they are; this
-table holds only the screen furniture: titles, buttons, labels. Every text that reports a
-problem says what to do next and whom to call.
+come from the core in both languages inside the snapshot; their amounts come as data and
+are formatted here (`core_message`), with the one money formatter (`money`), so every
+amount on screen looks the same in each language. This table holds the screen furniture:
+titles, buttons, labels. Every text that reports a problem says what to do next and whom
+to call.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "key_clear": ("Стереть", "Clear"),
     "key_layout_ru": ("АБВ", "АБВ"),
     "key_layout_en": ("ABC", "ABC"),
-    "page_prev": ("Назад", "Previous"),
+    "page_prev": ("Предыдущие", "Previous"),
     "page_next": ("Ещё", "More"),
     "page_of": ("{n} из {total}", "{n} of {total}"),
     "loading": ("Загрузка…", "Loading…"),
@@ -79,7 +81,7 @@ STRINGS: dict[str, tuple[str, str]] = {
         "Сдача не выдаётся: всё, кроме комиссии, будет зачислено.",
         "No change is given: everything except the commission is credited.",
     ),
-    "cash_escrow": ("Проверяем купюру…", "Checking the bill…"),
+    "cash_escrow": ("Проверяем купюру…", "Checking the banknote…"),
     "cash_finishing": ("Проводим платёж…", "Completing the payment…"),
     "pay": ("Оплатить", "Pay"),
     "below_minimum": ("Нужно внести не меньше {amount}", "Insert at least {amount}"),
@@ -367,6 +369,25 @@ STRINGS: dict[str, tuple[str, str]] = {
     "ev_kind_config_applied": ("настройки сервера применены", "desk settings applied"),
     "ev_kind_desk_command": ("команда сервера", "desk command"),
     "ev_kind_other": ("событие", "event"),
+    # -- issue 15: disclosures before cash, the fee taking everything (one block) --
+    "fee_terms": ("Комиссия: {terms}", "Fee: {terms}"),
+    "fee_none": ("Комиссия: нет", "Fee: none"),
+    "fee_at_least": ("не менее {amount}", "at least {amount}"),
+    "fee_at_most": ("не более {amount}", "at most {amount}"),
+    "fee_range": ("от {low} до {high} — {rule}", "from {low} to {high} — {rule}"),
+    "fee_below": ("до {high} — {rule}", "below {high} — {rule}"),
+    "fee_from": ("от {low} — {rule}", "from {low} — {rule}"),
+    "notes_accepted": ("Принимаются купюры: {notes}", "Banknotes accepted: {notes}"),
+    "notes_none": (
+        "Купюроприёмник сейчас не принимает купюры. Позвоните: {phone}",
+        "The bill acceptor takes no banknotes now. Please call: {phone}",
+    ),
+    "fee_takes_all": (
+        "Комиссия {fee} забрала бы всю внесённую сумму. Добавьте купюры: "
+        "внесённые деньги остаются в этом платеже.",
+        "The fee of {fee} would take everything inserted. Add more banknotes: "
+        "the cash already inserted stays in this payment.",
+    ),
 }
 
 
@@ -400,6 +421,73 @@ def money(minor: int, currency: str, lang: str) -> str:
         digits = f"{whole:,}".replace(",", NBSP)
         return f"{sign}{digits},{frac:02d}{NBSP}{unit}"
     return f"{sign}{whole:,}.{frac:02d}{NBSP}{currency}"
+
+
+def core_message(texts: dict[str, Any] | None, lang: str) -> str:
+    """A core message in the chosen language; its amounts (`args` given as
+    `{"minor", "currency"}`) formatted here, never the core's plain text."""
+    if not texts:
+        return ""
+    template = (texts.get("template") or {}).get(lang)
+    args = texts.get("args")
+    if isinstance(template, str) and isinstance(args, dict):
+        values = {
+            k: money(int(v["minor"]), str(v.get("currency", "RUB")), lang)
+            if isinstance(v, dict) and "minor" in v
+            else v
+            for k, v in args.items()
+        }
+        try:
+            return template.format(**values)
+        except (KeyError, IndexError, ValueError):
+            pass  # a template this UI cannot fill: the core's plain text below
+    return pick(texts, lang)
+
+
+def percent(basis_points: int, lang: str) -> str:
+    """300 → "3 %", 250 → "2,5 %" / "2.5 %"."""
+    whole, frac = divmod(basis_points, 100)
+    text = f"{whole}" if not frac else f"{whole}.{frac:02d}".rstrip("0")
+    return f"{text.replace('.', ',') if lang == 'ru' else text}{NBSP}%"
+
+
+def fee_terms(bands: list[dict[str, Any]], currency: str, lang: str) -> str:
+    """The provider's commission bands in words, e.g. "Комиссия: до 500,00 ₽ — 10,00 ₽;
+    от 500,00 ₽ — 3 %, не менее 10,00 ₽, не более 300,00 ₽"."""
+    if not bands:
+        return tr("fee_none", lang)
+
+    def m(minor: int) -> str:
+        return money(minor, currency, lang)
+
+    parts = []
+    for b in bands:
+        rule = " + ".join(
+            [percent(int(b["percent_bp"]), lang)] * bool(b.get("percent_bp"))
+            + [m(int(b["fixed_minor"]))] * bool(b.get("fixed_minor"))
+        ) or m(0)
+        if b.get("min_minor"):
+            rule += ", " + tr("fee_at_least", lang, amount=m(int(b["min_minor"])))
+        if b.get("max_minor") is not None:
+            rule += ", " + tr("fee_at_most", lang, amount=m(int(b["max_minor"])))
+        low, high = int(b.get("from_minor") or 0), b.get("to_minor")
+        if low and high is not None:
+            rule = tr("fee_range", lang, low=m(low), high=m(int(high)), rule=rule)
+        elif high is not None:
+            rule = tr("fee_below", lang, high=m(int(high)), rule=rule)
+        elif low:
+            rule = tr("fee_from", lang, low=m(low), rule=rule)
+        parts.append(rule)
+    return tr("fee_terms", lang, terms="; ".join(parts))
+
+
+def notes_list(amounts_minor: list[int], currency: str, lang: str) -> str:
+    """10, 50, 100 … 5 000 ₽: whole notes, the currency once at the end."""
+    unit = "₽" if lang == "ru" and currency == "RUB" else currency
+    sep = NBSP if lang == "ru" else ","
+    names = [f"{a // 100:,}".replace(",", sep) if a % 100 == 0 else money(a, currency, lang)
+             for a in amounts_minor]
+    return f"{', '.join(names)}{NBSP}{unit}"
 
 
 def provider_name(provider: dict[str, Any] | None, lang: str) -> str:

@@ -18,7 +18,7 @@ from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill
 from kiosk.engine.core import EngineCore, PendingEscrow, SeenBill, log
 from kiosk.ledger import LedgerError
 from kiosk.ledger.store import UNKNOWN_AMOUNT, UNKNOWN_BILL_TYPE
-from kiosk.messages import money_text
+from kiosk.messages import Money
 from kiosk.screens import Screen
 
 
@@ -39,13 +39,7 @@ class CashCollection(EngineCore):
             or self._oos_reasons
         ):
             return frozenset()
-        room = s.provider.max_minor - s.inserted_minor
-        table = self.acceptor.info.bill_table
-        return frozenset(
-            b.amount_minor
-            for b in table
-            if b.amount_minor <= room and b.currency == s.provider.currency
-        )
+        return self._acceptable_notes(s)
 
     def _apply_acceptor(self) -> None:
         wanted = self._wanted_denominations()
@@ -79,7 +73,9 @@ class CashCollection(EngineCore):
             if bill.currency != s.provider.currency:
                 return EscrowDecision.RETURN
             if s.inserted_minor + bill.amount_minor > s.provider.max_minor:
-                self._notice("bill_over_max", max=money_text(s.provider.max_minor))
+                self._notice(
+                    "bill_over_max", max=Money(s.provider.max_minor, s.provider.currency)
+                )
                 self._over_max_returning = True
                 self._publish()
                 return EscrowDecision.RETURN
@@ -92,6 +88,8 @@ class CashCollection(EngineCore):
                 return EscrowDecision.RETURN
             self._pending = PendingEscrow(escrow_id, bill)
             self._touch()
+            # The customer sees "checking the banknote" now, not when stacking ends.
+            self._publish()
             return EscrowDecision.STACK
 
     def on_stacked(self, stacked: StackedBill) -> None:
@@ -134,7 +132,7 @@ class CashCollection(EngineCore):
                 self._print_payment(outcome.unclaimed_id, copy=False)  # the slip
                 self._notice(
                     "unclaimed_credit",
-                    amount=money_text(amount, currency),
+                    amount=Money(amount, currency),
                     record_id=outcome.unclaimed_id,
                     phone=self.support_phone,
                 )

@@ -120,7 +120,10 @@ class EngineCore:
         self._deadline = 0.0
         self._prompt_deadline: float | None = None
         self._no_receipt_accepted = False
-        self._notice_shown: dict[str, str] | None = None
+        self._notice_shown: dict[str, Any] | None = None
+        # A notice shown between customers (idle, out of service) is for the person who
+        # just left; it goes after this moment so the next stranger never meets it.
+        self._notice_until: float | None = None
         self._last_payment: dict[str, Any] | None = None
         self._oos_reasons: dict[str, str] = {}  # code -> technician detail
         self._acceptor_status = AcceptorStatus.INITIALIZING
@@ -207,6 +210,10 @@ class EngineCore:
 
     # -- screens -----------------------------------------------------------------------
     def _set_screen(self, screen: Screen) -> None:
+        if screen is not self._screen:
+            # A notice belongs to the screen that made it (a rejected bill never shows on
+            # "payment accepted"; the last customer's words never greet the next one).
+            self._clear_notice()
         self._screen = screen
         self._prompt_deadline = None
         self._deadline = self._clock() + screen_timeout(screen, self._config.timeouts)
@@ -242,6 +249,31 @@ class EngineCore:
 
     def _notice(self, code: str, **values: Any) -> None:
         self._notice_shown = message(code, **values)
+        self._notice_until = (
+            None
+            if self._screen.is_customer
+            else self._clock() + self._config.timeouts.receipt
+        )
+
+    def _clear_notice(self) -> None:
+        self._notice_shown = None
+        self._notice_until = None
+
+    def _expire_notice(self, now: float) -> None:
+        """Tick: a notice shown between customers lasts as long as a receipt screen."""
+        if self._notice_until is not None and now >= self._notice_until:
+            self._clear_notice()
+            self._publish()
+
+    def _acceptable_notes(self, s: CashSession) -> frozenset[int]:
+        """Denominations the session may take now: the acceptor's live bill table in the
+        provider's currency, each still fitting under the maximum (the escrow rule, M3)."""
+        room = s.provider.max_minor - s.inserted_minor
+        return frozenset(
+            b.amount_minor
+            for b in self.acceptor.info.bill_table
+            if b.amount_minor <= room and b.currency == s.provider.currency
+        )
 
     def _note_device_error(self, device: str, code: str, detail: str) -> None:
         self._device_errors[device] = DeviceError(device, code, detail, self.ledger.now_ms())

@@ -89,6 +89,7 @@ class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing):
                     self._reconcile()
                 return
             self._run_probes(now)
+            self._expire_notice(now)
             # The bill table may arrive after the cash screen opened (a driver still in its
             # start-up sequence): re-derive the wanted mask; nothing is sent if unchanged.
             self._apply_acceptor()

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from kiosk.engine.core import CashSession, EngineCore, IntentError
 from kiosk.ledger import LedgerError
-from kiosk.messages import money_text
+from kiosk.messages import plain_money
 from kiosk.screens import CANCELLABLE, PROMPTLESS, Screen
 
 
@@ -48,7 +48,7 @@ class SessionIntents(EngineCore):
         if handler is None:
             raise IntentError("unknown_intent", f"unknown intent {name!r}")
         with self._lock:
-            self._notice_shown = None
+            self._clear_notice()
             if self._prompt_deadline is not None and name != "continue":
                 self._prompt_deadline = None
             result = handler(self, args) or {}
@@ -132,7 +132,17 @@ class SessionIntents(EngineCore):
             raise IntentError("no_cash", "insert a bill first")
         if s.inserted_minor < s.provider.min_minor:
             raise IntentError(
-                "below_minimum", f"insert at least {money_text(s.provider.min_minor)}"
+                "below_minimum",
+                f"insert at least {plain_money(s.provider.min_minor, s.provider.currency)}",
+            )
+        if s.provider.credited(s.inserted_minor) <= 0:
+            # A catalog that passed validation never gets here; a bad one must not turn
+            # the customer's cash into a fee with nothing credited. The session keeps
+            # collecting: the customer may add bills (their cash stays in it, M1/M5).
+            raise IntentError(
+                "no_credit",
+                f"the fee would take all {plain_money(s.inserted_minor, s.provider.currency)}:"
+                " insert more",
             )
         self._request_finish(None)
 

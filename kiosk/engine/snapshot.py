@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -83,6 +84,8 @@ def build_snapshot(e: EngineCore, now: float) -> dict[str, Any]:
     if s is not None:
         p = s.provider
         fee = p.commission(s.inserted_minor)
+        credited = s.inserted_minor - fee
+        pending = e._pending
         session = {
             "provider": {
                 "id": p.id,
@@ -92,17 +95,31 @@ def build_snapshot(e: EngineCore, now: float) -> dict[str, Any]:
                 "min_minor": p.min_minor,
                 "max_minor": p.max_minor,
                 "currency": p.currency,
+                # the fee terms, disclosed before any cash goes in (docs/catalog.md)
+                "bands": [dataclasses.asdict(b) for b in p.bands],
             },
             "account": s.account,
             "account_display": p.format_account(s.account),
             "account_valid": p.validate_account(s.account),
             "inserted_minor": s.inserted_minor,
             "commission_minor": fee,
-            "credited_minor": s.inserted_minor - fee,
-            "bill_in_escrow": e._pending is not None,
+            "credited_minor": credited,
+            "bill_in_escrow": pending is not None,
+            # the bill being checked, from the escrow report on (nothing credited yet, M1)
+            "escrow": (
+                {"amount_minor": pending.bill.amount_minor, "currency": pending.bill.currency}
+                if pending is not None
+                else None
+            ),
+            # the banknotes this session may take now (live bill table, escrow rule)
+            "accepted_notes_minor": sorted(e._acceptable_notes(s)),
             "finishing": s.finishing,
-            "can_pay": s.inserted_minor >= p.min_minor and not s.finishing,
-            "can_cancel": s.inserted_minor == 0 and e._pending is None,
+            "can_pay": _pay_blocked(s.inserted_minor, p.min_minor, credited) is None
+            and not s.finishing,
+            "pay_blocked": _pay_blocked(s.inserted_minor, p.min_minor, credited),
+            # cash is in but the fee would take all of it: the customer may add more
+            "fee_takes_all": s.inserted_minor > 0 and credited <= 0,
+            "can_cancel": s.inserted_minor == 0 and pending is None,
         }
     oos = None
     if e._screen in (Screen.OUT_OF_SERVICE, Screen.STARTING):
@@ -128,7 +145,11 @@ def build_snapshot(e: EngineCore, now: float) -> dict[str, Any]:
             {
                 "kind": "continue",
                 "remaining_s": max(0, round(e._prompt_deadline - now)),
-                **message("continue_prompt"),
+                **message(
+                    "continue_prompt_cash"
+                    if s is not None and (s.inserted_minor > 0 or e._pending is not None)
+                    else "continue_prompt"
+                ),
             }
             if e._prompt_deadline is not None
             else None
@@ -147,6 +168,17 @@ def build_snapshot(e: EngineCore, now: float) -> dict[str, Any]:
         "help_texts": e.help_texts,
         "config_version": e.config_version,
     }
+
+
+def _pay_blocked(inserted: int, min_minor: int, credited: int) -> str | None:
+    """Why "pay" is refused now (the same order as the engine's `pay` intent), or None."""
+    if inserted == 0:
+        return "no_cash"
+    if inserted < min_minor:
+        return "below_minimum"
+    if credited <= 0:
+        return "no_credit"
+    return None
 
 
 def _oos_code(reasons: dict[str, str]) -> str:

@@ -175,6 +175,8 @@ def test_config_doc_parts():
         ({"catalog": {"providers": [{"id": "x"}]}}, "bad_value"),
         ({"commissions": {"nope": []}}, "bad_value"),
         ({"commissions": {"mts": [{"percent_bp": -5}]}}, "bad_value"),
+        # a fixed 50 RUB fee would take a whole 50 RUB minimum payment (issue 15)
+        ({"commissions": {"mts": [{"fixed_minor": 5000}]}}, "bad_value"),
         ({"help_texts": {"a": {"de": "x"}}}, "bad_value"),
         ({"technician_pin_hash": "1234"}, "bad_value"),
         ({"surprise": 1}, "malformed"),

@@ -48,6 +48,8 @@ def test_continue_prompt_and_timeouts(terminal_factory, make_ui):
     term.insert(100)
     d.wait_text("cash.inserted", lambda t: t.startswith("100,00"))
     d.until(lambda: d.visible("prompt.continue"), 10, "the prompt on the cash screen")
+    assert "платёж будет проведён автоматически" in d.text("prompt.text"), (
+        "with cash inside the prompt says what happens if nobody answers")
     d.both_languages("02-prompt-cash")
     d.on("receipt", timeout=15)
     assert d.text("receipt.payment_id") == "T0001-00000001"

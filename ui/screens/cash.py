@@ -2,7 +2,9 @@
 
 Every amount is the core's (snapshot `session`): the UI adds nothing up itself, so what
 the customer sees is what the ledger holds. "Cancel" exists only while no money is inside
-(`can_cancel`); "Pay" only once the minimum is reached (`can_pay`).
+(`can_cancel`); "Pay" only once the minimum is reached and the fee leaves something to
+credit (`can_pay`). A bill being checked shows at once with its value (`escrow`); when the
+fee would take everything inserted the screen says so and that more cash may go in.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class CashScreen(BaseScreen):
                                  color=theme.PRIMARY), h_mm=12)
         self.notice = Text(ident="cash.notice", font_mm=theme.F_BODY, flow=True)
         self.notice_box = Panel(bg=theme.WARN_BG, radius_mm=2, padding=mm(2),
-                                size_hint_y=None, height=mm(18))
+                                size_hint_y=None, height=mm(24))
         self.notice_box.add_widget(self.notice)
         self.info = fixed(Text(ident="cash.info", font_mm=theme.F_BODY, color=theme.INK_SOFT),
                           h_mm=9)
@@ -88,7 +90,11 @@ class CashScreen(BaseScreen):
         if s.get("finishing"):
             status = ctl.t("cash_finishing")
         elif s.get("bill_in_escrow"):
+            escrow = s.get("escrow") or {}
             status = ctl.t("cash_escrow")
+            if escrow.get("amount_minor"):
+                status += " " + money(int(escrow["amount_minor"]),
+                                      str(escrow.get("currency", cur)), lang)
         elif inserted < min_minor:
             status = ctl.t("cash_min_left", amount=money(min_minor - inserted, cur, lang))
         else:
@@ -97,6 +103,10 @@ class CashScreen(BaseScreen):
         notice = ctl.core_text((ctl.snap or {}).get("notice"))
         if not notice and self.error == "below_minimum":
             notice = ctl.t("below_minimum", amount=money(min_minor, cur, lang))
+        if s.get("fee_takes_all") or s.get("pay_blocked") == "no_credit":
+            takes_all = ctl.t("fee_takes_all",
+                              fee=money(int(s.get("commission_minor", 0)), cur, lang))
+            notice = f"{notice}\n{takes_all}" if notice else takes_all
         self.notice.text = notice
         shown(self.notice_box, bool(notice))
         self.info.text = ctl.t("cash_no_change")

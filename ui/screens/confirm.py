@@ -2,6 +2,10 @@
 
 If the printer cannot print (snapshot `printer_warning`), the customer is told first and
 must agree to pay without a receipt (`accept_no_receipt`) before "yes" is offered at all.
+
+Before any cash goes in the customer also reads the terms: the provider's fee (its bands
+in words), the limits, and which banknotes the acceptor takes now (the core's
+`accepted_notes_minor`: its live bill table under the escrow rule).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ui import theme
-from ui.i18n import money, provider_name
+from ui.i18n import fee_terms, money, notes_list, provider_name
 from ui.screens.base import BaseScreen
 from ui.theme import mm
 from ui.widgets import Panel, Text, fixed, hbox, shown, spacer, vbox
@@ -27,6 +31,9 @@ class ConfirmScreen(BaseScreen):
         card.add_widget(self.number)
         self.limits = fixed(Text(ident="confirm.limits", font_mm=theme.F_BODY,
                                  color=theme.INK_SOFT), h_mm=10)
+        self.fee = fixed(Text(ident="confirm.fee", font_mm=theme.F_BODY, flow=True), h_mm=18)
+        self.notes = fixed(Text(ident="confirm.notes", font_mm=theme.F_BODY, flow=True),
+                           h_mm=10)
         self.warn_text = Text(ident="confirm.printer_warning", font_mm=theme.F_BODY,
                               flow=True)
         self.no_receipt = self.button("confirm.no_receipt",
@@ -44,7 +51,8 @@ class ConfirmScreen(BaseScreen):
                                "good", w_mm=95)
         bottom = hbox(self.cancel, self.change, spacer(), self.yes, size_hint_y=None,
                       height=mm(theme.BUTTON_H))
-        self.add_widget(vbox(self.head, self.provider, card, self.limits, spacer(),
+        self.add_widget(vbox(self.head, self.provider, card, self.fee, self.limits,
+                             self.notes, spacer(),
                              self.warn, spacer(size_hint_y=0.3), bottom,
                              pad_mm=6, spacing_mm=4))
 
@@ -58,6 +66,10 @@ class ConfirmScreen(BaseScreen):
         self.number.text = str(session.get("account_display", ""))
         self.limits.text = ctl.t("limits", min=money(provider.get("min_minor", 0), cur, ctl.lang),
                                  max=money(provider.get("max_minor", 0), cur, ctl.lang))
+        self.fee.text = fee_terms(list(provider.get("bands") or []), cur, ctl.lang)
+        notes = [int(a) for a in session.get("accepted_notes_minor") or []]
+        self.notes.text = (ctl.t("notes_accepted", notes=notes_list(notes, cur, ctl.lang))
+                           if notes else ctl.t("notes_none", phone=ctl.phone))
         warning = bool((ctl.snap or {}).get("printer_warning"))
         self.warn_text.text = ctl.t("printer_warning")
         self.no_receipt.text = ctl.t("no_receipt_ok")

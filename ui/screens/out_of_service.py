@@ -4,6 +4,8 @@ Three sources, one screen: the core's own out-of-service text (snapshot `out_of_
 already bilingual, carrying the phone), the core's start-up text, or — when the core does
 not answer at all — the UI's text with the last phone it saw (or the configured one). The
 technician's reason is only in the `status` op, which this screen never asks for.
+Before the first snapshot and before any attempt failed it only says "Loading…": a UI
+that starts is not a terminal that is broken.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class OutOfServiceScreen(BaseScreen):
                                 color=theme.PRIMARY), h_mm=24)
         self.retry = Text(ident="oos.retry", font_mm=theme.F_BODY, flow=True,
                           color=theme.INK_SOFT)
-        card = Panel(orientation="vertical", bg=theme.WARN_BG, radius_mm=3,
+        self.card = card = Panel(orientation="vertical", bg=theme.WARN_BG, radius_mm=3,
                      padding=theme.mm(8), spacing=theme.mm(5), size_hint_y=None)
         for w in (self.head, self.text, self.phone):
             card.add_widget(w)
@@ -36,7 +38,13 @@ class OutOfServiceScreen(BaseScreen):
         ctl = self.ctl
         snap = ctl.snap if ctl.connected else None
         oos = (snap or {}).get("out_of_service")
-        if snap is None:
+        loading = ctl.snap is None and not ctl.link_failed
+        self.card.bg = theme.INFO_BG if loading else theme.WARN_BG
+        if loading:
+            self.head.text = ctl.t("loading")
+            self.text.text = ""
+            self.retry.text = ""
+        elif snap is None:
             self.head.text = ctl.t("oos_title")
             self.text.text = ctl.t("offline_text", phone=ctl.phone)
             self.retry.text = ctl.t("offline_retry")
@@ -45,6 +53,6 @@ class OutOfServiceScreen(BaseScreen):
             self.head.text = ctl.t("oos_starting_title" if starting else "oos_title")
             self.text.text = ctl.core_text(oos) or ctl.t("offline_text", phone=ctl.phone)
             self.retry.text = ""
-        self.phone.text = ctl.phone
+        self.phone.text = "" if loading else ctl.phone
         # money recorded while the terminal failed: the customer must learn the number
         self.notice.text = ctl.core_text((snap or {}).get("notice"))

@@ -53,7 +53,7 @@ class ProviderScreen(BaseScreen):
         self.slots = [Btn(ident=f"provider.slot{i}", style="primary") for i in range(PAGE)]
         for b in self.slots:
             self.grid.add_widget(b)
-        self.prev = self.button("provider.prev", lambda: self._turn(-1), "secondary", w_mm=45)
+        self.prev = self.button("provider.prev", lambda: self._turn(-1), "secondary", w_mm=60)
         self.next = self.button("provider.next", lambda: self._turn(1), "secondary", w_mm=45)
         self.page_no = Text(ident="provider.page", font_mm=theme.F_BODY)
         pager = hbox(self.prev, self.page_no, self.next, size_hint_y=None,
