@@ -79,10 +79,10 @@ class ProviderScreen(BaseScreen):
         self.field = Text(ident="provider.query", font_mm=theme.F_TITLE, bold=True,
                           halign="left")
         field = Panel(bg=theme.FIELD_BG, line=theme.FIELD_LINE, radius_mm=2,
-                      size_hint_y=None, height=mm(18), padding=(mm(4), 0))
+                      size_hint_y=None, height=mm(15), padding=(mm(4), 0))
         field.add_widget(self.field)
         results = GridLayout(cols=2, spacing=mm(theme.GAP), size_hint_y=None,
-                             height=2 * mm(theme.BUTTON_H) + mm(theme.GAP))
+                             height=2 * mm(theme.KEY_H) + mm(theme.GAP))
         self.hits = [Btn(ident=f"provider.hit{i}", style="primary") for i in range(RESULTS)]
         for b in self.hits:
             results.add_widget(b)
@@ -93,7 +93,7 @@ class ProviderScreen(BaseScreen):
                                        labels=lambda k: self.ctl.t(k),
                                        layout=self.ctl.lang, caption_lang=self.ctl.lang)
         # the query and hits at the top, the keyboard at the bottom (within reach)
-        return vbox(field, results, spacer(), self.keyboard, spacing_mm=3)
+        return vbox(field, results, spacer(), self.keyboard, spacing_mm=2)
 
     # -- actions -----------------------------------------------------------------------
     def _back(self) -> None:
