@@ -164,6 +164,10 @@ class KioskUi:
         zoom = theme.fit_window(w, h, dpi)
         log.info("window %dx%d at %.1f DPI: %.0f×%.0f mm, layout scale %.2f", w, h, dpi,
                  w * MM_PER_INCH / dpi, h * MM_PER_INCH / dpi, zoom)
+        if theme.too_small(w, h, dpi):
+            log.warning("window %dx%d at %.1f DPI is smaller than %.0f×%.0f mm: screens will "
+                        "not fit with 15 mm touch targets (check --dpi / --diagonal)", w, h,
+                        dpi, theme.DESIGN_W * theme.MIN_SCALE, theme.DESIGN_H * theme.MIN_SCALE)
         self.root = Root(self._touched)
         self.header = Header(self)
         # FloatLayout places only children with a pos_hint: pin both to the content area

@@ -14,6 +14,7 @@ from typing import Any
 
 from kivy.uix.behaviors import ButtonBehavior
 from kivy.uix.label import Label
+from kivy.uix.layout import Layout
 from kivy.uix.scrollview import ScrollView
 from kivy.uix.widget import Widget
 
@@ -157,6 +158,26 @@ def overlaps(root: Widget) -> list[str]:
             if both is not None:
                 problems.append(f"{describe(a)} and {describe(b)} overlap by "
                                 f"{both[2] - both[0]:.0f}×{both[3] - both[1]:.0f} px")
+    return problems
+
+
+def overflows(root: Widget) -> list[str]:
+    """Visible widgets that a layout placed (partly) outside itself: a box whose children
+    need more room than it has pushes them over its neighbours' space, even where no
+    text happens to overlap yet."""
+    problems = []
+    for w, in_scroll in walk_visible(root):
+        p = w.parent
+        if in_scroll or not isinstance(p, Layout) or isinstance(w, ScrollView):
+            continue
+        if w.width <= 0 or w.height <= 0:
+            continue
+        x0, y0, x1, y1 = window_rect(w)
+        px0, py0, px1, py1 = window_rect(p)
+        over = max(px0 - x0, py0 - y0, x1 - px1, y1 - py1)
+        if over > TOLERANCE_PX:
+            problems.append(f"{describe(w)} sticks out of its {type(p).__name__} by "
+                            f"{over:.0f} px")
     return problems
 
 

@@ -23,7 +23,7 @@ TOUCH_FLOOR = 15.0  # the rule, in real millimetres on the panel, at any scale
 TOUCH_MIN = 20.0  # the smallest design size of a touch target
 MIN_SCALE = TOUCH_FLOOR / TOUCH_MIN  # zooming further would break the rule
 DESIGN_W = 262.0  # the window (mm) every screen fits at full size: the search keyboard
-DESIGN_H = 250.0  # the tallest screen (account: title, field, keypad, buttons) plus room
+DESIGN_H = 244.0  # the tallest screen, provider search (measured by tests/ui/test_layout.py)
 BUTTON_H = 22.0
 KEY_W = 28.0
 KEY_H = 21.0
@@ -99,6 +99,14 @@ def scale_for(width_px: float, height_px: float, dpi: float) -> float:
     px_mm = MM_PER_INCH / dpi
     fit = min(width_px * px_mm / DESIGN_W, height_px * px_mm / DESIGN_H)
     return max(MIN_SCALE, min(1.0, fit))
+
+
+def too_small(width_px: float, height_px: float, dpi: float) -> bool:
+    """Even at MIN_SCALE the screens would not fit: a panel smaller than any in the table
+    (the UI still runs, and says so in its log)."""
+    px_mm = MM_PER_INCH / dpi
+    return (width_px * px_mm < DESIGN_W * MIN_SCALE - 0.5
+            or height_px * px_mm < DESIGN_H * MIN_SCALE - 0.5)
 
 
 def fit_window(width_px: float, height_px: float, dpi: float) -> float:

@@ -131,6 +131,7 @@ class Driver:
         return (inspect.clipped(self.ui.root, bounds, (self.ui.content, self.ui.header))
                 + inspect.outside(self.ui.root, bounds)
                 + inspect.overlaps(self.ui.root)
+                + inspect.overflows(self.ui.root)
                 + inspect.small_targets(self.ui.root, self.min_target_px()))
 
     @staticmethod
