@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from ui.config import UiConfig, UiConfigError, parse_args
+from ui.config import UiConfig, UiConfigError, panel_dpi, parse_args
 
 
 def prepare_kivy(cfg: UiConfig) -> None:
@@ -32,7 +32,8 @@ def prepare_kivy(cfg: UiConfig) -> None:
     Config.set("kivy", "exit_on_escape", "0")
     from ui import theme
 
-    theme.set_dpi(cfg.dpi)
+    # a first guess from the configured size; KioskUi settles it on the real window
+    theme.set_dpi(panel_dpi(cfg.width, cfg.height, cfg.dpi, cfg.diagonal_in))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,7 +34,7 @@ from kivy.uix.floatlayout import FloatLayout
 from kivy.uix.screenmanager import NoTransition, ScreenManager
 
 from ui import inspect, theme
-from ui.config import UiConfig
+from ui.config import MM_PER_INCH, UiConfig, panel_dpi
 from ui.i18n import core_message, keep_together, tr
 from ui.link import CoreLink, LinkError
 from ui.screens.account import AccountScreen
@@ -159,6 +159,17 @@ class KioskUi:
 
     # -- building ----------------------------------------------------------------------
     def _build(self) -> None:
+        # The real window (fullscreen: the panel's own resolution) decides the DPI and the
+        # zoom, before the first size in millimetres is turned into pixels.
+        w, h = Window.size
+        dpi = panel_dpi(w, h, self.cfg.dpi, self.cfg.diagonal_in)
+        zoom = theme.fit_window(w, h, dpi)
+        log.info("window %dx%d at %.1f DPI: %.0f×%.0f mm, layout scale %.2f", w, h, dpi,
+                 w * MM_PER_INCH / dpi, h * MM_PER_INCH / dpi, zoom)
+        if theme.too_small(w, h, dpi):
+            log.warning("window %dx%d at %.1f DPI is smaller than %.0f×%.0f mm: screens will "
+                        "not fit with 15 mm touch targets (check --dpi / --diagonal)", w, h,
+                        dpi, theme.DESIGN_W * theme.MIN_SCALE, theme.DESIGN_H * theme.MIN_SCALE)
         self.root = Root(self._touched)
         self.header = Header(self)
         # FloatLayout places only children with a pos_hint: pin both to the content area

@@ -10,6 +10,7 @@ the settings must be known before the window exists.
 from __future__ import annotations
 
 import argparse
+import math
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -18,6 +19,71 @@ from typing import Any
 LANGS = ("ru", "en")
 CORNERS = ("top-left", "top-right")
 GESTURES = ("taps", "hold")
+MIN_DPI, MAX_DPI = 50.0, 600.0
+MIN_DIAG, MAX_DIAG = 5.0, 100.0  # inches
+
+# -- panels in the field (docs/ui.md, "Screen sizes") ----------------------------------
+MM_PER_INCH = 25.4
+FALLBACK_DPI = 96.0  # an unknown resolution without a configured DPI or diagonal
+
+
+@dataclass(frozen=True)
+class PanelSize:
+    """A screen terminals are built with: resolution and diagonal give its real DPI."""
+
+    width: int
+    height: int
+    diagonal_in: float
+    note: str
+
+    @property
+    def dpi(self) -> float:
+        return math.hypot(self.width, self.height) / self.diagonal_in
+
+    @property
+    def size_mm(self) -> tuple[float, float]:
+        px_mm = MM_PER_INCH / self.dpi
+        return self.width * px_mm, self.height * px_mm
+
+    @property
+    def name(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+# The first entry of a resolution is the one assumed when the installer sets neither the
+# DPI nor the diagonal: the smaller diagonal, so that a larger panel only makes every
+# target physically larger, never smaller.
+PANELS: tuple[PanelSize, ...] = (
+    PanelSize(800, 600, 12.1, '12.1" 4:3, older terminals'),
+    PanelSize(1024, 768, 15.0, '15" 4:3'),
+    PanelSize(1280, 1024, 17.0, '17" 5:4'),
+    PanelSize(1280, 1024, 19.0, '19" 5:4'),
+    PanelSize(1920, 1080, 21.5, '21.5" 16:9'),
+    PanelSize(1080, 1920, 21.5, '21.5" 16:9 portrait'),
+    PanelSize(1080, 1920, 32.0, '32" 16:9 portrait'),
+)
+
+
+def default_panels() -> tuple[PanelSize, ...]:
+    """One panel per resolution: the one assumed without configuration."""
+    seen: dict[tuple[int, int], PanelSize] = {}
+    for p in PANELS:
+        seen.setdefault((p.width, p.height), p)
+    return tuple(seen.values())
+
+
+def panel_dpi(width: int, height: int, dpi: float | None = None,
+              diagonal_in: float | None = None) -> float:
+    """The real DPI of a `width`×`height` window: the configured DPI, else the configured
+    diagonal, else the table's panel of that resolution, else FALLBACK_DPI."""
+    if dpi is not None:
+        return dpi
+    if diagonal_in is not None:
+        return math.hypot(width, height) / diagonal_in
+    for p in PANELS:
+        if (p.width, p.height) == (width, height):
+            return p.dpi
+    return FALLBACK_DPI
 
 
 class UiConfigError(ValueError):
@@ -61,7 +127,10 @@ class UiConfig:
     socket: Path = Path("var/run/kiosk.sock")
     fallback_phone: str = "8 800 555-35-35"  # shown when the core never answered
     terminal_id: str = ""  # shown until the first snapshot names it
-    dpi: float = 96.0  # the physical screen's; every size is in millimetres
+    # The panel's real DPI (every size is in millimetres), or its diagonal in inches (the
+    # DPI follows from the window's pixels); neither: the table in ui/theme.py by resolution.
+    dpi: float | None = None
+    diagonal_in: float | None = None
     width: int = 1280
     height: int = 1024
     fullscreen: bool = False
@@ -75,14 +144,21 @@ class UiConfig:
     def __post_init__(self) -> None:
         if self.lang not in LANGS:
             raise UiConfigError(f"lang {self.lang!r}: one of {', '.join(LANGS)}")
-        if not 50 <= self.dpi <= 600:
-            raise UiConfigError(f"dpi {self.dpi!r}: the screen's real DPI, 50..600")
+        if self.dpi is not None and not MIN_DPI <= self.dpi <= MAX_DPI:
+            raise UiConfigError(f"dpi {self.dpi!r}: the screen's real DPI, "
+                                f"{MIN_DPI:g}..{MAX_DPI:g}")
+        if self.diagonal_in is not None and not MIN_DIAG <= self.diagonal_in <= MAX_DIAG:
+            raise UiConfigError(f"diagonal_in {self.diagonal_in!r}: the panel's diagonal in "
+                                f"inches, {MIN_DIAG:g}..{MAX_DIAG:g}")
+        if self.dpi is not None and self.diagonal_in is not None:
+            raise UiConfigError("set the panel's dpi or its diagonal_in, not both")
         for name in ("tech_idle_s", "check_idle_s", "retry_s"):
             if getattr(self, name) <= 0:
                 raise UiConfigError(f"{name} must be > 0")
 
 
 _TOML_KEYS = {f.name for f in fields(UiConfig)} - {"report"}
+_PANEL_KEYS = {"dpi": "diagonal_in", "diagonal_in": "dpi"}  # two ways to say one thing
 
 
 def _from_toml(path: Path) -> dict[str, Any]:
@@ -109,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phone", dest="fallback_phone", help="support phone if the core is down")
     p.add_argument("--terminal-id", help="terminal id shown until the core names it")
     p.add_argument("--dpi", type=float, help="the screen's physical DPI (sizes are in mm)")
+    p.add_argument("--diagonal", type=float, dest="diagonal_in",
+                   help="the panel's diagonal in inches (instead of --dpi)")
     p.add_argument("--size", help="window size WIDTHxHEIGHT in pixels")
     p.add_argument("--fullscreen", action="store_true", default=None)
     p.add_argument("--lang", choices=LANGS, help="the language a new customer meets")
@@ -122,11 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None) -> UiConfig:
     args = build_parser().parse_args(argv)
     values: dict[str, Any] = _from_toml(args.ui_config) if args.ui_config else {}
-    for key in ("socket", "fallback_phone", "terminal_id", "dpi", "fullscreen", "lang",
+    for key in ("socket", "fallback_phone", "terminal_id", "dpi", "diagonal_in", "fullscreen",
+                "lang",
                 "tech_idle_s", "report"):
         value = getattr(args, key)
         if value is not None:
             values[key] = value
+            if key in _PANEL_KEYS:  # the panel given on the command line wins over the file's
+                values.pop(_PANEL_KEYS[key], None)
     if args.size:
         try:
             w, h = (int(v) for v in args.size.lower().split("x"))

@@ -1,9 +1,13 @@
-"""Sizes in millimetres and high-contrast colours.
+"""Sizes in millimetres, the panels terminals have, and high-contrast colours.
 
-Every size is physical (kivy.metrics.mm at the configured DPI) because the rules are
-physical: touch targets at least 20 mm (docs/ui.md, "Layout of every screen"), text
-readable at arm's length in the cold. Colours are dark text on white and white text on
-dark blue, red or green; every pair is above WCAG AA (4.5:1), most above AAA (7:1).
+Every size is physical (kivy.metrics.mm at the panel's real DPI) because the rules are
+physical: touch targets at least 15 mm (docs/ui.md, "Screen sizes"), text readable at
+arm's length in the cold. The screens are designed at full size (buttons 20–22 mm) for a
+window of at least `DESIGN_W` × `DESIGN_H` mm; a smaller panel (an old 12.1" 800×600, a
+15" 1024×768) gets the same layout zoomed down by `fit_window()`, never below
+`MIN_SCALE`, where a 20 mm button is still 15 mm. Colours are dark text on white and
+white text on dark blue, red or green; every pair is above WCAG AA (4.5:1), most above
+AAA (7:1).
 """
 
 from __future__ import annotations
@@ -11,8 +15,15 @@ from __future__ import annotations
 from kivy.metrics import Metrics
 from kivy.metrics import mm as _mm
 
+from ui.config import MM_PER_INCH
+
 # -- sizes (millimetres) -------------------------------------------------------------
-TOUCH_MIN = 20.0  # the rule; buttons are made a little larger than it
+# Every size below is a design size: on screen it is multiplied by the window's scale.
+TOUCH_FLOOR = 15.0  # the rule, in real millimetres on the panel, at any scale
+TOUCH_MIN = 20.0  # the smallest design size of a touch target
+MIN_SCALE = TOUCH_FLOOR / TOUCH_MIN  # zooming further would break the rule
+DESIGN_W = 262.0  # the window (mm) every screen fits at full size: the search keyboard
+DESIGN_H = 244.0  # the tallest screen, provider search (measured by tests/ui/test_layout.py)
 BUTTON_H = 22.0
 KEY_W = 28.0
 KEY_H = 21.0
@@ -59,11 +70,48 @@ GOOD_INK = (0.0, 0.36, 0.15, 1)
 BAD_INK = (0.62, 0.07, 0.10, 1)
 
 
+_scale = 1.0
+
+
 def mm(value: float) -> float:
-    """Millimetres to pixels at the configured DPI (set before any widget is built)."""
+    """Design millimetres to pixels: real millimetres at the panel's DPI times the
+    window's scale (both set before any widget is built)."""
+    return float(_mm(value)) * _scale
+
+
+def real_mm(value: float) -> float:
+    """Real millimetres on the panel to pixels (the touch-target rule is in these)."""
     return float(_mm(value))
+
+
+def scale() -> float:
+    return _scale
 
 
 def set_dpi(dpi: float) -> None:
     """Tell Kivy the physical DPI of the screen: all mm sizes follow it."""
     Metrics.dpi = dpi
+
+
+def scale_for(width_px: float, height_px: float, dpi: float) -> float:
+    """The zoom a window needs so that every screen fits: 1 on a window of at least
+    DESIGN_W × DESIGN_H mm, less on a smaller one, never below MIN_SCALE."""
+    px_mm = MM_PER_INCH / dpi
+    fit = min(width_px * px_mm / DESIGN_W, height_px * px_mm / DESIGN_H)
+    return max(MIN_SCALE, min(1.0, fit))
+
+
+def too_small(width_px: float, height_px: float, dpi: float) -> bool:
+    """Even at MIN_SCALE the screens would not fit: a panel smaller than any in the table
+    (the UI still runs, and says so in its log)."""
+    px_mm = MM_PER_INCH / dpi
+    return (width_px * px_mm < DESIGN_W * MIN_SCALE - 0.5
+            or height_px * px_mm < DESIGN_H * MIN_SCALE - 0.5)
+
+
+def fit_window(width_px: float, height_px: float, dpi: float) -> float:
+    """Set the DPI and the scale for this window (before the widgets are built)."""
+    global _scale
+    set_dpi(dpi)
+    _scale = scale_for(width_px, height_px, dpi)
+    return _scale

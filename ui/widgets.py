@@ -331,6 +331,8 @@ class CornerZone(Widget):
 class Backdrop(Widget):
     """Dims what lies under a prompt and takes the touches meant for it."""
 
+    covers_below = True  # ui.inspect: what lies under it is out of play
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         with self.canvas:

@@ -24,7 +24,7 @@ from ui import inspect, theme
 from ui.app import KioskUi
 
 REPO = Path(__file__).resolve().parents[2]
-GALLERY = REPO / "build" / "ui-screenshots"  # git-ignored (build/)
+GALLERY = REPO / "build" / "ui-screenshots"  # git-ignored (build/); a folder per WxH
 _ids = itertools.count(1000)
 
 
@@ -129,7 +129,16 @@ class Driver:
     def layout_problems(self) -> list[str]:
         bounds = (0.0, 0.0, float(Window.width), float(Window.height))
         return (inspect.clipped(self.ui.root, bounds, (self.ui.content, self.ui.header))
-                + inspect.small_targets(self.ui.root, theme.mm(theme.TOUCH_MIN)))
+                + inspect.outside(self.ui.root, bounds)
+                + inspect.overlaps(self.ui.root)
+                + inspect.overflows(self.ui.root)
+                + inspect.small_targets(self.ui.root, self.min_target_px()))
+
+    @staticmethod
+    def min_target_px() -> float:
+        """The design's 20 mm at this window's zoom, and never under the rule's 15 real mm
+        on the panel."""
+        return max(theme.mm(theme.TOUCH_MIN), theme.real_mm(theme.TOUCH_FLOOR))
 
     def shot(self, name: str) -> Path:
         self.ui.root.canvas.ask_update()
@@ -138,8 +147,9 @@ class Driver:
         raw = Window.screenshot(name=str(self.shots / f"{name}.png"))
         path = self.shots / f"{name}.png"
         Path(raw).replace(path)
-        GALLERY.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, GALLERY / f"{self.prefix}{name}.png")
+        gallery = GALLERY / f"{Window.width}x{Window.height}"  # one folder per panel size
+        gallery.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, gallery / f"{self.prefix}{name}.png")
         self.saved.append(path)
         return path
 

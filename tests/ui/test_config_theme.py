@@ -65,3 +65,60 @@ def test_every_text_colour_pair_is_high_contrast(window):
     }
     for name, (ink, bg) in pairs.items():
         assert contrast(ink, bg) >= 4.5, name
+
+
+def test_panel_table_gives_each_resolution_its_real_dpi():
+    from ui.config import PANELS, default_panels, panel_dpi
+
+    # the physical panels terminals have (docs/ui.md "Screen sizes"): DPI from the diagonal
+    expected = {(800, 600, 12.1): 82.6, (1024, 768, 15.0): 85.3, (1280, 1024, 17.0): 96.4,
+                (1280, 1024, 19.0): 86.3, (1920, 1080, 21.5): 102.5,
+                (1080, 1920, 21.5): 102.5, (1080, 1920, 32.0): 68.8}
+    assert {(p.width, p.height, p.diagonal_in): round(p.dpi, 1) for p in PANELS} == expected
+    assert [(p.name, p.diagonal_in) for p in default_panels()] == [
+        ("800x600", 12.1), ("1024x768", 15.0), ("1280x1024", 17.0), ("1920x1080", 21.5),
+        ("1080x1920", 21.5)]  # the smaller diagonal: a larger panel only enlarges targets
+    assert round(panel_dpi(800, 600), 1) == 82.6  # nothing configured: the table
+    assert panel_dpi(800, 600, dpi=100) == 100  # the installer's DPI wins
+    assert round(panel_dpi(1280, 1024, diagonal_in=19), 1) == 86.3  # or the diagonal
+    assert panel_dpi(1366, 768) == 96.0  # not in the table, nothing set: the fallback
+
+
+def test_panel_size_settings(tmp_path):
+    cfg = parse_args(["--size", "1280x1024", "--diagonal", "19"])
+    assert (cfg.dpi, cfg.diagonal_in) == (None, 19.0)
+    f = tmp_path / "ui.toml"
+    f.write_text("[ui]\ndiagonal_in = 19\n", encoding="utf-8")
+    assert parse_args(["--ui-config", str(f)]).diagonal_in == 19.0
+    # the command line wins over the file, whichever way the file said it
+    cfg = parse_args(["--ui-config", str(f), "--dpi", "90"])
+    assert (cfg.dpi, cfg.diagonal_in) == (90.0, None)
+    f.write_text("[ui]\ndpi = 90\n", encoding="utf-8")
+    cfg = parse_args(["--ui-config", str(f), "--diagonal", "15"])
+    assert (cfg.dpi, cfg.diagonal_in) == (None, 15.0)
+    f.write_text("[ui]\ndpi = 90\ndiagonal_in = 19\n", encoding="utf-8")
+    with pytest.raises(UiConfigError, match="not both"):
+        parse_args(["--ui-config", str(f)])
+    for bad in ("2", "150"):
+        with pytest.raises(UiConfigError, match="diagonal"):
+            parse_args(["--diagonal", bad])
+
+
+def test_layout_zoom_keeps_targets_at_15_mm(window):
+    from ui import theme
+    from ui.config import PANELS
+
+    for p in PANELS:
+        zoom = theme.scale_for(p.width, p.height, p.dpi)
+        assert theme.MIN_SCALE <= zoom <= 1.0, p
+        assert theme.TOUCH_MIN * zoom >= theme.TOUCH_FLOOR - 1e-9, p  # real mm on the panel
+        assert not theme.too_small(p.width, p.height, p.dpi), p
+    # the big panels keep the full design size; the old small ones are zoomed down
+    by_name = {(p.name, p.diagonal_in): theme.scale_for(p.width, p.height, p.dpi)
+               for p in PANELS}
+    assert by_name[("1280x1024", 17.0)] == by_name[("1920x1080", 21.5)] == 1.0
+    assert by_name[("1080x1920", 21.5)] == 1.0
+    assert theme.MIN_SCALE <= by_name[("800x600", 12.1)] < 0.8
+    assert theme.MIN_SCALE < by_name[("1024x768", 15.0)] < 1.0
+    # a 10.4" 800x600 (96 DPI) is below what 15 mm targets allow: the UI logs it
+    assert theme.too_small(800, 600, 96.0)

@@ -22,6 +22,9 @@ from ui.widgets import Btn, LetterKeyboard, Panel, Text, fixed, hbox, shown, spa
 PAGE = 6  # providers per page: 2 columns × 3 rows
 RESULTS = 4  # search results shown: 2 × 2
 COL_W = 80.0  # the category column, mm
+# The search view is the tallest screen (query, two rows of hits, four rows of keys): its
+# sizes decide theme.DESIGN_H, so they are kept just above the 20 mm design minimum.
+SEARCH_KEY_H = 20.5
 
 
 def _norm(text: str) -> str:
@@ -68,7 +71,9 @@ class ProviderScreen(BaseScreen):
                       height=mm(theme.BUTTON_H))
         self.body = BoxLayout()
         self.body.add_widget(self.list_view)
-        self.add_widget(vbox(self.head, self.body, bottom, pad_mm=6, spacing_mm=4))
+        page = vbox(self.head, self.body, bottom, spacing_mm=4)
+        page.padding = (mm(6), mm(4), mm(6), mm(4))  # the search view needs the height
+        self.add_widget(page)
 
     def entered(self) -> None:
         self.category, self.page, self.query = "all", 0, ""
@@ -79,21 +84,21 @@ class ProviderScreen(BaseScreen):
         self.field = Text(ident="provider.query", font_mm=theme.F_TITLE, bold=True,
                           halign="left")
         field = Panel(bg=theme.FIELD_BG, line=theme.FIELD_LINE, radius_mm=2,
-                      size_hint_y=None, height=mm(18), padding=(mm(4), 0))
+                      size_hint_y=None, height=mm(15), padding=(mm(4), 0))
         field.add_widget(self.field)
         results = GridLayout(cols=2, spacing=mm(theme.GAP), size_hint_y=None,
-                             height=2 * mm(theme.BUTTON_H) + mm(theme.GAP))
+                             height=2 * mm(theme.KEY_H) + mm(theme.GAP))
         self.hits = [Btn(ident=f"provider.hit{i}", style="primary") for i in range(RESULTS)]
         for b in self.hits:
             results.add_widget(b)
         # 11 keys a row: as wide as the screen allows, never under the 20 mm rule
         room_mm = self.width / mm(1) - 2 * 6 - 10 * 2 - 4
         key_w = max(theme.TOUCH_MIN + 0.5, min(27.0, room_mm / 11))
-        self.keyboard = LetterKeyboard(self._key, key_w_mm=key_w, key_h_mm=21,
+        self.keyboard = LetterKeyboard(self._key, key_w_mm=key_w, key_h_mm=SEARCH_KEY_H,
                                        labels=lambda k: self.ctl.t(k),
                                        layout=self.ctl.lang, caption_lang=self.ctl.lang)
         # the query and hits at the top, the keyboard at the bottom (within reach)
-        return vbox(field, results, spacer(), self.keyboard, spacing_mm=3)
+        return vbox(field, results, spacer(), self.keyboard, spacing_mm=2)
 
     # -- actions -----------------------------------------------------------------------
     def _back(self) -> None:
