@@ -27,6 +27,9 @@ from drivers.fieldspec import (
     read_dataclass,
     read_fields,
 )
+from kiosk.catalog import DEMO_CATALOG
+from sync.commands import ARGS, CommandError, parse_command
+from sync.desk_config import ConfigDocError, parse_config_doc
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -177,3 +180,37 @@ def test_desk_config_uses_only_the_public_names_of_kiosk_config() -> None:
             if isinstance(node, ast.ImportFrom) and node.module == "kiosk.config":
                 names = {alias.name for alias in node.names}
                 assert names <= public, f"{path}: {sorted(names - public)}"
+
+
+COMMAND_KEYS = ["cmd_id", "terminal_id", "type", "args", "issued_ms", "expires_ms", "seq",
+                "phone", "payment_id", "account", "reason", "x"]
+DOC_KEYS = ["version", "terminal_id", "issued_ms", "support_phone", "catalog", "commissions",
+            "help_texts", "technician_pin_hash", "providers", "x"]
+bodies = st.recursive(
+    scalars | st.sampled_from(["set_support_phone", "reprocess", "T1", "*", "scrypt$1"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(COMMAND_KEYS + DOC_KEYS), inner, max_size=5),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(COMMAND_KEYS), bodies, max_size=8))
+def test_desk_commands_only_ever_raise_their_coded_error(body: dict[str, Any]) -> None:
+    try:
+        cmd = parse_command(body)
+    except CommandError as exc:
+        assert exc.code in {"malformed", "unknown_type", "bad_args"}
+    else:
+        assert cmd.type in ARGS and set(cmd.args) == set(ARGS[cmd.type])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(DOC_KEYS), bodies, max_size=8))
+def test_desk_config_documents_only_ever_raise_their_coded_error(body: dict[str, Any]) -> None:
+    try:
+        doc = parse_config_doc(body, "T1", DEMO_CATALOG)
+    except ConfigDocError as exc:
+        assert exc.code in {"malformed", "wrong_terminal", "bad_value"}
+    else:
+        assert doc.version >= 1
