@@ -343,7 +343,7 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
             self._engine_actions.append(action)
         self._wake.set()
 
-    # -- for the protocol adapter (line thread only) -------------------------------------
+    # -- what an adapter reads (AdapterView; line thread only) ---------------------------
 
     @property
     def traits(self) -> ProtocolTraits:
