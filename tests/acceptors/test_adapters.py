@@ -17,6 +17,9 @@ unit's replies (and the answers the engine would give), and asserts the events i
 
 from __future__ import annotations
 
+import ast
+import inspect
+import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -367,3 +370,17 @@ def test_both_adapters_leave_the_unit_disabled_on_the_way_out() -> None:
         fx.Send(CcnetCommand.ENABLE_BILL_TYPES, bytes(6))]
     assert drive_only(id003.leave_disabled(), lambda e: None) == [
         fx.Send(Id003Command.INHIBIT, b"\x01")]
+
+
+@pytest.mark.parametrize("adapter", [CcnetProtocol, Id003Protocol])
+def test_adapters_do_no_line_io_and_change_no_runner_state(adapter: type) -> None:
+    """The adapter classes reach neither a link nor the runner's mutators: everything
+    they do to the outside world goes through effects (a guard against a shortcut)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(adapter)))
+    called = {node.func.attr for node in ast.walk(tree)
+              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    forbidden = {"request", "exchange", "ack", "take_late", "require_link", "send_ack",
+                 "write", "read", "on_stacked", "on_escrow", "on_returned", "on_rejected"}
+    assert called & forbidden == set()
+    attributes = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert "_line" not in attributes
