@@ -14,25 +14,26 @@ bill, a listener error or a hold that never ends returns it; a STACK or RETURN w
 was lost is repeated, not asked again.
 
 A protocol is composed in, not inherited: its `ProtocolAdapter` (`drivers.ccnet.device`,
-`drivers.id003.device`) is the state machine - how to build the link, how to poll, what
-each state means, RESET and initialization, identification, the enable mask, the credit
-and its ACK - and `ProtocolTraits` say which of its states mean what to the runner. The
-adapter reaches the runner only through the section "for the protocol adapter" below
-(named operations, read-only views); it keeps its own protocol state itself.
+`drivers.id003.device`) is the state machine - how to poll, what each state means, RESET
+and initialization, identification, the enable mask, the credit and its ACK - and
+`ProtocolTraits` say which of its states mean what to the runner. The adapter does no
+I/O: each of its steps yields effects (`drivers.acceptor_effects`: requests, the credit,
+status, escrow...) that the runner performs in `_perform`, and it reads the runner only
+through the read-only `AdapterView`. It keeps its own protocol state itself.
 """
 
 from __future__ import annotations
 
 import collections
-import enum
 import logging
 import secrets
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypedDict, TypeVar
 
+from drivers import acceptor_effects as fx
 from drivers.acceptor import (
     AcceptorError,
     AcceptorListener,
@@ -42,6 +43,7 @@ from drivers.acceptor import (
     EscrowDecision,
     StackedBill,
 )
+from drivers.acceptor_effects import AdapterView, Effect, Effects, Escrow, Phase
 from drivers.acceptor_timing import AcceptorTiming
 from drivers.bill_cache import load_bills, save_bills
 from drivers.clock import SYSTEM_CLOCK, Clock
@@ -66,14 +68,19 @@ def default_opener(url: str, settings: SerialSettings) -> SerialPort:
 
 
 class RequestLink(Protocol):
-    """What the shared code asks of a protocol's link: one request, its parsed reply."""
+    """What the runner asks of a protocol's link: one request and its parsed reply, a
+    poll whose reply is acknowledged later, and the late replies found on the way."""
 
     def request(self, command: Any, data: bytes = ..., timeout_s: float | None = ...) -> Any: ...
+
+    def exchange(self, command: Any, data: bytes = ..., timeout_s: float | None = ...
+                 ) -> Any: ...
+
+    def take_late(self) -> list[Any]: ...
 
 
 TimingT = TypeVar("TimingT", bound=AcceptorTiming)
 LinkT = TypeVar("LinkT", bound=RequestLink)
-LinkT_contra = TypeVar("LinkT_contra", bound=RequestLink, contravariant=True)
 
 _QUIET_DETAIL = frozenset({AcceptorStatus.ACCEPTING, AcceptorStatus.INITIALIZING})
 """Statuses whose detail changes with every sub-state; only the status change is reported."""
@@ -82,23 +89,6 @@ _SENT_DECISIONS = (EscrowDecision.STACK, EscrowDecision.RETURN)
 
 class Stop(Exception):
     """Raised inside the line thread to unwind when stop() was called."""
-
-
-class Phase(enum.Enum):
-    STARTING = "starting"
-    INITIALIZING = "initializing"
-    RUNNING = "running"
-
-
-@dataclass
-class Escrow:
-    """The bill currently in escrow and what has been decided about it. `code` is the
-    protocol's name for it (CCNET bill type, ID-003 escrow code)."""
-
-    code: int | None
-    bill: Bill | None
-    since: float
-    decision: EscrowDecision | None = None
 
 
 @dataclass(frozen=True)
@@ -125,46 +115,48 @@ class ProtocolTraits:
     """The protocol module's logger, so records keep their origin."""
 
 
-class ProtocolAdapter(Protocol[LinkT_contra]):
-    """One protocol's state machine, driven by the runner's line thread."""
+class ProtocolAdapter(Protocol):
+    """One protocol's state machine, driven by the runner's line thread. The steps that
+    talk to the unit are generators of effects (`drivers.acceptor_effects`); the rest
+    answer from the adapter's own state."""
 
     def new_link(self, port: SerialPort) -> Any:
         """The protocol's link on `port`, with the runner's current timing."""
 
-    def leave_disabled(self, link: LinkT_contra) -> None:
+    def leave_disabled(self) -> Effects[None]:
         """M4 on the way out: the unit takes no bill once the driver is gone."""
 
-    def poll(self) -> object | None:
+    def poll(self) -> Effects[object | None]:
         """One poll: note the state, act on it; None when the reply was not a state."""
 
-    def reset_unit(self) -> None:
+    def reset_unit(self) -> Effects[None]:
         """Send RESET and forget what the unit had been told (mask, settings)."""
 
-    def initializing(self, code: int | None) -> None:
+    def initializing(self, code: int | None) -> Effects[None]:
         """Called on every poll while the unit initializes."""
 
     def init_poll_delay(self, reply: Any) -> float:
         """How long to wait before the next poll while the unit initializes."""
 
-    def initialized(self) -> None:
+    def initialized(self) -> Effects[None]:
         """The unit is up and identified: leave it disabled until the engine asks (M4)."""
 
     def may_identify(self) -> bool:
         """Whether the unit answers identification requests in its current state."""
 
-    def identify(self) -> None:
-        """Ask the unit who it is; `identified()` on an answer."""
+    def identify(self) -> Effects[None]:
+        """Ask the unit who it is; `Identified` on an answer."""
 
-    def read_bill_table(self) -> None:
-        """Ask the unit for its bills; `store_bills` with the answer."""
+    def read_bill_table(self) -> Effects[None]:
+        """Ask the unit for its bills; `StoreBills` with the answer."""
 
-    def update_info(self) -> None:
-        """`publish_info` with what the protocol's identification said."""
+    def identity(self) -> tuple[str, str, str]:
+        """Model, serial number and firmware, as the protocol's identification said."""
 
-    def sync_enable(self) -> None:
+    def sync_enable(self) -> Effects[None]:
         """Bring the unit's enable mask to what the engine wants (only when settled)."""
 
-    def send_decision(self, esc: Escrow, decision: EscrowDecision) -> None:
+    def send_decision(self, esc: Escrow, decision: EscrowDecision) -> Effects[None]:
         """Send `decision` (STACK, RETURN or HOLD; already `esc.decision`) to the unit."""
 
     def warn_unnamed_escrow(self, esc: Escrow) -> None:
@@ -176,7 +168,7 @@ class ProtocolAdapter(Protocol[LinkT_contra]):
     def describe(self, code: int, data: Any) -> str:
         """Readable detail of a state, with the raw code."""
 
-    def settle_power_up(self) -> None:
+    def settle_power_up(self) -> Effects[None]:
         """Resolve, between polls, a power-up with a bill inside."""
 
     def profile_adopted(self, profile: Profile) -> None:
@@ -186,27 +178,59 @@ class ProtocolAdapter(Protocol[LinkT_contra]):
         """What the technician can do about an unusable table ("; ...")."""
 
 
+class AcceptorOptions(TypedDict, total=False):
+    """What every serial acceptor takes besides its port, profile and timing, whatever its
+    protocol (`CcnetAcceptor(port, profile, **options)`, `Id003Acceptor(...)`)."""
+
+    frame_log: FrameLog | None
+    """Raw frames go here (caller-owned), or to a log the driver opens at
+    `frame_log_path` and closes on stop."""
+    frame_log_path: Path | None
+    auto_profiles: Iterable[Profile]
+    """With these, `profile` is only the starting point: after identification the first
+    whose patterns match takes over (its timing; the working line settings are kept)."""
+    known_bills: Iterable[Bill]
+    """The bills before the unit has answered its bill-table request (after a crash
+    between a credit and its ACK the unit reports the bill first)."""
+    bill_table_cache: Path | None
+    """Where the unit's table is kept for the next start (rewritten whenever read)."""
+    currency: str | None
+    """The terminal's currency (ISO 4217): `enable` takes only its notes."""
+    opener: PortOpener
+    clock: Clock
+
+
 class AcceptorRunner(Generic[LinkT, TimingT]):
     """A `drivers.acceptor.BillAcceptor` on one serial port, run by one line thread;
-    `adapter(runner)` builds the protocol's state machine it drives."""
+    `adapter(view)` builds the protocol's state machine it drives. `check` refuses a
+    profile that is not the protocol's (the starting one and every auto profile, now: a
+    bad profile is a start-up error, not a surprise); `timing_of` reads its timing."""
 
     def __init__(
         self,
         port: str,
         profile: Profile,
-        timing: TimingT,
         *,
         traits: ProtocolTraits,
-        adapter: Callable[[AcceptorRunner[LinkT, TimingT]], ProtocolAdapter[LinkT]],
-        auto: Iterable[tuple[Profile, TimingT]],
-        frame_log: FrameLog | None,
-        frame_log_path: Path | None,
-        known_bills: Iterable[Bill],
-        bill_table_cache: Path | None,
-        currency: str | None,
-        opener: PortOpener,
+        check: Callable[[Profile], object],
+        timing_of: Callable[[Profile], TimingT],
+        adapter: Callable[[AdapterView[TimingT]], ProtocolAdapter],
+        timing: TimingT | None = None,
+        frame_log: FrameLog | None = None,
+        frame_log_path: Path | None = None,
+        auto_profiles: Iterable[Profile] = (),
+        known_bills: Iterable[Bill] = (),
+        bill_table_cache: Path | None = None,
+        currency: str | None = None,
+        opener: PortOpener = default_opener,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        check(profile)
+        timing = timing if timing is not None else timing_of(profile)
+        auto: list[tuple[Profile, TimingT]] = []
+        for candidate in auto_profiles:
+            check(candidate)
+            auto.append((candidate, timing_of(candidate)))
         self._traits = traits
         self._log = traits.log
         self._port_url = port
@@ -238,6 +262,7 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
         # owned by the line thread
         self._port: SerialPort | None = None
         self._link: LinkT | None = None
+        self._exchange: Any = None  # the last poll's exchange, until its reply is ACKed
         known = tuple(known_bills) or (load_bills(bill_table_cache) if bill_table_cache else ())
         self._bills: dict[int, Bill] = {b.bill_type: b for b in known}
         self._need_ident = True  # (re)read after every RESET: the unit may have been swapped
@@ -318,7 +343,7 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
             self._engine_actions.append(action)
         self._wake.set()
 
-    # -- for the protocol adapter (line thread only) -------------------------------------
+    # -- what an adapter reads (AdapterView; line thread only) ---------------------------
 
     @property
     def traits(self) -> ProtocolTraits:
@@ -378,22 +403,87 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
         with self._lock:
             return self._wanted_amounts
 
-    def record_state(self, code: int, data: Any) -> bool:
+    # -- line thread: the adapter's effects ----------------------------------------------
+
+    def _drive(self, step: Effects[Any], stopping: bool = False) -> Any:
+        """Run one step of the adapter: perform each effect it yields and send it the
+        result; an error of an effect (the link failed, stop()) is thrown into the step
+        where the effect was asked for, so the step unwinds as if it had made the call.
+        `stopping`: the last requests on the way out, made even after stop()."""
+        result: Any = None
+        error: Exception | None = None
+        while True:
+            try:
+                effect = step.throw(error) if error is not None else step.send(result)
+            except StopIteration as done:
+                return done.value
+            try:
+                result, error = self._perform(effect, stopping), None
+            except Exception as exc:
+                result, error = None, exc
+
+    def _perform(self, effect: Effect, stopping: bool = False) -> Any:
+        """What each effect means to the runner (drivers.acceptor_effects)."""
+        match effect:
+            case fx.Send(command, data, timeout_s):
+                if not stopping:
+                    self._check_stop()
+                return self.require_link().request(command, data, timeout_s)
+            case fx.Poll(command):
+                return self._poll(command)
+            case fx.Ack():
+                if self._exchange is not None:
+                    self._exchange.ack()
+                return None
+            case fx.NoteState(code):
+                return self._note_state(code)
+            case fx.RecordState(code, data):
+                return self._record_state(code, data)
+            case fx.SetStatus(status, detail):
+                return self._set_status(status, detail)
+            case fx.ClearEscrow():
+                self._escrow = None
+                return None
+            case fx.RequestReset():
+                self._reset_needed = True
+                return None
+            case fx.Identified(what, ident):
+                self._need_ident = False  # not asked again until the next RESET
+                self._adopt_profile(what, ident)
+                return self._publish_info()
+            case fx.StoreBills(bills, differs):
+                return self._store_bills(dict(bills), differs)
+            case fx.InEscrow(code):
+                return self._on_escrow(code)
+            case fx.Held():
+                return self._on_holding()
+            case fx.Credit(stacked):
+                return self._offer_credit(stacked)
+            case fx.Returned(bill):
+                return self._notify("on_returned", lambda lst: lst.on_returned(bill))
+            case fx.Rejected(reason):
+                return self._notify("on_rejected", lambda lst: lst.on_rejected(reason))
+        raise AcceptorError(f"unknown effect {effect!r}")  # pragma: no cover - a driver bug
+
+    def _poll(self, command: int) -> fx.Polled:
+        """One poll exchange, kept for a later `Ack`; with the late replies the link found
+        before it, even when it failed (the adapter takes them in, then re-raises)."""
+        link = self.require_link()
+        self._exchange = None
+        try:
+            self._exchange = link.exchange(command)
+        except Exception as exc:  # the late replies first, whatever the failure
+            return fx.Polled(None, tuple(link.take_late()), exc)
+        return fx.Polled(self._exchange.reply, tuple(link.take_late()))
+
+    def _record_state(self, code: int, data: Any) -> bool:
         """The state just reported, with its data; True when it differs from the last one
         (a new event, not a repeat of the same report)."""
         new_event = self._last_state != (code, data)
         self._last_state = (code, data)
         return new_event
 
-    def identified(self) -> None:
-        """The unit answered identification: not asked again until the next RESET."""
-        self._need_ident = False
-
-    def request_reset(self) -> None:
-        """RESET the unit between polls (power-up while running, the pause deadlock)."""
-        self._reset_needed = True
-
-    def offer_credit(self, stacked: StackedBill) -> bool:
+    def _offer_credit(self, stacked: StackedBill) -> bool:
         """Offer a stacked bill to the engine (M1: only at the point of no return).
 
         True when the listener returned: the ledger has it, and only now may the unit's
@@ -407,10 +497,6 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
                                 "repeat", stacked.event_key, self._traits.unit)
             return False
         return True
-
-    def clear_escrow(self) -> None:
-        """The bill in escrow is gone (stacked, returned, or the unit moved on)."""
-        self._escrow = None
 
     # -- line thread: connection ---------------------------------------------------------
 
@@ -452,7 +538,7 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
         self._ready.clear()
         self._close_port()
         self._phase = Phase.STARTING
-        self.set_status(AcceptorStatus.OFFLINE, detail)
+        self._set_status(AcceptorStatus.OFFLINE, detail)
 
     def _close_port(self) -> None:
         if self._port is not None:
@@ -466,12 +552,12 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
     def _shutdown(self) -> None:
         if self._link is not None:
             try:
-                self._protocol.leave_disabled(self._link)
+                self._drive(self._protocol.leave_disabled(), stopping=True)
             except LinkError:
                 pass
         self._close_port()
         self._ready.clear()
-        self.set_status(AcceptorStatus.OFFLINE, "stopped")
+        self._set_status(AcceptorStatus.OFFLINE, "stopped")
         if self._owns_frame_log:
             self._frame_log.close()
 
@@ -480,7 +566,7 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
     def _session(self) -> None:
         """Talk to the unit until the link fails (exception) or stop() (Stop)."""
         self._phase = Phase.STARTING
-        reply = self._protocol.poll()
+        reply = self._drive(self._protocol.poll())
         rebooted = reply is not None and self._state_code in self._traits.power_up_states
         if not self._resumable or rebooted or self._reset_needed:
             self._drain_bill_path()
@@ -498,10 +584,10 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
                 self._phase = Phase.RUNNING
                 self._ready.set()
             self._run_engine_actions()
-            self._protocol.settle_power_up()
+            self._drive(self._protocol.settle_power_up())
             self._identify_if_needed()
-            self._protocol.sync_enable()
-            self._protocol.poll()
+            self._drive(self._protocol.sync_enable())
+            self._drive(self._protocol.poll())
             self._check_stuck()
             self._sleep(self._protocol.next_poll_delay(), wake_early=True)
 
@@ -518,14 +604,14 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
             self._state_code in self._traits.in_bill_path and self._clock.monotonic() < deadline
         ):
             self._sleep(self._timing.active_poll_s)
-            self._protocol.poll()
+            self._drive(self._protocol.poll())
 
     def _reset_and_initialize(self) -> None:
         """RESET, wait through power-up and initialization, identify, stay disabled."""
         self._phase = Phase.INITIALIZING
         self._reset_needed = False
-        self.set_status(AcceptorStatus.INITIALIZING, "reset")
-        self._protocol.reset_unit()
+        self._set_status(AcceptorStatus.INITIALIZING, "reset")
+        self._drive(self._protocol.reset_unit())
         self._escrow = None
         self._need_ident = self._need_table = True
         self._ident_tried_in = None
@@ -534,7 +620,7 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
             return
         self._resumable = True
         self._identify_if_needed()
-        self._protocol.initialized()
+        self._drive(self._protocol.initialized())
 
     def _wait_initialized(self) -> bool:
         """Poll until the unit has left its initializing states; False (and FAILURE
@@ -542,19 +628,19 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
         deadline = self._clock.monotonic() + self._timing.init_timeout_s
         while True:
             try:
-                reply = self._protocol.poll()
+                reply = self._drive(self._protocol.poll())
             except NoReply:
                 reply = None  # some units are silent while they reset
                 if self._clock.monotonic() > deadline:
                     raise
             code = self._state_code if reply is not None else None
-            self._protocol.initializing(code)
+            self._drive(self._protocol.initializing(code))
             traits = self._traits
             if code is not None and code not in traits.initializing_states | {traits.credit_state}:
                 return True
             if self._clock.monotonic() > deadline:
                 last = self._describe_last("no answer")
-                self.set_status(
+                self._set_status(
                     AcceptorStatus.FAILURE,
                     f"initialization not finished after {self._timing.init_timeout_s:g} s"
                     f" ({last})",
@@ -573,11 +659,11 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
             return
         self._ident_tried_in = self._state_code
         if self._need_ident:
-            self._protocol.identify()
+            self._drive(self._protocol.identify())
         if self._need_table:
-            self._protocol.read_bill_table()
+            self._drive(self._protocol.read_bill_table())
 
-    def adopt_profile(self, what: str, ident: str) -> None:
+    def _adopt_profile(self, what: str, ident: str) -> None:
         """After identification: the first auto profile whose patterns match `ident` (the
         unit's `what`) takes over; the line settings that already work are kept."""
         match = next(((p, t) for p, t in self._auto if p.matches(ident)), None)
@@ -599,7 +685,7 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
         if self._port is not None:
             self._link = self._protocol.new_link(self._port)
 
-    def store_bills(self, bills: dict[int, Bill], differs: str) -> None:
+    def _store_bills(self, bills: dict[int, Bill], differs: str) -> None:
         """The unit's table replaces the known one (`differs` is logged if they differ)
         and is cached on disk for the next start."""
         if self._bills and self._bills != bills:
@@ -607,7 +693,7 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
         changed = bills != self._bills
         self._bills = bills
         self._need_table = False
-        self._protocol.update_info()
+        self._publish_info()
         self._check_usable()
         if changed and self._bill_cache is not None:
             try:
@@ -638,11 +724,11 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
             self._log.error("%s unusable: %s", self._traits.label, unusable)
         else:
             self._log.info("%s bill table usable again", self._traits.label)
-        self.set_status(*self._raw_status)
+        self._set_status(*self._raw_status)
 
-    def publish_info(self, model: str = "", serial_number: str = "", firmware: str = ""
-                      ) -> None:
+    def _publish_info(self) -> None:
         """What the unit said about itself, and its bills, as the engine sees them."""
+        model, serial_number, firmware = self._protocol.identity()
         info = DeviceInfo(
             protocol=self._traits.protocol,
             model=model,
@@ -654,12 +740,12 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
         with self._lock:
             self._info = info
 
-    def bill_for(self, code: int | None) -> Bill | None:
+    def _bill_for(self, code: int | None) -> Bill | None:
         return self._bills.get(code) if code is not None else None
 
     # -- line thread: states -------------------------------------------------------------
 
-    def note_state(self, code: int) -> None:
+    def _note_state(self, code: int) -> None:
         if code != self._state_code:
             self._state_code = code
             self._state_since = self._clock.monotonic()
@@ -675,7 +761,7 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
         elapsed = self._clock.monotonic() - self._state_since
         if elapsed > self._timing.stuck_state_s:
             self._stuck_reported = True
-            self.set_status(
+            self._set_status(
                 AcceptorStatus.JAMMED,
                 f"stuck in {self._describe_last('?')}"
                 f" for {elapsed:.0f} s",
@@ -683,24 +769,24 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
 
     # -- line thread: escrow -------------------------------------------------------------
 
-    def on_escrow(self, code: int | None) -> None:
+    def _on_escrow(self, code: int | None) -> None:
         esc = self._escrow
         if esc is None or esc.code != code:
-            esc = self._escrow = Escrow(code, self.bill_for(code), self._clock.monotonic())
+            esc = self._escrow = Escrow(code, self._bill_for(code), self._clock.monotonic())
         if esc.decision in _SENT_DECISIONS:
             # our command was lost: repeat, not re-ask
-            self._protocol.send_decision(esc, esc.decision)
+            self._drive(self._protocol.send_decision(esc, esc.decision))
         else:
             self._decide(esc)
 
-    def on_holding(self) -> None:
+    def _on_holding(self) -> None:
         esc = self._escrow
         if esc is None:
             # Holding a bill we never saw in escrow (driver restarted): we cannot credit
             # what we cannot name, so give it back.
             esc = self._escrow = Escrow(None, None, self._clock.monotonic(), EscrowDecision.HOLD)
         if esc.decision in _SENT_DECISIONS:
-            self._protocol.send_decision(esc, esc.decision)
+            self._drive(self._protocol.send_decision(esc, esc.decision))
         else:
             self._decide(esc)
 
@@ -722,7 +808,7 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
             else:
                 decision = self._ask_escrow(esc.bill)
         esc.decision = decision
-        self._protocol.send_decision(esc, decision)
+        self._drive(self._protocol.send_decision(esc, decision))
 
     def _ask_escrow(self, bill: Bill) -> EscrowDecision:
         try:
@@ -746,7 +832,7 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
             action = self._take_engine_action()
             if action is not None:
                 esc.decision = action
-                self._protocol.send_decision(esc, action)
+                self._drive(self._protocol.send_decision(esc, action))
             return
         with self._lock:
             stale = list(self._engine_actions)
@@ -757,7 +843,7 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
 
     # -- line thread: status and helpers -------------------------------------------------
 
-    def set_status(self, status: AcceptorStatus, detail: str) -> None:
+    def _set_status(self, status: AcceptorStatus, detail: str) -> None:
         self._raw_status = (status, detail)
         if self._unusable is not None and status is not AcceptorStatus.OFFLINE:
             status, detail = AcceptorStatus.FAILURE, self._unusable
@@ -769,9 +855,9 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
             self._detail = detail
         if changed and self._listener is not None:
             self._log.info("%s status %s: %s", self._traits.label, status.value, detail)
-            self.notify("on_status", lambda lst: lst.on_status(status, detail))
+            self._notify("on_status", lambda lst: lst.on_status(status, detail))
 
-    def notify(self, what: str, call: Callable[[AcceptorListener], object]) -> None:
+    def _notify(self, what: str, call: Callable[[AcceptorListener], object]) -> None:
         """Listener exceptions are logged, never allowed to end the line thread."""
         try:
             call(self.require_listener())
@@ -787,11 +873,6 @@ class AcceptorRunner(Generic[LinkT, TimingT]):
         if self._link is None:
             raise PortError("port not open")
         return self._link
-
-    def request(self, command: int, timeout_s: float | None = None, data: bytes = b""
-                      ) -> Any:
-        self._check_stop()
-        return self.require_link().request(command, data, timeout_s)
 
     def _check_stop(self) -> None:
         if self._stopping.is_set():

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from drivers.acceptor_base import AcceptorOptions
 from drivers.profiles import DEFAULT_DIR, Profile, ProfileError, load_profile, load_profiles
 
 KIND = "acceptor"
+FRAME_LOG_NAME = "acceptor-frames.log"
 
 
 def protocol_profiles(protocol: str, directory: Path = DEFAULT_DIR) -> list[Profile]:
@@ -55,3 +57,21 @@ def check_acceptor_profile(profile: Profile, protocol: str) -> Profile:
             f" not {KIND}/{protocol}"
         )
     return profile
+
+
+def configured(name: str, protocol: str, label: str, *, log_dir: Path | None,
+               state_dir: Path | None, cache_name: str, currency: str | None,
+               directory: Path = DEFAULT_DIR) -> tuple[Profile, AcceptorOptions]:
+    """The starting profile and the options of an acceptor built from configuration
+    words, the same for every protocol: the frame log in `log_dir`, the bill-table cache
+    (`cache_name`) in `state_dir` (default `log_dir`), the auto profiles when no name is
+    given, the terminal's currency."""
+    base, auto = starting_profiles(name, protocol, label, directory)
+    state = state_dir or log_dir
+    options = AcceptorOptions(
+        auto_profiles=auto,
+        frame_log_path=log_dir / FRAME_LOG_NAME if log_dir is not None else None,
+        bill_table_cache=state / cache_name if state is not None else None,
+        currency=currency,
+    )
+    return base, options

@@ -224,6 +224,11 @@ class FrameLink(Generic[FrameT]):
 
     # -- acknowledgements -------------------------------------------------------------------
 
+    def take_late(self) -> list[Any]:
+        """Replies that answered an earlier request, oldest first (none, unless the
+        protocol's link keeps them: `drivers.ccnet.link`)."""
+        return []
+
     def send_ack(self) -> bool:
         """Acknowledge the last reply (the unit sends nothing back); False when not sent
         because the unit has sent another valid frame since (rule 4 above)."""

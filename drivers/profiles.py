@@ -2,7 +2,8 @@
 
 A profile is data (serial settings, timing, identification patterns, printer columns...).
 This module loads and validates the part every profile shares; each driver validates its
-own sections through `Profile.get`, which names the file and key in every error.
+own sections through `Profile.get`, which names the file and key in every error. Both read
+through `drivers.fieldspec`, the project's one way of checking outside tables.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from drivers.fieldspec import REQUIRED, Field, Invalid, join, lookup
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "firmware_profiles"
 
@@ -44,38 +47,37 @@ class Profile:
     data: dict[str, Any]
 
     def get(self, dotted: str, expected: type[T], default: T | None = None) -> T:
-        """Typed access to any key (e.g. "timing.poll_ms"); errors name file and key."""
-        node: Any = self.data
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                if default is not None:
-                    return default
-                raise ProfileError(f"{self.path}: missing key '{dotted}'")
-            node = node[part]
-        if expected is float and isinstance(node, int) and not isinstance(node, bool):
-            node = float(node)
-        if not isinstance(node, expected) or (expected is int and isinstance(node, bool)):
-            raise ProfileError(
-                f"{self.path}: key '{dotted}' must be {expected.__name__}, "
-                f"got {type(node).__name__} {node!r}"
-            )
-        return node
+        """Typed access to any key (e.g. "timing.poll_ms"); errors name file and key.
+        `default` None: the key is required. An int is taken where a float is expected."""
+        field = Field(expected, REQUIRED if default is None else default)
+        try:
+            value: T = lookup(self.data, dotted, field)
+        except Invalid as exc:
+            raise ProfileError(f"{self.path}: {exc}") from exc
+        return value
 
     def matches(self, identification: str) -> bool:
         return any(p.search(identification) for p in self.identify)
 
 
-def _require(data: dict[str, Any], path: Path, key: str, expected: type) -> Any:
-    node: Any = data
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            raise ProfileError(f"{path}: missing key '{key}'")
-        node = node[part]
-    if not isinstance(node, expected) or (expected is int and isinstance(node, bool)):
-        raise ProfileError(
-            f"{path}: key '{key}' must be {expected.__name__}, got {type(node).__name__} {node!r}"
-        )
-    return node
+def _require(data: dict[str, Any], path: Path, key: str, field: Field) -> Any:
+    try:
+        return lookup(data, key, field)
+    except Invalid as exc:
+        raise ProfileError(f"{path}: {exc}") from exc
+
+
+_PROFILE_FIELDS: dict[str, Field] = {
+    "profile.name": Field(str),
+    "profile.kind": Field(str, choices=KINDS),
+    "profile.protocol": Field(str),
+    "serial.parity": Field(str, choices=tuple(PARITIES)),
+    "serial.baudrate": Field(int, lo=1, what="a positive int"),
+    "serial.bytesize": Field(int, choices=(7, 8)),
+    "serial.stopbits": Field(int, choices=(1, 2)),
+    "identify.patterns": Field(list),
+}
+"""The keys every profile has; each driver reads its own sections with `Profile.get`."""
 
 
 def load_profile(path: Path) -> Profile:
@@ -85,33 +87,25 @@ def load_profile(path: Path) -> Profile:
         raise ProfileError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{path}: not valid TOML: {exc}") from exc
-    name = _require(data, path, "profile.name", str)
-    kind = _require(data, path, "profile.kind", str)
-    if kind not in KINDS:
-        raise ProfileError(f"{path}: key 'profile.kind' must be one of {KINDS}, got {kind!r}")
-    protocol = _require(data, path, "profile.protocol", str)
-    parity = _require(data, path, "serial.parity", str)
-    if parity not in PARITIES:
-        raise ProfileError(
-            f"{path}: key 'serial.parity' must be one of {sorted(PARITIES)}, got {parity!r}"
-        )
+    shared = {key: _require(data, path, key, field) for key, field in _PROFILE_FIELDS.items()}
+    name, kind, protocol = (shared[f"profile.{k}"] for k in ("name", "kind", "protocol"))
     serial = SerialSettings(
-        baudrate=_require(data, path, "serial.baudrate", int),
-        bytesize=_require(data, path, "serial.bytesize", int),
-        parity=PARITIES[parity],
-        stopbits=_require(data, path, "serial.stopbits", int),
+        baudrate=shared["serial.baudrate"],
+        bytesize=shared["serial.bytesize"],
+        parity=PARITIES[shared["serial.parity"]],
+        stopbits=shared["serial.stopbits"],
     )
-    if serial.bytesize not in (7, 8) or serial.stopbits not in (1, 2) or serial.baudrate <= 0:
-        raise ProfileError(f"{path}: key 'serial' has impossible settings {serial}")
-    patterns = _require(data, path, "identify.patterns", list)
     compiled = []
-    for i, pat in enumerate(patterns):
-        if not isinstance(pat, str):
-            raise ProfileError(f"{path}: key 'identify.patterns[{i}]' must be a string")
+    for i, item in enumerate(shared["identify.patterns"]):
+        where = join("identify.patterns", i)
+        try:
+            pat = Field(str, what="a string").read(item, where)
+        except Invalid as exc:
+            raise ProfileError(f"{path}: {exc}") from exc
         try:
             compiled.append(re.compile(pat))
         except re.error as exc:
-            raise ProfileError(f"{path}: key 'identify.patterns[{i}]' bad regex: {exc}") from exc
+            raise ProfileError(f"{path}: key '{where}' bad regex: {exc}") from exc
     return Profile(name, kind, protocol, path, serial, tuple(compiled), data)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from drivers.fieldspec import REQUIRED, Field, Invalid, Problem, Table
 from kiosk import service
 from kiosk.check_code import CheckRefused
 from kiosk.coded_error import CodedError
@@ -38,15 +39,18 @@ class ApiError(CodedError):
     """A request refused; the code goes to the client (docs/local-api.md)."""
 
 
-def _arg(msg: dict[str, Any], key: str, expected: type, default: Any = ...) -> Any:
-    if key not in msg:
-        if default is ...:
-            raise ApiError("bad_request", f"missing field '{key}'")
-        return default
-    value = msg[key]
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise ApiError("bad_request", f"field '{key}' must be {expected.__name__}")
-    return value
+def _read(msg: dict[str, Any], key: str, field: Field) -> Any:
+    """One field of a request (drivers.fieldspec); a refusal is a bad_request naming it."""
+    try:
+        return Table(msg).get(key, field)
+    except Invalid as exc:
+        if exc.kind is Problem.REQUIRED:
+            raise ApiError("bad_request", f"missing field '{key}'") from exc
+        raise ApiError("bad_request", f"field '{key}' {exc.problem}") from exc
+
+
+def _arg(msg: dict[str, Any], key: str, expected: type, default: Any = REQUIRED) -> Any:
+    return _read(msg, key, Field(expected, default))
 
 
 MAX_LIMIT = 1000
@@ -54,10 +58,8 @@ MAX_LIMIT = 1000
 
 def _limit(msg: dict[str, Any], default: int = 50) -> int:
     """A row count, 1..MAX_LIMIT: a huge integer must be a bad request, not a crash."""
-    limit = _arg(msg, "limit", int, default)
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError("bad_request", f"limit must be 1..{MAX_LIMIT}")
-    return int(limit)
+    limit: int = _read(msg, "limit", Field(int, default, f"1..{MAX_LIMIT}", lo=1, hi=MAX_LIMIT))
+    return limit
 
 
 class Connection:

@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
 from typing import Any
 
+from drivers.fieldspec import Field, Invalid, Problem, Table, join
 from kiosk.catalog import DEMO_CATALOG, Catalog, CatalogError, CommissionBand, Provider
+
+__all__ = [
+    "ACCEPTOR_KINDS", "DEMO_PIN_HASH", "PRINTER_KINDS", "PRINTER_POLICIES", "AcceptorConfig",
+    "Config", "ConfigError", "MqttConfig", "PathsConfig", "PrinterConfig", "TechnicianConfig",
+    "TerminalConfig", "TimeoutsConfig", "bands_from_list", "catalog_from_table", "load_config",
+    "parse_config",
+]
+"""What other packages may use; the table readers behind them are this module's own."""
 
 ACCEPTOR_KINDS = ("virtual", "ccnet", "id003")
 PRINTER_KINDS = ("virtual", "escpos")
@@ -139,50 +150,55 @@ class Config:
 
 
 class TableReader:
-    """Typed reads from one TOML table, remembering which keys were used."""
+    """Typed reads from one TOML table, remembering which keys were used: a
+    `drivers.fieldspec.Table` whose refusals are `ConfigError`s that name the file."""
 
     def __init__(self, source: str, prefix: str, table: Any) -> None:
-        if not isinstance(table, dict):
-            raise ConfigError(f"{source}: '{prefix}' must be a table, got {type(table).__name__}")
-        self.source, self.prefix, self.table = source, prefix, table
-        self.used: set[str] = set()
+        self.source = source
+        with self._named():
+            self._table = Table(table, prefix)
+
+    @property
+    def prefix(self) -> str:
+        return self._table.path
+
+    @property
+    def table(self) -> dict[str, Any]:
+        return self._table.data
+
+    @contextlib.contextmanager
+    def _named(self) -> Iterator[None]:
+        """`Invalid` → `ConfigError` with the file's name in front of the key."""
+        try:
+            yield
+        except Invalid as exc:
+            if exc.kind is Problem.TABLE:
+                raise ConfigError(f"{self.source}: '{exc.path}' {exc.problem}, got {exc.value}"
+                                  ) from exc
+            raise ConfigError(f"{self.source}: {exc}") from exc
 
     def where(self, key: str) -> str:
-        return (
-            f"{self.source}: key '{self.prefix}.{key}'"
-            if self.prefix
-            else f"{self.source}: key '{key}'"
-        )
+        return f"{self.source}: key '{self._table.where(key)}'"
+
+    def read(self, key: str, field: Field) -> Any:
+        with self._named():
+            return self._table.get(key, field)
 
     def get(self, key: str, expected: type | UnionType, default: Any, what: str = "") -> Any:
-        self.used.add(key)
-        if key not in self.table:
-            return default
-        value = self.table[key]
-        ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
-        if not ok:
-            name = what or getattr(expected, "__name__", str(expected))
-            raise ConfigError(f"{self.where(key)} must be {name}, got {value!r}")
-        return value
+        # the default is returned as given, never checked: None means "absent"
+        value = self.read(key, Field(expected, _ABSENT, what))
+        return default if value is _ABSENT else value
 
     def positive(self, key: str, default: int) -> int:
-        value = self.get(key, int, default, "a positive integer")
-        if value <= 0:
-            raise ConfigError(f"{self.where(key)} must be a positive integer, got {value!r}")
+        value: int = self.read(key, Field(int, default, "a positive integer", lo=1))
         return value
 
     def non_negative(self, key: str, default: int) -> int:
-        value = self.get(key, int, default, "an integer 0 or more")
-        if value < 0:
-            raise ConfigError(f"{self.where(key)} must be 0 or more, got {value!r}")
+        value: int = self.read(key, Field(int, default, "an integer 0 or more", lo=0))
         return value
 
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.get(key, str, default)
-        if value not in choices:
-            raise ConfigError(
-                f"{self.where(key)} must be one of {', '.join(choices)}; got {value!r}"
-            )
+        value: str = self.read(key, Field(str, default, choices=choices))
         return value
 
     def path(self, key: str, default: Path | None, base: Path) -> Path | None:
@@ -193,14 +209,23 @@ class TableReader:
         return p if p.is_absolute() else base / p
 
     def sub(self, key: str) -> TableReader:
-        self.used.add(key)
-        prefix = f"{self.prefix}.{key}" if self.prefix else key
-        return TableReader(self.source, prefix, self.table.get(key, {}))
+        with self._named():
+            sub = self._table.sub(key)
+        return TableReader(self.source, sub.path, sub.data)
+
+    def tables(self, key: str) -> Iterator[TableReader]:
+        """Each table of the list under `key`, named `key[i]` in errors."""
+        with self._named():
+            subs = list(self._table.tables(key))
+        for sub in subs:
+            yield TableReader(self.source, sub.path, sub.data)
 
     def finish(self) -> None:
-        unknown = sorted(set(self.table) - self.used)
-        if unknown:
-            raise ConfigError(f"{self.where(unknown[0])} is not a known setting")
+        with self._named():
+            self._table.finish()
+
+
+_ABSENT = object()
 
 
 def _terminal(r: TableReader) -> TerminalConfig:
@@ -223,58 +248,60 @@ def _terminal(r: TableReader) -> TerminalConfig:
     return out
 
 
-def read_band(r: TableReader) -> CommissionBand:
-    band = CommissionBand(
-        from_minor=r.get("from_minor", int, 0),
-        to_minor=r.get("to_minor", int, None),
-        percent_bp=r.get("percent_bp", int, 0),
-        fixed_minor=r.get("fixed_minor", int, 0),
-        min_minor=r.get("min_minor", int, 0),
-        max_minor=r.get("max_minor", int, None),
-    )
+_BAND_FIELDS = {
+    name: Field(int, None if name in ("to_minor", "max_minor") else 0)
+    for name in ("from_minor", "to_minor", "percent_bp", "fixed_minor", "min_minor", "max_minor")
+}
+_CATEGORY_FIELDS = {name: Field(str, "") for name in ("id", "name_ru", "name_en")}
+_PROVIDER_FIELDS = {
+    "id": Field(str),
+    "name_ru": Field(str),
+    "name_en": Field(str),
+    "category": Field(str),
+    "account_mask": Field(str),
+    "account_pattern": Field(str),
+    "min_minor": Field(int),
+    "max_minor": Field(int),
+    "currency": Field(str, "RUB"),
+}
+
+
+def _band(r: TableReader) -> CommissionBand:
+    band = CommissionBand(**{key: r.read(key, field) for key, field in _BAND_FIELDS.items()})
     r.finish()
     return band
 
 
-def read_catalog(r: TableReader) -> Catalog:
+def bands_from_list(items: list[Any], source: str, prefix: str) -> tuple[CommissionBand, ...]:
+    """Commission bands from a list of tables (TOML or the desk's JSON), named
+    `prefix[i]` in errors."""
+    return tuple(_band(TableReader(source, join(prefix, j), b)) for j, b in enumerate(items))
+
+
+def catalog_from_table(table: Any, source: str, prefix: str = "catalog") -> Catalog:
+    """A catalog (categories, providers, their bands) from a `[catalog]`-shaped table, for
+    the terminal's file and the desk's config document alike; ConfigError names the key."""
+    return _read_catalog(TableReader(source, prefix, table))
+
+
+def _read_catalog(r: TableReader) -> Catalog:
     if not r.table:
         return DEMO_CATALOG
     categories = []
-    for i, c in enumerate(r.get("categories", list, [])):
-        cr = TableReader(r.source, f"catalog.categories[{i}]", c)
-        categories.append(
-            (cr.get("id", str, ""), cr.get("name_ru", str, ""), cr.get("name_en", str, ""))
-        )
+    for cr in r.tables("categories"):
+        category = {key: cr.read(key, field) for key, field in _CATEGORY_FIELDS.items()}
+        categories.append((category["id"], category["name_ru"], category["name_en"]))
         cr.finish()
     providers = []
-    for i, p in enumerate(r.get("providers", list, [])):
-        pr = TableReader(r.source, f"catalog.providers[{i}]", p)
-        bands = tuple(
-            read_band(TableReader(r.source, f"catalog.providers[{i}].bands[{j}]", b))
-            for j, b in enumerate(pr.get("bands", list, []))
-        )
-        missing = object()
-        fields = {}
-        for key, typ in (
-            ("id", str),
-            ("name_ru", str),
-            ("name_en", str),
-            ("category", str),
-            ("account_mask", str),
-            ("account_pattern", str),
-            ("min_minor", int),
-            ("max_minor", int),
-        ):
-            value = pr.get(key, typ, missing)
-            if value is missing:
-                raise ConfigError(f"{pr.where(key)} is required")
-            fields[key] = value
-        providers.append(Provider(bands=bands, currency=pr.get("currency", str, "RUB"), **fields))
+    for pr in r.tables("providers"):
+        values = {key: pr.read(key, field) for key, field in _PROVIDER_FIELDS.items()}
+        bands = tuple(_band(br) for br in pr.tables("bands"))
+        providers.append(Provider(bands=bands, **values))
         pr.finish()
     r.finish()
     catalog = Catalog(providers=tuple(providers), categories=tuple(categories))
     if not catalog.providers:
-        raise ConfigError(f"{r.source}: key 'catalog.providers' must list at least one provider")
+        raise ConfigError(f"{r.where('providers')} must list at least one provider")
     try:
         catalog.validate()
     except CatalogError as exc:
@@ -283,9 +310,8 @@ def read_catalog(r: TableReader) -> Catalog:
 
 
 def _seconds(r: TableReader, key: str, default: float) -> float:
-    value = r.get(key, int | float, default, "a positive number of seconds")
-    if value <= 0:
-        raise ConfigError(f"{r.where(key)} must be a positive number of seconds, got {value!r}")
+    value = r.read(key, Field(int | float, default, "a positive number of seconds",
+                              check=lambda v: v > 0))
     return float(value)
 
 
@@ -403,7 +429,7 @@ def parse_config(data: dict[str, Any], source: str, base: Path) -> Config:
 
     mqtt = _mqtt(root.sub("mqtt"), base)
 
-    catalog = read_catalog(root.sub("catalog"))
+    catalog = _read_catalog(root.sub("catalog"))
     root.finish()
     return Config(terminal, paths, acceptor, printer, timeouts, technician, mqtt, catalog)
 

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from drivers.fieldspec import Field, Invalid, Problem, read_fields
 from kiosk.coded_error import CodedError
 
 ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -54,93 +55,105 @@ class Command:
     seq: int
 
 
-def _int(body: dict[str, Any], key: str) -> int:
-    value = body.get(key)
-    if type(value) is not int or value < 0 or value > 2**53:
-        raise CommandError("malformed", f"{key} must be a non-negative integer")
-    return value
-
-
-def _str(args: dict[str, Any], key: str, required: bool = True, max_len: int = 200) -> str:
-    value = args.get(key)
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or (required and not value.strip()) or len(value) > max_len:
-        raise CommandError("bad_args", f"args.{key} must be a string of at most {max_len}")
-    return value
-
-
 def valid_phone(phone: str) -> bool:
     return sum(ch.isdigit() for ch in phone) >= 3 and len(phone) <= 32 and phone.isprintable()
 
 
+MAX_INT = 2**53
+MAX_TEXT = 200
+MAX_ID = 64
+MAX_REPROCESS_COUNT = 2**31 - 1
+
+
+def _text(max_len: int, required: bool = True) -> Field:
+    """A string of at most `max_len`; a required one is not blank. An optional one may
+    be absent or null (read as "")."""
+    if required:
+        return Field(str, what=f"a string of at most {max_len}",
+                     check=lambda v: bool(v.strip()) and len(v) <= max_len)
+    return Field((str, type(None)), "", f"a string of at most {max_len}",
+                 check=lambda v: v is None or len(v) <= max_len)
+
+
+def _account(value: str) -> bool:
+    return len(value) <= MAX_ID and value.isdigit() and value.isascii()
+
+
+def _count(value: int | None) -> bool:
+    return value is None or 0 <= value <= MAX_REPROCESS_COUNT
+
+
+_ID = Field(str, what=f"1-{MAX_ID} of [A-Za-z0-9_.:-]", check=lambda v: bool(ID_RE.match(v)))
+_PAYMENT_ID = Field(str, what="a payment id", check=lambda v: bool(PAYMENT_ID_RE.match(v)))
+_ACCOUNT = Field(str, what="digits", check=_account)
+_TIME_MS = Field(int, what="a non-negative integer", lo=0, hi=MAX_INT)
+
+BODY_FIELDS: dict[str, Field] = {
+    "cmd_id": _ID,
+    "terminal_id": Field(str, what="a string", check=bool),
+    "type": Field(str, choices=TYPES),
+    "args": Field(dict, {}, "an object"),
+    "issued_ms": _TIME_MS,
+    "expires_ms": _TIME_MS,
+    "seq": _TIME_MS,
+}
+"""The body's fields (drivers.fieldspec): every refusal is "malformed", but for "type"."""
+
+ARGS: dict[str, dict[str, Field]] = {
+    "set_support_phone": {"phone": Field(str, what="a phone number", check=valid_phone)},
+    "reprocess": {
+        "payment_id": _PAYMENT_ID,
+        "account": _ACCOUNT,
+        "reason": _text(MAX_TEXT, required=False),
+        "reprocess_count": Field((int, type(None)), None, "a non-negative integer",
+                                 check=_count),
+    },
+    "reprocess_unclaimed": {
+        "record_id": Field(str, what="a record id", check=lambda v: bool(PAYMENT_ID_RE.match(v))),
+        "provider_id": _text(MAX_ID),
+        "account": _ACCOUNT,
+        "reason": _text(MAX_TEXT, required=False),
+    },
+    "disable": {"reason": _text(MAX_TEXT, required=False)},
+    "enable": {},
+    "request_health": {},
+    "restart": {},
+}
+"""Each command type's arguments; a refusal of any of them is "bad_args"."""
+
+
 def _check_args(kind: str, args: dict[str, Any]) -> dict[str, Any]:
-    allowed: dict[str, tuple[str, ...]] = {
-        "set_support_phone": ("phone",),
-        "reprocess": ("payment_id", "account", "reason", "reprocess_count"),
-        "reprocess_unclaimed": ("record_id", "provider_id", "account", "reason"),
-        "disable": ("reason",),
-        "enable": (),
-        "request_health": (),
-        "restart": (),
-    }
-    extra = sorted(set(args) - set(allowed[kind]))
-    if extra:
-        raise CommandError("bad_args", f"unknown argument {extra[0]!r} for {kind}")
-    if kind == "set_support_phone":
-        phone = _str(args, "phone", max_len=32)
-        if not valid_phone(phone):
-            raise CommandError("bad_args", "args.phone must be a phone number")
-        return {"phone": phone}
-    if kind == "reprocess":
-        pid = _str(args, "payment_id", max_len=64)
-        account = _str(args, "account", max_len=64)
-        if not PAYMENT_ID_RE.match(pid):
-            raise CommandError("bad_args", "args.payment_id is not a payment id")
-        if not account.isdigit() or not account.isascii():
-            raise CommandError("bad_args", "args.account must be digits")
-        expected = args.get("reprocess_count")
-        if expected is not None and (type(expected) is not int or not 0 <= expected < 2**31):
-            raise CommandError("bad_args", "args.reprocess_count must be a non-negative integer")
-        return {"payment_id": pid, "account": account, "reason": _str(args, "reason", False),
-                "reprocess_count": expected}
-    if kind == "reprocess_unclaimed":
-        rid = _str(args, "record_id", max_len=64)
-        provider = _str(args, "provider_id", max_len=64)
-        account = _str(args, "account", max_len=64)
-        if not PAYMENT_ID_RE.match(rid):
-            raise CommandError("bad_args", "args.record_id is not a record id")
-        if not account.isdigit() or not account.isascii():
-            raise CommandError("bad_args", "args.account must be digits")
-        return {"record_id": rid, "provider_id": provider, "account": account,
-                "reason": _str(args, "reason", False)}
-    if kind == "disable":
-        return {"reason": _str(args, "reason", False)}
-    return {}
+    try:
+        out = read_fields(args, ARGS[kind], "args")
+    except Invalid as exc:
+        if exc.kind is Problem.UNKNOWN:
+            raise CommandError("bad_args", f"unknown argument {exc.key[:32]!r} for {kind}"
+                               ) from exc
+        raise CommandError("bad_args", f"{exc.path} {exc.problem}") from exc
+    if "reason" in out and out["reason"] is None:
+        out["reason"] = ""
+    return out
 
 
 def parse_command(body: dict[str, Any]) -> Command:
     """The shape of a verified body; raises CommandError("malformed"/"bad_args"/...)."""
-    known = {"cmd_id", "terminal_id", "type", "args", "issued_ms", "expires_ms", "seq"}
-    extra = sorted(set(body) - known)
+    extra = sorted(set(body) - set(BODY_FIELDS))
     if extra:
         raise CommandError("malformed", f"unknown field {extra[0][:32]!r}")
-    cmd_id, terminal_id, kind = body.get("cmd_id"), body.get("terminal_id"), body.get("type")
-    if not isinstance(cmd_id, str) or not ID_RE.match(cmd_id):
-        raise CommandError("malformed", "cmd_id must be 1-64 of [A-Za-z0-9_.:-]")
-    if not isinstance(terminal_id, str) or not terminal_id:
-        raise CommandError("malformed", "terminal_id must be a string")
-    if kind not in TYPES:
-        raise CommandError("unknown_type", f"unknown command type {str(kind)[:32]!r}")
-    args = body.get("args", {})
-    if not isinstance(args, dict):
-        raise CommandError("malformed", "args must be an object")
-    issued, expires, seq = _int(body, "issued_ms"), _int(body, "expires_ms"), _int(body, "seq")
+    try:
+        fields = read_fields(body, BODY_FIELDS)
+    except Invalid as exc:
+        if exc.path == "type":
+            kind = str(body.get("type"))[:32]
+            raise CommandError("unknown_type", f"unknown command type {kind!r}") from exc
+        raise CommandError("malformed", f"{exc.path} {exc.problem}") from exc
+    kind, issued, expires, seq = (fields[k] for k in ("type", "issued_ms", "expires_ms", "seq"))
     if seq == 0:
         raise CommandError("malformed", "seq starts at 1")
     if expires <= issued or expires - issued > MAX_LIFETIME_MS:
         raise CommandError("malformed", "expires_ms must be after issued_ms, within 7 days")
-    return Command(cmd_id, terminal_id, kind, _check_args(kind, args), issued, expires, seq)
+    return Command(fields["cmd_id"], fields["terminal_id"], kind,
+                   _check_args(kind, fields["args"]), issued, expires, seq)
 
 
 def check_fresh(cmd: Command, terminal_id: str, now_ms: int, skew_ms: int) -> None:

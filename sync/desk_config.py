@@ -20,21 +20,46 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from drivers.fieldspec import Field, Invalid, read_fields
 from kiosk.catalog import Catalog, CatalogError
 from kiosk.coded_error import CodedError
-from kiosk.config import ConfigError, TableReader, read_band, read_catalog
+from kiosk.config import ConfigError, bands_from_list, catalog_from_table
 from sync.commands import valid_phone
 
-FIELDS = {
-    "version",
-    "terminal_id",
-    "issued_ms",
-    "support_phone",
-    "catalog",
-    "commissions",
-    "help_texts",
-    "technician_pin_hash",
+MAX_HELP_TEXT = 4000
+MAX_PIN_HASH = 512
+MAX_VERSION = 2**53 - 1
+
+
+def _help_texts_ok(texts: dict[str, Any]) -> bool:
+    return all(
+        isinstance(k, str)
+        and isinstance(v, dict)
+        and set(v) <= {"ru", "en"}
+        and all(isinstance(x, str) and len(x) <= MAX_HELP_TEXT for x in v.values())
+        for k, v in texts.items()
+    )
+
+
+DOC_FIELDS: dict[str, Field] = {
+    "version": Field(int, what="a positive integer", lo=1, hi=MAX_VERSION),
+    "terminal_id": Field(str, what="a terminal id or '*'"),  # this terminal's: per call
+    "issued_ms": Field(int, what="a non-negative integer", lo=0),
+    "support_phone": Field(str, None, "a phone number", check=valid_phone),
+    "catalog": Field(dict, None, "a non-empty object", check=bool),
+    "commissions": Field(dict, None, "an object mapping provider ids to band lists"),
+    "help_texts": Field(dict, None, "an object mapping keys to {ru, en} strings",
+                        check=_help_texts_ok),
+    "technician_pin_hash": Field(
+        str, None, "an scrypt hash",
+        check=lambda h: h.startswith("scrypt$") and len(h) <= MAX_PIN_HASH,
+    ),
 }
+"""The document's fields (drivers.fieldspec); absent optional ones are None."""
+FIELDS = set(DOC_FIELDS)
+_REFUSAL_CODES = {"version": "malformed", "issued_ms": "malformed",
+                  "terminal_id": "wrong_terminal"}
+"""The refusal code of a bad field; any other is "bad_value"."""
 
 
 class ConfigDocError(CodedError, ValueError):
@@ -54,56 +79,32 @@ def parse_config_doc(body: dict[str, Any], terminal_id: str, current: Catalog) -
     extra = sorted(set(body) - FIELDS)
     if extra:
         raise ConfigDocError("malformed", f"unknown field {extra[0][:32]!r}")
-    version = body.get("version")
-    if type(version) is not int or not 1 <= version < 2**53:
-        raise ConfigDocError("malformed", "version must be a positive integer")
-    target = body.get("terminal_id")
-    if target not in ("*", terminal_id):
-        raise ConfigDocError("wrong_terminal", f"addressed to {str(target)[:32]!r}")
-    issued = body.get("issued_ms")
-    if type(issued) is not int or issued < 0:
-        raise ConfigDocError("malformed", "issued_ms must be a non-negative integer")
-
-    phone = body.get("support_phone")
-    if phone is not None and (not isinstance(phone, str) or not valid_phone(phone)):
-        raise ConfigDocError("bad_value", "support_phone must be a phone number")
+    audience = Field(str, what=f"{terminal_id!r} or '*'", check=lambda t: t in ("*", terminal_id))
+    try:
+        doc = read_fields(body, {**DOC_FIELDS, "terminal_id": audience})
+    except Invalid as exc:
+        code = _REFUSAL_CODES.get(exc.path, "bad_value")
+        if code == "wrong_terminal":
+            raise ConfigDocError(code, f"addressed to {str(body.get('terminal_id'))[:32]!r}"
+                                 ) from exc
+        raise ConfigDocError(code, f"{exc.path} {exc.problem}") from exc
+    version, phone = doc["version"], doc["support_phone"]
 
     catalog = None
     source = f"desk config v{version}"
     try:
-        if "catalog" in body:
-            table = body["catalog"]
-            if not isinstance(table, dict) or not table:
-                raise ConfigDocError("bad_value", "catalog must be a non-empty object")
-            catalog = read_catalog(TableReader(source, "catalog", table))
-        if "commissions" in body:
-            catalog = _commissions(body["commissions"], catalog or current, source)
+        if doc["catalog"] is not None:
+            catalog = catalog_from_table(doc["catalog"], source)
+        if doc["commissions"] is not None:
+            catalog = _commissions(doc["commissions"], catalog or current, source)
     except ConfigError as exc:
         raise ConfigDocError("bad_value", str(exc)) from exc
 
-    help_texts = body.get("help_texts")
-    if help_texts is not None:
-        ok = isinstance(help_texts, dict) and all(
-            isinstance(k, str)
-            and isinstance(v, dict)
-            and set(v) <= {"ru", "en"}
-            and all(isinstance(x, str) and len(x) <= 4000 for x in v.values())
-            for k, v in help_texts.items()
-        )
-        if not ok:
-            raise ConfigDocError("bad_value", "help_texts must map keys to {ru, en} strings")
-
-    pin_hash = body.get("technician_pin_hash")
-    if pin_hash is not None and (
-        not isinstance(pin_hash, str) or not pin_hash.startswith("scrypt$") or len(pin_hash) > 512
-    ):
-        raise ConfigDocError("bad_value", "technician_pin_hash must be an scrypt hash")
+    help_texts, pin_hash = doc["help_texts"], doc["technician_pin_hash"]
     return ConfigDoc(version, phone, catalog, help_texts, pin_hash)
 
 
-def _commissions(table: Any, catalog: Catalog, source: str) -> Catalog:
-    if not isinstance(table, dict):
-        raise ConfigDocError("bad_value", "commissions must map provider ids to band lists")
+def _commissions(table: dict[str, Any], catalog: Catalog, source: str) -> Catalog:
     providers = list(catalog.providers)
     for pid, bands in table.items():
         index = next((i for i, p in enumerate(providers) if p.id == pid), None)
@@ -111,10 +112,7 @@ def _commissions(table: Any, catalog: Catalog, source: str) -> Catalog:
             raise ConfigDocError("bad_value", f"commissions: unknown provider {pid[:32]!r}")
         if not isinstance(bands, list):
             raise ConfigDocError("bad_value", f"commissions.{pid} must be a list of bands")
-        parsed = tuple(
-            read_band(TableReader(source, f"commissions.{pid}[{j}]", b))
-            for j, b in enumerate(bands)
-        )
+        parsed = bands_from_list(bands, source, f"commissions.{pid}")
         providers[index] = dataclasses.replace(providers[index], bands=parsed)
     out = Catalog(providers=tuple(providers), categories=catalog.categories)
     try:

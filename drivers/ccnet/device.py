@@ -25,20 +25,20 @@ Money rules (docs/invariants.md M1-M4; docs/protocols/ccnet.md):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from pathlib import Path
+from typing import Unpack
 
+from drivers import acceptor_effects as fx
 from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill, StackOrigin
 from drivers.acceptor_base import (
     READ_TIMEOUT_S,
     UNIDENTIFIED,
+    AcceptorOptions,
     AcceptorRunner,
-    Escrow,
-    Phase,
     PortOpener,
     ProtocolTraits,
     default_opener,
 )
+from drivers.acceptor_effects import AdapterView, Effects, Escrow, Phase
 from drivers.acceptor_profiles import check_acceptor_profile
 from drivers.ccnet.billtable import bills_of, encode_mask
 from drivers.ccnet.eventkeys import StackedEdge
@@ -57,8 +57,6 @@ from drivers.ccnet.states import (
     reject_reason_text,
 )
 from drivers.ccnet.timing import CcnetTiming
-from drivers.clock import SYSTEM_CLOCK, Clock
-from drivers.framelog import FrameLog
 from drivers.profiles import Profile, ProfileError
 
 __all__ = ["LABEL", "PROTOCOL", "READ_TIMEOUT_S", "CcnetAcceptor", "PortOpener",
@@ -94,69 +92,43 @@ class CcnetAcceptor(AcceptorRunner[CcnetLink, CcnetTiming]):
     """CashCode CCNET bill validator on one serial port.
 
     `port` is a device path, a pty path or a pyserial URL; `profile` supplies serial
-    settings and [timing]. With `auto_profiles`, `profile` is only the starting point:
-    after IDENTIFICATION the first of them whose patterns match the part number takes
-    over (its timing; the line settings that already work are kept).
+    settings and [timing] (`timing` overrides the latter); the auto profiles are matched
+    against the part number from IDENTIFICATION; the other options
+    (`drivers.acceptor_base.AcceptorOptions`) are every protocol's.
 
-    Raw frames go to `frame_log` (caller-owned) or to a log the driver opens at
-    `frame_log_path` and closes on stop.
-
-    `known_bills` / `bill_table_cache` name the bills before the unit has answered GET
-    BILL TABLE. That matters only after a crash between a credit and its ACK: the unit
-    then reports the stacked bill first and refuses GET BILL TABLE until it is ACKed.
-    The cache file is rewritten whenever the unit's table is read.
-    `currency` (ISO 4217), if given, restricts `enable` to that currency.
+    `known_bills` / `bill_table_cache` matter only after a crash between a credit and its
+    ACK: the unit then reports the stacked bill first and refuses GET BILL TABLE until it
+    is ACKed.
 
     It is the shared runner with the CCNET adapter composed in; it adds nothing else.
     """
 
-    def __init__(
-        self,
-        port: str,
-        profile: Profile,
-        *,
-        frame_log: FrameLog | None = None,
-        frame_log_path: Path | None = None,
-        timing: CcnetTiming | None = None,
-        auto_profiles: Iterable[Profile] = (),
-        known_bills: Iterable[Bill] = (),
-        bill_table_cache: Path | None = None,
-        currency: str | None = None,
-        opener: PortOpener = default_opener,
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
-        check_ccnet_profile(profile)
-        timing = timing or CcnetTiming.from_profile(profile)
-        # every candidate is validated now: a bad profile is a start-up error, not a surprise
-        auto = [(p, CcnetTiming.from_profile(check_ccnet_profile(p))) for p in auto_profiles]
+    def __init__(self, port: str, profile: Profile, *, timing: CcnetTiming | None = None,
+                 **options: Unpack[AcceptorOptions]) -> None:
         super().__init__(
             port,
             profile,
-            timing,
             traits=TRAITS,
-            adapter=lambda line: CcnetProtocol(line, profile_address(profile)),
-            auto=auto,
-            frame_log=frame_log,
-            frame_log_path=frame_log_path,
-            known_bills=known_bills,
-            bill_table_cache=bill_table_cache,
-            currency=currency,
-            opener=opener,
-            clock=clock,
+            check=check_ccnet_profile,
+            timing_of=CcnetTiming.from_profile,
+            adapter=lambda view: CcnetProtocol(view, profile_address(profile)),
+            timing=timing,
+            **options,
         )
 
 
 class CcnetProtocol:
     """CCNET's state machine as the runner's `ProtocolAdapter`: it keeps the protocol's
-    own state (identification, applied mask, the stacked event and its origin) and
-    reaches the runner only through its adapter section."""
+    own state (identification, applied mask, the stacked event and its origin), reads the
+    runner through `AdapterView` and does no I/O: every step yields its requests and
+    events (`drivers.acceptor_effects`) for the runner to perform."""
 
-    def __init__(self, line: AcceptorRunner[CcnetLink, CcnetTiming], address: int) -> None:
-        self._line = line
+    def __init__(self, view: AdapterView[CcnetTiming], address: int) -> None:
+        self._view = view
         self._address = address
         self._ident: Identification | None = None
         self._applied_mask: int | None = None
-        self._edge = StackedEdge(line.run_id)
+        self._edge = StackedEdge(view.run_id)
         self._stack_sent = False  # STACK sent this run, its outcome not yet settled
         self._recovery_pending = False  # 0x12 seen: the next 0x81 is a power-up bill
         self._table_retry_key: str | None = None  # the stacked event GET BILL TABLE was retried for
@@ -164,19 +136,21 @@ class CcnetProtocol:
     # -- the port and the link -----------------------------------------------------------
 
     def new_link(self, port: SerialPort) -> CcnetLink:
-        line = self._line
-        return CcnetLink(port, line.timing.link, line.frame_log, self._address, line.clock)
+        view = self._view
+        return CcnetLink(port, view.timing.link, view.frame_log, self._address, view.clock)
 
-    def leave_disabled(self, link: CcnetLink) -> None:
-        link.request(Command.ENABLE_BILL_TYPES, bytes(2 * MASK_LEN))  # M4: leave it disabled
+    def leave_disabled(self) -> Effects[None]:
+        yield fx.Send(Command.ENABLE_BILL_TYPES, bytes(2 * MASK_LEN))  # M4: leave it disabled
 
     # -- RESET and identification --------------------------------------------------------
 
-    def initializing(self, code: int | None) -> None:
+    def initializing(self, code: int | None) -> Effects[None]:
         """Nothing to send while a CCNET unit initializes."""
+        yield from ()
 
-    def settle_power_up(self) -> None:
+    def settle_power_up(self) -> Effects[None]:
         """A CCNET power-up with a bill in the stacker settles by its own 0x81."""
+        yield from ()
 
     def profile_adopted(self, profile: Profile) -> None:
         """A CCNET profile says nothing besides timing."""
@@ -184,9 +158,9 @@ class CcnetProtocol:
     def unusable_hint(self) -> str:
         return ""
 
-    def reset_unit(self) -> None:
+    def reset_unit(self) -> Effects[None]:
         """RESET; then wait through power-up/initialize/busy, identify, disable."""
-        reply = self._line.request(Command.RESET)
+        reply = yield fx.Send(Command.RESET)
         if not _is_ack(reply):
             log.warning("RESET answered with %r", reply)
         self._applied_mask = None
@@ -194,102 +168,96 @@ class CcnetProtocol:
     def init_poll_delay(self, reply: PollReply | None) -> float:
         if reply is not None and reply.z1 == PollState.BUSY and reply.z2:
             return reply.z2 * BUSY_UNIT_S  # YH × 100 ms before the next poll
-        return self._line.timing.reset_poll_s
+        return self._view.timing.reset_poll_s
 
-    def initialized(self) -> None:
-        self._send_enable(0)  # M4: disabled until the engine asks; _sync_enable restores it
+    def initialized(self) -> Effects[None]:
+        yield from self._send_enable(0)  # M4: disabled until the engine asks (sync_enable)
 
     def may_identify(self) -> bool:
         """IDENTIFICATION and GET BILL TABLE are legal only in some states (ccnet.md)."""
-        return self._line.state_code in IDENT_STATES
+        return self._view.state_code in IDENT_STATES
 
-    def identify(self) -> None:
-        reply = self._line.request(Command.IDENTIFICATION, self._line.timing.link.ident_timeout_s)
-        if isinstance(reply, Identification):
-            self._on_identification(reply)
-        else:
+    def identify(self) -> Effects[None]:
+        reply = yield fx.Send(Command.IDENTIFICATION,
+                              timeout_s=self._view.timing.link.ident_timeout_s)
+        if not isinstance(reply, Identification):
             log.warning("IDENTIFICATION answered with %r", reply)
-
-    def _on_identification(self, ident: Identification) -> None:
-        if self._ident is not None and self._ident.serial_number != ident.serial_number:
-            log.warning("CCNET unit replaced: serial %s, was %s", ident.serial_number,
+            return
+        if self._ident is not None and self._ident.serial_number != reply.serial_number:
+            log.warning("CCNET unit replaced: serial %s, was %s", reply.serial_number,
                         self._ident.serial_number)
-        self._ident = ident
-        self._line.identified()
-        self._line.adopt_profile("part number", ident.part_number)
-        self.update_info()
+        self._ident = reply
+        yield fx.Identified("part number", reply.part_number)
 
-    def read_bill_table(self) -> None:
-        reply = self._line.request(Command.GET_BILL_TABLE, self._line.timing.link.ident_timeout_s)
+    def read_bill_table(self) -> Effects[None]:
+        reply = yield fx.Send(Command.GET_BILL_TABLE,
+                              timeout_s=self._view.timing.link.ident_timeout_s)
         if isinstance(reply, BillTable):
-            self._line.store_bills({b.bill_type: b for b in bills_of(reply.records)},
-                              "device bill table differs from the known one; using the device's")
+            yield fx.StoreBills({b.bill_type: b for b in bills_of(reply.records)},
+                                "device bill table differs from the known one; using the device's")
         else:
             log.warning("GET BILL TABLE answered with %r", reply)
 
-    def update_info(self) -> None:
+    def identity(self) -> tuple[str, str, str]:
         ident = self._ident
-        self._line.publish_info(
-            model=ident.part_number if ident else "",
-            serial_number=ident.serial_number if ident else "",
-            firmware=ident.firmware if ident else "",
-        )
+        if ident is None:
+            return "", "", ""
+        return ident.part_number, ident.serial_number, ident.firmware
 
-    # -- line thread: enable mask --------------------------------------------------------
+    # -- enable mask ---------------------------------------------------------------------
 
     def _wanted_mask(self) -> int:
-        amounts = self._line.wanted_amounts()
-        currency = self._line.currency
+        amounts = self._view.wanted_amounts()
+        currency = self._view.currency
         types = [
             t
-            for t, bill in self._line.bills.items()
+            for t, bill in self._view.bills.items()
             if bill.amount_minor in amounts and (currency is None or bill.currency == currency)
         ]
         return int.from_bytes(encode_mask(types), "big")
 
-    def sync_enable(self) -> None:
+    def sync_enable(self) -> Effects[None]:
         """Bring the unit's enable mask to what the engine wants (only when no bill moves)."""
-        if self._line.state_code not in SETTLED_STATES:
+        if self._view.state_code not in SETTLED_STATES:
             return
         want = self._wanted_mask()
-        device_enabled = self._line.state_code == PollState.IDLING
+        device_enabled = self._view.state_code == PollState.IDLING
         if want == self._applied_mask and bool(want) == device_enabled:
             return
-        self._send_enable(want)
+        yield from self._send_enable(want)
 
-    def _send_enable(self, mask: int) -> None:
+    def _send_enable(self, mask: int) -> Effects[None]:
         raw = mask.to_bytes(MASK_LEN, "big")
-        reply = self._line.request(Command.ENABLE_BILL_TYPES, data=raw + raw)  # escrow = enable
+        reply = yield fx.Send(Command.ENABLE_BILL_TYPES, raw + raw)  # escrow = enable
         if _is_ack(reply):
             self._applied_mask = mask
         else:
             log.warning("ENABLE BILL TYPES %s answered with %r", raw.hex(), reply)
 
-    # -- line thread: polling ------------------------------------------------------------
+    # -- polling -------------------------------------------------------------------------
 
-    def poll(self) -> PollReply | None:
-        link = self._line.require_link()
-        try:
-            exchange = link.exchange(Command.POLL)
-        finally:
-            for late in link.take_late():  # they arrived before this answer (or failure)
-                self._on_late_poll(late)
-        reply = exchange.reply
+    def poll(self) -> Effects[PollReply | None]:
+        polled: fx.Polled = yield fx.Poll(Command.POLL)
+        for late in polled.late:  # they arrived before this answer (or failure)
+            yield from self._on_late_poll(late)
+        if polled.error is not None:
+            raise polled.error
+        reply = polled.reply
         if not isinstance(reply, PollReply):
-            exchange.ack()
+            yield fx.Ack()
             log.warning("unexpected POLL reply %r", reply)
             return None
-        self._line.note_state(reply.z1)
+        yield fx.NoteState(reply.z1)
         if reply.z1 == PollState.STACKED:
-            if self._on_stacked(reply.z2):
-                exchange.ack()
+            if (yield from self._on_stacked(reply.z2)):
+                yield fx.Ack()
         else:
-            exchange.ack()  # nothing in this reply needs the ledger first
+            yield fx.Ack()  # nothing in this reply needs the ledger first
             self._edge.observe(reply.z1)
-            self._on_state(reply)
+            yield from self._on_state(reply)
         return reply
 
-    def _on_late_poll(self, reply: PollReply) -> None:
+    def _on_late_poll(self, reply: PollReply) -> Effects[None]:
         """A POLL reply that answered an earlier POLL (a late or retransmitted reply).
 
         It is not the unit's last word, so it is never ACKed and starts no escrow
@@ -300,40 +268,39 @@ class CcnetProtocol:
         in the stacker (0x12) still names the origin of the 0x81 that follows it.
         """
         log.info("late POLL reply: %s", describe(reply.z1, reply.z2))
-        self._line.note_state(reply.z1)
+        yield fx.NoteState(reply.z1)
         if reply.z1 == PollState.STACKED:
-            self._on_stacked(reply.z2)
+            yield from self._on_stacked(reply.z2)
             return
         self._edge.observe(reply.z1)
         if reply.z1 == PollState.POWER_UP_BILL_IN_STACKER:
             self._recovery_pending = True
 
-    def _on_state(self, reply: PollReply) -> None:
+    def _on_state(self, reply: PollReply) -> Effects[None]:
         z1, z2 = reply.z1, reply.z2
-        new_event = self._line.record_state(z1, z2)
-        if not self._line.stuck_reported:
-            self._line.set_status(abstract_status(z1), describe(z1, z2))
+        new_event = yield fx.RecordState(z1, z2)
+        if not self._view.stuck_reported:
+            yield fx.SetStatus(abstract_status(z1), describe(z1, z2))
         if z1 not in (PollState.ESCROW, PollState.HOLDING):
-            self._line.clear_escrow()
+            yield fx.ClearEscrow()
         if z1 in POWER_UP_STATES:
             if z1 == PollState.POWER_UP_BILL_IN_STACKER:
                 self._recovery_pending = True
-            if self._line.phase is Phase.RUNNING:
+            if self._view.phase is Phase.RUNNING:
                 log.warning("CCNET unit powered up while running (%s); resetting", describe(z1))
-                self._line.request_reset()
+                yield fx.RequestReset()
         elif z1 == PollState.ESCROW:
-            self._line.on_escrow(z2)
+            yield fx.InEscrow(z2)
         elif z1 == PollState.HOLDING:
-            self._line.on_holding()
+            yield fx.Held()
         elif z1 == PollState.RETURNED and new_event:
-            bill = self._line.bill_for(z2)
+            bill = self._bill(z2)
             if bill is not None:
-                self._line.notify("on_returned", lambda lst: lst.on_returned(bill))
+                yield fx.Returned(bill)
         elif z1 == PollState.REJECTING and new_event:
-            reason = reject_reason_text(z2)
-            self._line.notify("on_rejected", lambda lst: lst.on_rejected(reason))
-        elif z1 == PollState.PAUSE and self._line.phase is not Phase.INITIALIZING:
-            self._line.request_reset()  # spec: RESET resolves the Pause deadlock
+            yield fx.Rejected(reject_reason_text(z2))
+        elif z1 == PollState.PAUSE and self._view.phase is not Phase.INITIALIZING:
+            yield fx.RequestReset()  # spec: RESET resolves the Pause deadlock
         if z1 in SETTLED_STATES:
             if self._recovery_pending and new_event:
                 # Kept until a credit or our next STACK: a unit that settles before it
@@ -342,29 +309,32 @@ class CcnetProtocol:
                             describe(z1, z2))
             self._stack_sent = False
 
-    def _on_stacked(self, bill_type: int | None) -> bool:
+    def _bill(self, bill_type: int | None) -> Bill | None:
+        return self._view.bills.get(bill_type) if bill_type is not None else None
+
+    def _on_stacked(self, bill_type: int | None) -> Effects[bool]:
         """Offer the credit; True when the reply may be ACKed (the listener committed it)."""
-        self._line.record_state(PollState.STACKED, bill_type)
+        yield fx.RecordState(PollState.STACKED, bill_type)
         serial = self._ident.serial_number if self._ident else UNIDENTIFIED
         event = self._edge.stacked(bill_type, serial, self._stack_origin())
-        bill = self._line.bill_for(bill_type)
+        bill = self._bill(bill_type)
         if bill is None and self._table_retry_key != event.key:
             self._table_retry_key = event.key  # the unit may refuse; try once per event
-            self.read_bill_table()
-            bill = self._line.bill_for(bill_type)
+            yield from self.read_bill_table()
+            bill = self._bill(bill_type)
         if bill is None:
-            self._line.set_status(
+            yield fx.SetStatus(
                 AcceptorStatus.FAILURE,
                 f"bill stacked with type {bill_type} not in the bill table; not acknowledged",
             )
             return False
-        if not self._line.stuck_reported:
-            self._line.set_status(AcceptorStatus.ACCEPTING, describe(PollState.STACKED, bill_type))
-        if not self._line.offer_credit(StackedBill(bill, event.key, event.origin)):
+        if not self._view.stuck_reported:
+            yield fx.SetStatus(AcceptorStatus.ACCEPTING, describe(PollState.STACKED, bill_type))
+        if not (yield fx.Credit(StackedBill(bill, event.key, event.origin))):
             return False
         self._stack_sent = False
         self._recovery_pending = False
-        self._line.clear_escrow()
+        yield fx.ClearEscrow()
         return True
 
     def _stack_origin(self) -> StackOrigin:
@@ -373,27 +343,27 @@ class CcnetProtocol:
             return StackOrigin.POWER_UP  # 0x12 came first: a bill that was in the stacker
         return StackOrigin.REQUESTED if self._stack_sent else StackOrigin.UNREQUESTED
 
-    # -- line thread: escrow -------------------------------------------------------------
+    # -- escrow --------------------------------------------------------------------------
 
     def warn_unnamed_escrow(self, esc: Escrow) -> None:
         log.warning("bill type %s in escrow is not in the bill table; returning", esc.code)
 
-    def send_decision(self, esc: Escrow, decision: EscrowDecision) -> None:
+    def send_decision(self, esc: Escrow, decision: EscrowDecision) -> Effects[None]:
         if decision is EscrowDecision.STACK:
             self._stack_sent = True  # before sending: the ACK may be lost after it stacked
             self._recovery_pending = False  # the next 0x81 is this bill's
-        reply = self._line.request(_DECISION_COMMANDS[decision])
+        reply = yield fx.Send(_DECISION_COMMANDS[decision])
         if not _is_ack(reply):
             log.warning("%s answered with %r", decision.value, reply)
 
-    # -- line thread: timers -------------------------------------------------------------
+    # -- timers --------------------------------------------------------------------------
 
     def next_poll_delay(self) -> float:
-        last, code = self._line.last_state, self._line.state_code
+        last, code = self._view.last_state, self._view.state_code
         if code == PollState.BUSY and last and last[1]:
             return last[1] * BUSY_UNIT_S
         moving = code in _IN_BILL_PATH or code in _AFTER_BILL_PATH
-        return self._line.timing.active_poll_s if moving else self._line.timing.poll_s
+        return self._view.timing.active_poll_s if moving else self._view.timing.poll_s
 
     def describe(self, code: int, data: int | None) -> str:
         return describe(code, data)

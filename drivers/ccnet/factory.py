@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drivers.acceptor_profiles import KIND, named_profile, protocol_profiles, starting_profiles
+from drivers.acceptor_profiles import (
+    FRAME_LOG_NAME,
+    KIND,
+    configured,
+    named_profile,
+    protocol_profiles,
+)
 from drivers.ccnet.device import LABEL, PROTOCOL, CcnetAcceptor
 from drivers.profiles import DEFAULT_DIR, Profile
 
 __all__ = ["BILL_TABLE_CACHE_NAME", "FRAME_LOG_NAME", "KIND", "acceptor_profile",
            "build_ccnet_acceptor", "ccnet_profiles"]
 
-FRAME_LOG_NAME = "acceptor-frames.log"
 BILL_TABLE_CACHE_NAME = "acceptor-bill-table.json"
 
 
@@ -41,13 +46,7 @@ def build_ccnet_acceptor(
     """`state_dir` holds the bill-table cache (defaults to `log_dir`); `currency` is the
     terminal's (a table without one note of it makes the unit unusable); see
     CcnetAcceptor."""
-    base, auto = starting_profiles(profile, PROTOCOL, LABEL, directory)
-    cache_dir = state_dir or log_dir
-    return CcnetAcceptor(
-        port,
-        base,
-        auto_profiles=auto,
-        frame_log_path=log_dir / FRAME_LOG_NAME if log_dir is not None else None,
-        bill_table_cache=cache_dir / BILL_TABLE_CACHE_NAME if cache_dir is not None else None,
-        currency=currency,
-    )
+    base, options = configured(profile, PROTOCOL, LABEL, log_dir=log_dir, state_dir=state_dir,
+                               cache_name=BILL_TABLE_CACHE_NAME, currency=currency,
+                               directory=directory)
+    return CcnetAcceptor(port, base, **options)

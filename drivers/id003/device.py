@@ -35,23 +35,22 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
 from pathlib import Path
+from typing import Unpack
 
+from drivers import acceptor_effects as fx
 from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill, StackOrigin
 from drivers.acceptor_base import (
     READ_TIMEOUT_S,
     UNIDENTIFIED,
+    AcceptorOptions,
     AcceptorRunner,
-    Escrow,
-    Phase,
     PortOpener,
     ProtocolTraits,
     default_opener,
 )
+from drivers.acceptor_effects import AdapterView, Effects, Escrow, Phase
 from drivers.acceptor_profiles import check_acceptor_profile
-from drivers.clock import SYSTEM_CLOCK, Clock
-from drivers.framelog import FrameLog
 from drivers.id003.currency import (
     bills_of,
     codes_for,
@@ -124,70 +123,45 @@ class Id003Acceptor(AcceptorRunner[Id003Link, Id003Timing]):
     """JCM ID-003 bill acceptor (UBA, iVIZION, ...) on one serial port.
 
     `port` is a device path, a pty path or a pyserial URL; `profile` supplies serial
-    settings (9600 8E1), [timing] and [id003]. With `auto_profiles`, `profile` is only the
-    starting point: after VERSION REQUEST the first of them whose patterns match the
-    version string takes over (its timing and settings; the line settings that already
-    work are kept).
-
-    Raw frames go to `frame_log` (caller-owned) or to a log the driver opens at
-    `frame_log_path` and closes on stop.
+    settings (9600 8E1), [timing] (`timing` overrides it) and [id003]; the auto profiles
+    are matched against the VERSION REQUEST string (an adopted one brings its timing and
+    settings); the other options (`drivers.acceptor_base.AcceptorOptions`) are every
+    protocol's.
 
     `known_bills` / `bill_table_cache` name the denominations before the unit has answered
-    CURRENCY ASSIGN (the cache is rewritten whenever the unit's table is read);
-    `stack_marker` is the file that names the bill STACK was last sent for (see
-    `marker`). Both matter only after a crash or a power cut with a bill in the stacker.
-    `currency` (ISO 4217), if given, restricts `enable` to that currency.
+    CURRENCY ASSIGN; `stack_marker` is the file that names the bill STACK was last sent
+    for (see `marker`). Both matter only after a crash or a power cut with a bill in the
+    stacker.
 
     It is the shared runner with the ID-003 adapter composed in; it adds nothing else.
     """
 
-    def __init__(
-        self,
-        port: str,
-        profile: Profile,
-        *,
-        frame_log: FrameLog | None = None,
-        frame_log_path: Path | None = None,
-        timing: Id003Timing | None = None,
-        auto_profiles: Iterable[Profile] = (),
-        known_bills: Iterable[Bill] = (),
-        bill_table_cache: Path | None = None,
-        stack_marker: Path | None = None,
-        currency: str | None = None,
-        opener: PortOpener = default_opener,
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
-        check_id003_profile(profile)
-        timing = timing or Id003Timing.from_profile(profile)
-        settings = Id003Settings.from_profile(profile)
-        # every candidate is validated now: a bad profile is a start-up error, not a surprise
-        auto = [(p, _candidate_timing(p)) for p in auto_profiles]
+    def __init__(self, port: str, profile: Profile, *, timing: Id003Timing | None = None,
+                 stack_marker: Path | None = None, **options: Unpack[AcceptorOptions]) -> None:
+        settings = Id003Settings.from_profile(check_id003_profile(profile))
         super().__init__(
             port,
             profile,
-            timing,
             traits=TRAITS,
-            adapter=lambda line: Id003Protocol(line, settings, stack_marker),
-            auto=auto,
-            frame_log=frame_log,
-            frame_log_path=frame_log_path,
-            known_bills=known_bills,
-            bill_table_cache=bill_table_cache,
-            currency=currency,
-            opener=opener,
-            clock=clock,
+            check=_check_candidate,
+            timing_of=Id003Timing.from_profile,
+            adapter=lambda view: Id003Protocol(view, settings, StackMarker(stack_marker)),
+            timing=timing,
+            **options,
         )
 
 
 class Id003Protocol:
     """ID-003's state machine as the runner's `ProtocolAdapter`: it keeps the protocol's
     own state (settings, version, applied mask, the bill being stacked, the power-up
-    being resolved, the VEND VALID event) and reaches the runner only through its
-    adapter section."""
+    being resolved, the VEND VALID event), reads the runner through `AdapterView` and
+    does no line I/O: every step yields its requests and events
+    (`drivers.acceptor_effects`) for the runner to perform. The one thing it writes is
+    the stack marker (`marker`, a small file the runner does not know about)."""
 
-    def __init__(self, line: AcceptorRunner[Id003Link, Id003Timing], settings: Id003Settings,
-                 stack_marker: Path | None) -> None:
-        self._line = line
+    def __init__(self, view: AdapterView[Id003Timing], settings: Id003Settings,
+                 marker: StackMarker) -> None:
+        self._view = view
         self._settings = settings
         self._version: VersionReply | None = None
         self._configured = False  # settings taken since the last RESET
@@ -196,8 +170,8 @@ class Id003Protocol:
         self._stacking: Bill | None = None  # STACK sent, outcome not known yet
         self._powerup: Status | None = None  # 0x41/0x42 seen, not resolved yet
         self._powerup_bill: Bill | None = None
-        self._marker = StackMarker(stack_marker)
-        self._edge = VendEdge(line.run_id)
+        self._marker = marker
+        self._edge = VendEdge(view.run_id)
         self._unnamed_countries: list[int] = []  # JCM country numbers this driver cannot name
         self._stack_sent = False  # STACK sent this run, its outcome not yet settled
         self._recovery_pending = False  # 0x42 seen: its bill is not credited yet
@@ -206,40 +180,41 @@ class Id003Protocol:
     # -- the port and the link -----------------------------------------------------------
 
     def new_link(self, port: SerialPort) -> Id003Link:
-        return Id003Link(port, self._line.timing.link, self._line.frame_log, self._line.clock)
+        return Id003Link(port, self._view.timing.link, self._view.frame_log, self._view.clock)
 
-    def leave_disabled(self, link: Id003Link) -> None:
-        link.request(Command.INHIBIT, bytes((INHIBIT_ON,)))  # M4
+    def leave_disabled(self) -> Effects[None]:
+        yield fx.Send(Command.INHIBIT, bytes((INHIBIT_ON,)))  # M4
 
     # -- RESET, settings and identification ----------------------------------------------
 
-    def reset_unit(self) -> None:
+    def reset_unit(self) -> Effects[None]:
         """RESET; the settings follow while the unit initializes (py-id003, Aristocrat),
         then it settles, is identified and stays inhibited."""
-        reply = self._line.request(Command.RESET)
+        reply = yield fx.Send(Command.RESET)
         if not isinstance(reply, AckReply):
             log.warning("RESET answered with %r", reply)
         self._configured = False
         self._configure_tried_in = None
         self._applied_codes = None
 
-    def initializing(self, code: int | None) -> None:
+    def initializing(self, code: int | None) -> Effects[None]:
         if code == Status.INITIALIZE or code in SETTLED_STATES:
-            self._configure()
+            yield from self._configure()
 
     def init_poll_delay(self, reply: StatusReply | None) -> float:
-        return self._line.timing.reset_poll_s
+        return self._view.timing.reset_poll_s
 
-    def initialized(self) -> None:
-        self._configure()  # a unit that settled before we saw INITIALIZE, or a fault state
+    def initialized(self) -> Effects[None]:
+        # a unit that settled before we saw INITIALIZE, or a fault state
+        yield from self._configure()
 
-    def _configure(self) -> None:
+    def _configure(self) -> Effects[None]:
         """Settings for a freshly reset unit: every denomination inhibited, polled mode,
         power recovery as the profile says, INHIBIT on (M4). Once per RESET; a unit that
         refuses is asked again only in another state."""
-        if self._configured or self._configure_tried_in == self._line.state_code:
+        if self._configured or self._configure_tried_in == self._view.state_code:
             return
-        self._configure_tried_in = self._line.state_code
+        self._configure_tried_in = self._view.state_code
         options = OptionalFunction.POWER_RECOVERY if self._settings.power_recovery else 0
         steps = (
             (Command.ENABLE_DISABLE, encode_inhibit_mask(())),
@@ -249,7 +224,7 @@ class Id003Protocol:
         )
         taken = True
         for command, data in steps:
-            reply = self._line.request(command, data=data)
+            reply = yield fx.Send(command, data)
             if _echoed(reply, command, data):
                 if command == Command.ENABLE_DISABLE:
                     self._applied_codes = frozenset()
@@ -264,23 +239,19 @@ class Id003Protocol:
 
     def may_identify(self) -> bool:
         """VERSION and CURRENCY ASSIGN are asked in any state the unit has reported."""
-        return self._line.state_code is not None
+        return self._view.state_code is not None
 
-    def identify(self) -> None:
-        reply = self._line.request(Command.VERSION_REQUEST, self._line.timing.link.ident_timeout_s)
-        if isinstance(reply, VersionReply):
-            self._on_version(reply)
-        else:
+    def identify(self) -> Effects[None]:
+        reply = yield fx.Send(Command.VERSION_REQUEST,
+                              timeout_s=self._view.timing.link.ident_timeout_s)
+        if not isinstance(reply, VersionReply):
             log.warning("VERSION REQUEST answered with %r", reply)
-
-    def _on_version(self, version: VersionReply) -> None:
-        if self._version is not None and self._version.text != version.text:
-            log.warning("ID-003 unit replaced or reflashed: %r, was %r", version.text,
+            return
+        if self._version is not None and self._version.text != reply.text:
+            log.warning("ID-003 unit replaced or reflashed: %r, was %r", reply.text,
                         self._version.text)
-        self._version = version
-        self._line.identified()
-        self._line.adopt_profile("version", version.text)
-        self.update_info()
+        self._version = reply
+        yield fx.Identified("version", reply.text)
 
     def profile_adopted(self, profile: Profile) -> None:
         settings = Id003Settings.from_profile(profile)  # validated in __init__
@@ -289,9 +260,9 @@ class Id003Protocol:
             self._configure_tried_in = None
         self._settings = settings
 
-    def read_bill_table(self) -> None:
-        reply = self._line.request(Command.CURRENCY_ASSIGN_REQUEST,
-                                   self._line.timing.link.ident_timeout_s)
+    def read_bill_table(self) -> Effects[None]:
+        reply = yield fx.Send(Command.CURRENCY_ASSIGN_REQUEST,
+                              timeout_s=self._view.timing.link.ident_timeout_s)
         if not isinstance(reply, CurrencyTable):
             log.warning("CURRENCY ASSIGN REQUEST answered with %r", reply)
             return
@@ -303,19 +274,17 @@ class Id003Protocol:
         if unnamed:
             log.warning("denominations with unknown country numbers are never enabled: %s "
                         "(set [id003] currency in the profile)", unnamed)
-        self._line.store_bills(bills, "acceptor currency table differs from the known one; "
-                                 "using the unit's")
+        yield fx.StoreBills(bills, "acceptor currency table differs from the known one; "
+                                   "using the unit's")
 
     def unusable_hint(self) -> str:
         return unknown_country_hint(self._unnamed_countries)
 
-    def update_info(self) -> None:
+    def identity(self) -> tuple[str, str, str]:
         version = self._version
-        self._line.publish_info(
-            model=version.model if version else "",
-            serial_number="",  # ID-003 has no serial-number request [U]
-            firmware=version.firmware if version else "",
-        )
+        if version is None:
+            return "", "", ""
+        return version.model, "", version.firmware  # ID-003 has no serial-number request [U]
 
     def _model_token(self) -> str:
         model = self._version.model if self._version else ""
@@ -324,82 +293,83 @@ class Id003Protocol:
     # -- line thread: enable mask and inhibit --------------------------------------------
 
     def _wanted_codes(self) -> frozenset[int]:
-        amounts = self._line.wanted_amounts()
-        return codes_for(self._line.bills, amounts, self._line.currency)
+        amounts = self._view.wanted_amounts()
+        return codes_for(self._view.bills, amounts, self._view.currency)
 
-    def sync_enable(self) -> None:
+    def sync_enable(self) -> Effects[None]:
         """Bring the unit's mask and INHIBIT to what the engine wants (only when settled).
 
         The mask is changed while the unit idles, without inhibiting first [U: whether a
         unit takes 0xC0 in ENABLE; py-id003 and lamassu send it only while initializing].
         """
-        if self._line.state_code not in SETTLED_STATES:
+        if self._view.state_code not in SETTLED_STATES:
             return
         if not self._configured:
-            self._configure()  # the unit was busy with a bill or a fault when it reset
+            yield from self._configure()  # the unit was busy with a bill or a fault when it reset
         want = self._wanted_codes()
-        enabled = self._line.state_code == Status.ENABLE
+        enabled = self._view.state_code == Status.ENABLE
         if want and want != self._applied_codes:
             mask = encode_inhibit_mask(want)
-            reply = self._line.request(Command.ENABLE_DISABLE, data=mask)
+            reply = yield fx.Send(Command.ENABLE_DISABLE, mask)
             if not _echoed(reply, Command.ENABLE_DISABLE, mask):
                 log.warning("ENABLE/DISABLE %s answered with %r", mask.hex(), reply)
                 return
             self._applied_codes = want
         if bool(want) != enabled:
             value = INHIBIT_OFF if want else INHIBIT_ON
-            reply = self._line.request(Command.INHIBIT, data=bytes((value,)))
+            reply = yield fx.Send(Command.INHIBIT, bytes((value,)))
             if not _echoed(reply, Command.INHIBIT, bytes((value,))):
                 log.warning("INHIBIT %d answered with %r", value, reply)
 
     # -- line thread: polling ------------------------------------------------------------
 
-    def poll(self) -> StatusReply | None:
-        exchange = self._line.require_link().exchange(Command.STATUS_REQUEST)
-        reply = exchange.reply
+    def poll(self) -> Effects[StatusReply | None]:
+        polled: fx.Polled = yield fx.Poll(Command.STATUS_REQUEST)
+        if polled.error is not None:
+            raise polled.error  # an ID-003 link keeps no late replies
+        reply = polled.reply
         if not isinstance(reply, StatusReply):
             log.warning("unexpected STATUS REQUEST reply %r", reply)
             return None
-        self._line.note_state(reply.code)
+        yield fx.NoteState(reply.code)
         if reply.code == Status.VEND_VALID:
-            if self._on_vend_valid(reply):
-                exchange.ack()
+            if (yield from self._on_vend_valid(reply)):
+                yield fx.Ack()
         else:
-            self._on_state(reply)
+            yield from self._on_state(reply)
         return reply
 
-    def _on_state(self, reply: StatusReply) -> None:
+    def _on_state(self, reply: StatusReply) -> Effects[None]:
         code, data = reply.code, reply.data
-        new_event = self._line.record_state(code, data)
-        if not self._line.stuck_reported:
-            self._line.set_status(abstract_status(code), describe(code, data))
-        escrow = self._line.escrow
+        new_event = yield fx.RecordState(code, data)
+        if not self._view.stuck_reported:
+            yield fx.SetStatus(abstract_status(code), describe(code, data))
+        escrow = self._view.escrow
         in_path = self._stacking or (escrow.bill if escrow else None)
         if code in POWER_UP_STATES:
             self._note_power_up(Status(code), in_path)
-            if self._line.phase is Phase.RUNNING:
+            if self._view.phase is Phase.RUNNING:
                 log.warning("ID-003 unit powered up while running (%s); resetting",
                             describe(code))
-                self._line.request_reset()
+                yield fx.RequestReset()
         elif code in (Status.RETURNING, Status.REJECTING) and in_path is not None:
             # A bill we saw in escrow (or sent STACK for) is going back to the customer:
             # our RETURN, the unit's escrow timeout (0x79), or a failed stack.
             if code == Status.REJECTING:
                 log.info("bill in escrow rejected: %s", reject_reason_text(reply.first))
-            self._bill_returned(in_path)
+            yield from self._bill_returned(in_path)
         elif code == Status.REJECTING and new_event:
-            reason = reject_reason_text(reply.first)
-            self._line.notify("on_rejected", lambda lst: lst.on_rejected(reason))
+            yield fx.Rejected(reject_reason_text(reply.first))
         elif code == Status.ESCROW:
-            self._line.on_escrow(reply.first)
+            yield fx.InEscrow(reply.first)
         elif code == Status.HOLDING:
-            self._line.on_holding()
-        elif code == Status.PAUSE and self._line.phase is not Phase.INITIALIZING:
-            self._line.request_reset()  # RESET resolves the pause deadlock
-        elif code == Status.INITIALIZE and self._line.phase is Phase.RUNNING:
+            yield fx.Held()
+        elif code == Status.PAUSE and self._view.phase is not Phase.INITIALIZING:
+            yield fx.RequestReset()  # RESET resolves the pause deadlock
+        elif code == Status.INITIALIZE and self._view.phase is Phase.RUNNING:
             self._applied_codes = None  # re-initializing on its own: settings may be lost
         if code not in (Status.ESCROW, Status.HOLDING):
-            self._line.clear_escrow()
+            yield fx.ClearEscrow()
         if code in BILL_DONE_STATES and self._powerup is None:
             self._edge.settled()  # a VEND VALID from now on is another physical bill
         if code in SETTLED_STATES:
@@ -412,16 +382,16 @@ class Id003Protocol:
                 self._stacking = None
                 self._marker.close()
 
-    def _bill_returned(self, bill: Bill) -> None:
-        self._line.clear_escrow()
+    def _bill_returned(self, bill: Bill) -> Effects[None]:
+        yield fx.ClearEscrow()
         if self._stacking is not None:
             self._stacking = None
             self._marker.close()
-        self._line.notify("on_returned", lambda lst: lst.on_returned(bill))
+        yield fx.Returned(bill)
 
     # -- line thread: the point of no return ---------------------------------------------
 
-    def _vend_bill(self, reply: StatusReply, origin: StackOrigin) -> Bill | None:
+    def _vend_bill(self, reply: StatusReply, origin: StackOrigin) -> Effects[Bill | None]:
         """The bill a VEND VALID is for: the unit's escrow code if it sends one [U], else
         after a power-up with a bill in the stacker the bill STACK was outstanding for,
         else the one already reported (a repeat, or the replay of a bill not yet settled),
@@ -429,11 +399,11 @@ class Id003Protocol:
         restart). None: nobody can name it."""
         code = reply.first
         if code is not None:
-            bill = self._line.bills.get(code)
-            if bill is None and self._table_retry_key != f"{self._line.run_id}:{code}":
-                self._table_retry_key = f"{self._line.run_id}:{code}"  # once per code
-                self.read_bill_table()
-                bill = self._line.bills.get(code)
+            bill = self._view.bills.get(code)
+            if bill is None and self._table_retry_key != f"{self._view.run_id}:{code}":
+                self._table_retry_key = f"{self._view.run_id}:{code}"  # once per code
+                yield from self.read_bill_table()
+                bill = self._view.bills.get(code)
             expected = self._stacking
             if bill is not None and expected is not None and expected != bill:
                 log.warning("VEND VALID names %s, STACK was sent for %s; trusting the unit",
@@ -453,13 +423,13 @@ class Id003Protocol:
             return StackOrigin.POWER_UP
         return StackOrigin.REQUESTED if self._stack_sent else StackOrigin.UNREQUESTED
 
-    def _on_vend_valid(self, reply: StatusReply) -> bool:
+    def _on_vend_valid(self, reply: StatusReply) -> Effects[bool]:
         """Offer the credit; True when the reply may be ACKed (the listener committed it)."""
-        self._line.record_state(reply.code, reply.data)
+        yield fx.RecordState(reply.code, reply.data)
         origin = self._vend_origin()
-        bill = self._vend_bill(reply, origin)
+        bill = yield from self._vend_bill(reply, origin)
         if bill is None and origin is not StackOrigin.POWER_UP:
-            self._line.set_status(
+            yield fx.SetStatus(
                 AcceptorStatus.FAILURE,
                 f"{describe(reply.code, reply.data)} for a bill this driver cannot name; "
                 "not acknowledged",
@@ -468,18 +438,18 @@ class Id003Protocol:
         if bill is None:
             log.warning("VEND VALID after power up with bill in stacker, no escrow code and "
                         "no STACK outstanding: reporting a bill of unknown value")
-        if not self._line.stuck_reported:
-            self._line.set_status(AcceptorStatus.ACCEPTING, describe(reply.code, reply.data))
-        return self._credit(bill, origin)
+        if not self._view.stuck_reported:
+            yield fx.SetStatus(AcceptorStatus.ACCEPTING, describe(reply.code, reply.data))
+        return (yield from self._credit(bill, origin))
 
-    def _credit(self, bill: Bill | None, origin: StackOrigin) -> bool:
+    def _credit(self, bill: Bill | None, origin: StackOrigin) -> Effects[bool]:
         event = self._edge.vend_valid(bill, self._model_token(), origin)
         stacked = StackedBill(event.bill, event.key, event.origin, self._bills_currency())
-        if not self._line.offer_credit(stacked):
+        if not (yield fx.Credit(stacked)):
             return False
         self._stack_sent = False
         self._stacking = None
-        self._line.clear_escrow()
+        yield fx.ClearEscrow()
         if self._powerup == Status.POWER_UP_BILL_IN_STACKER:
             self._powerup = None  # resolved by the replayed VEND VALID
         self._recovery_pending = False
@@ -488,9 +458,9 @@ class Id003Protocol:
 
     def _bills_currency(self) -> str:
         """The currency of the bills this unit takes ("" if unknown or mixed)."""
-        if self._line.currency is not None:
-            return self._line.currency
-        currencies = {b.currency for b in self._line.bills.values()}
+        if self._view.currency is not None:
+            return self._view.currency
+        currencies = {b.currency for b in self._view.bills.values()}
         return currencies.pop() if len(currencies) == 1 else ""
 
     def _note_power_up(self, code: Status, in_path: Bill | None) -> None:
@@ -502,15 +472,15 @@ class Id003Protocol:
             self._recovery_pending = True
         self._stacking = None
 
-    def settle_power_up(self) -> None:
+    def settle_power_up(self) -> Effects[None]:
         """Resolve a power-up with a bill inside once the unit has settled after RESET."""
         code, bill = self._powerup, self._powerup_bill
-        if code is None or self._line.state_code not in SETTLED_STATES:
+        if code is None or self._view.state_code not in SETTLED_STATES:
             return
         if code == Status.POWER_UP_BILL_IN_ACCEPTOR:
             log.info("power up with bill in acceptor: %s returned by the reset [U]", bill)
             if bill is not None:
-                self._line.notify("on_returned", lambda lst: lst.on_returned(bill))
+                yield fx.Returned(bill)
             self._marker.close()
         elif code == Status.POWER_UP_BILL_IN_STACKER and self._recovery_pending:
             if bill is None and self._edge.current is not None:
@@ -524,7 +494,7 @@ class Id003Protocol:
                 else:
                     log.warning("power up with bill in stacker and no VEND VALID after it "
                                 "(power recovery off or unsupported): crediting %s", bill)
-                if not self._credit(bill, StackOrigin.POWER_UP):
+                if not (yield from self._credit(bill, StackOrigin.POWER_UP)):
                     return  # the listener failed: try again on the next loop
         self._powerup = None
         self._powerup_bill = None
@@ -537,7 +507,7 @@ class Id003Protocol:
                 else f"escrow code {esc.code!r}, not in the currency table")
         log.warning("%s in escrow; returning", what)
 
-    def send_decision(self, esc: Escrow, decision: EscrowDecision) -> None:
+    def send_decision(self, esc: Escrow, decision: EscrowDecision) -> Effects[None]:
         if decision is EscrowDecision.STACK and esc.bill is not None:
             # Before sending: the reply may be lost after the unit took it (M6).
             if self._stacking != esc.bill or not self._stack_sent:
@@ -550,7 +520,7 @@ class Id003Protocol:
             command = Command.HOLD
         else:
             command = Command.RETURN
-        reply = self._line.request(command)
+        reply = yield fx.Send(command)
         if not isinstance(reply, AckReply):
             log.warning("%s (0x%02X) answered with %r", decision.value, command,
                         reply)
@@ -558,8 +528,8 @@ class Id003Protocol:
     # -- line thread: timers -------------------------------------------------------------
 
     def next_poll_delay(self) -> float:
-        moving = self._line.state_code in IN_BILL_PATH
-        return self._line.timing.active_poll_s if moving else self._line.timing.poll_s
+        moving = self._view.state_code in IN_BILL_PATH
+        return self._view.timing.active_poll_s if moving else self._view.timing.poll_s
 
     def describe(self, code: int, data: bytes) -> str:
         return describe(code, data)
@@ -569,11 +539,10 @@ def check_id003_profile(profile: Profile) -> Profile:
     return check_acceptor_profile(profile, PROTOCOL)
 
 
-def _candidate_timing(profile: Profile) -> Id003Timing:
-    """An auto profile's timing, once its kind, [timing] and [id003] are known to be good."""
-    timing = Id003Timing.from_profile(check_id003_profile(profile))
-    Id003Settings.from_profile(profile)
-    return timing
+def _check_candidate(profile: Profile) -> Profile:
+    """An ID-003 acceptor profile whose [id003] settings are good too."""
+    Id003Settings.from_profile(check_id003_profile(profile))
+    return profile
 
 
 def _echoed(reply: Reply, command: int, data: bytes) -> bool:

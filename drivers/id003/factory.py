@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drivers.acceptor_profiles import KIND, named_profile, protocol_profiles, starting_profiles
+from drivers.acceptor_profiles import (
+    FRAME_LOG_NAME,
+    KIND,
+    configured,
+    named_profile,
+    protocol_profiles,
+)
 from drivers.id003.device import LABEL, PROTOCOL, Id003Acceptor
 from drivers.profiles import DEFAULT_DIR, Profile
 
 __all__ = ["BILL_TABLE_CACHE_NAME", "FRAME_LOG_NAME", "KIND", "STACK_MARKER_NAME",
            "acceptor_profile", "build_id003_acceptor", "id003_profiles"]
 
-FRAME_LOG_NAME = "acceptor-frames.log"
 BILL_TABLE_CACHE_NAME = "acceptor-id003-currency.json"
 """Not the CCNET cache's name: a terminal switched between protocols must not read the
 other protocol's bill types as escrow codes."""
@@ -44,14 +49,9 @@ def build_id003_acceptor(
     """`state_dir` holds the currency-table cache and the stack marker (defaults to
     `log_dir`); `currency` is the terminal's (a table without one note of it makes the
     unit unusable); see Id003Acceptor."""
-    base, auto = starting_profiles(profile, PROTOCOL, LABEL, directory)
+    base, options = configured(profile, PROTOCOL, LABEL, log_dir=log_dir, state_dir=state_dir,
+                               cache_name=BILL_TABLE_CACHE_NAME, currency=currency,
+                               directory=directory)
     state = state_dir or log_dir
-    return Id003Acceptor(
-        port,
-        base,
-        auto_profiles=auto,
-        frame_log_path=log_dir / FRAME_LOG_NAME if log_dir is not None else None,
-        bill_table_cache=state / BILL_TABLE_CACHE_NAME if state is not None else None,
-        stack_marker=state / STACK_MARKER_NAME if state is not None else None,
-        currency=currency,
-    )
+    marker = state / STACK_MARKER_NAME if state is not None else None
+    return Id003Acceptor(port, base, stack_marker=marker, **options)
