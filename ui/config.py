@@ -12,9 +12,13 @@ from __future__ import annotations
 import argparse
 import math
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+# The one reader of outside tables; a pure module that imports nothing of the project
+# (setup.cfg lets ui.config, and only it, use it: it is not a way to the core).
+from drivers.fieldspec import Field, Invalid, Table
 
 LANGS = ("ru", "en")
 CORNERS = ("top-left", "top-right")
@@ -157,7 +161,31 @@ class UiConfig:
                 raise UiConfigError(f"{name} must be > 0")
 
 
-_TOML_KEYS = {f.name for f in fields(UiConfig)} - {"report"}
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+_SECONDS = Field(float, what="a number of seconds > 0", check=_positive)
+# The [ui] table of --ui-config, read the way every outside table is read
+# (drivers/fieldspec.py): types, ranges and choices per key, unknown keys refused, the
+# dotted path in every refusal. Absent keys keep UiConfig's defaults.
+_TOML_SPEC: dict[str, Field] = {
+    "socket": Field(str, what="a path"),
+    "fallback_phone": Field(str),
+    "terminal_id": Field(str),
+    "dpi": Field(float, what=f"the screen's real DPI, {MIN_DPI:g}..{MAX_DPI:g}",
+                 lo=MIN_DPI, hi=MAX_DPI),
+    "diagonal_in": Field(float, what=f"the panel's diagonal in inches, "
+                         f"{MIN_DIAG:g}..{MAX_DIAG:g}", lo=MIN_DIAG, hi=MAX_DIAG),
+    "width": Field(int, what="a width in pixels > 0", lo=1),
+    "height": Field(int, what="a height in pixels > 0", lo=1),
+    "fullscreen": Field(bool),
+    "lang": Field(str, choices=LANGS),
+    "gesture": Field(str, what="CORNER:taps|hold:NUMBER, e.g. top-left:taps:5"),
+    "tech_idle_s": _SECONDS,
+    "check_idle_s": _SECONDS,
+    "retry_s": _SECONDS,
+}
 _PANEL_KEYS = {"dpi": "diagonal_in", "diagonal_in": "dpi"}  # two ways to say one thing
 
 
@@ -166,15 +194,19 @@ def _from_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UiConfigError(f"{path}: {exc}") from exc
-    table = data.get("ui", {})
-    unknown = sorted(set(table) - _TOML_KEYS)
-    if unknown:
-        raise UiConfigError(f"{path}: key 'ui.{unknown[0]}' is not a known setting")
-    out: dict[str, Any] = dict(table)
+    out: dict[str, Any] = {}
+    try:
+        table = Table(data.get("ui", {}), "ui")
+        for key, field in _TOML_SPEC.items():
+            if key in table:
+                out[key] = table.get(key, field)
+        table.finish()
+    except Invalid as exc:
+        raise UiConfigError(f"{path}: {exc}") from exc
     if "socket" in out:
         out["socket"] = Path(out["socket"])
     if "gesture" in out:
-        out["gesture"] = Gesture.parse(str(out["gesture"]))
+        out["gesture"] = Gesture.parse(out["gesture"])
     return out
 
 

@@ -122,3 +122,25 @@ def test_layout_zoom_keeps_targets_at_15_mm(window):
     assert theme.MIN_SCALE < by_name[("1024x768", 15.0)] < 1.0
     # a 10.4" 800x600 (96 DPI) is below what 15 mm targets allow: the UI logs it
     assert theme.too_small(800, 600, 96.0)
+
+
+def test_the_ui_table_is_read_with_types_ranges_and_paths(tmp_path) -> None:
+    """The [ui] table goes through the shared reader (drivers/fieldspec.py): a wrong type
+    or value names its dotted key instead of surfacing later as a crash in Kivy."""
+    f = tmp_path / "ui.toml"
+    for body, words in [
+        ('[ui]\nwidth = "wide"\n', r"key 'ui\.width' must be a width in pixels > 0"),
+        ("[ui]\nheight = 0\n", r"key 'ui\.height' must be a height in pixels > 0"),
+        ("[ui]\nfullscreen = 1\n", r"key 'ui\.fullscreen' must be"),
+        ('[ui]\nlang = "de"\n', r"key 'ui\.lang' must be one of ru, en"),
+        ("[ui]\nretry_s = 0\n", r"key 'ui\.retry_s' must be a number of seconds > 0"),
+        ("[ui]\ndpi = 10\n", r"key 'ui\.dpi' must be the screen's real DPI"),
+        ("ui = 3\n", r"key 'ui' must be a table"),
+    ]:
+        f.write_text(body, encoding="utf-8")
+        with pytest.raises(UiConfigError, match=words):
+            parse_args(["--ui-config", str(f)])
+    f.write_text('[ui]\nwidth = 1024\nheight = 768\nretry_s = 2\nlang = "en"\n',
+                 encoding="utf-8")
+    cfg = parse_args(["--ui-config", str(f)])
+    assert (cfg.width, cfg.height, cfg.retry_s, cfg.lang) == (1024, 768, 2.0, "en")
