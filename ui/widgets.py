@@ -66,12 +66,24 @@ class Text(Label):
             self.bind(height=self._reset)
         self._on_box()
 
+    def _avail(self) -> float:
+        return max(1.0, self.width - 2 * mm(self.hpad_mm))
+
     def _on_box(self, *_: Any) -> None:
-        self.text_size = (max(1.0, self.width - 2 * mm(self.hpad_mm)), None)
         self._reset()
 
     def _reset(self, *_: Any) -> None:
-        """Start again from the design size (the box or the text changed)."""
+        """Start again from the design size (the box or the text changed).
+
+        A centred text is first drawn at its own width (text_size None): its texture is
+        as wide as the words, not as the box, which is most of the UI's memory on a
+        software-GL panel (docs/ui.md, "Memory"). Only a text that does not fit on one
+        line is drawn at the box's width, to wrap."""
+        avail = self._avail()
+        if self.halign == "center":
+            self.text_size = (None, None)
+        else:  # left/right alignment needs the box's width to align in
+            self.text_size = (avail, None)
         target = mm(self.font_mm)
         if abs(self.font_size - target) > 0.01:
             self.font_size = target  # a new texture follows, then _fit
@@ -83,9 +95,13 @@ class Text(Label):
         return tw <= self.width + 0.5 and (self.flow or th <= self.height + 0.5)
 
     def _fit(self, *_: Any) -> None:
+        avail = self._avail()
+        if self.text_size[0] is None and self.texture_size[0] > avail + 0.5:
+            self.text_size = (avail, None)  # one line is too long: wrap it in the box
+            return  # the wrapped texture comes back here
         if self.flow:
             self.height = self.texture_size[1] + mm(1)
-        if self.fits() and self.texture_size[0] <= (self.text_size[0] or self.width) + 0.5:
+        if self.fits() and self.texture_size[0] <= avail + 0.5:
             return
         smallest = mm(self.font_mm) * self.min_scale
         if self.font_size > smallest + 0.5:
