@@ -8,6 +8,8 @@ make the repeats no-ops). Each worker has a clean session: a killed worker leave
 nothing behind at the broker, and the records it had not acknowledged are sent again by
 their terminals (the outbox resends after `resend_after_s`), to whichever worker the
 broker picks then.
+On MQTT 3.1.1 (a NATS cluster) there is no `$share`: every worker takes every message
+(the database de-duplicates) or its `--partition K/N` of the terminals (docs/fleet.md).
 
 The worker's health is `ok` or `degraded` (the database is unreachable: the batch in
 hand waits for it, nothing is acknowledged). It is logged as a health line every
