@@ -98,6 +98,12 @@ LINK_TEXTS: dict[str, tuple[str, str]] = {
         "the broker refused the connection",
         "брокер отказал в соединении",
     ),
+    "subscribe_refused": (
+        "the broker refused a subscription: a cluster node that cannot reach its storage "
+        "(JetStream), or the ACL; reconnecting",
+        "брокер отказал в подписке: узел кластера без доступа к хранилищу (JetStream) или "
+        "ACL; переподключение",
+    ),
     "lost": (
         "the connection to the broker was lost; reconnecting",
         "связь с брокером потеряна; переподключение",
@@ -269,7 +275,7 @@ class Connection:
         # each client starts at its own node: a fleet spreads over a cluster
         self._endpoint_index = zlib.crc32(settings.client_id.encode()) % len(self.endpoints)
         self._attempt_problem: tuple[str, str] | None = None  # set by a refused CONNACK
-        self._logged_problem: tuple[str, str] | None = None
+        self._logged_problems: set[tuple[str, str]] = set()  # since the last CONNACK
         self._link = LinkStatus("connecting", str(self.endpoint), protocol=settings.protocol,
                                 since_ms=_now_ms())
 
@@ -479,22 +485,22 @@ class Connection:
         self.stats.last_error = f"{code}: {detail}"
         self._set_link("down", code, detail)
         key = (code, ep)
-        if key == self._logged_problem:
+        if key in self._logged_problems:  # cycling through a cluster's nodes: once each
             log.debug("%s: %s at %s again: %s", self.name, code, ep, detail)
             return
-        self._logged_problem = key
+        self._logged_problems.add(key)
         text = self._link.text("en")
-        level = logging.INFO if code in ("unreachable", "lost") else logging.ERROR
+        level = logging.WARNING if code in ("unreachable", "lost") else logging.ERROR
         log.log(level, "%s: MQTT link DOWN (%s) at %s: %s [%s]; payments stay queued in "
                 "the ledger", self.name, code, ep, text, detail)
 
     def _lost(self, reason: str) -> None:
         client, self._client = self._client, None
         was_connected = self._connected.is_set()
-        if was_connected:
-            self._problem("lost", reason)
-        elif self._attempt_problem is not None:
+        if self._attempt_problem is not None:
             self._problem(*self._attempt_problem)
+        elif was_connected:
+            self._problem("lost", reason)
         elif not self._stop.is_set():
             self._problem("no_connack", reason)
         self._next_endpoint()
@@ -509,7 +515,6 @@ class Connection:
         # Publishes queued while the connection was going: fail them (the caller resends).
         self._fail_queued("not connected")
         if was_connected:
-            log.warning("%s: %s", self.name, reason)
             try:
                 self.handler.on_disconnected(reason)
             except Exception:
@@ -604,9 +609,8 @@ class Connection:
             return
         self.generation += 1
         self.stats.connects += 1
-        self.backoff.reset()
-        self._logged_problem = None
-        self._set_link("connected")
+        if not self.settings.subscriptions:
+            self._healthy()
         if not self.settings.v5 and self.settings.subscriptions:
             # 3.1.1: no subscription options (docs/mqtt.md, "Protocol levels")
             client.subscribe([(sub.topic, sub.qos) for sub in self.settings.subscriptions])
@@ -649,7 +653,20 @@ class Connection:
                       reason_codes: list[ReasonCode], properties: Properties | None) -> None:
         bad = [str(rc) for rc in reason_codes if rc.is_failure]
         if bad:
-            log.warning("%s: subscription refused: %s", self.name, ", ".join(bad))
+            # Without its subscriptions the session is useless (no acks, no commands; a
+            # desk would take nothing): drop it and reconnect, to the next node if any.
+            self._attempt_problem = ("subscribe_refused", f"SUBACK {', '.join(bad)}")
+            self._lost_flag = True
+        else:
+            self._healthy()
+
+    def _healthy(self) -> None:
+        """Connected and subscribed: the backoff and the logged problems start afresh
+        (not at CONNACK: a node that accepts and then refuses every subscription would
+        otherwise be retried at once, forever, with a line each time)."""
+        self.backoff.reset()
+        self._logged_problems.clear()
+        self._set_link("connected")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         props = getattr(message, "properties", None)

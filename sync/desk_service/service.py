@@ -62,6 +62,7 @@ def status_of(desk: Any, interval_s: float) -> dict[str, Any]:
         "pid": os.getpid(),
         "client_id": desk.conn.settings.client_id,
         "broker_connected": desk.conn.connected,
+        "broker_link": desk.conn.link.as_dict(),
         "database": desk.store.dialect,
         "updated_ms": int(time.time() * 1000),
         "interval_s": interval_s,
@@ -75,7 +76,11 @@ def health_line(status: dict[str, Any]) -> str:
     head = f"desk health: {status['state'].upper()}"
     if status["state"] != "ok":
         head += f" since {status['since_ms']} ({status['error']}; {status['held']} held)"
-    return (f"{head} broker={'up' if status['broker_connected'] else 'DOWN'} "
+    broker = "up" if status["broker_connected"] else "DOWN"
+    link = status.get("broker_link") or {}
+    if not status["broker_connected"] and link.get("problem"):
+        broker += f" ({link['problem']} at {link.get('endpoint')})"
+    return (f"{head} broker={broker} "
             f"db={status['database']} messages={status['messages']} "
             f"payments={status['new_payments']} duplicates={status['duplicates']} "
             f"acks={status['acks_sent']} quarantined={status['quarantined']} "

@@ -217,3 +217,35 @@ def _dead_port() -> int:
     from tests.sync.broker import free_port
 
     return free_port()  # nothing listens there
+
+
+class _Quiet:
+    def on_connected(self, connection_id: str, session_present: bool) -> None: ...
+    def on_disconnected(self, reason: str) -> None: ...
+    def on_message(self, msg: object) -> None: ...
+    def on_published(self, tag: object, ok: bool, reason: str) -> None: ...
+
+
+@pytest.mark.slow
+def test_a_refused_subscription_drops_the_session_with_one_line_and_backs_off(cluster, caplog):
+    """NATS refuses a topic filter with a '.' (and any subscription while its JetStream
+    cannot create the consumer): a session without its subscriptions would never get an
+    ack, so it is dropped and made again, with backoff, and said once."""
+    from sync.connection import Connection, ConnSettings, Subscription
+
+    caplog.set_level(logging.INFO, logger="sync.connection")
+    node = cluster.nodes[2]
+    conn = Connection(ConnSettings("127.0.0.1", node.mqtt_port, "SUBREFUSED",
+                                   protocol="3.1.1", reconnect_min_s=0.2, reconnect_max_s=0.4,
+                                   subscriptions=(Subscription("kiosk/v1/a.b/ack"),)),
+                      _Quiet())
+    conn.start()
+    try:
+        wait_for(lambda: conn.stats.connects >= 3, 30, "several sessions")
+        assert (conn.link.state, conn.link.problem) == ("down", "subscribe_refused") or \
+            conn.link.problem == "subscribe_refused", conn.link
+        lines = [r for r in caplog.records if "subscribe_refused" in r.getMessage()]
+        assert len(lines) == 1 and lines[0].levelno == logging.ERROR, lines
+        assert conn.backoff.attempt >= 2  # not reset by the CONNACK: it backs off
+    finally:
+        conn.stop()

@@ -39,7 +39,7 @@ def test_mqtt_311_carries_payments_acks_and_commands(broker, desk_key, tmp_path)
     try:
         assert desk.share_group is None  # 3.1.1: every worker takes every message
         wait_for(lambda: t.agent.conn.connected and desk.conn.connected, 10, "connected")
-        assert t.agent.link_status().state == "connected"
+        wait_for(lambda: t.agent.link_status().state == "connected", 10, "subscribed")
         pid = t.pay(500)
         wait_for(lambda: [p["payment_id"] for p in desk.store.payments()] == [pid], 10,
                  "the payment at the desk")
@@ -146,3 +146,60 @@ def test_tls_mosquitto_killed_and_restarted_mid_drain_loses_and_duplicates_nothi
         for t in terms:
             t.stop()
         kb.broker.stop()
+
+
+def test_partitioned_desk_workers_on_311_split_the_terminals(broker, desk_key, tmp_path):
+    """No shared subscriptions on 3.1.1: with --partition K/N each worker stores and
+    acknowledges only its terminals; together they take every payment once."""
+    import zlib
+
+    ids = ["PA1", "PA2", "PA3", "PA4", "PA5", "PA6"]
+    assert {zlib.crc32(i.encode()) % 2 for i in ids} == {0, 1}  # both partitions used
+    terms = [live_terminal(tmp_path / i, i, mqtt_config(broker.port, desk_key,
+                                                        protocol="3.1.1")) for i in ids]
+    keys = {i: terminal_public_key(t.config) for i, t in zip(ids, terms, strict=True)}
+    db = tmp_path / "desk.sqlite"
+    desks = [make_desk(broker, desk_key, keys, db, client_id=f"desk-p{k}", protocol="3.1.1",
+                       share_group="kiosk-desk", persistent=False, partition=(k, 2)).start()
+             for k in (0, 1)]
+    try:
+        wait_for(lambda: all(d.conn.connected for d in desks)
+                 and all(t.agent.conn.connected for t in terms), 10, "connected")
+        paid = {(i, t.pay(500)) for i, t in zip(ids, terms, strict=True)}
+        wait_for(lambda: {(p["terminal_id"], p["payment_id"]) for p in desks[0].store.payments()}
+                 == paid, 15, "every payment at the desk")
+        wait_for(lambda: all(_unacked(t) == 0 for t in terms), 15, "every outbox empty")
+        for k, d in enumerate(desks):
+            mine = [i for i in ids if zlib.crc32(i.encode()) % 2 == k]
+            assert d.stats.new_payments == len(mine)  # only its own terminals' records
+            assert d.stats.duplicates == 0
+            assert all(d.mine(i) == (i in mine) for i in ids)
+        with sqlite3.connect(db) as c:
+            assert c.execute("SELECT count(*) FROM payments").fetchone()[0] == len(ids)
+    finally:
+        for d in desks:
+            d.stop()
+        for t in terms:
+            t.stop()
+
+
+def test_desk_cluster_options_are_checked():
+    from sync.cli import _endpoints, _partition
+    from sync.connection import Endpoint
+    from sync.desk_service.service import health_line
+    from sync.keys import KeyError_
+
+    assert _partition("") is None and _partition("1/3") == (1, 3)
+    for bad in ("3/3", "a/2", "1", "-1/2"):
+        with pytest.raises(KeyError_, match="K/N"):
+            _partition(bad)
+    assert _endpoints("a:1, [::1]:2,b", 8884) == (
+        Endpoint("a", 1), Endpoint("::1", 2), Endpoint("b", 8884))
+    with pytest.raises(KeyError_, match="--hosts"):
+        _endpoints("a:x", 8884)
+    with pytest.raises(ValueError, match="partition"):
+        Desk("h", 1, None, "k", {}, ":memory:", partition=(2, 2))  # type: ignore[arg-type]
+    status = {"state": "ok", "broker_connected": False, "database": "sqlite", "messages": 0,
+              "new_payments": 0, "duplicates": 0, "acks_sent": 0, "quarantined": 0,
+              "conflicts": 0, "broker_link": {"problem": "no_connack", "endpoint": "n1:8884"}}
+    assert "broker=DOWN (no_connack at n1:8884)" in health_line(status)
