@@ -275,7 +275,7 @@ class Connection:
         # each client starts at its own node: a fleet spreads over a cluster
         self._endpoint_index = zlib.crc32(settings.client_id.encode()) % len(self.endpoints)
         self._attempt_problem: tuple[str, str] | None = None  # set by a refused CONNACK
-        self._logged_problems: set[tuple[str, str]] = set()  # since the last CONNACK
+        self._logged_problems: set[tuple[str, str]] = set()  # since last subscribed
         self._link = LinkStatus("connecting", str(self.endpoint), protocol=settings.protocol,
                                 since_ms=_now_ms())
 
