@@ -94,6 +94,7 @@ NOFILE = 65536
 FD_MARGIN = 100  # the broker's listener, desk consumers, monitor, log, ...
 SAMPLES = 4000  # latency samples a worker reports (uniformly thinned)
 SHARE = "$share/desk/"
+TIMER_BUDGET_S = 0.05  # a worker's timer work per loop turn (paho's TLS handshake blocks)
 
 
 def _n(x: float) -> str:
@@ -508,7 +509,10 @@ class Worker:
                 if ev & select.EPOLLOUT and t.client is c and c.loop_write() != 0:
                     self.lost(t, "write")
             now = time.monotonic()
+            budget_end = now + TIMER_BUDGET_S
             while self.timers and self.timers[0][0] <= now:
+                if time.monotonic() > budget_end:
+                    break  # stdin and sockets first: a TLS connect blocks for its handshake
                 _, _, kind, idx, gen = heapq.heappop(self.timers)
                 t = self.terms[idx]
                 if kind == "connect":
