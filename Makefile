@@ -68,10 +68,13 @@ clean:
 
 # Reliability (issue 9, docs/reliability.md): the long chaos run (>= 1,000 payments with
 # SIGKILLs and broker restarts, ~12 min) and the fleet simulation (5,000+ terminals).
-.PHONY: chaos fleet
+.PHONY: chaos fleet fleet-tls
 
 chaos: setup
 	$(PY) -m tests.chaos chaos
 
 fleet: setup
 	$(PY) -m bench --only fleet
+
+fleet-tls: setup
+	$(PY) -m bench --only fleet_tls

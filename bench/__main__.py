@@ -45,6 +45,7 @@ BENCHMARKS: dict[str, Callable[[Context], BenchResult]] = {
     printer.KEY: printer.run,
     ui.KEY: ui.run,
     fleet.KEY: fleet.run,
+    fleet.TLS_KEY: fleet.run_tls,
     desk.KEY: desk.run,
 }
 DOC = REPO / "docs" / "benchmarks.md"

@@ -75,6 +75,9 @@ from bench.common import (
 
 KEY = "fleet"
 TITLE = "Fleet: simulated terminals against one mosquitto, desk consumers on shared subscriptions"
+TLS_KEY = "fleet_tls"
+TLS_TITLE = ("Fleet over TLS: simulated terminals, each with its own client certificate, "
+             "against one mosquitto on the shipped configuration and ACL")
 TARGET_TERMINALS = 5000
 AIM_TERMINALS = 20_000
 FULL_TERMINALS = 20_000
@@ -91,6 +94,11 @@ NOFILE = 65536
 FD_MARGIN = 100  # the broker's listener, desk consumers, monitor, log, ...
 SAMPLES = 4000  # latency samples a worker reports (uniformly thinned)
 SHARE = "$share/desk/"
+# TLS: paho completes each handshake inside connect(), so a simulator process has one
+# handshake in flight at a time and the fleet's (re)connect pace is the simulator's
+# (client-side ECDHE + certificate checks), not only the broker's: wait longer for it.
+TLS_WAIT_S = 240.0
+TIMER_BUDGET_S = 0.05  # a worker's timer work per loop turn (paho's TLS handshake blocks)
 
 
 def _n(x: float) -> str:
@@ -155,6 +163,7 @@ class _Term:
     seq: int = 0
     pending: dict[int, list[Any]] = field(default_factory=dict)  # seq -> [created, sent, data]
     health_phase: float = 0.0
+    ssl_ctx: Any = None  # TLS: this terminal's own client certificate (CN = its id)
 
 
 class Worker:
@@ -194,6 +203,8 @@ class Worker:
             t.backoff = Backoff(1.0, 60.0, rng=self.rng.uniform)
             t.health_phase = self.rng.random()
             self.terms.append(t)
+        if cfg.get("tls"):
+            _terminal_tls(self.terms, cfg["tls"])
         self._stdin = sys.stdin.fileno()
         os.set_blocking(self._stdin, False)
         self.ep.register(self._stdin, select.EPOLLIN)
@@ -216,6 +227,8 @@ class Worker:
         c.suppress_exceptions = True
         c.connect_timeout = 5.0
         c.max_inflight_messages_set(40)
+        if t.ssl_ctx is not None:
+            c.tls_set_context(t.ssl_ctx)
         t.connection_id = f"{self.rng.getrandbits(64):016x}"
         will = json.dumps({"v": 1, "terminal_id": t.tid, "state": "offline", "reason": "lost",
                            "connection_id": t.connection_id, "at_ms": int(time.time() * 1000),
@@ -247,7 +260,7 @@ class Worker:
             c.connect("127.0.0.1", self.port, keepalive=KEEPALIVE_S,
                       bind_address=self.binds[t.idx % len(self.binds)], clean_start=False,
                       properties=props)
-        except OSError:
+        except (OSError, ValueError):  # ssl.SSLError is an OSError; a bad certificate a ValueError
             self.stats["connect_refused"] += 1
             self._drop(t)
             self.at(time.monotonic() + t.backoff.next_delay(), "connect", t.idx)
@@ -500,7 +513,10 @@ class Worker:
                 if ev & select.EPOLLOUT and t.client is c and c.loop_write() != 0:
                     self.lost(t, "write")
             now = time.monotonic()
+            budget_end = now + TIMER_BUDGET_S
             while self.timers and self.timers[0][0] <= now:
+                if time.monotonic() > budget_end:
+                    break  # stdin and sockets first: a TLS connect blocks for its handshake
                 _, _, kind, idx, gen = heapq.heappop(self.timers)
                 t = self.terms[idx]
                 if kind == "connect":
@@ -567,6 +583,45 @@ class Worker:
 # == the desk consumers: sync.desk.Desk on shared subscriptions ========================
 
 
+def tls_kit(folder: Path, port: int, desk_port: int) -> dict[str, str]:
+    """The broker kit (`kiosk broker-kit init`: CAs, server certificate, the shipped
+    kiosk.conf and ACL) and one desk certificate; terminals make their own certificates
+    from the kit's terminal CA in their worker process (setup, before any clock)."""
+    from sync import broker_kit
+
+    kit = broker_kit.init(folder / "kit", "127.0.0.1", port, desk_port, bind="127.0.0.1",
+                          days=30)
+    desk_pem, desk_key_path = broker_kit.desk_cert(kit, folder / "desk-tls")
+    # the bench's $SYS monitor connects as the desk: let that identity read $SYS too
+    with open(kit.acl, "a", encoding="utf-8") as acl:
+        acl.write(f"\nuser {broker_kit.DESK_IDENTITY}\ntopic read $SYS/#\n")
+    return {"kit": str(kit.dir), "ca": str(kit.terminal_ca), "desk_cert": str(desk_pem),
+            "desk_key": str(desk_key_path), "certs": str(folder / "certs")}
+
+
+def _terminal_tls(terms: list[_Term], tls: dict[str, str]) -> None:
+    """Each terminal its own key and certificate (CN = terminal id, signed by the kit's
+    terminal CA) and its own SSL context, as a real terminal has."""
+    import ssl
+
+    from sync import broker_kit
+    from sync.keys import issue, make_csr, pem, write_tls_key
+
+    kit = broker_kit.Kit(Path(tls["kit"]))
+    ca_key, ca_cert = broker_kit._load_ca(kit, desk=False)
+    out = Path(tls["certs"])
+    out.mkdir(parents=True, exist_ok=True)
+    for t in terms:
+        key_path, cert_path = out / f"{t.tid}.key", out / f"{t.tid}.pem"
+        key = write_tls_key(key_path)
+        cert = issue(ca_key, ca_cert, make_csr(key, t.tid), days=30)
+        cert_path.write_bytes(pem(cert))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(tls["ca"])
+        ctx.load_cert_chain(str(cert_path), str(key_path))
+        t.ssl_ctx = ctx
+
+
 def desk_main(cfg: dict[str, Any]) -> None:
     import dataclasses
 
@@ -578,8 +633,12 @@ def desk_main(cfg: dict[str, Any]) -> None:
     key = desk_key()
     ids = _fleet_ids(int(cfg["terminals"]))
     pubs = {tid: terminal_key(tid).public_key() for tid in ids}
-    desk = Desk("127.0.0.1", int(cfg["port"]), key, key_id("desk", key.public_key()), pubs,
-                Path(cfg["db"]), client_id=cfg["client_id"], reconnect_min_s=1.0)
+    tls = cfg.get("tls")
+    desk = Desk("127.0.0.1", int(cfg["desk_port"] if tls else cfg["port"]), key,
+                key_id("desk", key.public_key()), pubs, Path(cfg["db"]),
+                client_id=cfg["client_id"], reconnect_min_s=1.0,
+                tls=(Path(tls["ca"]), Path(tls["desk_cert"]), Path(tls["desk_key"]))
+                if tls else None)
     shared = tuple(Subscription(SHARE + topics.desk_filter(leaf), 1)
                    for leaf in (topics.PAYMENTS, topics.EVENTS, topics.STATE, topics.HEALTH))
     desk.conn.settings = dataclasses.replace(desk.conn.settings, subscriptions=shared)
@@ -651,11 +710,13 @@ class Proc:
 
 
 class Broker:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, tls: bool = False) -> None:
         self.folder = folder
         self.port = _free_port()
+        self.desk_port = _free_port()
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.tls = tls_kit(folder, self.port, self.desk_port) if tls else None
 
     def start(self) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -663,10 +724,16 @@ class Broker:
             raise BenchError("mosquitto is not installed (scripts/system-deps.sh installs it)")
         conf = self.folder / "mosquitto.conf"
         user = "user root\n" if os.geteuid() == 0 else ""
-        conf.write_text(
-            f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_connections -1\nmax_queued_messages 1000\nsys_interval 1\n"
-            "set_tcp_nodelay true\n", encoding="utf-8")
+        if self.tls is None:
+            conf.write_text(
+                f"{user}listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                "persistence false\nmax_connections -1\nmax_queued_messages 1000\n"
+                "sys_interval 1\nset_tcp_nodelay true\n", encoding="utf-8")
+        else:  # the shipped kiosk.conf and ACL as `kiosk broker-kit init` wrote them
+            shipped = (Path(self.tls["kit"]) / "kiosk.conf").read_text(encoding="utf-8")
+            conf.write_text(
+                f"{user}persistence false\nmax_connections -1\nsys_interval 1\n"
+                f"set_tcp_nodelay true\n{shipped}", encoding="utf-8")
         self.starts += 1
         log = open(self.folder / f"mosquitto-{self.starts}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([exe, "-c", str(conf)], stdout=log, stderr=log,
@@ -726,7 +793,7 @@ class SysMonitor:
     WANT = ("$SYS/broker/messages/received", "$SYS/broker/messages/sent",
             "$SYS/broker/clients/connected")
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, tls: dict[str, str] | None = None) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -734,6 +801,9 @@ class SysMonitor:
         self.lock = threading.Lock()
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="fleet-sys",
                              protocol=mqtt.MQTTv5)
+        if tls is not None:  # as the desk identity, on the desk listener
+            self.c.tls_set(ca_certs=tls["ca"], certfile=tls["desk_cert"],
+                           keyfile=tls["desk_key"])
         self.c.on_message = self._on_message
         self.c.on_connect = lambda c, *_: c.subscribe([(t, 0) for t in self.WANT])
         self.c.reconnect_delay_set(1, 2)
@@ -853,17 +923,21 @@ def _sum(stats: list[dict[str, Any]], key: str) -> int:
     return sum(int(s["stats"].get(key, 0)) for s in stats)
 
 
-def run_fleet(n: int, quick: bool, folder: Path, log: bool = True) -> BenchResult:
+def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = False
+              ) -> BenchResult:
     _raise_nofile()
     n_workers = max(1, min(4, (n + 2499) // 2500))
     ids = _fleet_ids(n)
-    broker = Broker(folder)
+    broker = Broker(folder, tls=tls)
     broker.start()
     from sync.keys import key_id, public_b64
 
     dk = desk_key()
-    common = {"port": broker.port, "desk_kid": key_id("desk", dk.public_key()),
+    common: dict[str, Any] = {
+              "port": broker.port, "desk_port": broker.desk_port, "tls": broker.tls,
+              "desk_kid": key_id("desk", dk.public_key()),
               "desk_pub": public_b64(dk.public_key())}
+    sys_port = broker.desk_port if tls else broker.port
     binds = [f"127.0.0.{i}" for i in range(2, 10)]
     run = FleetRun(n, [], [], broker)
     say = print if log else (lambda *_a, **_k: None)
@@ -883,8 +957,11 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True) -> BenchResul
                    "binds": binds}
             run.workers.append(Proc([PYTHON, "-m", "bench.fleet", "worker", json.dumps(cfg)],
                                     f"worker-{i}"))
-        run.worker_stats()  # every worker built its terminals (keys derived)
-        run.sysmon = SysMonitor(broker.port)
+        for w in run.workers:  # every worker built its terminals (keys, certificates)
+            w.send({"op": "stats", "samples": False})
+        for w in run.workers:
+            w.read(600 if tls else 60)
+        run.sysmon = SysMonitor(sys_port, broker.tls)
         setup_s = time.monotonic() - t_setup
         say(f"  fleet: {n} terminals in {n_workers} processes, {DESKS} desk consumers "
             f"(setup {setup_s:.0f} s); broker pid {broker.proc.pid if broker.proc else '?'}, "
@@ -899,7 +976,7 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True) -> BenchResul
                 w.send(obj)
 
         storm = run.measure(
-            "connect storm", jitter + 60,
+            "connect storm", jitter + (TLS_WAIT_S if tls else 60),
             until=lambda st: sum(s["connected"] for s in st) >= n,
             start=lambda: to_all({"op": "connect", "jitter_s": jitter}))
         st = run.worker_stats(samples=True)
@@ -942,9 +1019,9 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True) -> BenchResul
         t_kill = time.monotonic()
         time.sleep(3)
         broker.start()
-        run.sysmon = SysMonitor(broker.port)
+        run.sysmon = SysMonitor(sys_port, broker.tls)
         t_up = time.monotonic()
-        restart = run.measure("broker restart", 120,
+        restart = run.measure("broker restart", TLS_WAIT_S + 60 if tls else 120,
                               until=lambda st: sum(s["connected"] for s in st) >= n)
         st = run.worker_stats(samples=True)
         done = [x for s in st for x in s["reconnect_done"]]
@@ -982,7 +1059,7 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True) -> BenchResul
             f"{sum(d['acks'] for d in desks)}, rejected {sum(d['rejected'] for d in desks)}; "
             f"acks seen twice by terminals {_sum(st, 'ack_repeat')}, acks refused "
             f"{_sum(st, 'ack_rejected')}")
-        result = _result(run, n, quick, made, at_desk, distinct, pending, broker)
+        result = _result(run, n, quick, made, at_desk, distinct, pending, broker, tls)
     finally:
         if run.sysmon is not None:
             run.sysmon.stop()
@@ -993,14 +1070,16 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True) -> BenchResul
 
 
 def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinct: int,
-            pending: int, broker: Broker) -> BenchResult:
+            pending: int, broker: Broker, tls: bool = False) -> BenchResult:
     storm, field_, stress, restart = run.phases[:4]
     ok_fleet = storm.connected_end >= n and restart.connected_end >= n
     exact = made == at_desk == distinct and pending == 0
+    link = ("TLS with a client certificate per terminal, the shipped kiosk.conf and ACL "
+            "(kiosk broker-kit init)" if tls else "no TLS")
     res = BenchResult(
-        KEY, TITLE,
+        TLS_KEY if tls else KEY, TLS_TITLE if tls else TITLE,
         params=(f"{n} terminals in {len(run.workers)} processes, {len(run.desks)} desk "
-                f"consumers on $share/desk/..., loopback, no TLS; field rates: health every "
+                f"consumers on $share/desk/..., loopback, {link}; field rates: health every "
                 f"{HEALTH_S:.0f} s, {PAYMENTS_PER_HOUR:.0f} payments/terminal/h; "
                 f"stress x{STRESS:.0f}"),
     )
@@ -1059,6 +1138,23 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
         f"≈ {_n(per_core_terminals)}", f"{per_term_cost * 1e6:.1f} µ-core per terminal",
         "—", "none (arithmetic on the figures above)", verdict(None)))
     rss_per_conn = storm.extra["rss_kib"] / max(1, storm.connected_end)
+    tls_note = ("over TLS (the handshakes are in the connect storm's and the restart's CPU, "
+                "the per-byte crypto in every phase)" if tls else
+                "no TLS (TLS adds the handshake at every (re)connect and ~symmetric crypto "
+                "per byte: not measured here; `fleet_tls` measures it)")
+    if tls:
+        per_connect_ms = storm.broker_cpu_s / max(1, storm.connected_end) * 1000
+        res.figures.append(Figure(
+            "broker CPU per TLS connect in the storm (handshake, certificate check, CONNECT, "
+            "subscriptions, first state + health)",
+            f"{per_connect_ms:.2f} ms", f"{_n(storm.connected_end)} connects in the storm",
+            "—", "none (measured)", verdict(None)))
+        res.details.append(
+            f"TLS pacing: paho completes each handshake inside connect(), so each of the "
+            f"{len(run.workers)} simulator processes has one handshake in flight at a time; "
+            "the connect storm's and the restart's durations are paced by the simulator's "
+            "CPU (client-side key exchange and certificate checks) as much as by the "
+            "broker's. To size a broker, use its CPU per TLS connect (above).")
     res.details += [
         f"phase {p.name}: {p.seconds:.1f} s; broker {p.broker_cpu_s:.1f} CPU s "
         f"({p.broker_cores * 100:.0f}% of a core); PUBLISH in {_n(p.pub_in / p.seconds)}/s, "
@@ -1081,8 +1177,7 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
         f"{per_term_idle * 1e6:.1f} µ-core per terminal; so {AIM_TERMINALS} terminals ≈ "
         f"{_n(full_pubs)} PUBLISH/s ≈ {full_cores * 100:.0f}% of one core. Assumes cost "
         f"linear in messages and connections (mosquitto is single-threaded: one core is its "
-        f"ceiling), no TLS (TLS adds the handshake at every (re)connect and ~symmetric "
-        f"crypto per byte: not measured), payloads of the sizes here (~1 KB health, ~1 KB "
+        f"ceiling), {tls_note}, payloads of the sizes here (~1 KB health, ~1 KB "
         f"signed payment); one core at that cost per terminal would carry "
         f"≈ {_n(per_core_terminals)} terminals - CPU only: memory (≈ {rss_per_conn:.1f} KiB "
         f"per connection here), open files (one per connection) and TLS come first.",
@@ -1116,6 +1211,16 @@ def fleet_size(quick: bool) -> tuple[int, str]:
     return n, ""
 
 
+def run_tls(ctx: Context) -> BenchResult:
+    """The same fleet over TLS (`make bench`; `python -m bench.fleet --tls`)."""
+    n, why = fleet_size(ctx.quick)
+    with scratch_dir(ctx, "fleet_tls") as folder:
+        result = run_fleet(n, ctx.quick, folder, tls=True)
+    if why:
+        result.details.append(f"fleet size: {why}.")
+    return result
+
+
 def run(ctx: Context) -> BenchResult:
     n, why = fleet_size(ctx.quick)
     with scratch_dir(ctx, "fleet") as folder:
@@ -1137,6 +1242,7 @@ def _main(argv: list[str]) -> int:
                                  description="the fleet benchmark alone, printed, not written")
     ap.add_argument("--terminals", type=int, default=0, help="default: as many as fit")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--tls", action="store_true", help="over TLS (the fleet_tls figure)")
     args = ap.parse_args(argv)
     from bench.common import pick_scratch_base
     from bench.report import print_result
@@ -1144,7 +1250,7 @@ def _main(argv: list[str]) -> int:
     ctx = Context(quick=args.quick, scratch_base=pick_scratch_base())
     if args.terminals:
         os.environ[ENV_TERMINALS] = str(args.terminals)
-    print_result(run(ctx))
+    print_result(run_tls(ctx) if args.tls else run(ctx))
     return 0
 
 

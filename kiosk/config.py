@@ -134,6 +134,34 @@ class MqttConfig:
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
     clock_skew_s: int = 300
+    protocol: str = "5"  # "5" or "3.1.1" (a NATS cluster speaks 3.1.1 only)
+    hosts: tuple[tuple[str, int], ...] = ()  # a cluster's nodes; () = host and port
+
+
+MQTT_PROTOCOLS = ("5", "3.1.1")
+
+
+def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
+    """`host`, `host:port` or `[v6]:port`; ValueError saying why otherwise."""
+    text = text.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"{text!r}: unclosed '['")
+        host, rest = text[1:end], text[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{text!r}: expected ':port' after ']'")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not host or any(c.isspace() for c in host) or "/" in host:
+        raise ValueError(f"{text!r} is not a host name or address")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{text!r}: the port must be 1-65535")
+    return host, int(port_text)
 
 
 @dataclass(frozen=True)
@@ -315,6 +343,26 @@ def _seconds(r: TableReader, key: str, default: float) -> float:
     return float(value)
 
 
+def _hosts(r: TableReader) -> tuple[tuple[str, int], ...]:
+    """`hosts = ["a.example.ru:8883", "b.example.ru:8883"]`: a cluster's nodes."""
+    value = r.get("hosts", list, [], 'a list of "host:port" strings')
+    out = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ConfigError(f'{r.where("hosts")} must be a list of "host:port" strings, '
+                              f"got {item!r}")
+        try:
+            host, port = parse_host_port(item, 0)
+        except ValueError as exc:
+            raise ConfigError(f"{r.where('hosts')}: {exc}") from exc
+        if port == 0:
+            raise ConfigError(f"{r.where('hosts')}: {item!r} needs its port (host:port)")
+        out.append((host, port))
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{r.where('hosts')} names an endpoint twice")
+    return tuple(out)
+
+
 def _mqtt(r: TableReader, base: Path) -> MqttConfig:
     d = MqttConfig()
     keys = r.get("desk_keys", dict, {}, "a table of key id = base64 public key")
@@ -354,7 +402,12 @@ def _mqtt(r: TableReader, base: Path) -> MqttConfig:
         reconnect_min_s=_seconds(r, "reconnect_min_s", d.reconnect_min_s),
         reconnect_max_s=_seconds(r, "reconnect_max_s", d.reconnect_max_s),
         clock_skew_s=r.positive("clock_skew_s", d.clock_skew_s),
+        protocol=r.choice("protocol", MQTT_PROTOCOLS, d.protocol),
+        hosts=_hosts(r),
     )
+    if out.hosts and ("host" in r.table or "port" in r.table):
+        raise ConfigError(f"{r.where('hosts')} replaces mqtt.host and mqtt.port: give one "
+                          "or the other")
     if (out.tls_cert is None) != (out.tls_key is None):
         raise ConfigError(f"{r.where('tls_cert')} and 'mqtt.tls_key' go together")
     if out.tls_cert is not None and out.tls_ca is None:

@@ -14,6 +14,8 @@ declare -A NEED=(
   [chromedriver]=chromium-driver
   # the shipped nginx site in front of the desk page (tests/desk/test_tls_proxy.py)
   [nginx]=nginx
+  # the fleet tests' 3-node broker cluster (tests/sync/nats.py: JetStream + MQTT 3.1.1)
+  [nats-server]=nats-server
   [openssl]=openssl
 )
 missing=()

@@ -29,7 +29,15 @@ from kiosk.ledger import Ledger, LedgerError, LedgerTx
 from kiosk.ledger import desk as desk_ledger
 from sync import topics
 from sync.commands import Command, CommandError, check_fresh, check_seq, parse_command
-from sync.connection import Connection, ConnSettings, Inbound, Subscription, Will
+from sync.connection import (
+    Connection,
+    ConnSettings,
+    Endpoint,
+    Inbound,
+    LinkStatus,
+    Subscription,
+    Will,
+)
 from sync.desk_config import ConfigDoc, ConfigDocError, parse_config_doc
 from sync.drain import Drain
 from sync.ed25519 import PublicKey
@@ -146,6 +154,8 @@ class SyncAgent:
             host=m.host,
             port=m.port,
             client_id=m.client_id or t,
+            protocol=m.protocol,
+            endpoints=tuple(Endpoint(h, p) for h, p in m.hosts),
             keepalive=m.keepalive_s,
             tls_ca=m.tls_ca,
             tls_cert=m.tls_cert,
@@ -185,13 +195,18 @@ class SyncAgent:
         self._worker.start()
         self.conn.start()
         log.info(
-            "sync agent: terminal %s, key %s, broker %s:%s%s",
+            "sync agent: terminal %s, key %s, broker %s, MQTT %s%s",
             self.terminal_id,
             self.kid,
-            self.config.mqtt.host,
-            self.config.mqtt.port,
+            ", ".join(str(e) for e in self.conn.endpoints),
+            self.config.mqtt.protocol,
             " (TLS)" if self.config.mqtt.tls_ca else "",
         )
+
+    def link_status(self) -> LinkStatus:
+        """The broker link as the technician sees it: state, endpoint, why it is down
+        (a stable code and a Russian and English text: LinkStatus.text)."""
+        return self.conn.link
 
     def stop(self) -> None:
         self.engine.unsubscribe(self._on_snapshot)

@@ -99,6 +99,8 @@ def _desk(args: argparse.Namespace, consume: bool, db: Any = None, **kw: Any) ->
     tls = None
     if args.tls_ca:
         tls = (Path(args.tls_ca), Path(args.tls_cert), Path(args.tls_key))
+    endpoints = _endpoints(args.hosts, args.port)
+    partition = _partition(args.partition) if consume else None
 
     def report(terminal: str, leaf: str, value: Any) -> None:
         print(describe(terminal, leaf, value), flush=True)
@@ -116,8 +118,33 @@ def _desk(args: argparse.Namespace, consume: bool, db: Any = None, **kw: Any) ->
         consume=consume,
         persistent=False,  # nothing left at the broker: terminals resend what is unacked
         share_group=SHARE_GROUP if consume else None,
+        protocol=args.protocol,
+        endpoints=endpoints,
+        partition=partition,
         **kw,
     )
+
+
+def _endpoints(hosts: str, default_port: int) -> tuple[Any, ...]:
+    """`--hosts a:8884,b:8884`: a cluster's nodes (the desk listener of each)."""
+    from sync.connection import parse_endpoint
+
+    if not hosts:
+        return ()
+    try:
+        return tuple(parse_endpoint(h, default_port) for h in hosts.split(",") if h.strip())
+    except ValueError as exc:
+        raise KeyError_(f"--hosts: {exc}") from exc
+
+
+def _partition(text: str) -> tuple[int, int] | None:
+    """`--partition K/N`: this worker takes the terminals with crc32(id) % N == K."""
+    if not text:
+        return None
+    k, sep, n = text.partition("/")
+    if not sep or not k.isdigit() or not n.isdigit() or not int(k) < int(n):
+        raise KeyError_(f"--partition {text!r}: give K/N with 0 <= K < N, e.g. 0/3")
+    return int(k), int(n)
 
 
 _reprocess_cmd_id = reprocess_cmd_id  # its former name
@@ -186,6 +213,12 @@ def desk_main(argv: list[str]) -> int:
                     help="the desk's database: a SQLite file or a postgresql:// URL "
                     "(default: $KIOSK_DESK_DB, else %(default)s)")
     ap.add_argument("--client-id", default="", help="default: desk-<op>-<host>-<pid>")
+    ap.add_argument("--protocol", choices=["5", "3.1.1"], default="5",
+                    help="MQTT level; 3.1.1 for a NATS cluster (no shared subscriptions)")
+    ap.add_argument("--hosts", default="",
+                    help="a cluster's nodes, host:port,host:port (replaces --host/--port)")
+    ap.add_argument("--partition", default="",
+                    help="K/N: store only terminals with crc32(id) %% N == K (MQTT 3.1.1)")
     ap.add_argument("--tls-ca")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")

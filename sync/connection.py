@@ -1,4 +1,4 @@
-"""One MQTT v5 session on paho-mqtt 2.x, confined to one network thread.
+"""One MQTT session (v5 or 3.1.1) on paho-mqtt 2.x, confined to one network thread.
 
 - Every paho call happens on this module's own thread ("mqtt-net"): other threads hand
   publishes and manual PUBACKs over through a queue and poke the select loop (paho is not
@@ -6,7 +6,15 @@
 - Callbacks only copy data and call the handler, which must enqueue and return; any
   exception in them is logged, never allowed to kill the loop.
 - Persistent session: a fixed client id, clean_start=False and a Session Expiry Interval,
-  so desk messages published while the terminal is away wait at the broker.
+  so desk messages published while the terminal is away wait at the broker. MQTT 3.1.1
+  (`protocol="3.1.1"`, e.g. a NATS cluster) sends no properties: clean session false, no
+  expiry, no Will delay, no subscription options (docs/mqtt.md, "Protocol levels"); the
+  exactly-once rules rest on the desk's signed acks, which are the same on both levels.
+- Several broker endpoints (a cluster): each terminal starts at its own one (a hash of
+  the client id spreads a fleet over the nodes) and moves to the next after every failed
+  attempt or lost connection, with the same jittered backoff.
+- Why a connection is down is one `LinkStatus` (a stable problem code, the endpoint, the
+  technician's text in Russian and English) and one log line per change, not per retry.
 - Reconnect with full-jitter backoff (sync/backoff.py) on our own schedule; paho's
   reconnect (no jitter) is not used. Each connection is a fresh paho Client: paho's
   in-memory queue is a transport buffer only and is dropped with the connection — the
@@ -24,6 +32,7 @@ import ssl
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,11 +46,107 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from kiosk.config import parse_host_port
 from sync.backoff import Backoff
 
 log = logging.getLogger("sync.connection")
 
 IDLE_LOOP_S = 0.05
+
+PROTOCOL_5 = "5"
+PROTOCOL_311 = "3.1.1"
+PROTOCOLS = (PROTOCOL_5, PROTOCOL_311)
+
+# CONNACK reason codes (MQTT 5 values; paho maps a 3.1.1 return code onto them)
+RC_UNSUPPORTED_PROTOCOL = 0x84
+RC_NOT_AUTHORIZED = (0x86, 0x87, 0x8C)  # bad user name or password, not authorized, bad auth
+RC_UNAVAILABLE = (0x88, 0x89, 0x97)  # server unavailable, server busy, quota exceeded
+
+# Why the link is down: code -> (English, Russian) for the technician and the log.
+LINK_TEXTS: dict[str, tuple[str, str]] = {
+    "protocol_refused": (
+        "the broker refused MQTT {protocol}: set [mqtt] protocol to the level it speaks",
+        "брокер не принимает MQTT {protocol}: укажите в [mqtt] protocol версию, которую он "
+        "понимает",
+    ),
+    "not_authorized": (
+        "the broker refused this terminal's identity (certificate, ACL)",
+        "брокер не принял удостоверение терминала (сертификат, ACL)",
+    ),
+    "server_unavailable": (
+        "the broker is up but not serving (overloaded or cut off from its cluster)",
+        "брокер отвечает, но не обслуживает (перегружен или отрезан от кластера)",
+    ),
+    "no_connack": (
+        "the broker closed the connection without accepting it: a cluster node cut off "
+        "from its cluster, or an overloaded broker",
+        "брокер закрыл соединение, не приняв его: узел отрезан от кластера или перегружен",
+    ),
+    "tls_certificate": (
+        "the broker's certificate does not match [mqtt] tls_ca or the host name",
+        "сертификат брокера не подходит: проверьте [mqtt] tls_ca и имя хоста",
+    ),
+    "tls": (
+        "the TLS handshake with the broker failed (client certificate, TLS settings)",
+        "не удалось установить TLS с брокером (сертификат терминала, настройки TLS)",
+    ),
+    "unreachable": (
+        "no broker answers at this address",
+        "брокер по этому адресу не отвечает",
+    ),
+    "refused": (
+        "the broker refused the connection",
+        "брокер отказал в соединении",
+    ),
+    "subscribe_refused": (
+        "the broker refused a subscription: a cluster node that cannot reach its storage "
+        "(JetStream), or the ACL; reconnecting",
+        "брокер отказал в подписке: узел кластера без доступа к хранилищу (JetStream) или "
+        "ACL; переподключение",
+    ),
+    "lost": (
+        "the connection to the broker was lost; reconnecting",
+        "связь с брокером потеряна; переподключение",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_endpoint(text: str, default_port: int) -> Endpoint:
+    """`host`, `host:port`, `[v6]:port` (kiosk/config.py checks them); ValueError else."""
+    host, port = parse_host_port(text, default_port)
+    return Endpoint(host, port)
+
+
+@dataclass(frozen=True)
+class LinkStatus:
+    """What the technician and the logs see about the broker link."""
+
+    state: str  # "connected", "connecting", "down"
+    endpoint: str
+    problem: str = ""  # a LINK_TEXTS code, "" when none
+    detail: str = ""  # the library's or the broker's own words
+    protocol: str = PROTOCOL_5
+    since_ms: int = 0
+
+    def text(self, lang: str = "en") -> str:
+        if not self.problem:
+            return ""
+        en, ru = LINK_TEXTS.get(self.problem, LINK_TEXTS["refused"])
+        return (ru if lang == "ru" else en).format(protocol=self.protocol)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "endpoint": self.endpoint, "problem": self.problem,
+                "detail": self.detail, "protocol": self.protocol, "since_ms": self.since_ms,
+                "text_en": self.text("en"), "text_ru": self.text("ru")}
 
 
 @dataclass(frozen=True)
@@ -66,6 +171,8 @@ class ConnSettings:
     host: str
     port: int
     client_id: str
+    protocol: str = PROTOCOL_5
+    endpoints: tuple[Endpoint, ...] = ()  # a cluster's nodes; () = (host, port) only
     keepalive: int = 30
     tls_ca: Path | None = None
     tls_cert: Path | None = None
@@ -79,6 +186,13 @@ class ConnSettings:
     max_inflight: int = 100
     connect_timeout_s: float = 10.0
     manual_ack: bool = True
+
+    def all_endpoints(self) -> tuple[Endpoint, ...]:
+        return self.endpoints or (Endpoint(self.host, self.port),)
+
+    @property
+    def v5(self) -> bool:
+        return self.protocol == PROTOCOL_5
 
 
 @dataclass(frozen=True)
@@ -157,6 +271,13 @@ class Connection:
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._final_done: set[int] = set()
+        self.endpoints = settings.all_endpoints()
+        # each client starts at its own node: a fleet spreads over a cluster
+        self._endpoint_index = zlib.crc32(settings.client_id.encode()) % len(self.endpoints)
+        self._attempt_problem: tuple[str, str] | None = None  # set by a refused CONNACK
+        self._logged_problems: set[tuple[str, str]] = set()  # since last subscribed
+        self._link = LinkStatus("connecting", str(self.endpoint), protocol=settings.protocol,
+                                since_ms=_now_ms())
 
     # -- any thread --------------------------------------------------------------------
     @property
@@ -165,6 +286,15 @@ class Connection:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The endpoint in use (connected) or to be tried next."""
+        return self.endpoints[self._endpoint_index]
+
+    @property
+    def link(self) -> LinkStatus:
+        return self._link
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -197,7 +327,8 @@ class Connection:
         """Queue a publish. The handler's on_published(tag, ok, reason) reports the
         PUBACK (or the failure: refused by the broker, connection lost, not connected)."""
         props = None
-        if correlation_data is not None or response_topic is not None:
+        v5 = self.settings.v5  # MQTT 3.1.1 has no properties: the body carries the cmd id
+        if v5 and (correlation_data is not None or response_topic is not None):
             props = Properties(PacketTypes.PUBLISH)
             if correlation_data is not None:
                 props.CorrelationData = correlation_data
@@ -235,6 +366,7 @@ class Connection:
                         self._wake.clear()
                         continue
                     if not self._try_connect():
+                        self._next_endpoint()
                         next_attempt = time.monotonic() + self.backoff.next_delay()
                     continue
                 self._flush()
@@ -257,13 +389,23 @@ class Connection:
 
     def _new_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            protocol=mqtt.MQTTv5,
-            reconnect_on_failure=False,
-            manual_ack=s.manual_ack,
-        )
+        if s.v5:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=s.client_id,
+                protocol=mqtt.MQTTv5,
+                reconnect_on_failure=False,
+                manual_ack=s.manual_ack,
+            )
+        else:
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=s.client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=s.clean_start,  # False: the broker keeps the session
+                reconnect_on_failure=False,
+                manual_ack=s.manual_ack,
+            )
         client.suppress_exceptions = True
         client.connect_timeout = s.connect_timeout_s
         client.max_inflight_messages_set(s.max_inflight)
@@ -276,9 +418,11 @@ class Connection:
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
         if s.will is not None:
-            will_props = Properties(PacketTypes.WILLMESSAGE)
-            if s.will.delay_s > 0:
-                will_props.WillDelayInterval = s.will.delay_s
+            will_props: Properties | None = None
+            if s.v5:  # 3.1.1: no Will Delay, the broker publishes the Will at once
+                will_props = Properties(PacketTypes.WILLMESSAGE)
+                if s.will.delay_s > 0:
+                    will_props.WillDelayInterval = s.will.delay_s
             client.will_set(
                 s.will.topic,
                 s.will.payload(self.connection_id),
@@ -295,32 +439,71 @@ class Connection:
 
     def _try_connect(self) -> bool:
         s = self.settings
+        ep = self.endpoint
         self.connection_id = uuid.uuid4().hex[:16]
         self.stats.attempts += 1
         self._lost_flag = False
+        self._attempt_problem = None
+        if self._link.state == "connected":
+            self._set_link("connecting")
         client = self._new_client()
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = s.session_expiry_s
         try:
-            client.connect(
-                s.host,
-                s.port,
-                keepalive=s.keepalive,
-                clean_start=s.clean_start,
-                properties=props,
-            )
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            self.stats.last_error = f"connect: {exc}"
-            log.info("%s: cannot connect to %s:%s: %s", self.name, s.host, s.port, exc)
+            if s.v5:
+                props = Properties(PacketTypes.CONNECT)
+                props.SessionExpiryInterval = s.session_expiry_s
+                client.connect(ep.host, ep.port, keepalive=s.keepalive,
+                               clean_start=s.clean_start, properties=props)
+            else:
+                client.connect(ep.host, ep.port, keepalive=s.keepalive)
+        except ssl.SSLCertVerificationError as exc:
+            self._problem("tls_certificate", exc.verify_message or str(exc))
+            _close(client)
+            return False
+        except ssl.SSLError as exc:
+            self._problem("tls", exc.reason or str(exc))
+            _close(client)
+            return False
+        except (OSError, ValueError) as exc:
+            self._problem("unreachable", str(exc) or type(exc).__name__)
             _close(client)
             return False
         self._client = client
         self._connecting_since = time.monotonic()
         return True
 
+    def _next_endpoint(self) -> None:
+        """Another node of the cluster for the next attempt (none with one endpoint)."""
+        self._endpoint_index = (self._endpoint_index + 1) % len(self.endpoints)
+
+    def _set_link(self, state: str, problem: str = "", detail: str = "") -> None:
+        self._link = LinkStatus(state, str(self.endpoint), problem, detail[:300],
+                                self.settings.protocol, _now_ms())
+
+    def _problem(self, code: str, detail: str) -> None:
+        """Why this attempt failed: the link status, and one log line per new problem."""
+        ep = str(self.endpoint)
+        self.stats.last_error = f"{code}: {detail}"
+        self._set_link("down", code, detail)
+        key = (code, ep)
+        if key in self._logged_problems:  # cycling through a cluster's nodes: once each
+            log.debug("%s: %s at %s again: %s", self.name, code, ep, detail)
+            return
+        self._logged_problems.add(key)
+        text = self._link.text("en")
+        level = logging.WARNING if code in ("unreachable", "lost") else logging.ERROR
+        log.log(level, "%s: MQTT link DOWN (%s) at %s: %s [%s]; payments stay queued in "
+                "the ledger", self.name, code, ep, text, detail)
+
     def _lost(self, reason: str) -> None:
         client, self._client = self._client, None
         was_connected = self._connected.is_set()
+        if self._attempt_problem is not None:
+            self._problem(*self._attempt_problem)
+        elif was_connected:
+            self._problem("lost", reason)
+        elif not self._stop.is_set():
+            self._problem("no_connack", reason)
+        self._next_endpoint()
         self._connected.clear()
         self._lost_flag = False
         if client is not None:
@@ -332,7 +515,6 @@ class Connection:
         # Publishes queued while the connection was going: fail them (the caller resends).
         self._fail_queued("not connected")
         if was_connected:
-            log.warning("%s: %s", self.name, reason)
             try:
                 self.handler.on_disconnected(reason)
             except Exception:
@@ -415,13 +597,23 @@ class Connection:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
                     reason_code: ReasonCode, properties: Properties | None) -> None:
         if reason_code.is_failure:
-            self.stats.last_error = f"CONNACK {reason_code}"
-            log.warning("%s: broker refused the connection: %s", self.name, reason_code)
+            value = reason_code.value
+            code = (
+                "protocol_refused" if value == RC_UNSUPPORTED_PROTOCOL
+                else "not_authorized" if value in RC_NOT_AUTHORIZED
+                else "server_unavailable" if value in RC_UNAVAILABLE
+                else "refused"
+            )
+            self._attempt_problem = (code, f"CONNACK {reason_code}")
             self._lost_flag = True
             return
         self.generation += 1
         self.stats.connects += 1
-        self.backoff.reset()
+        if not self.settings.subscriptions:
+            self._healthy()
+        if not self.settings.v5 and self.settings.subscriptions:
+            # 3.1.1: no subscription options (docs/mqtt.md, "Protocol levels")
+            client.subscribe([(sub.topic, sub.qos) for sub in self.settings.subscriptions])
         subs = [
             (
                 sub.topic,
@@ -436,15 +628,15 @@ class Connection:
                 ),
             )
             for sub in self.settings.subscriptions
-        ]
+        ] if self.settings.v5 else []
         if subs:
             client.subscribe(subs)
         self._connected.set()
         log.info(
-            "%s: connected to %s:%s (session present: %s)",
+            "%s: connected to %s (MQTT %s, session present: %s)",
             self.name,
-            self.settings.host,
-            self.settings.port,
+            self.endpoint,
+            self.settings.protocol,
             bool(flags.session_present),
         )
         try:
@@ -461,7 +653,20 @@ class Connection:
                       reason_codes: list[ReasonCode], properties: Properties | None) -> None:
         bad = [str(rc) for rc in reason_codes if rc.is_failure]
         if bad:
-            log.warning("%s: subscription refused: %s", self.name, ", ".join(bad))
+            # Without its subscriptions the session is useless (no acks, no commands; a
+            # desk would take nothing): drop it and reconnect, to the next node if any.
+            self._attempt_problem = ("subscribe_refused", f"SUBACK {', '.join(bad)}")
+            self._lost_flag = True
+        else:
+            self._healthy()
+
+    def _healthy(self) -> None:
+        """Connected and subscribed: the backoff and the logged problems start afresh
+        (not at CONNACK: a node that accepts and then refuses every subscription would
+        otherwise be retried at once, forever, with a line each time)."""
+        self.backoff.reset()
+        self._logged_problems.clear()
+        self._set_link("connected")
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         props = getattr(message, "properties", None)
@@ -488,6 +693,10 @@ class Connection:
             self.stats.refused_publishes += 1
             log.warning("%s: broker refused a publish: %s", self.name, reason_code)
         self._report(tag, ok, str(reason_code))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _close(client: mqtt.Client) -> None:

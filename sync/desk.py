@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from sync import topics
 from sync.backoff import Backoff
-from sync.connection import Connection, ConnSettings, Inbound, Subscription
+from sync.connection import PROTOCOL_5, Connection, ConnSettings, Endpoint, Inbound, Subscription
 from sync.desk_service.db import CommitStats, DeskDB, database_lost, record_problem
 from sync.ed25519 import PrivateKey, PublicKey
 from sync.envelope import MAX_ENVELOPE_BYTES, EnvelopeError, open_envelope, peek_body, seal
@@ -143,13 +144,29 @@ class Desk:
         share_group: str | None = None,
         results_for: str | None = None,
         watch_configs: tuple[str, ...] = (),
+        protocol: str = PROTOCOL_5,
+        endpoints: tuple[Endpoint, ...] = (),
+        partition: tuple[int, int] | None = None,
     ) -> None:
         """`persistent=False`: a clean session that ends with the connection (one-shot
         tools leave nothing behind at the broker). `share_group`: payments and events on
         a shared subscription, so several consumers split the load instead of fighting.
         `results_for`: a tool that only waits for one terminal's command results.
-        `watch_configs`: terminals whose retained config document to read."""
+        `watch_configs`: terminals whose retained config document to read.
+        `protocol` "3.1.1" (a NATS cluster): no shared subscriptions, so every worker
+        receives every message and the database's keys make the repeats no-ops;
+        `partition` (k, n) then splits the work: this worker stores and acknowledges
+        only the terminals whose crc32(id) % n == k (docs/fleet.md)."""
         self.key, self.kid = key, kid
+        self.protocol = protocol
+        if share_group and protocol != PROTOCOL_5:
+            log.warning("MQTT %s has no shared subscriptions: this worker receives every "
+                        "terminal's messages (the database de-duplicates; --partition "
+                        "splits the work)", protocol)
+            share_group = None
+        if partition is not None and not 0 <= partition[0] < partition[1]:
+            raise ValueError(f"partition {partition[0]}/{partition[1]}: need 0 <= k < n")
+        self.partition = partition
         self.share_group = share_group
         self.terminal_keys = {
             t: {key_id(t, pub): pub} for t, pub in terminal_keys.items()
@@ -205,6 +222,8 @@ class Desk:
                 host=host,
                 port=port,
                 client_id=client_id,
+                protocol=protocol,
+                endpoints=endpoints,
                 tls_ca=ca,
                 tls_cert=cert,
                 tls_key=tkey,
@@ -367,6 +386,11 @@ class Desk:
             pending.done.append(msg)
             return
         terminal, leaf = split
+        if leaf in (topics.PAYMENTS, topics.EVENTS, topics.CMD_RESULT) and not self.mine(
+            terminal
+        ):
+            pending.done.append(msg)  # another worker's partition: it stores and acks it
+            return
         if leaf == topics.CONFIG:
             payload = msg.payload
             pending.after.append(lambda: self._config_seen(terminal, payload))
@@ -385,6 +409,13 @@ class Desk:
                              f"{type(exc).__name__}: {exc}"[:500], one)
         pending.merge(one)
         pending.done.append(msg)
+
+    def mine(self, terminal: str) -> bool:
+        """This worker's share of the terminals (all of them without a partition)."""
+        if self.partition is None:
+            return True
+        k, n = self.partition
+        return zlib.crc32(terminal.encode()) % n == k
 
     def _probe_seen(self, probe: str) -> None:
         with self._cond:
@@ -643,7 +674,7 @@ class Desk:
                                     min(left, RESULT_POLL_S))
                 if cmd_id in self.results:
                     return self.results[cmd_id]
-            if self.share_group:
+            if self.share_group or self.partition is not None:
                 stored = self.store.command_result(cmd_id)
                 if stored is not None:
                     return stored

@@ -8,6 +8,8 @@ make the repeats no-ops). Each worker has a clean session: a killed worker leave
 nothing behind at the broker, and the records it had not acknowledged are sent again by
 their terminals (the outbox resends after `resend_after_s`), to whichever worker the
 broker picks then.
+On MQTT 3.1.1 (a NATS cluster) there is no `$share`: every worker takes every message
+(the database de-duplicates) or its `--partition K/N` of the terminals (docs/fleet.md).
 
 The worker's health is `ok` or `degraded` (the database is unreachable: the batch in
 hand waits for it, nothing is acknowledged). It is logged as a health line every
@@ -66,6 +68,7 @@ def status_of(desk: Any, interval_s: float) -> dict[str, Any]:
         "pid": os.getpid(),
         "client_id": desk.conn.settings.client_id,
         "broker_connected": desk.conn.connected,
+        "broker_link": desk.conn.link.as_dict(),
         "database": desk.store.dialect,
         "updated_ms": int(time.time() * 1000),
         "interval_s": interval_s,
@@ -79,7 +82,11 @@ def health_line(status: dict[str, Any]) -> str:
     head = f"desk health: {status['state'].upper()}"
     if status["state"] != "ok":
         head += f" since {status['since_ms']} ({status['error']}; {status['held']} held)"
-    return (f"{head} broker={'up' if status['broker_connected'] else 'DOWN'} "
+    broker = "up" if status["broker_connected"] else "DOWN"
+    link = status.get("broker_link") or {}
+    if not status["broker_connected"] and link.get("problem"):
+        broker += f" ({link['problem']} at {link.get('endpoint')})"
+    return (f"{head} broker={broker} "
             f"db={status['database']} messages={status['messages']} "
             f"payments={status['new_payments']} duplicates={status['duplicates']} "
             f"acks={status['acks_sent']} quarantined={status['quarantined']} "

@@ -67,3 +67,57 @@ def test_every_mqtt_key_is_shown_in_the_example_and_the_docs():
         assert f"`{f.name}`" in docs or f"`[mqtt.{f.name}]`" in docs, f.name
     shown = load_config(root / "config.example.toml").mqtt
     assert shown == MqttConfig()  # the uncommented values are the defaults
+
+
+def test_protocol_and_hosts():
+    d = _mqtt({})
+    assert (d.protocol, d.hosts) == ("5", ())
+    m = _mqtt({"protocol": "3.1.1", "hosts": ["a.example.ru:8883", "[::1]:8884", "10.0.0.3:1"]})
+    assert m.protocol == "3.1.1"
+    assert m.hosts == (("a.example.ru", 8883), ("::1", 8884), ("10.0.0.3", 1))
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ({"protocol": "5.0"}, "one of 5, 3.1.1"),
+        ({"protocol": 5}, "must be str"),
+        ({"hosts": "a:1"}, "list of"),
+        ({"hosts": [1883]}, "list of"),
+        ({"hosts": ["a"]}, "needs its port"),
+        ({"hosts": ["a:0"]}, "1-65535"),
+        ({"hosts": ["a:b"]}, "1-65535"),
+        ({"hosts": ["a b:1"]}, "not a host"),
+        ({"hosts": ["a:1", "a:1"]}, "twice"),
+        ({"hosts": ["a:1"], "host": "b"}, "one or the other"),
+        ({"hosts": ["a:1"], "port": 8883}, "one or the other"),
+    ],
+)
+def test_protocol_and_hosts_errors_name_the_key(table, words):
+    with pytest.raises(ConfigError) as err:
+        _mqtt(table)
+    assert words in str(err.value) and "mqtt." in str(err.value), str(err.value)
+
+
+def test_a_fleet_spreads_over_the_nodes_and_fails_over_in_turn():
+    """Each terminal starts at its own node (crc32 of its id), and every failure moves it
+    to the next one: no node is left out, none is tried twice before the others."""
+    from collections import Counter
+
+    from sync.connection import Connection, ConnSettings, Endpoint
+
+    nodes = tuple(Endpoint("127.0.0.1", p) for p in (1, 2, 3))
+    first = Counter()
+    for i in range(300):
+        conn = Connection(ConnSettings("x", 0, f"T{i:04d}", endpoints=nodes), handler=None)  # type: ignore[arg-type]
+        first[conn.endpoint.port] += 1
+        seen = [conn.endpoint]
+        for _ in range(2):
+            conn._next_endpoint()
+            seen.append(conn.endpoint)
+        assert sorted(e.port for e in seen) == [1, 2, 3]
+        conn._next_endpoint()
+        assert conn.endpoint == seen[0]
+    assert min(first.values()) > 60, first  # about 100 each
+    single = Connection(ConnSettings("h", 1883, "T1"), handler=None)  # type: ignore[arg-type]
+    assert single.endpoints == (Endpoint("h", 1883),)

@@ -1,0 +1,194 @@
+"""A real NATS cluster with JetStream and MQTT for the fleet tests.
+
+Debian's `nats-server` (2.9.x): MQTT 3.1.1 only (a v5 CONNECT is refused), QoS 0 and 1,
+no `$share` shared subscriptions; MQTT sessions, retained messages and QoS 1 messages
+live in JetStream, which is why every node runs JetStream and the MQTT streams are
+replicated (`stream_replicas`). Each node has its own free loopback ports (client,
+cluster route, MQTT), its JetStream store in the test's temporary folder and its own
+`server_name`; nodes are started, SIGKILLed and restarted by pid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from sync.connection import Endpoint
+from tests.sync.broker import free_port, port_open
+
+READY_TIMEOUT_S = 20.0
+CLUSTER_NAME = "kiosk-test"
+
+
+def nats_server_path() -> str | None:
+    for candidate in (shutil.which("nats-server"), "/usr/sbin/nats-server",
+                      "/usr/bin/nats-server"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@dataclass
+class NatsNode:
+    name: str
+    workdir: Path
+    client_port: int = field(default_factory=free_port)
+    cluster_port: int = field(default_factory=free_port)
+    mqtt_port: int = field(default_factory=free_port)
+    monitor_port: int = field(default_factory=free_port)
+    routes: list[int] = field(default_factory=list)  # the other nodes' cluster ports
+    replicas: int = 1
+    proc: subprocess.Popen | None = None
+    starts: int = 0
+
+    @property
+    def conf(self) -> Path:
+        return self.workdir / f"{self.name}.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def write_conf(self) -> None:
+        store = self.workdir / f"{self.name}-js"
+        cluster = ""
+        if self.routes:
+            routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes)
+            cluster = (f"cluster {{\n  name: {CLUSTER_NAME}\n"
+                       f"  listen: 127.0.0.1:{self.cluster_port}\n"
+                       f"  routes: [{routes}]\n}}\n")
+        self.conf.write_text(
+            f"server_name: {self.name}\n"
+            f"listen: 127.0.0.1:{self.client_port}\n"
+            f"http: 127.0.0.1:{self.monitor_port}\n"
+            f'jetstream {{\n  store_dir: "{store}"\n  max_mem: 64MB\n  max_file: 1GB\n}}\n'
+            f"{cluster}"
+            f"mqtt {{\n  listen: 127.0.0.1:{self.mqtt_port}\n"
+            f"  stream_replicas: {self.replicas}\n}}\n",
+            encoding="utf-8",
+        )
+
+    def start(self) -> NatsNode:
+        exe = nats_server_path()
+        if exe is None:
+            pytest.fail("nats-server is not installed: run scripts/system-deps.sh")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.write_conf()
+        self.starts += 1
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the server keeps it
+        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=log,
+                                     stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server {self.name} exited:\n{self.log()}")
+            if port_open(self.mqtt_port):
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nats-server {self.name} did not listen:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-6000:]
+        except OSError:
+            return ""
+
+    def endpoint(self) -> Endpoint:
+        return Endpoint("127.0.0.1", self.mqtt_port)
+
+    def mqtt_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Wait until an MQTT 3.1.1 CONNECT is accepted: JetStream has a meta leader and
+        the MQTT streams exist (before that the node closes the connection)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if mqtt_connack(self.mqtt_port) == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"nats-server {self.name} never accepted MQTT:\n{self.log()}")
+
+
+def mqtt_connack(port: int, protocol: int = mqtt.MQTTv311, wait_s: float = 8.0) -> int | None:
+    """The CONNACK reason code value a fresh clean session gets (None: no CONNACK)."""
+    got: list[int] = []
+    kw = {"clean_session": True} if protocol == mqtt.MQTTv311 else {}
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}",
+                    protocol=protocol, **kw)
+    c.on_connect = lambda _c, _u, _f, rc, _p: got.append(rc.value)
+    try:
+        c.connect("127.0.0.1", port, keepalive=10)
+        deadline = time.monotonic() + wait_s
+        while not got and time.monotonic() < deadline:
+            if c.loop(0.1) != mqtt.MQTT_ERR_SUCCESS:
+                break
+        if got and got[0] == 0:
+            c.disconnect()
+            c.loop(0.1)
+    except OSError:
+        return None
+    finally:
+        sock = c.socket()
+        if sock is not None:
+            sock.close()
+    return got[0] if got else None
+
+
+@dataclass
+class NatsCluster:
+    """`size` nodes routed to each other; MQTT streams replicated on every node (R3)."""
+
+    workdir: Path
+    size: int = 3
+    nodes: list[NatsNode] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.nodes:
+            self.nodes = [NatsNode(f"n{i + 1}", self.workdir) for i in range(self.size)]
+            for n in self.nodes:
+                n.routes = [o.cluster_port for o in self.nodes if o is not n]
+                n.replicas = min(3, self.size)
+
+    def start(self) -> NatsCluster:
+        for n in self.nodes:
+            n.start()
+        for n in self.nodes:
+            n.mqtt_ready()
+        return self
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return tuple(n.endpoint() for n in self.nodes)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n.name}\n{n.log()}" for n in self.nodes)

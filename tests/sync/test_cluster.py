@@ -1,0 +1,251 @@
+"""The fleet on a clustered broker: a real 3-node NATS cluster (JetStream, MQTT 3.1.1 on
+every node, MQTT streams replicated R3), terminals spread over the nodes with
+`[mqtt] hosts`, desk workers without shared subscriptions (every worker takes every
+message; the database de-duplicates). One node SIGKILLed mid-drain and restarted later:
+nothing lost, nothing stored twice. Also: a node that refuses MQTT 5, and a node that is
+reachable but cut off from its cluster. Real ledgers, real agents, real desk database.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sync.desk import Desk
+from tests.sync.conftest import wait_for
+from tests.sync.nats import NatsCluster, NatsNode
+from tests.sync.terminal import (
+    LiveTerminal,
+    live_terminal,
+    make_payments,
+    mqtt_config,
+    terminal_public_key,
+)
+
+TERMINALS = 8
+PER_TERMINAL = 125  # 1,000 payments in all
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    c = NatsCluster(tmp_path_factory.mktemp("nats")).start()
+    yield c
+    c.stop()
+
+
+def _unacked(t: LiveTerminal) -> int:
+    with sqlite3.connect(t.config.paths.ledger) as db:
+        return int(db.execute("SELECT count(*) FROM outbox WHERE acked_ms IS NULL").fetchone()[0])
+
+
+def _desk_counts(db: Path) -> tuple[int, int]:
+    """(rows, distinct payment ids) in the desk database."""
+    with sqlite3.connect(db) as c:
+        rows, distinct = c.execute(
+            "SELECT count(*), count(DISTINCT terminal_id || '/' || payment_id) FROM payments"
+        ).fetchone()
+    return int(rows), int(distinct)
+
+
+def _desk(cluster: NatsCluster, desk_key, keys, db: Path, name: str, **kw) -> Desk:  # type: ignore[no-untyped-def]
+    return Desk("127.0.0.1", 0, desk_key.key, desk_key.kid, keys, db, client_id=name,
+                protocol="3.1.1", endpoints=cluster.endpoints(), persistent=False,
+                share_group="kiosk-desk", reconnect_min_s=0.2, **kw)
+
+
+@pytest.mark.slow
+def test_node_killed_mid_drain_loses_and_duplicates_nothing(cluster, desk_key, tmp_path):
+    cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=tuple(
+        (e.host, e.port) for e in cluster.endpoints()), inflight=50, batch=10,
+        resend_after_s=2.0)
+    terms = [live_terminal(tmp_path / f"t{i}", f"F{i:03d}", cfg, agent=False)
+             for i in range(TERMINALS)]
+    expected = set()
+    for t in terms:
+        expected |= {(t.config.terminal.id, p) for p in make_payments(t.ledger, PER_TERMINAL)}
+    keys = {t.config.terminal.id: terminal_public_key(t.config) for t in terms}
+    db = tmp_path / "desk.sqlite"
+    desks = [_desk(cluster, desk_key, keys, db, f"desk-{n}", ack_delay_s=0.02).start()
+             for n in ("a", "b")]
+    try:
+        for d in desks:
+            assert d.conn.wait_connected(20), d.conn.link
+        for t in terms:
+            t.start_agent()
+        wait_for(lambda: all(t.agent.conn.connected for t in terms), 30, "terminals online")
+        on_node = {str(e): 0 for e in cluster.endpoints()}
+        for t in terms:
+            on_node[str(t.agent.conn.endpoint)] += 1
+        assert sum(1 for n in on_node.values() if n) >= 2, on_node  # spread over the nodes
+
+        wait_for(lambda: _desk_counts(db)[1] >= 200, 60, "the drain to start")
+        victim_ep = max(on_node, key=lambda k: on_node[k])
+        victim = next(n for n in cluster.nodes if str(n.endpoint()) == victim_ep)
+        moved = [t for t in terms if str(t.agent.conn.endpoint) == victim_ep]
+        at_kill = _desk_counts(db)[1]
+        assert at_kill < TERMINALS * PER_TERMINAL, "the drain finished before the fault"
+        t_kill = time.monotonic()
+        victim.kill()
+        wait_for(lambda: all(t.agent.conn.connected and str(t.agent.conn.endpoint) != victim_ep
+                             for t in moved), 60, "the victim's terminals on other nodes")
+        t_moved = time.monotonic() - t_kill
+        wait_for(lambda: _desk_counts(db)[1] > at_kill + 50, 60, "the drain to go on")
+        t_flowing = time.monotonic() - t_kill
+        victim.start()  # back later: it rejoins the cluster and catches up its replicas
+        victim.mqtt_ready()
+        wait_for(lambda: _desk_counts(db)[1] >= len(expected), 120, "every payment at the desk")
+        wait_for(lambda: all(_unacked(t) == 0 for t in terms), 60, "every outbox empty")
+        t_done = time.monotonic() - t_kill
+
+        rows, distinct = _desk_counts(db)
+        assert rows == distinct == len(expected)  # 0 lost, 0 stored twice
+        got = {(p["terminal_id"], p["payment_id"]) for p in desks[0].store.payments()}
+        assert got == expected
+        for t in terms:
+            with sqlite3.connect(t.config.paths.ledger) as c:
+                assert dict(c.execute("SELECT status, count(*) FROM payments GROUP BY status")) \
+                    == {"accepted": PER_TERMINAL}
+        dups = sum(d.stats.duplicates for d in desks)
+        print(f"\nNATS node {victim.name} SIGKILLed with {len(moved)} of {TERMINALS} terminals "
+              f"and {at_kill} of {len(expected)} payments at the desk: terminals on other "
+              f"nodes after {t_moved:.1f} s, the drain flowing again after {t_flowing:.1f} s, "
+              f"all {len(expected)} stored and acknowledged {t_done:.1f} s after the kill; "
+              f"{dups} duplicate deliveries de-duplicated by the desk")
+    finally:
+        for d in desks:
+            d.stop()
+        for t in terms:
+            t.stop()
+        for n in cluster.nodes:
+            if not n.running:
+                n.start()
+
+
+@pytest.mark.slow
+def test_a_node_refusing_mqtt5_gives_one_clear_line_and_the_terminal_keeps_queueing(
+    cluster, desk_key, tmp_path, caplog
+):
+    caplog.set_level(logging.INFO, logger="sync.connection")
+    node = cluster.nodes[0]
+    cfg = mqtt_config(0, desk_key, protocol="5", hosts=((node.endpoint().host,
+                                                        node.endpoint().port),))
+    t = live_terminal(tmp_path / "t", "V5T", cfg)
+    try:
+        wait_for(lambda: t.agent.conn.stats.attempts >= 3, 30, "several attempts")
+        link = t.agent.link_status()
+        assert (link.state, link.problem) == ("down", "protocol_refused"), link
+        assert "MQTT 5" in link.text("en") and "MQTT 5" in link.text("ru")
+        lines = [r for r in caplog.records if "protocol_refused" in r.getMessage()]
+        assert len(lines) == 1, [r.getMessage() for r in lines]  # one line, not one per retry
+        assert lines[0].levelno == logging.ERROR
+        assert "[mqtt] protocol" in lines[0].getMessage()
+        pid = t.pay(500)
+        time.sleep(0.5)
+        assert _unacked(t) >= 1  # queued in the ledger, acknowledged by nobody
+        with sqlite3.connect(t.config.paths.ledger) as c:
+            assert c.execute("SELECT status FROM payments WHERE id = ?", (pid,)).fetchone()[0] \
+                == "queued"
+    finally:
+        t.stop()
+
+
+def _id_starting_at(index: int, nodes: int, prefix: str) -> str:
+    """A terminal id whose first endpoint (crc32 % nodes) is `index`."""
+    for i in range(1000):
+        tid = f"{prefix}{i}"
+        if zlib.crc32(tid.encode()) % nodes == index:
+            return tid
+    raise AssertionError("no such id")
+
+
+@pytest.mark.slow
+def test_a_node_cut_off_from_its_cluster_is_named_and_left_for_a_good_one(
+    cluster, desk_key, tmp_path, caplog
+):
+    caplog.set_level(logging.INFO, logger="sync.connection")
+    # reachable, JetStream and MQTT on, but its routes lead nowhere: no quorum, no sessions
+    lone = NatsNode("lone", tmp_path / "lone", replicas=3)
+    lone.routes = [_dead_port(), _dead_port()]
+    lone.start()
+    good = cluster.nodes[1].endpoint()
+    only_lone = mqtt_config(0, desk_key, protocol="3.1.1",
+                            hosts=((lone.endpoint().host, lone.endpoint().port),))
+    both = mqtt_config(0, desk_key, protocol="3.1.1",
+                       hosts=((lone.endpoint().host, lone.endpoint().port),
+                              (good.host, good.port)))
+    stuck = live_terminal(tmp_path / "a", "LONE1", only_lone)
+    mover_id = _id_starting_at(0, 2, "MOVE")  # starts at the lone node
+    mover = live_terminal(tmp_path / "b", mover_id, both, agent=False)
+    keys = {mover_id: terminal_public_key(mover.config),
+            "LONE1": terminal_public_key(stuck.config)}
+    desk = _desk(cluster, desk_key, keys, tmp_path / "desk.sqlite", "desk-lone").start()
+    try:
+        mover.start_agent()
+        wait_for(lambda: mover.agent.conn.connected, 40, "the mover on the good node")
+        assert mover.agent.conn.endpoint == good
+        pid = mover.pay(500)
+        wait_for(lambda: {p["payment_id"] for p in desk.store.payments()} == {pid}, 30,
+                 "the mover's payment at the desk")
+        wait_for(lambda: stuck.agent.link_status().problem == "no_connack", 40,
+                 "the lone node named")
+        stuck_pid = stuck.pay(100)
+        time.sleep(1.0)
+        assert _unacked(stuck) >= 1
+        assert stuck_pid not in {p["payment_id"] for p in desk.store.payments()}
+        assert not stuck.agent.conn.connected
+        lone_ep = str(lone.endpoint())
+        lines = [r.getMessage() for r in caplog.records
+                 if "no_connack" in r.getMessage() and lone_ep in r.getMessage()]
+        assert lines and all("cut off from its cluster" in m for m in lines), lines
+        # one line per terminal for the lone node, whatever the number of retries
+        assert stuck.agent.conn.stats.attempts >= 2
+        assert len(lines) <= 2, lines
+    finally:
+        desk.stop()
+        mover.stop()
+        stuck.stop()
+        lone.stop()
+
+
+def _dead_port() -> int:
+    from tests.sync.broker import free_port
+
+    return free_port()  # nothing listens there
+
+
+class _Quiet:
+    def on_connected(self, connection_id: str, session_present: bool) -> None: ...
+    def on_disconnected(self, reason: str) -> None: ...
+    def on_message(self, msg: object) -> None: ...
+    def on_published(self, tag: object, ok: bool, reason: str) -> None: ...
+
+
+@pytest.mark.slow
+def test_a_refused_subscription_drops_the_session_with_one_line_and_backs_off(cluster, caplog):
+    """NATS refuses a topic filter with a '.' (and any subscription while its JetStream
+    cannot create the consumer): a session without its subscriptions would never get an
+    ack, so it is dropped and made again, with backoff, and said once."""
+    from sync.connection import Connection, ConnSettings, Subscription
+
+    caplog.set_level(logging.INFO, logger="sync.connection")
+    node = cluster.nodes[2]
+    conn = Connection(ConnSettings("127.0.0.1", node.mqtt_port, "SUBREFUSED",
+                                   protocol="3.1.1", reconnect_min_s=0.2, reconnect_max_s=0.4,
+                                   subscriptions=(Subscription("kiosk/v1/a.b/ack"),)),
+                      _Quiet())
+    conn.start()
+    try:
+        wait_for(lambda: conn.stats.connects >= 3, 30, "several sessions")
+        assert (conn.link.state, conn.link.problem) == ("down", "subscribe_refused") or \
+            conn.link.problem == "subscribe_refused", conn.link
+        lines = [r for r in caplog.records if "subscribe_refused" in r.getMessage()]
+        assert len(lines) == 1 and lines[0].levelno == logging.ERROR, lines
+        assert conn.backoff.attempt >= 2  # not reset by the CONNACK: it backs off
+    finally:
+        conn.stop()
