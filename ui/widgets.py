@@ -79,11 +79,9 @@ class Text(Label):
         as wide as the words, not as the box, which is most of the UI's memory on a
         software-GL panel (docs/ui.md, "Memory"). Only a text that does not fit on one
         line is drawn at the box's width, to wrap."""
-        avail = self._avail()
-        if self.halign == "center":
-            self.text_size = (None, None)
-        else:  # left/right alignment needs the box's width to align in
-            self.text_size = (avail, None)
+        # the text's own width when centred; left/right alignment needs the box's width
+        width: float | None = None if self.halign == "center" else self._avail()
+        self.text_size = (width, None)
         target = mm(self.font_mm)
         if abs(self.font_size - target) > 0.01:
             self.font_size = target  # a new texture follows, then _fit
@@ -97,7 +95,8 @@ class Text(Label):
     def _fit(self, *_: Any) -> None:
         avail = self._avail()
         if self.text_size[0] is None and self.texture_size[0] > avail + 0.5:
-            self.text_size = (avail, None)  # one line is too long: wrap it in the box
+            wrap: float | None = avail  # one line is too long: wrap it in the box
+            self.text_size = (wrap, None)
             return  # the wrapped texture comes back here
         if self.flow:
             self.height = self.texture_size[1] + mm(1)
