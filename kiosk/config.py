@@ -402,7 +402,9 @@ def _mqtt(r: TableReader, base: Path) -> MqttConfig:
         reconnect_min_s=_seconds(r, "reconnect_min_s", d.reconnect_min_s),
         reconnect_max_s=_seconds(r, "reconnect_max_s", d.reconnect_max_s),
         clock_skew_s=r.positive("clock_skew_s", d.clock_skew_s),
-        protocol=r.choice("protocol", MQTT_PROTOCOLS, d.protocol),
+        # the string "5" or "3.1.1": a bare 5 in TOML is a number, and must be told so
+        protocol=r.read("protocol", Field(str, d.protocol, choices=MQTT_PROTOCOLS,
+                                          what='"5" or "3.1.1" (a string, quoted)')),
         hosts=_hosts(r),
     )
     if out.hosts and ("host" in r.table or "port" in r.table):

@@ -80,8 +80,8 @@ def test_protocol_and_hosts():
 @pytest.mark.parametrize(
     ("table", "words"),
     [
-        ({"protocol": "5.0"}, "one of 5, 3.1.1"),
-        ({"protocol": 5}, "must be str"),
+        ({"protocol": "5.0"}, 'must be "5" or "3.1.1" (a string, quoted), got \'5.0\''),
+        ({"protocol": 5}, 'must be "5" or "3.1.1" (a string, quoted), got 5'),
         ({"hosts": "a:1"}, "list of"),
         ({"hosts": [1883]}, "list of"),
         ({"hosts": ["a"]}, "needs its port"),
