@@ -25,7 +25,7 @@ __all__ = [
     "ACCEPTOR_KINDS", "DEMO_PIN_HASH", "PRINTER_KINDS", "PRINTER_POLICIES", "AcceptorConfig",
     "Config", "ConfigError", "MqttConfig", "PathsConfig", "PrinterConfig", "TechnicianConfig",
     "TerminalConfig", "TimeoutsConfig", "bands_from_list", "catalog_from_table", "load_config",
-    "parse_config",
+    "parse_config", "parse_host_port",
 ]
 """What other packages may use; the table readers behind them are this module's own."""
 

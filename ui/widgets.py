@@ -77,7 +77,7 @@ class Text(Label):
 
         A centred text is first drawn at its own width (text_size None): its texture is
         as wide as the words, not as the box, which is most of the UI's memory on a
-        software-GL panel (docs/ui.md, "Memory"). Only a text that does not fit on one
+        software-GL panel (docs/ui.md, "Benchmark"). Only a text that does not fit on one
         line is drawn at the box's width, to wrap."""
         # the text's own width when centred; left/right alignment needs the box's width
         width: float | None = None if self.halign == "center" else self._avail()

@@ -220,7 +220,8 @@ def test_fault_reported_nothing_credited_and_recovers(
 ) -> None:
     assert sim.command(command) == "ok"
     wait_until(lambda: running.status is status, what=str(status))
-    assert listener.saw_status(status, detail)
+    # the driver's own status is set just before its listener is told, on the line thread
+    wait_until(lambda: listener.saw_status(status, detail), what=f"{status} told")
     assert status.is_fault
     assert sim.command("insert 500").startswith("refused")
     wait_polls(sim)
