@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,37 @@ import pytest
 from agent.demo_desk import free_port, mosquitto_path, port_open
 
 READY_TIMEOUT_S = 10.0
+
+
+def spawn_listening(argv: list[str], log_path: Path, port: int, what: str,
+                    log_text: Callable[[], str], ready_s: float = READY_TIMEOUT_S,
+                    append: bool = False) -> subprocess.Popen[bytes]:
+    """Start a server with its output in `log_path` and return once it accepts on
+    `port`; an exit or a timeout raises with its log (the broker fixtures' one way)."""
+    log = open(log_path, "ab" if append else "wb")  # noqa: SIM115 - the server keeps it
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    deadline = time.monotonic() + ready_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited:\n{log_text()}")
+        if port_open(port):
+            return proc
+        time.sleep(0.02)
+    stop_process(proc)
+    raise RuntimeError(f"{what} did not listen on {port}:\n{log_text()}")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM,
+                 wait_s: float = 10.0) -> None:
+    """Signal a server and wait for it; SIGKILL when it does not go within `wait_s`."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 __all__ = ["Broker", "free_port", "mosquitto_path", "port_open"]
 
@@ -54,29 +86,12 @@ class Broker:
         self.starts += 1
         log_path = self.workdir / f"mosquitto-{self.starts}.log"
         self.log_files.append(log_path)
-        log = open(log_path, "wb")  # noqa: SIM115 - the broker keeps it
-        self.proc = subprocess.Popen(
-            [exe, "-c", str(self.conf), "-v"], stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited:\n{self.log()}")
-            if port_open(self.port):
-                return self
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"mosquitto did not listen on {self.port}:\n{self.log()}")
+        self.proc = spawn_listening([exe, "-c", str(self.conf), "-v"], log_path, self.port,
+                                    "mosquitto", self.log)
+        return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc, sig)
         self.proc = None
 
     def kill(self) -> None:

@@ -24,7 +24,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sync.connection import Endpoint
-from tests.sync.broker import free_port, port_open
+from tests.sync.broker import free_port, spawn_listening, stop_process
 
 READY_TIMEOUT_S = 20.0
 CLUSTER_NAME = "kiosk-test"
@@ -85,28 +85,13 @@ class NatsNode:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.write_conf()
         self.starts += 1
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the server keeps it
-        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=log,
-                                     stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server {self.name} exited:\n{self.log()}")
-            if port_open(self.mqtt_port):
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"nats-server {self.name} did not listen:\n{self.log()}")
+        self.proc = spawn_listening([exe, "-c", str(self.conf)], self.log_path,
+                                    self.mqtt_port, f"nats-server {self.name}", self.log,
+                                    ready_s=READY_TIMEOUT_S, append=True)
+        return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc, sig, wait_s=15)
         self.proc = None
 
     def kill(self) -> None:

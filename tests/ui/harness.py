@@ -114,6 +114,14 @@ class Driver:
         assert not w.disabled, f"{ident!r} is disabled"
         self.tap_at(*w.to_window(*w.center))
 
+    def type_check_pair(self, number: str, code: str) -> None:
+        """Check my payment: the payment number, then the receipt's check code, each
+        typed into its own field on the one keypad."""
+        for field, digits in (("check.number", number), ("check.code", code)):
+            self.tap(field)
+            self.tap("check.key.clear")
+            self.type_keys("check.key", digits)
+
     def tap_at(self, x: float, y: float) -> None:
         f = Finger(x, y)
         EventLoop.post_dispatch_input("begin", f)

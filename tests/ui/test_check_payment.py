@@ -41,15 +41,6 @@ def _pay_while_the_screen_runs(d: Any, term: Any) -> dict[str, Any]:
     return paid
 
 
-def _type_pair(d: Any, number: str, code: str) -> None:
-    d.tap("check.number")
-    d.tap("check.key.clear")
-    d.type_keys("check.key", number)
-    d.tap("check.code")
-    d.tap("check.key.clear")
-    d.type_keys("check.key", code)
-
-
 @pytest.mark.slow  # about a minute on a loaded 2-core machine: not in make test-fast
 def test_check_with_the_code_copy_wrong_code_and_the_pause(terminal_factory, make_ui):
     term = terminal_factory()
@@ -96,19 +87,19 @@ def test_check_with_the_code_copy_wrong_code_and_the_pause(terminal_factory, mak
 
     # a wrong code: the same answer as a number that does not exist
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
-    _type_pair(d, pid.rsplit("-", 1)[1], wrong)
+    d.type_check_pair(pid.rsplit("-", 1)[1], wrong)
     d.tap("check.go")
     no_match = d.wait_text("check.status", lambda t: "не найден" in t)
     assert pid not in no_match and "485" not in no_match
     assert not d.visible("check.reprint") and not d.visible("check.details")
     d.both_languages("05-check-no-match")
-    _type_pair(d, "77", code)
+    d.type_check_pair("77", code)
     d.tap("check.go")
     assert d.wait_text("check.status", lambda t: "не найден" in t) == no_match
 
     # the pause: the core counts the failures, the screen explains
     for _ in range(CheckLimits().max_failures - 2):
-        _type_pair(d, pid.rsplit("-", 1)[1], wrong)
+        d.type_check_pair(pid.rsplit("-", 1)[1], wrong)
         d.tap("check.go")
         d.wait_text("check.status", lambda t: "не найден" in t or "Слишком много" in t)
     d.wait_text("check.status", lambda t: t.startswith("Слишком много неверных попыток"))
@@ -118,7 +109,7 @@ def test_check_with_the_code_copy_wrong_code_and_the_pause(terminal_factory, mak
     d.on("idle")
     d.tap("idle.check")
     d.on("check")
-    _type_pair(d, pid.rsplit("-", 1)[1], code)
+    d.type_check_pair(pid.rsplit("-", 1)[1], code)
     d.tap("check.go")
     d.wait_text("check.status", lambda t: t.startswith("Слишком много неверных попыток"))
     events = term.rows("SELECT kind FROM events WHERE kind = 'payment_check_locked'")

@@ -68,7 +68,7 @@ def test_every_screen_fits(panel: PanelSize, terminal_factory: Any, make_ui: Any
     # check my payment: typed, then not found
     d.tap("idle.check")
     d.on("check")
-    _type_pair(d, "12", "000000")  # a number nobody paid, any code: "not found"
+    d.type_check_pair("12", "000000")  # a number nobody paid, any code: "not found"
     d.tap("check.go")
     d.wait_text("check.status", lambda t: t != "")
     d.both_languages("02-check-not-found")
@@ -106,7 +106,7 @@ def test_every_screen_fits(panel: PanelSize, terminal_factory: Any, make_ui: Any
     # check my payment: found
     d.tap("idle.check")
     d.on("check")
-    _type_pair(d, "1", code.group())
+    d.type_check_pair("1", code.group())
     d.tap("check.go")
     d.wait_text("check.status", lambda t: "T0001-00000001" in t)
     d.both_languages("10-check-found")
@@ -221,16 +221,6 @@ def test_unusual_states_fit(panel: PanelSize, terminal_factory: Any, make_ui: An
         d.both_languages("s7-printer-warning")
     finally:
         fake.close()
-
-
-def _type_pair(d: Any, number: str, code: str) -> None:
-    """Check my payment asks for the number and the receipt's check code."""
-    d.tap("check.number")
-    d.tap("check.key.clear")
-    d.type_keys("check.key", number)
-    d.tap("check.code")
-    d.tap("check.key.clear")
-    d.type_keys("check.key", code)
 
 
 # -- the checker itself fails on what it must find ------------------------------------------
