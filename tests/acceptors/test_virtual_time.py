@@ -243,7 +243,8 @@ def test_id003_bill_stuck_in_accepting_is_a_jam_after_the_stuck_time(
     acceptor.enable([500 * RUB])
     wait_for(lambda: acceptor.status is AcceptorStatus.IDLE, "IDLE after enable")
     assert sim.command("insert 500") == "ok"
-    wait_for(lambda: acceptor.status is AcceptorStatus.JAMMED, "the stuck timer")
+    # The status attribute changes before the listener hears of it: wait on the listener.
+    wait_for(lambda: listener.saw_status(AcceptorStatus.JAMMED, "stuck in"), "the stuck timer")
     accepting = listener.first(AcceptorStatus.ACCEPTING)
     jammed = listener.first(AcceptorStatus.JAMMED, "stuck in", after=accepting)
     stuck_for = listener.timeline[jammed][2] - listener.timeline[accepting][2]

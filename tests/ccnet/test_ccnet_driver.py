@@ -313,8 +313,9 @@ def test_stuck_accepting_becomes_jammed(
     acceptor.enable([RUB_500])
     wait_until(lambda: acceptor.status is AcceptorStatus.IDLE)
     slow.command("insert 500")
-    wait_until(lambda: acceptor.status is AcceptorStatus.JAMMED, what="stuck timer")
-    assert listener.saw_status(AcceptorStatus.JAMMED, "stuck in 0x15 accepting")
+    # Wait on the listener: the status attribute changes before the listener hears of it.
+    wait_until(lambda: listener.saw_status(AcceptorStatus.JAMMED, "stuck in 0x15 accepting"),
+               what="stuck timer")
     assert listener.ledger == {}
 
 

@@ -360,8 +360,9 @@ def test_stuck_accepting_becomes_jammed(listener, make_sim, make_acceptor, wait_
     acceptor.enable([RUB_500.amount_minor])
     wait_until(lambda: acceptor.status is AcceptorStatus.IDLE)
     slow.command("insert 500")
-    wait_until(lambda: acceptor.status is AcceptorStatus.JAMMED, what="stuck timer")
-    assert listener.saw_status(AcceptorStatus.JAMMED, "stuck in 0x12 accepting")
+    # Wait on the listener: the status attribute changes before the listener hears of it.
+    wait_until(lambda: listener.saw_status(AcceptorStatus.JAMMED, "stuck in 0x12 accepting"),
+               what="stuck timer")
     assert listener.ledger == {}
 
 
