@@ -106,25 +106,3 @@ def mark_sent(ledger: Ledger, ids: Iterable[int]) -> None:
             .where(in_list(t.payments.c.id, refs), t.payments.c.status == PaymentStatus.QUEUED)
             .values(status=PaymentStatus.SENT, updated_ms=now)
         )
-
-
-def acknowledge(ledger: Ledger, refs: Iterable[str]) -> int:
-    """The desk committed these payments/events: they leave the outbox. Returns how many."""
-    o = t.outbox
-    refs = list(refs)
-    if not refs:
-        return 0
-    with ledger.transaction() as tx:
-        now = tx.now_ms
-        count = tx.execute(
-            update(o).where(in_list(o.c.ref, refs), o.c.acked_ms.is_(None)).values(acked_ms=now)
-        ).rowcount
-        tx.execute(
-            update(t.payments)
-            .where(
-                in_list(t.payments.c.id, refs),
-                t.payments.c.status.in_([PaymentStatus.QUEUED, PaymentStatus.SENT]),
-            )
-            .values(status=PaymentStatus.ACCEPTED, updated_ms=now)
-        )
-        return int(count)

@@ -8,6 +8,7 @@ import pytest
 
 from kiosk.ledger import Ledger, LedgerError, outbox
 from kiosk.ledger.db import current_revision, head_revision, make_engine, migrate
+from kiosk.ledger.desk import acknowledge_seqs
 
 
 def test_upgrade_from_first_revision_keeps_money(tmp_path):
@@ -94,10 +95,11 @@ def test_m8_payment_leaves_outbox_only_on_desk_ack(tmp_path):
     outbox.mark_sent(ledger, [m.id for m in msgs])  # published (and PUBACKed): still pending
     assert [m.ref for m in outbox.pending(ledger) if m.kind == "payment"] == [a, b]
     assert ledger.get_payment(a)["status"] == "sent"
-    assert outbox.acknowledge(ledger, [a]) == 1
-    assert outbox.acknowledge(ledger, [a]) == 0  # a repeated ack changes nothing
+    assert acknowledge_seqs(ledger, [msgs[0].id]) == 1
+    assert acknowledge_seqs(ledger, [msgs[0].id]) == 0  # a repeated ack changes nothing
     assert [m.ref for m in outbox.pending(ledger) if m.kind == "payment"] == [b]
     assert ledger.get_payment(a)["status"] == "accepted"
+    assert [h["status"] for h in ledger.get_payment(a)["history"]][-1] == "accepted"
     assert ledger.queue_stats()["payments_unsent"] == 1
 
 
