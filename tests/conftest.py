@@ -1,8 +1,10 @@
-"""Shared fixtures: configurations in a temporary folder, and a manual clock."""
+"""Shared fixtures: configurations in a temporary folder, a manual clock, an fsync spy."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,18 @@ def config_in(tmp: Path, **sections: object) -> Config:
 @pytest.fixture
 def config(tmp_path: Path) -> Config:
     return config_in(tmp_path)
+
+
+@pytest.fixture
+def synced(mocker) -> list[tuple[bool, str]]:
+    """Every fsync through kiosk/durable_file.py: (is a folder, the path it was on)."""
+    seen: list[tuple[bool, str]] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        st = os.fstat(fd)
+        seen.append((stat.S_ISDIR(st.st_mode), os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    mocker.patch("kiosk.durable_file.os.fsync", side_effect=spy)
+    return seen

@@ -12,21 +12,6 @@ from kiosk.durable_file import replace_file, write_file, write_new
 from kiosk.ledger.identity import Marker, MarkerError, read_marker, write_marker
 
 
-@pytest.fixture
-def synced(mocker) -> list[tuple[bool, str]]:
-    """Every fsync: (is a folder, the path it was on)."""
-    seen: list[tuple[bool, str]] = []
-    real = os.fsync
-
-    def spy(fd: int) -> None:
-        st = os.fstat(fd)
-        seen.append((stat.S_ISDIR(st.st_mode), os.readlink(f"/proc/self/fd/{fd}")))
-        real(fd)
-
-    mocker.patch("kiosk.durable_file.os.fsync", side_effect=spy)
-    return seen
-
-
 def test_marker_is_replaced_with_its_file_and_folder_fsynced(tmp_path: Path, synced) -> None:
     """M5: the marker that remembers issued numbers must survive a power cut."""
     path = tmp_path / "ledger.sqlite.identity"

@@ -188,23 +188,11 @@ def test_config_doc_rejects(changes, code):
     assert err.value.code == code
 
 
-def test_keys_and_their_folder_are_fsynced(tmp_path, mocker):
+def test_keys_and_their_folder_are_fsynced(tmp_path, synced):
     """A power cut right after `kiosk keys` must not leave a folder without the key
     (the terminal would make a new, unknown one): the directory entry is fsynced."""
-    import os
-    import stat
-
     from sync.keys import create_terminal_keys
 
-    synced: list[tuple[bool, str]] = []
-    real = os.fsync
-
-    def spy(fd: int) -> None:
-        st = os.fstat(fd)
-        synced.append((stat.S_ISDIR(st.st_mode), os.readlink(f"/proc/self/fd/{fd}")))
-        real(fd)
-
-    mocker.patch("kiosk.durable_file.os.fsync", side_effect=spy)
     folder = tmp_path / "new" / "keys"
     create_terminal_keys(folder, "T0009")
     dirs = {path for is_dir, path in synced if is_dir}
