@@ -584,6 +584,7 @@ class SyncAgent:
             support_phone=doc.support_phone,
             pin_hash=doc.pin_hash,
             help_texts=doc.help_texts,  # shown by the UI's help screen
+            offers=doc.offers,  # chosen after committed payments (kiosk/engine/offers.py)
             publish=publish,
         )
         if doc.help_texts is not None:
@@ -667,6 +668,8 @@ class SyncAgent:
             self.engine.clear_out_of_service(DESK_OOS_CODE)
         elif cmd.type == "request_health":
             self._publish_health(force=True)
+        elif cmd.type == "report_funnel":
+            self.engine.report_funnel()  # an event: it goes out with the next drain
         elif cmd.type == "restart":
             self._restart_after = time.monotonic() + 1.0  # let the result go out first
         elif cmd.type in ("reprocess", "reprocess_unclaimed"):
