@@ -51,7 +51,7 @@ class TerminalConfig:
     support_phone: str = "8 800 555-35-35"
     status_url: str | None = "https://pay.example.ru/check/{payment_id}"
     currency: str = "RUB"
-    # location tags the desk's offer rules match ("mall", "metro"): docs/self-service.md
+    # location tags the desk's offer rules match ("mall", "metro"): docs/offers.md
     tags: tuple[str, ...] = ()
 
 

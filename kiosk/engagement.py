@@ -7,7 +7,7 @@ path, after the payment's own outbox row (M8 is untouched: events never leave or
 payment rows). Today's frequency caps and funnel counts live in memory and in one small
 file (`engagement.json` in the data folder, written with kiosk/durable_file.py between
 customers, never on the receipt's path), so a restart neither forgets a cap nor loses a
-day's funnel. Rules: kiosk/offers.py; docs/self-service.md.
+day's funnel. Rules: kiosk/offers.py; docs/offers.md.
 """
 
 from __future__ import annotations

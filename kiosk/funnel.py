@@ -5,7 +5,7 @@ the terminal leaves idle for a customer screen and ends when it is back between
 customers. It is *paid* once it reaches the receipt screen; a session that ends unpaid
 counts under `left` for the last customer screen it showed. Pure: the engine feeds it the
 screens (kiosk/engagement.py), the day's counts go to the desk as a `funnel_report`
-event (docs/self-service.md, "Funnel").
+event (docs/offers.md, "Funnel").
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Next best offer: the desk's offer rules, parsed and validated, and the pure choice.
 
 The desk pushes the rules as the optional `offers` section of its signed config document
-(sync/desk_config.py; format and meaning: docs/self-service.md, "Offers"):
+(sync/desk_config.py; format and meaning: docs/offers.md, "Offers"):
 
     "offers": {"account_key": "<base64, 16-64 bytes>", "holdout_percent": 10,
                "holdout_seed": "2026-q4",
@@ -85,7 +85,7 @@ class OfferRules:
     account_key: bytes
     holdout_bp: int  # 0..HOLDOUT_SCALE: the share of customers who see no offer
     holdout_seed: str
-    items: tuple[Offer, ...]
+    items: tuple[Offer, ...]  # best first: priority high to low, then id
 
 
 @dataclass(frozen=True)
@@ -200,8 +200,12 @@ def parse_offers(section: Any, path: str = "offers") -> OfferRules:
         account_key=base64.b64decode(head["account_key"]),
         holdout_bp=round(head["holdout_percent"] * HOLDOUT_SCALE / 100),
         holdout_seed=head["holdout_seed"],
-        items=tuple(items),
+        items=tuple(sorted(items, key=_rank)),  # best first: choose stops at three
     )
+
+
+def _rank(offer: Offer) -> tuple[int, str]:
+    return (-offer.priority, offer.id)
 
 
 def account_hash(key: bytes, provider_id: str, account: str) -> str:
@@ -252,8 +256,12 @@ def choose(rules: OfferRules, ctx: OfferContext, now: datetime,
     if in_holdout(rules, ctx.account_hash):
         return Choice(True, ())
     minute = now.hour * 60 + now.minute
-    fit = [o for o in rules.items
-           if eligible(o, ctx, minute)
-           and (o.cap_per_day is None or shown_today.get(o.id, 0) < o.cap_per_day)]
-    fit.sort(key=lambda o: (-o.priority, o.id))
-    return Choice(False, tuple(fit[:MAX_OFFERS_SHOWN]))
+    fit: list[Offer] = []
+    for o in rules.items:  # already best first: the first three that fit
+        if eligible(o, ctx, minute) and (
+            o.cap_per_day is None or shown_today.get(o.id, 0) < o.cap_per_day
+        ):
+            fit.append(o)
+            if len(fit) == MAX_OFFERS_SHOWN:
+                break
+    return Choice(False, tuple(fit))

@@ -56,7 +56,7 @@ DOC_FIELDS: dict[str, Field] = {
         str, None, "an scrypt hash",
         check=lambda h: h.startswith("scrypt$") and len(h) <= MAX_PIN_HASH,
     ),
-    "offers": Field(dict, None, "an offers section (docs/self-service.md)"),
+    "offers": Field(dict, None, "an offers section (docs/offers.md)"),
 }
 """The document's fields (drivers.fieldspec); absent optional ones are None."""
 FIELDS = set(DOC_FIELDS)

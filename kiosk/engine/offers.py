@@ -8,7 +8,7 @@ written by a job queued *behind* the receipt on the printer thread, so its fsync
 comes before the paper. Events take the ordinary event path (`_add_event`): they get
 outbox seqs after the payment's and never touch credit, the payment rows or their order
 (M1, M8). The funnel counts screens in memory (kiosk/funnel.py) and reports a day once,
-as a `funnel_report` event, when the local date changes. Docs: docs/self-service.md.
+as a `funnel_report` event, when the local date changes. Docs: docs/offers.md.
 """
 
 from __future__ import annotations

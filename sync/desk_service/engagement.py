@@ -1,7 +1,7 @@
 """What the desk reads from offer and funnel events (stored as ordinary event records).
 
 Pure summaries over `DeskDB.events()` rows, for `kiosk desk offers` and `kiosk desk
-funnel` (docs/self-service.md): offers shown and taps against the holdout, and each
+funnel` (docs/offers.md): offers shown and taps against the holdout, and each
 day's funnel per terminal (the terminal's final report of a day wins over a partial one
 asked for on demand).
 """

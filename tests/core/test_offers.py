@@ -58,7 +58,7 @@ def test_a_full_section_parses_with_its_defaults():
              priority=5, cap_per_day=3),
         item("any"), holdout_percent=12.5, holdout_seed="q4"))
     assert rules.holdout_bp == 1250 and rules.holdout_seed == "q4"
-    tv, any_ = rules.items
+    tv, any_ = rules.items  # best first
     assert (tv.from_minute, tv.to_minute, tv.cap_per_day) == (22 * 60, 6 * 60, 3)
     assert (any_.providers, any_.max_minor, any_.cap_per_day, any_.priority) == (
         frozenset(), None, None, 0)
