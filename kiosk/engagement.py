@@ -46,13 +46,14 @@ class OfferPick:
 
 class Engagement:
     def __init__(self, terminal_tags: tuple[str, ...], state_dir: Path | None,
-                 wall: Callable[[], datetime] = local_now) -> None:
+                 wall: Callable[[], datetime] | None = None) -> None:
         self.tags = frozenset(terminal_tags)
         self.rules: OfferRules | None = None
         self.rules_version: int | None = None
-        self._wall = wall
+        # the local wall clock (days, time windows); looked up at each call by default
+        self._wall: Callable[[], datetime] = wall or (lambda: local_now())
         self._path = state_dir / STATE_FILE if state_dir is not None else None
-        day = wall().strftime(DAY_FORMAT)
+        day = self._wall().strftime(DAY_FORMAT)
         self.caps: dict[str, int] = {}
         self.funnel = Funnel(day)
         self._dirty = False

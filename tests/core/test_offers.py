@@ -314,3 +314,27 @@ def test_engine_funnel_counts_and_reports_on_demand(tmp_path: Path):
     assert report["left"] == {"account": 1} and report["reached"]["receipt"] == 1
     (event,) = _events(term, "funnel_report")
     assert event["data"]["partial"] is True and event["data"]["sessions"] == 2
+
+
+def test_engine_reports_the_finished_day_once_at_the_first_tick_of_the_next(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    wall = Wall(NOON)
+    monkeypatch.setattr("kiosk.engagement.local_now", wall)  # the wall clock: an edge
+    term = _terminal(tmp_path)
+    term.pay(500)
+    term.intent("select_provider", provider_id="mts")
+    term.intent("cancel")
+    term.tick(0.1)
+    assert _events(term, "funnel_report") == []  # the day is not over
+    wall.now = NOON + timedelta(hours=13)  # 01:00 the next day
+    term.tick(0.1)
+    term.tick(0.1)
+    (event,) = _events(term, "funnel_report")
+    assert event["data"] == {"day": "2026-12-03", "sessions": 2, "paid": 1,
+                             "reached": {"account": 2, "cash": 1, "confirm": 1,
+                                         "receipt": 1},
+                             "left": {"account": 1}}
+    # a restart the same (new) day keeps its counts and does not report the old day again
+    again = term.restart()
+    again.tick(0.1)
+    assert len(_events(again, "funnel_report")) == 1

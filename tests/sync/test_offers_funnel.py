@@ -12,6 +12,8 @@ import pytest
 
 from kiosk.ledger import desk as desk_ledger
 from kiosk.offers import account_hash, in_holdout, parse_offers
+from sync import topics
+from sync.agent import SyncAgent
 from sync.cli import desk_main
 from sync.desk_service import engagement as eng
 from tests.sync.conftest import make_desk, wait_for
@@ -131,3 +133,26 @@ def test_funnel_counts_arrive_at_the_desk_on_its_command(pair, tmp_path, capsys)
     assert desk_main(["--db", str(tmp_path / "desk.sqlite"), "funnel", "--terminal", tid]) == 0
     out = capsys.readouterr().out
     assert "2 sessions, 1 paid" in out and "left here" in out
+
+
+def test_offer_rules_survive_a_restart_from_the_ledger(broker, desk_key, tmp_path):
+    tid = "ORESTART1"
+    term = live_terminal(tmp_path / "t", tid, mqtt_config(broker.port, desk_key))
+    desk = make_desk(broker, desk_key, {tid: terminal_public_key(term.config)},
+                     tmp_path / "desk.sqlite", client_id=f"desk-{tid}").start()
+    try:
+        offers = {"account_key": KEY, "items": [_offer("a")]}
+        desk.publish_config(tid, {"version": 5, "terminal_id": "*", "offers": offers})
+        wait_for(lambda: desk_ledger.current_config(term.ledger) is not None, 10, "config")
+        desk.send_raw(tid, topics.CONFIG, b"", retain=True)  # nothing retained to re-apply
+    finally:
+        desk.stop()
+        term.stop()
+    # the same data folder, no broker: the rules come back from the ledger alone
+    again = live_terminal(tmp_path / "t", tid, mqtt_config(broker.port, desk_key), agent=False)
+    try:
+        SyncAgent(again.config, again.engine, again.ledger).restore()
+        again.pay(500)
+        assert "Plan a" in again.printer.texts()[-1]
+    finally:
+        again.stop()
