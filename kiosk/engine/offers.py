@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from kiosk.engagement import OfferPick
-from kiosk.engine.core import CashSession, EngineCore, IntentError
+from kiosk.engine.core import CashSession, EngineCore, IntentError, log
 from kiosk.offers import OfferRules
 from kiosk.screens import Screen
 
@@ -36,6 +36,7 @@ class OffersAndFunnel(EngineCore):
             pick = self._engagement.pick(s.provider.id, s.provider.category, s.account,
                                          inserted_minor)
         except Exception:  # offers must never cost a receipt
+            log.exception("offers not chosen for this payment")
             self._offer_pick = None
             return None
         self._offer_pick = pick
