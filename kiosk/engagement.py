@@ -65,10 +65,10 @@ class Engagement:
 
     def pick(self, provider_id: str, category: str, account: str,
              amount_minor: int) -> OfferPick | None:
-        """The offers for a committed payment (None: the desk sent no rules). Cheap and
+        """The offers for a committed payment (None: the desk's rules have no offers). Cheap and
         pure but for today's caps, which count what is chosen here."""
         rules = self.rules
-        if rules is None:
+        if rules is None or not rules.items:  # offers off: nothing shown, nothing recorded
             return None
         now = self._wall()
         self._roll(now.strftime(DAY_FORMAT))

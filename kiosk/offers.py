@@ -88,6 +88,10 @@ class OfferRules:
     items: tuple[Offer, ...]  # best first: priority high to low, then id
 
 
+NO_OFFERS = OfferRules(account_key=b"", holdout_bp=0, holdout_seed="", items=())
+"""What a config document without an `offers` section means: offers are off."""
+
+
 @dataclass(frozen=True)
 class OfferContext:
     """One committed payment as the rules see it (no account: only its keyed hash)."""

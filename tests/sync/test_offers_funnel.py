@@ -99,6 +99,13 @@ def test_offers_rules_impressions_taps_and_holdout_reach_the_desk(pair, tmp_path
                          if e["kind"].startswith("offer_")], ensure_ascii=False)
     assert MTS_ACCOUNT not in stored and HELD_OUT not in stored  # never in clear
 
+    # a later document without the section switches offers off: nothing shown or recorded
+    desk.publish_config(tid, {"version": 3, "terminal_id": "*"})
+    wait_for(lambda: desk_ledger.current_config(term.ledger)[0] == 3, 10, "v3")
+    term.pay(500)
+    assert "Тариф" not in term.printer.texts()[-1]
+    assert "offers" not in (term.engine.last_payment or {})
+
     stats = eng.offer_stats(desk.store.events(tid))
     assert (stats.payments, stats.treated, stats.holdout) == (3, 2, 1)
     assert stats.shown == {"a": 2, "b": 2, "c": 2} and stats.interested == {"c": 1}
