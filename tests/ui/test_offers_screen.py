@@ -26,43 +26,51 @@ def _offer(oid: str, name: str, priority: int, **kw):  # type: ignore[no-untyped
             "text_en": "Unlimited for 300 ₽ a month", **kw}
 
 
-@pytest.mark.slow  # a core, a broker, a desk and the UI: not in make test-fast
-def test_offers_on_the_final_screen_by_touch(terminal_factory, make_ui, tmp_path):
-    broker = Broker(tmp_path / "mosquitto").start()
-    desk_key = DeskKey()
-    desk = None
-    try:
-        term = terminal_factory(extra=f"""
+def _with_offers(terminal_factory, tmp_path, broker, desk_key, **kw):  # type: ignore[no-untyped-def]
+    """A core whose desk pushed the offer rules (applied before the UI starts)."""
+    term = terminal_factory(extra=f"""
 [mqtt]
 enabled = true
 host = "127.0.0.1"
 port = {broker.port}
 reconnect_min_s = 0.2
 reconnect_max_s = 1.0
-{desk_key.toml()}""")
-        config = load_config(term.core.config)
-        tid = config.terminal.id
-        desk = make_desk(broker, desk_key, {tid: terminal_public_key(config)},
-                         tmp_path / "desk.sqlite", client_id="desk-ui-offers").start()
-        offers = {"account_key": base64.b64encode(RAW_KEY).decode(), "holdout_percent": 0,
-                  "items": [_offer("giga", "Гига", 9), _offer("home", "Дом", 8),
-                            _offer("tv", "ТВ", 7), _offer("fourth", "Четвёртый", 1),
-                            _offer("bee", "Билайн", 99, providers=["beeline"])]}
-        desk.publish_config(tid, {"version": 1, "terminal_id": "*", "offers": offers})
-        wait_for(lambda: (desk.health.get(tid) or {}).get("config_version") == 1, 20,
-                 "config applied")
+{desk_key.toml()}""", **kw)
+    config = load_config(term.core.config)
+    tid = config.terminal.id
+    desk = make_desk(broker, desk_key, {tid: terminal_public_key(config)},
+                     tmp_path / "desk.sqlite", client_id=f"desk-ui-{tmp_path.name}").start()
+    offers = {"account_key": base64.b64encode(RAW_KEY).decode(), "holdout_percent": 0,
+              "items": [_offer("giga", "Гига", 9), _offer("home", "Дом", 8),
+                        _offer("tv", "ТВ", 7), _offer("fourth", "Четвёртый", 1),
+                        _offer("bee", "Билайн", 99, providers=["beeline"])]}
+    desk.publish_config(tid, {"version": 1, "terminal_id": "*", "offers": offers})
+    wait_for(lambda: (desk.health.get(tid) or {}).get("config_version") == 1, 20,
+             "config applied")
+    return term, desk, tid
 
+
+def _to_confirm(d) -> None:  # type: ignore[no-untyped-def]
+    d.on("idle", timeout=20)
+    d.tap("idle.start")
+    d.on("provider")
+    d.tap("provider.cat.mobile")
+    d.tap("provider.slot0")  # МТС
+    d.on("account")
+    d.type_keys("account.key", ACCOUNT)
+    d.until(lambda: (d.ui.session or {}).get("account") == ACCOUNT, what="account")
+    d.tap("account.next")
+    d.on("confirm")
+
+
+@pytest.mark.slow  # a core, a broker, a desk and the UI: not in make test-fast
+def test_offers_on_the_final_screen_by_touch(terminal_factory, make_ui, tmp_path):
+    broker = Broker(tmp_path / "mosquitto").start()
+    desk = None
+    try:
+        term, desk, tid = _with_offers(terminal_factory, tmp_path, broker, DeskKey())
         d = make_ui(term)
-        d.on("idle", timeout=20)
-        d.tap("idle.start")
-        d.on("provider")
-        d.tap("provider.cat.mobile")
-        d.tap("provider.slot0")  # МТС
-        d.on("account")
-        d.type_keys("account.key", ACCOUNT)
-        d.until(lambda: (d.ui.session or {}).get("account") == ACCOUNT, what="account")
-        d.tap("account.next")
-        d.on("confirm")
+        _to_confirm(d)
         assert not d.visible("receipt.offer0")
         d.tap("confirm.yes")
         d.on("cash")
@@ -94,6 +102,33 @@ reconnect_max_s = 1.0
         assert ACCOUNT not in stored
         d.tap("receipt.done")
         d.on("idle")
+    finally:
+        if desk is not None:
+            desk.stop()
+        broker.stop()
+
+
+@pytest.mark.slow  # a core, a broker, a desk and the UI: not in make test-fast
+def test_offers_beside_a_receipt_that_could_not_print(terminal_factory, make_ui, tmp_path):
+    """The longest receipt state (write the number down, call …) and the offers fit."""
+    broker = Broker(tmp_path / "mosquitto").start()
+    desk = None
+    try:
+        term, desk, _tid = _with_offers(terminal_factory, tmp_path, broker, DeskKey(),
+                                        printer_fault="paper_out")
+        d = make_ui(term)
+        _to_confirm(d)
+        d.tap("confirm.no_receipt")
+        d.until(lambda: d.visible("confirm.yes"), 10, "confirm after accepting")
+        d.tap("confirm.yes")
+        d.on("cash")
+        term.insert(100)
+        d.wait_text("cash.inserted", lambda t: t.startswith("100,00"))
+        d.tap("cash.pay")
+        d.on("receipt")
+        d.wait_text("receipt.state", lambda t: "T0001-00000001" in t, timeout=30)
+        d.wait_text("receipt.offer0", lambda t: "Гига" in t)
+        d.both_languages("offers-receipt-not-printed")  # nothing clipped, overlapping
     finally:
         if desk is not None:
             desk.stop()

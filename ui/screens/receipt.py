@@ -24,7 +24,7 @@ from ui.widgets import Btn, Panel, Text, fixed, hbox, spacer, vbox
 OFFER_SLOTS = 3  # the core never sends more (kiosk.offers.MAX_OFFERS_SHOWN)
 OFFERS_H = 36.0  # the strip: its title line and a row of offer cards (mm)
 OFFER_CARD_H = 26.0
-STATE_H, STATE_H_WITH_OFFERS = 40.0, 26.0
+STATE_H, STATE_H_WITH_OFFERS = 40.0, 32.0
 
 
 class ReceiptScreen(BaseScreen):
