@@ -338,3 +338,16 @@ def test_engine_reports_the_finished_day_once_at_the_first_tick_of_the_next(
     again = term.restart()
     again.tick(0.1)
     assert len(_events(again, "funnel_report")) == 1
+
+
+def test_terminal_tags_come_from_the_toml_and_bad_ones_are_refused(tmp_path: Path):
+    from kiosk.config import ConfigError, parse_config
+
+    base = {"technician": {"pin_hash": "scrypt$x"}}
+    ok = parse_config({**base, "terminal": {"tags": ["mall", "metro"]}}, "k.toml", tmp_path)
+    assert ok.terminal.tags == ("mall", "metro")
+    assert parse_config(base, "k.toml", tmp_path).terminal.tags == ()
+    with pytest.raises(ConfigError, match=r"terminal\.tags"):
+        parse_config({**base, "terminal": {"tags": ["mall", ""]}}, "k.toml", tmp_path)
+    with pytest.raises(ConfigError, match=r"terminal\.tags"):
+        parse_config({**base, "terminal": {"tags": "mall"}}, "k.toml", tmp_path)
