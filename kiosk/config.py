@@ -51,6 +51,8 @@ class TerminalConfig:
     support_phone: str = "8 800 555-35-35"
     status_url: str | None = "https://pay.example.ru/check/{payment_id}"
     currency: str = "RUB"
+    # location tags the desk's offer rules match ("mall", "metro"): docs/offers.md
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,13 @@ class TableReader:
 _ABSENT = object()
 
 
+def _tags(r: TableReader) -> tuple[str, ...]:
+    tags = r.get("tags", list, [])
+    if not all(isinstance(t, str) and t and len(t) <= 64 for t in tags):
+        raise ConfigError(f"{r.where('tags')} must be a list of non-empty strings, got {tags!r}")
+    return tuple(tags)
+
+
 def _terminal(r: TableReader) -> TerminalConfig:
     d = TerminalConfig()
     tid = r.get("id", str, d.id)
@@ -271,6 +280,7 @@ def _terminal(r: TableReader) -> TerminalConfig:
         support_phone=phone,
         status_url=r.get("status_url", str, d.status_url) or None,
         currency=r.get("currency", str, d.currency),
+        tags=_tags(r),
     )
     r.finish()
     return out

@@ -74,6 +74,20 @@ class TerminalInfo:
     columns: int = NARROWEST_COLUMNS  # the printer's paper width, for the status link
 
 
+OFFER_LABEL = "Предложение для вас / An offer for you"
+
+
+@dataclass(frozen=True)
+class OfferNote:
+    """The top offer chosen after the payment was committed (kiosk/offers.py): printed
+    below everything the payment itself needs, in Russian and English."""
+
+    title_ru: str
+    title_en: str
+    text_ru: str = ""
+    text_en: str = ""
+
+
 @dataclass(frozen=True)
 class PaymentReceiptData:
     payment_id: str
@@ -86,6 +100,7 @@ class PaymentReceiptData:
     currency: str
     status_note: str | None = None  # e.g. "printed without paper check", "reprint"
     check_code: str | None = None  # kiosk/check_code.py; None for payments made before it
+    offer: OfferNote | None = None  # never on a copy: it was for that moment
 
 
 @dataclass(frozen=True)
@@ -241,8 +256,23 @@ def payment_receipt(
         *_support_footer(),
         *_support_phone(term),
         *_status_link(term, data.payment_id),
+        *_offer(data.offer),
     ]
     return Document(KIND_PAYMENT, tuple(blocks))
+
+
+def _offer(offer: OfferNote | None) -> list[Block]:
+    """The offer comes last, after the payment's facts and the support phone."""
+    if offer is None:
+        return []
+    blocks: list[Block] = [Rule(), Text(OFFER_LABEL, Align.CENTER),
+                           Text(offer.title_ru, Align.CENTER, bold=True)]
+    if offer.text_ru:
+        blocks.append(Text(offer.text_ru, Align.CENTER))
+    blocks.append(Text(offer.title_en, Align.CENTER, bold=True))
+    if offer.text_en:
+        blocks.append(Text(offer.text_en, Align.CENTER))
+    return blocks
 
 
 def unclaimed_slip(term: TerminalInfo, data: UnclaimedData, *, copy: bool = False) -> Document:

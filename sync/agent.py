@@ -27,6 +27,7 @@ from kiosk.config import Config
 from kiosk.engine import PaymentEngine
 from kiosk.ledger import Ledger, LedgerError, LedgerTx
 from kiosk.ledger import desk as desk_ledger
+from kiosk.offers import NO_OFFERS
 from sync import topics
 from sync.commands import Command, CommandError, check_fresh, check_seq, parse_command
 from sync.connection import (
@@ -584,6 +585,9 @@ class SyncAgent:
             support_phone=doc.support_phone,
             pin_hash=doc.pin_hash,
             help_texts=doc.help_texts,  # shown by the UI's help screen
+            # each document carries the whole rules: without a section, offers are off
+            # (so a restart, which re-applies the latest document only, changes nothing)
+            offers=doc.offers if doc.offers is not None else NO_OFFERS,
             publish=publish,
         )
         if doc.help_texts is not None:
@@ -667,6 +671,8 @@ class SyncAgent:
             self.engine.clear_out_of_service(DESK_OOS_CODE)
         elif cmd.type == "request_health":
             self._publish_health(force=True)
+        elif cmd.type == "report_funnel":
+            self.engine.report_funnel()  # an event: it goes out with the next drain
         elif cmd.type == "restart":
             self._restart_after = time.monotonic() + 1.0  # let the result go out first
         elif cmd.type in ("reprocess", "reprocess_unclaimed"):

@@ -282,6 +282,9 @@ def desk_main(argv: list[str]) -> int:
     fd.add_argument("--limit", type=int, default=50)
     fd.add_argument("--json", action="store_true", help="one JSON object per line")
     sub.add_parser("quarantine", help="messages the desk could not take, with the reason")
+    for name, what in (("offers", "offers shown and taps, against the holdout"),
+                       ("funnel", "per day: sessions reaching each screen and leaving it")):
+        sub.add_parser(name, help=what).add_argument("--terminal")
     sub.add_parser("migrate", help="bring the desk database schema up to date")
     args = ap.parse_args(argv)
 
@@ -307,7 +310,7 @@ def desk_main(argv: list[str]) -> int:
         return check(StatusFile(Path(args.status_file)))
     if "://" not in args.db:
         Path(args.db).parent.mkdir(parents=True, exist_ok=True)
-    if args.op in ("find", "quarantine", "migrate", "operator"):
+    if args.op in ("find", "quarantine", "migrate", "operator", "offers", "funnel"):
         return _db_tool(args)
     if args.op == "serve":
         return _serve(args)
@@ -430,6 +433,14 @@ def _db_tool(args: argparse.Namespace) -> int:
             return 0
         if args.op == "operator":
             return _operator(store, args)
+        if args.op in ("offers", "funnel"):
+            from sync.desk_service import engagement as eng
+
+            events = store.events(args.terminal)
+            lines = (eng.format_offers(eng.offer_stats(events)) if args.op == "offers"
+                     else eng.format_funnel(eng.funnel_days(events)))
+            print("\n".join(lines) if lines else "no funnel reports yet")
+            return 0
         if args.op == "quarantine":
             rows = store.quarantined()
             for r in rows:

@@ -35,6 +35,7 @@ TYPES = (
     "enable",
     "request_health",
     "restart",
+    "report_funnel",  # today's funnel counts so far, as a funnel_report event
 )
 
 
@@ -118,6 +119,7 @@ ARGS: dict[str, dict[str, Field]] = {
     "enable": {},
     "request_health": {},
     "restart": {},
+    "report_funnel": {},
 }
 """Each command type's arguments; a refusal of any of them is "bad_args"."""
 

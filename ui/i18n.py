@@ -98,6 +98,10 @@ STRINGS: dict[str, tuple[str, str]] = {
         "No receipt was printed. Please write down the payment number.",
     ),
     "done": ("Готово", "Done"),
+    # the offers chosen after the payment (kiosk/offers.py): tap one to say "interested"
+    "offers_title": ("Вам может быть интересно — нажмите на предложение",
+                     "You may like these: tap an offer you are interested in"),
+    "offer_thanks": ("Спасибо за интерес!", "Thank you for your interest!"),
     # out of service
     "oos_title": ("Терминал не работает", "Out of service"),
     "oos_starting_title": ("Одну минуту", "One moment"),

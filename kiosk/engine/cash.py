@@ -235,8 +235,13 @@ class CashCollection(EngineCore):
             "check_code": payment.get("check_code"),
             "receipt": "printing",
         }
+        # Offers only now, the payment committed (M5); pure and cheap, so the receipt
+        # job below is not held up; its record is queued behind the receipt.
+        pick = self._pick_offers(s, self._last_payment["inserted_minor"])
         self._set_screen(Screen.RECEIPT)
-        self._print_payment(payment_id, copy=False)
+        self._print_payment(payment_id, copy=False,
+                            offer=pick.choice.top if pick is not None else None)
+        self._offers_shown(pick)
 
 
     # -- start-up reconciliation (M6) --------------------------------------------------

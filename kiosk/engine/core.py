@@ -35,9 +35,11 @@ from kiosk.device_health import (
     group_of,
 )
 from kiosk.diskguard import DiskLevel
+from kiosk.engagement import Engagement, OfferPick
 from kiosk.engine.printer_worker import PrinterWorker
 from kiosk.ledger import Ledger, LedgerError
 from kiosk.messages import message
+from kiosk.offers import Offer
 from kiosk.screens import Screen, screen_timeout
 from kiosk.technician import LOCKOUT_FILE, TechnicianAccess
 
@@ -141,6 +143,9 @@ class EngineCore:
         self._ledger_file_checked = -1e9
         self._disk_checked = -1e9
         self._restart_requested = False
+        # Offers after a committed payment and the funnel's counts (kiosk/engine/offers.py)
+        self._engagement = Engagement(config.terminal.tags, config.paths.data_dir)
+        self._offer_pick: OfferPick | None = None
 
     # -- read-only views: other modules change state only through the engine's methods --
     @property
@@ -214,6 +219,10 @@ class EngineCore:
             # A notice belongs to the screen that made it (a rejected bill never shows on
             # "payment accepted"; the last customer's words never greet the next one).
             self._clear_notice()
+            self._engagement.on_screen(screen.value)  # the funnel (counts only)
+            if not screen.is_customer:
+                self._offer_pick = None
+                self._engagement.save()  # between customers: never on a receipt's path
         self._screen = screen
         self._prompt_deadline = None
         self._deadline = self._clock() + screen_timeout(screen, self._config.timeouts)
@@ -321,8 +330,18 @@ class EngineCore:
     def _clear_oos(self, code: str) -> None:  # kiosk.engine.service_state
         raise NotImplementedError
 
-    def _print_payment(self, payment_id: str, copy: bool) -> None:  # kiosk.engine.printing
+    def _print_payment(self, payment_id: str, copy: bool,  # kiosk.engine.printing
+                       offer: Offer | None = None) -> None:
         raise NotImplementedError
 
     def _poll_printer_soon(self) -> None:  # kiosk.engine.printing
         raise NotImplementedError
+
+    def _offer_interested(self, args: dict[str, Any]) -> None:  # kiosk.engine.offers
+        raise NotImplementedError
+
+    def _pick_offers(self, s: CashSession, inserted_minor: int) -> OfferPick | None:
+        raise NotImplementedError  # kiosk.engine.offers
+
+    def _offers_shown(self, pick: OfferPick | None) -> None:
+        raise NotImplementedError  # kiosk.engine.offers

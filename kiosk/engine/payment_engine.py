@@ -24,11 +24,13 @@ from drivers.acceptor import AcceptorStatus
 from kiosk.catalog import Catalog
 from kiosk.engine.cash import CashCollection
 from kiosk.engine.core import IntentError, SeenBill
+from kiosk.engine.offers import OffersAndFunnel
 from kiosk.engine.printing import PRINTER_POLL_S, Printing
 from kiosk.engine.service_state import ServiceState
 from kiosk.engine.session import SessionIntents
 from kiosk.engine.snapshot import BETWEEN_CUSTOMERS, EngineStatus, build_snapshot, build_status
 from kiosk.ledger import LedgerIdentityError
+from kiosk.offers import OfferRules
 from kiosk.screens import Screen
 from kiosk.technician import Channel, TechnicianAuthError
 
@@ -43,7 +45,7 @@ SETTLE_STATUSES = frozenset(
 STARTUP_SETTLE_S = 10.0
 
 
-class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing):
+class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing, OffersAndFunnel):
     """The engine other modules see: one per core process, built by the daemon."""
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -89,6 +91,7 @@ class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing):
                     self._reconcile()
                 return
             self._run_probes(now)
+            self._funnel_tick()  # a finished day's funnel counts, once, to the desk
             self._expire_notice(now)
             # The bill table may arrive after the cash screen opened (a driver still in its
             # start-up sequence): re-derive the wanted mask; nothing is sent if unchanged.
@@ -167,6 +170,7 @@ class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing):
         support_phone: str | None = None,
         pin_hash: str | None = None,
         help_texts: dict[str, dict[str, str]] | None = None,
+        offers: OfferRules | None = None,
         publish: bool = True,
     ) -> None:
         """A validated desk configuration, every part at once (None: leave that part)."""
@@ -179,6 +183,8 @@ class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing):
                 self.technician.set_pin_hash(pin_hash)
             if help_texts is not None:
                 self._help_texts = help_texts  # shown by the UI's help screen
+            if offers is not None:
+                self._engagement.set_rules(offers, version)  # kiosk/engine/offers.py
             self._config_version = version
             if publish:
                 self._publish()

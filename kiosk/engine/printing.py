@@ -16,9 +16,17 @@ from kiosk import receipts
 from kiosk.engine.core import EngineCore, IntentError, log
 from kiosk.ledger import LedgerError
 from kiosk.messages import UNCLAIMED_FALLBACK, receipt_note
+from kiosk.offers import Offer
 
 PRINTER_POLL_S = 10.0
 PRINT_WAIT_S = 60.0  # a technician's print waits this long for the printer thread
+
+
+def receipt_offer(offer: Offer | None) -> receipts.OfferNote | None:
+    """The top offer as the receipt prints it (kiosk/engine/offers.py chose it)."""
+    if offer is None:
+        return None
+    return receipts.OfferNote(offer.title_ru, offer.title_en, offer.text_ru, offer.text_en)
 
 
 class Printing(EngineCore):
@@ -36,7 +44,8 @@ class Printing(EngineCore):
             columns=self.printer.columns,  # the status link is laid out for this paper
         )
 
-    def payment_document(self, payment_id: str, copy: bool) -> Document:
+    def payment_document(self, payment_id: str, copy: bool,
+                         offer: Offer | None = None) -> Document:
         p = self.ledger.get_payment(payment_id)
         if p is None:
             raise IntentError("not_found", f"no payment {payment_id}")
@@ -69,17 +78,18 @@ class Printing(EngineCore):
                 currency=p["currency"],
                 status_note=receipt_note(p["note"]),
                 check_code=p.get("check_code"),
+                offer=receipt_offer(offer) if not copy else None,
             ),
             copy=copy,
         )
 
-    def _print_payment(self, payment_id: str, copy: bool) -> None:
-        self.printer_worker.submit(self._print_job, payment_id, copy)
+    def _print_payment(self, payment_id: str, copy: bool, offer: Offer | None = None) -> None:
+        self.printer_worker.submit(self._print_job, payment_id, copy, offer)
 
-    def _print_job(self, payment_id: str, copy: bool) -> None:
+    def _print_job(self, payment_id: str, copy: bool, offer: Offer | None = None) -> None:
         ok = False
         try:
-            document = self.payment_document(payment_id, copy)
+            document = self.payment_document(payment_id, copy, offer)
             self.printer.print_document(document)
             ok = True
         except (PrinterError, OSError, LedgerError, IntentError) as exc:

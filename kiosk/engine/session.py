@@ -176,6 +176,7 @@ class SessionIntents(EngineCore):
         "cancel": _i_cancel,
         "continue": _i_continue,
         "done": _i_done,
+        "offer_interested": lambda self, args: self._offer_interested(args),
     }
 
     def payment_status(self, payment_id: str) -> dict[str, Any]:
