@@ -92,7 +92,7 @@ def test_kiosk_desk_keygen_cmd_and_watch(broker, tmp_path):
             read_until("phone=8 800 123-45-67")
         finally:
             watch.send_signal(signal.SIGINT)
-            watch.wait(10)
+            watch.wait(30)  # a loaded machine: the desk drains and closes first
         wait_for(lambda: term.ledger.get_payment(pid)["status"] == "accepted", 5, "acked")
     finally:
         term.stop()
@@ -169,7 +169,7 @@ def test_reprocess_retried_by_an_operator_runs_once(desk_cli):
         wait_for(lambda: term.ledger.get_payment(pid)["status"] == "accepted", 20, "accepted")
     finally:
         watch.send_signal(signal.SIGINT)
-        watch.wait(10)
+        watch.wait(30)
     # the corrected phone as the customer reads it out: the terminal keeps its 10 digits,
     # as the operator's page does (sync/desk_service/search.py corrected_account)
     args = ["cmd", "TCLI2", "reprocess", "--arg", f"payment_id={pid}", "--arg",
@@ -242,5 +242,5 @@ def test_two_watchers_do_not_fight_over_a_client_id(desk_cli, broker):
     finally:
         for w in watchers:
             w.send_signal(signal.SIGINT)
-            w.wait(10)
+            w.wait(30)
     assert "already connected" not in broker.log()[log_before:]
