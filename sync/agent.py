@@ -584,6 +584,7 @@ class SyncAgent:
             support_phone=doc.support_phone,
             pin_hash=doc.pin_hash,
             help_texts=doc.help_texts,  # shown by the UI's help screen
+            help_center=doc.help_center,  # the help center's articles (self-service.md)
             publish=publish,
         )
         if doc.help_texts is not None:

@@ -7,7 +7,8 @@ Body (purpose "config"):
      "catalog": {"categories": […], "providers": […]},  # optional, as [catalog] in TOML
      "commissions": {"mts": [{"from_minor": 0, "percent_bp": 300, …}]},  # optional
      "help_texts": {"how_to_pay": {"ru": "…", "en": "…"}},  # optional
-     "technician_pin_hash": "scrypt$…"}                 # optional
+     "technician_pin_hash": "scrypt$…",                 # optional
+     "help_center": {"categories": […], "articles": […], …}}  # optional: kiosk/help_center.py
 
 Parsed and validated completely here (pure) before anything is applied; the agent then
 applies every part at once (`PaymentEngine.apply_desk_config`) and records the version
@@ -24,6 +25,7 @@ from drivers.fieldspec import Field, Invalid, read_fields
 from kiosk.catalog import Catalog, CatalogError
 from kiosk.coded_error import CodedError
 from kiosk.config import ConfigError, bands_from_list, catalog_from_table
+from kiosk.help_center import HelpCenter, HelpCenterError, parse_help_center
 from sync.commands import valid_phone
 
 MAX_HELP_TEXT = 4000
@@ -54,6 +56,7 @@ DOC_FIELDS: dict[str, Field] = {
         str, None, "an scrypt hash",
         check=lambda h: h.startswith("scrypt$") and len(h) <= MAX_PIN_HASH,
     ),
+    "help_center": Field(dict, None, "a help center object (docs/self-service.md)"),
 }
 """The document's fields (drivers.fieldspec); absent optional ones are None."""
 FIELDS = set(DOC_FIELDS)
@@ -73,6 +76,7 @@ class ConfigDoc:
     catalog: Catalog | None
     help_texts: dict[str, dict[str, str]] | None
     pin_hash: str | None
+    help_center: HelpCenter | None = None
 
 
 def parse_config_doc(body: dict[str, Any], terminal_id: str, current: Catalog) -> ConfigDoc:
@@ -101,7 +105,11 @@ def parse_config_doc(body: dict[str, Any], terminal_id: str, current: Catalog) -
         raise ConfigDocError("bad_value", str(exc)) from exc
 
     help_texts, pin_hash = doc["help_texts"], doc["technician_pin_hash"]
-    return ConfigDoc(version, phone, catalog, help_texts, pin_hash)
+    try:
+        center = None if doc["help_center"] is None else parse_help_center(doc["help_center"])
+    except HelpCenterError as exc:
+        raise ConfigDocError("bad_value", str(exc)) from exc
+    return ConfigDoc(version, phone, catalog, help_texts, pin_hash, center)
 
 
 def _commissions(table: dict[str, Any], catalog: Catalog, source: str) -> Catalog:

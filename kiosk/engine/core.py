@@ -36,6 +36,7 @@ from kiosk.device_health import (
 )
 from kiosk.diskguard import DiskLevel
 from kiosk.engine.printer_worker import PrinterWorker
+from kiosk.help_center import HelpCenter, default_help_center
 from kiosk.ledger import Ledger, LedgerError
 from kiosk.messages import message
 from kiosk.screens import Screen, screen_timeout
@@ -58,6 +59,7 @@ class CashSession:
     payment_id: str | None = None  # set once the payment is committed
     finish_note: str | None = None
     finish_deadline: float = 0.0
+    rejected_bills: int = 0  # returned or refused bills (proactive help reads it)
 
 
 @dataclass
@@ -112,6 +114,10 @@ class EngineCore:
         self._sync_state = SyncState(enabled=config.mqtt.enabled, since_ms=self.ledger.now_ms())
         self._device_errors: dict[str, DeviceError] = {}
         self._help_texts: dict[str, dict[str, str]] = {}  # from the desk: {topic: {ru, en}}
+        # the desk's help center, or the shipped one; the help code of the customer who
+        # opened help (terminal + session, for the operator: docs/self-service.md)
+        self._help_center: HelpCenter = default_help_center()
+        self._help_code: str | None = None
         self._config_version: int | None = None  # the desk config applied, if any
         self._seq = 0
         self._screen = Screen.STARTING
@@ -154,6 +160,14 @@ class EngineCore:
     @property
     def help_texts(self) -> dict[str, dict[str, str]]:
         return self._help_texts
+
+    @property
+    def help_center(self) -> HelpCenter:
+        return self._help_center
+
+    @property
+    def help_code(self) -> str | None:
+        return self._help_code
 
     @property
     def config_version(self) -> int | None:
@@ -222,6 +236,7 @@ class EngineCore:
 
     def _go_idle(self) -> None:
         self._session = None
+        self._help_code = None  # the next customer is another help session
         self._no_receipt_accepted = False
         self._set_screen(Screen.OUT_OF_SERVICE if self._oos_reasons else Screen.IDLE)
 
