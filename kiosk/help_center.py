@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
@@ -109,6 +110,10 @@ def _text(limit: int) -> Field:
                  check=lambda s: len(s.strip()) > 0 and len(s) <= limit)
 
 
+def _count_check(limit: int) -> Callable[[Any], bool]:
+    return lambda v: 0 < len(v) <= limit
+
+
 def _bilingual(t: Table, key: str, limit: int) -> Bilingual:
     values = read_fields(t.get(key, Field(dict, what="an object {ru, en}")),
                          {lang: _text(limit) for lang in LANGS}, t.where(key))
@@ -140,9 +145,8 @@ def _parse(table: Any) -> HelpCenter:
     root = Table(table)
     counts = {"categories": MAX_CATEGORIES, "articles": MAX_ARTICLES}
     for key, limit in counts.items():
-        items = root.get(key, Field(list, what=f"a list of 1-{limit} objects",
-                                    check=lambda v, n=limit: 0 < len(v) <= n))
-        root.data = {**root.data, key: items}
+        root.get(key, Field(list, what=f"a list of 1-{limit} objects",
+                            check=_count_check(limit)))
     categories = []
     for t in root.tables("categories"):
         categories.append(Category(t.get("id", _ID), _bilingual(t, "title", MAX_TITLE)))
