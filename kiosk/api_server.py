@@ -23,7 +23,7 @@ from kiosk import service
 from kiosk.check_code import CheckRefused
 from kiosk.coded_error import CodedError
 from kiosk.engine import IntentError, PaymentEngine
-from kiosk.help_events import HelpEvent, HelpEventError, read_help_event, session_context
+from kiosk.help_events import HelpEventError, record_help_event
 from kiosk.ledger import LedgerError
 from kiosk.technician import Channel, TechnicianAuthError
 
@@ -353,17 +353,11 @@ class ApiServer:
     async def _op_help_event(self, conn: Connection, msg: dict[str, Any]) -> Any:
         """One help counter (or a call-back request) for the desk: a ledger event written
         on a worker thread without the engine's lock, so a bill never waits for it."""
+        kind, args = _arg(msg, "kind", str), _arg(msg, "args", dict, {})
         try:
-            event, data = read_help_event(_arg(msg, "kind", str), _arg(msg, "args", dict, {}),
-                                          self.engine.help_center)
+            return await asyncio.to_thread(record_help_event, self.engine, kind, args)
         except HelpEventError as exc:
             raise ApiError("bad_request", str(exc)) from exc
-        code = self.engine.open_help()
-        data["help_code"] = code
-        if event is HelpEvent.CALLBACK_REQUESTED:
-            data["context"] = session_context(self.engine.snapshot())
-        await asyncio.to_thread(self.engine.ledger.add_event, event.value, "info", data)
-        return {"help_code": code}
 
     async def _op_payment_status(self, conn: Connection, msg: dict[str, Any]) -> Any:
         """The customer's "check my payment": id AND check code (kiosk/check_code.py)."""

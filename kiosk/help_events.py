@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers.fieldspec import Field, Invalid, read_fields
 from kiosk.help_center import ID_RE, HelpCenter, Trigger
+
+if TYPE_CHECKING:
+    from kiosk.engine import PaymentEngine
 
 CALLBACK_PHONE = re.compile(r"[78]?9\d{9}")  # a Russian mobile: 10 digits, or 11 with 7/8
 ACCOUNT_TAIL = 4  # digits of the account an operator may see (less than the receipt)
@@ -96,3 +99,16 @@ def mask_account(account: str) -> str:
     if len(account) <= ACCOUNT_TAIL:
         return "•" * len(account)
     return "•" * (len(account) - ACCOUNT_TAIL) + account[-ACCOUNT_TAIL:]
+
+
+def record_help_event(engine: PaymentEngine, kind: str, args: Any) -> dict[str, Any]:
+    """Validate and record one help event for the desk; returns the help code. The ledger
+    write takes the ledger's own transaction, never the engine's lock, so a bill being
+    credited does not wait for a help counter (call it off the event loop)."""
+    event, data = read_help_event(kind, args, engine.help_center)
+    code = engine.open_help()
+    data["help_code"] = code
+    if event is HelpEvent.CALLBACK_REQUESTED:
+        data["context"] = session_context(engine.snapshot())
+    engine.ledger.add_event(event.value, "info", data)
+    return {"help_code": code}
