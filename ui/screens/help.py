@@ -66,13 +66,21 @@ class HelpScreen(BaseScreen):
         # -- home: topics and top questions ------------------------------------------
         self.cats = vbox(spacing_mm=theme.GAP, size_hint_y=None)
         self.top_list = vbox(spacing_mm=theme.GAP, size_hint_y=None)
+        self.top_list.bind(minimum_height=self.top_list.setter("height"))
         self.cats_head = fixed(Text(ident="help.topics", font_mm=theme.F_LARGE, bold=True),
                                h_mm=10)
         self.top_head = fixed(Text(ident="help.top", font_mm=theme.F_LARGE, bold=True),
                               h_mm=10)
-        self.home_view = hbox(
+        # the desk's older `help_texts` (snapshot) follow the top questions
+        self.notes = vbox(spacing_mm=3, size_hint_y=None)
+        self.notes.bind(minimum_height=self.notes.setter("height"))
+        right = vbox(self.top_list, self.notes, spacing_mm=4, size_hint_y=None)
+        self.call = fixed(Text(ident="help.call", font_mm=theme.F_LARGE, bold=True,
+                               color=theme.PRIMARY), h_mm=12)
+        self.home_view = vbox(hbox(
             vbox(self.cats_head, _scroll(self.cats), size_hint_x=0.38),
-            vbox(self.top_head, _scroll(self.top_list)), spacing_mm=6)
+            vbox(self.top_head, _scroll(right)), spacing_mm=6), self.call, spacing_mm=3)
+        self._notes_shown: tuple[str, ...] = ()
         # -- a topic's articles ---------------------------------------------------------
         self.list = vbox(spacing_mm=theme.GAP, size_hint_y=None)
         self.list_view = _scroll(self.list)
@@ -244,6 +252,15 @@ class HelpScreen(BaseScreen):
             self.not_helped_btn.text = t("help_not_helped")
         else:
             self.head.text = titles.get(self.mode, t("help_title"))
+        notes = tuple(ctl.core_text(v) for v in ((ctl.snap or {}).get("help_texts") or {}
+                                                  ).values() if isinstance(v, dict))
+        if notes != self._notes_shown:
+            self._notes_shown = notes
+            self.notes.clear_widgets()
+            for i, text in enumerate(notes):
+                self.notes.add_widget(Text(ident=f"help.text{i}", text=text, flow=True,
+                                           font_mm=theme.F_BODY, halign="left"))
+        self.call.text = t("help_call", phone=ctl.phone)
         self.cats_head.text = t("help_categories")
         self.top_head.text = t("help_top")
         self.back.text = t("back")
