@@ -105,3 +105,43 @@ def test_stuck_customer_gets_help_and_asks_for_a_call_back(terminal_factory, mak
     assert cb["trigger"] == "invalid_account"
     assert cb["context"]["screen"] == "account" and cb["context"]["provider_id"] == "mts"
     assert cb["context"]["account_masked"] == "••••••7890"
+
+
+@pytest.mark.slow
+def test_overlay_over_cash_keeps_the_amount_and_bills_keep_being_taken(terminal_factory,
+                                                                       make_ui):
+    """Bills the acceptor returns again and again bring help; the overlay shows the amount
+    inserted, and a bill that fits is still credited under it, up to the payment."""
+    term = terminal_factory()
+    d = make_ui(term)
+    d.on("idle", timeout=20)
+    d.until(lambda: d.ui.help_center is not None, what="the help center")
+    d.tap("idle.start")
+    d.on("provider")
+    d.tap("provider.cat.mobile")
+    d.tap("provider.slot0")  # МТС, at most 15 000 ₽
+    d.on("account")
+    d.type_keys("account.key", "9161234567")
+    d.tap("account.next")
+    d.on("confirm")
+    d.tap("confirm.yes")
+    d.on("cash")
+
+    def inserted() -> int:
+        return int((d.ui.session or {}).get("inserted_minor") or 0)
+
+    for rub, total in ((5000, 5000), (5000, 10000), (2000, 12000), (2000, 14000)):
+        term.insert(rub)
+        d.until(lambda total=total: inserted() == total * 100, 30, f"{total} ₽ inserted")
+    for _ in range(3):  # 1 000 ₽ left under the maximum: each 5 000 ₽ note is returned
+        term.insert(5000)
+    d.until(lambda: d.visible("overlay.title"), 60, "the help overlay")
+    assert "Купюра не принимается" in d.text("overlay.body")
+    d.wait_text("overlay.inserted", lambda t: t.startswith("Внесено: 14 000"))
+    d.both_languages("06-overlay-over-cash")
+    term.insert(1000)  # fits: credited under the overlay, the maximum finishes the payment
+    d.until(lambda: d.ui.sm.current == "receipt", 60, "the payment finished")
+    d.until(lambda: not d.visible("overlay.title"), 10, "the overlay gone with the session")
+    shown = [k for k, _ in _help_events(term)]
+    assert "help_proactive_shown" in shown
+    assert term.rows("SELECT inserted_minor FROM payments") == [(1_500_000,)]
