@@ -90,6 +90,7 @@ def session_context(snapshot: dict[str, Any]) -> dict[str, Any]:
         "currency": provider.get("currency"),
         "rejected_bills": s.get("rejected_bills"),
         "notice": notice.get("code") if isinstance(notice, dict) else None,
+        "recent_notices": list(s.get("recent_notices") or []),
         "prompt": bool(snapshot.get("prompt")),
     }
 

@@ -46,7 +46,9 @@ def describe_help(view: dict[str, Any]) -> str:
         f"  inserted:  {_amount(view.get('inserted_minor'), cur)}"
         f"  fee: {_amount(view.get('commission_minor'), cur)}"
         f"  credited: {_amount(view.get('credited_minor'), cur)}",
-        f"  notice:    {view.get('notice') or '—'}   bills returned: "
+        f"  notice:    {view.get('notice') or '—'}   before: "
+        f"{', '.join(view.get('recent_notices') or []) or '—'}",
+        f"  bills returned: "
         f"{view.get('rejected_bills') or 0}   prompt: {'yes' if view.get('prompt') else 'no'}",
     ])
 

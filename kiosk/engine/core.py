@@ -44,6 +44,8 @@ from kiosk.technician import LOCKOUT_FILE, TechnicianAccess
 
 log = logging.getLogger("kiosk.engine")
 
+RECENT_NOTICES = 3  # notice codes a session keeps for the help view
+
 
 class IntentError(CodedError):
     """A customer or technician request that cannot be done now; code is stable."""
@@ -60,6 +62,7 @@ class CashSession:
     finish_note: str | None = None
     finish_deadline: float = 0.0
     rejected_bills: int = 0  # returned or refused bills (proactive help reads it)
+    notices: tuple[str, ...] = ()  # the last notice codes shown (the operator's help view)
 
 
 @dataclass
@@ -264,6 +267,8 @@ class EngineCore:
 
     def _notice(self, code: str, **values: Any) -> None:
         self._notice_shown = message(code, **values)
+        if self._session is not None:
+            self._session.notices = (*self._session.notices, code)[-RECENT_NOTICES:]
         self._notice_until = (
             None
             if self._screen.is_customer

@@ -121,6 +121,7 @@ def build_snapshot(e: EngineCore, now: float) -> dict[str, Any]:
             "fee_takes_all": s.inserted_minor > 0 and credited <= 0,
             "can_cancel": s.inserted_minor == 0 and pending is None,
             "rejected_bills": s.rejected_bills,  # for proactive help (docs/self-service.md)
+            "recent_notices": list(s.notices),
         }
     oos = None
     if e._screen in (Screen.OUT_OF_SERVICE, Screen.STARTING):
