@@ -5,6 +5,7 @@ sees the customer's screen behind the code (health), read-only and masked."""
 
 from __future__ import annotations
 
+import html
 import json
 
 from kiosk.help_center import default_help_center
@@ -88,3 +89,31 @@ def test_articles_pushed_found_counted_and_the_operator_sees_the_screen(
     finally:
         desk.stop()
         term.stop()
+
+
+def test_the_desk_page_shows_the_screen_behind_a_help_code(tmp_path, broker, desk_key):
+    from tests.desk.web import Client, page_with_terminal
+
+    page = page_with_terminal(tmp_path, tmp_path / "desk.sqlite", broker, desk_key)
+    try:
+        e = page.term.engine
+        e.intent("select_provider", {"provider_id": "mts"})
+        e.intent("set_account", {"account": MTS_ACCOUNT})
+        code = record_help_event(e, "help_opened", {"via": "proactive"})["help_code"]
+        tid = code.rsplit("-", 1)[0]
+        c = Client(page.web.port)
+        c.login("op1")
+
+        def shown() -> bool:
+            text = html.unescape(c.get(f"/help?code={code}")[1])
+            return "help code" in text and '"help_sessions": 1' in text
+
+        wait_for(shown, 10, "the help view on the page")
+        status, text = c.get(f"/help?code={code}")
+        text = html.unescape(text)
+        assert status == 200 and "screen:    account" in text and MTS_ACCOUNT not in text
+        assert MTS_ACCOUNT[-4:] in text and '"help_sessions": 1' in text
+        status, text = c.get(f"/help?code={tid}-XXXX")
+        assert status == 404 and 'id="help-none"' in text
+    finally:
+        page.stop()
