@@ -35,6 +35,7 @@ def test_help_center_search_article_and_counters(terminal_factory, make_ui):
     d.tap("help.top0")
     assert d.text("help.title") == "Деньги внутри, а платёж не прошёл"
     assert d.text("help.article.phone") == f"Телефон поддержки: {SUPPORT_PHONE}"
+    d.wait_text("help.article.code", lambda t: t.startswith("Код помощи: T0001-"))
     d.both_languages("02-article")
     d.tap("help.back")
     # a misspelled search on the on-screen keyboard

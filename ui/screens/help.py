@@ -89,7 +89,10 @@ class HelpScreen(BaseScreen):
                              halign="left")
         self.art_phone = Text(ident="help.article.phone", flow=True, font_mm=theme.F_LARGE,
                               bold=True, color=theme.PRIMARY, halign="left")
-        text_box = vbox(self.art_body, self.art_phone, spacing_mm=4, size_hint_y=None)
+        self.art_code = Text(ident="help.article.code", flow=True, font_mm=theme.F_BODY,
+                             halign="left")
+        text_box = vbox(self.art_body, self.art_phone, self.art_code, spacing_mm=4,
+                        size_hint_y=None)
         self.not_helped_btn = self.button("help.not_helped", self._not_helped, "secondary",
                                           w_mm=110)
         self.art_note = Text(ident="help.article.note", font_mm=theme.F_BODY)
@@ -141,11 +144,9 @@ class HelpScreen(BaseScreen):
         if self.mode == "search":
             self._toggle_search()
         elif self.mode == "article":
-            self.mode = self.came_from
+            self.mode = self.came_from  # back to the list or the search it came from
             self._show({"home": self.home_view, "category": self.list_view,
                         "search": self.search_view or self.home_view}[self.mode])
-            if self.mode == "search":
-                self.mode = "search"
             self.update()
         elif self.mode == "category":
             self.mode = "home"
@@ -246,6 +247,8 @@ class HelpScreen(BaseScreen):
             self.art_body.text = pick(art.get("body"), ctl.lang)
             # every article ends with the support phone of the desk's config
             self.art_phone.text = t("help_phone_line", phone=ctl.phone)
+            code = (ctl.snap or {}).get("help_code")  # for the operator, if they call
+            self.art_code.text = t("help_code", code=code) if code else ""
             done = self.article_id in self.not_helped
             shown(self.not_helped_btn, not done)
             self.art_note.text = t("help_not_helped_done", phone=ctl.phone) if done else ""
