@@ -103,3 +103,23 @@ def test_metrics_deflection() -> None:
     assert m["searches_without_result"] == 1 and m["not_helped"] == {"x": 1}
     assert m["proactive_by_trigger"] == {"invalid_account": 1}
     assert help_metrics([])["deflection"] is None
+
+
+def test_the_core_counts_returned_and_refused_bills_and_keeps_the_last_notices(term):  # type: ignore[no-untyped-def]
+    """What the detector and the operator's view read (snapshot session fields); the
+    money is untouched: a returned bill credits nothing, a stacked one is credited."""
+    e, acc = term.engine, term.acceptor
+    e.intent("select_provider", {"provider_id": "mts"})
+    e.intent("submit_account", {"account": MTS_ACCOUNT})
+    e.intent("confirm_account", {})
+    assert acc.insert(5000).value == "stack"
+    assert acc.insert(5000).value == "stack"
+    assert acc.insert(2000).value == "stack"
+    assert acc.insert(2000).value == "stack"  # 14 000 ₽: 1 000 ₽ left under the maximum
+    for _ in range(4):
+        assert acc.insert(5000).value == "return"
+    acc.listener.on_rejected("soiled")
+    s = e.snapshot()["session"]
+    assert s["rejected_bills"] == 5 and s["inserted_minor"] == 1_400_000
+    assert s["recent_notices"] == ["bill_over_max", "bill_over_max", "bill_rejected"]
+    assert session_context(e.snapshot())["recent_notices"] == s["recent_notices"]
