@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.config_files import SUPPORT_PHONE
+from tests.ui.test_layout import _ui, panel  # noqa: F401  (the panel fixture)
 
 
 def _help_events(term: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -146,3 +147,44 @@ def test_overlay_over_cash_keeps_the_amount_and_bills_keep_being_taken(terminal_
     shown = [k for k, _ in _help_events(term)]
     assert "help_proactive_shown" in shown
     assert term.rows("SELECT inserted_minor FROM payments") == [(1_500_000,)]
+
+
+@pytest.mark.slow
+def test_help_screens_and_overlay_fit_every_panel(panel, terminal_factory, make_ui):  # noqa: F811
+    """The help center's views and the overlay on every panel size, in both languages
+    (the same checks as tests/ui/test_layout.py: nothing overlaps, clips or is too small)."""
+    term = terminal_factory()
+    d = _ui(make_ui, term, panel)
+    d.on("idle", timeout=20)
+    d.until(lambda: d.ui.help_center is not None, what="the help center")
+    d.tap("idle.help")
+    d.on("help")
+    d.both_languages("h1-help-home")
+    d.tap("help.cat1")
+    d.both_languages("h2-help-topic")
+    d.tap("help.item0")
+    d.both_languages("h3-help-article")
+    d.tap("help.back")
+    d.tap("help.back")
+    d.tap("help.search")
+    d.type_keys("kb", "ДЕНГИ")
+    d.wait_text("help.hit0", lambda t: t != "")
+    d.both_languages("h4-help-search")
+    d.tap("help.search")
+    d.tap("help.back")
+    d.on("idle")
+    d.tap("idle.start")
+    d.on("provider")
+    d.tap("provider.cat.mobile")
+    d.tap("provider.slot0")
+    d.on("account")
+    d.type_keys("account.key", "1234567890")
+    for _ in range(3):
+        d.tap("account.next")
+        d.pump(0.3)
+    d.until(lambda: d.visible("overlay.title"), what="the help overlay")
+    d.wait_text("overlay.call", lambda t: "T0001-" in t)
+    d.both_languages("h5-overlay")
+    d.tap("overlay.callback")
+    d.type_keys("overlay.key", "9161112233")
+    d.both_languages("h6-overlay-callback")
