@@ -23,6 +23,7 @@ from kiosk import service
 from kiosk.check_code import CheckRefused
 from kiosk.coded_error import CodedError
 from kiosk.engine import IntentError, PaymentEngine
+from kiosk.help_events import HelpEventError, record_help_event
 from kiosk.ledger import LedgerError
 from kiosk.technician import Channel, TechnicianAuthError
 
@@ -113,6 +114,10 @@ class ApiServer:
             "catalog": self._op_catalog,
             "intent": self._op_intent,
             "payment_status": self._op_payment_status,
+            "help_center": self._op_help_center,
+            "help_open": self._op_help_open,
+            "help_close": self._op_help_close,
+            "help_event": self._op_help_event,
             "customer_reprint": self._op_customer_reprint,
             "payments": self._op_payments,
             "status": self._op_status,
@@ -332,6 +337,27 @@ class ApiServer:
         name = _arg(msg, "intent", str)
         args = _arg(msg, "args", dict, {})
         return await asyncio.to_thread(self.engine.intent, name, args)
+
+    # -- help (docs/self-service.md): never on the payment path ------------------------
+    async def _op_help_center(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        return {"center": self.engine.help_center.to_dict(),
+                "config_version": self.engine.config_version}
+
+    async def _op_help_open(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        return {"help_code": self.engine.open_help()}
+
+    async def _op_help_close(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        self.engine.close_help()
+        return {}
+
+    async def _op_help_event(self, conn: Connection, msg: dict[str, Any]) -> Any:
+        """One help counter (or a call-back request) for the desk: a ledger event written
+        on a worker thread without the engine's lock, so a bill never waits for it."""
+        kind, args = _arg(msg, "kind", str), _arg(msg, "args", dict, {})
+        try:
+            return await asyncio.to_thread(record_help_event, self.engine, kind, args)
+        except HelpEventError as exc:
+            raise ApiError("bad_request", str(exc)) from exc
 
     async def _op_payment_status(self, conn: Connection, msg: dict[str, Any]) -> Any:
         """The customer's "check my payment": id AND check code (kiosk/check_code.py)."""

@@ -588,6 +588,7 @@ class SyncAgent:
             # each document carries the whole rules: without a section, offers are off
             # (so a restart, which re-applies the latest document only, changes nothing)
             offers=doc.offers if doc.offers is not None else NO_OFFERS,
+            help_center=doc.help_center,  # the help center's articles (self-service.md)
             publish=publish,
         )
         if doc.help_texts is not None:

@@ -286,6 +286,12 @@ def desk_main(argv: list[str]) -> int:
                        ("funnel", "per day: sessions reaching each screen and leaving it")):
         sub.add_parser(name, help=what).add_argument("--terminal")
     sub.add_parser("migrate", help="bring the desk database schema up to date")
+    hp = sub.add_parser("help", help="what the customer with this help code sees now "
+                        "(read-only; docs/self-service.md)")
+    hp.add_argument("code", help="the help code the customer reads out, e.g. T0001-4821")
+    hs = sub.add_parser("help-stats", help="help center metrics: sessions, call-backs, "
+                        "deflection, searches without result (JSON)")
+    hs.add_argument("--terminal")
     args = ap.parse_args(argv)
 
     if args.op == "keygen":
@@ -310,7 +316,8 @@ def desk_main(argv: list[str]) -> int:
         return check(StatusFile(Path(args.status_file)))
     if "://" not in args.db:
         Path(args.db).parent.mkdir(parents=True, exist_ok=True)
-    if args.op in ("find", "quarantine", "migrate", "operator", "offers", "funnel"):
+    if args.op in ("find", "quarantine", "migrate", "operator", "offers", "funnel", "help",
+                   "help-stats"):
         return _db_tool(args)
     if args.op == "serve":
         return _serve(args)
@@ -441,6 +448,8 @@ def _db_tool(args: argparse.Namespace) -> int:
                      else eng.format_funnel(eng.funnel_days(events)))
             print("\n".join(lines) if lines else "no funnel reports yet")
             return 0
+        if args.op in ("help", "help-stats"):
+            return _help(store, args)
         if args.op == "quarantine":
             rows = store.quarantined()
             for r in rows:
@@ -452,6 +461,23 @@ def _db_tool(args: argparse.Namespace) -> int:
         return _find(store, args)
     finally:
         store.close()
+
+
+def _help(store: Any, args: argparse.Namespace) -> int:
+    from sync.help_desk import describe_help, help_metrics, help_view, terminal_of
+
+    if args.op == "help-stats":
+        print(json.dumps(help_metrics(store.events(args.terminal)), ensure_ascii=False))
+        return 0
+    tid = terminal_of(args.code)
+    row = next((t for t in store.terminals() if t["terminal_id"] == tid), None)
+    view = help_view(row.get("health") if row else None, args.code)
+    if view is None:
+        print(f"kiosk desk: no open help with code {args.code!r} (the customer closed the "
+              "session, or the terminal's health has not arrived)", file=sys.stderr)
+        return 1
+    print(describe_help(view))
+    return 0
 
 
 def _read_password(login: str) -> str:

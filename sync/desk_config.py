@@ -7,8 +7,9 @@ Body (purpose "config"):
      "catalog": {"categories": […], "providers": […]},  # optional, as [catalog] in TOML
      "commissions": {"mts": [{"from_minor": 0, "percent_bp": 300, …}]},  # optional
      "help_texts": {"how_to_pay": {"ru": "…", "en": "…"}},  # optional
-     "technician_pin_hash": "scrypt$…",                # optional
-     "offers": {"account_key": "…", "items": […]}}     # optional: kiosk/offers.py
+     "technician_pin_hash": "scrypt$…",                 # optional
+     "offers": {"account_key": "…", "items": […]},      # optional: kiosk/offers.py
+     "help_center": {"categories": […], "articles": […], …}}  # optional: kiosk/help_center.py
 
 Parsed and validated completely here (pure) before anything is applied; the agent then
 applies every part at once (`PaymentEngine.apply_desk_config`) and records the version
@@ -25,6 +26,7 @@ from drivers.fieldspec import Field, Invalid, read_fields
 from kiosk.catalog import Catalog, CatalogError
 from kiosk.coded_error import CodedError
 from kiosk.config import ConfigError, bands_from_list, catalog_from_table
+from kiosk.help_center import HelpCenter, HelpCenterError, parse_help_center
 from kiosk.offers import OfferRules, OffersError, parse_offers
 from sync.commands import valid_phone
 
@@ -57,6 +59,7 @@ DOC_FIELDS: dict[str, Field] = {
         check=lambda h: h.startswith("scrypt$") and len(h) <= MAX_PIN_HASH,
     ),
     "offers": Field(dict, None, "an offers section (docs/offers.md)"),
+    "help_center": Field(dict, None, "a help center object (docs/self-service.md)"),
 }
 """The document's fields (drivers.fieldspec); absent optional ones are None."""
 FIELDS = set(DOC_FIELDS)
@@ -77,6 +80,7 @@ class ConfigDoc:
     help_texts: dict[str, dict[str, str]] | None
     pin_hash: str | None
     offers: OfferRules | None = None
+    help_center: HelpCenter | None = None
 
 
 def parse_config_doc(body: dict[str, Any], terminal_id: str, current: Catalog) -> ConfigDoc:
@@ -111,7 +115,11 @@ def parse_config_doc(body: dict[str, Any], terminal_id: str, current: Catalog) -
         except OffersError as exc:
             raise ConfigDocError("bad_value", str(exc)) from exc
     help_texts, pin_hash = doc["help_texts"], doc["technician_pin_hash"]
-    return ConfigDoc(version, phone, catalog, help_texts, pin_hash, offers)
+    try:
+        center = None if doc["help_center"] is None else parse_help_center(doc["help_center"])
+    except HelpCenterError as exc:
+        raise ConfigDocError("bad_value", str(exc)) from exc
+    return ConfigDoc(version, phone, catalog, help_texts, pin_hash, offers, center)
 
 
 def _commissions(table: dict[str, Any], catalog: Catalog, source: str) -> Catalog:

@@ -6,6 +6,7 @@ engine's lock, briefly, no I/O); ledger figures are read outside it.
 
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import time
@@ -16,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from kiosk import __version__
 from kiosk.engine import PaymentEngine
+from kiosk.help_events import session_context
 from kiosk.ledger import Ledger, LedgerError
 from kiosk.ledger import desk as desk_ledger
 
@@ -89,7 +91,18 @@ def build_health(
         },
         "config_version": config_version,
         "support_phone": support_phone,
+        "help": _help_view(engine),
     }
+
+
+def _help_view(engine: PaymentEngine) -> dict[str, Any] | None:
+    """While a customer has a help code: what their screen shows, for the operator who
+    takes the call (read-only, masked; docs/self-service.md). None otherwise."""
+    if engine.help_code is None:
+        return None
+    snap = engine.snapshot()
+    code = snap.get("help_code")
+    return None if code is None else {"code": code, **session_context(snap)}
 
 
 def _paper(printer_status: str) -> str:
@@ -111,4 +124,5 @@ def significant(health: dict[str, Any]) -> tuple[Any, ...]:
         (health["last_payment"] or {}).get("id"),
         health["config_version"],
         health["support_phone"],
+        json.dumps(health.get("help"), sort_keys=True),
     )

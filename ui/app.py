@@ -35,6 +35,8 @@ from kivy.uix.screenmanager import NoTransition, ScreenManager
 
 from ui import inspect, theme
 from ui.config import MM_PER_INCH, UiConfig, panel_dpi
+from ui.help_detector import StuckDetector, Thresholds
+from ui.help_overlay import HelpOverlay
 from ui.i18n import core_message, keep_together, tr
 from ui.link import CoreLink, LinkError
 from ui.screens.account import AccountScreen
@@ -55,6 +57,7 @@ log = logging.getLogger("kiosk.ui")
 
 GESTURE_SCREENS = ("idle", "out_of_service")
 TECH = ("tech_pin", "tech")
+CUSTOMER_SCREENS = ("provider", "account", "confirm", "cash")  # where help may pop up
 IDLE_LOCAL = ("check", "help")  # UI-local screens over the core's idle screen
 Reply = Callable[[Any, LinkError | None], None]
 
@@ -152,6 +155,11 @@ class KioskUi:
         self._report_due = False
         self._first_frame = True
         self.tech = TechSession(self)
+        # proactive help (docs/self-service.md): the articles, the detector, the overlay
+        self.help_center: dict[str, Any] | None = None
+        self._help_version: Any = ()
+        self.detector = StuckDetector()
+        self.help_overlay: HelpOverlay | None = None
         self._build()
         self.link = CoreLink(cfg.socket, self._hello_bg, self._snapshot_bg, self._lost_bg,
                              retry_s=cfg.retry_s)
@@ -257,7 +265,45 @@ class KioskUi:
         return keep_together(core_message(texts, self.lang), self.phone)
 
     def intent(self, name: str, reply: Reply | None = None, **args: Any) -> None:
-        self.request("intent", reply, intent=name, args=args)
+        def seen(result: Any, error: LinkError | None) -> None:
+            if error is not None:  # e.g. an invalid account: a sign of a stuck customer
+                self._offer_help(self.detector.observe_refusal(error.code))
+            if reply is not None:
+                reply(result, error)
+
+        self.request("intent", seen, intent=name, args=args)
+
+    # -- help (docs/self-service.md) ------------------------------------------------------
+    def refresh_help_center(self) -> None:
+        def got(result: Any, error: LinkError | None) -> None:
+            if error is None and isinstance(result, dict):
+                self.help_center = result.get("center")
+                self.detector.thresholds = Thresholds.from_center(self.help_center)
+                self.render()
+
+        self.request("help_center", got)
+
+    def help_event(self, kind: str, reply: Reply | None = None, **args: Any) -> None:
+        """One help counter (or a call-back request) for the desk, through the core."""
+        self.request("help_event", reply, kind=kind,
+                     args={k: v for k, v in args.items() if v is not None})
+
+    def _offer_help(self, trigger: str | None) -> None:
+        if trigger is None or self.help_center is None or self.local is not None:
+            return
+        article = (self.help_center.get("proactive") or {}).get("articles", {}).get(trigger)
+        if self.help_overlay is None:
+            self.help_overlay = HelpOverlay(self)
+        self.help_overlay.offer(trigger, article)
+        self.help_event("help_proactive_shown", trigger=trigger, article_id=article)
+        self.help_event("help_opened", via="proactive")
+        self.render()
+
+    def close_help_overlay(self) -> None:
+        if self.help_overlay is not None and self.help_overlay.parent is not None:
+            self.content.remove_widget(self.help_overlay)
+        self.help_overlay = None
+        self.render()
 
     def request(self, op: str, reply: Reply | None = None, **fields: Any) -> None:
         def back(result: Any, error: LinkError | None) -> None:
@@ -284,6 +330,8 @@ class KioskUi:
         self.render()
 
     def close_local(self) -> None:
+        if self.local == "help":
+            self.request("help_close")
         self.local = None
         self.render()
 
@@ -323,6 +371,7 @@ class KioskUi:
     def _hello(self, hello: dict[str, Any]) -> None:
         self._terminal_id = str(hello.get("terminal_id") or self._terminal_id)
         self.refresh_catalog()
+        self.refresh_help_center()
 
     def _take_snapshot(self) -> None:
         with self._lock:
@@ -342,7 +391,11 @@ class KioskUi:
             # customer meets the default language (a technician at work keeps theirs)
             self.lang = self.cfg.lang
         self._core_screen = core
+        if snap.get("config_version") != self._help_version:
+            self._help_version = snap.get("config_version")
+            self.refresh_help_center()  # the desk may have sent new articles
         self.render()
+        self._offer_help(self.detector.observe_snapshot(snap, time.monotonic()))
 
     def _lost(self) -> None:
         self.connected = False
@@ -351,6 +404,7 @@ class KioskUi:
 
     def _touched(self) -> None:
         self.activity()
+        self.detector.observe_touch(time.monotonic())
         self.tech.touched()
 
     def _housekeeping(self) -> None:
@@ -363,6 +417,7 @@ class KioskUi:
             self.lang = self.cfg.lang
             self.render()
         self.header.clock.text = time.strftime("%H:%M")
+        self._offer_help(self.detector.observe_time(time.monotonic()))
 
     # -- rendering ---------------------------------------------------------------------
     def target(self) -> str:
@@ -411,6 +466,7 @@ class KioskUi:
         terminal = self.t("terminal", id=self.terminal_id)
         self.footer_text.text = f"{terminal} · {address}" if address else terminal
         self.corner.enabled = name in GESTURE_SCREENS and self.connected
+        self._render_help_overlay(name)
         prompt = (self.snap or {}).get("prompt") if self.connected else None
         showing = self.prompt.parent is not None
         if prompt and name not in TECH:
@@ -419,6 +475,20 @@ class KioskUi:
             self.prompt.set_prompt(prompt)
         elif showing:
             self.content.remove_widget(self.prompt)
+
+    def _render_help_overlay(self, name: str) -> None:
+        """Over the customer screens only, under the core's prompt; gone with the session."""
+        overlay = self.help_overlay
+        if overlay is None:
+            return
+        if name not in CUSTOMER_SCREENS:
+            self.help_overlay = None
+            if overlay.parent is not None:
+                self.content.remove_widget(overlay)
+            return
+        if overlay.parent is None:
+            self.content.add_widget(overlay, index=1 if self.prompt.parent is not None else 0)
+        overlay.update()
 
     # -- reporting (tests, bench) ------------------------------------------------------
     def _flipped(self) -> None:

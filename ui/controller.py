@@ -33,6 +33,7 @@ class Controller(Protocol):
     catalog: dict[str, Any] | None
     local: str | None
     tech: Any  # ui.technician.TechSession (TechOps)
+    help_center: dict[str, Any] | None  # the core's help center (ui/screens/help.py)
 
     @property
     def session(self) -> dict[str, Any] | None: ...
@@ -52,6 +53,8 @@ class Controller(Protocol):
     def request(self, op: str, reply: Reply | None = None, **fields: Any) -> None: ...
 
     def activity(self) -> None: ...
+
+    def help_event(self, kind: str, reply: Reply | None = None, **args: Any) -> None: ...
 
     def open_check(self) -> None: ...
 

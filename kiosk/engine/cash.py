@@ -148,6 +148,8 @@ class CashCollection(EngineCore):
                     self.ledger.resolve_escrow(pending.escrow_id, "returned")
                 except LedgerError as exc:
                     self._ledger_failed(exc)
+            if self._screen is Screen.CASH and self._session is not None:
+                self._session.rejected_bills += 1
             if self._screen is Screen.CASH and not self._over_max_returning:
                 self._notice("bill_returned")  # over-maximum keeps its own, clearer notice
             self._over_max_returning = False
@@ -157,6 +159,8 @@ class CashCollection(EngineCore):
         with self._lock:
             log.info("bill rejected: %s", reason)
             if self._screen is Screen.CASH:
+                if self._session is not None:
+                    self._session.rejected_bills += 1
                 self._notice("bill_rejected")
                 self._publish()
 

@@ -37,6 +37,7 @@ from kiosk.device_health import (
 from kiosk.diskguard import DiskLevel
 from kiosk.engagement import Engagement, OfferPick
 from kiosk.engine.printer_worker import PrinterWorker
+from kiosk.help_center import HelpCenter, default_help_center
 from kiosk.ledger import Ledger, LedgerError
 from kiosk.messages import message
 from kiosk.offers import Offer
@@ -44,6 +45,8 @@ from kiosk.screens import Screen, screen_timeout
 from kiosk.technician import LOCKOUT_FILE, TechnicianAccess
 
 log = logging.getLogger("kiosk.engine")
+
+RECENT_NOTICES = 3  # notice codes a session keeps for the help view
 
 
 class IntentError(CodedError):
@@ -60,6 +63,8 @@ class CashSession:
     payment_id: str | None = None  # set once the payment is committed
     finish_note: str | None = None
     finish_deadline: float = 0.0
+    rejected_bills: int = 0  # returned or refused bills (proactive help reads it)
+    notices: tuple[str, ...] = ()  # the last notice codes shown (the operator's help view)
 
 
 @dataclass
@@ -114,6 +119,10 @@ class EngineCore:
         self._sync_state = SyncState(enabled=config.mqtt.enabled, since_ms=self.ledger.now_ms())
         self._device_errors: dict[str, DeviceError] = {}
         self._help_texts: dict[str, dict[str, str]] = {}  # from the desk: {topic: {ru, en}}
+        # the desk's help center, or the shipped one; the help code of the customer who
+        # opened help (terminal + session, for the operator: docs/self-service.md)
+        self._help_center: HelpCenter = default_help_center()
+        self._help_code: str | None = None
         self._config_version: int | None = None  # the desk config applied, if any
         self._seq = 0
         self._screen = Screen.STARTING
@@ -159,6 +168,14 @@ class EngineCore:
     @property
     def help_texts(self) -> dict[str, dict[str, str]]:
         return self._help_texts
+
+    @property
+    def help_center(self) -> HelpCenter:
+        return self._help_center
+
+    @property
+    def help_code(self) -> str | None:
+        return self._help_code
 
     @property
     def config_version(self) -> int | None:
@@ -231,6 +248,7 @@ class EngineCore:
 
     def _go_idle(self) -> None:
         self._session = None
+        self._help_code = None  # the next customer is another help session
         self._no_receipt_accepted = False
         self._set_screen(Screen.OUT_OF_SERVICE if self._oos_reasons else Screen.IDLE)
 
@@ -258,6 +276,8 @@ class EngineCore:
 
     def _notice(self, code: str, **values: Any) -> None:
         self._notice_shown = message(code, **values)
+        if self._session is not None:
+            self._session.notices = (*self._session.notices, code)[-RECENT_NOTICES:]
         self._notice_until = (
             None
             if self._screen.is_customer

@@ -17,6 +17,7 @@ tests/core/test_engine_money.py.
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -29,6 +30,7 @@ from kiosk.engine.printing import PRINTER_POLL_S, Printing
 from kiosk.engine.service_state import ServiceState
 from kiosk.engine.session import SessionIntents
 from kiosk.engine.snapshot import BETWEEN_CUSTOMERS, EngineStatus, build_snapshot, build_status
+from kiosk.help_center import HelpCenter
 from kiosk.ledger import LedgerIdentityError
 from kiosk.offers import OfferRules
 from kiosk.screens import Screen
@@ -43,6 +45,8 @@ SETTLE_STATUSES = frozenset(
     | {s for s in AcceptorStatus if s.is_fault and s is not AcceptorStatus.OFFLINE}
 )
 STARTUP_SETTLE_S = 10.0
+HELP_CODE_DIGITS = 4  # short enough to read out on the phone; the terminal id is in front
+HELP_CODE_SPACE = 10**HELP_CODE_DIGITS
 
 
 class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing, OffersAndFunnel):
@@ -171,6 +175,7 @@ class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing, Offe
         pin_hash: str | None = None,
         help_texts: dict[str, dict[str, str]] | None = None,
         offers: OfferRules | None = None,
+        help_center: HelpCenter | None = None,
         publish: bool = True,
     ) -> None:
         """A validated desk configuration, every part at once (None: leave that part)."""
@@ -185,8 +190,28 @@ class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing, Offe
                 self._help_texts = help_texts  # shown by the UI's help screen
             if offers is not None:
                 self._engagement.set_rules(offers, version)  # kiosk/engine/offers.py
+            if help_center is not None:
+                self._help_center = help_center
             self._config_version = version
             if publish:
+                self._publish()
+
+    def open_help(self) -> str:
+        """The customer opened help: the help code of this session (made once per
+        session; kept until it ends so the operator can follow it). No I/O."""
+        with self._lock:
+            if self._help_code is None:
+                number = secrets.randbelow(HELP_CODE_SPACE)
+                self._help_code = f"{self.config.terminal.id}-{number:0{HELP_CODE_DIGITS}d}"
+                self._publish()
+            return self._help_code
+
+    def close_help(self) -> None:
+        """Help closed on the idle screen: that visit is over (a customer session keeps
+        its code until it ends)."""
+        with self._lock:
+            if self._help_code is not None and self._screen in BETWEEN_CUSTOMERS:
+                self._help_code = None
                 self._publish()
 
     def set_acceptor_test(self, on: bool) -> tuple[SeenBill, ...]:

@@ -120,6 +120,8 @@ def build_snapshot(e: EngineCore, now: float) -> dict[str, Any]:
             # cash is in but the fee would take all of it: the customer may add more
             "fee_takes_all": s.inserted_minor > 0 and credited <= 0,
             "can_cancel": s.inserted_minor == 0 and pending is None,
+            "rejected_bills": s.rejected_bills,  # for proactive help (docs/self-service.md)
+            "recent_notices": list(s.notices),
         }
     oos = None
     if e._screen in (Screen.OUT_OF_SERVICE, Screen.STARTING):
@@ -166,6 +168,7 @@ def build_snapshot(e: EngineCore, now: float) -> dict[str, Any]:
         "out_of_service": oos,
         "last_payment": dict(e._last_payment) if e._last_payment else None,
         "help_texts": e.help_texts,
+        "help_code": e.help_code,  # while the customer has help open (self-service.md)
         "config_version": e.config_version,
     }
 

@@ -52,6 +52,7 @@ from sync.desk_service.search import (
     normalise_digits,
     parse_amount,
 )
+from sync.help_desk import describe_help, help_metrics, help_view, terminal_of
 
 log = logging.getLogger("sync.desk.web")
 
@@ -93,6 +94,12 @@ M: dict[str, tuple[str, str]] = {
     "search": ("Поиск платежа", "Find a payment"),
     "terminals": ("Терминалы", "Terminals"),
     "audit": ("Журнал действий", "Audit trail"),
+    "help_code": ("Код помощи", "Help code"),
+    "help_none": ("Нет открытой помощи с этим кодом (сессия клиента закончилась или "
+                  "терминал ещё не прислал состояние)",
+                  "No open help with this code (the customer's session ended, or the "
+                  "terminal's health has not arrived)"),
+    "help_stats": ("Самообслуживание", "Self-service"),
     "q": ("Номер платежа, счёт или телефон", "Payment id, account or phone"),
     "terminal": ("Терминал", "Terminal"),
     "amount": ("Сумма, ₽", "Amount, RUB"),
@@ -324,7 +331,7 @@ class DeskWeb:
                 "/action/help_text": self.do_help_text}
         else:
             routes = {"/": self.search, "/payment": self.payment, "/terminals": self.terminals,
-                      "/terminal": self.terminal, "/audit": self.audit}
+                      "/terminal": self.terminal, "/audit": self.audit, "/help": self.help}
         handler = routes.get(path)
         if handler is None:
             return self.page(req, self.t(req, "not_found"),
@@ -358,6 +365,7 @@ class DeskWeb:
                    f'<a href="/terminals">{esc(self.t(req, "terminals"))}</a> '
                    f'<a href="/terminals?attention=1">{esc(self.t(req, "attention"))}</a> '
                    f'<a href="/audit">{esc(self.t(req, "audit"))}</a> '
+                   f'<a href="/help">{esc(self.t(req, "help_code"))}</a> '
                    f'<span class="who" id="who">{esc(sess.login)} ({esc(sess.role.label)})</span> '
                    f'<form method="post" action="/logout" class="inline">{self.csrf_field(req)}'
                    f'<button type="submit" id="logout">{esc(self.t(req, "logout"))}</button>'
@@ -684,6 +692,32 @@ class DeskWeb:
                 f"<table>{cmd_rows}</table><h2>{esc(self.t(req, 'health'))}</h2>"
                 f"<pre>{esc(json.dumps(v['health'], ensure_ascii=False, indent=1))}</pre>")
         return self.page(req, f"{self.t(req, 'terminal')} {tid}", body)
+
+    def help(self, req: Request) -> Reply:
+        """What the customer holding a help code sees now (read-only: the terminal's
+        health; docs/self-service.md), and the fleet's self-service figures."""
+        code = req.query.get("code", "").strip().upper()[:40]
+        form = (f'<form method="get" action="/help"><label>{esc(self.t(req, "help_code"))} '
+                f'<input name="code" id="help-code" value="{esc(code)}"></label>'
+                f'<button type="submit" id="do-help">{esc(self.t(req, "find"))}</button></form>')
+        out, status = "", HTTPStatus.OK
+        if code:
+            row = next((r for r in self.store.terminals()
+                        if r["terminal_id"] == terminal_of(code)), None)
+            view = help_view(row.get("health") if row else None, code)
+            if view is None:
+                out, status = f'<p id="help-none">{esc(self.t(req, "help_none"))}</p>', \
+                    HTTPStatus.NOT_FOUND
+            else:
+                out = (f'<pre id="help-view">{esc(describe_help(view))}</pre>'
+                       f"<p>{esc(ms_text(view.get('at_ms')))}</p>")
+        body = form + out
+        if code:  # this terminal's figures (the fleet's: kiosk desk help-stats)
+            stats = help_metrics(self.store.events(terminal_of(code)))
+            body += (f'<h2>{esc(self.t(req, "help_stats"))} {esc(terminal_of(code))}</h2>'
+                     f'<pre id="help-stats">'
+                     f'{esc(json.dumps(stats, ensure_ascii=False, indent=1))}</pre>')
+        return self.page(req, self.t(req, "help_code"), body, status)
 
     def admin_forms(self, req: Request) -> str:
         """The fleet's support phone and help texts: admins only (others see nothing)."""

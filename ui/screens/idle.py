@@ -49,7 +49,8 @@ class IdleScreen(BaseScreen):
         self.check.text = t("idle_check")
         self.help.text = t("idle_help")
         # help only when the desk sent texts; the empty button does not keep its place
-        has_help = bool((self.ctl.snap or {}).get("help_texts"))
+        has_help = bool((self.ctl.snap or {}).get("help_texts")) or bool(
+            getattr(self.ctl, "help_center", None))
         if has_help != (self.help.parent is not None):
             row = self.check.parent
             if has_help:
