@@ -54,9 +54,12 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Чек не будет напечатан. Номер платежа будет показан на экране. Продолжить?",
         "No receipt can be printed. The payment number will be shown on screen. Continue?",
     ),
+    # both the number and the check code: "check my payment" asks for the pair
     "receipt_failed": (
-        "Чек не напечатан. Запишите номер платежа {payment_id}. Телефон: {phone}",
-        "The receipt could not be printed. Write down payment number {payment_id}. Call: {phone}",
+        "Чек не напечатан. Запишите номер платежа {payment_id} и код проверки "
+        "{check_code}. Телефон: {phone}",
+        "The receipt could not be printed. Write down payment number {payment_id} and "
+        "check code {check_code}. Call: {phone}",
     ),
     "unclaimed_credit": (
         "Внесённые {amount} сохранены под номером {record_id}. Позвоните: {phone}",

@@ -160,6 +160,11 @@ def test_printer_unavailable_warns_before_cash(term):
     assert snap["last_payment"]["receipt"] == "failed"
     assert snap["notice"]["code"] == "receipt_failed"
     assert snap["last_payment"]["payment_id"] in snap["notice"]["ru"]
+    # the check code too: with the number it is what "check my payment" asks for
+    code = snap["last_payment"]["check_code"]
+    assert len(code) == 6 and code.isdigit()
+    assert code in snap["notice"]["ru"] and code in snap["notice"]["en"]
+    assert snap["notice"]["args"]["check_code"] == code
     events = [e["kind"] for e in term.ledger.recent_events()]
     assert "printer_unavailable" in events and "receipt_not_printed" in events
 

@@ -83,6 +83,13 @@ def test_printer_warning_before_cash(terminal_factory, make_ui):
     # no receipt: the check code is on the screen, to write down with the number
     code = term.rows("SELECT check_code FROM payments")[0][0]
     assert f"Код проверки: {code}" in d.text("receipt.check_code")
+    # and in the notice itself, with the number and the phone, in both languages
+    assert f"номер платежа T0001-00000001 и код проверки {code}" in d.text("receipt.state")
+    d.tap("lang")
+    english = d.text("receipt.state")
+    assert f"payment number T0001-00000001 and check code {code}" in english, english
+    assert PHONE in english
+    d.tap("lang")
     d.both_languages("02-receipt-not-printed")
     assert term.rows("SELECT id, inserted_minor, receipt_printed_ms FROM payments") == [
         ("T0001-00000001", 10000, None)]
