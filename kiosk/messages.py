@@ -80,6 +80,15 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Are you still there? Press Continue. If nobody answers, the payment will be "
         "completed automatically with the cash inserted.",
     ),
+    # too little cash for a payment: nobody answering keeps it as an unclaimed credit
+    "continue_prompt_unclaimed": (
+        "Вы ещё здесь? Нажмите «Продолжить». Внесённой суммы не хватает для платежа: если "
+        "никто не ответит, она будет сохранена под номером, напечатанным на квитке. "
+        "Телефон: {phone}",
+        "Are you still there? Press Continue. The cash inserted is not enough for a "
+        "payment: if nobody answers, it will be kept under the number printed on a slip. "
+        "Call: {phone}",
+    ),
 }
 
 MINOR_PER_MAJOR = 100

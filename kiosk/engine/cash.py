@@ -239,9 +239,7 @@ class CashCollection(EngineCore):
         s = self._session
         if s is None or s.session_id is None:
             return
-        if s.inserted_minor > 0 and (
-            s.inserted_minor < s.provider.min_minor or s.provider.credited(s.inserted_minor) <= 0
-        ):
+        if s.unpayable:
             # Not a payment the provider takes (below its minimum), or one the fee would
             # swallow whole: the customer never pressed "pay" for it (the pay intent
             # refuses both), they left or the terminal stopped. The cash becomes an

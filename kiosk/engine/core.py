@@ -59,6 +59,16 @@ class CashSession:
     finish_note: str | None = None
     finish_deadline: float = 0.0
 
+    @property
+    def unpayable(self) -> bool:
+        """Cash inside that no payment may be made of: under the provider's minimum, or
+        all of it taken by the fee. Ended without the customer, it is an unclaimed credit
+        (kiosk.engine.cash), never a payment."""
+        return self.inserted_minor > 0 and (
+            self.inserted_minor < self.provider.min_minor
+            or self.provider.credited(self.inserted_minor) <= 0
+        )
+
 
 @dataclass
 class PendingEscrow:

@@ -114,7 +114,10 @@ def test_walk_away_below_minimum_leaves_an_unclaimed_credit_not_a_payment(
     term.to_cash(provider=provider, account=account)
     term.acceptor.insert(rubles)
     term.tick(term.engine.config.timeouts.cash_after_bill + 1)
-    assert term.engine.snapshot()["prompt"] is not None
+    prompt = term.engine.snapshot()["prompt"]
+    # the prompt says what will happen: not "the payment will be completed"
+    assert prompt["code"] == "continue_prompt_unclaimed"
+    assert "квитке" in prompt["ru"] and "slip" in prompt["en"]
     term.tick(term.engine.config.timeouts.prompt + 1)
     term.drain()
     snap = term.engine.snapshot()

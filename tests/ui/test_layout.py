@@ -196,8 +196,8 @@ def test_unusual_states_fit(panel: PanelSize, terminal_factory: Any, make_ui: An
                    "can_cancel": False, "bill_in_escrow": True}
         cash = {**helped, "seq": idle["seq"] + 2, "screen": "cash", "session": session,
                 "notice": message("bill_over_max", max="15 000.00 руб."),
-                "prompt": {"kind": "continue", "remaining_s": 25,
-                           **message("continue_prompt")}}
+                "prompt": {"kind": "continue", "remaining_s": 25,  # the longest prompt
+                           **message("continue_prompt_unclaimed", phone=PHONE)}}
         fake.push(cash)
         d.until(lambda: d.visible("prompt.continue"), 5, "the prompt")
         d.both_languages("s5-prompt-over-cash")
