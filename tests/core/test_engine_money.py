@@ -382,7 +382,8 @@ def test_m9_ledger_caps_commission_at_inserted(term):
     the engine: see test_engine_flow's walk-away test, an unclaimed credit instead.)"""
     term.to_cash()
     term.acceptor.insert(100)
-    session_id = term.engine._session.session_id
+    ((session_id,),) = ledger_rows(term.ledger,
+                                   "SELECT id FROM sessions WHERE state = 'collecting'")
     payment_id = term.ledger.finish_session(session_id, lambda amount: amount * 2)
     p = term.ledger.get_payment(payment_id)
     assert (p["inserted_minor"], p["commission_minor"], p["credited_minor"]) == (10_000, 10_000, 0)
