@@ -10,6 +10,10 @@ driver), and timed from just before the spawn to its `READY first_frame` line, p
 the first buffer flip; then to the first frame that shows the idle screen. VmRSS / VmHWM
 come from /proc/PID/status once the UI idles and again after it has walked every customer
 screen. The limit measured in the same run is a bare Kivy app: one window, one label.
+No growth: VmRSS after one payment through every customer screen (provider, account,
+confirm, cash with a bill, receipt, idle) and after ROUNDS of them; the UI-local screens
+(check, help, technician) need touches and are held to the same rule by
+tests/ui/test_no_growth.py (live widgets and Clock events, not bytes).
 
 Event to screen: the benchmark changes the core's state with an intent (idle ↔ provider)
 on its own API connection and waits for the UI's `SHOWN` report of that snapshot `seq`;
@@ -56,6 +60,8 @@ KEY = "ui"
 TITLE = "Touchscreen: cold start to first frame, resident memory, event to screen"
 FIRST_FRAME_RATIO = 1.5  # × a bare Kivy window's first frame (median of the starts)
 RSS_RATIO = 1.10  # peak VmHWM × a bare Kivy window's resident memory
+ROUNDS = 50  # rounds through every customer screen for the growth figure
+GROWTH_MIB = 1.0  # VmRSS after ROUNDS rounds may exceed that after one by this (allocator noise)
 EVENT_TARGET_S = 1.0  # a support-number change must show within a second
 SIZE = (1280, 1024)
 DPI = 96
@@ -242,6 +248,7 @@ def run(ctx: Context) -> BenchResult:
     from_send: list[float] = []
     bill: list[float] = []
     walked: dict[str, int] = {"VmHWM": 0}
+    after_one = after_all = 0
     with scratch_dir(ctx, "ui") as root:
         try:
             x = Xvfb(root / "xvfb.log", SIZE).start()
@@ -270,6 +277,12 @@ def run(ctx: Context) -> BenchResult:
                     last = i == starts
                     if last:  # the last one walks every screen and then measures latency
                         _walk_screens(client, ui, inbox)
+                        time.sleep(0.5)  # settled: the dropped screens are given back
+                        after_one = memory_kib(ui.pid)["VmRSS"]
+                        for _ in range(ROUNDS - 1):
+                            _walk_screens(client, ui, inbox)
+                        time.sleep(0.5)
+                        after_all = memory_kib(ui.pid)["VmRSS"]
                         from_push, from_send = _latency(client, ui, rounds)
                         bill = _bill_latency(client, ui, inbox, bills)
                         walked = memory_kib(ui.pid)
@@ -307,6 +320,12 @@ def run(ctx: Context) -> BenchResult:
                f"+{fmt_mb(int(max(peak) - median(bare_rss)))} peak",
                f"bare Kivy {fmt_mb(int(median(bare_rss)))} (same window, same GL)", "",
                "none (what the UI itself costs)", verdict(None)),
+        Figure(f"resident memory after {ROUNDS} rounds of every customer screen",
+               f"{fmt_mb(after_all)} (after 1 round {fmt_mb(after_one)})",
+               f"after 1 round + {GROWTH_MIB:.0f} MiB",
+               f"{(after_all - after_one) / 1024:+.1f} MiB",
+               f"≤ +{GROWTH_MIB:.0f} MiB (no growth)",
+               verdict(after_all - after_one <= GROWTH_MIB * 1024)),
         Figure("core event → on screen", f"median {fmt_ms(median(from_push))}, p95 "
                f"{fmt_ms(percentile(from_push, 95))}, max {fmt_ms(max(from_push))}",
                f"target {fmt_ms(EVENT_TARGET_S)}; one frame at 60 fps 16.7 ms",

@@ -54,9 +54,12 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Чек не будет напечатан. Номер платежа будет показан на экране. Продолжить?",
         "No receipt can be printed. The payment number will be shown on screen. Continue?",
     ),
+    # both the number and the check code: "check my payment" asks for the pair
     "receipt_failed": (
-        "Чек не напечатан. Запишите номер платежа {payment_id}. Телефон: {phone}",
-        "The receipt could not be printed. Write down payment number {payment_id}. Call: {phone}",
+        "Чек не напечатан. Запишите номер платежа {payment_id} и код проверки "
+        "{check_code}. Телефон: {phone}",
+        "The receipt could not be printed. Write down payment number {payment_id} and "
+        "check code {check_code}. Call: {phone}",
     ),
     "unclaimed_credit": (
         "Внесённые {amount} сохранены под номером {record_id}. Позвоните: {phone}",
@@ -76,6 +79,15 @@ TEXTS: dict[str, tuple[str, str]] = {
         "проведён автоматически на внесённую сумму.",
         "Are you still there? Press Continue. If nobody answers, the payment will be "
         "completed automatically with the cash inserted.",
+    ),
+    # too little cash for a payment: nobody answering keeps it as an unclaimed credit
+    "continue_prompt_unclaimed": (
+        "Вы ещё здесь? Нажмите «Продолжить». Внесённой суммы не хватает для платежа: если "
+        "никто не ответит, она будет сохранена под номером, напечатанным на квитке. "
+        "Телефон: {phone}",
+        "Are you still there? Press Continue. The cash inserted is not enough for a "
+        "payment: if nobody answers, it will be kept under the number printed on a slip. "
+        "Call: {phone}",
     ),
 }
 

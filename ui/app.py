@@ -16,6 +16,9 @@ and the terminal id; the hidden technician corner lies over one of its corner ce
 
 from __future__ import annotations
 
+import ctypes
+import gc
+import importlib
 import json
 import logging
 import os
@@ -39,17 +42,10 @@ from ui.help_detector import StuckDetector, Thresholds
 from ui.help_overlay import HelpOverlay
 from ui.i18n import core_message, keep_together, tr
 from ui.link import CoreLink, LinkError
-from ui.screens.account import AccountScreen
 from ui.screens.base import BaseScreen
-from ui.screens.cash import CashScreen
-from ui.screens.check_payment import CheckPaymentScreen
-from ui.screens.confirm import ConfirmScreen
-from ui.screens.help import HelpScreen
 from ui.screens.idle import IdleScreen
 from ui.screens.out_of_service import OutOfServiceScreen
-from ui.screens.provider import ProviderScreen
-from ui.screens.receipt import ReceiptScreen
-from ui.technician import TechPinScreen, TechScreen, TechSession
+from ui.technician import TechSession
 from ui.theme import mm
 from ui.widgets import Backdrop, Btn, CornerZone, Panel, Text, fixed, hbox, spacer, vbox
 
@@ -59,7 +55,29 @@ GESTURE_SCREENS = ("idle", "out_of_service")
 TECH = ("tech_pin", "tech")
 CUSTOMER_SCREENS = ("provider", "account", "confirm", "cash")  # where help may pop up
 IDLE_LOCAL = ("check", "help")  # UI-local screens over the core's idle screen
+PROMPT_H = 150  # mm: the longest prompt (too little cash, the phone) in Russian at 800×600
+TRIM_AFTER_S = 0.25  # freed memory goes back to the system this long after a switch
 Reply = Callable[[Any, LinkError | None], None]
+
+
+def _load_libc() -> Any:
+    """glibc, for malloc_trim; None elsewhere (then freed memory simply stays reusable)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()
+
+
+def _screen(module: str, cls: str, ctl: KioskUi) -> BaseScreen:
+    """A screen built on entry; its module is imported then too (a customer screen's
+    module costs start-up time only when somebody reaches it)."""
+    made = getattr(importlib.import_module(module), cls)(ctl)
+    assert isinstance(made, BaseScreen)
+    return made
 
 
 class Root(FloatLayout):
@@ -107,12 +125,15 @@ class PromptOverlay(FloatLayout):
                             action=lambda: ctl.intent("continue")), w_mm=110, h_mm=28)
         box = Panel(orientation="vertical", bg=theme.BG, line=theme.FIELD_LINE, radius_mm=4,
                     padding=mm(8), spacing=mm(4), size_hint=(None, None),
-                    size=(mm(220), mm(120)), pos_hint={"center_x": 0.5, "center_y": 0.5})
+                    size=(mm(220), mm(PROMPT_H)), pos_hint={"center_x": 0.5, "center_y": 0.5})
         box.add_widget(self.text)
         box.add_widget(self.left)
         box.add_widget(hbox(spacer(), self.go, spacer(), size_hint_y=None, height=mm(28)))
         self.add_widget(box)
         self._tick = Clock.schedule_interval(lambda _dt: self.tick(), 0.5)
+
+    def close(self) -> None:
+        self._tick.cancel()
 
     def set_prompt(self, prompt: dict[str, Any]) -> None:
         self.deadline = time.monotonic() + float(prompt.get("remaining_s", 0))
@@ -154,6 +175,7 @@ class KioskUi:
         self._closed = False
         self._report_due = False
         self._first_frame = True
+        self._trim: Any = None  # the pending malloc_trim after a dropped screen
         self.tech = TechSession(self)
         # proactive help (docs/self-service.md): the articles, the detector, the overlay
         self.help_center: dict[str, Any] | None = None
@@ -183,22 +205,29 @@ class KioskUi:
         # FloatLayout places only children with a pos_hint: pin both to the content area
         self.sm = ScreenManager(transition=NoTransition(), pos_hint={"x": 0, "y": 0})
         self.screens: dict[str, BaseScreen] = {}
-        for screen in (OutOfServiceScreen(self), IdleScreen(self), ProviderScreen(self),
-                       AccountScreen(self), ConfirmScreen(self), CashScreen(self),
-                       ReceiptScreen(self)):
+        # Only the screens of a terminal at rest are built at start (the first frame is
+        # "Loading…" on out_of_service, then idle). Every other screen is built when it is
+        # entered and dropped when it is left: each resets its local state on entry anyway
+        # (BaseScreen.entered), and a Kivy label renders its texture whether shown or not,
+        # so a built screen costs start-up time and memory even while hidden (docs/ui.md,
+        # "Memory").
+        for screen in (OutOfServiceScreen(self), IdleScreen(self)):
             self.screens[screen.name] = screen
             self.sm.add_widget(screen)
-        # Rarely used screens are built when needed and dropped after: start-up time and
-        # memory go to what every customer sees.
         self.lazy: dict[str, Callable[[], BaseScreen]] = {
-            "check": lambda: CheckPaymentScreen(self),
-            "help": lambda: HelpScreen(self),
-            "tech_pin": lambda: TechPinScreen(self),
-            "tech": lambda: TechScreen(self),
+            "provider": lambda: _screen("ui.screens.provider", "ProviderScreen", self),
+            "account": lambda: _screen("ui.screens.account", "AccountScreen", self),
+            "confirm": lambda: _screen("ui.screens.confirm", "ConfirmScreen", self),
+            "cash": lambda: _screen("ui.screens.cash", "CashScreen", self),
+            "receipt": lambda: _screen("ui.screens.receipt", "ReceiptScreen", self),
+            "check": lambda: _screen("ui.screens.check_payment", "CheckPaymentScreen", self),
+            "help": lambda: _screen("ui.screens.help", "HelpScreen", self),
+            "tech_pin": lambda: _screen("ui.technician", "TechPinScreen", self),
+            "tech": lambda: _screen("ui.technician", "TechScreen", self),
         }
         self.content = FloatLayout()
         self.content.add_widget(self.sm)
-        self.prompt = PromptOverlay(self)
+        self.prompt: PromptOverlay | None = None  # built when the core first asks "continue?"
         self.footer_text = Text(ident="footer", font_mm=theme.F_SMALL, color=theme.INK_SOFT)
         footer = Panel(bg=theme.SECONDARY, size_hint_y=None, height=mm(theme.FOOTER_H))
         footer.add_widget(self.footer_text)
@@ -237,7 +266,10 @@ class KioskUi:
         self._closed = True
         for ev in self._timers:
             ev.cancel()
-        self.prompt._tick.cancel()
+        if self._trim is not None:
+            self._trim.cancel()
+        if self.prompt is not None:
+            self.prompt.close()
         self.tech.close()
         self.link.stop()
 
@@ -427,7 +459,8 @@ class KioskUi:
         if not self.connected or self.snap is None:
             return "out_of_service"
         core = str(self.snap.get("screen", ""))
-        if core in ("starting", "out_of_service") or core not in self.screens:
+        if core in ("starting", "out_of_service") or (core not in self.screens
+                                                        and core not in self.lazy):
             core = "out_of_service"
         if self.local in IDLE_LOCAL:
             if core == "idle":
@@ -439,21 +472,38 @@ class KioskUi:
         if self._closed:
             return
         name = self.target()
+        previous = self.sm.current
+        if previous != name and previous in self.lazy and previous in self.screens:
+            # Drop the screen being left before the next one is built, and free it now:
+            # one built customer screen at a time is the UI's peak memory. Nothing is
+            # drawn in between (this is one call on the main thread).
+            self.sm.current = "idle"  # always built: somewhere to stand meanwhile
+            self.sm.remove_widget(self.screens.pop(previous))
+            gc.collect()
+            self._trim_soon()
         if name not in self.screens:
             self.screens[name] = self.lazy[name]()
             self.sm.add_widget(self.screens[name])
         screen = self.screens[name]
-        if self.sm.current != name:
-            previous = self.sm.current
+        if self.sm.current != name or previous != name:
             self.sm.current = name
-            if previous in self.lazy:
-                self.sm.remove_widget(self.screens.pop(previous))
             if name == "provider":
                 self.refresh_catalog()
             screen.entered()
         screen.update()
         self._render_chrome(name)
         self._report_due = True
+
+    def _trim_soon(self) -> None:
+        """Give the freed heap back to the system once the new screen is drawn: glibc
+        keeps freed memory for reuse, so the resident size would stay at its peak."""
+        if self._trim is None:
+            self._trim = Clock.schedule_once(self._trim_now, TRIM_AFTER_S)
+
+    def _trim_now(self, _dt: float) -> None:
+        self._trim = None
+        if _LIBC is not None:
+            _LIBC.malloc_trim(0)
 
     def _render_chrome(self, name: str) -> None:
         h = self.header
@@ -468,12 +518,14 @@ class KioskUi:
         self.corner.enabled = name in GESTURE_SCREENS and self.connected
         self._render_help_overlay(name)
         prompt = (self.snap or {}).get("prompt") if self.connected else None
-        showing = self.prompt.parent is not None
+        showing = self.prompt is not None and self.prompt.parent is not None
         if prompt and name not in TECH:
+            if self.prompt is None:
+                self.prompt = PromptOverlay(self)
             if not showing:
                 self.content.add_widget(self.prompt)
             self.prompt.set_prompt(prompt)
-        elif showing:
+        elif showing and self.prompt is not None:
             self.content.remove_widget(self.prompt)
 
     def _render_help_overlay(self, name: str) -> None:
@@ -533,6 +585,10 @@ class KioskApp(App):
 
     def on_start(self) -> None:
         assert self.ui is not None
+        # What exists now (Kivy, the fonts, the screens kept for good) lives as long as
+        # the process: keep it out of every later collection, so freeing a dropped screen
+        # scans only what came after (a few ms, not the whole heap).
+        gc.freeze()
         self.ui.start()
 
     def on_stop(self) -> None:

@@ -21,6 +21,7 @@ from kivy.clock import Clock
 from kivy.uix.anchorlayout import AnchorLayout
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.scrollview import ScrollView
+from kivy.uix.widget import Widget
 
 from ui import theme
 from ui.i18n import STRINGS, money
@@ -234,6 +235,14 @@ def _row(label: str, value: str, ident: str, detail: str = "") -> BoxLayout:
 
 
 
+def _signature(w: Widget) -> tuple[Any, ...]:
+    """What a page shows and does, to tell whether a new build differs from the one on
+    screen: each widget's kind, name, text, state and style, and its children's."""
+    return (type(w).__name__, getattr(w, "ident", ""), getattr(w, "text", None), w.disabled,
+            getattr(w, "style", None), getattr(w, "font_name", None),
+            tuple(_signature(c) for c in w.children))
+
+
 def _stamp(ms: int | None) -> str:
     return "" if not ms else time.strftime("%d.%m %H:%M:%S", time.localtime(ms / 1000))
 
@@ -293,6 +302,7 @@ class TechScreen(BaseScreen):
         self.encash_asked = False
         self.restart_asked = False
         self.result: Words | None = None  # the last action's outcome, on its page
+        self._page_signature: tuple[Any, ...] | None = None  # what the page shows now
         self.tab_buttons: dict[str, Btn] = {}
         nav = BoxLayout(orientation="vertical", spacing=mm(theme.GAP), size_hint_x=None,
                         width=mm(62))
@@ -442,8 +452,22 @@ class TechScreen(BaseScreen):
             btn.style = "tab_on" if tab == self.tab else "tab"
         self.exit.text = t("tech_exit")
         self.head.text = f"{t('tech_title')} · {self.ctl.terminal_id} · {t(f'tab_{self.tab}')}"
+        # The page is built aside and put in only if it shows something else: every
+        # status reply and snapshot comes here, and a page replaced under a finger loses
+        # the tap (its new buttons are not laid out yet when the touch arrives).
+        shown_page, self.page = self.page, BoxLayout(orientation="vertical", spacing=mm(2))
+        try:
+            getattr(self, f"_page_{self.tab}")()
+        finally:
+            fresh, self.page = self.page, shown_page
+        signature = tuple(_signature(w) for w in fresh.children)
+        if signature == self._page_signature:
+            return
+        self._page_signature = signature
         self.page.clear_widgets()
-        getattr(self, f"_page_{self.tab}")()
+        for w in reversed(fresh.children):  # children are kept last-added first
+            fresh.remove_widget(w)
+            self.page.add_widget(w)
 
     def _result_line(self) -> Text:
         return Text(ident="tech.result", text=self.result() if self.result else "",

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -39,6 +40,15 @@ from ui.theme import mm
 W = TypeVar("W", bound=Widget)
 
 SYMBOL_FONT = "DejaVuSans"  # bundled with Kivy; has ⌫ which Roboto lacks
+FONT_STEP = 0.9  # a text too long for its box is tried again at this fraction of its size
+
+
+def whole_px(size: float) -> float:
+    """A font size in whole pixels, as SDL_ttf draws it (it truncates to an int). Kivy
+    opens one font face per distinct size *value* and keeps up to 64: 22.68 and 22.9
+    would be two faces of the same 22 px font, each a few hundred KiB, opened again and
+    again as the cache turns over (docs/ui.md, "Memory")."""
+    return float(max(1, math.floor(size)))
 
 
 class Text(Label):
@@ -59,7 +69,7 @@ class Text(Label):
         if kwargs.get("flow"):
             kwargs.setdefault("size_hint_y", None)
         super().__init__(**kwargs)
-        self.font_size = mm(self.font_mm)
+        self.font_size = whole_px(mm(self.font_mm))
         self.bind(width=self._on_box, hpad_mm=self._on_box, font_mm=self._reset,
                   text=self._reset, texture_size=self._fit)
         if not self.flow:  # a flowing label's height follows its text: no feedback loop
@@ -82,7 +92,7 @@ class Text(Label):
         # the text's own width when centred; left/right alignment needs the box's width
         width: float | None = None if self.halign == "center" else self._avail()
         self.text_size = (width, None)
-        target = mm(self.font_mm)
+        target = whole_px(mm(self.font_mm))
         if abs(self.font_size - target) > 0.01:
             self.font_size = target  # a new texture follows, then _fit
         else:
@@ -102,9 +112,9 @@ class Text(Label):
             self.height = self.texture_size[1] + mm(1)
         if self.fits() and self.texture_size[0] <= avail + 0.5:
             return
-        smallest = mm(self.font_mm) * self.min_scale
+        smallest = whole_px(mm(self.font_mm) * self.min_scale)
         if self.font_size > smallest + 0.5:
-            self.font_size = max(smallest, self.font_size * 0.9)
+            self.font_size = max(smallest, whole_px(self.font_size * FONT_STEP))
 
 
 class Panel(BoxLayout):

@@ -14,12 +14,42 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy import func, select, update
+
 from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill
 from kiosk.engine.core import EngineCore, PendingEscrow, SeenBill, log
-from kiosk.ledger import LedgerError
+from kiosk.ledger import LedgerError, LedgerTx, PaymentKind
+from kiosk.ledger import schema as t
 from kiosk.ledger.store import UNKNOWN_AMOUNT, UNKNOWN_BILL_TYPE
 from kiosk.messages import Money
 from kiosk.screens import Screen
+
+# Why such a record exists, as the ledger notes it (English, for the desk; never printed)
+UNCLAIMED_BELOW_MINIMUM = "session ended below the provider's minimum or with nothing to credit"
+
+
+def unclaim_session(tx: LedgerTx, session_id: int, currency: str,
+                    reason: str) -> tuple[str, int] | None:
+    """A collecting session with cash → one unclaimed record holding all of its bills;
+    (record id, cash) or None if it was already closed or took no cash. The session is
+    closed as finished with the record as its payment, so no restart reconciles it into
+    a payment again (M6), and the record goes to the desk through the outbox (M8)."""
+    s = tx.execute(select(t.sessions).where(t.sessions.c.id == session_id)).one()
+    if s.state != "collecting":
+        return None
+    b = t.stacked_bills
+    cash = int(tx.scalar(select(func.coalesce(func.sum(b.c.amount_minor), 0))
+                         .where(b.c.session_id == session_id)))
+    if cash == 0:
+        return None
+    record = tx.create_payment(PaymentKind.UNCLAIMED, cash, currency, reason,
+                               provider_id=s.provider_id, account=s.account,
+                               session_id=session_id)
+    tx.execute(update(b).where(b.c.session_id == session_id).values(payment_id=record.id))
+    tx.execute(update(t.sessions).where(t.sessions.c.id == session_id).values(
+        state="finished", payment_id=record.id, inserted_minor=cash, updated_ms=tx.now_ms))
+    tx.enqueue("payment", record.id, tx.payment_payload(record.id))
+    return record.id, cash
 
 
 class CashCollection(EngineCore):
@@ -213,6 +243,13 @@ class CashCollection(EngineCore):
         s = self._session
         if s is None or s.session_id is None:
             return
+        if s.unpayable:
+            # Not a payment the provider takes (below its minimum), or one the fee would
+            # swallow whole: the customer never pressed "pay" for it (the pay intent
+            # refuses both), they left or the terminal stopped. The cash becomes an
+            # unclaimed credit a desk resolves, never a zero-credit payment (M5, M6, M9).
+            self._finish_unclaimed(s.session_id, s.provider.currency)
+            return
         try:
             payment_id = self.ledger.finish_session(
                 s.session_id, s.provider.commission, s.finish_note
@@ -247,6 +284,30 @@ class CashCollection(EngineCore):
                             offer=pick.choice.top if pick is not None else None)
         self._offers_shown(pick)
 
+
+    def _finish_unclaimed(self, session_id: int, currency: str) -> None:
+        """Close the session as an unclaimed-credit record for all of its cash, in one
+        transaction (record, bills, session, outbox), then the slip and the notice, as
+        for any unclaimed credit (docs/ledger.md)."""
+        try:
+            with self.ledger.transaction() as tx:
+                found = unclaim_session(tx, session_id, currency, UNCLAIMED_BELOW_MINIMUM)
+            if found is not None:
+                self.ledger.add_event("unclaimed_credit", "warning", {
+                    "record_id": found[0], "amount_minor": found[1], "currency": currency,
+                    "reason": UNCLAIMED_BELOW_MINIMUM, "session_id": session_id})
+        except LedgerError as exc:
+            self._ledger_failed(exc)
+            return
+        self._pending = None
+        self._go_idle()
+        if found is None:
+            return
+        record_id, amount = found
+        self._print_payment(record_id, copy=False)  # the slip: the number and the phone
+        self._notice("unclaimed_credit", amount=Money(amount, currency), record_id=record_id,
+                     phone=self.support_phone)
+        self._publish()
 
     # -- start-up reconciliation (M6) --------------------------------------------------
     def _reconcile(self) -> None:

@@ -66,6 +66,16 @@ class CashSession:
     rejected_bills: int = 0  # returned or refused bills (proactive help reads it)
     notices: tuple[str, ...] = ()  # the last notice codes shown (the operator's help view)
 
+    @property
+    def unpayable(self) -> bool:
+        """Cash inside that no payment may be made of: under the provider's minimum, or
+        all of it taken by the fee. Ended without the customer, it is an unclaimed credit
+        (kiosk.engine.cash), never a payment."""
+        return self.inserted_minor > 0 and (
+            self.inserted_minor < self.provider.min_minor
+            or self.provider.credited(self.inserted_minor) <= 0
+        )
+
 
 @dataclass
 class PendingEscrow:

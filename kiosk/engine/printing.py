@@ -108,7 +108,10 @@ class Printing(EngineCore):
             if lp is not None and lp["payment_id"] == payment_id:
                 lp["receipt"] = "printed" if ok else "failed"
                 if not ok:
-                    self._notice("receipt_failed", payment_id=payment_id, phone=self.support_phone)
+                    # the pair "check my payment" asks for, since no paper carries it
+                    self._notice("receipt_failed", payment_id=payment_id,
+                                 check_code=lp.get("check_code") or "—",
+                                 phone=self.support_phone)
                 self._publish()
 
     def _poll_printer(self) -> None:

@@ -147,10 +147,15 @@ def build_snapshot(e: EngineCore, now: float) -> dict[str, Any]:
             {
                 "kind": "continue",
                 "remaining_s": max(0, round(e._prompt_deadline - now)),
-                **message(
-                    "continue_prompt_cash"
-                    if s is not None and (s.inserted_minor > 0 or e._pending is not None)
-                    else "continue_prompt"
+                **(
+                    # with too little cash for a payment, say what will happen instead
+                    message("continue_prompt_unclaimed", phone=e.support_phone)
+                    if s is not None and s.unpayable and e._pending is None
+                    else message(
+                        "continue_prompt_cash"
+                        if s is not None and (s.inserted_minor > 0 or e._pending is not None)
+                        else "continue_prompt"
+                    )
                 ),
             }
             if e._prompt_deadline is not None

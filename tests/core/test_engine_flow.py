@@ -6,7 +6,7 @@ import pytest
 
 from drivers.printer import PrinterStatus
 from kiosk.engine import IntentError
-from tests.core.harness import MTS_ACCOUNT, make_terminal
+from tests.core.harness import MTS_ACCOUNT, ledger_rows, make_terminal
 
 
 def test_starts_idle_after_reconciliation(term):
@@ -102,6 +102,50 @@ def test_cash_session_that_times_out_is_confirmed_never_dropped(term):
     assert "timed out" in row["note"]
 
 
+@pytest.mark.parametrize(("provider", "account", "rubles"), [
+    ("mts", MTS_ACCOUNT, 10),  # under the 50-rouble minimum, and the 10-rouble fee takes all
+    ("domru", "1234567890", 50),  # no fee, but under the 100-rouble minimum
+])
+def test_walk_away_below_minimum_leaves_an_unclaimed_credit_not_a_payment(
+        term, provider, account, rubles):
+    """Cash the provider would not take (or the fee would swallow) must never become a
+    payment by itself: when the customer walks away it is an unclaimed credit for the
+    desk, with a slip and the notice on the start screen (M5, M6, M9)."""
+    term.to_cash(provider=provider, account=account)
+    term.acceptor.insert(rubles)
+    term.tick(term.engine.config.timeouts.cash_after_bill + 1)
+    prompt = term.engine.snapshot()["prompt"]
+    # the prompt says what will happen: not "the payment will be completed"
+    assert prompt["code"] == "continue_prompt_unclaimed"
+    assert "квитке" in prompt["ru"] and "slip" in prompt["en"]
+    term.tick(term.engine.config.timeouts.prompt + 1)
+    term.drain()
+    snap = term.engine.snapshot()
+    assert snap["screen"] == "idle"
+    (record,) = term.ledger.list_payments()
+    assert (record["kind"], record["status"], record["inserted_minor"],
+            record["commission_minor"], record["credited_minor"]) == (
+        "unclaimed", "unclaimed", rubles * 100, 0, 0)
+    assert (record["provider_id"], record["account"]) == (provider, account)
+    assert snap["notice"]["code"] == "unclaimed_credit"
+    assert snap["notice"]["args"]["record_id"] == record["id"]
+    assert snap["notice"]["args"]["amount"] == {"minor": rubles * 100, "currency": "RUB"}
+    # every bill of the session belongs to the record; the session is closed with it
+    assert ledger_rows(term.ledger, "SELECT payment_id FROM stacked_bills") == [(record["id"],)]
+    assert ledger_rows(term.ledger, "SELECT state, payment_id, inserted_minor FROM sessions") \
+        == [("finished", record["id"], rubles * 100)]
+    # the desk hears of it (outbox) and so does the technician (event); a slip is printed
+    assert ledger_rows(term.ledger, "SELECT ref FROM outbox WHERE kind = 'payment'") == [
+        (record["id"],)]
+    events = {e["kind"]: e["data"] for e in term.ledger.recent_events()}
+    assert events["unclaimed_credit"]["record_id"] == record["id"]
+    assert record["id"] in term.printer.texts()[-1]
+    # a restart finds nothing open to turn into a payment
+    report = term.ledger.reconcile(lambda _p: lambda _a: 0)
+    assert report.recovered_payments == () and report.unclaimed_records == ()
+    assert len(term.ledger.list_payments()) == 1
+
+
 def test_cash_screen_without_cash_times_out_to_idle_and_abandons_session(term):
     term.to_cash()
     term.tick(term.engine.config.timeouts.cash_first_bill + 1)
@@ -160,6 +204,11 @@ def test_printer_unavailable_warns_before_cash(term):
     assert snap["last_payment"]["receipt"] == "failed"
     assert snap["notice"]["code"] == "receipt_failed"
     assert snap["last_payment"]["payment_id"] in snap["notice"]["ru"]
+    # the check code too: with the number it is what "check my payment" asks for
+    code = snap["last_payment"]["check_code"]
+    assert len(code) == 6 and code.isdigit()
+    assert code in snap["notice"]["ru"] and code in snap["notice"]["en"]
+    assert snap["notice"]["args"]["check_code"] == code
     events = [e["kind"] for e in term.ledger.recent_events()]
     assert "printer_unavailable" in events and "receipt_not_printed" in events
 

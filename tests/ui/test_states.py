@@ -57,6 +57,34 @@ def test_continue_prompt_and_timeouts(terminal_factory, make_ui):
         (10000, "customer timed out with cash inserted")]
 
 
+@pytest.mark.slow  # 10-20 s on a loaded 2-core machine
+def test_walk_away_below_minimum_keeps_the_cash_as_an_unclaimed_credit(terminal_factory,
+                                                                      make_ui):
+    """10 ₽ into MTS (minimum 50 ₽, fee 10 ₽) and nobody answers: the prompt says the cash
+    will be kept under a number on a slip; then the start screen shows that number and the
+    phone, and the ledger holds an unclaimed record, not a zero-credit payment."""
+    term = terminal_factory("[timeouts]\ncash_after_bill = 2\nprompt = 10\n")
+    d = make_ui(term)
+    _to_account(d)
+    d.type_keys("account.key", "9161234567")
+    d.tap("account.next")
+    d.on("confirm")
+    d.tap("confirm.yes")
+    d.on("cash")
+    term.insert(10)
+    d.wait_text("cash.inserted", lambda t: t.startswith("10,00"))
+    d.until(lambda: d.visible("prompt.continue"), 10, "the prompt on the cash screen")
+    assert "сохранена под номером, напечатанным на квитке" in d.text("prompt.text")
+    assert "проведён автоматически" not in d.text("prompt.text")
+    d.both_languages("03-prompt-too-little-cash")
+    d.on("idle", timeout=20)
+    d.wait_text("idle.notice", lambda t: "T0001-00000001" in t)
+    assert "10,00 ₽" in d.text("idle.notice") and PHONE in d.text("idle.notice")
+    d.both_languages("04-idle-unclaimed-notice")
+    assert term.rows("SELECT kind, inserted_minor, commission_minor, credited_minor, status "
+                     "FROM payments") == [("unclaimed", 1000, 0, 0, "unclaimed")]
+
+
 def test_printer_warning_before_cash(terminal_factory, make_ui):
     term = terminal_factory(printer_fault="paper_out")
     d = make_ui(term)
@@ -83,6 +111,13 @@ def test_printer_warning_before_cash(terminal_factory, make_ui):
     # no receipt: the check code is on the screen, to write down with the number
     code = term.rows("SELECT check_code FROM payments")[0][0]
     assert f"Код проверки: {code}" in d.text("receipt.check_code")
+    # and in the notice itself, with the number and the phone, in both languages
+    assert f"номер платежа T0001-00000001 и код проверки {code}" in d.text("receipt.state")
+    d.tap("lang")
+    english = d.text("receipt.state")
+    assert f"payment number T0001-00000001 and check code {code}" in english, english
+    assert PHONE in english
+    d.tap("lang")
     d.both_languages("02-receipt-not-printed")
     assert term.rows("SELECT id, inserted_minor, receipt_printed_ms FROM payments") == [
         ("T0001-00000001", 10000, None)]
