@@ -539,7 +539,8 @@ class KioskUi:
                 self.content.remove_widget(overlay)
             return
         if overlay.parent is None:
-            self.content.add_widget(overlay, index=1 if self.prompt.parent is not None else 0)
+            prompt_up = self.prompt is not None and self.prompt.parent is not None
+            self.content.add_widget(overlay, index=1 if prompt_up else 0)
         overlay.update()
 
     # -- reporting (tests, bench) ------------------------------------------------------
