@@ -135,8 +135,8 @@ class NatsClusterBroker:
         for n in self.nodes:
             while not (_healthy(n.monitor) if self.starts == 1 else _open(n.mqtt)):
                 if n.proc is not None and n.proc.poll() is not None:
-                    log = self.folder / f"{n.name}-{self.starts}.log"
-                    tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
+                    path = self.folder / f"{n.name}-{self.starts}.log"
+                    tail = path.read_text(errors="replace")[-600:] if path.exists() else ""
                     raise BenchError(f"nats-server {n.name} exited: {tail}")
                 if time.monotonic() > deadline:
                     raise BenchError(f"nats-server {n.name}: not ready in {READY_S:.0f} s")
