@@ -68,7 +68,7 @@ clean:
 
 # Reliability (issue 9, docs/reliability.md): the long chaos run (>= 1,000 payments with
 # SIGKILLs and broker restarts, ~12 min) and the fleet simulation (5,000+ terminals).
-.PHONY: chaos fleet fleet-tls
+.PHONY: chaos fleet fleet-tls fleet-nats fleet-nats-tls
 
 chaos: setup
 	$(PY) -m tests.chaos chaos
@@ -78,3 +78,10 @@ fleet: setup
 
 fleet-tls: setup
 	$(PY) -m bench --only fleet_tls
+
+# The same fleet on a 3-node NATS cluster (bench/fleet_nats.py), plain and over TLS.
+fleet-nats: setup
+	$(PY) -m bench --only fleet_nats
+
+fleet-nats-tls: setup
+	$(PY) -m bench --only fleet_nats_tls

@@ -20,6 +20,7 @@ from bench import (
     desk,
     durable_credit,
     fleet,
+    fleet_nats,
     mqtt_drain,
     offers,
     printer,
@@ -48,6 +49,8 @@ BENCHMARKS: dict[str, Callable[[Context], BenchResult]] = {
     ui.KEY: ui.run,
     fleet.KEY: fleet.run,
     fleet.TLS_KEY: fleet.run_tls,
+    fleet_nats.KEY: fleet_nats.run,
+    fleet_nats.TLS_KEY: fleet_nats.run_tls,
     desk.KEY: desk.run,
 }
 DOC = REPO / "docs" / "benchmarks.md"

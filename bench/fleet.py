@@ -54,6 +54,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
@@ -164,6 +165,7 @@ class _Term:
     pending: dict[int, list[Any]] = field(default_factory=dict)  # seq -> [created, sent, data]
     health_phase: float = 0.0
     ssl_ctx: Any = None  # TLS: this terminal's own client certificate (CN = its id)
+    node: int = 0  # which of a cluster's ports next (the agent's crc32 spread + failover)
 
 
 class Worker:
@@ -177,6 +179,8 @@ class Worker:
 
         self.cfg = cfg
         self.port = int(cfg["port"])
+        self.v5 = cfg.get("protocol", "5") == "5"  # "3.1.1": a NATS cluster (bench/fleet_nats)
+        self.ports = [int(p) for p in cfg.get("ports") or [self.port]]  # a cluster's nodes
         self.rng = random.Random(cfg["seed"])
         self.binds = cfg.get("binds") or [""]
         self.desk_keys = {cfg["desk_kid"]: public_from_b64(cfg["desk_pub"])}
@@ -201,6 +205,7 @@ class Worker:
             t = _Term(i, tid, key, key_id(tid, key.public_key()),
                       {leaf: topics.topic(tid, leaf) for leaf in topics.UP + topics.DOWN})
             t.backoff = Backoff(1.0, 60.0, rng=self.rng.uniform)
+            t.node = zlib.crc32(tid.encode()) % len(self.ports)
             t.health_phase = self.rng.random()
             self.terms.append(t)
         if cfg.get("tls"):
@@ -222,8 +227,13 @@ class Worker:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=t.tid, protocol=mqtt.MQTTv5,
-                        reconnect_on_failure=False, userdata=t.idx)
+        if self.v5:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=t.tid,
+                            protocol=mqtt.MQTTv5, reconnect_on_failure=False, userdata=t.idx)
+        else:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=t.tid,
+                            protocol=mqtt.MQTTv311, clean_session=False,
+                            reconnect_on_failure=False, userdata=t.idx)
         c.suppress_exceptions = True
         c.connect_timeout = 5.0
         c.max_inflight_messages_set(40)
@@ -234,7 +244,7 @@ class Worker:
                            "connection_id": t.connection_id, "at_ms": int(time.time() * 1000),
                            "agent_version": "0.1.0"}).encode()
         c.will_set(t.topics["state"], will, qos=1, retain=True,
-                   properties=Properties(PacketTypes.WILLMESSAGE))
+                   properties=Properties(PacketTypes.WILLMESSAGE) if self.v5 else None)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -257,9 +267,13 @@ class Worker:
         t.connecting_since = time.monotonic()
         t.client = c
         try:
-            c.connect("127.0.0.1", self.port, keepalive=KEEPALIVE_S,
-                      bind_address=self.binds[t.idx % len(self.binds)], clean_start=False,
-                      properties=props)
+            bind = self.binds[t.idx % len(self.binds)]
+            if self.v5:
+                c.connect("127.0.0.1", self.port, keepalive=KEEPALIVE_S, bind_address=bind,
+                          clean_start=False, properties=props)
+            else:
+                c.connect("127.0.0.1", self.ports[t.node], keepalive=KEEPALIVE_S,
+                          bind_address=bind)
         except (OSError, ValueError):  # ssl.SSLError is an OSError; a bad certificate a ValueError
             self.stats["connect_refused"] += 1
             self._drop(t)
@@ -293,6 +307,7 @@ class Worker:
     def lost(self, t: _Term, why: str) -> None:
         was = t.connected
         self._drop(t)
+        t.node = (t.node + 1) % len(self.ports)  # the next node, as sync/connection.py
         self.stats["disconnects" if was else "connect_failed"] += 1
         self.stats[f"lost:{why}"] += 1
         self.at(time.monotonic() + t.backoff.next_delay(), "connect", t.idx)
@@ -335,12 +350,16 @@ class Worker:
             self.stats["reconnects"] += 1
             self.reconnect_done.append(now)
         t.ever_connected = True
-        client.subscribe([
-            (t.topics["cmd"], SubscribeOptions(qos=1, retainHandling=2)),
-            (t.topics["ack"], SubscribeOptions(qos=1)),
-            (t.topics["payment_status"], SubscribeOptions(qos=1)),
-            (t.topics["config"], SubscribeOptions(qos=1)),
-        ])
+        if self.v5:
+            client.subscribe([
+                (t.topics["cmd"], SubscribeOptions(qos=1, retainHandling=2)),
+                (t.topics["ack"], SubscribeOptions(qos=1)),
+                (t.topics["payment_status"], SubscribeOptions(qos=1)),
+                (t.topics["config"], SubscribeOptions(qos=1)),
+            ])
+        else:  # 3.1.1: no subscription options
+            client.subscribe([(t.topics[leaf], 1)
+                              for leaf in ("cmd", "ack", "payment_status", "config")])
         state = json.dumps({"v": 1, "terminal_id": t.tid, "state": "online",
                             "connection_id": t.connection_id,
                             "at_ms": int(time.time() * 1000), "agent_version": "0.1.0"})
@@ -634,14 +653,23 @@ def desk_main(cfg: dict[str, Any]) -> None:
     ids = _fleet_ids(int(cfg["terminals"]))
     pubs = {tid: terminal_key(tid).public_key() for tid in ids}
     tls = cfg.get("tls")
-    desk = Desk("127.0.0.1", int(cfg["desk_port"] if tls else cfg["port"]), key,
-                key_id("desk", key.public_key()), pubs, Path(cfg["db"]),
-                client_id=cfg["client_id"], reconnect_min_s=1.0,
-                tls=(Path(tls["ca"]), Path(tls["desk_cert"]), Path(tls["desk_key"]))
-                if tls else None)
-    shared = tuple(Subscription(SHARE + topics.desk_filter(leaf), 1)
-                   for leaf in (topics.PAYMENTS, topics.EVENTS, topics.STATE, topics.HEALTH))
-    desk.conn.settings = dataclasses.replace(desk.conn.settings, subscriptions=shared)
+    tls_files = (Path(tls["ca"]), Path(tls["desk_cert"]), Path(tls["desk_key"])) if tls else None
+    if cfg.get("ports"):  # a NATS cluster (bench/fleet_nats): 3.1.1, partitions, no $share
+        from sync.connection import Endpoint
+
+        desk = Desk("127.0.0.1", 0, key, key_id("desk", key.public_key()), pubs,
+                    Path(cfg["db"]), client_id=cfg["client_id"], reconnect_min_s=1.0,
+                    tls=tls_files, protocol="3.1.1",
+                    endpoints=tuple(Endpoint("127.0.0.1", int(p)) for p in cfg["ports"]),
+                    partition=(int(cfg["partition"][0]), int(cfg["partition"][1])))
+    else:
+        desk = Desk("127.0.0.1", int(cfg["desk_port"] if tls else cfg["port"]), key,
+                    key_id("desk", key.public_key()), pubs, Path(cfg["db"]),
+                    client_id=cfg["client_id"], reconnect_min_s=1.0, tls=tls_files)
+        shared = tuple(Subscription(SHARE + topics.desk_filter(leaf), 1)
+                       for leaf in (topics.PAYMENTS, topics.EVENTS, topics.STATE,
+                                    topics.HEALTH))
+        desk.conn.settings = dataclasses.replace(desk.conn.settings, subscriptions=shared)
     desk.store.db.execute("PRAGMA busy_timeout=10000")
     desk.start()
     print(json.dumps({"ready": desk.conn.wait_connected(20)}), flush=True)
@@ -710,6 +738,11 @@ class Proc:
 
 
 class Broker:
+    """One mosquitto; bench/fleet_nats.py's NatsClusterBroker has the same interface."""
+
+    key, title, tls_key, tls_title = KEY, TITLE, TLS_KEY, TLS_TITLE
+    wait_s = 60.0  # connect storm and restart, beyond the jitter (TLS: TLS_WAIT_S)
+
     def __init__(self, folder: Path, tls: bool = False) -> None:
         self.folder = folder
         self.port = _free_port()
@@ -780,6 +813,19 @@ class Broker:
                 return line.split()[3]
         return "?"
 
+    def monitor(self) -> SysMonitor:
+        return SysMonitor(self.desk_port if self.tls else self.port, self.tls)
+
+    def desk_extra(self, i: int, desks: int) -> dict[str, Any]:
+        return {}
+
+    def worker_extra(self) -> dict[str, Any]:
+        return {}
+
+    def link(self, tls: bool) -> str:
+        return ("TLS with a client certificate per terminal, the shipped kiosk.conf and ACL "
+                "(kiosk broker-kit init)" if tls else "no TLS")
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -840,6 +886,7 @@ class Phase:
     desk_cpu_s: float
     connected_end: int
     extra: dict[str, Any] = field(default_factory=dict)
+    peak_cores: float = 0.0  # the busiest ~1 s of the phase
 
     @property
     def broker_cores(self) -> float:
@@ -860,8 +907,8 @@ class FleetRun:
     terminals: int
     workers: list[Proc]
     desks: list[Proc]
-    broker: Broker
-    sysmon: SysMonitor | None = None
+    broker: Any  # Broker, or bench/fleet_nats.NatsClusterBroker
+    sysmon: Any = None  # SysMonitor, or bench/fleet_nats.VarzMonitor
     phases: list[Phase] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
 
@@ -888,8 +935,13 @@ class FleetRun:
         t0 = time.monotonic()
         if start is not None:
             start()
+        peak, last = 0.0, (t0, b0)
         while time.monotonic() - t0 < seconds:
             time.sleep(min(1.0, seconds - (time.monotonic() - t0)))
+            now, cpu = time.monotonic(), self.broker.cpu_s()
+            if now - last[0] >= 0.5:  # the broker's busiest second of the phase
+                peak = max(peak, (cpu - last[1]) / (now - last[0]))
+                last = (now, cpu)
             if until is not None and until(self.worker_stats()):
                 break
         time.sleep(1.2)
@@ -915,6 +967,7 @@ class FleetRun:
             sum(b["cpu_s"] for b in d1) - sum(a["cpu_s"] for a in d0),
             sum(s["connected"] for s in w1),
         )
+        phase.peak_cores = peak
         self.phases.append(phase)
         return phase
 
@@ -923,12 +976,19 @@ def _sum(stats: list[dict[str, Any]], key: str) -> int:
     return sum(int(s["stats"].get(key, 0)) for s in stats)
 
 
-def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = False
-              ) -> BenchResult:
+def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = False,
+              cluster: bool = False) -> BenchResult:
+    """`cluster`: a 3-node NATS cluster (bench/fleet_nats.py) instead of one mosquitto."""
     _raise_nofile()
     n_workers = max(1, min(4, (n + 2499) // 2500))
     ids = _fleet_ids(n)
-    broker = Broker(folder, tls=tls)
+    broker: Any
+    if cluster:
+        from bench.fleet_nats import NatsClusterBroker
+
+        broker = NatsClusterBroker(folder, ids, tls)
+    else:
+        broker = Broker(folder, tls=tls)
     broker.start()
     from sync.keys import key_id, public_b64
 
@@ -937,7 +997,7 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
               "port": broker.port, "desk_port": broker.desk_port, "tls": broker.tls,
               "desk_kid": key_id("desk", dk.public_key()),
               "desk_pub": public_b64(dk.public_key())}
-    sys_port = broker.desk_port if tls else broker.port
+    wait_s = max(broker.wait_s, TLS_WAIT_S if tls else 0.0)
     binds = [f"127.0.0.{i}" for i in range(2, 10)]
     run = FleetRun(n, [], [], broker)
     say = print if log else (lambda *_a, **_k: None)
@@ -945,7 +1005,7 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
     try:
         for i in range(DESKS):
             cfg = {**common, "terminals": n, "db": str(folder / "desk.sqlite"),
-                   "client_id": f"desk-{i}"}
+                   "client_id": f"desk-{i}", **broker.desk_extra(i, DESKS)}
             run.desks.append(Proc([PYTHON, "-m", "bench.fleet", "desk", json.dumps(cfg)],
                                   f"desk-{i}"))
         for d in run.desks:
@@ -954,14 +1014,14 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
         chunk = (n + n_workers - 1) // n_workers
         for i in range(n_workers):
             cfg = {**common, "ids": ids[i * chunk:(i + 1) * chunk], "seed": 1000 + i,
-                   "binds": binds}
+                   "binds": binds, **broker.worker_extra()}
             run.workers.append(Proc([PYTHON, "-m", "bench.fleet", "worker", json.dumps(cfg)],
                                     f"worker-{i}"))
         for w in run.workers:  # every worker built its terminals (keys, certificates)
             w.send({"op": "stats", "samples": False})
         for w in run.workers:
             w.read(600 if tls else 60)
-        run.sysmon = SysMonitor(sys_port, broker.tls)
+        run.sysmon = broker.monitor()
         setup_s = time.monotonic() - t_setup
         say(f"  fleet: {n} terminals in {n_workers} processes, {DESKS} desk consumers "
             f"(setup {setup_s:.0f} s); broker pid {broker.proc.pid if broker.proc else '?'}, "
@@ -976,7 +1036,7 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
                 w.send(obj)
 
         storm = run.measure(
-            "connect storm", jitter + (TLS_WAIT_S if tls else 60),
+            "connect storm", jitter + wait_s,
             until=lambda st: sum(s["connected"] for s in st) >= n,
             start=lambda: to_all({"op": "connect", "jitter_s": jitter}))
         st = run.worker_stats(samples=True)
@@ -984,7 +1044,8 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
         storm.extra = {"connack_p50": percentile(connack, 50) if connack else 0,
                        "connack_p99": percentile(connack, 99) if connack else 0,
                        "refused": _sum(st, "connect_refused") + _sum(st, "connack_refused"),
-                       "rss_kib": broker.rss_kib() - rss0, "jitter_s": jitter}
+                       "rss_kib": broker.rss_kib() - rss0, "jitter_s": jitter,
+                       "rss_abs_kib": broker.rss_kib()}
         say(f"  connect storm: {storm.connected_end}/{n} connected in {storm.seconds:.1f} s "
             f"(jitter {jitter:.0f} s); broker {storm.broker_cores * 100:.0f}% of a core",
             flush=True)
@@ -1019,9 +1080,10 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
         t_kill = time.monotonic()
         time.sleep(3)
         broker.start()
-        run.sysmon = SysMonitor(sys_port, broker.tls)
-        t_up = time.monotonic()
-        restart = run.measure("broker restart", TLS_WAIT_S + 60 if tls else 120,
+        run.sysmon = broker.monitor()
+        # a cluster's nodes take MQTT before they report ready: count from their spawn
+        t_up = getattr(broker, "spawned_at", None) or time.monotonic()
+        restart = run.measure("broker restart", wait_s + 60,
                               until=lambda st: sum(s["connected"] for s in st) >= n)
         st = run.worker_stats(samples=True)
         done = [x for s in st for x in s["reconnect_done"]]
@@ -1033,12 +1095,13 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
         # end: no new payments; everything sent must be acknowledged, each once at the desk
         for w in run.workers:
             w.send({"op": "quiet"})
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + max(120.0, wait_s)
         while time.monotonic() < deadline:
             st = run.worker_stats()
             if sum(s["pending"] for s in st) == 0:
                 break
             time.sleep(1)
+        restart.extra["drained_s"] = time.monotonic() - t_up
         st = run.worker_stats()
         desks = run.desk_stats()
         made = _sum(st, "payments")
@@ -1070,25 +1133,28 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
 
 
 def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinct: int,
-            pending: int, broker: Broker, tls: bool = False) -> BenchResult:
+            pending: int, broker: Any, tls: bool = False) -> BenchResult:
     storm, field_, stress, restart = run.phases[:4]
     ok_fleet = storm.connected_end >= n and restart.connected_end >= n
     exact = made == at_desk == distinct and pending == 0
-    link = ("TLS with a client certificate per terminal, the shipped kiosk.conf and ACL "
-            "(kiosk broker-kit init)" if tls else "no TLS")
+    link = broker.link(tls)
+    consumers = ("partitions 0/2 and 1/2 (MQTT 3.1.1: no $share)"
+                 if getattr(broker, "ports", None) else "on $share/desk/...")
     res = BenchResult(
-        TLS_KEY if tls else KEY, TLS_TITLE if tls else TITLE,
+        broker.tls_key if tls else broker.key, broker.tls_title if tls else broker.title,
         params=(f"{n} terminals in {len(run.workers)} processes, {len(run.desks)} desk "
-                f"consumers on $share/desk/..., loopback, {link}; field rates: health every "
+                f"consumers {consumers}, loopback, {link}; field rates: health every "
                 f"{HEALTH_S:.0f} s, {PAYMENTS_PER_HOUR:.0f} payments/terminal/h; "
                 f"stress x{STRESS:.0f}"),
     )
     served = min(storm.connected_end, restart.connected_end)
+    on_cluster = bool(getattr(broker, "ports", None))  # the target is one mosquitto's
     res.figures.append(Figure(
         "terminals connected and served at once", f"{served}",
         f"target {TARGET_TERMINALS}; aim {AIM_TERMINALS}",
         fmt_pct(served / TARGET_TERMINALS),
-        f"≥ {TARGET_TERMINALS}", verdict(ok_fleet and n >= TARGET_TERMINALS) if not quick
+        f"≥ {TARGET_TERMINALS}" if not on_cluster else "none (the target is one mosquitto's)",
+        verdict(ok_fleet and n >= TARGET_TERMINALS) if not quick and not on_cluster
         else verdict(None)))
     res.figures.append(Figure(
         "payments at the desk exactly once, all acknowledged", f"{at_desk} of {made}",
@@ -1099,6 +1165,10 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
         f"{storm.seconds:.1f} s / {cs['connack_p50'] * 1000:.0f} ms / "
         f"{cs['connack_p99'] * 1000:.0f} ms",
         f"connects spread over {cs['jitter_s']:.0f} s", "—", "none", verdict(None)))
+    res.figures.append(Figure(
+        "broker memory after the connect storm", f"{storm.extra['rss_abs_kib'] / 1024:.0f} MiB",
+        f"{storm.extra['rss_kib'] / max(1, storm.connected_end):.1f} KiB per connection",
+        "—", "none (measured)", verdict(None)))
     for ph in (storm, field_, stress):
         res.figures.append(Figure(
             f"broker CPU, {ph.name}", f"{ph.broker_cores * 100:.0f}% of a core",
@@ -1113,8 +1183,10 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
         "—", "none", verdict(None)))
     back = restart.extra["all_back_s"]
     res.figures.append(Figure(
-        "broker SIGKILL + restart: whole fleet back",
-        f"{back:.1f} s after it was up" if back is not None else "not all back",
+        "broker SIGKILL + restart: whole fleet back / every queue drained / peak CPU",
+        (f"{back:.1f} s" if back is not None else "not all back")
+        + f" / {restart.extra.get('drained_s', 0):.1f} s after it was up"
+        + f" / peak {restart.peak_cores * 100:.0f}% of a core",
         f"down {restart.extra['down_s']:.1f} s; backoff 1-60 s full jitter", "—", "none",
         verdict(None)))
 
@@ -1128,13 +1200,17 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
     capacity = 1.0 / c_pub if c_pub else float("inf")
     per_term_cost = c_pub * per_term_field + per_term_idle
     per_core_terminals = 1.0 / per_term_cost if per_term_cost else float("inf")
+    cluster = bool(getattr(broker, "ports", None))
+    what = "the 3 nodes together" if cluster else "this broker"
     res.figures.append(Figure(
-        f"extrapolated: {AIM_TERMINALS} terminals at field rates on this broker",
+        f"extrapolated: {AIM_TERMINALS} terminals at field rates on {what}",
         f"{full_cores * 100:.0f}% of a core",
         f"{_n(full_pubs)} publishes/s; one core ≈ {_n(capacity)} publishes/s",
-        fmt_pct(full_cores), "< 100% of one core", verdict(full_cores < 1.0)))
+        fmt_pct(full_cores), "< 100% of one core" if not cluster else "none (cluster)",
+        verdict(full_cores < 1.0) if not cluster else verdict(None)))
     res.figures.append(Figure(
-        "terminals one mosquitto core could carry at field rates (CPU only)",
+        f"terminals one {'NATS cluster' if cluster else 'mosquitto'} core could carry at "
+        "field rates (CPU only)",
         f"≈ {_n(per_core_terminals)}", f"{per_term_cost * 1e6:.1f} µ-core per terminal",
         "—", "none (arithmetic on the figures above)", verdict(None)))
     rss_per_conn = storm.extra["rss_kib"] / max(1, storm.connected_end)
@@ -1165,7 +1241,7 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
         for p in run.phases
     ]
     res.details += run.details
-    res.details += [
+    res.details += [d for d in [
         f"broker memory: {storm.extra['rss_kib'] / 1024:.0f} MiB more after the storm "
         f"(≈ {rss_per_conn:.1f} KiB per connection incl. its retained state+health); "
         f"open-files limit {broker.nofile()}; refused connects {storm.extra['refused']}.",
@@ -1181,6 +1257,7 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
         f"signed payment); one core at that cost per terminal would carry "
         f"≈ {_n(per_core_terminals)} terminals - CPU only: memory (≈ {rss_per_conn:.1f} KiB "
         f"per connection here), open files (one per connection) and TLS come first.",
+        "" if cluster else
         f"cluster (not run here, arithmetic only): terminals spread evenly over k nodes, "
         f"desk consumers on $share/desk/... on every node; a node then carries 1/k of the "
         f"connections and publishes plus the forwarding of messages whose consumer sits on "
@@ -1191,7 +1268,7 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
         f"Per-message cost in EMQX/VerneMQ/HiveMQ differs from mosquitto's (not measured): "
         f"scale by their published ratios (docs/protocols/mqtt-contract.md) before trusting "
         f"these numbers.",
-    ]
+    ] if d]
     return res
 
 

@@ -101,6 +101,11 @@ class SyncState:
     last_delivery_ms: int | None = None
     last_error: str = ""
     last_error_ms: int | None = None
+    # The broker link as the sync agent sees it (sync/connection.py LinkStatus.as_dict):
+    # endpoint, protocol level, state since, problem code and its Russian/English text.
+    link: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["link"] = dict(self.link) if self.link is not None else None
+        return d

@@ -139,6 +139,7 @@ class SyncAgent:
         self._worker: threading.Thread | None = None
         self._started = time.monotonic()
         self._connected = False
+        self._link_shown: LinkStatus | None = None  # the last link given to the engine
         self._health_sig: tuple[Any, ...] | None = None
         self._health_at = -1e9
         self._health_wanted = False
@@ -322,6 +323,10 @@ class SyncAgent:
             self.drain.acknowledged(acks)
             self.engine.note_sync_delivered()
         self.drain.flush_sent()
+        link = self.conn.link
+        if link != self._link_shown:  # at most POLL_S late: the technician's status page
+            self._link_shown = link
+            self.engine.note_sync_link(link.as_dict())
         if self._restart_after is not None and time.monotonic() >= self._restart_after:
             self._restart_when_idle()
         if not self._connected:

@@ -62,6 +62,13 @@ RC_UNSUPPORTED_PROTOCOL = 0x84
 RC_NOT_AUTHORIZED = (0x86, 0x87, 0x8C)  # bad user name or password, not authorized, bad auth
 RC_UNAVAILABLE = (0x88, 0x89, 0x97)  # server unavailable, server busy, quota exceeded
 
+# TLS alerts a server sends about the CLIENT's certificate. With TLS 1.3 the server checks
+# it after the client's handshake has returned, so the refusal arrives as a failed read
+# before CONNACK (paho logs it and reports "connection lost"), not as a connect() error.
+CLIENT_CERT_ALERTS = ("UNKNOWN_CA", "BAD_CERTIFICATE", "CERTIFICATE_EXPIRED",
+                      "CERTIFICATE_REVOKED", "CERTIFICATE_UNKNOWN", "CERTIFICATE_REQUIRED",
+                      "ACCESS_DENIED", "UNSUPPORTED_CERTIFICATE")
+
 # Why the link is down: code -> (English, Russian) for the technician and the log.
 LINK_TEXTS: dict[str, tuple[str, str]] = {
     "protocol_refused": (
@@ -85,6 +92,12 @@ LINK_TEXTS: dict[str, tuple[str, str]] = {
     "tls_certificate": (
         "the broker's certificate does not match [mqtt] tls_ca or the host name",
         "сертификат брокера не подходит: проверьте [mqtt] tls_ca и имя хоста",
+    ),
+    "client_certificate": (
+        "the broker refused this terminal's TLS certificate (not signed by the CA it "
+        "trusts, expired or revoked): install the certificate the broker's CA issued",
+        "брокер отверг TLS-сертификат терминала (выпущен не тем УЦ, истёк или отозван): "
+        "установите сертификат от УЦ брокера",
     ),
     "tls": (
         "the TLS handshake with the broker failed (client certificate, TLS settings)",
@@ -435,6 +448,7 @@ class Connection:
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         client.on_subscribe = self._on_subscribe
+        client.on_log = self._on_log
         return client
 
     def _try_connect(self) -> bool:
@@ -659,6 +673,16 @@ class Connection:
             self._lost_flag = True
         else:
             self._healthy()
+
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, buf: str) -> None:
+        """A TLS alert read before CONNACK names why the broker dropped us: keep it as
+        this attempt's problem (else it would read as a cluster node without CONNACK)."""
+        if level != mqtt.MQTT_LOG_ERR or self._connected.is_set() or "ALERT" not in buf:
+            return
+        upper = buf.upper()
+        code = "client_certificate" if any(a in upper for a in CLIENT_CERT_ALERTS) else "tls"
+        if self._attempt_problem is None:
+            self._attempt_problem = (code, buf)
 
     def _healthy(self) -> None:
         """Connected and subscribed: the backoff and the logged problems start afresh

@@ -508,6 +508,7 @@ class TechScreen(BaseScreen):
                                   oldest=t("st_oldest", t=_stamp(oldest)) if oldest else ""),
                  "tech.st.queue"),
             self._network_row(s.get("sync") or {}),
+            *_broker_row(t, lang, (s.get("sync") or {}).get("link")),
             _row(t("st_link"), t("st_link_ok") if self.ctl.connected else t("st_no"),
                  "tech.st.link"),
             _row(t("st_phone"), str(s.get("support_phone", "")), "tech.st.phone"),
@@ -680,3 +681,15 @@ class TechScreen(BaseScreen):
         self.page.add_widget(self._result_line())
         self.page.add_widget(spacer())
         self.page.add_widget(self._refresh_button())  # e.g. bills read by the acceptor test
+
+
+def _broker_row(t: Any, lang: str, link: dict[str, Any] | None) -> list[BoxLayout]:
+    """Which broker node, which MQTT level, and why the link is down (the agent's words
+    in the screen's language); none before the agent has reported."""
+    if not link:
+        return []
+    problem = str(link.get("text_ru" if lang == "ru" else "text_en") or "")
+    value = t("net_broker", endpoint=link.get("endpoint", ""), protocol=link.get("protocol", ""),
+              problem=f"; {problem}" if problem else "")
+    return [_row(t("st_broker"), value, "tech.st.broker",
+                 t("raw", raw=str(link.get("detail") or "")) if link.get("detail") else "")]

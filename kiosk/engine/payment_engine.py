@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from drivers.acceptor import AcceptorStatus
@@ -256,6 +256,12 @@ class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing, Offe
                 last_error_ms=now,
             )
             self._note_device_error("mqtt", "mqtt_disconnected", reason[:200])
+
+    def note_sync_link(self, link: Mapping[str, Any]) -> None:
+        """The broker link's details for the technician: which node, which MQTT level,
+        since when, why it is down (a plain mapping: kiosk/ never imports sync/)."""
+        with self._lock:
+            self._sync_state = dataclasses.replace(self._sync_state, link=dict(link))
 
     def note_sync_delivered(self) -> None:
         """The desk acknowledged messages from the outbox: the last delivery."""

@@ -5,7 +5,9 @@ no `$share` shared subscriptions; MQTT sessions, retained messages and QoS 1 mes
 live in JetStream, which is why every node runs JetStream and the MQTT streams are
 replicated (`stream_replicas`). Each node has its own free loopback ports (client,
 cluster route, MQTT), its JetStream store in the test's temporary folder and its own
-`server_name`; nodes are started, SIGKILLed and restarted by pid.
+`server_name`; nodes are started, SIGKILLed and restarted by pid. Each node's
+configuration is the shipped deploy/nats/node.conf rendered by sync/nats_kit.py (a node
+without routes drops its cluster section; a node without `conf_dir` its TLS section).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +27,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from sync.broker_kit import Kit
 from sync.connection import Endpoint
+from sync.nats_kit import USERS, NodeSpec, render_node, render_users, tls_files
 from tests.sync.broker import free_port, spawn_listening, stop_process
 
 READY_TIMEOUT_S = 20.0
@@ -48,35 +54,31 @@ class NatsNode:
     monitor_port: int = field(default_factory=free_port)
     routes: list[int] = field(default_factory=list)  # the other nodes' cluster ports
     replicas: int = 1
+    conf_dir: Path | None = None  # TLS files and users.conf (with_tls); None: plain MQTT
+    probe_tls: tuple[Path, Path, Path] | None = None  # CA, cert, key mqtt_ready connects with
     proc: subprocess.Popen | None = None
     starts: int = 0
 
     @property
     def conf(self) -> Path:
-        return self.workdir / f"{self.name}.conf"
+        """Beside users.conf when TLS is on (NATS includes relative to the file)."""
+        return (self.conf_dir or self.workdir) / f"{self.name}.conf"
 
     @property
     def log_path(self) -> Path:
         return self.workdir / f"{self.name}.log"
 
+    def spec(self) -> NodeSpec:
+        return NodeSpec(
+            self.name, f"127.0.0.1:{self.client_port}", f"127.0.0.1:{self.monitor_port}",
+            self.workdir / f"{self.name}-js", f"127.0.0.1:{self.mqtt_port}",
+            replicas=self.replicas, cluster_name=CLUSTER_NAME,
+            cluster_listen=f"127.0.0.1:{self.cluster_port}",
+            routes=tuple(f"127.0.0.1:{p}" for p in self.routes), conf_dir=self.conf_dir)
+
     def write_conf(self) -> None:
-        store = self.workdir / f"{self.name}-js"
-        cluster = ""
-        if self.routes:
-            routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in self.routes)
-            cluster = (f"cluster {{\n  name: {CLUSTER_NAME}\n"
-                       f"  listen: 127.0.0.1:{self.cluster_port}\n"
-                       f"  routes: [{routes}]\n}}\n")
-        self.conf.write_text(
-            f"server_name: {self.name}\n"
-            f"listen: 127.0.0.1:{self.client_port}\n"
-            f"http: 127.0.0.1:{self.monitor_port}\n"
-            f'jetstream {{\n  store_dir: "{store}"\n  max_mem: 64MB\n  max_file: 1GB\n}}\n'
-            f"{cluster}"
-            f"mqtt {{\n  listen: 127.0.0.1:{self.mqtt_port}\n"
-            f"  stream_replicas: {self.replicas}\n}}\n",
-            encoding="utf-8",
-        )
+        """The shipped deploy/nats/node.conf with this node's ports and folders."""
+        self.conf.write_text(render_node(self.spec()), encoding="utf-8")
 
     def start(self) -> NatsNode:
         exe = nats_server_path()
@@ -115,18 +117,23 @@ class NatsNode:
         the MQTT streams exist (before that the node closes the connection)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if mqtt_connack(self.mqtt_port) == 0:
+            if mqtt_connack(self.mqtt_port, tls=self.probe_tls) == 0:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"nats-server {self.name} never accepted MQTT:\n{self.log()}")
 
 
-def mqtt_connack(port: int, protocol: int = mqtt.MQTTv311, wait_s: float = 8.0) -> int | None:
-    """The CONNACK reason code value a fresh clean session gets (None: no CONNACK)."""
+def mqtt_connack(port: int, protocol: int = mqtt.MQTTv311, wait_s: float = 8.0,
+                 tls: tuple[Path, Path, Path] | None = None) -> int | None:
+    """The CONNACK reason code value a fresh clean session gets (None: no CONNACK).
+    `tls`: (CA, certificate, key) of the client."""
     got: list[int] = []
     kw = {"clean_session": True} if protocol == mqtt.MQTTv311 else {}
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}",
                     protocol=protocol, **kw)
+    if tls is not None:
+        c.tls_set(ca_certs=str(tls[0]), certfile=str(tls[1]), keyfile=str(tls[2]),
+                  cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
     c.on_connect = lambda _c, _u, _f, rc, _p: got.append(rc.value)
     try:
         c.connect("127.0.0.1", port, keepalive=10)
@@ -137,7 +144,7 @@ def mqtt_connack(port: int, protocol: int = mqtt.MQTTv311, wait_s: float = 8.0) 
         if got and got[0] == 0:
             c.disconnect()
             c.loop(0.1)
-    except OSError:
+    except (OSError, ssl.SSLError):
         return None
     finally:
         sock = c.socket()
@@ -154,12 +161,30 @@ class NatsCluster:
     size: int = 3
     nodes: list[NatsNode] = field(default_factory=list)
 
+    conf_dir: Path | None = None  # set by with_tls(): every node then requires certificates
+
     def __post_init__(self) -> None:
         if not self.nodes:
             self.nodes = [NatsNode(f"n{i + 1}", self.workdir) for i in range(self.size)]
             for n in self.nodes:
                 n.routes = [o.cluster_port for o in self.nodes if o is not n]
                 n.replicas = min(3, self.size)
+
+    def with_tls(self, kit: Kit, terminal_ids: Iterable[str],
+                 probe: tuple[Path, Path, Path]) -> NatsCluster:
+        """TLS with client certificates on every node's MQTT port: the kit's server
+        certificate, both CAs, and users.conf for `terminal_ids` (plus the desk).
+        `probe`: the (CA, certificate, key) the readiness probe connects with."""
+        self.conf_dir = self.workdir / "conf"
+        tls_files(kit, self.conf_dir)
+        self.write_users(terminal_ids)
+        for n in self.nodes:
+            n.conf_dir, n.probe_tls = self.conf_dir, probe
+        return self
+
+    def write_users(self, terminal_ids: Iterable[str]) -> None:
+        assert self.conf_dir is not None, "with_tls() first"
+        (self.conf_dir / USERS).write_text(render_users(terminal_ids), encoding="utf-8")
 
     def start(self) -> NatsCluster:
         for n in self.nodes:

@@ -60,7 +60,7 @@ def test_last_errors_survive_a_restart_through_the_ledger(tmp_path, desk_key):
         st = service.status(again.engine)
         assert st["sync"] == {"enabled": False, "connected": False,
                               "since_ms": st["sync"]["since_ms"], "last_delivery_ms": None,
-                              "last_error": "", "last_error_ms": None}
+                              "last_error": "", "last_error_ms": None, "link": None}
         acc = st["last_errors"]["acceptor"]
         assert acc["code"] == "acceptor_fault" and "cassette_out" in acc["detail"]
         assert "0x42" in acc["detail"] and acc["at_ms"] > 0

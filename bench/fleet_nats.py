@@ -1,0 +1,285 @@
+"""Figure: the same fleet (bench/fleet.py) against a 3-node NATS 2.9 cluster: JetStream,
+MQTT 3.1.1 on every node, MQTT streams replicated R3, the node configuration rendered
+from the shipped deploy/nats/ files (sync/nats_kit.py), over plain TCP and over TLS with a
+client certificate per terminal (verify_and_map, users.conf with one user per terminal).
+
+What differs from the mosquitto run, and why:
+- MQTT 3.1.1 (NATS refuses v5): clean session false, no subscription options;
+- terminals spread over the nodes as the agent spreads them (crc32 of the id) and move
+  to the next node after a failure, with the same 1-60 s full-jitter backoff;
+- no `$share` on 3.1.1: the two desk consumers are partitions (`--partition 0/2`, `1/2`),
+  each stores and acknowledges half the terminals and PUBACKs the rest unread;
+- the broker's CPU and memory are the sum over the three nats-server processes, its
+  message counts those of /varz (NATS messages, internal JetStream traffic included,
+  not MQTT packets);
+- the "broker restart" SIGKILLs all three nodes and starts them again: the whole fleet
+  reconnects, as after a mosquitto restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.common import BenchError, BenchResult, Context, scratch_dir
+
+KEY = "fleet_nats"
+TITLE = ("Fleet on a 3-node NATS cluster (JetStream, MQTT 3.1.1, R3): simulated terminals, "
+         "desk consumers as partitions")
+TLS_KEY = "fleet_nats_tls"
+TLS_TITLE = ("Fleet on a 3-node NATS cluster over TLS: a client certificate per terminal "
+             "(verify_and_map, per-terminal permissions), desk consumers as partitions")
+NODES = 3
+ENV_TERMINALS = "KIOSK_FLEET_NATS_TERMINALS"
+# 20,000 is the aim; what the cluster reaches on this 2-core machine is measured and
+# recorded (docs/benchmarks.md): every MQTT session is a JetStream consumer per QoS 1
+# subscription, replicated on the three nodes. KIOSK_FLEET_NATS_TERMINALS overrides.
+DEFAULT_TERMINALS = 500
+QUICK_TERMINALS = 200
+WAIT_S = 900.0  # connect storm and restart: JetStream work per session paces them
+READY_S = 90.0
+
+
+def _free_port() -> int:
+    from bench.fleet import _free_port as free
+
+    return free()
+
+
+def nats_path() -> str:
+    for c in (shutil.which("nats-server"), "/usr/sbin/nats-server", "/usr/bin/nats-server"):
+        if c and os.access(c, os.X_OK):
+            return c
+    raise BenchError("nats-server is not installed (scripts/system-deps.sh installs it)")
+
+
+class _Node:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.client, self.cluster, self.mqtt, self.monitor = (
+            _free_port(), _free_port(), _free_port(), _free_port())
+        self.proc: subprocess.Popen[bytes] | None = None
+
+
+class NatsClusterBroker:
+    """Three nats-server processes with the interface bench/fleet.py's Broker has."""
+
+    key, title, tls_key, tls_title = KEY, TITLE, TLS_KEY, TLS_TITLE
+    wait_s = WAIT_S
+
+    def __init__(self, folder: Path, terminal_ids: list[str], tls: bool) -> None:
+        from bench.fleet import tls_kit
+
+        self.folder = folder
+        self.nodes = [_Node(f"n{i + 1}") for i in range(NODES)]
+        self.port = self.nodes[0].mqtt
+        self.desk_port = self.port
+        self.ports = [n.mqtt for n in self.nodes]
+        self.starts = 0
+        self.spawned_at: float | None = None  # the last start(): the restart's time zero
+        self.tls: dict[str, str] | None = None
+        self.conf_dir: Path | None = None
+        if tls:
+            from sync import broker_kit, nats_kit
+
+            self.tls = tls_kit(folder, self.port, _free_port())
+            self.conf_dir = folder / "nats-conf"
+            nats_kit.tls_files(broker_kit.Kit(Path(self.tls["kit"])), self.conf_dir)
+            (self.conf_dir / nats_kit.USERS).write_text(nats_kit.render_users(terminal_ids),
+                                                        encoding="utf-8")
+        self._write_confs()
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.nodes[0].proc
+
+    def _conf(self, node: _Node) -> Path:
+        return (self.conf_dir or self.folder) / f"{node.name}.conf"
+
+    def _write_confs(self) -> None:
+        from sync.nats_kit import NodeSpec, render_node
+
+        for n in self.nodes:
+            spec = NodeSpec(
+                n.name, f"127.0.0.1:{n.client}", f"127.0.0.1:{n.monitor}",
+                self.folder / f"{n.name}-js", f"127.0.0.1:{n.mqtt}", replicas=NODES,
+                cluster_name="kiosk-bench", cluster_listen=f"127.0.0.1:{n.cluster}",
+                routes=tuple(f"127.0.0.1:{o.cluster}" for o in self.nodes if o is not n),
+                conf_dir=self.conf_dir)
+            self._conf(n).write_text(render_node(spec), encoding="utf-8")
+
+    def start(self) -> None:
+        from bench.fleet import _raise_nofile
+
+        exe = nats_path()
+        self.starts += 1
+        for n in self.nodes:
+            log = open(self.folder / f"{n.name}-{self.starts}.log", "wb")  # noqa: SIM115
+            n.proc = subprocess.Popen([exe, "-c", str(self._conf(n))], stdout=log,
+                                      stderr=log, preexec_fn=_raise_nofile)
+            log.close()
+        self.spawned_at = time.monotonic()
+        # The first start waits for JetStream (/healthz); a restart only for the MQTT
+        # ports: the fleet's reconnects are what the restart phase measures, and a
+        # JetStream still recovering its consumers shows in them.
+        deadline = time.monotonic() + READY_S
+        for n in self.nodes:
+            while not (_healthy(n.monitor) if self.starts == 1 else _open(n.mqtt)):
+                if n.proc is not None and n.proc.poll() is not None:
+                    path = self.folder / f"{n.name}-{self.starts}.log"
+                    tail = path.read_text(errors="replace")[-600:] if path.exists() else ""
+                    raise BenchError(f"nats-server {n.name} exited: {tail}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"nats-server {n.name}: not ready in {READY_S:.0f} s")
+                time.sleep(0.2)
+
+    def kill(self) -> None:
+        for n in self.nodes:
+            if n.proc is not None and n.proc.poll() is None:
+                n.proc.send_signal(signal.SIGKILL)
+                n.proc.wait(10)
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            if n.proc is not None and n.proc.poll() is None:
+                n.proc.terminate()
+                try:
+                    n.proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    n.proc.kill()
+                    n.proc.wait(10)
+
+    def cpu_s(self) -> float:
+        total = 0.0
+        for n in self.nodes:
+            if n.proc is None or n.proc.poll() is not None:
+                continue
+            fields = Path(f"/proc/{n.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
+    def rss_kib(self) -> int:
+        total = 0
+        for n in self.nodes:
+            if n.proc is None or n.proc.poll() is not None:
+                continue
+            for line in Path(f"/proc/{n.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        return total
+
+    def nofile(self) -> str:
+        n = self.nodes[0]
+        if n.proc is None:
+            return "?"
+        for line in Path(f"/proc/{n.proc.pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                return line.split()[3]
+        return "?"
+
+    def monitor(self) -> VarzMonitor:
+        return VarzMonitor([n.monitor for n in self.nodes])
+
+    def desk_extra(self, i: int, desks: int) -> dict[str, Any]:
+        return {"ports": self.ports, "partition": [i, desks]}
+
+    def worker_extra(self) -> dict[str, Any]:
+        return {"ports": self.ports, "protocol": "3.1.1"}
+
+    def link(self, tls: bool) -> str:
+        return ("TLS with a client certificate per terminal, deploy/nats/ node.conf + "
+                "users.conf (verify_and_map, per-terminal permissions)" if tls
+                else "no TLS, deploy/nats/node.conf without its TLS section")
+
+
+def _open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+class VarzMonitor:
+    """Message counters summed over the nodes' /varz, polled each second; a node's
+    counter that falls (a restart) counts from zero again, so sums only grow."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.last: dict[int, tuple[float, float]] = {}
+        self.total = [0.0, 0.0]
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(1.0):
+            for p in self.ports:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{p}/varz", timeout=2) as r:
+                        v = json.loads(r.read())
+                except (OSError, ValueError):
+                    continue
+                now = (float(v.get("in_msgs", 0)), float(v.get("out_msgs", 0)))
+                with self.lock:
+                    before = self.last.get(p, (0.0, 0.0))
+                    for i in (0, 1):
+                        self.total[i] += now[i] - before[i] if now[i] >= before[i] else now[i]
+                    self.last[p] = now
+
+    def snap(self) -> dict[str, float]:
+        with self.lock:
+            return {"messages/received": self.total[0], "messages/sent": self.total[1]}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def fleet_size(quick: bool) -> tuple[int, str]:
+    if os.environ.get(ENV_TERMINALS):
+        return int(os.environ[ENV_TERMINALS]), f"{ENV_TERMINALS} set"
+    if quick:
+        return QUICK_TERMINALS, "quick run"
+    return DEFAULT_TERMINALS, (
+        f"{DEFAULT_TERMINALS} terminals, not 20,000: on this 2-core machine each MQTT "
+        f"session costs the cluster a JetStream consumer per QoS 1 subscription, replicated "
+        f"on 3 nodes (≈ 1.4 ms of CPU per second per terminal at field rates, measured); "
+        f"1,000 connected but their acks lagged by seconds and the cluster's JetStream did "
+        f"not recover within 90 s of a full restart (docs/benchmarks.md 'fleet_nats')")
+
+
+def _run(ctx: Context, tls: bool) -> BenchResult:
+    from bench.fleet import run_fleet
+
+    n, why = fleet_size(ctx.quick)
+    with scratch_dir(ctx, TLS_KEY if tls else KEY) as folder:
+        result = run_fleet(n, ctx.quick, folder, tls=tls, cluster=True)
+    if why:
+        result.details.append(f"fleet size: {why}.")
+    return result
+
+
+def run(ctx: Context) -> BenchResult:
+    return _run(ctx, tls=False)
+
+
+def run_tls(ctx: Context) -> BenchResult:
+    return _run(ctx, tls=True)

@@ -1,0 +1,174 @@
+"""The fleet's NATS cluster configuration, rendered from the files in deploy/nats/.
+
+    python -m sync.nats_kit users --ids ids.txt --out users.conf   (one terminal id a line)
+    python -m sync.nats_kit node --kit DIR --name n1 --routes n2:6222,n3:6222 --out kiosk.conf
+
+`node.conf` and `users.conf` are the shipped templates; this module only substitutes their
+@PLACEHOLDER@s and keeps or drops their optional "# begin: NAME" ... "# end: NAME"
+sections, so what the tests run is what an operator installs (docs/fleet.md). The TLS
+files come from `kiosk broker-kit init` (the same CAs and server certificate as the
+mosquitto layout): `tls_files` copies them next to the rendered configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sync import topics
+from sync.broker_kit import DESK_IDENTITY, SERVER_CERT, SERVER_KEY, Kit
+
+SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "nats"
+NODE = "node.conf"
+USERS = "users.conf"
+CLIENTS_CA = "clients-ca.pem"
+SECTION_CLUSTER = "cluster"
+SECTION_TLS = "tls"
+SECTION_TERMINAL = "terminal"
+_PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
+
+
+class NatsKitError(ValueError):
+    """A configuration that cannot be rendered; the message says which value is wrong."""
+
+
+def _section(name: str) -> re.Pattern[str]:
+    return re.compile(rf"^[ \t]*# begin: {name}\n(.*?)^[ \t]*# end: {name}\n",
+                      re.DOTALL | re.MULTILINE)
+
+
+def keep_sections(text: str, keep: Iterable[str], drop: Iterable[str]) -> str:
+    """Keep the bodies of the `keep` sections (without their markers), remove `drop` ones."""
+    for name in keep:
+        text = _section(name).sub(lambda m: m.group(1), text)
+    for name in drop:
+        text = _section(name).sub("", text)
+    return text
+
+
+def substitute(text: str, values: Mapping[str, str]) -> str:
+    """Replace every @NAME@; a placeholder without a value is an error, never left in."""
+    missing = sorted({m for m in _PLACEHOLDER.findall(text) if m not in values})
+    if missing:
+        raise NatsKitError(f"no value for {', '.join('@' + m + '@' for m in missing)}")
+    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node's values for node.conf. `routes` empty: a lone node (no cluster block)."""
+
+    server_name: str
+    client_listen: str
+    monitor_listen: str
+    store_dir: Path
+    mqtt_listen: str
+    replicas: int = 3
+    cluster_name: str = "kiosk"
+    cluster_listen: str = "0.0.0.0:6222"
+    routes: tuple[str, ...] = ()
+    conf_dir: Path | None = None  # TLS files and users.conf; None: no TLS (labs only)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def values(self) -> dict[str, str]:
+        return {
+            "SERVER_NAME": self.server_name,
+            "CLIENT_LISTEN": self.client_listen,
+            "MONITOR_LISTEN": self.monitor_listen,
+            "STORE_DIR": str(self.store_dir),
+            "MQTT_LISTEN": self.mqtt_listen,
+            "REPLICAS": str(self.replicas),
+            "CLUSTER_NAME": self.cluster_name,
+            "CLUSTER_LISTEN": self.cluster_listen,
+            "ROUTES": ", ".join(f'"nats-route://{r}"' for r in self.routes),
+            "CONF_DIR": str(self.conf_dir or ""),
+            **self.extra,
+        }
+
+
+def render_node(spec: NodeSpec, template: str | None = None) -> str:
+    """node.conf for one node: the cluster section only with routes, TLS only with a
+    conf_dir. The header's placeholder list is kept as documentation."""
+    text = template if template is not None else (SHIPPED / NODE).read_text(encoding="utf-8")
+    keep: list[str] = []
+    drop: list[str] = []
+    (keep if spec.routes else drop).append(SECTION_CLUSTER)
+    (keep if spec.conf_dir is not None else drop).append(SECTION_TLS)
+    text = keep_sections(text, keep, drop)
+    header, sep, body = text.partition("\n\n")  # the leading comment block
+    body = re.sub(r"\n{3,}", "\n\n", substitute(body, spec.values()))
+    return header + sep + body
+
+
+def render_users(terminal_ids: Iterable[str], template: str | None = None) -> str:
+    """users.conf: the desk user and one copy of the terminal block per terminal id."""
+    text = template if template is not None else (SHIPPED / USERS).read_text(encoding="utf-8")
+    m = _section(SECTION_TERMINAL).search(text)
+    if m is None:
+        raise NatsKitError(f"{USERS}: no '# begin: {SECTION_TERMINAL}' section")
+    blocks = []
+    seen: set[str] = set()
+    for tid in terminal_ids:
+        if tid == DESK_IDENTITY or not topics.valid_terminal_id(tid):
+            raise NatsKitError(f"{tid[:40]!r} is not a terminal id (1-32 letters, digits or '-')")
+        if tid in seen:
+            raise NatsKitError(f"terminal id {tid} is listed twice")
+        seen.add(tid)
+        blocks.append(m.group(1).replace("@ID@", tid))
+    return text[:m.start()] + "".join(blocks) + text[m.end():]
+
+
+def tls_files(kit: Kit, conf_dir: Path) -> None:
+    """The server certificate and key from a broker kit, and one CA file with both the
+    terminal and the desk CA (NATS's MQTT listener takes one ca_file)."""
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    for name in (SERVER_CERT, SERVER_KEY):
+        shutil.copyfile(kit.dir / name, conf_dir / name)
+        (conf_dir / name).chmod((kit.dir / name).stat().st_mode & 0o777)
+    (conf_dir / CLIENTS_CA).write_bytes(kit.terminal_ca.read_bytes() + kit.desk_ca.read_bytes())
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sync.nats_kit",
+                                 description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="op", required=True)
+    u = sub.add_parser("users", help="users.conf from a file of terminal ids")
+    u.add_argument("--ids", required=True, help="one terminal id a line")
+    u.add_argument("--out", required=True)
+    n = sub.add_parser("node", help="one node's configuration plus its TLS files")
+    n.add_argument("--kit", required=True, help="the folder of 'kiosk broker-kit init'")
+    n.add_argument("--name", required=True)
+    n.add_argument("--routes", default="", help="the other nodes, host:port,host:port")
+    n.add_argument("--mqtt", default="0.0.0.0:8883")
+    n.add_argument("--store", default="/var/lib/nats/kiosk")
+    n.add_argument("--conf-dir", default="/etc/nats/kiosk")
+    n.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    try:
+        if args.op == "users":
+            ids = [ln.strip() for ln in Path(args.ids).read_text(encoding="utf-8").splitlines()
+                   if ln.strip() and not ln.startswith("#")]
+            Path(args.out).write_text(render_users(ids), encoding="utf-8")
+            print(f"{args.out}: the desk and {len(ids)} terminals")
+            return 0
+        routes = tuple(r for r in args.routes.split(",") if r)
+        conf_dir = Path(args.conf_dir)
+        spec = NodeSpec(args.name, "127.0.0.1:4222", "127.0.0.1:8222", Path(args.store),
+                        args.mqtt, replicas=3 if routes else 1, routes=routes,
+                        conf_dir=conf_dir)
+        Path(args.out).write_text(render_node(spec), encoding="utf-8")
+        tls_files(Kit(Path(args.kit)), conf_dir)
+        print(f"{args.out}: node {args.name}; TLS files in {conf_dir}")
+        return 0
+    except (NatsKitError, OSError) as exc:
+        print(f"nats_kit: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

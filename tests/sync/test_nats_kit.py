@@ -1,0 +1,61 @@
+"""deploy/nats/ rendered by sync/nats_kit.py: sections kept or dropped whole, every
+placeholder filled or a clear error, users.conf refusing what is not a terminal id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sync import nats_kit
+from sync.nats_kit import NatsKitError, NodeSpec, render_node, render_users
+
+
+def _spec(**kw) -> NodeSpec:  # type: ignore[no-untyped-def]
+    return NodeSpec("n1", "127.0.0.1:4222", "127.0.0.1:8222", Path("/var/lib/nats/k"),
+                    "0.0.0.0:8883", **kw)
+
+
+def _body(text: str) -> str:
+    return text.partition("\n\n")[2]
+
+
+def test_a_cluster_node_with_tls_gets_every_section_and_no_placeholder_left():
+    text = render_node(_spec(routes=("n2:6222", "n3:6222"), conf_dir=Path("/etc/nats/kiosk")))
+    body = _body(text)
+    assert "@" not in body and "# begin:" not in body and "# end:" not in body
+    assert 'routes: ["nats-route://n2:6222", "nats-route://n3:6222"]' in body
+    assert "verify_and_map: true" in body and 'include "users.conf"' in body
+    assert 'ca_file: "/etc/nats/kiosk/clients-ca.pem"' in body
+    assert "stream_replicas: 3" in body
+
+
+def test_a_lone_node_without_tls_has_neither_cluster_nor_tls():
+    body = _body(render_node(_spec(replicas=1)))
+    assert "cluster {" not in body and "tls {" not in body and "users.conf" not in body
+    assert "stream_replicas: 1" in body and "mqtt {" in body and "jetstream {" in body
+
+
+def test_a_template_placeholder_without_a_value_is_an_error():
+    template = (nats_kit.SHIPPED / nats_kit.NODE).read_text() + "\nfoo: @UNKNOWN_THING@\n"
+    with pytest.raises(NatsKitError, match="@UNKNOWN_THING@"):
+        render_node(_spec(), template)
+
+
+def test_users_conf_has_the_desk_and_one_block_per_terminal():
+    text = render_users(["T0001", "T-2"])
+    assert text.count('{ user: "CN=') == 3
+    assert '"kiosk.v1.T0001.payments"' in text and '"kiosk.v1.T-2.cmd"' in text
+    assert "@ID@" not in text.partition("authorization")[2]
+    assert "# begin:" not in text
+
+
+@pytest.mark.parametrize("bad", ["kiosk.desk", "T.1", "*", "", "T1 T2"])
+def test_users_conf_refuses_what_is_not_a_terminal_id(bad):
+    with pytest.raises(NatsKitError, match="not a terminal id"):
+        render_users(["T0001", bad])
+
+
+def test_users_conf_refuses_a_terminal_listed_twice():
+    with pytest.raises(NatsKitError, match="twice"):
+        render_users(["T0001", "T0001"])
