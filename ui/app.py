@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kivy.app import App
-from kivy.clock import Clock
+from kivy.clock import Clock, ClockEvent
 from kivy.core.window import Window
 from kivy.graphics import Color, Rectangle
 from kivy.uix.boxlayout import BoxLayout
@@ -130,13 +130,18 @@ class PromptOverlay(FloatLayout):
         box.add_widget(self.left)
         box.add_widget(hbox(spacer(), self.go, spacer(), size_hint_y=None, height=mm(28)))
         self.add_widget(box)
-        self._tick = Clock.schedule_interval(lambda _dt: self.tick(), 0.5)
+        self._tick: ClockEvent | None = None  # the countdown runs only while shown
 
     def close(self) -> None:
-        self._tick.cancel()
+        """Hidden: the countdown stops (no timer left behind between prompts)."""
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
 
     def set_prompt(self, prompt: dict[str, Any]) -> None:
         self.deadline = time.monotonic() + float(prompt.get("remaining_s", 0))
+        if self._tick is None:
+            self._tick = Clock.schedule_interval(lambda _dt: self.tick(), 0.5)
         self.tick()
 
     def tick(self) -> None:
@@ -527,6 +532,7 @@ class KioskUi:
             self.prompt.set_prompt(prompt)
         elif showing and self.prompt is not None:
             self.content.remove_widget(self.prompt)
+            self.prompt.close()
 
     def _render_help_overlay(self, name: str) -> None:
         """Over the customer screens only, under the core's prompt; gone with the session."""

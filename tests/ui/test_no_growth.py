@@ -62,18 +62,22 @@ def _round(d: Driver, client: Any, term: Any) -> None:
 
 
 def _one_shots() -> int:
+    from kivy.animation import Animation
     from kivy.clock import Clock
 
-    return sum(1 for e in Clock.get_events() if not e.loop)
+    # A running Animation (a scroll bar fading out) is a looping Clock event until it
+    # ends: wait for it too. Kivy keeps the running ones in Animation._instances.
+    return sum(1 for e in Clock.get_events() if not e.loop) + len(Animation._instances)
 
 
 def _counts(d: Driver, window: Any) -> dict[str, int]:
     """What one round must not leave more of. Counted once nothing is pending: no
-    one-shot Clock event (a frame's texture update, the trim after a switch)."""
+    one-shot Clock event (a frame's texture update, the trim after a switch) and no
+    running animation."""
     from kivy.clock import Clock
     from kivy.uix.widget import Widget
 
-    d.until(lambda: _one_shots() == 0, 10, "no one-shot Clock event pending")
+    d.until(lambda: _one_shots() == 0, 10, "no one-shot Clock event or animation pending")
     gc.collect()
     widgets = sum(1 for o in gc.get_objects()  # (a weak proxy passes isinstance: skip it)
                   if isinstance(o, Widget) and not isinstance(o, weakref.ProxyTypes))
