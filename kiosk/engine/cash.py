@@ -14,42 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import func, select, update
-
 from drivers.acceptor import AcceptorStatus, Bill, EscrowDecision, StackedBill
 from kiosk.engine.core import EngineCore, PendingEscrow, SeenBill, log
-from kiosk.ledger import LedgerError, LedgerTx, PaymentKind
-from kiosk.ledger import schema as t
-from kiosk.ledger.store import UNKNOWN_AMOUNT, UNKNOWN_BILL_TYPE
+from kiosk.ledger import LedgerError
+from kiosk.ledger.store import UNCLAIMED_UNPAYABLE, UNKNOWN_AMOUNT, UNKNOWN_BILL_TYPE
 from kiosk.messages import Money
 from kiosk.screens import Screen
-
-# Why such a record exists, as the ledger notes it (English, for the desk; never printed)
-UNCLAIMED_BELOW_MINIMUM = "session ended below the provider's minimum or with nothing to credit"
-
-
-def unclaim_session(tx: LedgerTx, session_id: int, currency: str,
-                    reason: str) -> tuple[str, int] | None:
-    """A collecting session with cash → one unclaimed record holding all of its bills;
-    (record id, cash) or None if it was already closed or took no cash. The session is
-    closed as finished with the record as its payment, so no restart reconciles it into
-    a payment again (M6), and the record goes to the desk through the outbox (M8)."""
-    s = tx.execute(select(t.sessions).where(t.sessions.c.id == session_id)).one()
-    if s.state != "collecting":
-        return None
-    b = t.stacked_bills
-    cash = int(tx.scalar(select(func.coalesce(func.sum(b.c.amount_minor), 0))
-                         .where(b.c.session_id == session_id)))
-    if cash == 0:
-        return None
-    record = tx.create_payment(PaymentKind.UNCLAIMED, cash, currency, reason,
-                               provider_id=s.provider_id, account=s.account,
-                               session_id=session_id)
-    tx.execute(update(b).where(b.c.session_id == session_id).values(payment_id=record.id))
-    tx.execute(update(t.sessions).where(t.sessions.c.id == session_id).values(
-        state="finished", payment_id=record.id, inserted_minor=cash, updated_ms=tx.now_ms))
-    tx.enqueue("payment", record.id, tx.payment_payload(record.id))
-    return record.id, cash
 
 
 class CashCollection(EngineCore):
@@ -287,15 +257,10 @@ class CashCollection(EngineCore):
 
     def _finish_unclaimed(self, session_id: int, currency: str) -> None:
         """Close the session as an unclaimed-credit record for all of its cash, in one
-        transaction (record, bills, session, outbox), then the slip and the notice, as
-        for any unclaimed credit (docs/ledger.md)."""
+        transaction (Ledger.unclaim_session: record, bills, session, outbox, event), then
+        the slip and the notice, as for any unclaimed credit (docs/ledger.md)."""
         try:
-            with self.ledger.transaction() as tx:
-                found = unclaim_session(tx, session_id, currency, UNCLAIMED_BELOW_MINIMUM)
-            if found is not None:
-                self.ledger.add_event("unclaimed_credit", "warning", {
-                    "record_id": found[0], "amount_minor": found[1], "currency": currency,
-                    "reason": UNCLAIMED_BELOW_MINIMUM, "session_id": session_id})
+            found = self.ledger.unclaim_session(session_id, UNCLAIMED_UNPAYABLE)
         except LedgerError as exc:
             self._ledger_failed(exc)
             return
@@ -315,8 +280,12 @@ class CashCollection(EngineCore):
             p = self.config.catalog.get(provider_id)
             return p.commission if p is not None else (lambda _amount: 0)
 
+        def payable(provider_id: str, cash: int) -> bool:
+            p = self.config.catalog.get(provider_id)
+            return p is None or (cash >= p.min_minor and p.credited(cash) > 0)
+
         try:
-            report = self.ledger.reconcile(commission_for)
+            report = self.ledger.reconcile(commission_for, payable)
         except LedgerError as exc:
             self._reconciled = True
             self._ledger_failed(exc)

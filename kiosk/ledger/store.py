@@ -66,6 +66,8 @@ UNKNOWN_AMOUNT = 0
 UNKNOWN_BILL_TYPE = -1
 """`bill_type` of such a bill: no device index."""
 UNKNOWN_BILL_REASON = "stacked bill of unknown denomination: count the cassette"
+# Why an unpayable session's cash is an unclaimed record (English, for the desk)
+UNCLAIMED_UNPAYABLE = "session ended below the provider's minimum or with nothing to credit"
 
 
 # Hot-path statements (record_stacked); the tables are defined in kiosk/ledger/schema.py.
@@ -234,6 +236,33 @@ class LedgerTx(LedgerRead):
     def enqueue(self, kind: str, ref: str, payload: dict[str, Any]) -> int:
         """A message for the desk in the outbox (M8); returns its sequence number."""
         return self._ledger._enqueue(self._conn, kind, ref, payload, self.now_ms)
+
+    def add_event(self, kind: str, severity: str, data: dict[str, Any]) -> None:
+        """An event in this transaction (it reaches the desk with it, or not at all)."""
+        self._ledger._event(self._conn, kind, severity, data, self.now_ms)
+
+
+def _unclaim_session(tx: LedgerTx, session_id: int, reason: str) -> tuple[str, int] | None:
+    """Ledger.unclaim_session inside an open transaction."""
+    s = tx.execute(select(t.sessions).where(t.sessions.c.id == session_id)).one()
+    if s.state != "collecting":
+        return None
+    b = t.stacked_bills
+    cash = int(tx.scalar(select(func.coalesce(func.sum(b.c.amount_minor), 0))
+                         .where(b.c.session_id == session_id)))
+    if cash == 0:
+        return None
+    record = tx.create_payment(PaymentKind.UNCLAIMED, cash, s.currency, reason,
+                               provider_id=s.provider_id, account=s.account,
+                               session_id=session_id)
+    tx.execute(update(b).where(b.c.session_id == session_id).values(payment_id=record.id))
+    tx.execute(update(t.sessions).where(t.sessions.c.id == session_id).values(
+        state="finished", payment_id=record.id, inserted_minor=cash, updated_ms=tx.now_ms))
+    tx.enqueue("payment", record.id, tx.payment_payload(record.id))
+    tx.add_event("unclaimed_credit", "warning", {
+        "record_id": record.id, "amount_minor": cash, "currency": s.currency,
+        "reason": reason, "session_id": session_id})
+    return record.id, cash
 
 
 def _new_id(result: AnyResult) -> int:
@@ -1039,8 +1068,17 @@ class Ledger:
             return [dict(r._mapping) for r in rows]
 
     # -- crash recovery (M6) -----------------------------------------------------------
-    def reconcile(self, commission_for: Callable[[str], Callable[[int], int]]) -> ReconcileReport:
-        """Close what a crash left open. Call once per start, before any new session."""
+    def reconcile(
+        self,
+        commission_for: Callable[[str], Callable[[int], int]],
+        payable: Callable[[str, int], bool] = lambda _provider_id, _cash: True,
+    ) -> ReconcileReport:
+        """Close what a crash left open. Call once per start, before any new session.
+
+        A session the crash left collecting becomes its payment (M6), unless
+        `payable(provider_id, cash)` says no payment may be made of that cash (under the
+        provider's minimum, or all of it taken by the fee): then it is an unclaimed credit
+        (`unclaim_session`), as when such a customer walks away (M9)."""
         now = self.now_ms()
         with self._tx() as conn:
             e = t.escrows
@@ -1075,12 +1113,17 @@ class Ledger:
                     },
                     now,
                 )
+            b = t.stacked_bills
+            cash_of = (
+                select(func.coalesce(func.sum(b.c.amount_minor), 0))
+                .where(b.c.session_id == t.sessions.c.id)
+                .scalar_subquery()
+            )
             open_sessions: Any = conn.execute(
-                select(t.sessions.c.id, t.sessions.c.provider_id).where(
+                select(t.sessions.c.id, t.sessions.c.provider_id, cash_of).where(
                     t.sessions.c.state == "collecting"
                 )
             ).all()
-            b = t.stacked_bills
             strays: Any = conn.execute(
                 select(b.c.id, b.c.amount_minor, b.c.currency).where(
                     b.c.payment_id.is_(None), b.c.session_id.is_(None)
@@ -1092,7 +1135,12 @@ class Ledger:
             )
         recovered: list[str] = []
         abandoned = 0
-        for session_id, provider_id in open_sessions:
+        for session_id, provider_id, cash in open_sessions:
+            if cash > 0 and not payable(provider_id, int(cash)):
+                found = self.unclaim_session(session_id, UNCLAIMED_UNPAYABLE)
+                if found is not None:
+                    unclaimed += (found[0],)
+                    continue
             pid = self.finish_session(
                 session_id, commission_for(provider_id), note="finished after a terminal restart"
             )
@@ -1104,6 +1152,18 @@ class Ledger:
                     "session_recovered", "warning", {"payment_id": pid, "session_id": session_id}
                 )
         return ReconcileReport(tuple(recovered), abandoned, expired, unclaimed)
+
+    def unclaim_session(self, session_id: int, reason: str) -> tuple[str, int] | None:
+        """A collecting session with cash → one unclaimed record holding all of its bills,
+        in one transaction; (record id, cash), or None if the session was already closed
+        or took no cash. For cash no payment may be made of (under the provider's minimum,
+        or all of it taken by the fee) when the customer never pressed "pay": the money is
+        kept for a desk to resolve, never swallowed by a zero-credit payment (M9). The
+        session is closed as finished with the record as its payment, so no restart
+        reconciles it into a payment again (M6); the record goes to the desk through the
+        outbox (M8), and an `unclaimed_credit` event says why."""
+        with self.transaction() as tx:
+            return _unclaim_session(tx, session_id, reason)
 
     # -- cassette and encashment (M7) --------------------------------------------------
     def cassette_counts(self) -> list[dict[str, Any]]:

@@ -146,6 +146,36 @@ def test_walk_away_below_minimum_leaves_an_unclaimed_credit_not_a_payment(
     assert len(term.ledger.list_payments()) == 1
 
 
+@pytest.mark.parametrize(("provider", "account", "rubles", "kind"), [
+    ("mts", MTS_ACCOUNT, 10, "unclaimed"),  # the 10-rouble fee would take all of it
+    ("domru", "1234567890", 50, "unclaimed"),  # under the 100-rouble minimum
+    ("domru", "1234567890", 100, "payment"),  # payable: the restart completes it (M6)
+])
+def test_crash_with_too_little_cash_inside_ends_as_an_unclaimed_credit(
+        term, provider, account, rubles, kind):
+    """The core dies while such a session collects: the restart's reconciliation must not
+    make a zero-credit (or below-minimum) payment of it either (M6, M9)."""
+    term.to_cash(provider=provider, account=account)
+    term.acceptor.insert(rubles)
+    after = term.restart()
+    (record,) = after.ledger.list_payments()
+    assert (record["kind"], record["inserted_minor"]) == (kind, rubles * 100)
+    assert (record["provider_id"], record["account"]) == (provider, account)
+    assert ledger_rows(after.ledger, "SELECT state, payment_id FROM sessions") == [
+        ("finished", record["id"])]
+    assert ledger_rows(after.ledger, "SELECT ref FROM outbox WHERE kind = 'payment'") == [
+        (record["id"],)]
+    kinds = {e["kind"]: e["data"] for e in after.ledger.recent_events()}
+    if kind == "unclaimed":
+        assert (record["commission_minor"], record["credited_minor"]) == (0, 0)
+        assert kinds["unclaimed_credit"]["record_id"] == record["id"]
+        assert "session_recovered" not in kinds
+    else:
+        assert record["credited_minor"] == rubles * 100 and "unclaimed_credit" not in kinds
+    assert record["id"] in after.printer.texts()[-1]  # slip or receipt, printed at start
+    after.engine.stop()
+
+
 def test_cash_screen_without_cash_times_out_to_idle_and_abandons_session(term):
     term.to_cash()
     term.tick(term.engine.config.timeouts.cash_first_bill + 1)
