@@ -56,6 +56,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -977,18 +978,15 @@ def _sum(stats: list[dict[str, Any]], key: str) -> int:
 
 
 def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = False,
-              cluster: bool = False) -> BenchResult:
-    """`cluster`: a 3-node NATS cluster (bench/fleet_nats.py) instead of one mosquitto."""
+              make_broker: Callable[[Path, list[str], bool], Any] | None = None
+              ) -> BenchResult:
+    """`make_broker(folder, terminal ids, tls)`: another broker with Broker's interface
+    (bench/fleet_nats.py: a 3-node NATS cluster) instead of one mosquitto."""
     _raise_nofile()
     n_workers = max(1, min(4, (n + 2499) // 2500))
     ids = _fleet_ids(n)
-    broker: Any
-    if cluster:
-        from bench.fleet_nats import NatsClusterBroker
-
-        broker = NatsClusterBroker(folder, ids, tls)
-    else:
-        broker = Broker(folder, tls=tls)
+    broker: Any = (make_broker(folder, ids, tls) if make_broker is not None
+                   else Broker(folder, tls=tls))
     broker.start()
     from sync.keys import key_id, public_b64
 

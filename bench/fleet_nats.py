@@ -271,7 +271,7 @@ def _run(ctx: Context, tls: bool) -> BenchResult:
 
     n, why = fleet_size(ctx.quick)
     with scratch_dir(ctx, TLS_KEY if tls else KEY) as folder:
-        result = run_fleet(n, ctx.quick, folder, tls=tls, cluster=True)
+        result = run_fleet(n, ctx.quick, folder, tls=tls, make_broker=NatsClusterBroker)
     if why:
         result.details.append(f"fleet size: {why}.")
     return result

@@ -23,13 +23,13 @@ from ui.theme import mm
 from ui.widgets import Backdrop, Btn, Keypad, Panel, Text, fixed, hbox, shown, spacer, vbox
 
 if TYPE_CHECKING:
-    from ui.app import KioskUi
+    from ui.controller import Controller
 
 PHONE_DIGITS = 10
 
 
 class HelpOverlay(FloatLayout):
-    def __init__(self, ctl: KioskUi) -> None:
+    def __init__(self, ctl: Controller) -> None:
         super().__init__(pos_hint={"x": 0, "y": 0})
         self.ctl = ctl
         self.mode = "offer"  # offer | callback | sent | failed
