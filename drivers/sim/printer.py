@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import enum
+import faulthandler
 import os
 import select
 import signal
@@ -971,6 +972,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SIGNAL_POLL_S = 0.5  # the background wait wakes this often to act on a pending signal
+
+
 class _Terminated(Exception):
     """SIGTERM: unwind out of a blocking stdin read (or the wait after it) and stop."""
 
@@ -990,6 +994,7 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: every stack
     sim = PrinterSimulator(config, link=args.link, receipts_dir=args.receipts, out=say)
     done = threading.Event()
     previous = None
@@ -1005,8 +1010,10 @@ def main(argv: list[str] | None = None) -> int:
             if not sim.command(line):
                 done.set()
                 break
-        if not done.is_set():
-            done.wait()  # stdin closed (running in the background): run until SIGTERM/SIGINT
+        # stdin closed (running in the background): run until SIGTERM/SIGINT, waking now
+        # and then so a signal is acted on even if a blocked wait was not interrupted
+        while not done.is_set():
+            done.wait(SIGNAL_POLL_S)
     except (KeyboardInterrupt, _Terminated):
         pass
     finally:

@@ -331,7 +331,14 @@ def test_cli_exits_cleanly_on_sigterm(tmp_path: Path, stdin_open: bool) -> None:
         if not stdin_open:
             proc.stdin.close()  # in the background: it runs until a signal
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0, proc.stderr.read() if proc.stderr else ""
+        try:
+            assert proc.wait(timeout=20) == 0, proc.stderr.read() if proc.stderr else ""
+        except subprocess.TimeoutExpired:  # say where it hangs: every thread's stack
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            proc.kill()
+            raise AssertionError(f"no exit after SIGTERM; stacks:\n{proc.communicate()[1]}"
+                                 ) from None
     finally:
         if proc.poll() is None:
             proc.kill()
