@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import codecs
 import enum
-import faulthandler
 import os
 import select
-import signal
 import sys
 import threading
 import time
@@ -45,6 +43,7 @@ from drivers.escpos.settings import PrinterSettings
 from drivers.layout import align_line, block_lines
 from drivers.printer import Align, QrCode
 from drivers.profiles import DEFAULT_DIR, Profile, ProfileError, load_profile, load_profiles
+from drivers.sim.stop_signal import Terminated, stop_on_sigterm, wait_for_stop
 from drivers.transport import PseudoTerminal, open_pty
 
 DEFAULT_COLUMNS = 42
@@ -972,17 +971,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-SIGNAL_POLL_S = 0.5  # the background wait wakes this often to act on a pending signal
-
-
-class _Terminated(Exception):
-    """SIGTERM: unwind out of a blocking stdin read (or the wait after it) and stop."""
-
-
-def _on_sigterm(_signum: int, _frame: object) -> None:
-    raise _Terminated
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -994,32 +982,22 @@ def main(argv: list[str] | None = None) -> int:
     def say(text: str) -> None:
         print(text, flush=True)
 
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: every stack
     sim = PrinterSimulator(config, link=args.link, receipts_dir=args.receipts, out=say)
     done = threading.Event()
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        # Raise, not just set a flag: a handler that returns lets the blocking stdin read
-        # resume (PEP 475), so SIGTERM would be ignored while stdin stays open.
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        sim.start()
-        if args.slow:
-            sim.set_slow(args.slow)
-        for line in sys.stdin:
-            if not sim.command(line):
-                done.set()
-                break
-        # stdin closed (running in the background): run until SIGTERM/SIGINT, waking now
-        # and then so a signal is acted on even if a blocked wait was not interrupted
-        while not done.is_set():
-            done.wait(SIGNAL_POLL_S)
-    except (KeyboardInterrupt, _Terminated):
-        pass
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        sim.stop()
+    with stop_on_sigterm():
+        try:
+            sim.start()
+            if args.slow:
+                sim.set_slow(args.slow)
+            for line in sys.stdin:
+                if not sim.command(line):
+                    done.set()
+                    break
+            wait_for_stop(done)  # stdin closed (in the background): until a signal
+        except (KeyboardInterrupt, Terminated):
+            pass
+        finally:
+            sim.stop()
     return 0
 
 

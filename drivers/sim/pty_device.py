@@ -25,7 +25,6 @@ import collections
 import os
 import random
 import select
-import signal
 import sys
 import threading
 import time
@@ -36,6 +35,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from drivers.clock import SYSTEM_CLOCK, Clock
 from drivers.framing import Discarded, DiscardReason, StreamDecoder
+from drivers.sim.stop_signal import Terminated, stop_on_sigterm, wait_for_stop
 from drivers.transport import PseudoTerminal, open_pty
 
 TICK_S = 0.005
@@ -628,14 +628,6 @@ class MemoryPort:
 # -- command line ----------------------------------------------------------------------
 
 
-class _Terminate(Exception):
-    """SIGTERM in CLI mode: unwind out of a blocking stdin read."""
-
-
-def _on_sigterm(_signum: int, _frame: object) -> None:
-    raise _Terminate
-
-
 def cli_parser(prog: str, description: str, commands: Sequence[ControlCommand]
                ) -> argparse.ArgumentParser:
     """The parser of `kiosk sim <protocol>`, with `--link`; the commands as its epilog."""
@@ -691,29 +683,23 @@ def run_cli(sim: PtyDeviceSimulator[Any], banner: Callable[[], str], exit_on_eof
     """Serve `sim` and execute control commands from stdin until quit, EOF (with
     `exit_on_eof`), Ctrl-C or SIGTERM. `banner` is printed once the pty exists."""
     done = threading.Event()
-    previous = None
-    try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:
-        pass  # not the main thread (called from a test): no signal handling needed
-    sim.start()
-    print(banner(), flush=True)
-    try:
-        for line in sys.stdin:
-            if done.is_set():
-                break
-            answer = sim.command(line)
-            if answer:
-                print(answer, flush=True)
-            if line.split()[:1] == ["quit"]:
-                done.set()
-                break
-        if not done.is_set() and not exit_on_eof:
-            done.wait()
-    except (KeyboardInterrupt, _Terminate):
-        pass
-    finally:
-        sim.stop()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    with stop_on_sigterm():
+        sim.start()
+        print(banner(), flush=True)
+        try:
+            for line in sys.stdin:
+                if done.is_set():
+                    break
+                answer = sim.command(line)
+                if answer:
+                    print(answer, flush=True)
+                if line.split()[:1] == ["quit"]:
+                    done.set()
+                    break
+            if not exit_on_eof:
+                wait_for_stop(done)
+        except (KeyboardInterrupt, Terminated):
+            pass
+        finally:
+            sim.stop()
     return 0
