@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import itertools
 import threading
 import time
-from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +47,7 @@ from bench.common import (
     scratch_dir,
     verdict,
 )
-from drivers.acceptor import (
-    AcceptorListener,
-    AcceptorStatus,
-    Bill,
-    DeviceInfo,
-    EscrowDecision,
-    StackedBill,
-    StackOrigin,
-)
+from drivers.acceptor import EscrowDecision
 from drivers.escpos.encoder import EscposEncoder
 from drivers.escpos.factory import printer_profile
 from drivers.escpos.printer import EscposPrinter
@@ -69,6 +59,7 @@ from kiosk.engagement import Engagement
 from kiosk.engine import PaymentEngine, PrinterWorker
 from kiosk.ledger import Ledger
 from kiosk.offers import MAX_ITEMS, MAX_OFFERS_SHOWN, parse_offers
+from tests.core.doubles import DoubleAcceptor
 
 KEY = "offers"
 TITLE = "Offers never delay the receipt: payment committed → receipt printed, with and without"
@@ -79,50 +70,7 @@ BILL_RUB = 500
 START_TOLERANCE_S = 0.001
 PRINT_TOLERANCE = 1.05
 RECEIPT_TIMEOUT_S = 30.0
-TABLE = (Bill(BILL_RUB * 100, "RUB", 4),)
 SHOWN = MAX_OFFERS_SHOWN
-
-
-class _Hand:
-    """The acceptor interface driven by the benchmark: escrow, then stacked."""
-
-    def __init__(self) -> None:
-        self.listener: AcceptorListener | None = None
-        self._keys = itertools.count(1)
-
-    @property
-    def status(self) -> AcceptorStatus:
-        return AcceptorStatus.IDLE
-
-    @property
-    def info(self) -> DeviceInfo:
-        return DeviceInfo("bench", "bench", "B1", bill_table=TABLE)
-
-    def start(self, listener: AcceptorListener) -> None:
-        self.listener = listener
-        listener.on_status(AcceptorStatus.DISABLED, "")
-
-    def stop(self) -> None:
-        pass
-
-    def enable(self, amounts_minor: Collection[int]) -> None:
-        pass
-
-    def disable(self) -> None:
-        pass
-
-    def stack(self) -> None:
-        pass
-
-    def return_bill(self) -> None:
-        pass
-
-    def insert(self) -> None:
-        assert self.listener is not None
-        if self.listener.on_escrow(TABLE[0]) is not EscrowDecision.STACK:
-            raise BenchError("the engine returned the bench's bill")
-        self.listener.on_stacked(StackedBill(TABLE[0], f"bench:{next(self._keys)}",
-                                             StackOrigin.REQUESTED))
 
 
 class _StampedLedger(Ledger):
@@ -175,7 +123,7 @@ class _Terminal:
     name: str
     engine: PaymentEngine
     ledger: _StampedLedger
-    hand: _Hand
+    hand: DoubleAcceptor  # the tests' hand-driven acceptor: escrow, then stacked
     printer: _StampedPrinter
     sim: PrinterSimulator
     worker: PrinterWorker
@@ -188,7 +136,8 @@ class _Terminal:
         e.intent("select_provider", {"provider_id": "mts"})
         e.intent("submit_account", {"account": ACCOUNT})
         e.intent("confirm_account", {})
-        self.hand.insert()
+        if self.hand.insert(BILL_RUB) is not EscrowDecision.STACK:
+            raise BenchError(f"{self.name}: the engine returned the bench's bill")
         e.intent("pay", {})
         if not self.printer.done.wait(RECEIPT_TIMEOUT_S):
             raise BenchError(f"{self.name}: the receipt was not printed")
@@ -225,7 +174,7 @@ def _terminal(name: str, folder: Path, offers: bool) -> _Terminal:
     profile = printer_profile(PROFILE)
     sim = PrinterSimulator(SimConfig.from_profile(profile)).start()
     printer = _StampedPrinter(EscposPrinter(profile, sim.path), sim)
-    hand = _Hand()
+    hand = DoubleAcceptor()
     worker = PrinterWorker()
     engine = PaymentEngine(config, ledger, hand, printer, printer_worker=worker)
     engine.start()
