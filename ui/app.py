@@ -45,7 +45,7 @@ from ui.link import CoreLink, LinkError
 from ui.screens.base import BaseScreen
 from ui.screens.idle import IdleScreen
 from ui.screens.out_of_service import OutOfServiceScreen
-from ui.technician import TechSession
+from ui.tech_session import TechSession
 from ui.theme import mm
 from ui.widgets import Backdrop, Btn, CornerZone, Panel, Text, fixed, hbox, spacer, vbox
 

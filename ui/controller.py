@@ -32,7 +32,7 @@ class Controller(Protocol):
     link_failed: bool  # a connection attempt failed before or since the first snapshot
     catalog: dict[str, Any] | None
     local: str | None
-    tech: Any  # ui.technician.TechSession (TechOps)
+    tech: Any  # ui.tech_session.TechSession (TechOps)
     help_center: dict[str, Any] | None  # the core's help center (ui/screens/help.py)
 
     @property
