@@ -35,6 +35,7 @@ from kivy.uix.widget import Widget
 
 from ui import theme
 from ui.config import Gesture
+from ui.text_render import LeanLabel, LeanMarkupLabel
 from ui.theme import mm
 
 W = TypeVar("W", bound=Widget)
@@ -75,6 +76,19 @@ class Text(Label):
         if not self.flow:  # a flowing label's height follows its text: no feedback loop
             self.bind(height=self._reset)
         self._on_box()
+
+    def _create_label(self) -> None:
+        """Kivy's label, but one that keeps no second copy of its pixels
+        (ui/text_render.py)."""
+        cls = LeanMarkupLabel if self.markup else LeanLabel
+        if type(getattr(self, "_label", None)) is cls:
+            return
+        options = {name: getattr(self, name) for name in self._font_properties}
+        options["usersize"] = self.text_size
+        if self.disabled:
+            options["color"] = self.disabled_color
+            options["outline_color"] = self.disabled_outline_color
+        self._label = cls(**options)
 
     def _avail(self) -> float:
         return max(1.0, self.width - 2 * mm(self.hpad_mm))
@@ -135,13 +149,20 @@ class Panel(BoxLayout):
         self._redraw()
 
     def _redraw(self, *_: Any) -> None:
+        """Only what shows is drawn: most panels have no frame and some no background,
+        and an invisible rounded outline still costs software GL its triangles in every
+        tile it crosses (about 3 MiB at the peak of a frame, docs/ui.md "Memory")."""
         r = mm(self.radius_mm)
         self._bg_color.rgba = self.bg
-        self._bg.pos, self._bg.size, self._bg.radius = self.pos, self.size, [r]
+        self._bg.pos, self._bg.radius = self.pos, [r]
+        self._bg.size = self.size if self.bg[3] > 0 else (0, 0)
         self._line_color.rgba = self.line
-        x, y = self.pos
-        w, h = self.size
-        self._line.rounded_rectangle = (x, y, max(w, 1), max(h, 1), max(r, 1))
+        if self.line[3] > 0:
+            x, y = self.pos
+            w, h = self.size
+            self._line.rounded_rectangle = (x, y, max(w, 1), max(h, 1), max(r, 1))
+        else:
+            self._line.points = []
 
 
 STYLES: dict[str, tuple[tuple, tuple, tuple]] = {
