@@ -51,6 +51,7 @@ BENCHMARKS: dict[str, Callable[[Context], BenchResult]] = {
     fleet.TLS_KEY: fleet.run_tls,
     fleet_nats.KEY: fleet_nats.run,
     fleet_nats.TLS_KEY: fleet_nats.run_tls,
+    fleet_nats.R1_KEY: fleet_nats.run_tls_r1,
     desk.KEY: desk.run,
 }
 DOC = REPO / "docs" / "benchmarks.md"

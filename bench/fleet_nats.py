@@ -13,7 +13,9 @@ What differs from the mosquitto run, and why:
   message counts those of /varz (NATS messages, internal JetStream traffic included,
   not MQTT packets);
 - the "broker restart" SIGKILLs all three nodes and starts them again: the whole fleet
-  reconnects, as after a mosquitto restart.
+  reconnects, as after a mosquitto restart;
+- `fleet_nats_tls_r1` is the TLS run with node.conf's `consumer_replicas` at 1 instead of
+  the streams' 3: one copy of each subscription's consumer, no Raft group per consumer.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ TITLE = ("Fleet on a 3-node NATS cluster (JetStream, MQTT 3.1.1, R3): simulated 
 TLS_KEY = "fleet_nats_tls"
 TLS_TITLE = ("Fleet on a 3-node NATS cluster over TLS: a client certificate per terminal "
              "(verify_and_map, per-terminal permissions), desk consumers as partitions")
+# The same TLS fleet with one copy of each subscription's consumer (node.conf's
+# consumer_replicas, docs/fleet.md "Consumer replicas"): what the Raft groups cost.
+R1_KEY = "fleet_nats_tls_r1"
+R1_TITLE = ("Fleet on a 3-node NATS cluster over TLS with consumer_replicas 1: streams R3, "
+            "one copy of each subscription's consumer")
 NODES = 3
 ENV_TERMINALS = "KIOSK_FLEET_NATS_TERMINALS"
 # 20,000 is the aim; what the cluster reaches on this 2-core machine is measured and
@@ -76,9 +83,13 @@ class NatsClusterBroker:
     key, title, tls_key, tls_title = KEY, TITLE, TLS_KEY, TLS_TITLE
     wait_s = WAIT_S
 
-    def __init__(self, folder: Path, terminal_ids: list[str], tls: bool) -> None:
+    def __init__(self, folder: Path, terminal_ids: list[str], tls: bool,
+                 consumer_replicas: int | None = None) -> None:
         from bench.fleet import tls_kit
 
+        self.consumer_replicas = consumer_replicas
+        if consumer_replicas == 1:
+            self.tls_key, self.tls_title = R1_KEY, R1_TITLE
         self.folder = folder
         self.nodes = [_Node(f"n{i + 1}") for i in range(NODES)]
         self.port = self.nodes[0].mqtt
@@ -114,7 +125,7 @@ class NatsClusterBroker:
                 self.folder / f"{n.name}-js", f"127.0.0.1:{n.mqtt}", replicas=NODES,
                 cluster_name="kiosk-bench", cluster_listen=f"127.0.0.1:{n.cluster}",
                 routes=tuple(f"127.0.0.1:{o.cluster}" for o in self.nodes if o is not n),
-                conf_dir=self.conf_dir)
+                conf_dir=self.conf_dir, consumer_replicas=self.consumer_replicas)
             self._conf(n).write_text(render_node(spec), encoding="utf-8")
 
     def start(self) -> None:
@@ -196,9 +207,11 @@ class NatsClusterBroker:
         return {"ports": self.ports, "protocol": "3.1.1"}
 
     def link(self, tls: bool) -> str:
+        consumers = ("consumer_replicas 1" if self.consumer_replicas == 1
+                     else "consumers R3 as shipped")
         return ("TLS with a client certificate per terminal, deploy/nats/ node.conf + "
-                "users.conf (verify_and_map, per-terminal permissions)" if tls
-                else "no TLS, deploy/nats/node.conf without its TLS section")
+                f"users.conf (verify_and_map, per-terminal permissions), {consumers}" if tls
+                else f"no TLS, deploy/nats/node.conf without its TLS section, {consumers}")
 
 
 def _open(port: int) -> bool:
@@ -261,17 +274,22 @@ def fleet_size(quick: bool) -> tuple[int, str]:
     return DEFAULT_TERMINALS, (
         f"{DEFAULT_TERMINALS} terminals, not 20,000: on this 2-core machine each MQTT "
         f"session costs the cluster a JetStream consumer per QoS 1 subscription, replicated "
-        f"on 3 nodes (≈ 1.4 ms of CPU per second per terminal at field rates, measured); "
-        f"1,000 connected but their acks lagged by seconds and the cluster's JetStream did "
-        f"not recover within 90 s of a full restart (docs/benchmarks.md 'fleet_nats')")
+        f"on 3 nodes as shipped (≈ 1.6 ms of CPU per second per terminal at field rates, "
+        f"measured; ≈ 0.24 ms with consumer_replicas 1); 1,000 connected but their acks "
+        f"lagged by seconds and the cluster's JetStream did not recover within 90 s of a "
+        f"full restart (docs/benchmarks.md 'fleet_nats')")
 
 
-def _run(ctx: Context, tls: bool) -> BenchResult:
+def _run(ctx: Context, tls: bool, consumer_replicas: int | None = None) -> BenchResult:
     from bench.fleet import run_fleet
 
+    def make_broker(folder: Path, ids: list[str], tls: bool) -> NatsClusterBroker:
+        return NatsClusterBroker(folder, ids, tls, consumer_replicas)
+
     n, why = fleet_size(ctx.quick)
-    with scratch_dir(ctx, TLS_KEY if tls else KEY) as folder:
-        result = run_fleet(n, ctx.quick, folder, tls=tls, make_broker=NatsClusterBroker)
+    key = R1_KEY if consumer_replicas == 1 else TLS_KEY if tls else KEY
+    with scratch_dir(ctx, key) as folder:
+        result = run_fleet(n, ctx.quick, folder, tls=tls, make_broker=make_broker)
     if why:
         result.details.append(f"fleet size: {why}.")
     return result
@@ -283,3 +301,7 @@ def run(ctx: Context) -> BenchResult:
 
 def run_tls(ctx: Context) -> BenchResult:
     return _run(ctx, tls=True)
+
+
+def run_tls_r1(ctx: Context) -> BenchResult:
+    return _run(ctx, tls=True, consumer_replicas=1)

@@ -69,11 +69,20 @@ class NodeSpec:
     store_dir: Path
     mqtt_listen: str
     replicas: int = 3
+    consumer_replicas: int | None = None  # None: as many as the streams (`replicas`)
     cluster_name: str = "kiosk"
     cluster_listen: str = "0.0.0.0:6222"
     routes: tuple[str, ...] = ()
     conf_dir: Path | None = None  # TLS files and users.conf; None: no TLS (labs only)
     extra: dict[str, str] = field(default_factory=dict)
+
+    def consumer_copies(self) -> int:
+        """1, or as many as the streams: NATS places a consumer on its stream's peers, and
+        two copies would add a Raft group without surviving what one copy cannot."""
+        n = self.replicas if self.consumer_replicas is None else self.consumer_replicas
+        if n not in (1, self.replicas):
+            raise NatsKitError(f"consumer replicas {n}: use 1 or the streams' {self.replicas}")
+        return n
 
     def values(self) -> dict[str, str]:
         return {
@@ -83,6 +92,7 @@ class NodeSpec:
             "STORE_DIR": str(self.store_dir),
             "MQTT_LISTEN": self.mqtt_listen,
             "REPLICAS": str(self.replicas),
+            "CONSUMER_REPLICAS": str(self.consumer_copies()),
             "CLUSTER_NAME": self.cluster_name,
             "CLUSTER_LISTEN": self.cluster_listen,
             "ROUTES": ", ".join(f'"nats-route://{r}"' for r in self.routes),
@@ -147,6 +157,8 @@ def main(argv: list[str]) -> int:
     n.add_argument("--mqtt", default="0.0.0.0:8883")
     n.add_argument("--store", default="/var/lib/nats/kiosk")
     n.add_argument("--conf-dir", default="/etc/nats/kiosk")
+    n.add_argument("--consumer-replicas", type=int, default=None,
+                   help="1, or the streams' replicas (default); docs/fleet.md explains")
     n.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     try:
@@ -160,7 +172,7 @@ def main(argv: list[str]) -> int:
         conf_dir = Path(args.conf_dir)
         spec = NodeSpec(args.name, "127.0.0.1:4222", "127.0.0.1:8222", Path(args.store),
                         args.mqtt, replicas=3 if routes else 1, routes=routes,
-                        conf_dir=conf_dir)
+                        conf_dir=conf_dir, consumer_replicas=args.consumer_replicas)
         Path(args.out).write_text(render_node(spec), encoding="utf-8")
         tls_files(Kit(Path(args.kit)), conf_dir)
         print(f"{args.out}: node {args.name}; TLS files in {conf_dir}")

@@ -54,6 +54,7 @@ class NatsNode:
     monitor_port: int = field(default_factory=free_port)
     routes: list[int] = field(default_factory=list)  # the other nodes' cluster ports
     replicas: int = 1
+    consumer_replicas: int | None = None  # None: as many as the streams (node.conf)
     conf_dir: Path | None = None  # TLS files and users.conf (with_tls); None: plain MQTT
     probe_tls: tuple[Path, Path, Path] | None = None  # CA, cert, key mqtt_ready connects with
     proc: subprocess.Popen | None = None
@@ -72,7 +73,8 @@ class NatsNode:
         return NodeSpec(
             self.name, f"127.0.0.1:{self.client_port}", f"127.0.0.1:{self.monitor_port}",
             self.workdir / f"{self.name}-js", f"127.0.0.1:{self.mqtt_port}",
-            replicas=self.replicas, cluster_name=CLUSTER_NAME,
+            replicas=self.replicas, consumer_replicas=self.consumer_replicas,
+            cluster_name=CLUSTER_NAME,
             cluster_listen=f"127.0.0.1:{self.cluster_port}",
             routes=tuple(f"127.0.0.1:{p}" for p in self.routes), conf_dir=self.conf_dir)
 
@@ -155,10 +157,12 @@ def mqtt_connack(port: int, protocol: int = mqtt.MQTTv311, wait_s: float = 8.0,
 
 @dataclass
 class NatsCluster:
-    """`size` nodes routed to each other; MQTT streams replicated on every node (R3)."""
+    """`size` nodes routed to each other; MQTT streams replicated on every node (R3),
+    their consumers too unless `consumer_replicas` is 1."""
 
     workdir: Path
     size: int = 3
+    consumer_replicas: int | None = None
     nodes: list[NatsNode] = field(default_factory=list)
 
     conf_dir: Path | None = None  # set by with_tls(): every node then requires certificates
@@ -169,6 +173,7 @@ class NatsCluster:
             for n in self.nodes:
                 n.routes = [o.cluster_port for o in self.nodes if o is not n]
                 n.replicas = min(3, self.size)
+                n.consumer_replicas = self.consumer_replicas
 
     def with_tls(self, kit: Kit, terminal_ids: Iterable[str],
                  probe: tuple[Path, Path, Path]) -> NatsCluster:

@@ -36,6 +36,34 @@ def test_a_lone_node_without_tls_has_neither_cluster_nor_tls():
     assert "stream_replicas: 1" in body and "mqtt {" in body and "jetstream {" in body
 
 
+def test_consumers_take_the_streams_replicas_unless_told_one():
+    assert "consumer_replicas: 3" in _body(render_node(_spec(routes=("n2:6222",))))
+    assert "consumer_replicas: 1" in _body(render_node(_spec(routes=("n2:6222",),
+                                                             consumer_replicas=1)))
+    assert "consumer_replicas: 1" in _body(render_node(_spec(replicas=1)))
+
+
+@pytest.mark.parametrize("bad", [0, 2, 5])
+def test_consumer_replicas_other_than_one_or_the_streams_are_refused(bad):
+    with pytest.raises(NatsKitError, match=f"consumer replicas {bad}: use 1 or the streams' 3"):
+        render_node(_spec(routes=("n2:6222",), consumer_replicas=bad))
+
+
+def test_the_node_command_writes_the_consumer_replicas_it_is_given(tmp_path, capsys):
+    from sync import broker_kit
+
+    kit = broker_kit.init(tmp_path / "kit", "127.0.0.1")
+    out = tmp_path / "kiosk.conf"
+    assert nats_kit.main(["node", "--kit", str(kit.dir), "--name", "n1", "--routes",
+                          "n2:6222,n3:6222", "--conf-dir", str(tmp_path / "conf"),
+                          "--consumer-replicas", "1", "--out", str(out)]) == 0
+    assert "consumer_replicas: 1" in out.read_text()
+    assert nats_kit.main(["node", "--kit", str(kit.dir), "--name", "n1", "--routes",
+                          "n2:6222", "--conf-dir", str(tmp_path / "conf"),
+                          "--consumer-replicas", "2", "--out", str(out)]) == 1
+    assert "consumer replicas 2" in capsys.readouterr().err
+
+
 def test_a_template_placeholder_without_a_value_is_an_error():
     template = (nats_kit.SHIPPED / nats_kit.NODE).read_text() + "\nfoo: @UNKNOWN_THING@\n"
     with pytest.raises(NatsKitError, match="@UNKNOWN_THING@"):
