@@ -45,6 +45,7 @@ SHOWN_BYTES = 60  # how much of an unexpected answer an error message quotes
 JS_API = "$JS.API"
 JS_STREAM_NAMES = f"{JS_API}.STREAM.NAMES"
 JS_STREAM_DELETE = f"{JS_API}.STREAM.DELETE"
+JS_STREAM_INFO = f"{JS_API}.STREAM.INFO"
 # err_code values of the JetStream API (nats-server's errors.json)
 JS_ERR_STREAM_NOT_FOUND = 10059
 JS_ERR_NOT_ENABLED_FOR_ACCOUNT = 10039
@@ -252,6 +253,15 @@ class StreamNamesPage:
     limit: int
 
 
+@dataclass(frozen=True)
+class StreamInfo:
+    """What tells one incarnation of a stream from the next: its creation time."""
+
+    name: str
+    created: str
+    messages: int
+
+
 class JsApiRefused(NatsAdminError):
     """JetStream answered with an error object."""
 
@@ -326,6 +336,21 @@ def parse_delete(payload: bytes, stream: str) -> bool:
     return True
 
 
+def parse_stream_info(payload: bytes, stream: str) -> StreamInfo | None:
+    """A $JS.API.STREAM.INFO response; None when there is no such stream."""
+    what = f"{JS_STREAM_INFO}.{stream}"
+    doc = _json_object(payload, what)
+    err = api_error(doc, what)
+    if err is not None:
+        if err.err_code == JS_ERR_STREAM_NOT_FOUND:
+            return None
+        raise JsApiRefused(f"the information on {stream}", err)
+    created, state = doc.get("created"), doc.get("state")
+    if not isinstance(created, str) or not isinstance(state, dict):
+        raise NatsProtocolError(f"{what}: no 'created' time or 'state': {_show(payload)}")
+    return StreamInfo(stream, created, _int(state, "messages", what))
+
+
 # -- the socket client -----------------------------------------------------------------------
 
 
@@ -366,10 +391,16 @@ class NatsAdmin:
                                  f"{self.timeout:g} s") from exc
         except OSError as exc:
             raise NatsAdminError(f"cannot connect to {self.where}: {exc}") from exc
+        not_nats = f"{self.where} is not a NATS client port"
         try:
             first = self._next_frame(time.monotonic() + self.timeout, "INFO")
-        except (NatsProtocolError, _Timeout, _Closed) as exc:
-            raise NatsAdminError(f"{self.where} is not a NATS client port: {exc}") from None
+        except NatsProtocolError as exc:
+            raise NatsAdminError(f"{not_nats}: {exc}") from None
+        except _Timeout:
+            raise NatsAdminError(f"{not_nats}: no INFO within {self.timeout:g} s") from None
+        except _Closed:
+            raise NatsAdminError(f"{not_nats}: it closed the connection without an INFO") \
+                from None
         if first.op is not Op.INFO:
             raise NatsAdminError(f"{self.where} is not a NATS client port: it began with "
                                  f"{first.op.value}, not INFO")
@@ -477,6 +508,12 @@ class NatsAdmin:
             names.extend(page.names)
             if not page.names or len(names) >= page.total:
                 return names
+
+    def stream_info(self, name: str) -> StreamInfo | None:
+        """The stream's creation time and size (the tests tell re-created streams by it;
+        the operator user of users.conf may not ask for it)."""
+        subject = f"{JS_STREAM_INFO}.{_check_token(name, 'stream name')}"
+        return parse_stream_info(self.request(subject, b"").payload, name)
 
     def delete_stream(self, name: str) -> bool:
         """True: deleted; False: there was no such stream."""

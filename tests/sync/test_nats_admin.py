@@ -22,6 +22,7 @@ from sync.nats_admin import (
     iter_frames,
     parse_delete,
     parse_frame,
+    parse_stream_info,
     parse_stream_names,
     pub_command,
     sub_command,
@@ -193,6 +194,18 @@ def test_delete_success_not_found_and_nonsense():
         parse_delete(b'{"success":false}', "$MQTT_sess")
 
 
+def test_stream_info_gives_the_creation_time_and_size_or_none():
+    info = parse_stream_info(b'{"config":{"name":"$MQTT_rmsgs"},'
+                             b'"created":"2026-12-04T15:00:00.123Z",'
+                             b'"state":{"messages":12,"bytes":3400}}', "$MQTT_rmsgs")
+    assert info is not None
+    assert (info.created, info.messages) == ("2026-12-04T15:00:00.123Z", 12)
+    assert parse_stream_info(b'{"error":{"code":404,"err_code":10059,'
+                             b'"description":"stream not found"}}', "$MQTT_sess") is None
+    with pytest.raises(NatsProtocolError, match="created"):
+        parse_stream_info(b'{"state":{}}', "$MQTT_sess")
+
+
 @pytest.mark.parametrize("payload", [
     b"", b"not json", b"[1,2]", b'"x"', b'{"streams":[1,2]}', b'{"streams":"x"}',
     b'{"streams":[],"total":-1}', b'{"streams":[],"total":"3"}', b'{"error":"bad"}',
@@ -209,10 +222,12 @@ def test_malformed_api_answers_raise_the_protocol_error(payload):
                               lambda c: st.lists(c, max_size=4)
                               | st.dictionaries(st.sampled_from(
                                   ["streams", "total", "offset", "limit", "error", "code",
-                                   "err_code", "description", "success"]), c, max_size=5),
+                                   "err_code", "description", "success", "created", "state",
+                                   "messages"]), c, max_size=5),
                               max_leaves=20).map(lambda d: json.dumps(d).encode())))
 def test_any_api_answer_is_parsed_or_refused_with_the_modules_error(payload):
-    for parse in (parse_stream_names, lambda p: parse_delete(p, "$MQTT_sess")):
+    for parse in (parse_stream_names, lambda p: parse_delete(p, "$MQTT_sess"),
+                  lambda p: parse_stream_info(p, "$MQTT_sess")):
         try:
             parse(payload)
         except NatsAdminError:
