@@ -371,7 +371,11 @@ class NatsAdmin:
         return f"{self.host}:{self.port}"
 
     def __enter__(self) -> NatsAdmin:
-        self.connect()
+        try:
+            self.connect()
+        except BaseException:
+            self.close()  # __exit__ does not run when __enter__ raises
+            raise
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -490,9 +494,10 @@ class NatsAdmin:
                 frame = self._next_frame(deadline, f"an answer to {subject}")
                 if frame.op in (Op.MSG, Op.HMSG) and frame.sid == sid:
                     break
-        except _Timeout as exc:
-            raise NatsAdminError(f"{exc} (JetStream not enabled for this user, or no "
-                                 f"JetStream leader yet: wait and run it again)") from None
+        except _Timeout:
+            raise NatsAdminError(f"{self.where}: no answer to {subject} within {wait:g} s "
+                                 f"(JetStream not enabled for this user, or no JetStream "
+                                 f"leader yet: wait and run it again)") from None
         self._send(unsub_command(sid))
         if frame.status == STATUS_NO_RESPONDERS:
             raise NatsAdminError(f"{self.where}: nobody answers {subject} (no responders): "

@@ -17,9 +17,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -27,9 +28,9 @@ from sync import nats_kit
 from sync.desk import Desk
 from sync.nats_admin import NatsAdmin, NatsAdminError, StreamInfo
 from sync.nats_kit import OPERATOR_USER
-from tests.sync.broker import free_port
+from tests.sync.broker import free_port, spawn_listening, stop_process
 from tests.sync.conftest import KitBroker, wait_for
-from tests.sync.nats import NatsCluster, NatsNode
+from tests.sync.nats import NatsCluster, NatsNode, mqtt_connack, nats_server_path
 from tests.sync.terminal import (
     LiveTerminal,
     live_terminal,
@@ -46,6 +47,8 @@ TERMINALS = 4
 PER_TERMINAL = 50  # 200 payments in all
 JETSTREAM_BACK_S = 60.0
 OPERATOR_PW = "a-long-operator-password-1"
+ROLLING_READY_S = 60.0
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -64,23 +67,33 @@ def _streams(node: NatsNode) -> set[str]:
         return set(a.stream_names())
 
 
-def _infos(node: NatsNode) -> dict[str, StreamInfo | None]:
+def _infos_once(node: NatsNode) -> dict[str, StreamInfo | None]:
     with _admin(node) as a:
         return {name: a.stream_info(name) for name in (SESS, MSGS, RMSGS)}
 
 
-def _wait_jetstream(cluster: NatsCluster, node: NatsNode) -> set[str]:
-    """The stream names once JetStream answers again (a meta leader after the restart)."""
+def _retry(cluster: NatsCluster, fn: Callable[[], T]) -> T:
+    """fn() once JetStream answers it: after a restart the meta leader and each stream's
+    leader are elected anew, and until then a request may go unanswered."""
     last: Exception | None = None
     deadline = time.monotonic() + JETSTREAM_BACK_S
     while time.monotonic() < deadline:
         try:
-            return _streams(node)
+            return fn()
         except NatsAdminError as exc:
             last = exc
             time.sleep(0.5)
     raise AssertionError(f"JetStream did not answer within {JETSTREAM_BACK_S} s: {last}\n"
                          f"{cluster.logs()}")
+
+
+def _infos(cluster: NatsCluster, node: NatsNode) -> dict[str, StreamInfo | None]:
+    return _retry(cluster, lambda: _infos_once(node))
+
+
+def _wait_jetstream(cluster: NatsCluster, node: NatsNode) -> set[str]:
+    """The stream names once JetStream answers again (a meta leader after the restart)."""
+    return _retry(cluster, lambda: _streams(node))
 
 
 def _reset_cli(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -105,14 +118,14 @@ def _desk_counts(db: Path) -> tuple[int, int]:
 
 def test_a_dry_run_names_the_two_streams_and_deletes_nothing(cluster):
     node = cluster.nodes[1]
-    before = _infos(node)
+    before = _infos(cluster, node)
     assert all(before[s] is not None for s in (SESS, MSGS, RMSGS)), before
     done = _reset_cli("--server", node.client_address, "--dry-run")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[:2] == [f"{SESS}: would delete", f"{MSGS}: would delete"], lines
     assert "nothing deleted" in lines[-1] and not done.stderr
-    after = _infos(node)
+    after = _infos(cluster, node)
     for s, was in before.items():  # the very same streams, not deleted and made again
         now = after[s]
         assert was is not None and now is not None and now.created == was.created, s
@@ -138,7 +151,7 @@ def test_all_nodes_killed_mid_drain_then_a_session_reset_loses_and_duplicates_no
     node = cluster.nodes[0]
     try:
         assert desk.conn.wait_connected(20), desk.conn.link
-        rmsgs_before = _infos(node)[RMSGS]
+        rmsgs_before = _infos(cluster, node)[RMSGS]
         assert rmsgs_before is not None
         for t in terms:
             t.start_agent()
@@ -151,7 +164,7 @@ def test_all_nodes_killed_mid_drain_then_a_session_reset_loses_and_duplicates_no
         before = _wait_jetstream(cluster, node)
         t_js = time.monotonic() - t_kill
         assert RMSGS in before, before
-        made = _infos(node)  # the incarnations the reset deletes
+        made = _infos(cluster, node)  # the incarnations the reset deletes
 
         done = _reset_cli("--server", node.client_address, "--timeout", "10")
         assert done.returncode == 0, done.stderr
@@ -162,12 +175,14 @@ def test_all_nodes_killed_mid_drain_then_a_session_reset_loses_and_duplicates_no
         # present again already if a node's MQTT layer was still being made (the nodes
         # make it at their first MQTT CONNECT after start, and retry it while JetStream
         # is not ready); otherwise absent until the restarts below
-        between = _infos(node)
+        between = _infos(cluster, node)
+        # recorded, not asserted: does a node not yet restarted take a CONNECT now?
+        connack_between = mqtt_connack(cluster.nodes[-1].mqtt_port, wait_s=5.0)
         t_reset = time.monotonic() - t_kill
 
-        cluster.restart_rolling()
+        cluster.restart_rolling(ROLLING_READY_S)
         t_rolled = time.monotonic() - t_kill
-        after = _infos(node)
+        after = _infos(cluster, node)
         for s in (SESS, MSGS):  # there again, and a new stream: made after the delete
             old, new = made[s], after[s]
             assert new is not None, (s, after)
@@ -185,7 +200,8 @@ def test_all_nodes_killed_mid_drain_then_a_session_reset_loses_and_duplicates_no
         print(f"\nall 3 NATS nodes SIGKILLed with {at_kill} of {len(expected)} payments at the "
               f"desk; JetStream answering {t_js:.1f} s after the kill, sessions reset at "
               f"{t_reset:.1f} s (between: {SESS} {'absent' if between[SESS] is None else 'present'}"
-              f", {MSGS} {'absent' if between[MSGS] is None else 'present'}), rolling restart "
+              f", {MSGS} {'absent' if between[MSGS] is None else 'present'}, a fresh CONNECT "
+              f"to a running node: CONNACK {connack_between}), rolling restart "
               f"done at {t_rolled:.1f} s, all {len(expected)} stored once and acknowledged at "
               f"{t_done:.1f} s; {desk.stats.duplicates} duplicates de-duplicated by the desk")
     finally:
@@ -322,3 +338,20 @@ def test_the_operator_user_may_reset_the_sessions_and_nothing_more(tls_node, cap
     node.restart()  # accepting MQTT (desk certificate) again: the streams are back
     with _admin(node, user=OPERATOR_USER, password=OPERATOR_PW) as a:
         assert {SESS, MSGS, RMSGS} <= set(a.stream_names())
+
+
+def test_a_nats_server_without_jetstream_gives_exit_1_and_one_line(capsys, tmp_path):
+    """Not a node of the fleet (JetStream off): the request is answered by nobody."""
+    exe = nats_server_path()
+    assert exe is not None, "nats-server is not installed: run scripts/system-deps.sh"
+    port = free_port()
+    conf, log = tmp_path / "plain.conf", tmp_path / "plain.log"
+    conf.write_text(f"listen: 127.0.0.1:{port}\n", encoding="utf-8")
+    proc = spawn_listening([exe, "-c", str(conf)], log, port, "nats-server (no JetStream)",
+                           lambda: log.read_text(errors="replace"))
+    try:
+        rc, out, err = _main(capsys, "--server", f"127.0.0.1:{port}", "--timeout", "2")
+    finally:
+        stop_process(proc)
+    assert rc == 1 and out == []
+    _one_error_line(err, f"127.0.0.1:{port}", "JetStream")
