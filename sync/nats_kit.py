@@ -38,6 +38,7 @@ SECTION_OPERATOR = "operator"
 OPERATOR_USER = "kiosk.operator"
 OPERATOR_PASSWORD = "OPERATOR_PASSWORD"  # the placeholder's name in users.conf
 MIN_PASSWORD_CHARS = 16
+BCRYPT_PREFIX = "$2"  # nats-server reads a password starting so as a bcrypt hash
 # Exactly these: the broker's sessions and QoS 1 messages, both disposable because
 # exactly once rests on the ledger outbox and the desk's signed acks. Never $MQTT_rmsgs
 # (the terminals' retained state, health and config) nor anything else.
@@ -128,6 +129,9 @@ def check_operator_password(password: str) -> str:
     if bad:
         raise NatsKitError("the operator password may not contain quotes, backslashes, "
                            f"newlines or other control characters (found {bad!r})")
+    if password.startswith(BCRYPT_PREFIX):
+        raise NatsKitError(f"the operator password may not begin with {BCRYPT_PREFIX!r}: "
+                           "NATS would take it for a bcrypt hash")
     return password
 
 

@@ -91,6 +91,7 @@ def test_users_conf_with_an_operator_password_has_the_operator_on_the_client_por
     ("a-newline\nin-the-password", "newlines"),
     ("a-backslash\\in-the-password", "backslashes"),
     ("a-tab\tin-the-password-xx", "control characters"),
+    ("$2a$10$looks-like-a-bcrypt-hash", "bcrypt"),
 ])
 def test_users_conf_refuses_an_operator_password_it_cannot_hold_safely(bad, match):
     with pytest.raises(NatsKitError, match=match):
