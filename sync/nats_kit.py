@@ -1,7 +1,10 @@
 """The fleet's NATS cluster configuration, rendered from the files in deploy/nats/.
 
     python -m sync.nats_kit users --ids ids.txt --out users.conf   (one terminal id a line)
+        [--operator-password-file P]   (the kiosk.operator user for reset-sessions)
     python -m sync.nats_kit node --kit DIR --name n1 --routes n2:6222,n3:6222 --out kiosk.conf
+    python -m sync.nats_kit reset-sessions --server 127.0.0.1:4222 [--password-file P]
+        [--dry-run]   (after a full-cluster loss: docs/fleet.md "Resetting the MQTT sessions")
 
 `node.conf` and `users.conf` are the shipped templates; this module only substitutes their
 @PLACEHOLDER@s and keeps or drops their optional "# begin: NAME" ... "# end: NAME"
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from sync import topics
 from sync.broker_kit import DESK_IDENTITY, SERVER_CERT, SERVER_KEY, Kit
+from sync.nats_admin import DEFAULT_TIMEOUT_S, NatsAdmin, NatsAdminError
 
 SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "nats"
 NODE = "node.conf"
@@ -30,6 +34,16 @@ CLIENTS_CA = "clients-ca.pem"
 SECTION_CLUSTER = "cluster"
 SECTION_TLS = "tls"
 SECTION_TERMINAL = "terminal"
+SECTION_OPERATOR = "operator"
+OPERATOR_USER = "kiosk.operator"
+OPERATOR_PASSWORD = "OPERATOR_PASSWORD"  # the placeholder's name in users.conf
+MIN_PASSWORD_CHARS = 16
+BCRYPT_PREFIX = "$2"  # nats-server reads a password starting so as a bcrypt hash
+# Exactly these: the broker's sessions and QoS 1 messages, both disposable because
+# exactly once rests on the ledger outbox and the desk's signed acks. Never $MQTT_rmsgs
+# (the terminals' retained state, health and config) nor anything else.
+RESET_STREAMS = ("$MQTT_sess", "$MQTT_msgs")
+CLIENT_PORT = 4222
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 
 
@@ -115,9 +129,36 @@ def render_node(spec: NodeSpec, template: str | None = None) -> str:
     return header + sep + body
 
 
-def render_users(terminal_ids: Iterable[str], template: str | None = None) -> str:
-    """users.conf: the desk user and one copy of the terminal block per terminal id."""
+def check_operator_password(password: str) -> str:
+    """A password users.conf can hold verbatim inside "..." (NATS reads backslash
+    escapes there) and that is not trivially guessed."""
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise NatsKitError(f"the operator password has {len(password)} characters; "
+                           f"at least {MIN_PASSWORD_CHARS} are needed")
+    bad = sorted({c for c in password if c in '"\\' or ord(c) < 0x20 or ord(c) == 0x7F})
+    if bad:
+        raise NatsKitError("the operator password may not contain quotes, backslashes, "
+                           f"newlines or other control characters (found {bad!r})")
+    if password.startswith(BCRYPT_PREFIX):
+        raise NatsKitError(f"the operator password may not begin with {BCRYPT_PREFIX!r}: "
+                           "NATS would take it for a bcrypt hash")
+    return password
+
+
+def render_users(terminal_ids: Iterable[str], template: str | None = None,
+                 operator_password: str | None = None) -> str:
+    """users.conf: the desk user, one copy of the terminal block per terminal id, and the
+    operator user (client port only) when `operator_password` is given."""
     text = template if template is not None else (SHIPPED / USERS).read_text(encoding="utf-8")
+    if operator_password is None:
+        text = keep_sections(text, (), (SECTION_OPERATOR,))
+    else:
+        password = check_operator_password(operator_password)
+        op = _section(SECTION_OPERATOR).search(text)
+        if op is None:
+            raise NatsKitError(f"{USERS}: no '# begin: {SECTION_OPERATOR}' section")
+        body = substitute(op.group(1), {OPERATOR_PASSWORD: password})  # the section only
+        text = text[:op.start()] + body + text[op.end():]
     m = _section(SECTION_TERMINAL).search(text)
     if m is None:
         raise NatsKitError(f"{USERS}: no '# begin: {SECTION_TERMINAL}' section")
@@ -143,6 +184,45 @@ def tls_files(kit: Kit, conf_dir: Path) -> None:
     (conf_dir / CLIENTS_CA).write_bytes(kit.terminal_ca.read_bytes() + kit.desk_ca.read_bytes())
 
 
+def _server(value: str) -> tuple[str, int]:
+    """argparse type for --server: HOST:PORT, or HOST for the default client port."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = value, str(CLIENT_PORT)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def _read_password(path: str) -> str:
+    """The first line of a file (so the password never shows in `ps` or shell history)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return lines[0] if lines else ""
+
+
+def reset_sessions(admin: NatsAdmin, dry_run: bool) -> list[str]:
+    """Delete RESET_STREAMS that exist (or only say so with `dry_run`); one line each."""
+    present = set(admin.stream_names())
+    lines = []
+    for name in RESET_STREAMS:
+        if name not in present:
+            lines.append(f"{name}: not present")
+        elif dry_run:
+            lines.append(f"{name}: would delete")
+        elif admin.delete_stream(name):
+            lines.append(f"{name}: deleted")
+        else:  # gone between the list and the delete (another operator, a node)
+            lines.append(f"{name}: not present")
+    if dry_run:
+        lines.append("dry run: nothing deleted. Without --dry-run the streams above are "
+                     "deleted; then restart the nodes one at a time.")
+    else:
+        lines.append("now restart the nodes one at a time (each back and accepting MQTT "
+                     "before the next); terminals resend everything the desk has not "
+                     "acknowledged.")
+    return lines
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m sync.nats_kit",
                                  description=__doc__.split("\n\n")[0])
@@ -150,6 +230,9 @@ def main(argv: list[str]) -> int:
     u = sub.add_parser("users", help="users.conf from a file of terminal ids")
     u.add_argument("--ids", required=True, help="one terminal id a line")
     u.add_argument("--out", required=True)
+    u.add_argument("--operator-password-file",
+                   help=f"add the {OPERATOR_USER} user (client port, reset-sessions only) "
+                        f"with the password on this file's first line")
     n = sub.add_parser("node", help="one node's configuration plus its TLS files")
     n.add_argument("--kit", required=True, help="the folder of 'kiosk broker-kit init'")
     n.add_argument("--name", required=True)
@@ -160,13 +243,42 @@ def main(argv: list[str]) -> int:
     n.add_argument("--consumer-replicas", type=int, default=None,
                    help="1, or the streams' replicas (default); docs/fleet.md explains")
     n.add_argument("--out", required=True)
+    r = sub.add_parser("reset-sessions",
+                       help=f"delete the MQTT session streams ({', '.join(RESET_STREAMS)}) "
+                            f"after a full-cluster loss")
+    r.add_argument("--server", required=True, type=_server,
+                   help=f"a node's NATS client port, HOST:PORT (127.0.0.1:{CLIENT_PORT})")
+    r.add_argument("--user", default=None,
+                   help=f"with --password-file; default {OPERATOR_USER}")
+    r.add_argument("--password-file", help="the operator password on its first line")
+    r.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                   help="seconds to wait for each answer (default %(default)s)")
+    r.add_argument("--dry-run", action="store_true", help="list, delete nothing")
     args = ap.parse_args(argv)
+    if args.op == "reset-sessions":
+        if args.user is not None and args.password_file is None:
+            ap.error("--user needs --password-file")
+        if args.timeout <= 0:
+            ap.error("--timeout must be above 0")
     try:
         if args.op == "users":
             ids = [ln.strip() for ln in Path(args.ids).read_text(encoding="utf-8").splitlines()
                    if ln.strip() and not ln.startswith("#")]
-            Path(args.out).write_text(render_users(ids), encoding="utf-8")
-            print(f"{args.out}: the desk and {len(ids)} terminals")
+            password = (_read_password(args.operator_password_file)
+                        if args.operator_password_file else None)
+            Path(args.out).write_text(render_users(ids, operator_password=password),
+                                      encoding="utf-8")
+            who = f" (and {OPERATOR_USER})" if password is not None else ""
+            print(f"{args.out}: the desk and {len(ids)} terminals{who}")
+            return 0
+        if args.op == "reset-sessions":
+            host, port = args.server
+            user = password = None
+            if args.password_file is not None:
+                user, password = args.user or OPERATOR_USER, _read_password(args.password_file)
+            with NatsAdmin(host, port, user, password, args.timeout) as admin:
+                for line in reset_sessions(admin, args.dry_run):
+                    print(line)
             return 0
         routes = tuple(r for r in args.routes.split(",") if r)
         conf_dir = Path(args.conf_dir)
@@ -177,7 +289,7 @@ def main(argv: list[str]) -> int:
         tls_files(Kit(Path(args.kit)), conf_dir)
         print(f"{args.out}: node {args.name}; TLS files in {conf_dir}")
         return 0
-    except (NatsKitError, OSError) as exc:
+    except (NatsKitError, NatsAdminError, OSError, UnicodeDecodeError) as exc:
         print(f"nats_kit: {exc}", file=sys.stderr)
         return 1
 

@@ -101,6 +101,18 @@ class NatsNode:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
+    def restart(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """SIGTERM, start again, and wait until it accepts MQTT (its MQTT layer then has
+        made whatever MQTT stream was missing: the first CONNECT creates them)."""
+        self.stop()
+        self.start()
+        self.mqtt_ready(timeout)
+
+    @property
+    def client_address(self) -> str:
+        """host:port of the NATS client port (sync.nats_admin, nats_kit reset-sessions)."""
+        return f"127.0.0.1:{self.client_port}"
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -176,20 +188,24 @@ class NatsCluster:
                 n.consumer_replicas = self.consumer_replicas
 
     def with_tls(self, kit: Kit, terminal_ids: Iterable[str],
-                 probe: tuple[Path, Path, Path]) -> NatsCluster:
+                 probe: tuple[Path, Path, Path],
+                 operator_password: str | None = None) -> NatsCluster:
         """TLS with client certificates on every node's MQTT port: the kit's server
-        certificate, both CAs, and users.conf for `terminal_ids` (plus the desk).
+        certificate, both CAs, and users.conf for `terminal_ids` (plus the desk, plus the
+        kiosk.operator user of the client port with `operator_password`).
         `probe`: the (CA, certificate, key) the readiness probe connects with."""
         self.conf_dir = self.workdir / "conf"
         tls_files(kit, self.conf_dir)
-        self.write_users(terminal_ids)
+        self.write_users(terminal_ids, operator_password)
         for n in self.nodes:
             n.conf_dir, n.probe_tls = self.conf_dir, probe
         return self
 
-    def write_users(self, terminal_ids: Iterable[str]) -> None:
+    def write_users(self, terminal_ids: Iterable[str],
+                    operator_password: str | None = None) -> None:
         assert self.conf_dir is not None, "with_tls() first"
-        (self.conf_dir / USERS).write_text(render_users(terminal_ids), encoding="utf-8")
+        (self.conf_dir / USERS).write_text(
+            render_users(terminal_ids, operator_password=operator_password), encoding="utf-8")
 
     def start(self) -> NatsCluster:
         for n in self.nodes:
@@ -201,6 +217,24 @@ class NatsCluster:
     def stop(self) -> None:
         for n in self.nodes:
             n.stop()
+
+    def kill_all(self) -> None:
+        """SIGKILL every node at once (a power loss): nothing flushed, nothing handed over."""
+        for n in self.nodes:
+            n.kill()
+
+    def start_nodes(self) -> None:
+        """Start every stopped node without waiting for MQTT: after a full-cluster loss
+        JetStream needs its quorum back first, and MQTT may keep failing after that."""
+        for n in self.nodes:
+            if not n.running:
+                n.start()
+
+    def restart_rolling(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """One node at a time, each accepting MQTT before the next goes down (the
+        operator's rolling restart: the others keep the quorum meanwhile)."""
+        for n in self.nodes:
+            n.restart(timeout)
 
     def endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(n.endpoint() for n in self.nodes)

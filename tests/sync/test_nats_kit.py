@@ -87,3 +87,69 @@ def test_users_conf_refuses_what_is_not_a_terminal_id(bad):
 def test_users_conf_refuses_a_terminal_listed_twice():
     with pytest.raises(NatsKitError, match="twice"):
         render_users(["T0001", "T0001"])
+
+
+OPERATOR_PW = "correct-horse-battery-9"
+
+
+def test_users_conf_without_an_operator_password_has_no_operator_and_no_client_port_user():
+    text = render_users(["T0001"])
+    body = text.partition("authorization")[2]
+    assert "kiosk.operator" not in body and "@OPERATOR_PASSWORD@" not in body
+    assert '"STANDARD"' not in body
+
+
+def test_users_conf_with_an_operator_password_has_the_operator_on_the_client_port_only():
+    text = render_users(["T0001"], operator_password=OPERATOR_PW)
+    header, _, body = text.partition("authorization")
+    assert f'{{ user: "kiosk.operator", password: "{OPERATOR_PW}"' in body
+    assert OPERATOR_PW not in header  # substituted in its section only
+    assert "@" not in body and "# begin:" not in text and "# end:" not in text
+    assert 'allowed_connection_types: ["STANDARD"]' in body
+    operator = body[body.index("kiosk.operator"):body.index('"CN=T0001"')]
+    assert '"$JS.API.STREAM.DELETE.$MQTT_sess"' in operator
+    assert '"$JS.API.STREAM.DELETE.$MQTT_msgs"' in operator
+    assert "rmsgs" not in operator and "kiosk.v1" not in operator
+    assert text.count('{ user: "CN=') == 2  # the desk and T0001, as before
+
+
+@pytest.mark.parametrize(("bad", "match"), [
+    ("short-pw", "at least 16"),
+    ('a-quote-"-in-the-password', "quotes"),
+    ("a-newline\nin-the-password", "newlines"),
+    ("a-backslash\\in-the-password", "backslashes"),
+    ("a-tab\tin-the-password-xx", "control characters"),
+    ("$2a$10$looks-like-a-bcrypt-hash", "bcrypt"),
+])
+def test_users_conf_refuses_an_operator_password_it_cannot_hold_safely(bad, match):
+    with pytest.raises(NatsKitError, match=match):
+        render_users(["T0001"], operator_password=bad)
+
+
+def test_users_command_writes_the_operator_section_from_a_password_file(tmp_path, capsys):
+    ids, pw, out = tmp_path / "ids.txt", tmp_path / "pw", tmp_path / "users.conf"
+    ids.write_text("T0001\nT0002\n")
+    pw.write_text(OPERATOR_PW + "\n")
+    assert nats_kit.main(["users", "--ids", str(ids), "--out", str(out),
+                          "--operator-password-file", str(pw)]) == 0
+    assert f'password: "{OPERATOR_PW}"' in out.read_text()
+    assert "kiosk.operator" in capsys.readouterr().out
+    pw.write_text("short\n")
+    assert nats_kit.main(["users", "--ids", str(ids), "--out", str(out),
+                          "--operator-password-file", str(pw)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nats_kit: ") and "at least 16" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["reset-sessions"],
+    ["reset-sessions", "--server", "nohostport:"],
+    ["reset-sessions", "--server", "h:99999"],
+    ["reset-sessions", "--server", "h:4222", "--user", "u"],
+    ["reset-sessions", "--server", "h:4222", "--timeout", "0"],
+])
+def test_reset_sessions_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        nats_kit.main(argv)
+    assert info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
