@@ -4,6 +4,7 @@ doubles and a real clock (commands carry wall-clock times), and the real SyncAge
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,3 +122,41 @@ def make_payments(ledger: Ledger, n: int, amount_minor: int = 10_000) -> list[st
         assert pid is not None
         out.append(pid)
     return out
+
+
+def unacked(t: LiveTerminal) -> int:
+    """Outbox records the desk has not acknowledged yet, read from the ledger file."""
+    with sqlite3.connect(t.config.paths.ledger) as db:
+        return int(db.execute("SELECT count(*) FROM outbox WHERE acked_ms IS NULL").fetchone()[0])
+
+
+def desk_payment_counts(db: Path) -> tuple[int, int]:
+    """(rows, distinct terminal/payment ids) in a desk database: equal means none twice."""
+    with sqlite3.connect(db) as c:
+        rows, distinct = c.execute(
+            "SELECT count(*), count(DISTINCT terminal_id || '/' || payment_id) FROM payments"
+        ).fetchone()
+    return int(rows), int(distinct)
+
+
+@dataclass
+class PayingFleet:
+    """Terminals with finished payments queued, what the desk must end up with, and the
+    terminals' public keys for it."""
+
+    terminals: list[LiveTerminal]
+    expected: set[tuple[str, str]]
+    keys: dict[str, Any]
+
+
+def paying_fleet(tmp: Path, prefix: str, count: int, per_terminal: int,
+                 mqtt: MqttConfig) -> PayingFleet:
+    """`count` terminals (ids prefix000, prefix001, ...), agents not started yet, each
+    with `per_terminal` finished payments in its outbox."""
+    terms = [live_terminal(tmp / f"t{i}", f"{prefix}{i:03d}", mqtt, agent=False)
+             for i in range(count)]
+    expected: set[tuple[str, str]] = set()
+    for t in terms:
+        expected |= {(t.config.terminal.id, p) for p in make_payments(t.ledger, per_terminal)}
+    keys = {t.config.terminal.id: terminal_public_key(t.config) for t in terms}
+    return PayingFleet(terms, expected, keys)

@@ -31,6 +31,14 @@ def _kiosk(*args: str, cwd=None) -> subprocess.CompletedProcess:  # type: ignore
     )
 
 
+
+def _interruptible() -> None:
+    """In the watcher's child process, before exec: SIGINT back to its default. A test run
+    started as a background job of a non-interactive shell (no job control) passes SIGINT
+    on as ignored, and Python then never raises KeyboardInterrupt: the watcher would only
+    stop at its --for deadline, which is what made these tests time out in such runs."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def test_kiosk_keys_creates_key_tls_key_and_csr(tmp_path):
     out = _kiosk("keys", "--dir", str(tmp_path / "k"), "--terminal", "T0042")
     assert out.returncode == 0, out.stderr
@@ -75,6 +83,7 @@ def test_kiosk_desk_keygen_cmd_and_watch(broker, tmp_path):
             [sys.executable, "-m", "kiosk", *common, "watch", "--for", "30"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONPATH": os.getcwd(), "PYTHONUNBUFFERED": "1"},
+            preexec_fn=_interruptible,
         )
         lines: list[str] = []
         try:
@@ -163,7 +172,8 @@ def test_reprocess_retried_by_an_operator_runs_once(desk_cli):
     term, common = desk_cli
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     watch = subprocess.Popen([sys.executable, "-m", "kiosk", *common, "watch", "--for", "30"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                             preexec_fn=_interruptible)
     try:
         pid = term.pay(500)
         wait_for(lambda: term.ledger.get_payment(pid)["status"] == "accepted", 20, "accepted")
@@ -216,7 +226,8 @@ def test_two_watchers_do_not_fight_over_a_client_id(desk_cli, broker):
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "PYTHONUNBUFFERED": "1"}
     watchers = [
         subprocess.Popen([sys.executable, "-m", "kiosk", *common, "watch", "--for", "30"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                         preexec_fn=_interruptible)
         for _ in range(2)
     ]
     lines: list[str] = []

@@ -21,11 +21,12 @@ from sync.desk import Desk
 from tests.sync.conftest import wait_for
 from tests.sync.nats import NatsCluster, NatsNode
 from tests.sync.terminal import (
-    LiveTerminal,
+    desk_payment_counts,
     live_terminal,
-    make_payments,
     mqtt_config,
+    paying_fleet,
     terminal_public_key,
+    unacked,
 )
 
 TERMINALS = 8
@@ -39,18 +40,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
     c.stop()
 
 
-def _unacked(t: LiveTerminal) -> int:
-    with sqlite3.connect(t.config.paths.ledger) as db:
-        return int(db.execute("SELECT count(*) FROM outbox WHERE acked_ms IS NULL").fetchone()[0])
-
-
-def _desk_counts(db: Path) -> tuple[int, int]:
-    """(rows, distinct payment ids) in the desk database."""
-    with sqlite3.connect(db) as c:
-        rows, distinct = c.execute(
-            "SELECT count(*), count(DISTINCT terminal_id || '/' || payment_id) FROM payments"
-        ).fetchone()
-    return int(rows), int(distinct)
 
 
 def _desk(cluster: NatsCluster, desk_key, keys, db: Path, name: str, **kw) -> Desk:  # type: ignore[no-untyped-def]
@@ -64,12 +53,8 @@ def test_node_killed_mid_drain_loses_and_duplicates_nothing(cluster, desk_key, t
     cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=tuple(
         (e.host, e.port) for e in cluster.endpoints()), inflight=50, batch=10,
         resend_after_s=2.0)
-    terms = [live_terminal(tmp_path / f"t{i}", f"F{i:03d}", cfg, agent=False)
-             for i in range(TERMINALS)]
-    expected = set()
-    for t in terms:
-        expected |= {(t.config.terminal.id, p) for p in make_payments(t.ledger, PER_TERMINAL)}
-    keys = {t.config.terminal.id: terminal_public_key(t.config) for t in terms}
+    fleet = paying_fleet(tmp_path, "F", TERMINALS, PER_TERMINAL, cfg)
+    terms, expected, keys = fleet.terminals, fleet.expected, fleet.keys
     db = tmp_path / "desk.sqlite"
     desks = [_desk(cluster, desk_key, keys, db, f"desk-{n}", ack_delay_s=0.02).start()
              for n in ("a", "b")]
@@ -84,26 +69,27 @@ def test_node_killed_mid_drain_loses_and_duplicates_nothing(cluster, desk_key, t
             on_node[str(t.agent.conn.endpoint)] += 1
         assert sum(1 for n in on_node.values() if n) >= 2, on_node  # spread over the nodes
 
-        wait_for(lambda: _desk_counts(db)[1] >= 200, 60, "the drain to start")
+        wait_for(lambda: desk_payment_counts(db)[1] >= 200, 60, "the drain to start")
         victim_ep = max(on_node, key=lambda k: on_node[k])
         victim = next(n for n in cluster.nodes if str(n.endpoint()) == victim_ep)
         moved = [t for t in terms if str(t.agent.conn.endpoint) == victim_ep]
-        at_kill = _desk_counts(db)[1]
+        at_kill = desk_payment_counts(db)[1]
         assert at_kill < TERMINALS * PER_TERMINAL, "the drain finished before the fault"
         t_kill = time.monotonic()
         victim.kill()
         wait_for(lambda: all(t.agent.conn.connected and str(t.agent.conn.endpoint) != victim_ep
                              for t in moved), 60, "the victim's terminals on other nodes")
         t_moved = time.monotonic() - t_kill
-        wait_for(lambda: _desk_counts(db)[1] > at_kill + 50, 60, "the drain to go on")
+        wait_for(lambda: desk_payment_counts(db)[1] > at_kill + 50, 60, "the drain to go on")
         t_flowing = time.monotonic() - t_kill
         victim.start()  # back later: it rejoins the cluster and catches up its replicas
         victim.mqtt_ready()
-        wait_for(lambda: _desk_counts(db)[1] >= len(expected), 120, "every payment at the desk")
-        wait_for(lambda: all(_unacked(t) == 0 for t in terms), 60, "every outbox empty")
+        wait_for(lambda: desk_payment_counts(db)[1] >= len(expected), 120,
+                 "every payment at the desk")
+        wait_for(lambda: all(unacked(t) == 0 for t in terms), 60, "every outbox empty")
         t_done = time.monotonic() - t_kill
 
-        rows, distinct = _desk_counts(db)
+        rows, distinct = desk_payment_counts(db)
         assert rows == distinct == len(expected)  # 0 lost, 0 stored twice
         got = {(p["terminal_id"], p["payment_id"]) for p in desks[0].store.payments()}
         assert got == expected
@@ -138,20 +124,16 @@ def test_one_copy_consumers_bring_a_killed_cluster_back_losing_nothing(desk_key,
     cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=tuple(
         (e.host, e.port) for e in cluster.endpoints()), inflight=20, batch=5,
         resend_after_s=2.0)
-    terms = [live_terminal(tmp_path / f"t{i}", f"R{i:03d}", cfg, agent=False)
-             for i in range(terminals)]
-    expected = set()
-    for t in terms:
-        expected |= {(t.config.terminal.id, p) for p in make_payments(t.ledger, per_terminal)}
-    keys = {t.config.terminal.id: terminal_public_key(t.config) for t in terms}
+    fleet = paying_fleet(tmp_path, "R", terminals, per_terminal, cfg)
+    terms, expected, keys = fleet.terminals, fleet.expected, fleet.keys
     db = tmp_path / "desk.sqlite"
     desk = _desk(cluster, desk_key, keys, db, "desk-r1", ack_delay_s=0.02).start()
     try:
         assert desk.conn.wait_connected(20), desk.conn.link
         for t in terms:
             t.start_agent()
-        wait_for(lambda: _desk_counts(db)[1] >= 60, 60, "the drain to start")
-        at_kill = _desk_counts(db)[1]
+        wait_for(lambda: desk_payment_counts(db)[1] >= 60, 60, "the drain to start")
+        at_kill = desk_payment_counts(db)[1]
         assert at_kill < len(expected), "the drain finished before the fault"
         for n in cluster.nodes:
             n.kill()
@@ -160,11 +142,12 @@ def test_one_copy_consumers_bring_a_killed_cluster_back_losing_nothing(desk_key,
             n.start()
         for n in cluster.nodes:
             n.mqtt_ready()
-        wait_for(lambda: _desk_counts(db)[1] >= len(expected), 120, "every payment at the desk")
-        wait_for(lambda: all(_unacked(t) == 0 for t in terms), 60, "every outbox empty")
+        wait_for(lambda: desk_payment_counts(db)[1] >= len(expected), 120,
+                 "every payment at the desk")
+        wait_for(lambda: all(unacked(t) == 0 for t in terms), 60, "every outbox empty")
         t_done = time.monotonic() - t_up
 
-        rows, distinct = _desk_counts(db)
+        rows, distinct = desk_payment_counts(db)
         assert rows == distinct == len(expected)  # 0 lost, 0 stored twice
         assert {(p["terminal_id"], p["payment_id"]) for p in desk.store.payments()} == expected
         assert "consumer_replicas: 1" in cluster.nodes[0].conf.read_text()
@@ -198,7 +181,7 @@ def test_a_node_refusing_mqtt5_gives_one_clear_line_and_the_terminal_keeps_queue
         assert "[mqtt] protocol" in lines[0].getMessage()
         pid = t.pay(500)
         time.sleep(0.5)
-        assert _unacked(t) >= 1  # queued in the ledger, acknowledged by nobody
+        assert unacked(t) >= 1  # queued in the ledger, acknowledged by nobody
         with sqlite3.connect(t.config.paths.ledger) as c:
             assert c.execute("SELECT status FROM payments WHERE id = ?", (pid,)).fetchone()[0] \
                 == "queued"
@@ -247,7 +230,7 @@ def test_a_node_cut_off_from_its_cluster_is_named_and_left_for_a_good_one(
                  "the lone node named")
         stuck_pid = stuck.pay(100)
         time.sleep(1.0)
-        assert _unacked(stuck) >= 1
+        assert unacked(stuck) >= 1
         assert stuck_pid not in {p["payment_id"] for p in desk.store.payments()}
         assert not stuck.agent.conn.connected
         lone_ep = str(lone.endpoint())

@@ -12,7 +12,6 @@ desk database; the reset runs as the operator runs it (a subprocess).
 from __future__ import annotations
 
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -32,11 +31,10 @@ from tests.sync.broker import free_port, spawn_listening, stop_process
 from tests.sync.conftest import KitBroker, wait_for
 from tests.sync.nats import NatsCluster, NatsNode, mqtt_connack, nats_server_path
 from tests.sync.terminal import (
-    LiveTerminal,
-    live_terminal,
-    make_payments,
+    desk_payment_counts,
     mqtt_config,
-    terminal_public_key,
+    paying_fleet,
+    unacked,
 )
 
 pytestmark = pytest.mark.slow
@@ -102,18 +100,6 @@ def _reset_cli(*argv: str) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
 
 
-def _unacked(t: LiveTerminal) -> int:
-    with sqlite3.connect(t.config.paths.ledger) as db:
-        return int(db.execute("SELECT count(*) FROM outbox WHERE acked_ms IS NULL").fetchone()[0])
-
-
-def _desk_counts(db: Path) -> tuple[int, int]:
-    """(rows, distinct payment ids) in the desk database."""
-    with sqlite3.connect(db) as c:
-        rows, distinct = c.execute(
-            "SELECT count(*), count(DISTINCT terminal_id || '/' || payment_id) FROM payments"
-        ).fetchone()
-    return int(rows), int(distinct)
 
 
 def test_a_dry_run_names_the_two_streams_and_deletes_nothing(cluster):
@@ -138,12 +124,8 @@ def test_all_nodes_killed_mid_drain_then_a_session_reset_loses_and_duplicates_no
     cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=tuple(
         (e.host, e.port) for e in cluster.endpoints()), inflight=5, batch=5,
         resend_after_s=2.0)
-    terms = [live_terminal(tmp_path / f"t{i}", f"R{i:03d}", cfg, agent=False)
-             for i in range(TERMINALS)]
-    expected = set()
-    for t in terms:
-        expected |= {(t.config.terminal.id, p) for p in make_payments(t.ledger, PER_TERMINAL)}
-    keys = {t.config.terminal.id: terminal_public_key(t.config) for t in terms}
+    fleet = paying_fleet(tmp_path, "R", TERMINALS, PER_TERMINAL, cfg)
+    terms, expected, keys = fleet.terminals, fleet.expected, fleet.keys
     db = tmp_path / "desk.sqlite"
     desk = Desk("127.0.0.1", 0, desk_key.key, desk_key.kid, keys, db, client_id="desk-reset",
                 protocol="3.1.1", endpoints=cluster.endpoints(), persistent=False,
@@ -155,8 +137,8 @@ def test_all_nodes_killed_mid_drain_then_a_session_reset_loses_and_duplicates_no
         assert rmsgs_before is not None
         for t in terms:
             t.start_agent()
-        wait_for(lambda: _desk_counts(db)[1] >= 20, 60, "the drain to start")
-        at_kill = _desk_counts(db)[1]
+        wait_for(lambda: desk_payment_counts(db)[1] >= 20, 60, "the drain to start")
+        at_kill = desk_payment_counts(db)[1]
         assert at_kill < len(expected), "the drain finished before the fault"
         t_kill = time.monotonic()
         cluster.kill_all()
@@ -191,10 +173,11 @@ def test_all_nodes_killed_mid_drain_then_a_session_reset_loses_and_duplicates_no
         kept = after[RMSGS]
         assert kept is not None and kept.created == rmsgs_before.created, (kept, rmsgs_before)
 
-        wait_for(lambda: _desk_counts(db)[1] >= len(expected), 120, "every payment at the desk")
-        wait_for(lambda: all(_unacked(t) == 0 for t in terms), 60, "every outbox acked")
+        wait_for(lambda: desk_payment_counts(db)[1] >= len(expected), 120,
+                 "every payment at the desk")
+        wait_for(lambda: all(unacked(t) == 0 for t in terms), 60, "every outbox acked")
         t_done = time.monotonic() - t_kill
-        rows, distinct = _desk_counts(db)
+        rows, distinct = desk_payment_counts(db)
         assert rows == distinct == len(expected)  # 0 lost, 0 stored twice
         assert {(p["terminal_id"], p["payment_id"]) for p in desk.store.payments()} == expected
         print(f"\nall 3 NATS nodes SIGKILLed with {at_kill} of {len(expected)} payments at the "

@@ -27,7 +27,12 @@ from sync.envelope import seal
 from sync.keys import key_id
 from tests.sync.conftest import KitBroker, wait_for
 from tests.sync.nats import NatsCluster
-from tests.sync.terminal import LiveTerminal, live_terminal, mqtt_config, terminal_public_key
+from tests.sync.terminal import (
+    live_terminal,
+    mqtt_config,
+    terminal_public_key,
+    unacked,
+)
 
 LISTED = ("TA", "TB", "TQ")  # the terminals in users.conf; "TZ" has a valid cert but is not
 
@@ -60,10 +65,6 @@ def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsCluster
     tc.cluster.stop()
 
 
-def _unacked(t: LiveTerminal) -> int:
-    with sqlite3.connect(t.config.paths.ledger) as db:
-        return int(db.execute("SELECT count(*) FROM outbox WHERE acked_ms IS NULL").fetchone()[0])
-
 
 def _raw(tc: TlsCluster, cert: tuple[Path, Path], client_id: str, port: int,
          reconnect: bool = True) -> mqtt.Client:
@@ -94,7 +95,7 @@ def test_terminals_with_their_certificates_pay_and_take_commands_through_the_clu
         pa, pb = ta.pay(500), tb.pay(100)
         wait_for(lambda: {p["payment_id"] for p in desk.store.payments()} == {pa, pb}, 30,
                  "both payments at the desk over TLS")
-        wait_for(lambda: _unacked(ta) == 0 and _unacked(tb) == 0, 30, "both acknowledged")
+        wait_for(lambda: unacked(ta) == 0 and unacked(tb) == 0, 30, "both acknowledged")
         assert desk.command("TB", "set_support_phone", {"phone": "8 800 444-44-44"})["ok"]
         assert tb.engine.support_phone == "8 800 444-44-44"
         assert ta.engine.support_phone != "8 800 444-44-44"
@@ -197,7 +198,7 @@ def test_a_certificate_that_does_not_match_gives_one_clear_line_and_the_terminal
         assert not [r for r in caplog.records if "(no_connack)" in r.getMessage()]
         pid = t.pay(500)
         time.sleep(1.0)
-        assert _unacked(t) >= 1  # queued in the ledger, acknowledged by nobody
+        assert unacked(t) >= 1  # queued in the ledger, acknowledged by nobody
         assert pid not in {p["payment_id"] for p in desk.store.payments()}
         with sqlite3.connect(t.config.paths.ledger) as c:
             assert c.execute("SELECT status FROM payments WHERE id = ?", (pid,)).fetchone()[0] \

@@ -15,17 +15,12 @@ from sync import broker_kit
 from sync.desk import Desk
 from tests.sync.conftest import KitBroker, make_desk, wait_for
 from tests.sync.terminal import (
-    LiveTerminal,
     live_terminal,
     make_payments,
     mqtt_config,
     terminal_public_key,
+    unacked,
 )
-
-
-def _unacked(t: LiveTerminal) -> int:
-    with sqlite3.connect(t.config.paths.ledger) as db:
-        return int(db.execute("SELECT count(*) FROM outbox WHERE acked_ms IS NULL").fetchone()[0])
 
 
 def test_mqtt_311_carries_payments_acks_and_commands(broker, desk_key, tmp_path):
@@ -43,7 +38,7 @@ def test_mqtt_311_carries_payments_acks_and_commands(broker, desk_key, tmp_path)
         pid = t.pay(500)
         wait_for(lambda: [p["payment_id"] for p in desk.store.payments()] == [pid], 10,
                  "the payment at the desk")
-        wait_for(lambda: _unacked(t) == 0, 10, "the desk's ack")
+        wait_for(lambda: unacked(t) == 0, 10, "the desk's ack")
         result = desk.command("P311", "set_support_phone", {"phone": "8 800 311-31-13"})
         assert result is not None and result["ok"] is True
         assert desk.result_props[result["cmd_id"]] is None  # no correlation data on 3.1.1
@@ -82,7 +77,7 @@ def test_a_broker_certificate_that_does_not_match_is_one_clear_line(
         assert len(lines) == 1 and lines[0].levelno == logging.ERROR, lines
         pid = t.pay(500)
         time.sleep(0.5)
-        assert _unacked(t) >= 1  # queued, acknowledged by nobody
+        assert unacked(t) >= 1  # queued, acknowledged by nobody
         with sqlite3.connect(t.config.paths.ledger) as c:
             assert c.execute("SELECT status FROM payments WHERE id = ?", (pid,)).fetchone()[0] \
                 == "queued"
@@ -129,7 +124,7 @@ def test_tls_mosquitto_killed_and_restarted_mid_drain_loses_and_duplicates_nothi
                  60, "everyone back over TLS")
         t_back = time.monotonic() - t_kill
         wait_for(lambda: at_desk() >= len(expected), 120, "every payment at the desk")
-        wait_for(lambda: all(_unacked(t) == 0 for t in terms), 60, "every outbox empty")
+        wait_for(lambda: all(unacked(t) == 0 for t in terms), 60, "every outbox empty")
         t_done = time.monotonic() - t_kill
         with sqlite3.connect(db) as c:
             rows, distinct = c.execute(
@@ -168,7 +163,7 @@ def test_partitioned_desk_workers_on_311_split_the_terminals(broker, desk_key, t
         paid = {(i, t.pay(500)) for i, t in zip(ids, terms, strict=True)}
         wait_for(lambda: {(p["terminal_id"], p["payment_id"]) for p in desks[0].store.payments()}
                  == paid, 15, "every payment at the desk")
-        wait_for(lambda: all(_unacked(t) == 0 for t in terms), 15, "every outbox empty")
+        wait_for(lambda: all(unacked(t) == 0 for t in terms), 15, "every outbox empty")
         for k, d in enumerate(desks):
             mine = [i for i in ids if zlib.crc32(i.encode()) % 2 == k]
             assert d.stats.new_payments == len(mine)  # only its own terminals' records
