@@ -3,8 +3,10 @@
 Shared by every simulator CLI (drivers/sim/pty_device.py `run_cli`, drivers/sim/printer.py).
 The handler raises instead of setting a flag: a handler that returns lets a blocking
 stdin read resume (PEP 475), so SIGTERM would be ignored while stdin stays open. With
-stdin closed the CLI waits in `wait_for_stop`, which wakes now and then so a pending
-signal is acted on even if a blocked wait was not interrupted.
+stdin closed the CLI waits in `wait_for_stop`, which sleeps in short steps: a plain
+sleep, because the handler's exception must never land inside threading's lock
+bookkeeping (raised inside `Event.wait` it left the condition's lock released twice:
+"RuntimeError: release unlocked lock", exit 1 instead of 0).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import faulthandler
 import io
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-WAKE_S = 0.5  # how often the background wait wakes to act on a pending signal
+WAKE_S = 0.5  # how often the background wait looks at `done`
 
 
 class Terminated(Exception):
@@ -48,6 +51,8 @@ def stop_on_sigterm() -> Iterator[None]:
 
 
 def wait_for_stop(done: threading.Event) -> None:
-    """Run in the background (stdin closed) until `done`, SIGTERM or Ctrl-C."""
+    """Run in the background (stdin closed) until `done`, SIGTERM or Ctrl-C. Polls with
+    time.sleep, never Event.wait: SIGTERM raises wherever the main thread is, and a sleep
+    holds no lock for the exception to leave in a wrong state."""
     while not done.is_set():
-        done.wait(WAKE_S)
+        time.sleep(WAKE_S)
