@@ -239,5 +239,9 @@ class NatsCluster:
     def endpoints(self) -> tuple[Endpoint, ...]:
         return tuple(n.endpoint() for n in self.nodes)
 
+    def hosts(self) -> tuple[tuple[str, int], ...]:
+        """The nodes as `[mqtt] hosts` takes them: (host, port) in the terminals' order."""
+        return tuple((e.host, e.port) for e in self.endpoints())
+
     def logs(self) -> str:
         return "\n".join(f"--- {n.name}\n{n.log()}" for n in self.nodes)

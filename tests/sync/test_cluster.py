@@ -50,9 +50,8 @@ def _desk(cluster: NatsCluster, desk_key, keys, db: Path, name: str, **kw) -> De
 
 @pytest.mark.slow
 def test_node_killed_mid_drain_loses_and_duplicates_nothing(cluster, desk_key, tmp_path):
-    cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=tuple(
-        (e.host, e.port) for e in cluster.endpoints()), inflight=50, batch=10,
-        resend_after_s=2.0)
+    cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=cluster.hosts(),
+                      inflight=50, batch=10, resend_after_s=2.0)
     fleet = paying_fleet(tmp_path, "F", TERMINALS, PER_TERMINAL, cfg)
     terms, expected, keys = fleet.terminals, fleet.expected, fleet.keys
     db = tmp_path / "desk.sqlite"
@@ -121,9 +120,8 @@ def test_one_copy_consumers_bring_a_killed_cluster_back_losing_nothing(desk_key,
     catch-up, every payment is stored once and acknowledged."""
     cluster = NatsCluster(tmp_path / "nats", consumer_replicas=1).start()
     terminals, per_terminal = 4, 100
-    cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=tuple(
-        (e.host, e.port) for e in cluster.endpoints()), inflight=20, batch=5,
-        resend_after_s=2.0)
+    cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=cluster.hosts(),
+                      inflight=20, batch=5, resend_after_s=2.0)
     fleet = paying_fleet(tmp_path, "R", terminals, per_terminal, cfg)
     terms, expected, keys = fleet.terminals, fleet.expected, fleet.keys
     db = tmp_path / "desk.sqlite"
@@ -135,11 +133,9 @@ def test_one_copy_consumers_bring_a_killed_cluster_back_losing_nothing(desk_key,
         wait_for(lambda: desk_payment_counts(db)[1] >= 60, 60, "the drain to start")
         at_kill = desk_payment_counts(db)[1]
         assert at_kill < len(expected), "the drain finished before the fault"
-        for n in cluster.nodes:
-            n.kill()
+        cluster.kill_all()
         t_up = time.monotonic()
-        for n in cluster.nodes:
-            n.start()
+        cluster.start_nodes()
         for n in cluster.nodes:
             n.mqtt_ready()
         wait_for(lambda: desk_payment_counts(db)[1] >= len(expected), 120,

@@ -121,9 +121,8 @@ def test_a_dry_run_names_the_two_streams_and_deletes_nothing(cluster):
 def test_all_nodes_killed_mid_drain_then_a_session_reset_loses_and_duplicates_nothing(
     cluster, desk_key, tmp_path
 ):
-    cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=tuple(
-        (e.host, e.port) for e in cluster.endpoints()), inflight=5, batch=5,
-        resend_after_s=2.0)
+    cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=cluster.hosts(),
+                      inflight=5, batch=5, resend_after_s=2.0)
     fleet = paying_fleet(tmp_path, "R", TERMINALS, PER_TERMINAL, cfg)
     terms, expected, keys = fleet.terminals, fleet.expected, fleet.keys
     db = tmp_path / "desk.sqlite"

@@ -44,7 +44,7 @@ class TlsCluster:
                                                              self.kb.desk_tls())
 
     def hosts(self) -> tuple[tuple[str, int], ...]:
-        return tuple((e.host, e.port) for e in self.cluster.endpoints())
+        return self.cluster.hosts()
 
     def terminal_cfg(self, desk_key, cert: tuple[Path, Path], **kw):  # type: ignore[no-untyped-def]
         return mqtt_config(0, desk_key, protocol="3.1.1", hosts=self.hosts(),
