@@ -68,7 +68,7 @@ clean:
 
 # Reliability (issue 9, docs/reliability.md): the long chaos run (>= 1,000 payments with
 # SIGKILLs and broker restarts, ~12 min) and the fleet simulation (5,000+ terminals).
-.PHONY: chaos fleet fleet-tls fleet-nats fleet-nats-tls fleet-nats-tls-r1
+.PHONY: chaos fleet fleet-tls fleet-nats fleet-nats-tls fleet-nats-tls-r1 fleet-nats-tls-light
 
 chaos: setup
 	$(PY) -m tests.chaos chaos
@@ -89,3 +89,6 @@ fleet-nats-tls: setup
 # The TLS cluster with one copy of each subscription's consumer (docs/fleet.md).
 fleet-nats-tls-r1: setup
 	$(PY) -m bench --only fleet_nats_tls_r1
+
+fleet-nats-tls-light: setup
+	$(PY) -m bench --only fleet_nats_tls_light

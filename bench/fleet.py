@@ -182,6 +182,9 @@ class Worker:
         self.port = int(cfg["port"])
         self.v5 = cfg.get("protocol", "5") == "5"  # "3.1.1": a NATS cluster (bench/fleet_nats)
         self.ports = [int(p) for p in cfg.get("ports") or [self.port]]  # a cluster's nodes
+        # [mqtt] light_session: ack and config at QoS 0, only cmd and payment_status queued
+        self.qos = {leaf: 0 if cfg.get("light_session") and leaf in topics.LIGHT else 1
+                    for leaf in topics.DOWN}
         self.rng = random.Random(cfg["seed"])
         self.binds = cfg.get("binds") or [""]
         self.desk_keys = {cfg["desk_kid"]: public_from_b64(cfg["desk_pub"])}
@@ -353,14 +356,12 @@ class Worker:
         t.ever_connected = True
         if self.v5:
             client.subscribe([
-                (t.topics["cmd"], SubscribeOptions(qos=1, retainHandling=2)),
-                (t.topics["ack"], SubscribeOptions(qos=1)),
-                (t.topics["payment_status"], SubscribeOptions(qos=1)),
-                (t.topics["config"], SubscribeOptions(qos=1)),
+                (t.topics[leaf], SubscribeOptions(qos=qos, retainHandling=2 if leaf == "cmd"
+                                                  else 0))
+                for leaf, qos in self.qos.items()
             ])
         else:  # 3.1.1: no subscription options
-            client.subscribe([(t.topics[leaf], 1)
-                              for leaf in ("cmd", "ack", "payment_status", "config")])
+            client.subscribe([(t.topics[leaf], qos) for leaf, qos in self.qos.items()])
         state = json.dumps({"v": 1, "terminal_id": t.tid, "state": "online",
                             "connection_id": t.connection_id,
                             "at_ms": int(time.time() * 1000), "agent_version": "0.1.0"})

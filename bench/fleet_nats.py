@@ -15,7 +15,9 @@ What differs from the mosquitto run, and why:
 - the "broker restart" SIGKILLs all three nodes and starts them again: the whole fleet
   reconnects, as after a mosquitto restart;
 - `fleet_nats_tls_r1` is the TLS run with node.conf's `consumer_replicas` at 1 instead of
-  the streams' 3: one copy of each subscription's consumer, no Raft group per consumer.
+  the streams' 3: one copy of each subscription's consumer, no Raft group per consumer;
+- `fleet_nats_tls_light` is the TLS run with the terminals' `[mqtt] light_session`: ack
+  and config at QoS 0, so two consumers per terminal (cmd, payment_status) instead of four.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ TLS_TITLE = ("Fleet on a 3-node NATS cluster over TLS: a client certificate per 
 R1_KEY = "fleet_nats_tls_r1"
 R1_TITLE = ("Fleet on a 3-node NATS cluster over TLS with consumer_replicas 1: streams R3, "
             "one copy of each subscription's consumer")
+# The TLS fleet with `[mqtt] light_session` (ack and config at QoS 0): two JetStream
+# consumers per terminal instead of four, consumers R3 as shipped.
+LIGHT_KEY = "fleet_nats_tls_light"
+LIGHT_TITLE = ("Fleet on a 3-node NATS cluster over TLS with light sessions: ack and config "
+               "at QoS 0, consumers R3 as shipped")
 NODES = 3
 ENV_TERMINALS = "KIOSK_FLEET_NATS_TERMINALS"
 # 20,000 is the aim; what the cluster reaches on this 2-core machine is measured and
@@ -84,12 +91,15 @@ class NatsClusterBroker:
     wait_s = WAIT_S
 
     def __init__(self, folder: Path, terminal_ids: list[str], tls: bool,
-                 consumer_replicas: int | None = None) -> None:
+                 consumer_replicas: int | None = None, light_session: bool = False) -> None:
         from bench.fleet import tls_kit
 
         self.consumer_replicas = consumer_replicas
+        self.light_session = light_session
         if consumer_replicas == 1:
             self.tls_key, self.tls_title = R1_KEY, R1_TITLE
+        elif light_session:
+            self.tls_key, self.tls_title = LIGHT_KEY, LIGHT_TITLE
         self.folder = folder
         self.nodes = [_Node(f"n{i + 1}") for i in range(NODES)]
         self.port = self.nodes[0].mqtt
@@ -204,11 +214,13 @@ class NatsClusterBroker:
         return {"ports": self.ports, "partition": [i, desks]}
 
     def worker_extra(self) -> dict[str, Any]:
-        return {"ports": self.ports, "protocol": "3.1.1"}
+        return {"ports": self.ports, "protocol": "3.1.1", "light_session": self.light_session}
 
     def link(self, tls: bool) -> str:
         consumers = ("consumer_replicas 1" if self.consumer_replicas == 1
                      else "consumers R3 as shipped")
+        if self.light_session:
+            consumers += ", light sessions (ack and config at QoS 0)"
         return ("TLS with a client certificate per terminal, deploy/nats/ node.conf + "
                 f"users.conf (verify_and_map, per-terminal permissions), {consumers}" if tls
                 else f"no TLS, deploy/nats/node.conf without its TLS section, {consumers}")
@@ -280,14 +292,16 @@ def fleet_size(quick: bool) -> tuple[int, str]:
         f"full restart (docs/benchmarks.md 'fleet_nats')")
 
 
-def _run(ctx: Context, tls: bool, consumer_replicas: int | None = None) -> BenchResult:
+def _run(ctx: Context, tls: bool, consumer_replicas: int | None = None,
+         light_session: bool = False) -> BenchResult:
     from bench.fleet import run_fleet
 
     def make_broker(folder: Path, ids: list[str], tls: bool) -> NatsClusterBroker:
-        return NatsClusterBroker(folder, ids, tls, consumer_replicas)
+        return NatsClusterBroker(folder, ids, tls, consumer_replicas, light_session)
 
     n, why = fleet_size(ctx.quick)
-    key = R1_KEY if consumer_replicas == 1 else TLS_KEY if tls else KEY
+    key = (R1_KEY if consumer_replicas == 1 else LIGHT_KEY if light_session
+           else TLS_KEY if tls else KEY)
     with scratch_dir(ctx, key) as folder:
         result = run_fleet(n, ctx.quick, folder, tls=tls, make_broker=make_broker)
     if why:
@@ -305,3 +319,7 @@ def run_tls(ctx: Context) -> BenchResult:
 
 def run_tls_r1(ctx: Context) -> BenchResult:
     return _run(ctx, tls=True, consumer_replicas=1)
+
+
+def run_tls_light(ctx: Context) -> BenchResult:
+    return _run(ctx, tls=True, light_session=True)

@@ -138,6 +138,9 @@ class MqttConfig:
     clock_skew_s: int = 300
     protocol: str = "5"  # "5" or "3.1.1" (a NATS cluster speaks 3.1.1 only)
     hosts: tuple[tuple[str, int], ...] = ()  # a cluster's nodes; () = host and port
+    # ack and config at QoS 0: half the broker-side queues per terminal (a NATS cluster's
+    # JetStream consumers); docs/mqtt.md "Light sessions"
+    light_session: bool = False
 
 
 MQTT_PROTOCOLS = ("5", "3.1.1")
@@ -416,6 +419,7 @@ def _mqtt(r: TableReader, base: Path) -> MqttConfig:
         protocol=r.read("protocol", Field(str, d.protocol, choices=MQTT_PROTOCOLS,
                                           what='"5" or "3.1.1" (a string, quoted)')),
         hosts=_hosts(r),
+        light_session=r.get("light_session", bool, d.light_session),
     )
     if out.hosts and ("host" in r.table or "port" in r.table):
         raise ConfigError(f"{r.where('hosts')} replaces mqtt.host and mqtt.port: give one "

@@ -152,6 +152,7 @@ class SyncAgent:
     # -- lifecycle ---------------------------------------------------------------------
     def _settings(self) -> ConnSettings:
         m, t = self.config.mqtt, self.terminal_id
+        light = m.light_session  # docs/mqtt.md "Light sessions"
         return ConnSettings(
             host=m.host,
             port=m.port,
@@ -175,9 +176,9 @@ class SyncAgent:
                 # never the retained copy; a command published with retain is refused
                 Subscription(topics.topic(t, topics.CMD), 1, send_retained=False,
                              retain_as_published=True),
-                Subscription(topics.topic(t, topics.ACK), 1),
-                Subscription(topics.topic(t, topics.PAYMENT_STATUS), 1),
-                Subscription(topics.topic(t, topics.CONFIG), 1),
+                *(Subscription(topics.topic(t, leaf), 0 if light and leaf in topics.LIGHT
+                               else 1)
+                  for leaf in (topics.ACK, topics.PAYMENT_STATUS, topics.CONFIG)),
             ),
             reconnect_min_s=m.reconnect_min_s,
             reconnect_max_s=m.reconnect_max_s,

@@ -20,6 +20,11 @@ CONFIG = "config"  # retained, QoS 1, signed, versioned
 
 UP = (STATE, HEALTH, PAYMENTS, EVENTS, CMD_RESULT)
 DOWN = (CMD, ACK, PAYMENT_STATUS, CONFIG)
+# With `[mqtt] light_session` these are subscribed at QoS 0: the broker keeps nothing of
+# them for an absent terminal. Nothing is lost: every reconnect resends the unacknowledged
+# records (the desk acks them again), and every subscribe brings the retained config.
+# cmd and payment_status stay QoS 1: only the broker's session holds them while away.
+LIGHT = (ACK, CONFIG)
 
 # A terminal id is a whole topic level: never a wildcard or a separator (CVE-2017-7650).
 TERMINAL_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,32}$")
