@@ -419,7 +419,7 @@ def _mqtt(r: TableReader, base: Path) -> MqttConfig:
         protocol=r.read("protocol", Field(str, d.protocol, choices=MQTT_PROTOCOLS,
                                           what='"5" or "3.1.1" (a string, quoted)')),
         hosts=_hosts(r),
-        light_session=r.get("light_session", bool, d.light_session),
+        light_session=r.get("light_session", bool, d.light_session, "true or false"),
     )
     if out.hosts and ("host" in r.table or "port" in r.table):
         raise ConfigError(f"{r.where('hosts')} replaces mqtt.host and mqtt.port: give one "

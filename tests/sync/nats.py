@@ -12,12 +12,14 @@ without routes drops its cluster section; a node without `conf_dir` its TLS sect
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import ssl
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -245,3 +247,20 @@ class NatsCluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {n.name}\n{n.log()}" for n in self.nodes)
+
+    def consumer_subjects(self) -> set[str]:
+        """The filter subjects of the JetStream consumers the running nodes host (the
+        monitoring port's /jsz): one per QoS 1 MQTT subscription."""
+        subjects: set[str] = set()
+        for n in self.nodes:
+            if not n.running:
+                continue
+            url = (f"http://127.0.0.1:{n.monitor_port}/jsz?accounts=true&streams=true"
+                   "&consumers=true&config=true")
+            with urllib.request.urlopen(url, timeout=5) as r:
+                jsz = json.loads(r.read())
+            for account in jsz.get("account_details") or []:
+                for stream in account.get("stream_detail") or []:
+                    for consumer in stream.get("consumer_detail") or []:
+                        subjects.add(consumer["config"].get("filter_subject", ""))
+        return subjects

@@ -5,6 +5,7 @@ engine with device doubles, real SyncAgent)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -16,7 +17,7 @@ from sync import topics
 from sync.envelope import seal
 from sync.keys import key_id
 from tests.sync.conftest import DeskKey, make_desk, wait_for
-from tests.sync.terminal import live_terminal, mqtt_config, terminal_public_key
+from tests.sync.terminal import live_terminal, mqtt_config, terminal_public_key, unacked
 
 NEW_PHONE = "8 800 700-00-07"
 
@@ -334,3 +335,47 @@ def test_unsigned_acks_and_statuses_are_ignored(pair):
     desk.send_raw(tid, topics.PAYMENT_STATUS, json.dumps(body).encode())
     wait_for(lambda: len(_rejected(term, "desk_message_rejected")) >= 2, 5)
     assert term.ledger.get_payment(pid)["status"] == "accepted"
+
+
+# -- light sessions (docs/mqtt.md "Light sessions") --------------------------------------
+def test_a_light_session_loses_nothing_while_the_terminal_is_away(broker, desk_key, tmp_path):
+    """ack and config at QoS 0: the broker keeps neither for an absent terminal. The ack
+    published while the terminal is away is dropped, so the terminal's resend after
+    reconnecting brings it again (a duplicate the desk stores once); the config comes as
+    the retained copy; the payment status, QoS 1, waits in the session."""
+    tid = "TL" + str(abs(hash(tmp_path.name)) % 10**6)
+    term = live_terminal(tmp_path / "t", tid,
+                         mqtt_config(broker.port, desk_key, light_session=True))
+    desk = make_desk(broker, desk_key, {tid: terminal_public_key(term.config)},
+                     tmp_path / "desk.sqlite", client_id=f"desk-{tid}", ack_delay_s=2.0).start()
+    try:
+        assert {s.topic.rsplit("/", 1)[-1]: s.qos
+                for s in term.agent.conn.settings.subscriptions} == \
+            {"cmd": 1, "ack": 0, "payment_status": 1, "config": 0}
+        wait_for(lambda: desk.states.get(tid, {}).get("state") == "online", 10, "online")
+        pid = term.pay(500)
+        wait_for(lambda: desk.stats.new_payments == 1, 10, "stored at the desk")
+        term.agent.stop()  # away before the desk's (slow) ack goes out
+        term.agent = None
+        wait_for(lambda: desk.states[tid]["state"] == "offline", 5, "offline")
+        time.sleep(2.5)  # the ack is published now, to nobody
+        assert term.ledger.get_payment(pid)["status"] == "sent"
+        desk.publish_config(tid, {"version": 1, "terminal_id": "*",
+                                  "support_phone": NEW_PHONE})
+        desk.payment_status(tid, [{"payment_id": pid, "status": "processed",
+                                   "reprocess_count": 0}])
+
+        term.start_agent()
+        wait_for(lambda: term.ledger.get_payment(pid)["status"] == "processed", 15,
+                 "the queued status")
+        wait_for(lambda: desk_ledger.current_config(term.ledger) is not None, 5,
+                 "the retained config")
+        assert term.engine.support_phone == NEW_PHONE
+        wait_for(lambda: unacked(term) == 0, 15, "the resend acknowledged")
+        assert desk.stats.duplicates >= 1  # the dropped ack was made good by the resend
+        assert desk.stats.new_payments == 1
+        assert [p["payment_id"] for p in desk.store.payments(tid)] == [pid]
+        desk.send_raw(tid, topics.CONFIG, b"", retain=True)
+    finally:
+        desk.stop()
+        term.stop()

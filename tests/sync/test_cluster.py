@@ -158,6 +158,59 @@ def test_one_copy_consumers_bring_a_killed_cluster_back_losing_nothing(desk_key,
         cluster.stop()
 
 @pytest.mark.slow
+def test_light_sessions_bring_a_killed_cluster_back_losing_nothing(desk_key, tmp_path):
+    """`light_session` (ack and config at QoS 0): a terminal has JetStream consumers only
+    for cmd and payment_status. All three nodes SIGKILLed mid-drain and started again,
+    consumers R3 as shipped: the terminals come back by themselves, no reset, and every
+    payment is stored once and acknowledged (docs/fleet.md, "Light sessions on NATS")."""
+    cluster = NatsCluster(tmp_path / "nats").start()
+    terminals, per_terminal = 4, 100
+    cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=cluster.hosts(), light_session=True,
+                      inflight=20, batch=5, resend_after_s=2.0)
+    fleet = paying_fleet(tmp_path, "L", terminals, per_terminal, cfg)
+    terms, expected, keys = fleet.terminals, fleet.expected, fleet.keys
+    db = tmp_path / "desk.sqlite"
+    desk = _desk(cluster, desk_key, keys, db, "desk-light", ack_delay_s=0.02).start()
+    try:
+        assert desk.conn.wait_connected(20), desk.conn.link
+        for t in terms:
+            t.start_agent()
+        wait_for(lambda: all(t.agent.conn.connected for t in terms), 30, "terminals online")
+
+        def leaves() -> set[str]:
+            return {s.rsplit(".", 1)[-1] for s in cluster.consumer_subjects()
+                    if ".kiosk.v1.L" in s}
+
+        wait_for(lambda: {"cmd", "payment_status"} <= leaves(), 20, "the consumers made")
+        assert leaves() == {"cmd", "payment_status"}  # none for ack, none for config
+        wait_for(lambda: desk_payment_counts(db)[1] >= 60, 60, "the drain to start")
+        at_kill = desk_payment_counts(db)[1]
+        assert at_kill < len(expected), "the drain finished before the fault"
+        cluster.kill_all()
+        t_up = time.monotonic()
+        cluster.start_nodes()
+        for n in cluster.nodes:
+            n.mqtt_ready()
+        wait_for(lambda: desk_payment_counts(db)[1] >= len(expected), 120,
+                 "every payment at the desk")
+        wait_for(lambda: all(unacked(t) == 0 for t in terms), 60, "every outbox empty")
+        t_done = time.monotonic() - t_up
+
+        rows, distinct = desk_payment_counts(db)
+        assert rows == distinct == len(expected)  # 0 lost, 0 stored twice
+        assert {(p["terminal_id"], p["payment_id"]) for p in desk.store.payments()} == expected
+        print(f"\nall 3 NATS nodes SIGKILLed (light sessions, consumers R3) with {at_kill} "
+              f"of {len(expected)} payments at the desk: all stored once and acknowledged "
+              f"{t_done:.1f} s after the nodes were started again; "
+              f"{desk.stats.duplicates} duplicate deliveries de-duplicated")
+    finally:
+        desk.stop()
+        for t in terms:
+            t.stop()
+        cluster.stop()
+
+
+@pytest.mark.slow
 def test_a_node_refusing_mqtt5_gives_one_clear_line_and_the_terminal_keeps_queueing(
     cluster, desk_key, tmp_path, caplog
 ):

@@ -28,6 +28,7 @@ def test_defaults_and_values():
     assert m.tls_ca == Path("/etc/kiosk/ca.pem") and m.tls_cert == Path("/k/c.pem")
     assert m.desk_keys == (("desk.1a2b3c4d", DESK_KEY),)
     assert m.reconnect_min_s == 0.5 and m.health_interval_s == 30
+    assert (d.light_session, _mqtt({"light_session": True}).light_session) == (False, True)
 
 
 @pytest.mark.parametrize(
@@ -40,6 +41,7 @@ def test_defaults_and_values():
         ({"inflight": 0}, "positive integer"),
         ({"desk_keys": {"k": 5}}, "base64"),
         ({"will_delay_s": -1}, "0 or more"),
+        ({"light_session": "yes"}, "light_session"),
         ({"brokr": "x"}, "not a known setting"),
     ],
 )
