@@ -103,6 +103,13 @@ TLS_WAIT_S = 240.0
 TIMER_BUDGET_S = 0.05  # a worker's timer work per loop turn (paho's TLS handshake blocks)
 
 
+def resend_wait(sends: int) -> float:
+    """sync/drain.py's timing: the wait doubles with each send, capped."""
+    from sync.drain import RESEND_BACKOFF_MAX
+
+    return RESEND_S * min(RESEND_BACKOFF_MAX, 1 << min(max(sends, 1) - 1, 16))
+
+
 def _n(x: float) -> str:
     """A count with thin-space thousands, as the other benchmarks print them."""
     return f"{x:,.0f}".replace(",", " ")
@@ -163,7 +170,8 @@ class _Term:
     backoff: Any = None
     ever_connected: bool = False
     seq: int = 0
-    pending: dict[int, list[Any]] = field(default_factory=dict)  # seq -> [created, sent, data]
+    # seq -> [created, sent, data, sends on this connection]
+    pending: dict[int, list[Any]] = field(default_factory=dict)
     health_phase: float = 0.0
     ssl_ctx: Any = None  # TLS: this terminal's own client certificate (CN = its id)
     node: int = 0  # which of a cluster's ports next (the agent's crc32 spread + failover)
@@ -369,6 +377,8 @@ class Worker:
         self.stats["pub:state"] += 1
         self.health(t)
         if t.pending:  # like Drain.reset: everything unacknowledged goes out again
+            for p in t.pending.values():
+                p[3] = 0  # and the resend backoff starts over
             self.send(t, sorted(t.pending), resend=True)
 
     def _on_disconnect(self, client: Any, idx: int, flags: Any, rc: Any, props: Any) -> None:
@@ -437,7 +447,7 @@ class Worker:
             "session_id": number, "note": None, "terminal_id": t.tid,
             "bills": [{"amount_minor": 50_000, "currency": "RUB", "count": 1}],
         }
-        t.pending[t.seq] = [time.monotonic(), 0.0, data]
+        t.pending[t.seq] = [time.monotonic(), 0.0, data, 0]  # created, sent, data, sends
         self.stats["payments"] += 1
         if t.connected:
             self.send(t, [t.seq])
@@ -455,6 +465,7 @@ class Worker:
             for s in group:
                 p = t.pending[s]
                 p[1] = now
+                p[3] += 1
                 records.append({"seq": s, "ref": p[2]["id"], "attempt": 1, "data": p[2]})
             body = {"v": 1, "terminal_id": t.tid, "kind": "payment",
                     "connection_id": t.connection_id, "sent_ms": int(time.time() * 1000),
@@ -557,7 +568,8 @@ class Worker:
                 for t in self.terms[misc_at:misc_at + step]:
                     if t.client is not None:
                         if t.connected and t.pending:
-                            due = [s for s, p in t.pending.items() if now - p[1] >= RESEND_S]
+                            due = [s for s, p in t.pending.items()
+                                   if now - p[1] >= resend_wait(p[3])]
                             if due:
                                 self.send(t, sorted(due), resend=True)
                         if t.client is not None and t.client.loop_misc() != 0 and t.connected:

@@ -9,6 +9,9 @@
 - Unacknowledged records are sent again after `resend_after_s`, after a refused publish,
   and from the start after every reconnect. Resending is always safe: the desk
   de-duplicates by (terminal, seq) and by payment id + reprocess count.
+- On one connection a record's wait doubles with each resend, up to RESEND_BACKOFF_MAX
+  times `resend_after_s`: an overloaded broker or desk whose acks take longer than the
+  period is not buried under the whole fleet's repeats (docs/mqtt.md, "Resending").
 Runs on the agent's worker thread only.
 """
 
@@ -28,6 +31,9 @@ from sync.envelope import seal
 
 HISTORICAL_AFTER_MS = 60_000  # a record older than this when sent is marked historical
 REFUSED_RETRY_S = 1.0
+# The longest wait before a resend, in multiples of resend_after_s (30 s: 30, 60, 120,
+# 120 … s). Bounded so that records the desk missed come again within minutes.
+RESEND_BACKOFF_MAX = 4
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class Drain:
         self.resend_after_s = resend_after_s
         self._clock = clock
         self.in_flight: dict[int, float] = {}  # seq -> when it went out
+        self._sends: dict[int, int] = {}  # seq -> times sent on this connection
         self.cursor = 0  # highest seq handed out on this connection
         self.connection_id = ""
         self._sent_ok: list[int] = []
@@ -68,6 +75,7 @@ class Drain:
     def reset(self, connection_id: str) -> None:
         """A new connection: everything unacknowledged goes out again, in order."""
         self.in_flight.clear()
+        self._sends.clear()
         self.cursor = 0
         self.connection_id = connection_id
         self.exhausted = False
@@ -79,13 +87,14 @@ class Drain:
         not the whole window."""
         now = self._clock()
         out: list[Batch] = []
-        due = sorted(s for s, at in self.in_flight.items() if now - at >= self.resend_after_s)
+        due = sorted(s for s, at in self.in_flight.items() if now - at >= self._wait(s))
         for i in range(0, len(due), self.batch):
             chunk = due[i:i + self.batch]
             messages = outbox.raw_by_seq(self.ledger, chunk)
             gone = set(chunk) - {m.id for m in messages}
             for s in gone:  # acknowledged meanwhile (an ack on another path)
                 self.in_flight.pop(s, None)
+                self._sends.pop(s, None)
             out += self._batches(messages, now)
         while (room := self.inflight - len(self.in_flight)) > 0:
             want = min(room, self.batch)
@@ -111,7 +120,13 @@ class Drain:
             out.append(self._seal(group))
         for m in messages:
             self.in_flight[m.id] = now
+            self._sends[m.id] = self._sends.get(m.id, 0) + 1
         return out
+
+    def _wait(self, seq: int) -> float:
+        """How long after its last send `seq` is due again: doubling per send."""
+        sends = self._sends.get(seq, 1)
+        return self.resend_after_s * min(RESEND_BACKOFF_MAX, 1 << min(sends - 1, 16))
 
     def _seal(self, group: list[RawMessage]) -> Batch:
         """The batch body as JSON text, each record's `data` the stored payload text
@@ -142,10 +157,10 @@ class Drain:
             self._sent_ok.extend(s for s in seqs if s in self.in_flight)
             self.sent_total += len(seqs)
             return
-        retry_at = self._clock() - self.resend_after_s + REFUSED_RETRY_S
+        now = self._clock()
         for s in seqs:
             if s in self.in_flight:
-                self.in_flight[s] = retry_at
+                self.in_flight[s] = now - self._wait(s) + REFUSED_RETRY_S
 
     def flush_sent(self) -> None:
         """Count the attempts PUBACKed since the last call (one transaction)."""
@@ -158,6 +173,7 @@ class Drain:
         count = desk_ledger.acknowledge_seqs(self.ledger, seqs)
         for s in seqs:
             self.in_flight.pop(s, None)
+            self._sends.pop(s, None)
         self.acked_total += count
         if count:
             self.exhausted = False
@@ -166,5 +182,5 @@ class Drain:
     def next_resend_in(self) -> float | None:
         if not self.in_flight:
             return None
-        oldest = min(self.in_flight.values())
-        return max(0.0, oldest + self.resend_after_s - self._clock())
+        first = min(at + self._wait(s) for s, at in self.in_flight.items())
+        return max(0.0, first - self._clock())

@@ -49,10 +49,11 @@ def _desk(cluster: NatsCluster, desk_key, keys, db: Path, name: str, **kw) -> De
 
 
 @pytest.mark.slow
-def test_node_killed_mid_drain_loses_and_duplicates_nothing(cluster, desk_key, tmp_path):
+@pytest.mark.parametrize("light", [False, True], ids=["qos1", "light_session"])
+def test_node_killed_mid_drain_loses_and_duplicates_nothing(cluster, desk_key, tmp_path, light):
     cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=cluster.hosts(),
-                      inflight=50, batch=10, resend_after_s=2.0)
-    fleet = paying_fleet(tmp_path, "F", TERMINALS, PER_TERMINAL, cfg)
+                      inflight=50, batch=10, resend_after_s=2.0, light_session=light)
+    fleet = paying_fleet(tmp_path, "G" if light else "F", TERMINALS, PER_TERMINAL, cfg)
     terms, expected, keys = fleet.terminals, fleet.expected, fleet.keys
     db = tmp_path / "desk.sqlite"
     desks = [_desk(cluster, desk_key, keys, db, f"desk-{n}", ack_delay_s=0.02).start()
@@ -97,7 +98,8 @@ def test_node_killed_mid_drain_loses_and_duplicates_nothing(cluster, desk_key, t
                 assert dict(c.execute("SELECT status, count(*) FROM payments GROUP BY status")) \
                     == {"accepted": PER_TERMINAL}
         dups = sum(d.stats.duplicates for d in desks)
-        print(f"\nNATS node {victim.name} SIGKILLed with {len(moved)} of {TERMINALS} terminals "
+        print(f"\n{'light sessions: ' if light else ''}NATS node {victim.name} SIGKILLed "
+              f"with {len(moved)} of {TERMINALS} terminals "
               f"and {at_kill} of {len(expected)} payments at the desk: terminals on other "
               f"nodes after {t_moved:.1f} s, the drain flowing again after {t_flowing:.1f} s, "
               f"all {len(expected)} stored and acknowledged {t_done:.1f} s after the kill; "
