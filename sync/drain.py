@@ -11,7 +11,7 @@
   de-duplicates by (terminal, seq) and by payment id + reprocess count.
 - On one connection a record's wait doubles with each resend, up to RESEND_BACKOFF_MAX
   times `resend_after_s`: an overloaded broker or desk whose acks take longer than the
-  period is not buried under the whole fleet's repeats (docs/mqtt.md, "Resending").
+  period is not buried under the whole fleet's repeats (docs/mqtt.md).
 Runs on the agent's worker thread only.
 """
 
