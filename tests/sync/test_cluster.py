@@ -2,7 +2,9 @@
 every node, MQTT streams replicated R3), terminals spread over the nodes with
 `[mqtt] hosts`, desk workers without shared subscriptions (every worker takes every
 message; the database de-duplicates). One node SIGKILLed mid-drain and restarted later:
-nothing lost, nothing stored twice. Also: a node that refuses MQTT 5, and a node that is
+nothing lost, nothing stored twice, with and without light sessions (ack and config at
+QoS 0). All three nodes SIGKILLed and restarted, with one-copy consumers and with light
+sessions: back without a reset. Also: a node that refuses MQTT 5, and a node that is
 reachable but cut off from its cluster. Real ledgers, real agents, real desk database.
 """
 
