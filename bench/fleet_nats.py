@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -163,6 +164,17 @@ class NatsClusterBroker:
                     raise BenchError(f"nats-server {n.name}: not ready in {READY_S:.0f} s")
                 time.sleep(0.2)
 
+    def log_findings(self) -> list[str]:
+        """The nodes' own warnings and errors since the last start, most frequent first:
+        when the fleet does not come back, this is what the operator would read."""
+        lines = []
+        for n in self.nodes:
+            path = self.folder / f"{n.name}-{self.starts}.log"
+            text = path.read_text(errors="replace") if path.exists() else ""
+            for message, count in log_findings(text)[:FINDINGS]:
+                lines.append(f"{n.name} log after the restart, {count}x: {message}")
+        return lines
+
     def kill(self) -> None:
         for n in self.nodes:
             if n.proc is not None and n.proc.poll() is None:
@@ -226,6 +238,30 @@ class NatsClusterBroker:
                 else f"no TLS, deploy/nats/node.conf without its TLS section, {consumers}")
 
 
+# nats-server's log line: "[pid] date time [LVL] message"
+_LOG_LINE = re.compile(r"^\[\d+\] \S+ \S+ \[(WRN|ERR|FTL)\] (.*)$")
+# what varies between repeats of one warning: numbers, ids, addresses, subjects' tails
+_VARYING = re.compile(r"[0-9A-Za-z]{20,}|\d+(\.\d+)*")
+FINDINGS = 3
+
+
+def log_findings(text: str) -> list[tuple[str, int]]:
+    """Warnings and errors grouped by their shape (numbers and ids folded into `#`),
+    most frequent first, each with one real example line."""
+    counts: dict[str, int] = {}
+    example: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _LOG_LINE.match(line)
+        if m is None:
+            continue
+        message = f"[{m.group(1)}] {m.group(2)}"
+        shape = _VARYING.sub("#", message)
+        counts[shape] = counts.get(shape, 0) + 1
+        example.setdefault(shape, message[:240])
+    ranked = sorted(counts, key=lambda k: (-counts[k], k))
+    return [(example[k], counts[k]) for k in ranked]
+
+
 def _open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -287,9 +323,9 @@ def fleet_size(quick: bool) -> tuple[int, str]:
         f"{DEFAULT_TERMINALS} terminals, not 20,000: on this 2-core machine each MQTT "
         f"session costs the cluster a JetStream consumer per QoS 1 subscription, replicated "
         f"on 3 nodes as shipped (≈ 1.6 ms of CPU per second per terminal at field rates, "
-        f"measured; ≈ 0.24 ms with consumer_replicas 1); 1,000 connected but their acks "
-        f"lagged by seconds and the cluster's JetStream did not recover within 90 s of a "
-        f"full restart (docs/benchmarks.md 'fleet_nats')")
+        f"measured; ≈ 1.1 ms with light sessions, ≈ 0.24 ms with consumer_replicas 1); "
+        f"1,000 connected but their acks lagged by seconds and the cluster's JetStream did "
+        f"not recover within 90 s of a full restart (docs/benchmarks.md 'fleet_nats')")
 
 
 def _run(ctx: Context, tls: bool, consumer_replicas: int | None = None,
