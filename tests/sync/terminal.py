@@ -18,6 +18,7 @@ from sync.agent import SyncAgent, signing_key_path
 from sync.keys import load_or_create_signing_key
 from tests.conftest import config_in
 from tests.core.doubles import DoubleAcceptor, DoublePrinter
+from tests.sync.conftest import wait_for
 
 MTS_ACCOUNT = "9161234567"
 
@@ -147,6 +148,19 @@ class PayingFleet:
     terminals: list[LiveTerminal]
     expected: set[tuple[str, str]]
     keys: dict[str, Any]
+
+    def settle(self, db: Path, desk_s: float = 120, outbox_s: float = 60) -> None:
+        """Wait for every expected payment at the desk, then every outbox acknowledged."""
+        wait_for(lambda: desk_payment_counts(db)[1] >= len(self.expected), desk_s,
+                 "every payment at the desk")
+        wait_for(lambda: all(unacked(t) == 0 for t in self.terminals), outbox_s,
+                 "every outbox acknowledged")
+
+    def assert_stored_once(self, db: Path, stored: list[dict[str, Any]]) -> None:
+        """0 lost, 0 stored twice: the desk's rows are exactly the payments made."""
+        rows, distinct = desk_payment_counts(db)
+        assert rows == distinct == len(self.expected), (rows, distinct, len(self.expected))
+        assert {(p["terminal_id"], p["payment_id"]) for p in stored} == self.expected
 
 
 def paying_fleet(tmp: Path, prefix: str, count: int, per_terminal: int,

@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -86,15 +86,9 @@ def test_node_killed_mid_drain_loses_and_duplicates_nothing(cluster, desk_key, t
         t_flowing = time.monotonic() - t_kill
         victim.start()  # back later: it rejoins the cluster and catches up its replicas
         victim.mqtt_ready()
-        wait_for(lambda: desk_payment_counts(db)[1] >= len(expected), 120,
-                 "every payment at the desk")
-        wait_for(lambda: all(unacked(t) == 0 for t in terms), 60, "every outbox empty")
+        fleet.settle(db)
         t_done = time.monotonic() - t_kill
-
-        rows, distinct = desk_payment_counts(db)
-        assert rows == distinct == len(expected)  # 0 lost, 0 stored twice
-        got = {(p["terminal_id"], p["payment_id"]) for p in desks[0].store.payments()}
-        assert got == expected
+        fleet.assert_stored_once(db, desks[0].store.payments())
         for t in terms:
             with sqlite3.connect(t.config.paths.ledger) as c:
                 assert dict(c.execute("SELECT status, count(*) FROM payments GROUP BY status")) \
@@ -117,49 +111,56 @@ def test_node_killed_mid_drain_loses_and_duplicates_nothing(cluster, desk_key, t
 
 
 
+def _kill_the_whole_cluster_mid_drain(tmp_path: Path, desk_key, cluster: NatsCluster,  # type: ignore[no-untyped-def]
+                                      prefix: str, what: str,
+                                      check_online: Callable[[NatsCluster], None] | None = None,
+                                      **mqtt) -> None:
+    """4 terminals drain 400 payments; all three nodes SIGKILLed mid-drain and started
+    again; no reset: every payment must be stored once and acknowledged by itself."""
+    cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=cluster.hosts(),
+                      inflight=20, batch=5, resend_after_s=2.0, **mqtt)
+    fleet = paying_fleet(tmp_path, prefix, 4, 100, cfg)
+    db = tmp_path / "desk.sqlite"
+    desk = _desk(cluster, desk_key, fleet.keys, db, f"desk-{prefix}", ack_delay_s=0.02).start()
+    try:
+        assert desk.conn.wait_connected(20), desk.conn.link
+        for t in fleet.terminals:
+            t.start_agent()
+        if check_online is not None:
+            wait_for(lambda: all(t.agent.conn.connected for t in fleet.terminals), 30,
+                     "terminals online")
+            check_online(cluster)
+        wait_for(lambda: desk_payment_counts(db)[1] >= 60, 60, "the drain to start")
+        at_kill = desk_payment_counts(db)[1]
+        assert at_kill < len(fleet.expected), "the drain finished before the fault"
+        cluster.kill_all()
+        t_up = time.monotonic()
+        cluster.start_nodes()
+        for n in cluster.nodes:
+            n.mqtt_ready()
+        fleet.settle(db)
+        t_done = time.monotonic() - t_up
+        fleet.assert_stored_once(db, desk.store.payments())
+        print(f"\nall 3 NATS nodes SIGKILLed ({what}) with {at_kill} of {len(fleet.expected)} "
+              f"payments at the desk: all stored once and acknowledged {t_done:.1f} s after "
+              f"the nodes were started again; {desk.stats.duplicates} duplicate deliveries "
+              f"de-duplicated")
+    finally:
+        desk.stop()
+        for t in fleet.terminals:
+            t.stop()
+        cluster.stop()
+
+
 @pytest.mark.slow
 def test_one_copy_consumers_bring_a_killed_cluster_back_losing_nothing(desk_key, tmp_path):
     """`consumer_replicas: 1` (docs/fleet.md, "Consumer replicas"): all three nodes
     SIGKILLed mid-drain and started again; the consumers come back without Raft
     catch-up, every payment is stored once and acknowledged."""
     cluster = NatsCluster(tmp_path / "nats", consumer_replicas=1).start()
-    terminals, per_terminal = 4, 100
-    cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=cluster.hosts(),
-                      inflight=20, batch=5, resend_after_s=2.0)
-    fleet = paying_fleet(tmp_path, "R", terminals, per_terminal, cfg)
-    terms, expected, keys = fleet.terminals, fleet.expected, fleet.keys
-    db = tmp_path / "desk.sqlite"
-    desk = _desk(cluster, desk_key, keys, db, "desk-r1", ack_delay_s=0.02).start()
-    try:
-        assert desk.conn.wait_connected(20), desk.conn.link
-        for t in terms:
-            t.start_agent()
-        wait_for(lambda: desk_payment_counts(db)[1] >= 60, 60, "the drain to start")
-        at_kill = desk_payment_counts(db)[1]
-        assert at_kill < len(expected), "the drain finished before the fault"
-        cluster.kill_all()
-        t_up = time.monotonic()
-        cluster.start_nodes()
-        for n in cluster.nodes:
-            n.mqtt_ready()
-        wait_for(lambda: desk_payment_counts(db)[1] >= len(expected), 120,
-                 "every payment at the desk")
-        wait_for(lambda: all(unacked(t) == 0 for t in terms), 60, "every outbox empty")
-        t_done = time.monotonic() - t_up
+    assert "consumer_replicas: 1" in cluster.nodes[0].conf.read_text()
+    _kill_the_whole_cluster_mid_drain(tmp_path, desk_key, cluster, "R", "consumer_replicas 1")
 
-        rows, distinct = desk_payment_counts(db)
-        assert rows == distinct == len(expected)  # 0 lost, 0 stored twice
-        assert {(p["terminal_id"], p["payment_id"]) for p in desk.store.payments()} == expected
-        assert "consumer_replicas: 1" in cluster.nodes[0].conf.read_text()
-        print(f"\nall 3 NATS nodes SIGKILLed (consumer_replicas 1) with {at_kill} of "
-              f"{len(expected)} payments at the desk: all stored once and acknowledged "
-              f"{t_done:.1f} s after the nodes were started again; "
-              f"{desk.stats.duplicates} duplicate deliveries de-duplicated")
-    finally:
-        desk.stop()
-        for t in terms:
-            t.stop()
-        cluster.stop()
 
 @pytest.mark.slow
 def test_light_sessions_bring_a_killed_cluster_back_losing_nothing(desk_key, tmp_path):
@@ -167,51 +168,20 @@ def test_light_sessions_bring_a_killed_cluster_back_losing_nothing(desk_key, tmp
     for cmd and payment_status. All three nodes SIGKILLed mid-drain and started again,
     consumers R3 as shipped: the terminals come back by themselves, no reset, and every
     payment is stored once and acknowledged (docs/fleet.md, "Light sessions on NATS")."""
-    cluster = NatsCluster(tmp_path / "nats").start()
-    terminals, per_terminal = 4, 100
-    cfg = mqtt_config(0, desk_key, protocol="3.1.1", hosts=cluster.hosts(), light_session=True,
-                      inflight=20, batch=5, resend_after_s=2.0)
-    fleet = paying_fleet(tmp_path, "L", terminals, per_terminal, cfg)
-    terms, expected, keys = fleet.terminals, fleet.expected, fleet.keys
-    db = tmp_path / "desk.sqlite"
-    desk = _desk(cluster, desk_key, keys, db, "desk-light", ack_delay_s=0.02).start()
-    try:
-        assert desk.conn.wait_connected(20), desk.conn.link
-        for t in terms:
-            t.start_agent()
-        wait_for(lambda: all(t.agent.conn.connected for t in terms), 30, "terminals online")
 
+    def only_cmd_and_status_consumers(cluster: NatsCluster) -> None:
         def leaves() -> set[str]:
             return {s.rsplit(".", 1)[-1] for s in cluster.consumer_subjects()
                     if ".kiosk.v1.L" in s}
 
         wait_for(lambda: {"cmd", "payment_status"} <= leaves(), 20, "the consumers made")
         assert leaves() == {"cmd", "payment_status"}  # none for ack, none for config
-        wait_for(lambda: desk_payment_counts(db)[1] >= 60, 60, "the drain to start")
-        at_kill = desk_payment_counts(db)[1]
-        assert at_kill < len(expected), "the drain finished before the fault"
-        cluster.kill_all()
-        t_up = time.monotonic()
-        cluster.start_nodes()
-        for n in cluster.nodes:
-            n.mqtt_ready()
-        wait_for(lambda: desk_payment_counts(db)[1] >= len(expected), 120,
-                 "every payment at the desk")
-        wait_for(lambda: all(unacked(t) == 0 for t in terms), 60, "every outbox empty")
-        t_done = time.monotonic() - t_up
 
-        rows, distinct = desk_payment_counts(db)
-        assert rows == distinct == len(expected)  # 0 lost, 0 stored twice
-        assert {(p["terminal_id"], p["payment_id"]) for p in desk.store.payments()} == expected
-        print(f"\nall 3 NATS nodes SIGKILLed (light sessions, consumers R3) with {at_kill} "
-              f"of {len(expected)} payments at the desk: all stored once and acknowledged "
-              f"{t_done:.1f} s after the nodes were started again; "
-              f"{desk.stats.duplicates} duplicate deliveries de-duplicated")
-    finally:
-        desk.stop()
-        for t in terms:
-            t.stop()
-        cluster.stop()
+    cluster = NatsCluster(tmp_path / "nats").start()
+    _kill_the_whole_cluster_mid_drain(tmp_path, desk_key, cluster, "L",
+                                      "light sessions, consumers R3",
+                                      check_online=only_cmd_and_status_consumers,
+                                      light_session=True)
 
 
 @pytest.mark.slow
