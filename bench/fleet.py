@@ -686,6 +686,20 @@ def desk_main(cfg: dict[str, Any]) -> None:
         desk.conn.settings = dataclasses.replace(desk.conn.settings, subscriptions=shared)
     desk.store.db.execute("PRAGMA busy_timeout=10000")
     desk.start()
+    # when the desk last got its link back (monotonic: one clock for every process here),
+    # so a slow drain after a broker restart can be told apart from a desk that was away
+    link = {"connected_at": 0.0}
+
+    def watch_link() -> None:
+        was = False
+        while True:
+            now = desk.conn.connected
+            if now and not was:
+                link["connected_at"] = time.monotonic()
+            was = now
+            time.sleep(0.2)
+
+    threading.Thread(target=watch_link, daemon=True).start()
     print(json.dumps({"ready": desk.conn.wait_connected(20)}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
@@ -695,6 +709,8 @@ def desk_main(cfg: dict[str, Any]) -> None:
                               "records": s.records, "messages": s.messages,
                               "acks": s.acks_sent, "rejected": s.rejected,
                               "health": len(desk.health), "states": len(desk.states),
+                              "connected": desk.conn.connected,
+                              "connected_at": link["connected_at"],
                               "cpu_s": sum(os.times()[:2])}), flush=True)
         elif cmd["op"] == "stop":
             break
@@ -1116,6 +1132,11 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
         # a queue that never emptied has no drain time; printing the deadline as one would lie
         restart.extra["drained_s"] = (time.monotonic() - t_up
                                       if sum(s["pending"] for s in st) == 0 else None)
+        desk_link = run.desk_stats()
+        back_at = [d["connected_at"] for d in desk_link]
+        restart.extra["desks_back_s"] = (
+            max(back_at) - t_up
+            if all(d["connected"] for d in desk_link) and min(back_at) >= t_up else None)
         if restart.connected_end < n and hasattr(broker, "log_findings"):
             run.details.extend(broker.log_findings())
         desks = run.desk_stats()
@@ -1198,12 +1219,14 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
         "—", "none", verdict(None)))
     back = restart.extra["all_back_s"]
     drained = restart.extra.get("drained_s")
+    desks = restart.extra.get("desks_back_s")
     res.figures.append(Figure(
         "broker SIGKILL + restart: whole fleet back / every queue drained / peak CPU",
         (f"{back:.1f} s" if back is not None else "not all back")
         + (f" / {drained:.1f} s after it was up" if drained is not None else " / not drained")
         + f" / peak {restart.peak_cores * 100:.0f}% of a core",
-        f"down {restart.extra['down_s']:.1f} s; backoff 1-60 s full jitter", "—", "none",
+        f"down {restart.extra['down_s']:.1f} s; backoff 1-60 s full jitter; desk workers "
+        + (f"back {desks:.1f} s" if desks is not None else "not all back"), "—", "none",
         verdict(None)))
 
     # -- extrapolation -------------------------------------------------------------------
