@@ -62,6 +62,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from agent.loopback import free_port as _free_port  # below the ephemeral range
 from bench.common import (
     PYTHON,
     REPO,
@@ -855,12 +856,6 @@ class Broker:
     def link(self, tls: bool) -> str:
         return ("TLS with a client certificate per terminal, the shipped kiosk.conf and ACL "
                 "(kiosk broker-kit init)" if tls else "no TLS")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class SysMonitor:

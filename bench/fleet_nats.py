@@ -35,6 +35,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from agent.loopback import free_port as _free_port  # below the ephemeral range
 from bench.common import BenchError, BenchResult, Context, scratch_dir
 
 KEY = "fleet_nats"
@@ -62,12 +63,6 @@ DEFAULT_TERMINALS = 500
 QUICK_TERMINALS = 200
 WAIT_S = 900.0  # connect storm and restart: JetStream work per session paces them
 READY_S = 90.0
-
-
-def _free_port() -> int:
-    from bench.fleet import _free_port as free
-
-    return free()
 
 
 def nats_path() -> str:

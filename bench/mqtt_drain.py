@@ -42,6 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from agent.loopback import free_port as _free_port  # below the ephemeral range
 from bench.common import (
     PYTHON,
     REPO,
@@ -73,12 +74,6 @@ def _mosquitto() -> str:
         if path and os.access(path, os.X_OK):
             return path
     raise BenchError("mosquitto is not installed (scripts/system-deps.sh installs it)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_broker(folder: Path) -> tuple[subprocess.Popen, int]:
