@@ -39,6 +39,7 @@ from sync.desk_service.actions import (  # one path for the CLI and the page
     EXIT_REFUSED,
     reprocess_cmd_id,
 )
+from sync.desk_service.takeover import DEFAULT_TAKEOVER_AFTER_S
 from sync.keys import (
     KeyError_,
     create_terminal_keys,
@@ -121,6 +122,7 @@ def _desk(args: argparse.Namespace, consume: bool, db: Any = None, **kw: Any) ->
         protocol=args.protocol,
         endpoints=endpoints,
         partition=partition,
+        takeover_after_s=_takeover_after(args.takeover_after) if partition else 0.0,
         **kw,
     )
 
@@ -135,6 +137,13 @@ def _endpoints(hosts: str, default_port: int) -> tuple[Any, ...]:
         return tuple(parse_endpoint(h, default_port) for h in hosts.split(",") if h.strip())
     except ValueError as exc:
         raise KeyError_(f"--hosts: {exc}") from exc
+
+
+def _takeover_after(seconds: float) -> float:
+    """`--takeover-after S`: 0 turns takeover off (a partition waits for its worker)."""
+    if not seconds >= 0:  # also NaN
+        raise KeyError_(f"--takeover-after {seconds}: give seconds >= 0 (0: never)")
+    return seconds
 
 
 def _partition(text: str) -> tuple[int, int] | None:
@@ -219,6 +228,10 @@ def desk_main(argv: list[str]) -> int:
                     help="a cluster's nodes, host:port,host:port (replaces --host/--port)")
     ap.add_argument("--partition", default="",
                     help="K/N: store only terminals with crc32(id) %% N == K (MQTT 3.1.1)")
+    ap.add_argument("--takeover-after", type=float, default=DEFAULT_TAKEOVER_AFTER_S,
+                    metavar="SECONDS",
+                    help="with --partition: also take a partition whose worker has not "
+                    "beaten for this long, until it is back (0: never; default %(default)s)")
     ap.add_argument("--tls-ca")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")

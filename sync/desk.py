@@ -36,6 +36,7 @@ from sync import topics
 from sync.backoff import Backoff
 from sync.connection import PROTOCOL_5, Connection, ConnSettings, Endpoint, Inbound, Subscription
 from sync.desk_service.db import CommitStats, DeskDB, database_lost, record_problem
+from sync.desk_service.takeover import Takeover
 from sync.ed25519 import PrivateKey, PublicKey
 from sync.envelope import MAX_ENVELOPE_BYTES, EnvelopeError, open_envelope, peek_body, seal
 from sync.keys import key_id, load_public_key
@@ -147,6 +148,7 @@ class Desk:
         protocol: str = PROTOCOL_5,
         endpoints: tuple[Endpoint, ...] = (),
         partition: tuple[int, int] | None = None,
+        takeover_after_s: float = 0.0,
     ) -> None:
         """`persistent=False`: a clean session that ends with the connection (one-shot
         tools leave nothing behind at the broker). `share_group`: payments and events on
@@ -156,7 +158,9 @@ class Desk:
         `protocol` "3.1.1" (a NATS cluster): no shared subscriptions, so every worker
         receives every message and the database's keys make the repeats no-ops;
         `partition` (k, n) then splits the work: this worker stores and acknowledges
-        only the terminals whose crc32(id) % n == k (docs/fleet.md)."""
+        only the terminals whose crc32(id) % n == k (docs/fleet.md), and with
+        `takeover_after_s` > 0 also those of a partition whose worker has not beaten for
+        that long (sync/desk_service/takeover.py)."""
         self.key, self.kid = key, kid
         self.protocol = protocol
         if share_group and protocol != PROTOCOL_5:
@@ -172,6 +176,11 @@ class Desk:
             t: {key_id(t, pub): pub} for t, pub in terminal_keys.items()
         }
         self.store = db_path if isinstance(db_path, DeskDB) else DeskDB(db_path)
+        self.takeover = (
+            Takeover(self.store, client_id, partition, takeover_after_s,
+                     connected=lambda: self.conn.connected)
+            if partition is not None and takeover_after_s > 0 else None
+        )
         self.stats = DeskStats()
         self.health_status = DeskHealth(since_ms=int(clock() * 1000))
         self.on_health: Callable[[DeskHealth], None] | None = None
@@ -243,11 +252,15 @@ class Desk:
     def start(self) -> Desk:
         self._worker.start()
         self.conn.start()
+        if self.takeover is not None:
+            self.takeover.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
         self._queue.put(None)
+        if self.takeover is not None:
+            self.takeover.stop()
         self._worker.join(10)
         self.conn.stop(timeout=1.0)
         self.store.close()
@@ -415,7 +428,17 @@ class Desk:
         if self.partition is None:
             return True
         k, n = self.partition
-        return zlib.crc32(terminal.encode()) % n == k
+        part = zlib.crc32(terminal.encode()) % n
+        return part == k if self.takeover is None else part in self.takeover.covers
+
+    @property
+    def share(self) -> str:
+        """The partitions this worker takes now, for people: "all", "1/3", "1/3,0/3"."""
+        if self.partition is None:
+            return "all"
+        k, n = self.partition
+        covers = self.takeover.covers if self.takeover is not None else {k}
+        return ",".join(f"{j}/{n}" for j in [k, *sorted(set(covers) - {k})])
 
     def _probe_seen(self, probe: str) -> None:
         with self._cond:

@@ -222,3 +222,16 @@ audit = Table(
     Index("ix_audit_at", "at_ms"),
     Index("ix_audit_target", "target"),
 )
+
+# One row per desk worker with `--partition K/N` (sync/desk_service/takeover.py): the beat
+# counter goes up while its broker link is up; the others watch it change by their own
+# clocks (never comparing two hosts' clocks) and take over a partition whose beat stopped.
+desk_workers = Table(
+    "desk_workers", metadata,
+    Column("client_id", String(SHORT), primary_key=True),
+    Column("partition_k", Integer, nullable=False),
+    Column("partition_n", Integer, nullable=False),
+    Column("beat", BigInteger, nullable=False),
+    Column("covers", String(256), nullable=False),  # partitions it takes now, e.g. "0,2"
+    Column("seen_ms", BigInteger, nullable=False),  # its own clock: for people, not rules
+)

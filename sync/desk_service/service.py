@@ -70,6 +70,7 @@ def status_of(desk: Any, interval_s: float) -> dict[str, Any]:
         "broker_connected": desk.conn.connected,
         "broker_link": desk.conn.link.as_dict(),
         "database": desk.store.dialect,
+        "share": desk.share,  # the partitions it takes now (takeover: more than its own)
         "updated_ms": int(time.time() * 1000),
         "interval_s": interval_s,
         "messages": st.messages, "records": st.records, "new_payments": st.new_payments,
@@ -86,8 +87,10 @@ def health_line(status: dict[str, Any]) -> str:
     link = status.get("broker_link") or {}
     if not status["broker_connected"] and link.get("problem"):
         broker += f" ({link['problem']} at {link.get('endpoint')})"
+    share = status.get("share", "all")
     return (f"{head} broker={broker} "
-            f"db={status['database']} messages={status['messages']} "
+            + (f"share={share} " if share != "all" else "")
+            + f"db={status['database']} messages={status['messages']} "
             f"payments={status['new_payments']} duplicates={status['duplicates']} "
             f"acks={status['acks_sent']} quarantined={status['quarantined']} "
             f"conflicts={status['conflicts']}")

@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from sync.cli import desk_main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +42,8 @@ def test_its_command_line_is_one_the_desk_parses(capsys):
                 if x.startswith("ExecStart="))
     argv = shlex.split(line.removeprefix("ExecStart="))
     assert argv[:2] == [INSTALLED_KIOSK, "desk"]
-    args = [a.replace("%i", "8080") for a in argv[2:] if a != "$KIOSK_DESK_OPTS"]
+    args = [a.replace("%i", "8080") for a in argv[2:]
+            if a not in ("$KIOSK_DESK_OPTS", "$KIOSK_DESK_WORKER_OPTS")]
     try:
         desk_main([*args, "--help"])
     except SystemExit as exc:
@@ -49,3 +52,24 @@ def test_its_command_line_is_one_the_desk_parses(capsys):
     assert "--status" in out  # the serve subcommand's help, not the top level
     options = [a for a in args if a.startswith("--")]
     assert options and all(o in out for o in options), (options, out)
+
+
+def test_a_partitioned_worker_s_options_go_before_serve(capsys):
+    """KIOSK_DESK_WORKER_OPTS (the per-instance file the header shows) sits before
+    `serve`: --partition and --takeover-after are the desk's top-level options."""
+    text = UNIT.read_text(encoding="utf-8")
+    assert "EnvironmentFile=-/etc/kiosk/desk-%i.env" in text
+    example = next(x for x in text.splitlines() if "KIOSK_DESK_WORKER_OPTS=" in x)
+    worker_opts = shlex.split(example.split("=", 1)[1])
+    line = next(x for x in text.splitlines() if x.startswith("ExecStart="))
+    argv = shlex.split(line.removeprefix("ExecStart="))
+    at = argv.index("$KIOSK_DESK_WORKER_OPTS")
+    assert argv[at + 1] == "serve"
+    try:
+        desk_main(["--db", "x.sqlite", *worker_opts, "serve", "--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert "--status" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad:
+        desk_main(["--takeover-after", "soon", "serve", "--help"])
+    assert bad.value.code == 2

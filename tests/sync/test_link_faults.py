@@ -178,6 +178,59 @@ def test_partitioned_desk_workers_on_311_split_the_terminals(broker, desk_key, t
             t.stop()
 
 
+def test_a_partition_whose_worker_is_gone_is_taken_over_and_handed_back(broker, desk_key,
+                                                                       tmp_path, caplog):
+    """--takeover-after: worker 1 stops; after the period worker 0 stores and acknowledges
+    partition 1's terminals too (their outboxes empty, nothing lost, nothing twice); worker
+    1 comes back and gets its partition back (sync/desk_service/takeover.py)."""
+    import zlib
+
+    ids = ["PA1", "PA2", "PA3", "PA4", "PA5", "PA6"]
+    part = {i: zlib.crc32(i.encode()) % 2 for i in ids}
+    terms = [live_terminal(tmp_path / i, i, mqtt_config(broker.port, desk_key,
+                                                        protocol="3.1.1", resend_after_s=1.0))
+             for i in ids]
+    keys = {i: terminal_public_key(t.config) for i, t in zip(ids, terms, strict=True)}
+    db = tmp_path / "desk.sqlite"
+
+    def worker(k: int) -> Desk:
+        return make_desk(broker, desk_key, keys, db, client_id=f"desk-p{k}", protocol="3.1.1",
+                         persistent=False, partition=(k, 2), takeover_after_s=1.5).start()
+
+    def at_desk() -> list[tuple[str, str]]:
+        return [(p["terminal_id"], p["payment_id"]) for p in w0.store.payments()]
+
+    w0, w1 = worker(0), worker(1)
+    back: Desk | None = None
+    caplog.set_level(logging.WARNING, logger="sync.desk.takeover")
+    try:
+        wait_for(lambda: w0.conn.connected and w1.conn.connected
+                 and all(t.agent.conn.connected for t in terms), 10, "connected")
+        w1.stop()
+        wait_for(lambda: w0.share == "0/2,1/2", 10, "worker 0 takes partition 1")
+        paid = {(i, t.pay(500)) for i, t in zip(ids, terms, strict=True)}
+        wait_for(lambda: set(at_desk()) == paid, 20, "every payment at the desk")
+        wait_for(lambda: all(unacked(t) == 0 for t in terms), 20, "every outbox empty")
+        assert w0.stats.new_payments == len(ids)
+        assert any("taking over partition 1/2" in r.message for r in caplog.records)
+
+        back = worker(1)
+        wait_for(lambda: w0.share == "0/2", 10, "partition 1 handed back")
+        assert back.share == "1/2"
+        again = {(i, t.pay(1000)) for i, t in zip(ids, terms, strict=True)}
+        wait_for(lambda: set(at_desk()) == paid | again, 20, "the second round at the desk")
+        wait_for(lambda: all(unacked(t) == 0 for t in terms), 20, "every outbox empty again")
+        assert back.stats.new_payments == sum(1 for i in ids if part[i] == 1)
+        assert len(at_desk()) == len(set(at_desk())) == 2 * len(ids)
+        assert any("handed back" in r.message for r in caplog.records)
+    finally:
+        for d in (w0, w1, back):
+            if d is not None:
+                d.stop()
+        for t in terms:
+            t.stop()
+
+
 def test_desk_cluster_options_are_checked():
     from sync.cli import _endpoints, _partition
     from sync.connection import Endpoint
@@ -194,7 +247,15 @@ def test_desk_cluster_options_are_checked():
         _endpoints("a:x", 8884)
     with pytest.raises(ValueError, match="partition"):
         Desk("h", 1, None, "k", {}, ":memory:", partition=(2, 2))  # type: ignore[arg-type]
+    from sync.cli import _takeover_after
+
+    assert _takeover_after(0) == 0 and _takeover_after(12.5) == 12.5
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(KeyError_, match="--takeover-after"):
+            _takeover_after(bad)
     status = {"state": "ok", "broker_connected": False, "database": "sqlite", "messages": 0,
               "new_payments": 0, "duplicates": 0, "acks_sent": 0, "quarantined": 0,
               "conflicts": 0, "broker_link": {"problem": "no_connack", "endpoint": "n1:8884"}}
     assert "broker=DOWN (no_connack at n1:8884)" in health_line(status)
+    assert "share=" not in health_line(status)  # one worker for everything says nothing
+    assert "share=1/3,0/3 db=" in health_line({**status, "share": "1/3,0/3"})

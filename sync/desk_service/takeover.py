@@ -1,0 +1,210 @@
+"""Partition takeover: when the worker of a partition goes quiet, the next one stores and
+acknowledges that partition's terminals too, until it is back.
+
+Desk workers started with `--partition K/N` (MQTT 3.1.1: no shared subscriptions) share
+the database. Each writes its row of `desk_workers` every `beat_s` while its broker link
+is up, raising a beat counter. A worker holds another alive while that row's beat keeps
+changing, timed by its own monotonic clock: two hosts' clocks are never compared. A
+partition with no live worker belongs to the first live partition after it (K+1, K+2, …
+mod N): exactly one worker takes it, and a run of dead partitions still has an owner.
+
+Why this cannot lose or double a payment: who stores a record changes, not how. While
+ownership moves, two workers may store the same record; the database keys make the
+second a duplicate and the terminal ignores a repeated ack. Acks still follow the commit
+(M8). A record the successor received before it took over was PUBACKed unread; its
+terminal sends it again after `resend_after_s` (the outbox resends until acknowledged).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from sync.desk_service.db import DeskDB, DeskDBError, now_ms
+from sync.desk_service.schema import desk_workers
+
+log = logging.getLogger("sync.desk.takeover")
+
+DEFAULT_TAKEOVER_AFTER_S = 30.0  # a worker quiet this long: the next partition takes its share
+BEATS_PER_TAKEOVER = 6  # beat_s = takeover_after_s / this: one lost beat is no takeover
+FORGET_AFTER_S = 3600.0  # a row whose beat has not moved this long (our clock) is deleted:
+# workers named by pid leave one row per restart; a live worker whose row went writes it again
+
+
+def owners(n: int, alive: Iterable[int]) -> dict[int, int]:
+    """Partition -> the live partition whose worker takes it (itself when alive).
+    With no live partition at all, nobody owns anything."""
+    live = set(alive)
+    owner: dict[int, int] = {}
+    for j in range(n):
+        for step in range(n):
+            candidate = (j + step) % n
+            if candidate in live:
+                owner[j] = candidate
+                break
+    return owner
+
+
+def covered(own: int, n: int, alive: Iterable[int]) -> frozenset[int]:
+    """The partitions the worker of `own` takes, given which others are alive."""
+    return frozenset(j for j, o in owners(n, set(alive) | {own}).items() if o == own)
+
+
+def describe(covers: Iterable[int], n: int) -> str:
+    return ",".join(f"{k}/{n}" for k in sorted(covers))
+
+
+@dataclass
+class Liveness:
+    """Which partitions have a live worker, judged by beats changing on our own clock."""
+
+    own: int
+    n: int
+    client_id: str
+    takeover_after_s: float
+    clock: Callable[[], float] = time.monotonic
+    started: float = field(init=False)
+    _seen: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (beat, at)
+    forget: set[str] = field(default_factory=set)  # rows long dead: the next tick deletes
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def alive(self, rows: Iterable[tuple[str, int, int, int]]) -> set[int]:
+        """rows: (client_id, partition_k, partition_n, beat). Our own partition is always
+        alive to us. Within takeover_after_s of our start every partition is: the others
+        may be starting too, and a takeover only to hand back at once helps nobody."""
+        now = self.clock()
+        live = {self.own}
+        for client_id, k, n, beat in rows:
+            if client_id == self.client_id or n != self.n or not 0 <= k < n:
+                continue  # ours, or a worker of another split (an old N): not comparable
+            last = self._seen.get(client_id)
+            if last is None or last[0] != beat:
+                self._seen[client_id] = (beat, now)  # first sight counts as a beat
+                last = self._seen[client_id]
+            if now - last[1] < self.takeover_after_s:
+                live.add(k)
+            elif now - last[1] > FORGET_AFTER_S:
+                self.forget.add(client_id)
+        if now - self.started < self.takeover_after_s:
+            return set(range(self.n))
+        return live
+
+
+    def forgotten(self, client_ids: Iterable[str]) -> None:
+        for client_id in client_ids:
+            self.forget.discard(client_id)
+            self._seen.pop(client_id, None)
+
+
+class Takeover:
+    """Beats for this worker and the partitions it takes; `covers` is read by Desk.mine
+    on the worker thread (a frozenset swapped whole, so no lock is needed)."""
+
+    def __init__(
+        self,
+        store: DeskDB,
+        client_id: str,
+        partition: tuple[int, int],
+        takeover_after_s: float = DEFAULT_TAKEOVER_AFTER_S,
+        connected: Callable[[], bool] = lambda: True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if takeover_after_s <= 0:
+            raise ValueError("takeover_after_s must be positive (no Takeover to turn it off)")
+        self.store = store
+        self.client_id = client_id
+        self.own, self.n = partition
+        self.takeover_after_s = takeover_after_s
+        self.beat_s = takeover_after_s / BEATS_PER_TAKEOVER
+        self.connected = connected
+        self.liveness = Liveness(self.own, self.n, client_id, takeover_after_s, clock)
+        self.covers: frozenset[int] = frozenset({self.own})
+        self.beats = 0
+        self._failing = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"{client_id}-takeover",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.beat_s):
+            self.tick()
+
+    def tick(self) -> None:
+        """Beat (while the broker link is up: a worker that receives nothing must not
+        look alive), read the others' beats, move `covers`. A database error keeps the
+        current share: the worker cannot store anything then either."""
+        try:
+            if self.connected():
+                self._beat()
+            with self.store.transaction() as db:
+                rows = db.execute(select(desk_workers.c.client_id, desk_workers.c.partition_k,
+                                         desk_workers.c.partition_n, desk_workers.c.beat)).all()
+        except (SQLAlchemyError, DeskDBError) as exc:
+            if not self._failing:
+                log.warning("desk worker %s: heartbeat failed, keeping partitions %s: %s",
+                            self.client_id, describe(self.covers, self.n),
+                            str(exc).splitlines()[0])
+            self._failing = True
+            return
+        self._failing = False
+        alive = self.liveness.alive((r[0], r[1], r[2], r[3]) for r in rows)
+        if self.liveness.forget:
+            self._forget()
+        self._move(covered(self.own, self.n, alive))
+
+    def _beat(self) -> None:
+        values = {"partition_k": self.own, "partition_n": self.n,
+                  "covers": describe(self.covers, self.n)[:256], "seen_ms": now_ms()}
+        with self.store.transaction() as db:
+            done = db.execute(update(desk_workers)
+                              .where(desk_workers.c.client_id == self.client_id)
+                              .values(beat=desk_workers.c.beat + 1, **values))
+            if done.rowcount == 0:
+                try:
+                    with db.begin_nested():
+                        db.execute(insert(desk_workers).values(
+                            client_id=self.client_id, beat=1, **values))
+                except IntegrityError:
+                    pass  # two workers with one client id: the broker keeps only one anyway
+        self.beats += 1
+
+    def _forget(self) -> None:
+        gone = sorted(self.liveness.forget)
+        try:
+            with self.store.transaction() as db:
+                db.execute(delete(desk_workers).where(desk_workers.c.client_id.in_(gone)))
+        except (SQLAlchemyError, DeskDBError):
+            return  # tried again on the next tick
+        log.info("desk worker %s: forgot %d worker row(s) quiet for over %.0f s: %s",
+                 self.client_id, len(gone), FORGET_AFTER_S, ", ".join(gone))
+        self.liveness.forgotten(gone)
+
+    def _move(self, new: frozenset[int]) -> None:
+        old = self.covers
+        if new == old:
+            return
+        self.covers = new
+        for k in sorted(new - old):
+            log.warning("desk worker %s: taking over partition %s, its worker has not beaten "
+                        "for %.0f s; its terminals' records are stored and acknowledged "
+                        "here until it is back", self.client_id, describe({k}, self.n),
+                        self.takeover_after_s)
+        for k in sorted(old - new):
+            log.warning("desk worker %s: partition %s is back with its own worker, handed "
+                        "back", self.client_id, describe({k}, self.n))
