@@ -127,7 +127,8 @@ class Worker:
     """`python -m kiosk desk … serve` as its own process (killed by its own pid)."""
 
     def __init__(self, name: str, port: int, files: DeskFiles, db: str, workdir: Path,
-                 ack_delay_s: float = 0.0, extra: tuple[str, ...] = ()) -> None:
+                 ack_delay_s: float = 0.0, extra: tuple[str, ...] = (),
+                 top: tuple[str, ...] = ()) -> None:
         self.name = name
         self.status = StatusFile(workdir / f"{name}.status.json")
         self.log_path = workdir / f"{name}.log"
@@ -135,7 +136,8 @@ class Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kiosk", "desk", "--host", "127.0.0.1", "--port", str(port),
              "--key", str(files.key), "--terminal-keys", str(files.terminal_keys),
-             "--db", db, "--client-id", name, "serve", "--status-file", str(self.status.path),
+             "--db", db, "--client-id", name, *top, "serve", "--status-file",
+             str(self.status.path),
              "--health-interval", HEALTH_INTERVAL_S, "--ack-delay", str(ack_delay_s),
              *extra],
             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=log,
@@ -236,6 +238,79 @@ def test_workers_share_the_load_and_a_killed_worker_loses_and_doubles_nothing(
 def victim_stored(victim: Worker) -> int:
     """What the killed worker had committed (its last status)."""
     return int(victim.state().get("new_payments", 0))
+
+
+def test_a_partition_worker_killed_mid_batch_is_taken_over_and_gets_its_share_back(
+    broker, desk_files, db_target, tmp_path
+):
+    """MQTT 3.1.1, `--partition K/2 --takeover-after 2`: worker 1 is SIGKILLed holding
+    stored, unacknowledged payments; worker 0 takes partition 1 and every payment is
+    acknowledged, stored once; worker 1 started again gets partition 1 back and stores its
+    terminals' next payments (sync/desk_service/takeover.py)."""
+    import zlib
+
+    n = 60
+    suffix = uuid.uuid4().hex[:6]
+    ids: list[str] = []
+    i = 0
+    while {zlib.crc32(t.encode()) % 2 for t in ids} != {0, 1} or len(ids) < 4:
+        ids.append(f"K{i}{suffix}")
+        i += 1
+    part1 = [t for t in ids if zlib.crc32(t.encode()) % 2 == 1]
+    terms, paid = _terminals(tmp_path / "t", ids, broker.port, desk_files, n,
+                             protocol="3.1.1", resend_after_s=2.0)
+
+    def worker(k: int, tag: str) -> Worker:
+        return Worker(f"p{k}{tag}-{suffix}", broker.port, desk_files, db_target, tmp_path,
+                      ack_delay_s=1.0, top=("--protocol", "3.1.1", "--partition", f"{k}/2",
+                                            "--takeover-after", "2"))
+
+    w0, w1 = worker(0, "a"), worker(1, "a")
+    back: Worker | None = None
+    try:
+        wait_for(lambda: w0.state().get("broker_connected") and w1.state().get(
+            "broker_connected"), 30, "the workers connected")
+        assert w0.state()["share"] == "0/2" and w1.state()["share"] == "1/2"
+        for term in terms:
+            term.start_agent()
+        wait_for(lambda: w1.state().get("new_payments", 0) > 0
+                 and w1.state().get("acks_sent", 0) == 0, 30,
+                 "worker 1 holding stored, unacknowledged payments")
+        w1.stop(signal.SIGKILL)
+        wait_for(lambda: w0.state().get("share") == "0/2,1/2", 20, "partition 1 taken over")
+        for term, tid in zip(terms, ids, strict=True):
+            wait_for(lambda t=term, i=tid: len(_accepted(t, paid[i])) == n, 90,
+                     f"every payment of {tid} acknowledged")
+
+        back = worker(1, "b")
+        wait_for(lambda: w0.state().get("share") == "0/2", 20, "partition 1 handed back")
+        assert back.state()["share"] == "1/2"
+        more = {tid: make_payments(term.ledger, 5) for term, tid in zip(terms, ids,
+                                                                         strict=True)}
+        for term, tid in zip(terms, ids, strict=True):
+            wait_for(lambda t=term, i=tid: len(_accepted(t, more[i])) == 5, 60,
+                     f"the next payments of {tid} acknowledged")
+        wait_for(lambda: back.state().get("new_payments") == 5 * len(part1), 10,
+                 "the returned worker's status")
+        w0.stop()
+        back.stop()
+        store = DeskDB(db_target)
+        try:
+            held = store.payments()
+            keys = [(p["terminal_id"], p["payment_id"], p["reprocess_count"]) for p in held]
+            assert len(keys) == len(set(keys)) == len(ids) * (n + 5)
+            assert {p["payment_id"] for p in held} == {
+                p for t in ids for p in paid[t] + more[t]}
+        finally:
+            store.close()
+        assert "taking over partition 1/2" in w0.log_path.read_text(errors="replace")
+        assert "handed back" in w0.log_path.read_text(errors="replace")
+    finally:
+        for w in (w0, w1, back):
+            if w is not None:
+                w.stop(signal.SIGKILL)
+        for term in terms:
+            term.stop()
 
 
 def test_a_lost_database_degrades_the_worker_and_acks_nothing_unstored(
