@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.loopback import free_port as _free_port  # below the ephemeral range
+from agent.loopback import port_open
 from bench.common import (
     PYTHON,
     REPO,
@@ -289,8 +290,7 @@ class Worker:
         raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         raw.setblocking(False)
         try:
-            bind = self.binds[t.idx % len(self.binds)]
-            if bind:
+            if bind := self._bind_of(t):
                 raw.bind((bind, 0))
             err = raw.connect_ex(("127.0.0.1", self._port_of(t)))
             if err not in (0, errno.EINPROGRESS):
@@ -335,6 +335,9 @@ class Worker:
     def _port_of(self, t: _Term) -> int:
         return self.port if self.v5 else self.ports[t.node]
 
+    def _bind_of(self, t: _Term) -> str:
+        return str(self.binds[t.idx % len(self.binds)])
+
     def _mqtt_connect(self, t: _Term, sock: Any = None) -> None:
         """CONNECT on a new paho client; `sock`: a socket whose TLS handshake is done,
         which paho takes instead of making its own (its _create_socket)."""
@@ -348,13 +351,12 @@ class Worker:
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         t.client = c
         try:
-            bind = self.binds[t.idx % len(self.binds)]
             if self.v5:
-                c.connect("127.0.0.1", self.port, keepalive=KEEPALIVE_S, bind_address=bind,
-                          clean_start=False, properties=props)
+                c.connect("127.0.0.1", self._port_of(t), keepalive=KEEPALIVE_S,
+                          bind_address=self._bind_of(t), clean_start=False, properties=props)
             else:
-                c.connect("127.0.0.1", self.ports[t.node], keepalive=KEEPALIVE_S,
-                          bind_address=bind)
+                c.connect("127.0.0.1", self._port_of(t), keepalive=KEEPALIVE_S,
+                          bind_address=self._bind_of(t))
         except (OSError, ValueError):  # ssl.SSLError is an OSError; a bad certificate a ValueError
             self._connect_failed(t)
 
@@ -882,11 +884,9 @@ class Broker:
         log.close()
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
+            if port_open(self.port):
+                return
+            time.sleep(0.02)
         raise BenchError("mosquitto did not start")
 
     def kill(self) -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -43,6 +42,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.loopback import free_port as _free_port  # below the ephemeral range
+from agent.loopback import port_open
 from bench.common import (
     PYTHON,
     REPO,
@@ -89,11 +89,9 @@ def start_broker(folder: Path) -> tuple[subprocess.Popen, int]:
     log.close()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, port
-        except OSError:
-            time.sleep(0.02)
+        if port_open(port):
+            return proc, port
+        time.sleep(0.02)
     proc.kill()
     raise BenchError("mosquitto did not start")
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import socket
 import sys
@@ -141,7 +142,7 @@ def _endpoints(hosts: str, default_port: int) -> tuple[Any, ...]:
 
 def _takeover_after(seconds: float) -> float:
     """`--takeover-after S`: 0 turns takeover off (a partition waits for its worker)."""
-    if not seconds >= 0:  # also NaN
+    if not 0 <= seconds < math.inf:  # also NaN
         raise KeyError_(f"--takeover-after {seconds}: give seconds >= 0 (0: never)")
     return seconds
 
@@ -230,8 +231,9 @@ def desk_main(argv: list[str]) -> int:
                     help="K/N: store only terminals with crc32(id) %% N == K (MQTT 3.1.1)")
     ap.add_argument("--takeover-after", type=float, default=DEFAULT_TAKEOVER_AFTER_S,
                     metavar="SECONDS",
-                    help="with --partition: also take a partition whose worker has not "
-                    "beaten for this long, until it is back (0: never; default %(default)s)")
+                    help="with --partition: also take a partition whose worker has sent no "
+                    "heartbeat for this long, until it is back (0: never; default "
+                    "%(default)s)")
     ap.add_argument("--tls-ca")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")

@@ -37,6 +37,7 @@ from sync.backoff import Backoff
 from sync.connection import PROTOCOL_5, Connection, ConnSettings, Endpoint, Inbound, Subscription
 from sync.desk_service.db import CommitStats, DeskDB, database_lost, record_problem
 from sync.desk_service.takeover import Takeover
+from sync.desk_service.takeover import describe as describe_share
 from sync.ed25519 import PrivateKey, PublicKey
 from sync.envelope import MAX_ENVELOPE_BYTES, EnvelopeError, open_envelope, peek_body, seal
 from sync.keys import key_id, load_public_key
@@ -437,8 +438,7 @@ class Desk:
         if self.partition is None:
             return "all"
         k, n = self.partition
-        covers = self.takeover.covers if self.takeover is not None else {k}
-        return ",".join(f"{j}/{n}" for j in [k, *sorted(set(covers) - {k})])
+        return describe_share(self.takeover.covers if self.takeover is not None else {k}, n, k)
 
     def _probe_seen(self, probe: str) -> None:
         with self._cond:

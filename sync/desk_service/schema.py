@@ -232,6 +232,6 @@ desk_workers = Table(
     Column("partition_k", Integer, nullable=False),
     Column("partition_n", Integer, nullable=False),
     Column("beat", BigInteger, nullable=False),
-    Column("covers", String(256), nullable=False),  # partitions it takes now, e.g. "0,2"
+    Column("covers", String(256), nullable=False),  # partitions it takes now, e.g. "0/3,2/3"
     Column("seen_ms", BigInteger, nullable=False),  # its own clock: for people, not rules
 )

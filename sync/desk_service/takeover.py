@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from sync.desk_service.db import DeskDB, DeskDBError, now_ms
@@ -56,8 +56,10 @@ def covered(own: int, n: int, alive: Iterable[int]) -> frozenset[int]:
     return frozenset(j for j, o in owners(n, set(alive) | {own}).items() if o == own)
 
 
-def describe(covers: Iterable[int], n: int) -> str:
-    return ",".join(f"{k}/{n}" for k in sorted(covers))
+def describe(covers: Iterable[int], n: int, own: int | None = None) -> str:
+    """For people: "1/3", or "1/3,0/3" with `own` first when it takes more."""
+    rest = sorted(set(covers) - {own})
+    return ",".join(f"{k}/{n}" for k in ([own] if own is not None else []) + rest)
 
 
 @dataclass
@@ -96,7 +98,6 @@ class Liveness:
         if now - self.started < self.takeover_after_s:
             return set(range(self.n))
         return live
-
 
     def forgotten(self, client_ids: Iterable[str]) -> None:
         for client_id in client_ids:
@@ -149,40 +150,41 @@ class Takeover:
         """Beat (while the broker link is up: a worker that receives nothing must not
         look alive), read the others' beats, move `covers`. A database error keeps the
         current share: the worker cannot store anything then either."""
+        beating = self.connected()
         try:
-            if self.connected():
-                self._beat()
             with self.store.transaction() as db:
+                if beating:
+                    self._beat(db)
                 rows = db.execute(select(desk_workers.c.client_id, desk_workers.c.partition_k,
                                          desk_workers.c.partition_n, desk_workers.c.beat)).all()
         except (SQLAlchemyError, DeskDBError) as exc:
             if not self._failing:
                 log.warning("desk worker %s: heartbeat failed, keeping partitions %s: %s",
-                            self.client_id, describe(self.covers, self.n),
+                            self.client_id, describe(self.covers, self.n, self.own),
                             str(exc).splitlines()[0])
             self._failing = True
             return
         self._failing = False
-        alive = self.liveness.alive((r[0], r[1], r[2], r[3]) for r in rows)
+        if beating:
+            self.beats += 1
+        alive = self.liveness.alive(r.tuple() for r in rows)
         if self.liveness.forget:
             self._forget()
         self._move(covered(self.own, self.n, alive))
 
-    def _beat(self) -> None:
+    def _beat(self, db: Connection) -> None:
         values = {"partition_k": self.own, "partition_n": self.n,
-                  "covers": describe(self.covers, self.n)[:256], "seen_ms": now_ms()}
-        with self.store.transaction() as db:
-            done = db.execute(update(desk_workers)
-                              .where(desk_workers.c.client_id == self.client_id)
-                              .values(beat=desk_workers.c.beat + 1, **values))
-            if done.rowcount == 0:
-                try:
-                    with db.begin_nested():
-                        db.execute(insert(desk_workers).values(
-                            client_id=self.client_id, beat=1, **values))
-                except IntegrityError:
-                    pass  # two workers with one client id: the broker keeps only one anyway
-        self.beats += 1
+                  "covers": describe(self.covers, self.n, self.own)[:256], "seen_ms": now_ms()}
+        done = db.execute(update(desk_workers)
+                          .where(desk_workers.c.client_id == self.client_id)
+                          .values(beat=desk_workers.c.beat + 1, **values))
+        if done.rowcount == 0:
+            try:
+                with db.begin_nested():
+                    db.execute(insert(desk_workers).values(
+                        client_id=self.client_id, beat=1, **values))
+            except IntegrityError:
+                pass  # two workers with one client id: the broker keeps only one anyway
 
     def _forget(self) -> None:
         gone = sorted(self.liveness.forget)
@@ -201,9 +203,9 @@ class Takeover:
             return
         self.covers = new
         for k in sorted(new - old):
-            log.warning("desk worker %s: taking over partition %s, its worker has not beaten "
-                        "for %.0f s; its terminals' records are stored and acknowledged "
-                        "here until it is back", self.client_id, describe({k}, self.n),
+            log.warning("desk worker %s: taking over partition %s, its worker has sent no "
+                        "heartbeat for %.0f s; its terminals' records are stored and "
+                        "acknowledged here until it is back", self.client_id, describe({k}, self.n),
                         self.takeover_after_s)
         for k in sorted(old - new):
             log.warning("desk worker %s: partition %s is back with its own worker, handed "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.demo_desk import free_port, port_open
+from agent.loopback import free_port, port_open
 
 READY_TIMEOUT_S = 30.0
 TEST_SETTINGS = ("fsync=off",)  # a throwaway cluster: durability costs time, proves nothing

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.demo_desk import free_port, port_open
+from agent.loopback import free_port, port_open
 from sync.desk_service.db import DeskDB
 from sync.desk_service.operators import Operators
 from sync.desk_service.web import DeskWeb

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.demo_desk import free_port, mosquitto_path, port_open
+from agent.demo_desk import mosquitto_path
+from agent.loopback import free_port, port_open
 
 READY_TIMEOUT_S = 10.0
 

@@ -250,7 +250,7 @@ def test_desk_cluster_options_are_checked():
     from sync.cli import _takeover_after
 
     assert _takeover_after(0) == 0 and _takeover_after(12.5) == 12.5
-    for bad in (-1.0, float("nan")):
+    for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(KeyError_, match="--takeover-after"):
             _takeover_after(bad)
     status = {"state": "ok", "broker_connected": False, "database": "sqlite", "messages": 0,
