@@ -160,7 +160,7 @@ class Desk:
         receives every message and the database's keys make the repeats no-ops;
         `partition` (k, n) then splits the work: this worker stores and acknowledges
         only the terminals whose crc32(id) % n == k (docs/fleet.md), and with
-        `takeover_after_s` > 0 also those of a partition whose worker has not beaten for
+        `takeover_after_s` > 0 also those of a partition whose worker has sent no heartbeat for
         that long (sync/desk_service/takeover.py)."""
         self.key, self.kid = key, kid
         self.protocol = protocol
