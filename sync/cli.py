@@ -231,9 +231,9 @@ def desk_main(argv: list[str]) -> int:
                     help="K/N: store only terminals with crc32(id) %% N == K (MQTT 3.1.1)")
     ap.add_argument("--takeover-after", type=float, default=DEFAULT_TAKEOVER_AFTER_S,
                     metavar="SECONDS",
-                    help="with --partition: also take a partition whose worker has sent no "
-                    "heartbeat for this long, until it is back (0: never; default "
-                    "%(default)s)")
+                    help="with --partition: also take a share of a partition whose worker "
+                    "has sent no heartbeat for this long, until it is back (0: never; "
+                    "default %(default)s)")
     ap.add_argument("--tls-ca")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")

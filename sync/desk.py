@@ -430,7 +430,7 @@ class Desk:
             return True
         k, n = self.partition
         part = zlib.crc32(terminal.encode()) % n
-        return part == k if self.takeover is None else part in self.takeover.covers
+        return part == k if self.takeover is None else self.takeover.share.takes(part, terminal)
 
     @property
     def share(self) -> str:
@@ -438,7 +438,9 @@ class Desk:
         if self.partition is None:
             return "all"
         k, n = self.partition
-        return describe_share(self.takeover.covers if self.takeover is not None else {k}, n, k)
+        if self.takeover is not None:
+            return self.takeover.share.describe()
+        return describe_share({k}, n, k)
 
     def _probe_seen(self, probe: str) -> None:
         with self._cond:

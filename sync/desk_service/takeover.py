@@ -1,12 +1,14 @@
-"""Partition takeover: when the worker of a partition goes quiet, the next one stores and
-acknowledges that partition's terminals too, until it is back.
+"""Partition takeover: when the worker of a partition goes quiet, the live ones share its
+terminals between them, storing and acknowledging them too, until it is back.
 
 Desk workers started with `--partition K/N` (MQTT 3.1.1: no shared subscriptions) share
 the database. Each writes its row of `desk_workers` every `beat_s` while its broker link
 is up, raising a beat counter. A worker holds another alive while that row's beat keeps
 changing, timed by its own monotonic clock: two hosts' clocks are never compared. A
-partition with no live worker belongs to the first live partition after it (K+1, K+2, …
-mod N): exactly one worker takes it, and a run of dead partitions still has an owner.
+terminal of a partition with no live worker goes to one live worker picked by a second
+hash of its id (`Share.takes`): the dead partition's load spreads evenly over the
+survivors instead of doubling one of them, every terminal has exactly one owner whoever
+is alive, and a run of dead partitions is covered too.
 
 Why this cannot lose or double a payment: who stores a record changes, not how. While
 ownership moves, two workers may store the same record; the database keys make the
@@ -17,6 +19,7 @@ terminal sends it again after `resend_after_s` (the outbox resends until acknowl
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -37,29 +40,57 @@ FORGET_AFTER_S = 3600.0  # a row whose beat has not moved this long (our clock) 
 # workers named by pid leave one row per restart; a live worker whose row went writes it again
 
 
-def owners(n: int, alive: Iterable[int]) -> dict[int, int]:
-    """Partition -> the live partition whose worker takes it (itself when alive).
-    With no live partition at all, nobody owns anything."""
-    live = set(alive)
-    owner: dict[int, int] = {}
-    for j in range(n):
-        for step in range(n):
-            candidate = (j + step) % n
-            if candidate in live:
-                owner[j] = candidate
-                break
-    return owner
+def spread(terminal: str, ways: int) -> int:
+    """Which of `ways` live workers takes this terminal of a dead partition. Not a second
+    crc32: CRC is linear, so for ids of one length it would follow the partition's own."""
+    digest = hashlib.blake2s(terminal.encode(), digest_size=4, person=b"takeover").digest()
+    return int.from_bytes(digest, "big") % ways
 
 
-def covered(own: int, n: int, alive: Iterable[int]) -> frozenset[int]:
-    """The partitions the worker of `own` takes, given which others are alive."""
-    return frozenset(j for j, o in owners(n, set(alive) | {own}).items() if o == own)
+def owner(part: int, terminal: str, n: int, alive: Iterable[int]) -> int | None:
+    """The live partition whose worker takes this terminal (of partition `part`): its own
+    when alive, else one of the live ones by `spread`. None when nobody is alive."""
+    live = sorted({k for k in alive if 0 <= k < n})
+    if part in live:
+        return part
+    return live[spread(terminal, len(live))] if live else None
 
 
-def describe(covers: Iterable[int], n: int, own: int | None = None) -> str:
-    """For people: "1/3", or "1/3,0/3" with `own` first when it takes more."""
+@dataclass(frozen=True)
+class Share:
+    """What one worker takes, as it sees the others: swapped whole, so Desk.mine on the
+    worker thread needs no lock."""
+
+    own: int
+    n: int
+    live: tuple[int, ...]  # the live partitions, sorted, own among them
+
+    @classmethod
+    def of(cls, own: int, n: int, alive: Iterable[int]) -> Share:
+        return cls(own, n, tuple(sorted({k for k in alive if 0 <= k < n} | {own})))
+
+    @property
+    def dead(self) -> frozenset[int]:
+        return frozenset(range(self.n)) - frozenset(self.live)
+
+    @property
+    def covers(self) -> frozenset[int]:
+        """Partitions it stores for, wholly (its own) or a part (each dead one)."""
+        return self.dead | {self.own}
+
+    def takes(self, part: int, terminal: str) -> bool:
+        return owner(part, terminal, self.n, self.live) == self.own
+
+    def describe(self) -> str:
+        return describe(self.covers, self.n, self.own, len(self.live))
+
+
+def describe(covers: Iterable[int], n: int, own: int | None = None, ways: int = 1) -> str:
+    """For people: "1/3", or "1/3,0/3" with `own` first when it takes more; "1/3,0/3÷2"
+    when each dead partition is shared by 2 live workers."""
     rest = sorted(set(covers) - {own})
-    return ",".join(f"{k}/{n}" for k in ([own] if own is not None else []) + rest)
+    text = ",".join(f"{k}/{n}" for k in ([own] if own is not None else []) + rest)
+    return text + (f"÷{ways}" if rest and ways > 1 else "")
 
 
 @dataclass
@@ -106,8 +137,8 @@ class Liveness:
 
 
 class Takeover:
-    """Beats for this worker and the partitions it takes; `covers` is read by Desk.mine
-    on the worker thread (a frozenset swapped whole, so no lock is needed)."""
+    """Beats for this worker and what it takes; `share` is read by Desk.mine on the
+    worker thread."""
 
     def __init__(
         self,
@@ -127,7 +158,7 @@ class Takeover:
         self.beat_s = takeover_after_s / BEATS_PER_TAKEOVER
         self.connected = connected
         self.liveness = Liveness(self.own, self.n, client_id, takeover_after_s, clock)
-        self.covers: frozenset[int] = frozenset({self.own})
+        self.share = Share.of(self.own, self.n, range(self.n))
         self.beats = 0
         self._failing = False
         self._stop = threading.Event()
@@ -160,21 +191,25 @@ class Takeover:
         except (SQLAlchemyError, DeskDBError) as exc:
             if not self._failing:
                 log.warning("desk worker %s: heartbeat failed, keeping partitions %s: %s",
-                            self.client_id, describe(self.covers, self.n, self.own),
+                            self.client_id, self.share.describe(),
                             str(exc).splitlines()[0])
             self._failing = True
             return
         self._failing = False
         if beating:
             self.beats += 1
-        alive = self.liveness.alive(r.tuple() for r in rows)
+        alive = self.liveness.alive((r[0], r[1], r[2], r[3]) for r in rows)
         if self.liveness.forget:
             self._forget()
-        self._move(covered(self.own, self.n, alive))
+        self._move(Share.of(self.own, self.n, alive))
+
+    @property
+    def covers(self) -> frozenset[int]:
+        return self.share.covers
 
     def _beat(self, db: Connection) -> None:
         values = {"partition_k": self.own, "partition_n": self.n,
-                  "covers": describe(self.covers, self.n, self.own)[:256], "seen_ms": now_ms()}
+                  "covers": self.share.describe()[:256], "seen_ms": now_ms()}
         done = db.execute(update(desk_workers)
                           .where(desk_workers.c.client_id == self.client_id)
                           .values(beat=desk_workers.c.beat + 1, **values))
@@ -197,16 +232,23 @@ class Takeover:
                  self.client_id, len(gone), FORGET_AFTER_S, ", ".join(gone))
         self.liveness.forgotten(gone)
 
-    def _move(self, new: frozenset[int]) -> None:
-        old = self.covers
+    def _move(self, new: Share) -> None:
+        old = self.share
         if new == old:
             return
-        self.covers = new
-        for k in sorted(new - old):
-            log.warning("desk worker %s: taking over partition %s, its worker has sent no "
+        self.share = new
+        ways = len(new.live)
+        for k in sorted(new.dead - old.dead):
+            log.warning("desk worker %s: taking over partition %s%s, its worker has sent no "
                         "heartbeat for %.0f s; its terminals' records are stored and "
-                        "acknowledged here until it is back", self.client_id, describe({k}, self.n),
+                        "acknowledged here until it is back", self.client_id,
+                        describe({k}, self.n),
+                        f" (1 of the {ways} live workers, each a share)" if ways > 1 else "",
                         self.takeover_after_s)
-        for k in sorted(old - new):
+        for k in sorted(old.dead - new.dead):
             log.warning("desk worker %s: partition %s is back with its own worker, handed "
                         "back", self.client_id, describe({k}, self.n))
+        if new.dead and new.dead == old.dead and new.live != old.live:
+            log.warning("desk worker %s: the live workers are now %s: partitions %s "
+                        "shared %d ways", self.client_id, describe(new.live, self.n),
+                        describe(new.dead, self.n), ways)

@@ -4,6 +4,8 @@ is the one thing faked: a takeover waits tens of seconds by design."""
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
@@ -11,35 +13,53 @@ from sqlalchemy.exc import OperationalError
 from sync.desk_service import takeover as tk
 from sync.desk_service.db import DeskDB
 from sync.desk_service.schema import desk_workers
-from sync.desk_service.takeover import Liveness, Takeover, covered, describe, owners
+from sync.desk_service.takeover import Liveness, Share, Takeover, describe, owner, spread
+
+TERMINALS = [f"T{i:05d}" for i in range(600)]
 
 
-@pytest.mark.parametrize(("n", "alive", "expected"), [
-    (1, {0}, {0: 0}),
-    (3, {0, 1, 2}, {0: 0, 1: 1, 2: 2}),
-    (3, {0, 2}, {0: 0, 1: 2, 2: 2}),  # 1 is dead: the next live one after it
-    (3, {0}, {0: 0, 1: 0, 2: 0}),  # a run of dead partitions wraps around
-    (3, {1}, {0: 1, 1: 1, 2: 1}),
-    (4, {0, 2}, {0: 0, 1: 2, 2: 2, 3: 0}),
-    (3, set(), {}),  # nobody alive: nobody owns anything
-])
-def test_owners(n, alive, expected):
-    assert owners(n, alive) == expected
-
-
-def test_every_partition_has_exactly_one_owner_whoever_is_alive():
+def test_every_terminal_has_exactly_one_owner_whoever_is_alive():
+    """For every set of live partitions (5 of them): each terminal is taken by exactly one
+    live worker; a live partition keeps its own terminals; a dead one's are spread so that
+    every survivor takes a fair part, not one of them all."""
     n = 5
+    part = {t: zlib.crc32(t.encode()) % n for t in TERMINALS}
     for mask in range(1, 2 ** n):
-        alive = {k for k in range(n) if mask >> k & 1}
-        shares = [covered(k, n, alive) for k in alive]
-        assert sorted(j for s in shares for j in s) == list(range(n)), alive
-        assert all(k in covered(k, n, alive) for k in alive)
+        alive = [k for k in range(n) if mask >> k & 1]
+        shares = {k: Share.of(k, n, alive) for k in alive}
+        for t in TERMINALS:
+            takers = [k for k, s in shares.items() if s.takes(part[t], t)]
+            assert takers == [owner(part[t], t, n, alive)], (alive, t)
+            if part[t] in alive:
+                assert takers == [part[t]]
+        orphans = [t for t in TERMINALS if part[t] not in alive]
+        for k, s in shares.items():  # each survivor's part of the orphans: about 1/len
+            got = sum(s.takes(part[t], t) for t in orphans)
+            assert abs(got - len(orphans) / len(alive)) <= 0.35 * len(orphans) / len(alive) + 3, \
+                (alive, k, got, len(orphans))
 
 
-def test_own_partition_is_always_covered_even_if_the_others_think_it_dead():
-    assert covered(1, 3, set()) == {0, 1, 2}
-    assert covered(1, 3, {0}) == {1}
+def test_the_spread_does_not_follow_the_partition_hash():
+    """crc32 is linear: a second crc32 of the same ids would put all of a dead partition's
+    terminals on one survivor for some N. The spread of each partition's terminals over
+    two survivors is near half and half."""
+    for n in (2, 3, 4, 6):
+        for j in range(n):
+            mine = [t for t in TERMINALS if zlib.crc32(t.encode()) % n == j]
+            ones = sum(spread(t, 2) for t in mine)
+            assert 0.35 * len(mine) < ones < 0.65 * len(mine), (n, j, ones, len(mine))
+
+
+def test_own_partition_is_always_taken_even_if_the_others_think_it_dead():
+    s = Share.of(1, 3, set())
+    assert s.live == (1,) and s.covers == {0, 1, 2}
+    assert all(s.takes(p, t) for t in TERMINALS[:50] for p in range(3))
+    assert Share.of(1, 3, {0}).covers == {1, 2} and Share.of(1, 3, {0, 2}).covers == {1}
+    assert owner(0, "T1", 3, []) is None  # nobody alive: nobody owns anything
     assert describe({2, 0}, 3) == "0/3,2/3"
+    assert Share.of(1, 3, {1, 2}).describe() == "1/3,0/3÷2"  # 0/3 shared by the 2 alive
+    assert Share.of(1, 3, {1}).describe() == "1/3,0/3,2/3"
+    assert Share.of(1, 3, {0, 1, 2}).describe() == "1/3"
 
 
 class Clock:

@@ -231,6 +231,63 @@ def test_a_partition_whose_worker_is_gone_is_taken_over_and_handed_back(broker, 
             t.stop()
 
 
+def test_a_dead_partition_is_shared_by_every_live_worker(broker, desk_key, tmp_path, caplog):
+    """Three workers, worker 1 stops: its terminals are spread over workers 0 and 2 (each
+    takes some, not one of them all), every payment is stored once and acknowledged; when
+    worker 1 is back both hand its partition back."""
+    import zlib
+
+    from sync.desk_service.takeover import spread
+
+    pool = [f"PB{i}" for i in range(60)]
+    part = {i: zlib.crc32(i.encode()) % 3 for i in pool}
+    halves = [[i for i in pool if part[i] == 1 and spread(i, 2) == h][:2] for h in (0, 1)]
+    ids = [next(i for i in pool if part[i] == 0), next(i for i in pool if part[i] == 2),
+           *halves[0], *halves[1]]
+    # live workers 0 and 2: spread() index 0 is worker 0, index 1 worker 2
+    expected = {0: 3, 2: 3}
+    terms = [live_terminal(tmp_path / i, i, mqtt_config(broker.port, desk_key,
+                                                        protocol="3.1.1", resend_after_s=1.0))
+             for i in ids]
+    keys = {i: terminal_public_key(t.config) for i, t in zip(ids, terms, strict=True)}
+    db = tmp_path / "desk.sqlite"
+
+    def worker(k: int) -> Desk:
+        return make_desk(broker, desk_key, keys, db, client_id=f"desk-q{k}", protocol="3.1.1",
+                         persistent=False, partition=(k, 3), takeover_after_s=1.5).start()
+
+    workers = {k: worker(k) for k in range(3)}
+    back: Desk | None = None
+    caplog.set_level(logging.WARNING, logger="sync.desk.takeover")
+    try:
+        wait_for(lambda: all(w.conn.connected for w in workers.values())
+                 and all(t.agent.conn.connected for t in terms), 10, "connected")
+        workers[1].stop()
+        wait_for(lambda: workers[0].share == "0/3,1/3÷2" and workers[2].share == "2/3,1/3÷2",
+                 10, "workers 0 and 2 share partition 1")
+        paid = {(i, t.pay(500)) for i, t in zip(ids, terms, strict=True)}
+        wait_for(lambda: {(p["terminal_id"], p["payment_id"])
+                          for p in workers[0].store.payments()} == paid, 20,
+                 "every payment at the desk")
+        wait_for(lambda: all(unacked(t) == 0 for t in terms), 20, "every outbox empty")
+        for k, n in expected.items():
+            assert workers[k].stats.new_payments == n, k  # its own and its half of 1/3
+        with sqlite3.connect(db) as c:
+            assert c.execute("SELECT count(*) FROM payments").fetchone()[0] == len(ids)
+        assert sum("taking over partition 1/3 (1 of the 2 live workers" in r.message
+                   for r in caplog.records) == 2
+
+        back = worker(1)
+        wait_for(lambda: workers[0].share == "0/3" and workers[2].share == "2/3", 10,
+                 "partition 1 handed back by both")
+    finally:
+        for d in (*workers.values(), back):
+            if d is not None:
+                d.stop()
+        for t in terms:
+            t.stop()
+
+
 def test_desk_cluster_options_are_checked():
     from sync.cli import _endpoints, _partition
     from sync.connection import Endpoint
