@@ -46,6 +46,7 @@ import heapq
 import json
 import os
 import random
+import re
 import resource
 import select
 import shutil
@@ -57,7 +58,7 @@ import sys
 import threading
 import time
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -108,6 +109,19 @@ SHARE = "$share/desk/"
 TLS_WAIT_S = 240.0
 TIMER_BUDGET_S = 0.05  # a worker's timer work per loop turn: sockets and stdin come first
 HANDSHAKE_TIMEOUT_S = 10.0  # TCP connect + TLS handshake, as paho's CONNACK wait
+# A field terminal does its own handshake on its own CPU; thousands in flight in one
+# simulator process would all crawl on this machine's and time out by the simulator's
+# fault. So a process keeps at most this many in flight; the others wait for a slot
+# (the wait is in the time to all connected, not in the CONNACK latency).
+HANDSHAKES_IN_FLIGHT = 64
+DESK_SETTLE_MAX_S = 120.0  # after the storm, the desks' backlog gets this long to clear
+SLOW_TURN_S = 0.5  # a simulator loop turn this long delays every terminal of the process
+# Why a connect attempt failed before CONNACK (worker stats keys "fail:<why>"), in the
+# order the bench prints them.
+FAILS = {"refused": "refused", "tcp_timeout": "TCP connect timed out",
+         "tls_timeout": "TLS handshake timed out", "tls_error": "TLS refused",
+         "connack": "CONNACK refused", "connack_timeout": "CONNACK timed out",
+         "closed": "closed before CONNACK"}
 
 
 def resend_wait(sends: int) -> float:
@@ -115,6 +129,15 @@ def resend_wait(sends: int) -> float:
     from sync.drain import RESEND_BACKOFF_MAX
 
     return RESEND_S * min(RESEND_BACKOFF_MAX, 1 << min(max(sends, 1) - 1, 16))
+
+
+def _why(exc: BaseException) -> str:
+    """A failure's short name for the counters: the errno's, the TLS alert's, the type's."""
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno in errno.errorcode:
+        return errno.errorcode[exc.errno]
+    return type(exc).__name__
 
 
 def _n(x: float) -> str:
@@ -182,6 +205,9 @@ class _Term:
     health_phase: float = 0.0
     ssl_ctx: Any = None  # TLS: this terminal's own client certificate (CN = its id)
     handshake: Any = None  # TLS: the ssl socket whose handshake is under way (no client yet)
+    tcp_done: bool = False  # TLS: the TCP connect of `handshake` has completed
+    waiting: bool = False  # TLS: waiting for a free handshake slot in this process
+    wanted_since: float = 0.0  # when it decided to connect (before any slot wait)
     node: int = 0  # which of a cluster's ports next (the agent's crc32 spread + failover)
 
 
@@ -220,6 +246,11 @@ class Worker:
         self.ack_lat: list[float] = []
         self.reconnect_done: list[float] = []
         self.terms: list[_Term] = []
+        self.hs_cap = int(cfg.get("handshakes_in_flight", HANDSHAKES_IN_FLIGHT))
+        self.hs_in_flight = 0
+        self.hs_waiting: deque[int] = deque()
+        self.slot_wait_max = 0.0  # longest wait for a handshake slot since the last sample
+        self.turn_max = 0.0  # longest loop turn since the last sample
         for i, tid in enumerate(cfg["ids"]):
             key = terminal_key(tid)
             t = _Term(i, tid, key, key_id(tid, key.public_key()),
@@ -275,18 +306,37 @@ class Worker:
         return c
 
     def connect(self, t: _Term) -> None:
-        if t.connected or t.client is not None or t.handshake is not None:
+        if t.connected or t.client is not None or t.handshake is not None or t.waiting:
             return
         self.stats["connect_attempts"] += 1
-        t.connecting_since = time.monotonic()
-        if t.ssl_ctx is not None:
-            self._start_handshake(t)
-        else:
+        t.wanted_since = t.connecting_since = time.monotonic()
+        if t.ssl_ctx is None:
             self._mqtt_connect(t)
+        elif self.hs_in_flight >= self.hs_cap:
+            t.waiting = True
+            self.hs_waiting.append(t.idx)
+            self.stats["slot_waits"] += 1
+        else:
+            self._start_handshake(t)
+
+    def _start_waiting(self) -> None:
+        """Free handshake slots to the terminals waiting longest (called once a turn, not
+        from a failure's path: an instant failure would otherwise recurse)."""
+        now = time.monotonic()
+        while self.hs_waiting and self.hs_in_flight < self.hs_cap:
+            t = self.terms[self.hs_waiting.popleft()]
+            if not t.waiting:
+                continue
+            t.waiting = False
+            self.slot_wait_max = max(self.slot_wait_max, now - t.wanted_since)
+            t.connecting_since = now
+            self._start_handshake(t)
 
     def _start_handshake(self, t: _Term) -> None:
         """Non-blocking TCP connect, then the TLS handshake stepped by epoll events
         (_handshake_step); MQTT CONNECT once it is done."""
+        self.hs_in_flight += 1
+        t.tcp_done = False
         raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         raw.setblocking(False)
         try:
@@ -295,19 +345,35 @@ class Worker:
             err = raw.connect_ex(("127.0.0.1", self._port_of(t)))
             if err not in (0, errno.EINPROGRESS):
                 raise OSError(err, os.strerror(err))
-            sock = t.ssl_ctx.wrap_socket(raw, server_hostname="127.0.0.1",
-                                         do_handshake_on_connect=False)
-        except (OSError, ValueError):
+        except OSError as exc:
             raw.close()
-            self._connect_failed(t)
+            self.hs_in_flight -= 1
+            self._connect_failed(t, "refused", _why(exc))
             return
-        t.handshake = sock
-        fd = sock.fileno()
+        t.handshake = raw  # wrapped for TLS once connected (_handshake_step)
+        fd = raw.fileno()
         self.by_fd[fd] = t.idx
         t.fd = fd
         self.ep.register(fd, select.EPOLLOUT)  # writable: the TCP connect is done
 
     def _handshake_step(self, t: _Term) -> None:
+        if not t.tcp_done:  # the first event: the TCP connect has finished, one way or other
+            raw = t.handshake
+            if err := raw.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                self._connect_failed(t, "refused", errno.errorcode.get(err, str(err)))
+                return
+            # Wrapped only now: Python's wrap_socket reads from a socket not yet connected
+            # (its pre-handshake data check) and raises EAGAIN while the SYN waits, e.g.
+            # dropped at a broker's full accept queue and due to be sent again by TCP. The
+            # simulator once counted that as a refusal and backed off 1-60 s, which no
+            # terminal does (the agent's connect waits for the SYN's retransmission).
+            try:
+                t.handshake = t.ssl_ctx.wrap_socket(raw, server_hostname="127.0.0.1",
+                                                    do_handshake_on_connect=False)
+            except (OSError, ValueError) as exc:
+                self._connect_failed(t, "refused", _why(exc))
+                return
+            t.tcp_done = True
         sock = t.handshake
         try:
             sock.do_handshake()
@@ -317,17 +383,23 @@ class Worker:
         except ssl.SSLWantWriteError:
             self.ep.modify(sock.fileno(), select.EPOLLOUT)
             return
-        except (OSError, ValueError):  # refused, reset, a certificate the other refuses
-            self._connect_failed(t)
+        except ssl.SSLError as exc:  # a certificate the other side refuses, a protocol error
+            self._connect_failed(t, "tls_error", _why(exc))
+            return
+        except (OSError, ValueError) as exc:  # reset or closed in the middle of the handshake
+            self._connect_failed(t, "refused", _why(exc))
             return
         self._forget_fd(sock.fileno())  # paho registers it again (on_socket_open)
         t.handshake = None
+        self.hs_in_flight -= 1
         self.stats["tls_handshakes"] += 1
         self._mqtt_connect(t, sock)
 
-    def _connect_failed(self, t: _Term) -> None:
+    def _connect_failed(self, t: _Term, why: str, detail: str = "") -> None:
         """No connection at all: the next node next time, as sync/connection.py does."""
-        self.stats["connect_refused"] += 1
+        self.stats[f"fail:{why}"] += 1
+        if detail:
+            self.stats[f"why:{why}:{detail}"] += 1
         self._drop(t)
         t.node = (t.node + 1) % len(self.ports)
         self.at(time.monotonic() + t.backoff.next_delay(), "connect", t.idx)
@@ -357,15 +429,17 @@ class Worker:
             else:
                 c.connect("127.0.0.1", self._port_of(t), keepalive=KEEPALIVE_S,
                           bind_address=self._bind_of(t))
-        except (OSError, ValueError):  # ssl.SSLError is an OSError; a bad certificate a ValueError
-            self._connect_failed(t)
+        except (OSError, ValueError) as exc:  # SSLError is an OSError; bad certificate ValueError
+            self._connect_failed(t, "refused", _why(exc))
 
     def _drop(self, t: _Term) -> None:
         c, t.client = t.client, None
         t.connected = False
+        t.waiting = False  # its entry in hs_waiting is skipped
         if t.handshake is not None:
+            self.hs_in_flight -= 1
             hs, t.handshake = t.handshake, None
-            self._forget_fd(hs.fileno())
+            self._forget_fd(t.fd)  # hs.fileno() is -1 if a failed wrap_socket took it
             hs.close()
         self.dirty.discard(t.idx)
         self.out_registered.discard(t.idx)
@@ -393,8 +467,13 @@ class Worker:
         was = t.connected
         self._drop(t)
         t.node = (t.node + 1) % len(self.ports)  # the next node, as sync/connection.py
-        self.stats["disconnects" if was else "connect_failed"] += 1
-        self.stats[f"lost:{why}"] += 1
+        if was:
+            self.stats["disconnects"] += 1
+            self.stats[f"lost:{why}"] += 1
+        else:
+            self.stats[f"fail:{why if why in FAILS else 'closed'}"] += 1
+            if why not in FAILS:
+                self.stats[f"why:closed:{why}"] += 1
         self.at(time.monotonic() + t.backoff.next_delay(), "connect", t.idx)
 
     # -- paho callbacks (this thread) --------------------------------------------------
@@ -423,7 +502,6 @@ class Worker:
 
         t = self.terms[idx]
         if rc.is_failure:
-            self.stats["connack_refused"] += 1
             self.lost(t, "connack")
             return
         now = time.monotonic()
@@ -457,7 +535,9 @@ class Worker:
     def _on_disconnect(self, client: Any, idx: int, flags: Any, rc: Any, props: Any) -> None:
         t = self.terms[idx]
         if t.client is client:
-            self.lost(t, "disconnect")
+            # paho's reason: the broker's DISCONNECT (v5), its own keep-alive timeout, or
+            # a connection that ended ("Unspecified error")
+            self.lost(t, f"disconnect:{getattr(rc, 'getName', lambda: rc)()}")
 
     def _on_message(self, client: Any, idx: int, msg: Any) -> None:
         from sync.envelope import EnvelopeError, open_envelope
@@ -585,6 +665,8 @@ class Worker:
             "cpu_s": sum(os.times()[:2]),
         }
         if samples:
+            out["slot_wait_max_s"], self.slot_wait_max = self.slot_wait_max, 0.0
+            out["turn_max_s"], self.turn_max = self.turn_max, 0.0
             out["connack_lat"] = _thin(self.connack_lat)
             out["ack_lat"] = _thin(self.ack_lat)
             out["reconnect_done"] = self.reconnect_done[-1:] if self.reconnect_done else []
@@ -595,12 +677,19 @@ class Worker:
     def run(self) -> None:
         next_misc = time.monotonic() + 1.0
         misc_at = 0
+        turn_start = time.monotonic()
         while self.running:
             now = time.monotonic()
+            turn = now - turn_start  # the last turn's work, without this poll's wait
+            self.turn_max = max(self.turn_max, turn)
+            if turn > SLOW_TURN_S:
+                self.stats["slow_turns"] += 1
             timeout = 0.05
             if self.timers:
                 timeout = max(0.0, min(timeout, self.timers[0][0] - now))
-            for fd, ev in self.ep.poll(timeout, 2048):
+            events = self.ep.poll(timeout, 2048)
+            turn_start = time.monotonic()
+            for fd, ev in events:
                 if fd == self._stdin:
                     self._read_stdin()
                     continue
@@ -637,15 +726,19 @@ class Worker:
                 elif kind == "pay" and self.paying:
                     self.new_payment(t)
                     self.at(now + self.rng.expovariate(self.pay_rate), "pay", idx)
+            self._start_waiting()
             self._flush()
-            if now >= next_misc:  # keep-alive and resends, a slice of terminals a tick
+            if now >= next_misc and self.terms:  # keep-alive, resends: a slice a tick
                 next_misc = now + 0.1
                 step = max(1, len(self.terms) // 10)
-                for t in self.terms[misc_at:misc_at + step]:
+                # a slice that wraps round: with len % 10 != 0 a plain slice ran short at
+                # the end and the next began past the start, so the first few hundred
+                # terminals of a process went unvisited for minutes (no PINGREQ: the
+                # broker dropped them for keep-alive; resends and timeouts late)
+                for t in (self.terms[(misc_at + i) % len(self.terms)] for i in range(step)):
                     if t.handshake is not None and \
                             now - t.connecting_since > HANDSHAKE_TIMEOUT_S:
-                        self.stats["lost:handshake_timeout"] += 1
-                        self._connect_failed(t)
+                        self._connect_failed(t, "tls_timeout" if t.tcp_done else "tcp_timeout")
                     if t.client is not None:
                         if t.connected and t.pending:
                             due = [s for s, p in t.pending.items()
@@ -889,6 +982,19 @@ class Broker:
             time.sleep(0.02)
         raise BenchError("mosquitto did not start")
 
+    def disconnect_findings(self) -> list[str]:
+        """Why mosquitto closed connections, in its own words, per start: a fleet's
+        connections lost while it is steady must have a cause the report names."""
+        lines = []
+        for start in range(1, self.starts + 1):
+            path = self.folder / f"mosquitto-{start}.log"
+            text = path.read_text(errors="replace") if path.exists() else ""
+            found = mosquitto_disconnects(text)
+            if found:
+                lines.append(f"mosquitto log, start {start}: " + "; ".join(
+                    f"{count}x {example}" for example, count in found[:FINDINGS]))
+        return lines
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
@@ -955,7 +1061,9 @@ class SysMonitor:
         self.c.on_message = self._on_message
         self.c.on_connect = lambda c, *_: c.subscribe([(t, 0) for t in self.WANT])
         self.c.reconnect_delay_set(1, 2)
-        self.c.connect("127.0.0.1", port, keepalive=60)
+        # In the loop's thread, retried: a broker busy with a reconnect storm can time out
+        # this handshake too (a blocking connect() here once ended the whole run).
+        self.c.connect_async("127.0.0.1", port, keepalive=60)
         self.c.loop_start()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
@@ -989,6 +1097,20 @@ class Phase:
     connected_end: int
     extra: dict[str, Any] = field(default_factory=dict)
     peak_cores: float = 0.0  # the busiest ~1 s of the phase
+    fails: Counter[str] = field(default_factory=Counter)  # connect failures by cause
+    why: Counter[str] = field(default_factory=Counter)  # "refused:ECONNRESET": the errors seen
+    lost: Counter[str] = field(default_factory=Counter)  # live connections lost, by cause
+    kernel: Counter[str] = field(default_factory=Counter)  # TcpExt listen counters' growth
+    slow_turns: int = 0  # simulator loop turns over SLOW_TURN_S
+
+    def fails_text(self) -> str:
+        """'N connect attempts failed and were retried (refused a, ...)', for the details."""
+        total = sum(self.fails.values())
+        parts = [f"{FAILS[k]} {self.fails[k]}" for k in FAILS if self.fails.get(k)]
+        if self.why:
+            parts.append("errors: " + ", ".join(f"{k} {v}" for k, v in self.why.most_common(6)))
+        return (f"{total} connect attempts failed and were retried"
+                + (f" ({', '.join(parts)})" if parts else ""))
 
     @property
     def broker_cores(self) -> float:
@@ -1027,12 +1149,28 @@ class FleetRun:
     def connected(self) -> int:
         return sum(s["connected"] for s in self.worker_stats())
 
+    def desks_settled(self) -> float | None:
+        """Seconds until the desk consumers' message count stops growing (what the broker
+        queued for them during a storm is taken), or None after DESK_SETTLE_MAX_S: a
+        steady-state phase measured on top of that backlog would time the backlog."""
+        t0 = time.monotonic()
+        last, same_since = -1, t0
+        while time.monotonic() - t0 < DESK_SETTLE_MAX_S:
+            count = sum(d["messages"] for d in self.desk_stats())
+            now = time.monotonic()
+            if count != last:
+                last, same_since = count, now
+            elif now - same_since >= 2.0:
+                return same_since - t0
+            time.sleep(0.25)
+        return None
+
     def measure(self, name: str, seconds: float, until: Any = None,
                 start: Any = None) -> Phase:
         """`start()`, then run for `seconds` (or until `until(stats)`, at most `seconds`)."""
         assert self.sysmon is not None
         time.sleep(1.2)  # a fresh $SYS sample at the start
-        s0, b0 = self.sysmon.snap(), self.broker.cpu_s()
+        s0, b0, k0 = self.sysmon.snap(), self.broker.cpu_s(), listen_counters()
         w0, d0 = self.worker_stats(), self.desk_stats()
         t0 = time.monotonic()
         if start is not None:
@@ -1047,7 +1185,7 @@ class FleetRun:
             if until is not None and until(self.worker_stats()):
                 break
         time.sleep(1.2)
-        s1, b1 = self.sysmon.snap(), self.broker.cpu_s()
+        s1, b1, k1 = self.sysmon.snap(), self.broker.cpu_s(), listen_counters()
         w1, d1 = self.worker_stats(), self.desk_stats()
         dt = time.monotonic() - t0
 
@@ -1070,12 +1208,75 @@ class FleetRun:
             sum(s["connected"] for s in w1),
         )
         phase.peak_cores = peak
+        for key in {k for s in w1 for k in s["stats"] if k.startswith("fail:")}:
+            phase.fails[key[5:]] = _sum(w1, key) - _sum(w0, key)
+        for key in {k for s in w1 for k in s["stats"] if k.startswith("why:")}:
+            if n := _sum(w1, key) - _sum(w0, key):
+                phase.why[key[4:]] = n
+        for key in {k for s in w1 for k in s["stats"] if k.startswith("lost:")}:
+            if n := _sum(w1, key) - _sum(w0, key):
+                phase.lost[key[5:]] = n
+        phase.kernel = Counter({k: k1[k] - k0.get(k, 0) for k in k1})
+        phase.slow_turns = _sum(w1, "slow_turns") - _sum(w0, "slow_turns")
         self.phases.append(phase)
         return phase
 
 
+# mosquitto's lines about a connection it ended (connection_messages, on by default);
+# "New connection"/"New client connected" and the client's own clean close are the norm.
+_MOSQ_LINE = re.compile(r"^\d+: (.*)$")
+_MOSQ_ENDED = re.compile(r"exceeded timeout|disconnect|error|closing old connection|refused",
+                         re.IGNORECASE)
+_MOSQ_VARYING = re.compile(r"\b[A-Za-z]*\d[\w.:-]*")
+FINDINGS = 3
+
+
+def mosquitto_disconnects(text: str) -> list[tuple[str, int]]:
+    """mosquitto log lines about connections it ended, grouped by shape (ids, addresses
+    and numbers folded), most frequent first, each with one real example line."""
+    counts: Counter[str] = Counter()
+    example: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _MOSQ_LINE.match(line)
+        if m is None or not _MOSQ_ENDED.search(m.group(1)):
+            continue
+        if m.group(1).startswith(("New connection", "New client connected")):
+            continue
+        shape = _MOSQ_VARYING.sub("#", m.group(1))
+        counts[shape] += 1
+        example.setdefault(shape, m.group(1)[:200])
+    return [(example[k], n) for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
 def _sum(stats: list[dict[str, Any]], key: str) -> int:
     return sum(int(s["stats"].get(key, 0)) for s in stats)
+
+
+LISTEN_COUNTERS = ("ListenOverflows", "ListenDrops")  # /proc/net/netstat TcpExt
+
+
+def listen_counters() -> dict[str, int]:
+    """The kernel's count of connections a full accept queue turned away (machine-wide:
+    on a quiet bench machine, the broker's). Empty where /proc/net/netstat is missing."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+    except OSError:
+        return {}
+    for head, values in zip(lines[::2], lines[1::2]):
+        if head.startswith("TcpExt:"):
+            row = dict(zip(head.split()[1:], values.split()[1:]))
+            return {k: int(row[k]) for k in LISTEN_COUNTERS if k in row}
+    return {}
+
+
+def listen_backlog(port: int) -> str:
+    """The accept queue's length of the socket listening on `port` (ss's Send-Q), or "?"."""
+    ss = shutil.which("ss")
+    if ss is None:
+        return "?"
+    out = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
+                         check=False).stdout.split()
+    return out[2] if len(out) >= 3 else "?"
 
 
 def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = False,
@@ -1142,7 +1343,9 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
         connack = [x for s in st for x in s["connack_lat"]]
         storm.extra = {"connack_p50": percentile(connack, 50) if connack else 0,
                        "connack_p99": percentile(connack, 99) if connack else 0,
-                       "refused": _sum(st, "connect_refused") + _sum(st, "connack_refused"),
+                       "slot_wait_max_s": max(s.get("slot_wait_max_s", 0.0) for s in st),
+                       "turn_max_s": max(s.get("turn_max_s", 0.0) for s in st),
+                       "backlog": listen_backlog(broker.port),
                        "rss_kib": broker.rss_kib() - rss0, "jitter_s": jitter,
                        "rss_abs_kib": broker.rss_kib()}
         say(f"  connect storm: {storm.connected_end}/{n} connected in {storm.seconds:.1f} s "
@@ -1150,6 +1353,14 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
             flush=True)
         if storm.connected_end < n:
             run.details.append(f"only {storm.connected_end} of {n} terminals connected")
+        settled = run.desks_settled()
+        run.details.append(
+            f"after the connect storm the desk consumers took the terminals' state and health "
+            f"messages still queued for them; they were through {settled:.1f} s after the "
+            "storm's end (messages handled unchanged for 2 s), and the field-rate phase "
+            "started then" if settled is not None else
+            f"after the connect storm the desk consumers were still taking queued messages "
+            f"{DESK_SETTLE_MAX_S:.0f} s later; the field-rate phase started anyway")
 
         # 2. field rates, 3. stress
         for name, factor, seconds in (("field rates", 1.0, 20 if quick else 60),
@@ -1190,7 +1401,10 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
         done = [x for s in st for x in s["reconnect_done"] if x >= t_kill]
         all_back = restart.connected_end >= n and bool(done)
         restart.extra = {"all_back_s": (max(done) - t_up) if all_back else None,
-                         "down_s": t_up - t_kill}
+                         "down_s": t_up - t_kill,
+                         "slot_wait_max_s": max(s.get("slot_wait_max_s", 0.0) for s in st),
+                         "turn_max_s": max(s.get("turn_max_s", 0.0) for s in st),
+                         "backlog": listen_backlog(broker.port)}
         say(f"  broker restart: {restart.connected_end}/{n} back "
             + (f"{restart.extra['all_back_s']:.1f} s after the broker was up" if all_back
                else f"{time.monotonic() - t_up:.0f} s after the broker was up"), flush=True)
@@ -1215,6 +1429,8 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
             if all(d["connected"] for d in desk_link) and min(back_at) >= t_up else None)
         if restart.connected_end < n and hasattr(broker, "log_findings"):
             run.details.extend(broker.log_findings())
+        if hasattr(broker, "disconnect_findings"):
+            run.details.extend(broker.disconnect_findings())
         desks = run.desk_stats()
         made = _sum(st, "payments")
         pending = sum(s["pending"] for s in st)
@@ -1345,11 +1561,14 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
             "—", "none (measured)", verdict(None)))
         res.details.append(
             f"TLS pacing: each of the {len(run.workers)} simulator processes does its "
-            "terminals' TCP connects and TLS handshakes non-blocking, many in flight at "
-            "once (since 2026-12-05; before, paho's connect() did one at a time and the "
-            "times were upper bounds); the client side's key exchange and certificate "
-            "checks still take this machine's CPU beside the broker's (simulator share per "
-            "phase below). To size a broker, use its CPU per TLS connect (above).")
+            f"terminals' TCP connects and TLS handshakes non-blocking, up to "
+            f"{HANDSHAKES_IN_FLIGHT} in flight at once (since 2026-12-05; before, paho's "
+            "connect() did one at a time and the times were upper bounds; the cap, since "
+            "2026-12-05 evening, keeps thousands of handshakes from crawling on one "
+            "process's CPU and timing out by the simulator's fault); the client side's key "
+            "exchange and certificate checks still take this machine's CPU beside the "
+            "broker's (simulator share per phase below). To size a broker, use its CPU per "
+            "TLS connect (above).")
     res.details += [
         f"phase {p.name}: {p.seconds:.1f} s; broker {p.broker_cpu_s:.1f} CPU s "
         f"({p.broker_cores * 100:.0f}% of a core); PUBLISH in {_n(p.pub_in / p.seconds)}/s, "
@@ -1357,13 +1576,16 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
         f"{_n(p.pkt_out / p.seconds)}/s; simulator processes "
         f"{p.fleet_cpu_s / p.seconds * 100:.0f}% of a core, desks "
         f"{p.desk_cpu_s / p.seconds * 100:.0f}%; connected at the end {_n(p.connected_end)}"
+        + (f"; connections lost {sum(p.lost.values())} ("
+           + ", ".join(f"{k} {v}" for k, v in p.lost.most_common()) + ")" if p.lost else "")
         for p in run.phases
     ]
+    res.details += [_storm_text(p, len(run.workers), tls) for p in (storm, restart)]
     res.details += run.details
     res.details += [d for d in [
         f"broker memory: {storm.extra['rss_kib'] / 1024:.0f} MiB more after the storm "
         f"(≈ {rss_per_conn:.1f} KiB per connection incl. its retained state+health); "
-        f"open-files limit {broker.nofile()}; refused connects {storm.extra['refused']}.",
+        f"open-files limit {broker.nofile()}.",
         f"extrapolation (arithmetic, assumptions stated): broker CPU per PUBLISH in or out, "
         f"measured under stress = {c_pub * 1e6:.1f} µs; field-rate traffic per terminal = "
         f"{per_term_field:.3f} PUBLISH/s through the broker (health 1/{HEALTH_S:.0f} s + "
@@ -1389,6 +1611,27 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
         f"these numbers.",
     ] if d]
     return res
+
+
+def _storm_text(p: Phase, workers: int, tls: bool) -> str:
+    """Why connects were retried in a storm: the broker's accept queue (the kernel's
+    counters), timeouts, refusals; and whether the simulator itself was the bottleneck."""
+    k = p.kernel
+    kernel = (f"the kernel dropped {k.get('ListenOverflows', 0)} connection packets (SYN or "
+              "handshake ACK) at a full accept queue (TcpExt ListenOverflows, machine-wide)"
+              if k else "the kernel's listen counters were not readable")
+    backlog = p.extra.get("backlog")
+    since = " (counted from the broker's start)" if p.name == "broker restart" else ""
+    text = (f"{p.name}{since}: {p.fails_text()}; {kernel}"
+            + (f"; the broker listens with an accept queue of {backlog}" if backlog else "")
+            + f"; simulator loop turns over {SLOW_TURN_S:g} s: {p.slow_turns} (longest "
+            f"{p.extra.get('turn_max_s', 0.0):.2f} s)")
+    if tls:
+        text += (f"; at most {HANDSHAKES_IN_FLIGHT} TLS handshakes in flight per simulator "
+                 f"process ({workers} processes), longest wait for a slot "
+                 f"{p.extra.get('slot_wait_max_s', 0.0):.1f} s (in the time to all "
+                 "connected, not in CONNACK latency)")
+    return text + "."
 
 
 def fleet_size(quick: bool) -> tuple[int, str]:
