@@ -59,7 +59,7 @@ import threading
 import time
 import zlib
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -335,7 +335,6 @@ class Worker:
     def _start_handshake(self, t: _Term) -> None:
         """Non-blocking TCP connect, then the TLS handshake stepped by epoll events
         (_handshake_step); MQTT CONNECT once it is done."""
-        self.hs_in_flight += 1
         t.tcp_done = False
         raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         raw.setblocking(False)
@@ -347,10 +346,10 @@ class Worker:
                 raise OSError(err, os.strerror(err))
         except OSError as exc:
             raw.close()
-            self.hs_in_flight -= 1
             self._connect_failed(t, "refused", _why(exc))
             return
         t.handshake = raw  # wrapped for TLS once connected (_handshake_step)
+        self.hs_in_flight += 1  # until t.handshake is cleared (done, or _drop)
         fd = raw.fileno()
         self.by_fd[fd] = t.idx
         t.fd = fd
@@ -400,6 +399,10 @@ class Worker:
         self.stats[f"fail:{why}"] += 1
         if detail:
             self.stats[f"why:{why}:{detail}"] += 1
+        self._retry_later(t)
+
+    def _retry_later(self, t: _Term) -> None:
+        """Drop what there is; the next node (as sync/connection.py) after the backoff."""
         self._drop(t)
         t.node = (t.node + 1) % len(self.ports)
         self.at(time.monotonic() + t.backoff.next_delay(), "connect", t.idx)
@@ -465,8 +468,7 @@ class Worker:
 
     def lost(self, t: _Term, why: str) -> None:
         was = t.connected
-        self._drop(t)
-        t.node = (t.node + 1) % len(self.ports)  # the next node, as sync/connection.py
+        self._retry_later(t)
         if was:
             self.stats["disconnects"] += 1
             self.stats[f"lost:{why}"] += 1
@@ -474,7 +476,6 @@ class Worker:
             self.stats[f"fail:{why if why in FAILS else 'closed'}"] += 1
             if why not in FAILS:
                 self.stats[f"why:closed:{why}"] += 1
-        self.at(time.monotonic() + t.backoff.next_delay(), "connect", t.idx)
 
     # -- paho callbacks (this thread) --------------------------------------------------
     def _on_socket_open(self, client: Any, idx: int, sock: Any) -> None:
@@ -1208,14 +1209,7 @@ class FleetRun:
             sum(s["connected"] for s in w1),
         )
         phase.peak_cores = peak
-        for key in {k for s in w1 for k in s["stats"] if k.startswith("fail:")}:
-            phase.fails[key[5:]] = _sum(w1, key) - _sum(w0, key)
-        for key in {k for s in w1 for k in s["stats"] if k.startswith("why:")}:
-            if n := _sum(w1, key) - _sum(w0, key):
-                phase.why[key[4:]] = n
-        for key in {k for s in w1 for k in s["stats"] if k.startswith("lost:")}:
-            if n := _sum(w1, key) - _sum(w0, key):
-                phase.lost[key[5:]] = n
+        phase.fails, phase.why, phase.lost = (_grown(w0, w1, p) for p in ("fail:", "why:", "lost:"))
         phase.kernel = Counter({k: k1[k] - k0.get(k, 0) for k in k1})
         phase.slow_turns = _sum(w1, "slow_turns") - _sum(w0, "slow_turns")
         self.phases.append(phase)
@@ -1231,25 +1225,37 @@ _MOSQ_VARYING = re.compile(r"\b[A-Za-z]*\d[\w.:-]*")
 FINDINGS = 3
 
 
+def group_by_shape(messages: Iterable[str], varying: re.Pattern[str]) -> list[tuple[str, int]]:
+    """Log messages grouped by their shape (`varying` parts folded into `#`), most frequent
+    first, each with one real example (mosquitto's here, nats-server's in fleet_nats)."""
+    counts: Counter[str] = Counter()
+    example: dict[str, str] = {}
+    for message in messages:
+        shape = varying.sub("#", message)
+        counts[shape] += 1
+        example.setdefault(shape, message[:240])
+    return [(example[k], n) for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
 def mosquitto_disconnects(text: str) -> list[tuple[str, int]]:
     """mosquitto log lines about connections it ended, grouped by shape (ids, addresses
     and numbers folded), most frequent first, each with one real example line."""
-    counts: Counter[str] = Counter()
-    example: dict[str, str] = {}
-    for line in text.splitlines():
-        m = _MOSQ_LINE.match(line)
-        if m is None or not _MOSQ_ENDED.search(m.group(1)):
-            continue
-        if m.group(1).startswith(("New connection", "New client connected")):
-            continue
-        shape = _MOSQ_VARYING.sub("#", m.group(1))
-        counts[shape] += 1
-        example.setdefault(shape, m.group(1)[:200])
-    return [(example[k], n) for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    ended = (m.group(1) for m in map(_MOSQ_LINE.match, text.splitlines())
+             if m is not None and _MOSQ_ENDED.search(m.group(1))
+             and not m.group(1).startswith(("New connection", "New client connected")))
+    return group_by_shape(ended, _MOSQ_VARYING)
 
 
 def _sum(stats: list[dict[str, Any]], key: str) -> int:
     return sum(int(s["stats"].get(key, 0)) for s in stats)
+
+
+def _grown(before: list[dict[str, Any]], after: list[dict[str, Any]],
+           prefix: str) -> Counter[str]:
+    """The workers' counters under `prefix` that grew in a phase, by how much (prefix cut)."""
+    keys = {k for s in after for k in s["stats"] if k.startswith(prefix)}
+    return Counter({k[len(prefix):]: n for k in keys
+                    if (n := _sum(after, k) - _sum(before, k))})
 
 
 LISTEN_COUNTERS = ("ListenOverflows", "ListenDrops")  # /proc/net/netstat TcpExt

@@ -243,18 +243,11 @@ FINDINGS = 3
 def log_findings(text: str) -> list[tuple[str, int]]:
     """Warnings and errors grouped by their shape (numbers and ids folded into `#`),
     most frequent first, each with one real example line."""
-    counts: dict[str, int] = {}
-    example: dict[str, str] = {}
-    for line in text.splitlines():
-        m = _LOG_LINE.match(line)
-        if m is None:
-            continue
-        message = f"[{m.group(1)}] {m.group(2)}"
-        shape = _VARYING.sub("#", message)
-        counts[shape] = counts.get(shape, 0) + 1
-        example.setdefault(shape, message[:240])
-    ranked = sorted(counts, key=lambda k: (-counts[k], k))
-    return [(example[k], counts[k]) for k in ranked]
+    from bench.fleet import group_by_shape
+
+    found = (f"[{m.group(1)}] {m.group(2)}" for m in map(_LOG_LINE.match, text.splitlines())
+             if m is not None)
+    return group_by_shape(found, _VARYING)
 
 
 def _open(port: int) -> bool:

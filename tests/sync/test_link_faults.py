@@ -178,6 +178,22 @@ def test_partitioned_desk_workers_on_311_split_the_terminals(broker, desk_key, t
             t.stop()
 
 
+def takeover_setup(broker, desk_key, tmp_path, ids: list[str], n: int):
+    """Live terminals at 3.1.1 (resending after 1 s) and a maker of partitioned desk
+    workers 0..n-1 with a 1.5 s takeover, all on one SQLite desk database."""
+    terms = [live_terminal(tmp_path / i, i, mqtt_config(broker.port, desk_key,
+                                                        protocol="3.1.1", resend_after_s=1.0))
+             for i in ids]
+    keys = {i: terminal_public_key(t.config) for i, t in zip(ids, terms, strict=True)}
+
+    def worker(k: int) -> Desk:
+        return make_desk(broker, desk_key, keys, tmp_path / "desk.sqlite",
+                         client_id=f"desk-p{k}", protocol="3.1.1", persistent=False,
+                         partition=(k, n), takeover_after_s=1.5).start()
+
+    return terms, worker
+
+
 def test_a_partition_whose_worker_is_gone_is_taken_over_and_handed_back(broker, desk_key,
                                                                        tmp_path, caplog):
     """--takeover-after: worker 1 stops; after the period worker 0 stores and acknowledges
@@ -187,15 +203,7 @@ def test_a_partition_whose_worker_is_gone_is_taken_over_and_handed_back(broker, 
 
     ids = ["PA1", "PA2", "PA3", "PA4", "PA5", "PA6"]
     part = {i: zlib.crc32(i.encode()) % 2 for i in ids}
-    terms = [live_terminal(tmp_path / i, i, mqtt_config(broker.port, desk_key,
-                                                        protocol="3.1.1", resend_after_s=1.0))
-             for i in ids]
-    keys = {i: terminal_public_key(t.config) for i, t in zip(ids, terms, strict=True)}
-    db = tmp_path / "desk.sqlite"
-
-    def worker(k: int) -> Desk:
-        return make_desk(broker, desk_key, keys, db, client_id=f"desk-p{k}", protocol="3.1.1",
-                         persistent=False, partition=(k, 2), takeover_after_s=1.5).start()
+    terms, worker = takeover_setup(broker, desk_key, tmp_path, ids, 2)
 
     def at_desk() -> list[tuple[str, str]]:
         return [(p["terminal_id"], p["payment_id"]) for p in w0.store.payments()]
@@ -246,16 +254,8 @@ def test_a_dead_partition_is_shared_by_every_live_worker(broker, desk_key, tmp_p
            *halves[0], *halves[1]]
     # live workers 0 and 2: spread() index 0 is worker 0, index 1 worker 2
     expected = {0: 3, 2: 3}
-    terms = [live_terminal(tmp_path / i, i, mqtt_config(broker.port, desk_key,
-                                                        protocol="3.1.1", resend_after_s=1.0))
-             for i in ids]
-    keys = {i: terminal_public_key(t.config) for i, t in zip(ids, terms, strict=True)}
+    terms, worker = takeover_setup(broker, desk_key, tmp_path, ids, 3)
     db = tmp_path / "desk.sqlite"
-
-    def worker(k: int) -> Desk:
-        return make_desk(broker, desk_key, keys, db, client_id=f"desk-q{k}", protocol="3.1.1",
-                         persistent=False, partition=(k, 3), takeover_after_s=1.5).start()
-
     workers = {k: worker(k) for k in range(3)}
     back: Desk | None = None
     caplog.set_level(logging.WARNING, logger="sync.desk.takeover")
