@@ -5,7 +5,9 @@
 - `window` makes the one Kivy window of this process (1280×1024 at 96 DPI, a 17" 5:4
   panel) after the environment is set; Kivy is imported only from here on.
 - `terminal` starts the real core daemon (tests/core/daemon.py) with the virtual bill
-  acceptor and an ESC/POS printer simulator on a pseudo-terminal (real printer driver).
+  acceptor and an ESC/POS printer simulator on a pseudo-terminal (real printer driver),
+  the simulator in a process of its own (tests/printer/sim_process.py): this process
+  draws Kivy frames that hold the GIL longer than a printer may take to answer.
 - `make_ui` builds the UI controller against that core and returns a `Driver`.
 """
 
@@ -25,7 +27,6 @@ from tests.xvfb import Xvfb, XvfbError
 
 WIDTH, HEIGHT, DPI = 1280, 1024, 96.0
 PRINTER_PROFILE = "custom_vkp80iii"
-REPO = Path(__file__).resolve().parents[2]
 XVFB_SIZE = (1920, 1920)  # room for every screen size the tests set
 
 
@@ -72,7 +73,7 @@ class Terminal:
     """A core daemon with a virtual acceptor and a printer simulator on a pty."""
 
     core: Core
-    printer: Any  # drivers.sim.printer.PrinterSimulator
+    printer: Any  # tests.printer.sim_process.PrinterProcess
     workdir: Path
     extra: list[str] = field(default_factory=list)
 
@@ -97,17 +98,16 @@ class Terminal:
 
 @pytest.fixture
 def terminal_factory(tmp_path: Path) -> Iterator[Callable[..., Terminal]]:
-    from drivers.profiles import load_profile
-    from drivers.sim.printer import Fault, PrinterSimulator, SimConfig
+    from drivers.sim.printer import Fault
+    from tests.printer.sim_process import PrinterProcess
 
     made: list[Terminal] = []
 
     def make(extra: str = "", printer_fault: str | None = None, start: bool = True) -> Terminal:
         work = tmp_path / f"terminal{len(made)}"
         work.mkdir()
-        profile = load_profile(REPO / "firmware_profiles" / f"printer_{PRINTER_PROFILE}.toml")
-        printer = PrinterSimulator(SimConfig.from_profile(profile), link=work / "printer.pty",
-                                   receipts_dir=work / "receipts")
+        # its own process, as a device: this one draws frames holding the GIL
+        printer = PrinterProcess(work / "printer.pty", work / "receipts", PRINTER_PROFILE)
         printer.start()
         if printer_fault:
             printer.set_fault(Fault(printer_fault))
