@@ -109,6 +109,7 @@ SHARE = "$share/desk/"
 TLS_WAIT_S = 240.0
 TIMER_BUDGET_S = 0.05  # a worker's timer work per loop turn: sockets and stdin come first
 HANDSHAKE_TIMEOUT_S = 10.0  # TCP connect + TLS handshake, as paho's CONNACK wait
+CONNACK_TIMEOUT_S = 10.0  # the agent's [mqtt] connect_timeout_s default (ConnSettings)
 # A field terminal does its own handshake on its own CPU; thousands in flight in one
 # simulator process would all crawl on this machine's and time out by the simulator's
 # fault. So a process keeps at most this many in flight; the others wait for a slot
@@ -749,7 +750,7 @@ class Worker:
                         if t.client is not None and t.client.loop_misc() != 0 and t.connected:
                             self.lost(t, "keepalive")
                         elif t.client is not None and not t.connected and \
-                                now - t.connecting_since > 10:
+                                now - t.connecting_since > CONNACK_TIMEOUT_S:
                             self.lost(t, "connack_timeout")
                 misc_at = (misc_at + step) % max(1, len(self.terms))
                 self._flush()
