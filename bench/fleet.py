@@ -79,6 +79,7 @@ from bench.common import (
     scratch_dir,
     verdict,
 )
+from sync.connection import ConnSettings
 
 KEY = "fleet"
 TITLE = "Fleet: simulated terminals against one mosquitto, desk consumers on shared subscriptions"
@@ -108,8 +109,10 @@ SHARE = "$share/desk/"
 # ECDHE and certificate checks still cost this machine's CPU: wait longer for TLS.
 TLS_WAIT_S = 240.0
 TIMER_BUDGET_S = 0.05  # a worker's timer work per loop turn: sockets and stdin come first
-HANDSHAKE_TIMEOUT_S = 10.0  # TCP connect + TLS handshake, as paho's CONNACK wait
-CONNACK_TIMEOUT_S = 10.0  # the agent's [mqtt] connect_timeout_s default (ConnSettings)
+# The agent's waits (sync/connection.py): its connect_timeout_s bounds the TCP connect and
+# TLS handshake (paho's connect_timeout) and, again, the wait for CONNACK.
+HANDSHAKE_TIMEOUT_S = ConnSettings.connect_timeout_s
+CONNACK_TIMEOUT_S = ConnSettings.connect_timeout_s
 # A field terminal does its own handshake on its own CPU; thousands in flight in one
 # simulator process would all crawl on this machine's and time out by the simulator's
 # fault. So a process keeps at most this many in flight; the others wait for a slot

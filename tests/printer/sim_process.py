@@ -3,7 +3,7 @@ through its stdin commands, for tests whose own process is busy.
 
 A real printer answers a status request whatever the kiosk's screen is doing. A simulator
 thread inside a test process that also draws Kivy frames and runs a desk does not: the
-drawing holds the GIL for up to a few hundred milliseconds (measured: 290-360 ms under
+drawing holds the GIL for up to a few hundred milliseconds (measured: 266-362 ms under
 Xvfb on a 2-core machine), longer than the 200 ms a VKP80 profile waits for a status reply,
 so the core saw a healthy printer as "no answer". In its own process the simulator answers
 like a device, and the driver's timeout stays the one of the real profile."""
@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 30.0
 ACK_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
+RECEIPT, SAVED = "receipt ", " saved "  # the simulator's line: receipt N saved PATH
 
 
 class PrinterProcess:
@@ -79,15 +80,16 @@ class PrinterProcess:
 
     @property
     def receipts(self) -> list[str]:
-        """The receipts the simulator has announced (each file is complete by then)."""
+        """The receipts the simulator has announced, read from the files it named
+        ("receipt N saved PATH": each file is complete by then)."""
         with self._cond:
-            count = self._count("receipt ")
-        return [(self.receipts_dir / f"receipt_{n:04d}.txt").read_text(encoding="utf-8")
-                for n in range(1, count + 1)]
+            saved = [e.split(SAVED, 1)[1] for e in self.events
+                     if e.startswith(RECEIPT) and SAVED in e]
+        return [Path(path).read_text(encoding="utf-8") for path in saved]
 
     def wait_for_receipts(self, count: int, timeout: float) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: self._count("receipt ") >= count, timeout)
+            return self._cond.wait_for(lambda: self._count(RECEIPT) >= count, timeout)
 
     # -- internals ---------------------------------------------------------------------
 

@@ -4,7 +4,11 @@ connections while steady gets a named cause, not a guess."""
 
 from __future__ import annotations
 
+import socket
+import ssl
+
 from bench.fleet import mosquitto_disconnects
+from tests.sync.conftest import wait_for
 
 LOG = """\
 1796493918: mosquitto version 2.0.11 running
@@ -48,11 +52,6 @@ def test_protocol_error_in_the_log_is_a_client_gone_before_its_connack(kit_broke
     broker's strerror(EPROTO) for its CONNACK written to a TLS connection the client had
     closed without close_notify: a terminal that gave up, not a bad packet. The same
     client reading its CONNACK first closes normally (docs/fleet.md, failure modes)."""
-    import socket
-    import ssl
-
-    from tests.sync.conftest import wait_for
-
     kb = kit_broker
     ctx = ssl.create_default_context(cafile=str(kb.kit.terminal_ca))
     ctx.check_hostname = False  # the kit's certificate names the host, not 127.0.0.1

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.core.daemon import Core, write_config
+from tests.printer.sim_process import PrinterProcess
 from tests.xvfb import Xvfb, XvfbError
 
 WIDTH, HEIGHT, DPI = 1280, 1024, 96.0
@@ -73,7 +74,7 @@ class Terminal:
     """A core daemon with a virtual acceptor and a printer simulator on a pty."""
 
     core: Core
-    printer: Any  # tests.printer.sim_process.PrinterProcess
+    printer: PrinterProcess
     workdir: Path
     extra: list[str] = field(default_factory=list)
 
@@ -99,7 +100,6 @@ class Terminal:
 @pytest.fixture
 def terminal_factory(tmp_path: Path) -> Iterator[Callable[..., Terminal]]:
     from drivers.sim.printer import Fault
-    from tests.printer.sim_process import PrinterProcess
 
     made: list[Terminal] = []
 
