@@ -264,3 +264,14 @@ class NatsCluster:
                     for consumer in stream.get("consumer_detail") or []:
                         subjects.add(consumer["config"].get("filter_subject", ""))
         return subjects
+
+    def stream_messages(self) -> dict[str, int]:
+        """Each JetStream stream's message count as the first running node reports it
+        (the MQTT streams are replicated on every node)."""
+        node = next(n for n in self.nodes if n.running)
+        url = f"http://127.0.0.1:{node.monitor_port}/jsz?accounts=true&streams=true"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            jsz = json.loads(r.read())
+        return {stream["name"]: stream["state"]["messages"]
+                for account in jsz.get("account_details") or []
+                for stream in account.get("stream_detail") or []}

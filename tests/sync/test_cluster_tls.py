@@ -169,6 +169,57 @@ def test_a_terminals_certificate_cannot_reach_another_terminals_topics(
         tq.stop()
 
 
+# The subjects behind a terminal's command topic inside NATS: the topic itself, the
+# JetStream stream that feeds its QoS 1 subscription, the retained stream, and the
+# JetStream API that could delete the MQTT sessions. NATS advisories of 2026 (fixed in
+# 2.11.15 / 2.12.6) concern MQTT clients reaching `$MQTT.>`; docs/fleet.md says what the
+# shipped allow-only permissions give on Debian's 2.9.10.
+FORGED_TOPICS = ("kiosk/v1/TQ/cmd", "$MQTT/msgs/kiosk/v1/TQ/cmd",
+                 "$MQTT/rmsgs/kiosk/v1/TQ/cmd", "$JS/API/STREAM/DELETE/$MQTT_sess")
+
+
+@pytest.mark.slow
+def test_a_terminals_certificate_cannot_publish_into_the_clusters_internal_subjects(
+    tls_cluster
+):
+    tc = tls_cluster
+    port = tc.cluster.nodes[0].mqtt_port
+    clients: list[mqtt.Client] = []
+    try:
+        got: list[tuple[str, bytes]] = []
+        subacks: list[list[str]] = []
+        tq = _raw(tc, tc.kb.terminal("TQ"), "TQ-internal", port)
+        clients.append(tq)
+        tq.on_message = lambda _c, _u, m: got.append((m.topic, m.payload))
+        tq.on_subscribe = lambda _c, _u, _mid, rcs, _p: subacks.append([str(r) for r in rcs])
+        tq.subscribe("kiosk/v1/TQ/cmd", 1)
+        wait_for(lambda: bool(subacks), 10, "TQ's SUBACK")
+        assert subacks == [["Granted QoS 1"]], subacks
+        before = tc.cluster.stream_messages()
+        spy = _raw(tc, tc.kb.terminal("TA"), "TA-internal", port)
+        clients.append(spy)
+        for topic in FORGED_TOPICS:
+            spy.publish(topic, b"forged by TA", qos=1).wait_for_publish(10)
+        wait_for(lambda: all(f'User "CN=TA", Subject "{t.replace("/", ".")}"' in
+                             tc.cluster.logs() for t in FORGED_TOPICS), 10,
+                 "a Publish Violation line per forged subject")
+        assert got == [], got
+        after = tc.cluster.stream_messages()
+        assert set(after) == set(before) >= {"$MQTT_sess", "$MQTT_msgs", "$MQTT_rmsgs"}, after
+        assert (after["$MQTT_msgs"], after["$MQTT_rmsgs"]) == (
+            before["$MQTT_msgs"], before["$MQTT_rmsgs"]), (before, after)
+        # The same topic from the desk's certificate arrives: TQ's subscription was live.
+        desk = _raw(tc, tc.kb.desk(), "desk-internal", port)
+        clients.append(desk)
+        desk.publish("kiosk/v1/TQ/cmd", b"from the desk", qos=1).wait_for_publish(10)
+        wait_for(lambda: bool(got), 10, "the desk's message at TQ")
+        assert got == [("kiosk/v1/TQ/cmd", b"from the desk")], got
+    finally:
+        for c in clients:
+            c.loop_stop()
+            c.disconnect()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["foreign_ca", "not_listed"])
 def test_a_certificate_that_does_not_match_gives_one_clear_line_and_the_terminal_queues(
