@@ -38,7 +38,13 @@ SECTION_OPERATOR = "operator"
 OPERATOR_USER = "kiosk.operator"
 OPERATOR_PASSWORD = "OPERATOR_PASSWORD"  # the placeholder's name in users.conf
 MIN_PASSWORD_CHARS = 16
-BCRYPT_PREFIX = "$2"  # nats-server reads a password starting so as a bcrypt hash
+# users.conf holds a bcrypt hash of the operator password, never the password: nats-server
+# reads a password starting with $2a$ (or $2b$, $2x$, $2y$) as one, and warns
+# "Plaintext passwords detected" at every start otherwise. $2a$ at cost 11, as NATS's own
+# tooling writes them; the cost is ≈ 0.1 s of the node's CPU per operator connect.
+BCRYPT_VARIANT = b"2a"
+BCRYPT_COST = 11
+BCRYPT_MAX_BYTES = 72  # bcrypt reads no further; the library refuses longer passwords
 # Exactly these: the broker's sessions and QoS 1 messages, both disposable because
 # exactly once rests on the ledger outbox and the desk's signed acks. Never $MQTT_rmsgs
 # (the terminals' retained state, health and config) nor anything else.
@@ -130,34 +136,45 @@ def render_node(spec: NodeSpec, template: str | None = None) -> str:
 
 
 def check_operator_password(password: str) -> str:
-    """A password users.conf can hold verbatim inside "..." (NATS reads backslash
-    escapes there) and that is not trivially guessed."""
+    """A password that is not trivially guessed and that bcrypt reads whole."""
     if len(password) < MIN_PASSWORD_CHARS:
         raise NatsKitError(f"the operator password has {len(password)} characters; "
                            f"at least {MIN_PASSWORD_CHARS} are needed")
-    bad = sorted({c for c in password if c in '"\\' or ord(c) < 0x20 or ord(c) == 0x7F})
+    if len(password.encode("utf-8")) > BCRYPT_MAX_BYTES:
+        raise NatsKitError(f"the operator password has {len(password.encode('utf-8'))} "
+                           f"bytes in UTF-8; bcrypt reads at most {BCRYPT_MAX_BYTES}")
+    bad = sorted({c for c in password if ord(c) < 0x20 or ord(c) == 0x7F})
     if bad:
-        raise NatsKitError("the operator password may not contain quotes, backslashes, "
-                           f"newlines or other control characters (found {bad!r})")
-    if password.startswith(BCRYPT_PREFIX):
-        raise NatsKitError(f"the operator password may not begin with {BCRYPT_PREFIX!r}: "
-                           "NATS would take it for a bcrypt hash")
+        raise NatsKitError("the operator password may not contain newlines or other "
+                           f"control characters (found {bad!r})")
     return password
+
+
+def hash_operator_password(password: str) -> str:
+    """The bcrypt hash users.conf holds (a new salt each time: every node may hold its
+    own hash of the same password)."""
+    try:
+        import bcrypt
+    except ImportError as exc:  # the desk's extra; a terminal never renders users.conf
+        raise NatsKitError("hashing the operator password needs the bcrypt package: "
+                           "pip install 'kiosk-agent[desk]'") from exc
+    salt = bcrypt.gensalt(BCRYPT_COST, prefix=BCRYPT_VARIANT)
+    return bcrypt.hashpw(check_operator_password(password).encode("utf-8"), salt).decode()
 
 
 def render_users(terminal_ids: Iterable[str], template: str | None = None,
                  operator_password: str | None = None) -> str:
     """users.conf: the desk user, one copy of the terminal block per terminal id, and the
-    operator user (client port only) when `operator_password` is given."""
+    operator user (client port only, a bcrypt hash of `operator_password`) when given."""
     text = template if template is not None else (SHIPPED / USERS).read_text(encoding="utf-8")
     if operator_password is None:
         text = keep_sections(text, (), (SECTION_OPERATOR,))
     else:
-        password = check_operator_password(operator_password)
         op = _section(SECTION_OPERATOR).search(text)
         if op is None:
             raise NatsKitError(f"{USERS}: no '# begin: {SECTION_OPERATOR}' section")
-        body = substitute(op.group(1), {OPERATOR_PASSWORD: password})  # the section only
+        hashed = hash_operator_password(operator_password)
+        body = substitute(op.group(1), {OPERATOR_PASSWORD: hashed})  # the section only
         text = text[:op.start()] + body + text[op.end():]
     m = _section(SECTION_TERMINAL).search(text)
     if m is None:

@@ -26,7 +26,7 @@ import pytest
 from sync import nats_kit
 from sync.desk import Desk
 from sync.nats_admin import NatsAdmin, NatsAdminError, StreamInfo
-from sync.nats_kit import OPERATOR_USER
+from sync.nats_kit import OPERATOR_USER, USERS
 from tests.sync.broker import free_port, spawn_listening, stop_process
 from tests.sync.conftest import KitBroker, wait_for
 from tests.sync.nats import NatsCluster, NatsNode, mqtt_connack, nats_server_path
@@ -281,6 +281,8 @@ def test_the_operator_user_may_reset_the_sessions_and_nothing_more(tls_node, cap
     good.write_text(OPERATOR_PW + "\n")
     wrong.write_text("not-the-operator-password\n")
     server = ("--server", node.client_address)
+    users_conf = (tls_node.conf_dir / USERS).read_text()  # type: ignore[operator]
+    assert OPERATOR_PW not in users_conf and "$2a$11$" in users_conf  # only its hash
 
     rc, out, err = _main(capsys, *server, "--dry-run")  # no user: every user is MQTT-only
     assert rc == 1 and out == []

@@ -3,6 +3,7 @@ placeholder filled or a clear error, users.conf refusing what is not a terminal 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -102,8 +103,9 @@ def test_users_conf_without_an_operator_password_has_no_operator_and_no_client_p
 def test_users_conf_with_an_operator_password_has_the_operator_on_the_client_port_only():
     text = render_users(["T0001"], operator_password=OPERATOR_PW)
     header, _, body = text.partition("authorization")
-    assert f'{{ user: "kiosk.operator", password: "{OPERATOR_PW}"' in body
-    assert OPERATOR_PW not in header  # substituted in its section only
+    assert OPERATOR_PW not in text  # only its hash
+    assert _operator_hash(body).startswith("$2a$11$")
+    assert "$2a$" not in header  # substituted in its section only
     assert "@" not in body and "# begin:" not in text and "# end:" not in text
     assert 'allowed_connection_types: ["STANDARD"]' in body
     operator = body[body.index("kiosk.operator"):body.index('"CN=T0001"')]
@@ -113,17 +115,49 @@ def test_users_conf_with_an_operator_password_has_the_operator_on_the_client_por
     assert text.count('{ user: "CN=') == 2  # the desk and T0001, as before
 
 
+def _operator_hash(users_conf: str) -> str:
+    m = re.search(r'\{ user: "kiosk\.operator", password: "([^"]+)"', users_conf)
+    assert m is not None, users_conf
+    return m.group(1)
+
+
+@pytest.mark.parametrize("password", [
+    OPERATOR_PW,
+    'quotes-"and"-a-backslash\\-in-it',  # only the hash goes into the "..."
+    "$2a$10$looks-like-a-bcrypt-hash",  # hashed like any other
+    "пароль-оператора-на-кириллице",  # 29 characters, 57 bytes in UTF-8
+])
+def test_users_conf_holds_a_bcrypt_hash_that_checks_the_operator_password(password):
+    import bcrypt
+
+    text = render_users(["T0001"], operator_password=password)
+    hashed = _operator_hash(text)
+    assert password not in text
+    assert bcrypt.checkpw(password.encode("utf-8"), hashed.encode())
+    assert not bcrypt.checkpw((password + "x").encode("utf-8"), hashed.encode())
+    # a new salt at every rendering: the same password, another hash; both check
+    again = _operator_hash(render_users(["T0001"], operator_password=password))
+    assert again != hashed and bcrypt.checkpw(password.encode("utf-8"), again.encode())
+
+
 @pytest.mark.parametrize(("bad", "match"), [
     ("short-pw", "at least 16"),
-    ('a-quote-"-in-the-password', "quotes"),
     ("a-newline\nin-the-password", "newlines"),
-    ("a-backslash\\in-the-password", "backslashes"),
     ("a-tab\tin-the-password-xx", "control characters"),
-    ("$2a$10$looks-like-a-bcrypt-hash", "bcrypt"),
+    ("a-delete\x7fin-the-password", "control characters"),
+    ("x" * 73, "73 bytes in UTF-8; bcrypt reads at most 72"),
+    ("ж" * 37, "74 bytes in UTF-8"),  # 37 characters, but 2 bytes each
 ])
 def test_users_conf_refuses_an_operator_password_it_cannot_hold_safely(bad, match):
     with pytest.raises(NatsKitError, match=match):
         render_users(["T0001"], operator_password=bad)
+
+
+def test_without_bcrypt_the_operator_user_is_refused_with_what_to_install(mocker):
+    mocker.patch.dict("sys.modules", {"bcrypt": None})  # as on a machine without the extra
+    with pytest.raises(NatsKitError, match=r"bcrypt package: pip install 'kiosk-agent\[desk\]'"):
+        render_users(["T0001"], operator_password=OPERATOR_PW)
+    assert "kiosk.operator" not in render_users(["T0001"]).partition("authorization")[2]
 
 
 def test_users_command_writes_the_operator_section_from_a_password_file(tmp_path, capsys):
@@ -132,7 +166,8 @@ def test_users_command_writes_the_operator_section_from_a_password_file(tmp_path
     pw.write_text(OPERATOR_PW + "\n")
     assert nats_kit.main(["users", "--ids", str(ids), "--out", str(out),
                           "--operator-password-file", str(pw)]) == 0
-    assert f'password: "{OPERATOR_PW}"' in out.read_text()
+    written = out.read_text()
+    assert OPERATOR_PW not in written and _operator_hash(written).startswith("$2a$")
     assert "kiosk.operator" in capsys.readouterr().out
     pw.write_text("short\n")
     assert nats_kit.main(["users", "--ids", str(ids), "--out", str(out),
