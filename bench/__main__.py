@@ -53,6 +53,7 @@ BENCHMARKS: dict[str, Callable[[Context], BenchResult]] = {
     fleet_nats.TLS_KEY: fleet_nats.run_tls,
     fleet_nats.R1_KEY: fleet_nats.run_tls_r1,
     fleet_nats.LIGHT_KEY: fleet_nats.run_tls_light,
+    fleet_nats.UPSTREAM_KEY: fleet_nats.run_tls_upstream,
     desk.KEY: desk.run,
 }
 DOC = REPO / "docs" / "benchmarks.md"

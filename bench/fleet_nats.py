@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.loopback import free_port as _free_port  # below the ephemeral range
-from bench.common import BenchError, BenchResult, Context, scratch_dir
+from bench.common import REPO, BenchError, BenchResult, Context, scratch_dir
 
 KEY = "fleet_nats"
 TITLE = ("Fleet on a 3-node NATS cluster (JetStream, MQTT 3.1.1, R3): simulated terminals, "
@@ -54,6 +53,13 @@ R1_TITLE = ("Fleet on a 3-node NATS cluster over TLS with consumer_replicas 1: s
 LIGHT_KEY = "fleet_nats_tls_light"
 LIGHT_TITLE = ("Fleet on a 3-node NATS cluster over TLS with light sessions: ack and config "
                "at QoS 0, consumers R3 as shipped")
+# The shipped TLS configuration on upstream nats-server (`make nats-upstream`): a release
+# with NATS's 2026 MQTT advisories fixed and newer JetStream recovery (docs/fleet.md
+# "Upstream NATS"); consumers R3 and full sessions as shipped, as in fleet_nats_tls.
+UPSTREAM_KEY = "fleet_nats_tls_upstream"
+UPSTREAM_TITLE = ("Fleet on a 3-node NATS cluster over TLS, upstream nats-server "
+                  "(make nats-upstream): the shipped files as in fleet_nats_tls")
+UPSTREAM_EXE = REPO / "build" / "nats-upstream" / "bin" / "nats-server"
 NODES = 3
 ENV_TERMINALS = "KIOSK_FLEET_NATS_TERMINALS"
 # 20,000 is the aim; what the cluster reaches on this 2-core machine is measured and
@@ -66,10 +72,16 @@ READY_S = 90.0
 
 
 def nats_path() -> str:
-    for c in (shutil.which("nats-server"), "/usr/sbin/nats-server", "/usr/bin/nats-server"):
-        if c and os.access(c, os.X_OK):
-            return c
-    raise BenchError("nats-server is not installed (scripts/system-deps.sh installs it)")
+    """Debian's nats-server, or KIOSK_NATS_SERVER's (tests/sync/nats.py)."""
+    from tests.sync.nats import nats_server_path
+
+    try:
+        exe = nats_server_path()
+    except FileNotFoundError as exc:
+        raise BenchError(str(exc)) from exc
+    if exe is None:
+        raise BenchError("nats-server is not installed (scripts/system-deps.sh installs it)")
+    return exe
 
 
 class _Node:
@@ -87,15 +99,19 @@ class NatsClusterBroker:
     wait_s = WAIT_S
 
     def __init__(self, folder: Path, terminal_ids: list[str], tls: bool,
-                 consumer_replicas: int | None = None, light_session: bool = False) -> None:
+                 consumer_replicas: int | None = None, light_session: bool = False,
+                 exe: str | None = None) -> None:
         from bench.fleet import tls_kit
 
         self.consumer_replicas = consumer_replicas
         self.light_session = light_session
+        self.exe = exe or nats_path()
         if consumer_replicas == 1:
             self.tls_key, self.tls_title = R1_KEY, R1_TITLE
         elif light_session:
             self.tls_key, self.tls_title = LIGHT_KEY, LIGHT_TITLE
+        elif exe is not None:
+            self.tls_key, self.tls_title = UPSTREAM_KEY, UPSTREAM_TITLE
         self.folder = folder
         self.nodes = [_Node(f"n{i + 1}") for i in range(NODES)]
         self.port = self.nodes[0].mqtt
@@ -124,6 +140,7 @@ class NatsClusterBroker:
 
     def _write_confs(self) -> None:
         from sync.nats_kit import NodeSpec, render_node
+        from tests.sync.nats import max_consumers_for
 
         for n in self.nodes:
             spec = NodeSpec(
@@ -131,13 +148,14 @@ class NatsClusterBroker:
                 self.folder / f"{n.name}-js", f"127.0.0.1:{n.mqtt}", replicas=NODES,
                 cluster_name="kiosk-bench", cluster_listen=f"127.0.0.1:{n.cluster}",
                 routes=tuple(f"127.0.0.1:{o.cluster}" for o in self.nodes if o is not n),
-                conf_dir=self.conf_dir, consumer_replicas=self.consumer_replicas)
+                conf_dir=self.conf_dir, consumer_replicas=self.consumer_replicas,
+                max_consumers=max_consumers_for(self.exe))
             self._conf(n).write_text(render_node(spec), encoding="utf-8")
 
     def start(self) -> None:
         from bench.fleet import _raise_nofile
 
-        exe = nats_path()
+        exe = self.exe
         self.starts += 1
         for n in self.nodes:
             log = open(self.folder / f"{n.name}-{self.starts}.log", "wb")  # noqa: SIM115
@@ -224,10 +242,13 @@ class NatsClusterBroker:
         return {"ports": self.ports, "protocol": "3.1.1", "light_session": self.light_session}
 
     def link(self, tls: bool) -> str:
+        from tests.sync.nats import nats_server_version
+
         consumers = ("consumer_replicas 1" if self.consumer_replicas == 1
                      else "consumers R3 as shipped")
         if self.light_session:
             consumers += ", light sessions (ack and config at QoS 0)"
+        consumers += f"; nats-server {nats_server_version(self.exe)} ({self.exe})"
         return ("TLS with a client certificate per terminal, deploy/nats/ node.conf + "
                 f"users.conf (verify_and_map, per-terminal permissions), {consumers}" if tls
                 else f"no TLS, deploy/nats/node.conf without its TLS section, {consumers}")
@@ -317,15 +338,15 @@ def fleet_size(quick: bool) -> tuple[int, str]:
 
 
 def _run(ctx: Context, tls: bool, consumer_replicas: int | None = None,
-         light_session: bool = False) -> BenchResult:
+         light_session: bool = False, exe: str | None = None) -> BenchResult:
     from bench.fleet import run_fleet
 
     def make_broker(folder: Path, ids: list[str], tls: bool) -> NatsClusterBroker:
-        return NatsClusterBroker(folder, ids, tls, consumer_replicas, light_session)
+        return NatsClusterBroker(folder, ids, tls, consumer_replicas, light_session, exe)
 
     n, why = fleet_size(ctx.quick)
     key = (R1_KEY if consumer_replicas == 1 else LIGHT_KEY if light_session
-           else TLS_KEY if tls else KEY)
+           else UPSTREAM_KEY if exe is not None else TLS_KEY if tls else KEY)
     with scratch_dir(ctx, key) as folder:
         result = run_fleet(n, ctx.quick, folder, tls=tls, make_broker=make_broker)
     if why:
@@ -347,3 +368,9 @@ def run_tls_r1(ctx: Context) -> BenchResult:
 
 def run_tls_light(ctx: Context) -> BenchResult:
     return _run(ctx, tls=True, light_session=True)
+
+
+def run_tls_upstream(ctx: Context) -> BenchResult:
+    if not UPSTREAM_EXE.exists():
+        raise BenchError(f"{UPSTREAM_EXE.relative_to(REPO)} is missing: run make nats-upstream")
+    return _run(ctx, tls=True, exe=str(UPSTREAM_EXE))

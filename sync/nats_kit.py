@@ -3,6 +3,7 @@
     python -m sync.nats_kit users --ids ids.txt --out users.conf   (one terminal id a line)
         [--operator-password-file P]   (the kiosk.operator user for reset-sessions)
     python -m sync.nats_kit node --kit DIR --name n1 --routes n2:6222,n3:6222 --out kiosk.conf
+        [--max-consumers 1000000]   (NATS 2.15 and later: docs/fleet.md "Upstream NATS")
     python -m sync.nats_kit reset-sessions --server 127.0.0.1:4222 [--password-file P]
         [--dry-run]   (after a full-cluster loss: docs/fleet.md "Resetting the MQTT sessions")
 
@@ -35,6 +36,11 @@ SECTION_CLUSTER = "cluster"
 SECTION_TLS = "tls"
 SECTION_TERMINAL = "terminal"
 SECTION_OPERATOR = "operator"
+SECTION_CONSUMER_LIMIT = "consumer_limit"
+# NATS 2.15 caps every stream at 1,000 consumers by default; MQTT needs four per terminal
+# (QoS 1 subscriptions as consumers of $MQTT_msgs). Earlier versions refuse the setting.
+CONSUMER_LIMIT_SINCE = (2, 15)
+FLEET_MAX_CONSUMERS = 1_000_000  # four per terminal for 200,000 terminals, with headroom
 OPERATOR_USER = "kiosk.operator"
 OPERATOR_PASSWORD = "OPERATOR_PASSWORD"  # the placeholder's name in users.conf
 MIN_PASSWORD_CHARS = 16
@@ -94,6 +100,7 @@ class NodeSpec:
     cluster_listen: str = "0.0.0.0:6222"
     routes: tuple[str, ...] = ()
     conf_dir: Path | None = None  # TLS files and users.conf; None: no TLS (labs only)
+    max_consumers: int | None = None  # NATS 2.15 and later only; None: no such line
     extra: dict[str, str] = field(default_factory=dict)
 
     def consumer_copies(self) -> int:
@@ -117,8 +124,22 @@ class NodeSpec:
             "CLUSTER_LISTEN": self.cluster_listen,
             "ROUTES": ", ".join(f'"nats-route://{r}"' for r in self.routes),
             "CONF_DIR": str(self.conf_dir or ""),
+            "MAX_CONSUMERS": str(self.max_consumers or ""),
             **self.extra,
         }
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """(2, 15, 1) from "2.15.1", "v2.15.1" or `nats-server --version`'s "nats-server: v2.15.1"."""
+    m = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
+    if m is None:
+        raise NatsKitError(f"no NATS version in {text[:60]!r}")
+    return tuple(int(g) for g in m.groups())
+
+
+def needs_consumer_limit(version: str) -> bool:
+    """Whether a node of this nats-server version needs the consumer_limit section."""
+    return parse_version(version)[:2] >= CONSUMER_LIMIT_SINCE
 
 
 def render_node(spec: NodeSpec, template: str | None = None) -> str:
@@ -129,6 +150,9 @@ def render_node(spec: NodeSpec, template: str | None = None) -> str:
     drop: list[str] = []
     (keep if spec.routes else drop).append(SECTION_CLUSTER)
     (keep if spec.conf_dir is not None else drop).append(SECTION_TLS)
+    if spec.max_consumers is not None and spec.max_consumers < 1:
+        raise NatsKitError(f"max consumers {spec.max_consumers}: use a positive number")
+    (keep if spec.max_consumers is not None else drop).append(SECTION_CONSUMER_LIMIT)
     text = keep_sections(text, keep, drop)
     header, sep, body = text.partition("\n\n")  # the leading comment block
     body = re.sub(r"\n{3,}", "\n\n", substitute(body, spec.values()))
@@ -259,6 +283,10 @@ def main(argv: list[str]) -> int:
     n.add_argument("--conf-dir", default="/etc/nats/kiosk")
     n.add_argument("--consumer-replicas", type=int, default=None,
                    help="1, or the streams' replicas (default); docs/fleet.md explains")
+    n.add_argument("--max-consumers", type=int, default=None,
+                   help=f"NATS 2.15 and later only: consumers per stream, four per terminal "
+                        f"and more ({FLEET_MAX_CONSUMERS} serves 200,000); without it the "
+                        f"node.conf line is left out, as NATS 2.9-2.14 need")
     n.add_argument("--out", required=True)
     r = sub.add_parser("reset-sessions",
                        help=f"delete the MQTT session streams ({', '.join(RESET_STREAMS)}) "
@@ -301,7 +329,8 @@ def main(argv: list[str]) -> int:
         conf_dir = Path(args.conf_dir)
         spec = NodeSpec(args.name, "127.0.0.1:4222", "127.0.0.1:8222", Path(args.store),
                         args.mqtt, replicas=3 if routes else 1, routes=routes,
-                        conf_dir=conf_dir, consumer_replicas=args.consumer_replicas)
+                        conf_dir=conf_dir, consumer_replicas=args.consumer_replicas,
+                        max_consumers=args.max_consumers)
         Path(args.out).write_text(render_node(spec), encoding="utf-8")
         tls_files(Kit(Path(args.kit)), conf_dir)
         print(f"{args.out}: node {args.name}; TLS files in {conf_dir}")

@@ -12,6 +12,7 @@ without routes drops its cluster section; a node without `conf_dir` its TLS sect
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -31,19 +32,53 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from sync.broker_kit import Kit
 from sync.connection import Endpoint
-from sync.nats_kit import USERS, NodeSpec, render_node, render_users, tls_files
+from sync.nats_kit import (
+    FLEET_MAX_CONSUMERS,
+    USERS,
+    NodeSpec,
+    needs_consumer_limit,
+    parse_version,
+    render_node,
+    render_users,
+    tls_files,
+)
 from tests.sync.broker import free_port, spawn_listening, stop_process
 
 READY_TIMEOUT_S = 20.0
 CLUSTER_NAME = "kiosk-test"
 
 
+# Another nats-server than Debian's for the tests and benchmarks (docs/fleet.md "Upstream
+# NATS"): `make nats-upstream` puts upstream 2.15.1 in build/nats-upstream/bin/.
+ENV_NATS_SERVER = "KIOSK_NATS_SERVER"
+
+
 def nats_server_path() -> str | None:
+    """KIOSK_NATS_SERVER if set (it must then be an executable), else Debian's."""
+    chosen = os.environ.get(ENV_NATS_SERVER)
+    if chosen:
+        if not os.access(chosen, os.X_OK):
+            raise FileNotFoundError(f"{ENV_NATS_SERVER}={chosen}: not an executable file")
+        return chosen
     for candidate in (shutil.which("nats-server"), "/usr/sbin/nats-server",
                       "/usr/bin/nats-server"):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return None
+
+
+@functools.cache
+def nats_server_version(exe: str) -> str:
+    """"2.9.10" from `nats-server --version` ("nats-server: v2.9.10")."""
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10,
+                         check=True).stdout
+    return ".".join(map(str, parse_version(out)))
+
+
+def max_consumers_for(exe: str) -> int | None:
+    """node.conf's consumer limit for this binary: the fleet's on 2.15 and later (which
+    cap a stream at 1,000 consumers by default), none before (they refuse the line)."""
+    return FLEET_MAX_CONSUMERS if needs_consumer_limit(nats_server_version(exe)) else None
 
 
 @dataclass
@@ -78,16 +113,22 @@ class NatsNode:
             replicas=self.replicas, consumer_replicas=self.consumer_replicas,
             cluster_name=CLUSTER_NAME,
             cluster_listen=f"127.0.0.1:{self.cluster_port}",
-            routes=tuple(f"127.0.0.1:{p}" for p in self.routes), conf_dir=self.conf_dir)
+            routes=tuple(f"127.0.0.1:{p}" for p in self.routes), conf_dir=self.conf_dir,
+            max_consumers=max_consumers_for(self._exe()))
+
+    @staticmethod
+    def _exe() -> str:
+        exe = nats_server_path()
+        if exe is None:
+            pytest.fail("nats-server is not installed: run scripts/system-deps.sh")
+        return exe
 
     def write_conf(self) -> None:
         """The shipped deploy/nats/node.conf with this node's ports and folders."""
         self.conf.write_text(render_node(self.spec()), encoding="utf-8")
 
     def start(self) -> NatsNode:
-        exe = nats_server_path()
-        if exe is None:
-            pytest.fail("nats-server is not installed: run scripts/system-deps.sh")
+        exe = self._exe()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.write_conf()
         self.starts += 1
@@ -139,14 +180,15 @@ class NatsNode:
         raise RuntimeError(f"nats-server {self.name} never accepted MQTT:\n{self.log()}")
 
 
-def mqtt_connack(port: int, protocol: int = mqtt.MQTTv311, wait_s: float = 8.0,
+def mqtt_connack(port: int, protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311,
+                 wait_s: float = 8.0,
                  tls: tuple[Path, Path, Path] | None = None) -> int | None:
     """The CONNACK reason code value a fresh clean session gets (None: no CONNACK).
     `tls`: (CA, certificate, key) of the client."""
     got: list[int] = []
-    kw = {"clean_session": True} if protocol == mqtt.MQTTv311 else {}
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{uuid.uuid4().hex[:8]}",
-                    protocol=protocol, **kw)
+                    protocol=protocol,  # v5 has no clean session flag (clean start instead)
+                    clean_session=True if protocol == mqtt.MQTTv311 else None)
     if tls is not None:
         c.tls_set(ca_certs=str(tls[0]), certfile=str(tls[1]), keyfile=str(tls[2]),
                   cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)

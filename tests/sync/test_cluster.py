@@ -338,16 +338,17 @@ class _Quiet:
 
 @pytest.mark.slow
 def test_a_refused_subscription_drops_the_session_with_one_line_and_backs_off(cluster, caplog):
-    """NATS refuses a topic filter with a '.' (and any subscription while its JetStream
-    cannot create the consumer): a session without its subscriptions would never get an
-    ack, so it is dropped and made again, with backoff, and said once."""
+    """NATS refuses a topic filter in its own `$MQTT/` space (2.9 also one with a '.',
+    which 2.10 and later take; and any subscription while its JetStream cannot create the
+    consumer): a session without its subscriptions would never get an ack, so it is
+    dropped and made again, with backoff, and said once."""
     from sync.connection import Connection, ConnSettings, Subscription
 
     caplog.set_level(logging.INFO, logger="sync.connection")
     node = cluster.nodes[2]
     conn = Connection(ConnSettings("127.0.0.1", node.mqtt_port, "SUBREFUSED",
                                    protocol="3.1.1", reconnect_min_s=0.2, reconnect_max_s=0.4,
-                                   subscriptions=(Subscription("kiosk/v1/a.b/ack"),)),
+                                   subscriptions=(Subscription("$MQTT/sub/x"),)),
                       _Quiet())
     conn.start()
     try:
@@ -359,3 +360,52 @@ def test_a_refused_subscription_drops_the_session_with_one_line_and_backs_off(cl
         assert conn.backoff.attempt >= 2  # not reset by the CONNACK: it backs off
     finally:
         conn.stop()
+
+
+# NATS 2.15 gives a stream at most 1,000 consumers unless node.conf's consumer_limit
+# section says otherwise, and every QoS 1 subscription of every MQTT session is a consumer
+# of one stream ($MQTT_msgs): 250 terminals' worth. A lone node (R1 consumers, quick to
+# make) and 17 clients of 60 subscriptions each show the shipped node.conf lifts the cap
+# where the version has it (and leaves the line out where NATS refuses it). 60, not all
+# in one session: NATS gives a session at most 65,535 unacknowledged messages over all its
+# subscriptions, 1,024 each by default, so the 64th subscription of one session is refused.
+CLIENTS, SUBSCRIPTIONS_EACH = 17, 60  # 1,020 consumers
+
+
+@pytest.mark.slow
+def test_more_qos1_subscriptions_than_the_default_consumer_limit_are_all_granted(tmp_path):
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from tests.sync.nats import max_consumers_for, nats_server_path
+
+    solo = NatsCluster(tmp_path / "nats", size=1).start()
+    node = solo.nodes[0]
+    exe = nats_server_path()
+    assert exe is not None
+    conf = node.conf.read_text()
+    assert ("default_max_consumers" in conf) == (max_consumers_for(exe) is not None), conf
+    granted: list[str] = []
+    clients: list[mqtt.Client] = []
+    try:
+        for k in range(CLIENTS):
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"MANYSUBS{k}",
+                                 protocol=mqtt.MQTTv311, clean_session=True)
+            clients.append(client)
+            client.on_subscribe = lambda _c, _u, _mid, rcs, _p: granted.extend(
+                str(r) for r in rcs)
+            client.connect("127.0.0.1", node.mqtt_port)
+            client.loop_start()
+            wait_for(client.is_connected, 10, f"client {k} connected")
+            before = len(granted)
+            client.subscribe([(f"kiosk/v1/M{k:02d}{i:03d}/ack", 1)
+                              for i in range(SUBSCRIPTIONS_EACH)])
+            wait_for(lambda b=before: len(granted) > b, 60, f"client {k}'s SUBACK")
+        assert len(granted) == CLIENTS * SUBSCRIPTIONS_EACH
+        assert set(granted) == {"Granted QoS 1"}, sorted(set(granted))
+        assert "maximum consumers limit reached" not in node.log()
+    finally:
+        for client in clients:
+            client.loop_stop()
+            client.disconnect()
+        solo.stop()

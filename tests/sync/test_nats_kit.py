@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from sync import nats_kit
-from sync.nats_kit import NatsKitError, NodeSpec, render_node, render_users
+from sync.nats_kit import (
+    NatsKitError,
+    NodeSpec,
+    needs_consumer_limit,
+    parse_version,
+    render_node,
+    render_users,
+)
 
 
 def _spec(**kw) -> NodeSpec:  # type: ignore[no-untyped-def]
@@ -63,6 +70,55 @@ def test_the_node_command_writes_the_consumer_replicas_it_is_given(tmp_path, cap
                           "n2:6222", "--conf-dir", str(tmp_path / "conf"),
                           "--consumer-replicas", "2", "--out", str(out)]) == 1
     assert "consumer replicas 2" in capsys.readouterr().err
+
+
+def test_the_consumer_limit_line_is_there_only_when_asked_for():
+    plain = _body(render_node(_spec(routes=("n2:6222",))))
+    assert "default_max_consumers" not in plain and "limits {" not in plain
+    limited = _body(render_node(_spec(routes=("n2:6222",), max_consumers=1_000_000)))
+    assert "limits { default_max_consumers: 1000000 }" in limited
+    jetstream = limited[limited.index("jetstream {"):]
+    jetstream = jetstream[:jetstream.index("\n}\n")]  # the block, to its closing brace
+    assert "default_max_consumers: 1000000" in jetstream
+    assert limited.count("{") == limited.count("}")
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_a_consumer_limit_below_one_is_refused(bad):
+    with pytest.raises(NatsKitError, match=f"max consumers {bad}: use a positive number"):
+        render_node(_spec(max_consumers=bad))
+
+
+@pytest.mark.parametrize(("text", "version", "needs"), [
+    ("nats-server: v2.9.10\n", (2, 9, 10), False),
+    ("2.14.6", (2, 14, 6), False),
+    ("v2.15.0", (2, 15, 0), True),
+    ("nats-server: v2.15.1", (2, 15, 1), True),
+    ("v3.0.0-beta.1", (3, 0, 0), True),
+])
+def test_the_versions_that_need_the_consumer_limit(text, version, needs):
+    assert parse_version(text) == version
+    assert needs_consumer_limit(text) is needs
+
+
+def test_a_version_string_without_a_version_is_an_error():
+    with pytest.raises(NatsKitError, match="no NATS version"):
+        parse_version("nats-server: unknown")
+
+
+def test_the_node_command_writes_the_consumer_limit_it_is_given(tmp_path, capsys):
+    from sync import broker_kit
+
+    kit = broker_kit.init(tmp_path / "kit", "127.0.0.1")
+    out = tmp_path / "kiosk.conf"
+    args = ["node", "--kit", str(kit.dir), "--name", "n1", "--routes", "n2:6222,n3:6222",
+            "--conf-dir", str(tmp_path / "conf"), "--out", str(out)]
+    assert nats_kit.main([*args, "--max-consumers", "1000000"]) == 0
+    assert "default_max_consumers: 1000000" in out.read_text()
+    assert nats_kit.main(args) == 0
+    assert "default_max_consumers" not in out.read_text()
+    assert nats_kit.main([*args, "--max-consumers", "0"]) == 1
+    assert "max consumers 0" in capsys.readouterr().err
 
 
 def test_a_template_placeholder_without_a_value_is_an_error():
