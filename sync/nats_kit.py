@@ -45,9 +45,10 @@ OPERATOR_USER = "kiosk.operator"
 OPERATOR_PASSWORD = "OPERATOR_PASSWORD"  # the placeholder's name in users.conf
 MIN_PASSWORD_CHARS = 16
 # users.conf holds a bcrypt hash of the operator password, never the password: nats-server
-# reads a password starting with $2a$ (or $2b$, $2x$, $2y$) as one, and warns
-# "Plaintext passwords detected" at every start otherwise. $2a$ at cost 11, as NATS's own
-# tooling writes them; the cost is ≈ 0.1 s of the node's CPU per operator connect.
+# reads a password starting with $2a$ (or $2b$, $2x$, $2y$) as one. $2a$ at cost 11, as
+# NATS's own tooling writes them; the cost is ≈ 0.1 s of the node's CPU per operator
+# connect. (NATS 2.9 still warns "Plaintext passwords detected": it counts the
+# certificate users, docs/fleet.md.)
 BCRYPT_VARIANT = b"2a"
 BCRYPT_COST = 11
 BCRYPT_MAX_BYTES = 72  # bcrypt reads no further; the library refuses longer passwords
@@ -151,7 +152,9 @@ def render_node(spec: NodeSpec, template: str | None = None) -> str:
     (keep if spec.routes else drop).append(SECTION_CLUSTER)
     (keep if spec.conf_dir is not None else drop).append(SECTION_TLS)
     if spec.max_consumers is not None and spec.max_consumers < 1:
-        raise NatsKitError(f"max consumers {spec.max_consumers}: use a positive number")
+        raise NatsKitError(f"max consumers {spec.max_consumers}: use a positive number, "
+                           f"four per terminal and more ({FLEET_MAX_CONSUMERS} serves "
+                           f"200,000 terminals)")
     (keep if spec.max_consumers is not None else drop).append(SECTION_CONSUMER_LIMIT)
     text = keep_sections(text, keep, drop)
     header, sep, body = text.partition("\n\n")  # the leading comment block

@@ -19,11 +19,13 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from sync.desk import Desk
 from tests.sync.conftest import wait_for
-from tests.sync.nats import NatsCluster, NatsNode
+from tests.sync.nats import NatsCluster, NatsNode, max_consumers_for, nats_server_path
 from tests.sync.terminal import (
     desk_payment_counts,
     live_terminal,
@@ -374,11 +376,6 @@ CLIENTS, SUBSCRIPTIONS_EACH = 17, 60  # 1,020 consumers
 
 @pytest.mark.slow
 def test_more_qos1_subscriptions_than_the_default_consumer_limit_are_all_granted(tmp_path):
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from tests.sync.nats import max_consumers_for, nats_server_path
-
     solo = NatsCluster(tmp_path / "nats", size=1).start()
     node = solo.nodes[0]
     exe = nats_server_path()

@@ -200,6 +200,7 @@ def test_a_terminals_certificate_cannot_publish_into_the_clusters_internal_subje
         clients.append(spy)
         for topic in FORGED_TOPICS:
             spy.publish(topic, b"forged by TA", qos=1).wait_for_publish(10)
+
         def violations() -> list[str]:  # 2.9 names the user, 2.15 only the client id
             return [ln for ln in tc.cluster.logs().splitlines()
                     if "Publish Violation" in ln and '"TA-internal"' in ln]
