@@ -174,6 +174,7 @@ def test_a_terminals_certificate_cannot_reach_another_terminals_topics(
 # JetStream API that could delete the MQTT sessions. NATS advisories of 2026 (fixed in
 # 2.11.15 / 2.12.6) concern MQTT clients reaching `$MQTT.>`; docs/fleet.md says what the
 # shipped allow-only permissions give on Debian's 2.9.10.
+SUBSCRIBE_TRIES = 5
 FORGED_TOPICS = ("kiosk/v1/TQ/cmd", "$MQTT/msgs/kiosk/v1/TQ/cmd",
                  "$MQTT/rmsgs/kiosk/v1/TQ/cmd", "$JS/API/STREAM/DELETE/$MQTT_sess")
 
@@ -192,9 +193,16 @@ def test_a_terminals_certificate_cannot_publish_into_the_clusters_internal_subje
         clients.append(tq)
         tq.on_message = lambda _c, _u, m: got.append((m.topic, m.payload))
         tq.on_subscribe = lambda _c, _u, _mid, rcs, _p: subacks.append([str(r) for r in rcs])
-        tq.subscribe("kiosk/v1/TQ/cmd", 1)
-        wait_for(lambda: bool(subacks), 10, "TQ's SUBACK")
-        assert subacks == [["Granted QoS 1"]], subacks
+        # A busy node may refuse a QoS 1 subscription while JetStream cannot make its
+        # consumer in time (seen once in CI); the agent then makes its session again
+        # (subscribe_refused). Here: ask again, a few times, until it is granted.
+        for _ in range(SUBSCRIBE_TRIES):
+            asked = len(subacks)
+            tq.subscribe("kiosk/v1/TQ/cmd", 1)
+            wait_for(lambda n=asked: len(subacks) > n, 10, "TQ's SUBACK")
+            if subacks[-1] == ["Granted QoS 1"]:
+                break
+        assert subacks[-1] == ["Granted QoS 1"], subacks
         before = tc.cluster.stream_messages()
         spy = _raw(tc, tc.kb.terminal("TA"), "TA-internal", port)
         clients.append(spy)
