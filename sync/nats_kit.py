@@ -37,6 +37,7 @@ SECTION_TLS = "tls"
 SECTION_TERMINAL = "terminal"
 SECTION_OPERATOR = "operator"
 SECTION_CONSUMER_LIMIT = "consumer_limit"
+SECTION_ONE_COPY = "one_copy_consumers"
 # NATS 2.15 caps every stream at 1,000 consumers by default; MQTT needs four per terminal
 # (QoS 1 subscriptions as consumers of $MQTT_msgs). Earlier versions refuse the setting.
 CONSUMER_LIMIT_SINCE = (2, 15)
@@ -120,7 +121,6 @@ class NodeSpec:
             "STORE_DIR": str(self.store_dir),
             "MQTT_LISTEN": self.mqtt_listen,
             "REPLICAS": str(self.replicas),
-            "CONSUMER_REPLICAS": str(self.consumer_copies()),
             "CLUSTER_NAME": self.cluster_name,
             "CLUSTER_LISTEN": self.cluster_listen,
             "ROUTES": ", ".join(f'"nats-route://{r}"' for r in self.routes),
@@ -156,6 +156,10 @@ def render_node(spec: NodeSpec, template: str | None = None) -> str:
                            f"four per terminal and more ({FLEET_MAX_CONSUMERS} serves "
                            f"200,000 terminals)")
     (keep if spec.max_consumers is not None else drop).append(SECTION_CONSUMER_LIMIT)
+    # As many copies as the streams is NATS's own default: no line, which every release
+    # takes (from 2.9.12 on, `nats-server -t` refuses any consumer_replicas line).
+    one_copy = spec.consumer_copies() == 1 and spec.replicas > 1
+    (keep if one_copy else drop).append(SECTION_ONE_COPY)
     text = keep_sections(text, keep, drop)
     header, sep, body = text.partition("\n\n")  # the leading comment block
     body = re.sub(r"\n{3,}", "\n\n", substitute(body, spec.values()))

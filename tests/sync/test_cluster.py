@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import subprocess
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -24,8 +25,15 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sync.desk import Desk
+from sync.nats_kit import FLEET_MAX_CONSUMERS, NodeSpec, needs_consumer_limit, render_node
 from tests.sync.conftest import wait_for
-from tests.sync.nats import NatsCluster, NatsNode, max_consumers_for, nats_server_path
+from tests.sync.nats import (
+    NatsCluster,
+    NatsNode,
+    max_consumers_for,
+    nats_server_path,
+    nats_server_version,
+)
 from tests.sync.terminal import (
     desk_payment_counts,
     live_terminal,
@@ -406,3 +414,29 @@ def test_more_qos1_subscriptions_than_the_default_consumer_limit_are_all_granted
             client.loop_stop()
             client.disconnect()
         solo.stop()
+
+
+def test_the_consumer_limit_section_is_rendered_exactly_where_this_nats_server_accepts_it(
+        tmp_path):
+    """nats_kit's version rule (`needs_consumer_limit`) checked against the binary itself:
+    `nats-server -t` validates node.conf rendered with and without the section. 2.9 to
+    2.14 refuse the line, 2.15 and later need it (the test above)."""
+    exe = nats_server_path()
+    assert exe is not None
+    version = nats_server_version(exe)
+    checked: dict[int | None, subprocess.CompletedProcess[str]] = {}
+    for limit in (None, FLEET_MAX_CONSUMERS):
+        conf = tmp_path / f"node-{limit}.conf"
+        conf.write_text(render_node(NodeSpec(
+            "n1", "127.0.0.1:4222", "127.0.0.1:8222", tmp_path / "store",
+            "127.0.0.1:1883", max_consumers=limit)), encoding="utf-8")
+        checked[limit] = subprocess.run([exe, "-t", "-c", str(conf)], capture_output=True,
+                                        text=True, timeout=30)
+    plain, limited = checked[None], checked[FLEET_MAX_CONSUMERS]
+    assert plain.returncode == 0, (version, plain.stdout, plain.stderr)
+    said = limited.stdout + limited.stderr
+    if needs_consumer_limit(version):
+        assert limited.returncode == 0, (version, said)
+    else:
+        assert limited.returncode != 0, (version, said)
+        assert 'unknown field "default_max_consumers"' in said, (version, said)

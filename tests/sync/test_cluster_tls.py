@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from sync.desk import Desk
 from sync.envelope import seal
 from sync.keys import key_id
 from tests.sync.conftest import KitBroker, wait_for
-from tests.sync.nats import NatsCluster
+from tests.sync.nats import NatsCluster, nats_server_path, nats_server_version
 from tests.sync.terminal import (
     live_terminal,
     mqtt_config,
@@ -79,6 +80,22 @@ def _raw(tc: TlsCluster, cert: tuple[Path, Path], client_id: str, port: int,
 
 
 @pytest.mark.slow
+def test_every_nodes_configuration_passes_nats_servers_own_check(tls_cluster):
+    """What an operator runs before a reload: `nats-server -t` on each node's rendered
+    node.conf with its users.conf and TLS files, on the binary under test. Upstream
+    releases refuse lines older ones only warn about (a consumer_replicas line, for one)."""
+    exe = nats_server_path()
+    assert exe is not None
+    for node in tls_cluster.cluster.nodes:
+        done = subprocess.run([exe, "-t", "-c", str(node.conf)], capture_output=True,
+                              text=True, timeout=30)
+        said = done.stdout + done.stderr
+        assert done.returncode == 0 and "is valid" in said, (
+            nats_server_version(exe), node.name, said)
+        started = node.log_path.read_text(errors="replace")
+        assert "setting ignored" not in started, started[-3000:]
+
+
 def test_terminals_with_their_certificates_pay_and_take_commands_through_the_cluster(
     tls_cluster, desk_key, tmp_path
 ):
