@@ -3,6 +3,7 @@
     python -m sync.nats_kit users --ids ids.txt --out users.conf   (one terminal id a line)
         [--operator-password-file P]   (the kiosk.operator user for reset-sessions)
     python -m sync.nats_kit node --kit DIR --name n1 --routes n2:6222,n3:6222 --out kiosk.conf
+        [--for-version "$(nats-server --version)"]   (what that release needs and takes)
         [--max-consumers 1000000]   (NATS 2.15 and later: docs/fleet.md "Upstream NATS")
     python -m sync.nats_kit reset-sessions --server 127.0.0.1:4222 [--password-file P]
         [--dry-run]   (after a full-cluster loss: docs/fleet.md "Resetting the MQTT sessions")
@@ -21,7 +22,7 @@ import re
 import shutil
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sync import topics
@@ -41,6 +42,9 @@ SECTION_ONE_COPY = "one_copy_consumers"
 # NATS 2.15 caps every stream at 1,000 consumers by default; MQTT needs four per terminal
 # (QoS 1 subscriptions as consumers of $MQTT_msgs). Earlier versions refuse the setting.
 CONSUMER_LIMIT_SINCE = (2, 15)
+# consumer_replicas is honoured by 2.9.10 and 2.9.11 only; later releases ignore it and
+# their `nats-server -t` refuses the line.
+ONE_COPY_UNTIL = (2, 9, 11)
 FLEET_MAX_CONSUMERS = 1_000_000  # four per terminal for 200,000 terminals, with headroom
 OPERATOR_USER = "kiosk.operator"
 OPERATOR_PASSWORD = "OPERATOR_PASSWORD"  # the placeholder's name in users.conf
@@ -141,6 +145,30 @@ def parse_version(text: str) -> tuple[int, ...]:
 def needs_consumer_limit(version: str) -> bool:
     """Whether a node of this nats-server version needs the consumer_limit section."""
     return parse_version(version)[:2] >= CONSUMER_LIMIT_SINCE
+
+
+def fit_to_version(spec: NodeSpec, version: str) -> tuple[NodeSpec, list[str]]:
+    """The spec with what this nats-server release needs, and a line for each choice made:
+    the consumer_limit section on 2.15 and later (the fleet's limit unless one is given),
+    none before; one-copy consumers refused where the release ignores them. An operator
+    who says which release the nodes run cannot render a file that release refuses."""
+    release = ".".join(map(str, parse_version(version)))
+    said: list[str] = []
+    if needs_consumer_limit(release):
+        if spec.max_consumers is None:
+            spec = replace(spec, max_consumers=FLEET_MAX_CONSUMERS)
+            said.append(f"NATS {release}: consumer_limit section kept, "
+                        f"{FLEET_MAX_CONSUMERS} consumers per stream (--max-consumers "
+                        f"to choose another number)")
+    elif spec.max_consumers is not None:
+        raise NatsKitError(f"NATS {release} refuses default_max_consumers (only 2.15 and "
+                           f"later know it): leave --max-consumers out")
+    if spec.consumer_copies() == 1 and spec.replicas > 1 and \
+            parse_version(release) > ONE_COPY_UNTIL:
+        raise NatsKitError(f"NATS {release} ignores consumer_replicas (only 2.9.10 and "
+                           f"2.9.11 honour 1) and its nats-server -t refuses the line: "
+                           f"leave --consumer-replicas out")
+    return spec, said
 
 
 def render_node(spec: NodeSpec, template: str | None = None) -> str:
@@ -294,6 +322,10 @@ def main(argv: list[str]) -> int:
                    help=f"NATS 2.15 and later only: consumers per stream, four per terminal "
                         f"and more ({FLEET_MAX_CONSUMERS} serves 200,000); without it the "
                         f"node.conf line is left out, as NATS 2.9-2.14 need")
+    n.add_argument("--for-version", metavar="VERSION",
+                   help="the nodes' nats-server release (2.15.1, or what `nats-server "
+                        "--version` prints): keeps what it needs, refuses what it "
+                        "does not take")
     n.add_argument("--out", required=True)
     r = sub.add_parser("reset-sessions",
                        help=f"delete the MQTT session streams ({', '.join(RESET_STREAMS)}) "
@@ -338,9 +370,16 @@ def main(argv: list[str]) -> int:
                         args.mqtt, replicas=3 if routes else 1, routes=routes,
                         conf_dir=conf_dir, consumer_replicas=args.consumer_replicas,
                         max_consumers=args.max_consumers)
-        Path(args.out).write_text(render_node(spec), encoding="utf-8")
-        tls_files(Kit(Path(args.kit)), conf_dir)
-        print(f"{args.out}: node {args.name}; TLS files in {conf_dir}")
+        said: list[str] = []
+        if args.for_version is not None:
+            spec, said = fit_to_version(spec, args.for_version)
+        text = render_node(spec)
+        tls_files(Kit(Path(args.kit)), conf_dir)  # makes conf_dir, where --out usually is
+        Path(args.out).write_text(text, encoding="utf-8")
+        for line in said:
+            print(line)
+        print(f"{args.out}: node {args.name}; TLS files in {conf_dir}; check it with "
+              f"nats-server -t -c {args.out} once users.conf is beside it")
         return 0
     except (NatsKitError, NatsAdminError, OSError, UnicodeDecodeError) as exc:
         print(f"nats_kit: {exc}", file=sys.stderr)

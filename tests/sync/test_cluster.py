@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from sync import broker_kit, nats_kit
 from sync.desk import Desk
 from sync.nats_kit import FLEET_MAX_CONSUMERS, NodeSpec, needs_consumer_limit, render_node
 from tests.sync.conftest import wait_for
@@ -440,3 +441,29 @@ def test_the_consumer_limit_section_is_rendered_exactly_where_this_nats_server_a
     else:
         assert limited.returncode != 0, (version, said)
         assert 'unknown field "default_max_consumers"' in said, (version, said)
+
+
+def test_the_operators_commands_write_files_this_nats_server_accepts(tmp_path, capsys):
+    """docs/fleet.md's steps for one node of a TLS cluster, told the release of the binary
+    under test the way the docs say (`--for-version "$(nats-server --version)"`): node,
+    users, then the node's own check. On 2.15 and later the consumer limit comes with it."""
+    exe = nats_server_path()
+    assert exe is not None
+    told = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10,
+                          check=True).stdout
+    kit = broker_kit.init(tmp_path / "kit", "127.0.0.1")
+    conf_dir = tmp_path / "conf"
+    out = conf_dir / "kiosk.conf"
+    assert nats_kit.main(["node", "--kit", str(kit.dir), "--name", "n1",
+                          "--routes", "n2:6222,n3:6222", "--conf-dir", str(conf_dir),
+                          "--store", str(tmp_path / "store"), "--out", str(out),
+                          "--for-version", told]) == 0, capsys.readouterr().err
+    ids = tmp_path / "ids.txt"
+    ids.write_text("T0001\nT0002\n", encoding="utf-8")
+    assert nats_kit.main(["users", "--ids", str(ids),
+                          "--out", str(conf_dir / nats_kit.USERS)]) == 0
+    assert ("default_max_consumers" in out.read_text()) == needs_consumer_limit(told)
+    done = subprocess.run([exe, "-t", "-c", str(out)], capture_output=True, text=True,
+                          timeout=30)
+    said = done.stdout + done.stderr
+    assert done.returncode == 0 and "is valid" in said, (told, said)

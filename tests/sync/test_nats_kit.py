@@ -10,8 +10,10 @@ import pytest
 
 from sync import nats_kit
 from sync.nats_kit import (
+    FLEET_MAX_CONSUMERS,
     NatsKitError,
     NodeSpec,
+    fit_to_version,
     needs_consumer_limit,
     parse_version,
     render_node,
@@ -103,6 +105,61 @@ def test_a_consumer_limit_below_one_is_refused(bad):
 def test_the_versions_that_need_the_consumer_limit(text, version, needs):
     assert parse_version(text) == version
     assert needs_consumer_limit(text) is needs
+
+
+@pytest.mark.parametrize(("version", "max_consumers"), [
+    ("nats-server: v2.9.10", None), ("2.12.8", None), ("2.14.6", None),
+    ("v2.15.1", FLEET_MAX_CONSUMERS), ("nats-server: v2.16.0", FLEET_MAX_CONSUMERS),
+])
+def test_fitting_a_node_to_its_release_keeps_the_consumer_limit_from_2_15_on(
+        version, max_consumers):
+    spec, said = fit_to_version(_spec(routes=("n2:6222",)), version)
+    assert spec.max_consumers == max_consumers
+    assert bool(said) is (max_consumers is not None)
+    body = _body(render_node(spec))
+    assert ("default_max_consumers" in body) is (max_consumers is not None)
+    assert "consumer_replicas" not in body
+
+
+def test_fitting_keeps_a_consumer_limit_the_operator_chose_and_refuses_it_before_2_15():
+    spec, said = fit_to_version(_spec(routes=("n2:6222",), max_consumers=80_000), "2.15.1")
+    assert spec.max_consumers == 80_000 and said == []
+    with pytest.raises(NatsKitError, match="NATS 2.14.6 refuses default_max_consumers"):
+        fit_to_version(_spec(routes=("n2:6222",), max_consumers=80_000), "2.14.6")
+
+
+@pytest.mark.parametrize(("version", "honoured"), [
+    ("2.9.10", True), ("2.9.11", True), ("2.9.12", False), ("2.12.8", False),
+    ("2.15.1", False),
+])
+def test_fitting_refuses_one_copy_consumers_where_the_release_ignores_them(version, honoured):
+    one_copy = _spec(routes=("n2:6222",), consumer_replicas=1)
+    if honoured:
+        spec, _ = fit_to_version(one_copy, version)
+        assert "consumer_replicas: 1" in _body(render_node(spec))
+    else:
+        with pytest.raises(NatsKitError, match=f"NATS {version} ignores consumer_replicas"):
+            fit_to_version(one_copy, version)
+    lone, _ = fit_to_version(_spec(replicas=1, consumer_replicas=1), version)
+    assert "consumer_replicas" not in _body(render_node(lone))  # one copy is all there is
+
+
+def test_the_node_command_fits_the_file_to_the_release_it_is_told(tmp_path, capsys):
+    from sync import broker_kit
+
+    kit = broker_kit.init(tmp_path / "kit", "127.0.0.1")
+    out = tmp_path / "kiosk.conf"
+    args = ["node", "--kit", str(kit.dir), "--name", "n1", "--routes", "n2:6222,n3:6222",
+            "--conf-dir", str(tmp_path / "conf"), "--out", str(out)]
+    assert nats_kit.main([*args, "--for-version", "nats-server: v2.15.1"]) == 0
+    assert f"default_max_consumers: {FLEET_MAX_CONSUMERS}" in out.read_text()
+    assert "consumer_limit section kept" in capsys.readouterr().out
+    out.unlink()
+    assert nats_kit.main([*args, "--for-version", "2.14.6", "--consumer-replicas", "1"]) == 1
+    assert "ignores consumer_replicas" in capsys.readouterr().err
+    assert not out.exists()
+    assert nats_kit.main([*args, "--for-version", "latest"]) == 1
+    assert "no NATS version in 'latest'" in capsys.readouterr().err
 
 
 def test_a_version_string_without_a_version_is_an_error():
