@@ -141,6 +141,9 @@ class MqttConfig:
     # ack and config at QoS 0: half the broker-side queues per terminal (a NATS cluster's
     # JetStream consumers); docs/mqtt.md "Light sessions"
     light_session: bool = False
+    # publishes taken but no desk ack for this long: start the broker session afresh
+    # (sync/ack_watch.py; docs/mqtt.md "Ack watch"); 0 = never
+    ack_stall_s: float = 900.0
 
 
 MQTT_PROTOCOLS = ("5", "3.1.1")
@@ -420,6 +423,8 @@ def _mqtt(r: TableReader, base: Path) -> MqttConfig:
                                           what='"5" or "3.1.1" (a string, quoted)')),
         hosts=_hosts(r),
         light_session=r.get("light_session", bool, d.light_session, "true or false"),
+        ack_stall_s=r.read("ack_stall_s", Field(float, d.ack_stall_s,
+                                                  "0 (off) or a number of seconds", lo=0)),
     )
     if out.hosts and ("host" in r.table or "port" in r.table):
         raise ConfigError(f"{r.where('hosts')} replaces mqtt.host and mqtt.port: give one "
@@ -430,6 +435,10 @@ def _mqtt(r: TableReader, base: Path) -> MqttConfig:
         raise ConfigError(f"{r.where('tls_ca')} is required with a client certificate")
     if out.reconnect_max_s < out.reconnect_min_s:
         raise ConfigError(f"{r.where('reconnect_max_s')} must be >= mqtt.reconnect_min_s")
+    if 0 < out.ack_stall_s <= out.resend_after_s:
+        raise ConfigError(f"{r.where('ack_stall_s')} must be 0 (off) or longer than "
+                          f"mqtt.resend_after_s ({out.resend_after_s:g} s): a reset needs "
+                          "a resend that went unanswered")
     if out.will_delay_s < 0:
         raise ConfigError(f"{r.where('will_delay_s')} must be 0 or more")
     r.finish()

@@ -48,7 +48,8 @@ GROUPS: Mapping[EventGroup, KindMatch] = {
     EventGroup.PRINTER: KindMatch(kinds=("receipt_not_printed",), prefixes=("printer_",)),
     EventGroup.LEDGER: KindMatch(kinds=("session_recovered",), prefixes=("ledger_", "disk_")),
     EventGroup.MQTT: KindMatch(
-        kinds=("publish_refused", "config_applied", "mqtt_disconnected"),
+        kinds=("publish_refused", "config_applied", "mqtt_disconnected",
+               "session_reset"),
         prefixes=("desk_", "command_", "config_", "payment_status_"),
     ),
     EventGroup.TECHNICIAN: KindMatch(

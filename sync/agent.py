@@ -29,6 +29,7 @@ from kiosk.ledger import Ledger, LedgerError, LedgerTx
 from kiosk.ledger import desk as desk_ledger
 from kiosk.offers import NO_OFFERS
 from sync import topics
+from sync.ack_watch import AckWatch
 from sync.commands import Command, CommandError, check_fresh, check_seq, parse_command
 from sync.connection import (
     Connection,
@@ -147,6 +148,7 @@ class SyncAgent:
         self._reject_limit = _RateLimit(REJECT_EVENTS_PER_MIN)
         self._restart_after: float | None = None
         self._acks: list[int] = []
+        self.ack_watch = AckWatch(m.ack_stall_s)
         self.conn = Connection(self._settings(), self)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -306,6 +308,7 @@ class SyncAgent:
             self._connected = True
             self.engine.note_sync_connected()  # the technician's status page
             self.drain.reset(item[1])
+            self.ack_watch.connected()
             self._publish_state("online")
             self._publish_health(force=True)
         elif kind == "disconnected":
@@ -332,11 +335,30 @@ class SyncAgent:
             self._restart_when_idle()
         if not self._connected:
             return
+        if self.ack_watch.due():
+            self._reset_session()
+            return
         now = time.monotonic()
         if not self.drain.exhausted or now - self._last_poll >= POLL_S or self._health_wanted:
             self._last_poll = now
             self._pump()
         self._maybe_health(now)
+
+    def _reset_session(self) -> None:
+        """Publishes taken, no ack for the watch's wait: a broker session that lost its
+        ack subscription (sync/ack_watch.py), or a desk that is down. Nothing in the
+        ledger changes: the records stay in the outbox and go again on the new session."""
+        waited = self.ack_watch.waited_s()
+        self.ack_watch.reset_started()
+        log.warning("no desk ack for %.0f s while the broker took our publishes: the desk "
+                    "is down or this session's ack subscription is lost; starting the MQTT "
+                    "session afresh (reset %d; next after %.0f s more without an ack)",
+                    waited, self.ack_watch.resets, self.ack_watch.next_wait_s)
+        self.ledger.add_event("session_reset", "warning", {
+            "waited_s": round(waited), "resets": self.ack_watch.resets,
+            "in_flight": len(self.drain.in_flight),
+            "detail": "publishes taken but no desk ack: MQTT session started afresh"})
+        self.conn.reset_session()
 
     def _restart_when_idle(self) -> None:
         """Between customers only: the daemon's loop ends and systemd starts it again."""
@@ -361,6 +383,8 @@ class SyncAgent:
     def _published(self, tag: Any, ok: bool, reason: str) -> None:
         if isinstance(tag, tuple) and tag and tag[0] == "drain":
             self.drain.published(tag[1], ok)
+            if ok:
+                self.ack_watch.taken()
         if not ok and reason not in ("connection lost", "not connected", "stopped"):
             self._reject_event(
                 "publish_refused",
@@ -493,6 +517,7 @@ class SyncAgent:
             )
             return
         self._acks.extend(seqs)  # committed once per worker round (_after_batch)
+        self.ack_watch.acked()
 
     def _on_payment_status(self, msg: Inbound) -> None:
         body = self._open(msg, "payment_status", "desk_message_rejected")

@@ -23,6 +23,9 @@
   docs/protocols/mqtt-contract.md).
 - Incoming QoS 1 messages are PUBACKed by the handler (manual ack) after it has
   processed them durably, so a message the agent did not get to is redelivered.
+- `reset_session()` starts the broker session afresh: a normal DISCONNECT, one
+  connection with a clean session (the broker drops the old session and its queues),
+  ended at once, then the usual persistent one (sync/ack_watch.py says when).
 """
 
 from __future__ import annotations
@@ -284,6 +287,9 @@ class Connection:
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._final_done: set[int] = set()
+        self._reset_wanted = threading.Event()
+        self._purging = False  # this attempt is the clean session of a reset
+        self._purged = False  # its CONNACK came: end it and connect as usual
         self.endpoints = settings.all_endpoints()
         # each client starts at its own node: a fleet spreads over a cluster
         self._endpoint_index = zlib.crc32(settings.client_id.encode()) % len(self.endpoints)
@@ -350,6 +356,14 @@ class Connection:
         self._requests.append(_Publish(topic, payload, qos, retain, props, tag))
         self._poke()
 
+    def reset_session(self) -> None:
+        """Drop this client's broker session and make a new one (its subscriptions, and
+        on NATS their JetStream consumers, made again). Publishes in flight are reported
+        lost (the caller resends); a message received but not yet PUBACKed is not
+        redelivered. Ignored when not connected."""
+        self._reset_wanted.set()
+        self._poke()
+
     def ack(self, msg: Inbound) -> None:
         """PUBACK an incoming QoS 1 message now that it is processed."""
         if msg.qos > 0 and self.settings.manual_ack:
@@ -382,10 +396,19 @@ class Connection:
                         self._next_endpoint()
                         next_attempt = time.monotonic() + self.backoff.next_delay()
                     continue
+                if self._reset_wanted.is_set():
+                    self._reset_wanted.clear()
+                    if self._connected.is_set():
+                        self._drop_for_reset()
+                        next_attempt = 0.0
+                        continue
                 self._flush()
                 busy = bool(self._requests)
                 rc = self._client.loop(timeout=0.0 if busy else IDLE_LOOP_S)
-                if rc != mqtt.MQTT_ERR_SUCCESS or self._lost_flag:
+                if self._purged:
+                    self._end_purge()
+                    next_attempt = 0.0
+                elif rc != mqtt.MQTT_ERR_SUCCESS or self._lost_flag:
                     self._lost(f"connection lost ({mqtt.error_string(rc)})")
                     next_attempt = time.monotonic() + self.backoff.next_delay()
                 elif (
@@ -402,6 +425,7 @@ class Connection:
 
     def _new_client(self) -> mqtt.Client:
         s = self.settings
+        clean = s.clean_start or self._purging
         if s.v5:
             client = mqtt.Client(
                 CallbackAPIVersion.VERSION2,
@@ -415,7 +439,7 @@ class Connection:
                 CallbackAPIVersion.VERSION2,
                 client_id=s.client_id,
                 protocol=mqtt.MQTTv311,
-                clean_session=s.clean_start,  # False: the broker keeps the session
+                clean_session=clean,  # False: the broker keeps the session
                 reconnect_on_failure=False,
                 manual_ack=s.manual_ack,
             )
@@ -430,7 +454,7 @@ class Connection:
                 cert_reqs=ssl.CERT_REQUIRED,
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
-        if s.will is not None:
+        if s.will is not None and not self._purging:
             will_props: Properties | None = None
             if s.v5:  # 3.1.1: no Will Delay, the broker publishes the Will at once
                 will_props = Properties(PacketTypes.WILLMESSAGE)
@@ -464,9 +488,9 @@ class Connection:
         try:
             if s.v5:
                 props = Properties(PacketTypes.CONNECT)
-                props.SessionExpiryInterval = s.session_expiry_s
+                props.SessionExpiryInterval = 0 if self._purging else s.session_expiry_s
                 client.connect(ep.host, ep.port, keepalive=s.keepalive,
-                               clean_start=s.clean_start, properties=props)
+                               clean_start=s.clean_start or self._purging, properties=props)
             else:
                 client.connect(ep.host, ep.port, keepalive=s.keepalive)
         except ssl.SSLCertVerificationError as exc:
@@ -484,6 +508,44 @@ class Connection:
         self._client = client
         self._connecting_since = time.monotonic()
         return True
+
+    def _drop_for_reset(self) -> None:
+        """The first step of reset_session: leave normally (no Will), fail what is in
+        flight, and make the next attempt the clean one, on the same node, at once."""
+        client, self._client = self._client, None
+        self._disconnect_normally(client)
+        self._connected.clear()
+        mids, self._mids = self._mids, {}
+        for tag in mids.values():
+            self._report(tag, False, "connection lost")
+        self._fail_queued("not connected")
+        self._purging = True
+        self._set_link("connecting")
+        log.warning("%s: resetting the MQTT session at %s: a clean session, then a new "
+                    "persistent one", self.name, self.endpoint)
+        try:
+            self.handler.on_disconnected("session reset")
+        except Exception:
+            log.exception("%s: on_disconnected handler failed", self.name)
+
+    def _end_purge(self) -> None:
+        """The clean session's CONNACK came: the broker has dropped the old session."""
+        client, self._client = self._client, None
+        self._disconnect_normally(client)
+        self._purging = self._purged = False
+        log.info("%s: the broker dropped the old session; connecting again", self.name)
+
+    def _disconnect_normally(self, client: mqtt.Client | None) -> None:
+        if client is None:
+            return
+        try:
+            client.disconnect()  # normal disconnection: the broker drops the Will
+            for _ in range(5):
+                if client.loop(timeout=0.02) != mqtt.MQTT_ERR_SUCCESS:
+                    break
+        except Exception:
+            log.exception("%s: error while disconnecting", self.name)
+        _close(client)
 
     def _next_endpoint(self) -> None:
         """Another node of the cluster for the next attempt (none with one endpoint)."""
@@ -595,16 +657,13 @@ class Connection:
                 while len(self._final_done) < len(self._final) and time.monotonic() < deadline:
                     if client.loop(timeout=0.05) != mqtt.MQTT_ERR_SUCCESS:
                         break
-                client.disconnect()  # normal disconnection: the broker drops the Will
-                for _ in range(5):
-                    if client.loop(timeout=0.02) != mqtt.MQTT_ERR_SUCCESS:
-                        break
             except Exception:
-                log.exception("%s: error while disconnecting", self.name)
+                log.exception("%s: error while sending the final publishes", self.name)
+            self._disconnect_normally(client)
+        elif client is not None:
+            _close(client)
         self._client = None
         self._connected.clear()
-        if client is not None:
-            _close(client)
         self._fail_queued("stopped")
 
     # -- paho callbacks (network thread) -----------------------------------------------
@@ -620,6 +679,9 @@ class Connection:
             )
             self._attempt_problem = (code, f"CONNACK {reason_code}")
             self._lost_flag = True
+            return
+        if self._purging:  # the reset's clean session: no subscriptions, no handler
+            self._purged = True
             return
         self.generation += 1
         self.stats.connects += 1

@@ -32,6 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from sync.broker_kit import Kit
 from sync.connection import Endpoint
+from sync.nats_admin import JS_API, NatsAdmin
 from sync.nats_kit import (
     FLEET_MAX_CONSUMERS,
     USERS,
@@ -290,10 +291,10 @@ class NatsCluster:
     def logs(self) -> str:
         return "\n".join(f"--- {n.name}\n{n.log()}" for n in self.nodes)
 
-    def consumer_subjects(self) -> set[str]:
-        """The filter subjects of the JetStream consumers the running nodes host (the
-        monitoring port's /jsz): one per QoS 1 MQTT subscription."""
-        subjects: set[str] = set()
+    def consumers(self) -> set[tuple[str, str, str]]:
+        """(stream, consumer name, filter subject) of every JetStream consumer the running
+        nodes host (the monitoring port's /jsz): one per QoS 1 MQTT subscription."""
+        found: set[tuple[str, str, str]] = set()
         for n in self.nodes:
             if not n.running:
                 continue
@@ -304,8 +305,28 @@ class NatsCluster:
             for account in jsz.get("account_details") or []:
                 for stream in account.get("stream_detail") or []:
                     for consumer in stream.get("consumer_detail") or []:
-                        subjects.add(consumer["config"].get("filter_subject", ""))
-        return subjects
+                        found.add((stream["name"], consumer["name"],
+                                   consumer["config"].get("filter_subject", "")))
+        return found
+
+    def consumer_subjects(self) -> set[str]:
+        return {subject for _, _, subject in self.consumers()}
+
+    def delete_consumers(self, filter_subject: str) -> int:
+        """Delete the JetStream consumers reading `filter_subject` through the JetStream
+        API (a consumer lost in a cluster's recovery: the MQTT session still lists the
+        subscription, nothing delivers it). Plain (no TLS, no users) clusters only."""
+        assert self.conf_dir is None, "the client port needs a user with TLS on"
+        node = next(n for n in self.nodes if n.running)
+        deleted = 0
+        with NatsAdmin("127.0.0.1", node.client_port) as admin:
+            for stream, name, subject in self.consumers():
+                if subject == filter_subject:
+                    answer = json.loads(admin.request(
+                        f"{JS_API}.CONSUMER.DELETE.{stream}.{name}", b"").payload)
+                    assert answer.get("success") is True, answer
+                    deleted += 1
+        return deleted
 
     def stream_messages(self) -> dict[str, int]:
         """Each JetStream stream's message count as the first running node reports it

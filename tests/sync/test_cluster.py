@@ -38,6 +38,7 @@ from tests.sync.nats import (
 from tests.sync.terminal import (
     desk_payment_counts,
     live_terminal,
+    make_payments,
     mqtt_config,
     paying_fleet,
     terminal_public_key,
@@ -246,6 +247,56 @@ def test_light_sessions_bring_a_killed_cluster_back_losing_nothing(desk_key, tmp
                                       "light sessions, consumers R3",
                                       check_online=only_cmd_and_status_consumers,
                                       light_session=True)
+
+
+@pytest.mark.slow
+def test_a_terminal_whose_ack_consumer_is_lost_resets_its_session_and_is_acknowledged(
+    cluster, desk_key, tmp_path
+):
+    """The stall seen after a full-cluster loss on 2.12 and 2.14 (docs/fleet.md, "Ack
+    watch"), made on purpose: the JetStream consumer behind a terminal's `ack`
+    subscription is deleted. Both terminals' payments still reach the desk (PUBACKs
+    come), their acks do not. The one with the ack watch starts its session afresh and
+    is acknowledged; the one without stays unacknowledged: the reset is what heals it."""
+    base = dict(protocol="3.1.1", hosts=cluster.hosts(), resend_after_s=1.0)
+    on = live_terminal(tmp_path / "on", "WON", mqtt_config(0, desk_key, ack_stall_s=3.0,
+                                                           **base), agent=False)
+    off = live_terminal(tmp_path / "off", "WOFF", mqtt_config(0, desk_key, ack_stall_s=0,
+                                                              **base), agent=False)
+    terms = [on, off]
+    db = tmp_path / "desk.sqlite"
+    desk = _desk(cluster, desk_key, {t.config.terminal.id: terminal_public_key(t.config)
+                                     for t in terms}, db, "desk-w").start()
+    try:
+        assert desk.conn.wait_connected(20), desk.conn.link
+        for t in terms:
+            make_payments(t.ledger, 1)
+            t.start_agent()
+        wait_for(lambda: all(unacked(t) == 0 for t in terms), 60, "the first acks")
+        for t in terms:
+            ack_subject = f"$MQTT.msgs.kiosk.v1.{t.config.terminal.id}.ack"
+            assert cluster.delete_consumers(ack_subject) == 1, cluster.consumers()
+        t_cut = time.monotonic()
+        for t in terms:
+            make_payments(t.ledger, 5)
+        wait_for(lambda: desk_payment_counts(db)[1] == 12, 60, "all 12 payments at the desk")
+        wait_for(lambda: unacked(on) == 0, 90, "the watched terminal acknowledged")
+        t_healed = time.monotonic() - t_cut
+        assert unacked(off) == 5  # stored at the desk, acked by it, never delivered
+        assert on.agent is not None and off.agent is not None
+        assert on.agent.ack_watch.resets >= 1 and off.agent.ack_watch.resets == 0
+        events = on.ledger.recent_events(kinds=("session_reset",))
+        assert events and events[0]["data"]["waited_s"] >= 3, events
+        assert "$MQTT.msgs.kiosk.v1.WON.ack" in cluster.consumer_subjects()  # made again
+        rows, distinct = desk_payment_counts(db)
+        assert rows == distinct == 12
+        print(f"\nack consumer deleted: the watched terminal reset its session "
+              f"{on.agent.ack_watch.resets} time(s) and was acknowledged {t_healed:.1f} s "
+              f"later; the unwatched one still waits for 5 acks")
+    finally:
+        desk.stop()
+        for t in terms:
+            t.stop()
 
 
 @pytest.mark.slow

@@ -29,6 +29,8 @@ def test_defaults_and_values():
     assert m.desk_keys == (("desk.1a2b3c4d", DESK_KEY),)
     assert m.reconnect_min_s == 0.5 and m.health_interval_s == 30
     assert (d.light_session, _mqtt({"light_session": True}).light_session) == (False, True)
+    assert (d.ack_stall_s, _mqtt({"ack_stall_s": 0}).ack_stall_s) == (900.0, 0.0)
+    assert _mqtt({"ack_stall_s": 120, "resend_after_s": 10}).ack_stall_s == 120.0
 
 
 @pytest.mark.parametrize(
@@ -42,6 +44,9 @@ def test_defaults_and_values():
         ({"desk_keys": {"k": 5}}, "base64"),
         ({"will_delay_s": -1}, "0 or more"),
         ({"light_session": "yes"}, "light_session"),
+        ({"ack_stall_s": -1}, "0 (off) or a number of seconds"),
+        ({"ack_stall_s": "15m"}, "ack_stall_s"),
+        ({"ack_stall_s": 30, "resend_after_s": 30}, "longer than mqtt.resend_after_s"),
         ({"brokr": "x"}, "not a known setting"),
     ],
 )
