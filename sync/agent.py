@@ -350,6 +350,7 @@ class SyncAgent:
         ledger changes: the records stay in the outbox and go again on the new session."""
         waited = self.ack_watch.waited_s()
         self.ack_watch.reset_started()
+        self.conn.reset_session()  # first: a ledger that cannot write must not stop it
         log.warning("no desk ack for %.0f s while the broker took our publishes: the desk "
                     "is down or this session's ack subscription is lost; starting the MQTT "
                     "session afresh (reset %d; next after %.0f s more without an ack)",
@@ -358,7 +359,6 @@ class SyncAgent:
             "waited_s": round(waited), "resets": self.ack_watch.resets,
             "in_flight": len(self.drain.in_flight),
             "detail": "publishes taken but no desk ack: MQTT session started afresh"})
-        self.conn.reset_session()
 
     def _restart_when_idle(self) -> None:
         """Between customers only: the daemon's loop ends and systemd starts it again."""

@@ -39,6 +39,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -257,6 +258,14 @@ class Handler(Protocol):
     def on_published(self, tag: Any, ok: bool, reason: str) -> None: ...
 
 
+class _ResetStep(Enum):
+    """Where a reset_session stands: the clean-session attempt, then its CONNACK."""
+
+    NONE = "none"
+    CLEAN_CONNECT = "clean_connect"  # the next attempt is the clean session
+    CLEAN_ACCEPTED = "clean_accepted"  # its CONNACK came: end it, connect as usual
+
+
 @dataclass
 class ConnStats:
     connects: int = 0
@@ -288,8 +297,7 @@ class Connection:
         self._wake = threading.Event()
         self._final_done: set[int] = set()
         self._reset_wanted = threading.Event()
-        self._purging = False  # this attempt is the clean session of a reset
-        self._purged = False  # its CONNACK came: end it and connect as usual
+        self._reset_step = _ResetStep.NONE
         self.endpoints = settings.all_endpoints()
         # each client starts at its own node: a fleet spreads over a cluster
         self._endpoint_index = zlib.crc32(settings.client_id.encode()) % len(self.endpoints)
@@ -405,8 +413,8 @@ class Connection:
                 self._flush()
                 busy = bool(self._requests)
                 rc = self._client.loop(timeout=0.0 if busy else IDLE_LOOP_S)
-                if self._purged:
-                    self._end_purge()
+                if self._reset_step is _ResetStep.CLEAN_ACCEPTED:
+                    self._end_clean_session()
                     next_attempt = 0.0
                 elif rc != mqtt.MQTT_ERR_SUCCESS or self._lost_flag:
                     self._lost(f"connection lost ({mqtt.error_string(rc)})")
@@ -425,7 +433,7 @@ class Connection:
 
     def _new_client(self) -> mqtt.Client:
         s = self.settings
-        clean = s.clean_start or self._purging
+        clean = s.clean_start or self._cleaning
         if s.v5:
             client = mqtt.Client(
                 CallbackAPIVersion.VERSION2,
@@ -454,7 +462,7 @@ class Connection:
                 cert_reqs=ssl.CERT_REQUIRED,
                 tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
-        if s.will is not None and not self._purging:
+        if s.will is not None and not self._cleaning:
             will_props: Properties | None = None
             if s.v5:  # 3.1.1: no Will Delay, the broker publishes the Will at once
                 will_props = Properties(PacketTypes.WILLMESSAGE)
@@ -488,9 +496,9 @@ class Connection:
         try:
             if s.v5:
                 props = Properties(PacketTypes.CONNECT)
-                props.SessionExpiryInterval = 0 if self._purging else s.session_expiry_s
+                props.SessionExpiryInterval = 0 if self._cleaning else s.session_expiry_s
                 client.connect(ep.host, ep.port, keepalive=s.keepalive,
-                               clean_start=s.clean_start or self._purging, properties=props)
+                               clean_start=s.clean_start or self._cleaning, properties=props)
             else:
                 client.connect(ep.host, ep.port, keepalive=s.keepalive)
         except ssl.SSLCertVerificationError as exc:
@@ -509,31 +517,43 @@ class Connection:
         self._connecting_since = time.monotonic()
         return True
 
+    @property
+    def _cleaning(self) -> bool:
+        """This attempt is the clean session of a reset (no Will, no expiry)."""
+        return self._reset_step is not _ResetStep.NONE
+
     def _drop_for_reset(self) -> None:
         """The first step of reset_session: leave normally (no Will), fail what is in
         flight, and make the next attempt the clean one, on the same node, at once."""
         client, self._client = self._client, None
         self._disconnect_normally(client)
         self._connected.clear()
-        mids, self._mids = self._mids, {}
-        for tag in mids.values():
-            self._report(tag, False, "connection lost")
-        self._fail_queued("not connected")
-        self._purging = True
+        self._reset_step = _ResetStep.CLEAN_CONNECT
         self._set_link("connecting")
-        log.warning("%s: resetting the MQTT session at %s: a clean session, then a new "
-                    "persistent one", self.name, self.endpoint)
-        try:
-            self.handler.on_disconnected("session reset")
-        except Exception:
-            log.exception("%s: on_disconnected handler failed", self.name)
+        log.info("%s: resetting the MQTT session at %s: a clean session, then a new "
+                 "persistent one", self.name, self.endpoint)
+        self._forget_connection("session reset", was_connected=True)
 
-    def _end_purge(self) -> None:
+    def _end_clean_session(self) -> None:
         """The clean session's CONNACK came: the broker has dropped the old session."""
         client, self._client = self._client, None
         self._disconnect_normally(client)
-        self._purging = self._purged = False
+        self._reset_step = _ResetStep.NONE
         log.info("%s: the broker dropped the old session; connecting again", self.name)
+
+    def _forget_connection(self, reason: str, was_connected: bool) -> None:
+        """A connection has gone (lost or left): fail what was in flight or queued on it
+        (the caller resends) and tell the handler if it had been told it was up."""
+        mids, self._mids = self._mids, {}
+        for tag in mids.values():
+            self._report(tag, False, "connection lost")
+        # Publishes queued while the connection was going: fail them (the caller resends).
+        self._fail_queued("not connected")
+        if was_connected:
+            try:
+                self.handler.on_disconnected(reason)
+            except Exception:
+                log.exception("%s: on_disconnected handler failed", self.name)
 
     def _disconnect_normally(self, client: mqtt.Client | None) -> None:
         if client is None:
@@ -585,16 +605,7 @@ class Connection:
         if client is not None:
             _close(client)
         self.stats.last_error = reason
-        mids, self._mids = self._mids, {}
-        for tag in mids.values():
-            self._report(tag, False, "connection lost")
-        # Publishes queued while the connection was going: fail them (the caller resends).
-        self._fail_queued("not connected")
-        if was_connected:
-            try:
-                self.handler.on_disconnected(reason)
-            except Exception:
-                log.exception("%s: on_disconnected handler failed", self.name)
+        self._forget_connection(reason, was_connected)
 
     def _fail_queued(self, reason: str) -> None:
         """Fail queued publishes (the caller resends); drop queued acks (the broker
@@ -680,8 +691,8 @@ class Connection:
             self._attempt_problem = (code, f"CONNACK {reason_code}")
             self._lost_flag = True
             return
-        if self._purging:  # the reset's clean session: no subscriptions, no handler
-            self._purged = True
+        if self._cleaning:  # the reset's clean session: no subscriptions, no handler
+            self._reset_step = _ResetStep.CLEAN_ACCEPTED
             return
         self.generation += 1
         self.stats.connects += 1

@@ -375,6 +375,10 @@ STRINGS: dict[str, tuple[str, str]] = {
     "ev_kind_disk_ok": ("места на диске достаточно", "disk space fine"),
     "ev_kind_config_applied": ("настройки сервера применены", "desk settings applied"),
     "ev_kind_desk_command": ("команда сервера", "desk command"),
+    "ev_kind_session_reset": (
+        "нет подтверждений от сервера: связь с брокером начата заново",
+        "no acks from the desk: the broker session was started afresh",
+    ),
     "ev_kind_other": ("событие", "event"),
     # -- issue 15: disclosures before cash, the fee taking everything (one block) --
     "fee_terms": ("Комиссия: {terms}", "Fee: {terms}"),
