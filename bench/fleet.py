@@ -9,7 +9,10 @@ What is real and what is simplified:
   (sync.envelope.seal, Ed25519, one key per terminal) in the drain's batch format, the
   desk consumers = sync.desk.Desk unchanged (verify, commit to SQLite synchronous=FULL,
   then a signed `ack`), the terminals verify every ack's signature (sync.envelope), reconnects
-  with the agent's full-jitter backoff (sync.backoff.Backoff, 1-60 s);
+  with the agent's full-jitter backoff (sync.backoff.Backoff, 1-60 s), the agent's ack
+  watch (sync.ack_watch.AckWatch, [mqtt] ack_stall_s: payments PUBACKed and no ack for
+  that long -> DISCONNECT, one clean-session connect ended at CONNACK, the persistent
+  session again, as sync.connection's reset_session);
 - simplified: a terminal is a paho client and a few counters, not a SyncAgent (no
   ledger, no engine, no devices): many terminals share a process and one epoll loop
   (bench/fleet.py `worker`), its "outbox" is in memory (unacked payments are sent again on
@@ -79,6 +82,7 @@ from bench.common import (
     scratch_dir,
     verdict,
 )
+from sync.ack_watch import JITTER as ACK_JITTER
 from sync.connection import ConnSettings
 
 KEY = "fleet"
@@ -91,6 +95,10 @@ AIM_TERMINALS = 20_000
 FULL_TERMINALS = 20_000
 QUICK_TERMINALS = 1000
 ENV_TERMINALS = "KIOSK_FLEET_TERMINALS"
+# The terminals' ack watch ([mqtt] ack_stall_s): the agent's default unless this names
+# another (a site may set it shorter; 0 = off, as a terminal configured so)
+ENV_ACK_STALL = "KIOSK_FLEET_ACK_STALL_S"
+ACK_SETTLE_S = 120.0  # after a reset: the clean session, reconnect, resend, desk ack
 HEALTH_S = 60.0  # the agent's health_interval_s default
 PAYMENTS_PER_HOUR = 20.0  # mqtt-contract.md sizing: 20 at peak
 STRESS = 10.0
@@ -213,6 +221,9 @@ class _Term:
     waiting: bool = False  # TLS: waiting for a free handshake slot in this process
     wanted_since: float = 0.0  # when it decided to connect (before any slot wait)
     node: int = 0  # which of a cluster's ports next (the agent's crc32 spread + failover)
+    watch: Any = None  # the agent's ack watch (sync.ack_watch.AckWatch)
+    payment_mids: set[int] = field(default_factory=set)  # this client's payment publishes
+    clean_next: bool = False  # a session reset: the next connection is the clean one
 
 
 class Worker:
@@ -221,6 +232,7 @@ class Worker:
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         from sync import topics
+        from sync.ack_watch import AckWatch
         from sync.backoff import Backoff
         from sync.keys import key_id, public_from_b64
 
@@ -249,6 +261,8 @@ class Worker:
         self.connack_lat: list[float] = []
         self.ack_lat: list[float] = []
         self.reconnect_done: list[float] = []
+        self.stall_s = float(cfg.get("ack_stall_s", 0.0))
+        self.clean_done: list[tuple[int, Any]] = []  # clean sessions to end (_end_clean)
         self.terms: list[_Term] = []
         self.hs_cap = int(cfg.get("handshakes_in_flight", HANDSHAKES_IN_FLIGHT))
         self.hs_in_flight = 0
@@ -262,6 +276,7 @@ class Worker:
             t.backoff = Backoff(1.0, 60.0, rng=self.rng.uniform)
             t.node = zlib.crc32(tid.encode()) % len(self.ports)
             t.health_phase = self.rng.random()
+            t.watch = AckWatch(self.stall_s, rng=self.rng.uniform)
             self.terms.append(t)
         if cfg.get("tls"):
             _terminal_tls(self.terms, cfg["tls"])
@@ -285,9 +300,9 @@ class Worker:
         if self.v5:
             c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=t.tid,
                             protocol=mqtt.MQTTv5, reconnect_on_failure=False, userdata=t.idx)
-        else:
+        else:  # the reset's connection has a clean session (v5: clean_start, in connect)
             c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=t.tid,
-                            protocol=mqtt.MQTTv311, clean_session=False,
+                            protocol=mqtt.MQTTv311, clean_session=t.clean_next,
                             reconnect_on_failure=False, userdata=t.idx)
         c.suppress_exceptions = True
         c.connect_timeout = 5.0
@@ -295,18 +310,22 @@ class Worker:
         if t.ssl_ctx is not None:
             c.tls_set_context(t.ssl_ctx)
         t.connection_id = f"{self.rng.getrandbits(64):016x}"
+        t.payment_mids.clear()
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        c.on_socket_open = self._on_socket_open
+        c.on_socket_close = self._on_socket_close
+        c.on_socket_register_write = self._on_register_write
+        c.on_socket_unregister_write = self._on_unregister_write
+        if t.clean_next:  # the reset's connection: ended at its CONNACK, no Will (as the agent)
+            return c
         will = json.dumps({"v": 1, "terminal_id": t.tid, "state": "offline", "reason": "lost",
                            "connection_id": t.connection_id, "at_ms": int(time.time() * 1000),
                            "agent_version": "0.1.0"}).encode()
         c.will_set(t.topics["state"], will, qos=1, retain=True,
                    properties=Properties(PacketTypes.WILLMESSAGE) if self.v5 else None)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_message = self._on_message
-        c.on_socket_open = self._on_socket_open
-        c.on_socket_close = self._on_socket_close
-        c.on_socket_register_write = self._on_register_write
-        c.on_socket_unregister_write = self._on_unregister_write
         return c
 
     def connect(self, t: _Term) -> None:
@@ -427,21 +446,29 @@ class Worker:
         if sock is not None:
             c._create_socket = lambda: sock
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.SessionExpiryInterval = 0 if t.clean_next else SESSION_EXPIRY_S
         t.client = c
         try:
             if self.v5:
                 c.connect("127.0.0.1", self._port_of(t), keepalive=KEEPALIVE_S,
-                          bind_address=self._bind_of(t), clean_start=False, properties=props)
+                          bind_address=self._bind_of(t), clean_start=t.clean_next,
+                          properties=props)
             else:
                 c.connect("127.0.0.1", self._port_of(t), keepalive=KEEPALIVE_S,
                           bind_address=self._bind_of(t))
         except (OSError, ValueError) as exc:  # SSLError is an OSError; bad certificate ValueError
             self._connect_failed(t, "refused", _why(exc))
 
-    def _drop(self, t: _Term) -> None:
+    def _drop(self, t: _Term, leave: bool = False) -> None:
+        """Close what there is; `leave`: a normal DISCONNECT first (no Will)."""
         c, t.client = t.client, None
         t.connected = False
+        if leave and c is not None:
+            try:
+                c.disconnect()  # queued; written now (a few bytes, the socket takes them)
+                c.loop_write()
+            except Exception:
+                pass
         t.waiting = False  # its entry in hs_waiting is skipped
         if t.handshake is not None:
             self.hs_in_flight -= 1
@@ -509,6 +536,13 @@ class Worker:
         if rc.is_failure:
             self.lost(t, "connack")
             return
+        if t.clean_next:  # the reset's clean session: the broker dropped the old one
+            t.clean_next = False
+            self.stats["clean_connects"] += 1
+            # ended from the loop, not here: paho's DISCONNECT path takes the callback
+            # lock this callback holds (a deadlock, seen)
+            self.clean_done.append((idx, client))
+            return
         now = time.monotonic()
         self.connack_lat.append(now - t.connecting_since)
         t.connected = True
@@ -517,7 +551,10 @@ class Worker:
         if t.ever_connected:
             self.stats["reconnects"] += 1
             self.reconnect_done.append(now)
+            if not flags.session_present:  # after a reset, or a broker that lost it
+                self.stats["fresh_sessions"] += 1
         t.ever_connected = True
+        t.watch.connected()
         if self.v5:
             client.subscribe([
                 (t.topics[leaf], SubscribeOptions(qos=qos, retainHandling=2 if leaf == "cmd"
@@ -544,6 +581,32 @@ class Worker:
             # a connection that ended ("Unspecified error")
             self.lost(t, f"disconnect:{getattr(rc, 'getName', lambda: rc)()}")
 
+    def _on_publish(self, client: Any, idx: int, mid: int, rc: Any, props: Any) -> None:
+        t = self.terms[idx]
+        if t.client is client and mid in t.payment_mids:
+            t.payment_mids.discard(mid)
+            t.watch.taken()  # a record batch PUBACKed (the agent: Drain.published ok)
+
+    def _end_clean(self) -> None:
+        """A reset's clean session was accepted: leave it, and connect the persistent
+        session at once (sync.connection: the same node, no backoff)."""
+        done, self.clean_done = self.clean_done, []
+        for idx, client in done:
+            t = self.terms[idx]
+            if t.client is client:
+                self._drop(t, leave=True)
+                self.connect(t)
+
+    def reset_session(self, t: _Term) -> None:
+        """The ack watch's cure (sync.connection.Connection.reset_session): a normal
+        DISCONNECT, a clean-session connection ended at its CONNACK, then the persistent
+        session again with its subscriptions made anew; unacked payments go out again."""
+        t.watch.reset_started()
+        self.stats["session_resets"] += 1
+        self._drop(t, leave=True)
+        t.clean_next = True
+        self.connect(t)
+
     def _on_message(self, client: Any, idx: int, msg: Any) -> None:
         from sync.envelope import EnvelopeError, open_envelope
 
@@ -560,6 +623,7 @@ class Worker:
         if body.get("terminal_id") != t.tid:
             self.stats["ack_rejected"] += 1
             return
+        t.watch.acked()
         now = time.monotonic()
         for s in body.get("seqs", []):
             p = t.pending.pop(s, None)
@@ -628,7 +692,9 @@ class Worker:
             body = {"v": 1, "terminal_id": t.tid, "kind": "payment",
                     "connection_id": t.connection_id, "sent_ms": int(time.time() * 1000),
                     "records": records}
-            t.client.publish(t.topics["payments"], seal(t.key, t.kid, "payments", body), qos=1)
+            info = t.client.publish(t.topics["payments"], seal(t.key, t.kid, "payments", body),
+                                    qos=1)
+            t.payment_mids.add(info.mid)
             self.stats["pub:payments"] += 1
             self.stats["records_resent" if resend else "records_sent"] += len(group)
 
@@ -714,6 +780,7 @@ class Worker:
                     continue
                 if ev & select.EPOLLOUT and t.client is c and c.loop_write() != 0:
                     self.lost(t, "write")
+            self._end_clean()
             now = time.monotonic()
             budget_end = now + TIMER_BUDGET_S
             while self.timers and self.timers[0][0] <= now:
@@ -744,6 +811,8 @@ class Worker:
                     if t.handshake is not None and \
                             now - t.connecting_since > HANDSHAKE_TIMEOUT_S:
                         self._connect_failed(t, "tls_timeout" if t.tcp_done else "tcp_timeout")
+                    if t.connected and t.watch.due():
+                        self.reset_session(t)
                     if t.client is not None:
                         if t.connected and t.pending:
                             due = [s for s, p in t.pending.items()
@@ -1307,6 +1376,8 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
               "port": broker.port, "desk_port": broker.desk_port, "tls": broker.tls,
               "desk_kid": key_id("desk", dk.public_key()),
               "desk_pub": public_b64(dk.public_key())}
+    stall_s = ack_stall_s()
+    common["ack_stall_s"] = stall_s
     wait_s = max(broker.wait_s, TLS_WAIT_S if tls else 0.0)
     binds = [f"127.0.0.{i}" for i in range(2, 10)]
     run = FleetRun(n, [], [], broker)
@@ -1422,7 +1493,10 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
         # end: no new payments; everything sent must be acknowledged, each once at the desk
         for w in run.workers:
             w.send({"op": "quiet"})
-        deadline = time.monotonic() + max(120.0, wait_s)
+        # long enough for one round of the ack watch: a terminal whose acks stalled
+        # resets at most stall·(1 + JITTER) after its last reconnect, then settles
+        deadline = time.monotonic() + max(120.0, wait_s) + (
+            stall_s * (1 + ACK_JITTER) + ACK_SETTLE_S if stall_s > 0 else 0.0)
         while time.monotonic() < deadline:
             st = run.worker_stats()
             if sum(s["pending"] for s in st) == 0:
@@ -1459,7 +1533,10 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
             f", duplicates de-duplicated {sum(d['duplicates'] for d in desks)}, signed acks "
             f"{sum(d['acks'] for d in desks)}, rejected {sum(d['rejected'] for d in desks)}; "
             f"acks seen twice by terminals {_sum(st, 'ack_repeat')}, acks refused "
-            f"{_sum(st, 'ack_rejected')}")
+            f"{_sum(st, 'ack_rejected')}; "
+            + (f"ack watch ([mqtt] ack_stall_s {stall_s:.0f} s): {_sum(st, 'session_resets')} "
+               f"session resets, {_sum(st, 'clean_connects')} clean sessions accepted"
+               if stall_s > 0 else "ack watch off (ack_stall_s 0)"))
         result = _result(run, n, quick, made, at_desk, distinct, pending, broker, tls)
     finally:
         if run.sysmon is not None:
@@ -1642,6 +1719,23 @@ def _storm_text(p: Phase, workers: int, tls: bool) -> str:
                  f"{p.extra.get('slot_wait_max_s', 0.0):.1f} s (in the time to all "
                  "connected, not in CONNACK latency)")
     return text + "."
+
+
+def ack_stall_s() -> float:
+    """The simulated terminals' [mqtt] ack_stall_s: the agent's default, or the env's."""
+    from kiosk.config import MqttConfig
+
+    raw = os.environ.get(ENV_ACK_STALL)
+    if not raw:
+        return MqttConfig.ack_stall_s
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BenchError(f"{ENV_ACK_STALL}={raw!r}: seconds, a number (0 = off)") from None
+    if value < 0 or 0 < value <= RESEND_S:
+        raise BenchError(f"{ENV_ACK_STALL}={raw!r}: 0 (off) or longer than the resend wait "
+                         f"({RESEND_S:.0f} s), as [mqtt] ack_stall_s")
+    return value
 
 
 def fleet_size(quick: bool) -> tuple[int, str]:

@@ -1,0 +1,109 @@
+"""The fleet benchmark's simulated terminals (bench/fleet.py) carry the agent's ack watch:
+publishes PUBACKed and no desk ack for `ack_stall_s` → the session is started afresh the
+way sync.connection does it. The benchmark's figures after a full-cluster loss rest on
+this copy behaving like the agent, so it is checked here on a real mosquitto with the
+benchmark's own worker and desk processes, MQTT 5 and 3.1.1 (the NATS runs' protocol)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.fleet import PYTHON, Proc, _fleet_ids, desk_key
+from sync.keys import key_id, public_b64
+from tests.sync.conftest import wait_for
+
+STALL_S = 1.0
+
+
+def _stats(worker: Proc) -> dict[str, Any]:
+    return worker.ask({"op": "stats"}, timeout=20)
+
+
+def _states(broker_port: int, tid: str) -> tuple[mqtt.Client, list[dict[str, Any]]]:
+    """Every `state` message of the terminal (its Wills included), as they come."""
+    seen: list[dict[str, Any]] = []
+    lock = threading.Lock()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{tid}")
+
+    def on_message(_c: Any, _u: Any, msg: Any) -> None:
+        with lock:
+            seen.append(json.loads(msg.payload))
+
+    c.on_message = on_message
+    c.connect("127.0.0.1", broker_port)
+    c.subscribe(f"kiosk/v1/{tid}/state", qos=1)
+    c.loop_start()
+    return c, seen
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_simulated_terminal_without_acks_resets_its_session_and_is_acked_once_the_desk_is_up(
+        own_broker: Any, tmp_path: Path, protocol: str) -> None:
+    broker = own_broker  # its own: no retained state or session from another test
+    tid = _fleet_ids(1)[0]  # the one terminal whose key the benchmark's desk pins
+    dk = desk_key()
+    keys = {"desk_kid": key_id("desk", dk.public_key()), "desk_pub": public_b64(dk.public_key())}
+    watcher, states = _states(broker.port, tid)
+    worker = Proc([PYTHON, "-m", "bench.fleet", "worker", json.dumps({
+        "port": broker.port, "ids": [tid], "seed": 7, "ack_stall_s": STALL_S,
+        "protocol": protocol, **keys})], "worker")
+    desk: Proc | None = None
+    try:
+        worker.send({"op": "connect", "jitter_s": 0})
+        wait_for(lambda: _stats(worker)["connected"] == 1, 15, "the terminal connected")
+        worker.send({"op": "rates", "health_s": 60, "pay_per_h": 7200})  # two a second
+        # no desk: PUBACKs come, acks do not; waits of 1-1.5 s, then 2-3 s
+        wait_for(lambda: _stats(worker)["stats"].get("session_resets", 0) >= 2, 20,
+                 "two session resets")
+        worker.send({"op": "quiet"})
+        st = _stats(worker)
+        resets = st["stats"]["session_resets"]
+        assert st["pending"] > 0 and st["stats"].get("acked", 0) == 0
+        # each reset: one clean session accepted, then a persistent one the broker made anew
+        wait_for(lambda: _stats(worker)["stats"].get("clean_connects", 0) >= resets, 15,
+                 "the reset's clean sessions")
+        st = _stats(worker)
+        assert st["stats"].get("fresh_sessions", 0) >= resets, st["stats"]
+        # the reset leaves with a normal DISCONNECT: no Will, so no "offline" at all
+        assert [s for s in states if s.get("state") == "offline"] == []
+        online = {s["connection_id"] for s in states if s.get("state") == "online"}
+        assert len(online) >= 1 + resets, states  # a new connection after every reset
+
+        db = tmp_path / "desk.sqlite"
+        desk = Proc([PYTHON, "-m", "bench.fleet", "desk", json.dumps({
+            "port": broker.port, "desk_port": broker.port, "tls": None, "terminals": 1,
+            "db": str(db), "client_id": "desk", **keys})], "desk")
+        assert desk.read(60).get("ready")
+        # the next reset (the wait doubled: 4-6 s) sends everything again; the desk stores
+        # and acks it through the ack subscription the new session made
+        wait_for(lambda: _stats(worker)["pending"] == 0, 30, "every payment acknowledged")
+        st = _stats(worker)
+        made = st["stats"]["payments"]
+        assert st["stats"]["acked"] == made
+        conn = sqlite3.connect(db, timeout=10)
+        try:
+            stored, distinct = conn.execute(
+                "SELECT count(*), count(DISTINCT payment_id) FROM payments "
+                "WHERE terminal_id = ?", (tid,)).fetchone()
+        finally:
+            conn.close()
+        assert stored == distinct == made
+        # acked: the watch is back at rest and resets no more
+        after = st["stats"]["session_resets"]
+        time.sleep(3 * STALL_S * 1.5)
+        assert _stats(worker)["stats"]["session_resets"] == after
+    finally:
+        worker.stop()
+        if desk is not None:
+            desk.stop()
+        watcher.loop_stop()
+        watcher.disconnect()
