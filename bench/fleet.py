@@ -224,6 +224,7 @@ class _Term:
     watch: Any = None  # the agent's ack watch (sync.ack_watch.AckWatch)
     payment_mids: set[int] = field(default_factory=set)  # this client's payment publishes
     clean_next: bool = False  # a session reset: the next connection is the clean one
+    resetting: bool = False  # from a reset until its persistent session's CONNACK
 
 
 class Worker:
@@ -544,15 +545,19 @@ class Worker:
             self.clean_done.append((idx, client))
             return
         now = time.monotonic()
-        self.connack_lat.append(now - t.connecting_since)
         t.connected = True
         t.backoff.reset()
         self.stats["connects"] += 1
-        if t.ever_connected:
-            self.stats["reconnects"] += 1
-            self.reconnect_done.append(now)
-            if not flags.session_present:  # after a reset, or a broker that lost it
-                self.stats["fresh_sessions"] += 1
+        if t.ever_connected and not flags.session_present:  # a reset's, or a broker lost it
+            self.stats["fresh_sessions"] += 1
+        if t.resetting:  # not a reconnect after a failure: kept out of those figures
+            t.resetting = False
+            self.stats["reset_connects"] += 1
+        else:
+            self.connack_lat.append(now - t.connecting_since)
+            if t.ever_connected:
+                self.stats["reconnects"] += 1
+                self.reconnect_done.append(now)
         t.ever_connected = True
         t.watch.connected()
         if self.v5:
@@ -604,7 +609,7 @@ class Worker:
         t.watch.reset_started()
         self.stats["session_resets"] += 1
         self._drop(t, leave=True)
-        t.clean_next = True
+        t.clean_next = t.resetting = True
         self.connect(t)
 
     def _on_message(self, client: Any, idx: int, msg: Any) -> None:

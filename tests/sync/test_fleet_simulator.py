@@ -69,10 +69,12 @@ def test_a_simulated_terminal_without_acks_resets_its_session_and_is_acked_once_
         resets = st["stats"]["session_resets"]
         assert st["pending"] > 0 and st["stats"].get("acked", 0) == 0
         # each reset: one clean session accepted, then a persistent one the broker made anew
-        wait_for(lambda: _stats(worker)["stats"].get("clean_connects", 0) >= resets, 15,
-                 "the reset's clean sessions")
-        st = _stats(worker)
-        assert st["stats"].get("fresh_sessions", 0) >= resets, st["stats"]
+        wait_for(lambda: _stats(worker)["stats"].get("reset_connects", 0) >= resets, 15,
+                 "the resets' persistent sessions")
+        st = _stats(worker)["stats"]
+        assert st.get("clean_connects", 0) >= resets, st
+        assert st.get("fresh_sessions", 0) >= resets, st
+        assert st.get("reconnects", 0) == 0, st  # a reset is not counted as a reconnect
         # the reset leaves with a normal DISCONNECT: no Will, so no "offline" at all
         assert [s for s in states if s.get("state") == "offline"] == []
         online = {s["connection_id"] for s in states if s.get("state") == "online"}
