@@ -738,6 +738,11 @@ class Worker:
             "connected": sum(1 for t in self.terms if t.connected),
             "pending": sum(len(t.pending) for t in self.terms),
             "terminals": len(self.terms),
+            # why the ack watch did or did not reset: of the terminals holding payments,
+            # how many have had one PUBACKed with no ack since their last connect
+            "holding": sum(1 for t in self.terms if t.pending),
+            "watch_waiting": sum(1 for t in self.terms if t.pending and t.watch.waited_s() > 0),
+            "watch_waited_max_s": max((t.watch.waited_s() for t in self.terms), default=0.0),
             "cpu_s": sum(os.times()[:2]),
         }
         if samples:
@@ -1486,6 +1491,7 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
         # when the whole fleet is back: a run where none came back once printed "-51.8 s"
         done = [x for s in st for x in s["reconnect_done"] if x >= t_kill]
         all_back = restart.connected_end >= n and bool(done)
+        lost_by_restart_end = _sum(st, "disconnects")
         restart.extra = {"all_back_s": (max(done) - t_up) if all_back else None,
                          "down_s": t_up - t_kill,
                          "slot_wait_max_s": max(s.get("slot_wait_max_s", 0.0) for s in st),
@@ -1541,7 +1547,13 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
             f"{_sum(st, 'ack_rejected')}; "
             + (f"ack watch ([mqtt] ack_stall_s {stall_s:.0f} s): {_sum(st, 'session_resets')} "
                f"session resets, {_sum(st, 'clean_connects')} clean sessions accepted"
-               if stall_s > 0 else "ack watch off (ack_stall_s 0)"))
+               if stall_s > 0 else "ack watch off (ack_stall_s 0)")
+            + f"; at the end {sum(s['holding'] for s in st)} terminals held unacknowledged "
+            f"payments, {sum(s['watch_waiting'] for s in st)} of them with payments PUBACKed "
+            f"and no ack since "
+            f"their last connect (longest "
+            f"{max((s['watch_waited_max_s'] for s in st), default=0.0):.0f} s); connections "
+            f"lost after the restart phase {_sum(st, 'disconnects') - lost_by_restart_end}")
         result = _result(run, n, quick, made, at_desk, distinct, pending, broker, tls)
     finally:
         if run.sysmon is not None:
