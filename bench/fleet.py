@@ -733,16 +733,27 @@ class Worker:
             self.running = False
 
     def report(self, samples: bool) -> None:
+        # one pass over the terminals (asked every second while the run drains): counts,
+        # and why the ack watch did or did not reset - of the terminals holding payments,
+        # how many have had one PUBACKed with no ack since their last connect
+        connected = pending = holding = waiting = 0
+        waited_max = 0.0
+        for t in self.terms:
+            connected += t.connected
+            pending += len(t.pending)
+            waited = t.watch.waited_s()
+            waited_max = max(waited_max, waited)
+            if t.pending:
+                holding += 1
+                waiting += waited > 0
         out: dict[str, Any] = {
             "stats": dict(self.stats),
-            "connected": sum(1 for t in self.terms if t.connected),
-            "pending": sum(len(t.pending) for t in self.terms),
+            "connected": connected,
+            "pending": pending,
             "terminals": len(self.terms),
-            # why the ack watch did or did not reset: of the terminals holding payments,
-            # how many have had one PUBACKed with no ack since their last connect
-            "holding": sum(1 for t in self.terms if t.pending),
-            "watch_waiting": sum(1 for t in self.terms if t.pending and t.watch.waited_s() > 0),
-            "watch_waited_max_s": max((t.watch.waited_s() for t in self.terms), default=0.0),
+            "holding": holding,
+            "watch_waiting": waiting,
+            "watch_waited_max_s": waited_max,
             "cpu_s": sum(os.times()[:2]),
         }
         if samples:
