@@ -463,6 +463,8 @@ class Worker:
     def _drop(self, t: _Term, leave: bool = False) -> None:
         """Close what there is; `leave`: a normal DISCONNECT first (no Will)."""
         c, t.client = t.client, None
+        if t.connected:
+            t.watch.disconnected()  # the agent: its "disconnected" stops the watch's clock
         t.connected = False
         if leave and c is not None:
             try:
@@ -559,7 +561,7 @@ class Worker:
                 self.stats["reconnects"] += 1
                 self.reconnect_done.append(now)
         t.ever_connected = True
-        t.watch.connected()
+        t.watch.connected(bool(flags.session_present))  # a kept session keeps the stall
         if self.v5:
             client.subscribe([
                 (t.topics[leaf], SubscribeOptions(qos=qos, retainHandling=2 if leaf == "cmd"
@@ -735,7 +737,8 @@ class Worker:
     def report(self, samples: bool) -> None:
         # one pass over the terminals (asked every second while the run drains): counts,
         # and why the ack watch did or did not reset - of the terminals holding payments,
-        # how many have had one PUBACKed with no ack since their last connect
+        # how many have had one PUBACKed with no ack since (connected seconds, counted
+        # across reconnects that kept the session: sync/ack_watch.py)
         connected = pending = holding = waiting = 0
         waited_max = 0.0
         for t in self.terms:
@@ -1561,8 +1564,7 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
                if stall_s > 0 else "ack watch off (ack_stall_s 0)")
             + f"; at the end {sum(s['holding'] for s in st)} terminals held unacknowledged "
             f"payments, {sum(s['watch_waiting'] for s in st)} of them with payments PUBACKed "
-            f"and no ack since "
-            f"their last connect (longest "
+            f"and no ack since (connected time, kept sessions counted on; longest "
             f"{max((s['watch_waited_max_s'] for s in st), default=0.0):.0f} s); connections "
             f"lost after the restart phase {_sum(st, 'disconnects') - lost_by_restart_end}")
         result = _result(run, n, quick, made, at_desk, distinct, pending, broker, tls)

@@ -9,6 +9,12 @@ wait in a stream nothing reads. A reconnect with the same session does not help;
 clean session, which makes the subscriptions and their consumers again, does
 (docs/mqtt.md "Ack watch").
 
+So the wait outlives a reconnect that kept the session (`session_present`): a terminal
+whose link drops more often than `stall_s` would otherwise never reset a session that
+stays broken. Only connected time counts, so a long outage does not make a whole fleet
+reset the moment it is back: the acks it held get their chance first. A connection
+with a new session (its subscriptions made anew) starts the wait afresh.
+
 The same signs come from a desk that is down; a reset costs that terminal two connects
 and nothing else (its session held nothing undelivered while it was connected), so the
 watch waits `stall_s`, jittered, and doubles the wait after each reset that brought no
@@ -26,8 +32,9 @@ JITTER = 0.5  # each wait is stall_s·2ⁿ·U(1, 1 + JITTER): a fleet does not r
 
 
 class AckWatch:
-    """Fed by the sync worker: `connected`, `taken` (a record batch PUBACKed), `acked`
-    (a signed desk ack arrived); `due()` says a reset is called for. `stall_s` 0: off."""
+    """Fed by the sync worker: `connected`, `disconnected`, `taken` (a record batch
+    PUBACKed), `acked` (a signed desk ack arrived); `due()` says a reset is called for.
+    `stall_s` 0: off."""
 
     def __init__(
         self,
@@ -42,41 +49,68 @@ class AckWatch:
         self._uniform = rng or random.SystemRandom().uniform
         self.factor = 1  # doubles after each reset that no ack followed
         self.resets = 0
-        self._taken_since: float | None = None  # first PUBACK not followed by an ack
+        # the wait, in connected seconds: those of earlier connections of this session,
+        # plus the current one's since `_counting_from` (None: not waiting, or offline)
+        self._waiting = False
+        self._waited_before = 0.0
+        self._counting_from: float | None = None
+        self._online = True  # until told otherwise: a PUBACK means a connection
         self._wait = self._draw()
 
     def _draw(self) -> float:
         return self.stall_s * self.factor * self._uniform(1.0, 1.0 + JITTER)
 
-    def connected(self) -> None:
-        """A new connection: what the last one saw says nothing about this one."""
-        self._taken_since = None
+    def connected(self, session_present: bool) -> None:
+        """A new connection. `session_present`: the broker kept the session, and with it
+        whatever broke its ack delivery, so the wait goes on; else it starts afresh."""
+        self.disconnected()  # a connection that ended unreported counts up to here
+        self._online = True
+        if not session_present:
+            self._stop_waiting()
+        elif self._waiting:
+            self._counting_from = self._clock()
+
+    def disconnected(self) -> None:
+        """The clock stops: time offline says nothing about the session's deliveries."""
+        if self._online and self._counting_from is not None:
+            self._waited_before += self._clock() - self._counting_from
+        self._counting_from = None
+        self._online = False
 
     def taken(self) -> None:
-        if self._taken_since is None:
-            self._taken_since = self._clock()
+        if not self._waiting:
+            self._waiting = True
+            self._waited_before = 0.0
+            self._counting_from = self._clock() if self._online else None
 
     def acked(self) -> None:
         """The path from the desk works: forget the stall and the escalation."""
-        self._taken_since = None
+        self._stop_waiting()
         if self.factor != 1:
             self.factor = 1
             self._wait = self._draw()
+
+    def _stop_waiting(self) -> None:
+        self._waiting = False
+        self._waited_before = 0.0
+        self._counting_from = None
 
     @property
     def next_wait_s(self) -> float:
         return self._wait
 
     def waited_s(self) -> float:
-        """How long publishes have been taken with no ack since (0: not waiting)."""
-        return 0.0 if self._taken_since is None else self._clock() - self._taken_since
+        """Connected seconds since publishes were taken with no ack (0: not waiting)."""
+        if not self._waiting:
+            return 0.0
+        running = 0.0 if self._counting_from is None else self._clock() - self._counting_from
+        return self._waited_before + running
 
     def due(self) -> bool:
-        return self.stall_s > 0 and self._taken_since is not None and (
-            self._clock() - self._taken_since >= self._wait)
+        return self.stall_s > 0 and self._waiting and self.waited_s() >= self._wait
 
     def reset_started(self) -> None:
         self.resets += 1
-        self._taken_since = None
+        self._stop_waiting()
         self.factor = min(MAX_FACTOR, self.factor * 2)
         self._wait = self._draw()

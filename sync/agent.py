@@ -242,7 +242,7 @@ class SyncAgent:
 
     # -- connection handler (network thread: enqueue only) -----------------------------
     def on_connected(self, connection_id: str, session_present: bool) -> None:
-        self._queue.put(("connected", connection_id))
+        self._queue.put(("connected", connection_id, session_present))
 
     def on_disconnected(self, reason: str) -> None:
         self._queue.put(("disconnected", reason))
@@ -308,11 +308,12 @@ class SyncAgent:
             self._connected = True
             self.engine.note_sync_connected()  # the technician's status page
             self.drain.reset(item[1])
-            self.ack_watch.connected()
+            self.ack_watch.connected(item[2])  # a kept session keeps the stall
             self._publish_state("online")
             self._publish_health(force=True)
         elif kind == "disconnected":
             self._connected = False
+            self.ack_watch.disconnected()
             self.engine.note_sync_disconnected(str(item[1]))
         elif kind == "published":
             self._published(item[1], item[2], item[3])

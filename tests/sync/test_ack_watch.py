@@ -6,6 +6,7 @@ test_cluster.py."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -54,13 +55,82 @@ def test_due_only_after_a_stall_of_taken_publishes():
     assert not w.due() and w.waited_s() == 0
 
 
-def test_a_new_connection_starts_the_wait_afresh():
+def test_a_new_session_starts_the_wait_afresh():
     w, clock = _watch(60)
     w.taken()
     clock.now += 59
-    w.connected()
+    w.disconnected()
+    w.connected(session_present=False)  # its subscriptions were made anew
     clock.now += 30
-    assert not w.due()
+    assert not w.due() and w.waited_s() == 0
+
+
+def test_a_kept_session_keeps_the_wait_and_counts_only_connected_time():
+    w, clock = _watch(60)
+    w.taken()
+    clock.now += 40
+    w.disconnected()
+    clock.now += 3600  # an hour offline: not the session's fault
+    assert w.waited_s() == 40 and not w.due()
+    w.connected(session_present=True)
+    assert not w.due()  # back from a long outage: the held acks get their chance
+    clock.now += 19
+    assert w.waited_s() == 59 and not w.due()
+    clock.now += 1
+    assert w.due()
+
+
+def test_a_link_that_drops_more_often_than_the_wait_still_gets_its_reset():
+    """The case a per-connection wait missed: 20 s connections, a 60 s wait."""
+    w, clock = _watch(60)
+    w.connected(session_present=True)
+    w.taken()
+    for _ in range(2):
+        clock.now += 20
+        w.disconnected()
+        clock.now += 5
+        w.connected(session_present=True)
+    assert w.waited_s() == 40 and not w.due()
+    clock.now += 20
+    assert w.due()
+
+
+def test_a_puback_reported_after_the_link_went_counts_from_the_next_connection():
+    w, clock = _watch(60)
+    w.disconnected()
+    w.taken()  # the PUBACK came before the drop, its report after
+    clock.now += 100
+    assert w.waited_s() == 0 and not w.due()
+    w.connected(session_present=True)
+    clock.now += 60
+    assert w.due()
+
+
+def test_a_connection_that_ended_unreported_is_counted_once():
+    w, clock = _watch(60)
+    w.taken()
+    clock.now += 30
+    w.connected(session_present=True)  # no disconnected() before it
+    clock.now += 30
+    assert w.waited_s() == 60 and w.due()
+
+
+def test_an_ack_or_a_reset_ends_the_wait_across_connections():
+    w, clock = _watch(60)
+    w.taken()
+    clock.now += 50
+    w.disconnected()
+    w.connected(session_present=True)
+    w.acked()
+    clock.now += 50
+    assert w.waited_s() == 0
+    w.taken()
+    clock.now += 60
+    assert w.due()
+    w.reset_started()
+    w.connected(session_present=True)
+    clock.now += 1000
+    assert not w.due()  # nothing taken since the reset
 
 
 def test_jitter_stretches_the_wait_up_to_half():
@@ -193,4 +263,40 @@ def test_a_desk_that_is_down_gets_resets_that_back_off_and_nothing_is_lost(
     finally:
         if desk is not None:
             desk.stop()
+        t.stop()
+
+
+def test_a_flapping_link_that_keeps_its_session_still_gets_reset(broker, desk_key, tmp_path):
+    """No desk acks, and the terminal's connection is taken over every ~0.6 s, less than
+    the 2-3 s wait; each reconnect finds the session kept (session_present), as a link
+    to a broken NATS session that keeps dropping would. The wait counts on across those
+    connections, so the reset still comes; before, every reconnect forgot it."""
+    cfg = mqtt_config(broker.port, desk_key, resend_after_s=0.5, ack_stall_s=2.0,
+                      reconnect_min_s=0.05, reconnect_max_s=0.1)
+    t = live_terminal(tmp_path / "t", "FLAP", cfg)
+    keep = Properties(PacketTypes.CONNECT)
+    keep.SessionExpiryInterval = 3600
+    takeovers = 0
+    try:
+        assert t.agent is not None
+        agent = t.agent
+        make_payments(t.ledger, 2)
+        wait_for(lambda: agent.ack_watch.waited_s() > 0, 20, "payments taken by the broker")
+        deadline = time.monotonic() + 40
+        while agent.ack_watch.resets == 0 and time.monotonic() < deadline:
+            wait_for(lambda: agent.link_status().state == "connected", 10, "reconnected")
+            time.sleep(0.6)
+            if agent.ack_watch.resets:
+                break
+            other = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="FLAP",
+                                protocol=mqtt.MQTTv5)
+            other.connect("127.0.0.1", broker.port, clean_start=False, properties=keep)
+            wait_for(lambda o=other: o.loop(0.05) == mqtt.MQTT_ERR_SUCCESS
+                     and o.is_connected(), 5, "the takeover's CONNACK")
+            other.disconnect()
+            takeovers += 1
+        assert agent.ack_watch.resets >= 1, f"no reset after {takeovers} takeovers"
+        assert takeovers >= 3  # the reset came over several connections, none long enough
+        assert unacked(t) >= 2  # no desk: nothing was acknowledged, nothing lost
+    finally:
         t.stop()
