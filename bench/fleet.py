@@ -1560,7 +1560,9 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
             f"acks seen twice by terminals {_sum(st, 'ack_repeat')}, acks refused "
             f"{_sum(st, 'ack_rejected')}; "
             + (f"ack watch ([mqtt] ack_stall_s {stall_s:.0f} s): {_sum(st, 'session_resets')} "
-               f"session resets, {_sum(st, 'clean_connects')} clean sessions accepted"
+               f"session resets, {_sum(st, 'clean_connects')} clean sessions accepted, "
+               f"{_sum(st, 'fresh_sessions')} connects that found no session kept (a reset's own "
+               f"included; the watch's wait starts afresh on each)"
                if stall_s > 0 else "ack watch off (ack_stall_s 0)")
             + f"; at the end {sum(s['holding'] for s in st)} terminals held unacknowledged "
             f"payments, {sum(s['watch_waiting'] for s in st)} of them with payments PUBACKed "
