@@ -141,7 +141,7 @@ class MqttConfig:
     # ack and config at QoS 0: half the broker-side queues per terminal (a NATS cluster's
     # JetStream consumers); docs/mqtt.md "Light sessions"
     light_session: bool = False
-    # publishes taken but no desk ack for this long: start the broker session afresh
+    # publishes taken but no desk ack for this long (connected time): start the session afresh
     # (sync/ack_watch.py; docs/mqtt.md "Ack watch"); 0 = never
     ack_stall_s: float = 900.0
 

@@ -49,10 +49,10 @@ class AckWatch:
         self._uniform = rng or random.SystemRandom().uniform
         self.factor = 1  # doubles after each reset that no ack followed
         self.resets = 0
-        # the wait, in connected seconds: those of earlier connections of this session,
-        # plus the current one's since `_counting_from` (None: not waiting, or offline)
-        self._waiting = False
-        self._waited_before = 0.0
+        # the wait, in connected seconds: those of earlier connections of this session
+        # (None: not waiting), plus the current one's since `_counting_from` (None: not
+        # waiting, or offline)
+        self._waited_before: float | None = None
         self._counting_from: float | None = None
         self._online = True  # until told otherwise: a PUBACK means a connection
         self._wait = self._draw()
@@ -67,19 +67,18 @@ class AckWatch:
         self._online = True
         if not session_present:
             self._stop_waiting()
-        elif self._waiting:
+        elif self._waited_before is not None:
             self._counting_from = self._clock()
 
     def disconnected(self) -> None:
         """The clock stops: time offline says nothing about the session's deliveries."""
-        if self._online and self._counting_from is not None:
+        if self._online and self._counting_from is not None and self._waited_before is not None:
             self._waited_before += self._clock() - self._counting_from
         self._counting_from = None
         self._online = False
 
     def taken(self) -> None:
-        if not self._waiting:
-            self._waiting = True
+        if self._waited_before is None:
             self._waited_before = 0.0
             self._counting_from = self._clock() if self._online else None
 
@@ -91,9 +90,7 @@ class AckWatch:
             self._wait = self._draw()
 
     def _stop_waiting(self) -> None:
-        self._waiting = False
-        self._waited_before = 0.0
-        self._counting_from = None
+        self._waited_before = self._counting_from = None
 
     @property
     def next_wait_s(self) -> float:
@@ -101,13 +98,14 @@ class AckWatch:
 
     def waited_s(self) -> float:
         """Connected seconds since publishes were taken with no ack (0: not waiting)."""
-        if not self._waiting:
+        if self._waited_before is None:
             return 0.0
         running = 0.0 if self._counting_from is None else self._clock() - self._counting_from
         return self._waited_before + running
 
     def due(self) -> bool:
-        return self.stall_s > 0 and self._waiting and self.waited_s() >= self._wait
+        return (self.stall_s > 0 and self._waited_before is not None
+                and self.waited_s() >= self._wait)
 
     def reset_started(self) -> None:
         self.resets += 1

@@ -352,9 +352,10 @@ class SyncAgent:
         waited = self.ack_watch.waited_s()
         self.ack_watch.reset_started()
         self.conn.reset_session()  # first: a ledger that cannot write must not stop it
-        log.warning("no desk ack for %.0f s while the broker took our publishes: the desk "
-                    "is down or this session's ack subscription is lost; starting the MQTT "
-                    "session afresh (reset %d; next after %.0f s more without an ack)",
+        log.warning("no desk ack for %.0f s of connected time while the broker took our "
+                    "publishes: the desk is down or this session's ack subscription is lost; "
+                    "starting the MQTT session afresh (reset %d; next after %.0f s more "
+                    "without an ack)",
                     waited, self.ack_watch.resets, self.ack_watch.next_wait_s)
         self.ledger.add_event("session_reset", "warning", {
             "waited_s": round(waited), "resets": self.ack_watch.resets,
