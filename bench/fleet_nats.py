@@ -328,8 +328,10 @@ def fleet_size(quick: bool) -> tuple[int, str]:
         f"{DEFAULT_TERMINALS} terminals, not 20,000: on this 2-core machine each MQTT "
         f"session costs the cluster a JetStream consumer per QoS 1 subscription, replicated "
         f"on 3 nodes as shipped (≈ 1.6 ms of CPU per second per terminal at field rates "
-        f"on 2.9.10, 1.5-1.9 ms on 2.15.1, "
+        f"on 2.9.10, 1.5-1.9 ms on 2.15.1, 2.7-3.3 ms on the same machine after a restart, "
         f"measured; ≈ 1.1 ms with light sessions, ≈ 0.24 ms with consumer_replicas 1); "
+        f"where 500 take more than a core at field rates the cluster has no headroom left "
+        f"for a full restart (KIOSK_FLEET_NATS_TERMINALS=250 there); "
         f"1,000 connected but their acks lagged by seconds and the cluster's JetStream did "
         f"not recover within 90 s of a full restart (docs/benchmarks.md 'fleet_nats')")
 
