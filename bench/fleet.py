@@ -1699,6 +1699,17 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
            + ", ".join(f"{k} {v}" for k, v in p.lost.most_common()) + ")" if p.lost else "")
         for p in run.phases
     ]
+    # Whether a restart result can mean anything: the reconnect storm comes on top of
+    # what field rates already take of this machine (the simulator shares its cores).
+    cores = os.cpu_count() or 1
+    field_busy = (field_.broker_cpu_s + field_.fleet_cpu_s + field_.desk_cpu_s) / field_.seconds
+    res.details.append(
+        f"headroom at field rates: broker, simulator processes and desks together "
+        f"{field_busy * 100:.0f}% of a core, {field_busy / cores * 100:.0f}% of this "
+        f"machine's {cores} cores; a broker restart's reconnect storm comes on top of it "
+        f"(the first storm alone took the broker {storm.broker_cores * 100:.0f}% of a core), "
+        f"so a restart figure from a machine near saturation describes the machine, not "
+        f"the broker.")
     res.details += [_storm_text(p, len(run.workers), tls) for p in (storm, restart)]
     res.details += run.details
     res.details += [d for d in [
