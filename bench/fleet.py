@@ -1707,7 +1707,7 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
         f"headroom at field rates: broker, simulator processes and desks together "
         f"{field_busy * 100:.0f}% of a core, {field_busy / cores * 100:.0f}% of this "
         f"machine's {cores} cores; a broker restart's reconnect storm comes on top of it "
-        f"(the first storm alone took the broker {storm.broker_cores * 100:.0f}% of a core), "
+        f"(the connect storm took the broker {storm.broker_cores * 100:.0f}% of a core), "
         f"so a restart figure from a machine near saturation describes the machine, not "
         f"the broker.")
     res.details += [_storm_text(p, len(run.workers), tls) for p in (storm, restart)]
