@@ -355,6 +355,10 @@ def test_a_light_session_loses_nothing_while_the_terminal_is_away(broker, desk_k
         wait_for(lambda: desk.states.get(tid, {}).get("state") == "online", 10, "online")
         pid = term.pay(500)
         wait_for(lambda: desk.stats.new_payments == 1, 10, "stored at the desk")
+        # The desk can store the batch before the terminal has counted its PUBACK (the
+        # worker marks it sent on its next turn): wait for that, not for the clock.
+        wait_for(lambda: term.ledger.get_payment(pid)["status"] == "sent", 1.5,
+                 "the PUBACK counted")
         term.agent.stop()  # away before the desk's (slow) ack goes out
         term.agent = None
         wait_for(lambda: desk.states[tid]["state"] == "offline", 5, "offline")
