@@ -1490,6 +1490,8 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
         for w in run.workers:
             w.send({"op": "rates", "health_s": HEALTH_S, "pay_per_h": PAYMENTS_PER_HOUR})
         time.sleep(2)
+        census = getattr(broker, "consumer_census", None)  # a NATS cluster's consumers
+        census_before = census() if census is not None else None
         broker.kill()
         run.sysmon.stop()
         t_kill = time.monotonic()
@@ -1540,6 +1542,11 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
             run.details.extend(broker.log_findings())
         if hasattr(broker, "disconnect_findings"):
             run.details.extend(broker.disconnect_findings())
+        census_after = census() if census is not None else None
+        for when, found in (("before the kill", census_before),
+                            ("after the restart's drain", census_after)):
+            if found is not None:
+                run.details.append(found.line(when))
         desks = run.desk_stats()
         made = _sum(st, "payments")
         pending = sum(s["pending"] for s in st)

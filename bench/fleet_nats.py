@@ -36,6 +36,7 @@ from typing import Any
 
 from agent.loopback import free_port as _free_port  # below the ephemeral range
 from bench.common import REPO, BenchError, BenchResult, Context, scratch_dir
+from sync.nats_census import ConsumerCensus, consumer_census, read_views
 from tests.sync.nats import max_consumers_for, nats_server_path, nats_server_version
 
 KEY = "fleet_nats"
@@ -185,6 +186,11 @@ class NatsClusterBroker:
             for message, count in log_findings(text)[:FINDINGS]:
                 lines.append(f"{n.name} log after the restart, {count}x: {message}")
         return lines
+
+    def consumer_census(self) -> ConsumerCensus | None:
+        """What the nodes hold now (sync/nats_census.py); None when no node answers."""
+        views, _ = read_views([("127.0.0.1", n.monitor) for n in self.nodes])
+        return consumer_census(views) if views else None
 
     def kill(self) -> None:
         for n in self.nodes:

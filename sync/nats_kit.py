@@ -7,6 +7,9 @@
         [--max-consumers 1000000]   (NATS 2.15 and later: docs/fleet.md "Upstream NATS")
     python -m sync.nats_kit reset-sessions --server 127.0.0.1:4222 [--password-file P]
         [--dry-run]   (after a full-cluster loss: docs/fleet.md "Resetting the MQTT sessions")
+    python -m sync.nats_kit consumers --monitor n1:8222 --monitor n2:8222 --monitor n3:8222
+        (leftover consumers after a full-cluster restart: docs/fleet.md "Leftover consumers";
+        exit 0 none, 3 some, 1 no node answered)
 
 `node.conf` and `users.conf` are the shipped templates; this module only substitutes their
 @PLACEHOLDER@s and keeps or drops their optional "# begin: NAME" ... "# end: NAME"
@@ -28,6 +31,7 @@ from pathlib import Path
 from sync import topics
 from sync.broker_kit import DESK_IDENTITY, SERVER_CERT, SERVER_KEY, Kit
 from sync.nats_admin import DEFAULT_TIMEOUT_S, NatsAdmin, NatsAdminError
+from sync.nats_census import JSZ_TIMEOUT_S, consumer_census, read_views
 
 SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "nats"
 NODE = "node.conf"
@@ -62,6 +66,7 @@ BCRYPT_MAX_BYTES = 72  # bcrypt reads no further; the library refuses longer pas
 # (the terminals' retained state, health and config) nor anything else.
 RESET_STREAMS = ("$MQTT_sess", "$MQTT_msgs")
 CLIENT_PORT = 4222
+MONITOR_PORT = 8222  # node.conf's `http`, loopback or a private network
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 
 
@@ -262,9 +267,18 @@ def tls_files(kit: Kit, conf_dir: Path) -> None:
 
 def _server(value: str) -> tuple[str, int]:
     """argparse type for --server: HOST:PORT, or HOST for the default client port."""
+    return _host_port(value, CLIENT_PORT)
+
+
+def _monitor(value: str) -> tuple[str, int]:
+    """argparse type for --monitor: HOST:PORT, or HOST for the default monitoring port."""
+    return _host_port(value, MONITOR_PORT)
+
+
+def _host_port(value: str, default: int) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep:
-        host, port = value, str(CLIENT_PORT)
+        host, port = value, str(default)
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
     return host, int(port)
@@ -297,6 +311,28 @@ def reset_sessions(admin: NatsAdmin, dry_run: bool) -> list[str]:
                      "before the next); terminals resend everything the desk has not "
                      "acknowledged.")
     return lines
+
+
+def consumers(monitors: list[tuple[str, int]], timeout: float) -> int:
+    """Print the census; 0: no leftovers, 3: leftovers, 1: no node answered."""
+    views, failed = read_views(monitors, timeout)
+    for line in failed:
+        print(f"nats_kit: {line}", file=sys.stderr)
+    if not views:
+        print("nats_kit: no node answered on its monitoring port: nothing counted",
+              file=sys.stderr)
+        return 1
+    census = consumer_census(views)
+    asked = f"{len(views)} of {len(monitors)} nodes answering"
+    print(census.line(f"({asked})"))
+    if census.extra == 0:
+        return 0
+    print(f"{census.extra} leftover consumers: each counts against the stream's consumer "
+          f"limit (default_max_consumers on NATS 2.15) and keeps undelivered copies on the "
+          f"nodes. reset-sessions removes them with the sessions (terminals resend what the "
+          f"desk has not acknowledged): do it in a quiet hour once the count nears the "
+          f"limit; docs/fleet.md \"Leftover consumers\"")
+    return 3
 
 
 def main(argv: list[str]) -> int:
@@ -338,7 +374,20 @@ def main(argv: list[str]) -> int:
     r.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                    help="seconds to wait for each answer (default %(default)s)")
     r.add_argument("--dry-run", action="store_true", help="list, delete nothing")
+    c = sub.add_parser("consumers",
+                       help="count the MQTT subscriptions' JetStream consumers and the "
+                            "leftovers a full-cluster restart can leave (the nodes' /jsz)")
+    c.add_argument("--monitor", required=True, action="append", type=_monitor,
+                   help=f"a node's monitoring port, HOST:PORT or HOST (port "
+                        f"{MONITOR_PORT}); once per node, so that one-copy consumers are "
+                        f"all seen")
+    c.add_argument("--timeout", type=float, default=JSZ_TIMEOUT_S,
+                   help="seconds to wait for each node (default %(default)s)")
     args = ap.parse_args(argv)
+    if args.op == "consumers":
+        if args.timeout <= 0:
+            ap.error("--timeout must be above 0")
+        return consumers(args.monitor, args.timeout)
     if args.op == "reset-sessions":
         if args.user is not None and args.password_file is None:
             ap.error("--user needs --password-file")
@@ -366,8 +415,8 @@ def main(argv: list[str]) -> int:
             return 0
         routes = tuple(r for r in args.routes.split(",") if r)
         conf_dir = Path(args.conf_dir)
-        spec = NodeSpec(args.name, "127.0.0.1:4222", "127.0.0.1:8222", Path(args.store),
-                        args.mqtt, replicas=3 if routes else 1, routes=routes,
+        spec = NodeSpec(args.name, f"127.0.0.1:{CLIENT_PORT}", f"127.0.0.1:{MONITOR_PORT}",
+                        Path(args.store), args.mqtt, replicas=3 if routes else 1, routes=routes,
                         conf_dir=conf_dir, consumer_replicas=args.consumer_replicas,
                         max_consumers=args.max_consumers)
         said: list[str] = []

@@ -1,0 +1,107 @@
+"""A census of the JetStream consumers behind the MQTT sessions' subscriptions.
+
+NATS makes each QoS 1 MQTT subscription a consumer of the `$MQTT_msgs` stream, named
+`<session hash>_<unique>`. After a full-cluster restart, some kept sessions were found
+with two or three consumers on one subscription: a new one, delivering, and the old one
+left without a subscriber, holding undelivered copies (2.12.8, 2.14.6 and 2.15.1, at 250
+TLS terminals; docs/fleet.md "Leftover consumers"). Nothing cleans them up but a reset of
+the sessions, and each counts against the stream's consumer limit. The census reads the
+nodes' monitoring port (`/jsz`), which needs no credentials, and counts them:
+
+    python -m sync.nats_kit consumers --monitor n1:8222 --monitor n2:8222 ...
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+# the stream behind every QoS 1 MQTT subscription; `$MQTT_rmsgs` (retained messages) has
+# a consumer per node, named alike, and is not a session's
+MQTT_MSGS_STREAM = "$MQTT_msgs"
+JSZ_QUERY = "/jsz?accounts=true&consumers=true&config=true"
+JSZ_TIMEOUT_S = 30.0  # every consumer's detail: several MiB on a large fleet
+
+
+@dataclass(frozen=True)
+class ConsumerCensus:
+    """What the nodes hold on `$MQTT_msgs`: a subscription is (session, subject), and a
+    subscription with more than one consumer has leftovers (the module's docstring)."""
+
+    consumers: int
+    subscriptions: int
+    doubled: int  # subscriptions with more than one consumer
+    extra: int  # consumers beyond one per subscription
+    pending_on_extra: int  # undelivered messages on the older consumers of those
+
+    def line(self, when: str) -> str:
+        return (f"JetStream consumers {when}: {self.consumers} for {self.subscriptions} "
+                f"subscriptions; {self.doubled} subscriptions with more than one consumer "
+                f"({self.extra} extra, {self.pending_on_extra} messages pending on them)")
+
+
+def consumer_census(views: list[dict[str, Any]]) -> ConsumerCensus:
+    """One census of MQTT_MSGS_STREAM from the nodes' `/jsz?accounts=true&consumers=true
+    &config=true`: the union of every node's view (with one-copy consumers each node
+    lists only its own), a consumer's pending count the highest any node reports."""
+    found: dict[tuple[str, str], tuple[str, str, int]] = {}
+    for view in views:
+        for account in _objects(view.get("account_details")):
+            for stream in _objects(account.get("stream_detail")):
+                if stream.get("name") != MQTT_MSGS_STREAM:  # e.g. the retained messages'
+                    continue
+                for c in _objects(stream.get("consumer_detail")):
+                    name = str(c.get("name", ""))
+                    raw = c.get("config")
+                    config: dict[str, Any] = raw if isinstance(raw, dict) else {}
+                    subjects = config.get("filter_subjects")
+                    subject = str(config.get("filter_subject") or (
+                        ",".join(map(str, subjects)) if isinstance(subjects, list) else ""))
+                    pending = _count(c.get("num_pending"))
+                    key = (MQTT_MSGS_STREAM, name)
+                    before = found.get(key)
+                    if before is not None:
+                        pending = max(pending, before[2])
+                    found[key] = (subject, str(c.get("created", "")), pending)
+    subs: dict[tuple[str, str, str], list[tuple[str, int]]] = {}
+    for (stream_name, name), (subject, created, pending) in found.items():
+        session = name.split("_", 1)[0] if "_" in name else name
+        subs.setdefault((stream_name, session, subject), []).append((created, pending))
+    doubled = [sorted(v) for v in subs.values() if len(v) > 1]
+    return ConsumerCensus(
+        consumers=len(found), subscriptions=len(subs), doubled=len(doubled),
+        extra=sum(len(v) - 1 for v in doubled),
+        pending_on_extra=sum(p for v in doubled for _, p in v[:-1]))
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The JSON objects of a list; anything else (absent, null, a stray type) is none."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def read_views(monitors: Iterable[tuple[str, int]],
+               timeout: float = JSZ_TIMEOUT_S) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each node's /jsz answer, and one line per node that gave none (down, not a NATS
+    monitoring port, or not JSON)."""
+    views: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for host, port in monitors:
+        url = f"http://{host}:{port}{JSZ_QUERY}"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:
+                view = json.load(r)
+        except (OSError, ValueError) as exc:
+            failed.append(f"{host}:{port}: no /jsz answer ({exc})")
+            continue
+        if not isinstance(view, dict):
+            failed.append(f"{host}:{port}: /jsz answered with something other than an object")
+            continue
+        views.append(view)
+    return views, failed
