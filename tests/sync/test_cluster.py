@@ -253,7 +253,7 @@ def test_light_sessions_bring_a_killed_cluster_back_losing_nothing(desk_key, tmp
 def test_a_terminal_whose_ack_consumer_is_lost_resets_its_session_and_is_acknowledged(
     cluster, desk_key, tmp_path
 ):
-    """The stall seen after a full-cluster loss on 2.12 and 2.14 (docs/mqtt.md, "Ack
+    """The stall seen after a full-cluster loss on 2.12, 2.14 and 2.15 (docs/mqtt.md, "Ack
     watch"), made on purpose: the JetStream consumer behind a terminal's `ack`
     subscription is deleted. Both terminals' payments still reach the desk (PUBACKs
     come), their acks do not. The one with the ack watch starts its session afresh and
