@@ -3,10 +3,11 @@
 NATS makes each QoS 1 MQTT subscription a consumer of the `$MQTT_msgs` stream, named
 `<session hash>_<unique>`. After a full-cluster restart, some kept sessions were found
 with two or three consumers on one subscription: a new one, delivering, and the old one
-left without a subscriber, holding undelivered copies (2.12.8, 2.14.6 and 2.15.1, at 250
-TLS terminals; docs/fleet.md "Leftover consumers"). Nothing cleans them up but a reset of
-the sessions, and each counts against the stream's consumer limit. The census reads the
-nodes' monitoring port (`/jsz`), which needs no credentials, and counts them:
+left without a subscriber, holding undelivered copies (counted on 2.12.8 and 2.15.1 at 250
+TLS terminals; docs/fleet.md "Leftover consumers"). Neither 22 minutes nor the ack watch's
+clean sessions removed them, only a reset of the sessions' streams; each counts against
+the stream's consumer limit. The census reads the nodes' monitoring port (`/jsz`), which
+needs no credentials, and counts them:
 
     python -m sync.nats_kit consumers --monitor n1:8222 --monitor n2:8222 ...
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,34 +48,34 @@ def consumer_census(views: list[dict[str, Any]]) -> ConsumerCensus:
     """One census of MQTT_MSGS_STREAM from the nodes' `/jsz?accounts=true&consumers=true
     &config=true`: the union of every node's view (with one-copy consumers each node
     lists only its own), a consumer's pending count the highest any node reports."""
-    found: dict[tuple[str, str], tuple[str, str, int]] = {}
-    for view in views:
-        for account in _objects(view.get("account_details")):
-            for stream in _objects(account.get("stream_detail")):
-                if stream.get("name") != MQTT_MSGS_STREAM:  # e.g. the retained messages'
-                    continue
-                for c in _objects(stream.get("consumer_detail")):
-                    name = str(c.get("name", ""))
-                    raw = c.get("config")
-                    config: dict[str, Any] = raw if isinstance(raw, dict) else {}
-                    subjects = config.get("filter_subjects")
-                    subject = str(config.get("filter_subject") or (
-                        ",".join(map(str, subjects)) if isinstance(subjects, list) else ""))
-                    pending = _count(c.get("num_pending"))
-                    key = (MQTT_MSGS_STREAM, name)
-                    before = found.get(key)
-                    if before is not None:
-                        pending = max(pending, before[2])
-                    found[key] = (subject, str(c.get("created", "")), pending)
-    subs: dict[tuple[str, str, str], list[tuple[str, int]]] = {}
-    for (stream_name, name), (subject, created, pending) in found.items():
-        session = name.split("_", 1)[0] if "_" in name else name
-        subs.setdefault((stream_name, session, subject), []).append((created, pending))
+    found: dict[str, tuple[str, str, int]] = {}  # name: (subject, created, pending)
+    for c in (c for view in views for c in _msgs_consumers(view)):
+        name = str(c.get("name", ""))
+        raw = c.get("config")
+        config: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        subjects = config.get("filter_subjects")
+        subject = str(config.get("filter_subject") or (
+            ",".join(map(str, subjects)) if isinstance(subjects, list) else ""))
+        pending = _count(c.get("num_pending"))
+        if name in found:
+            pending = max(pending, found[name][2])
+        found[name] = (subject, str(c.get("created", "")), pending)
+    subs: dict[tuple[str, str], list[tuple[str, int]]] = {}  # (session, subject)
+    for name, (subject, created, pending) in found.items():
+        subs.setdefault((name.split("_", 1)[0], subject), []).append((created, pending))
     doubled = [sorted(v) for v in subs.values() if len(v) > 1]
     return ConsumerCensus(
         consumers=len(found), subscriptions=len(subs), doubled=len(doubled),
         extra=sum(len(v) - 1 for v in doubled),
         pending_on_extra=sum(p for v in doubled for _, p in v[:-1]))
+
+
+def _msgs_consumers(view: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The consumers one node lists on MQTT_MSGS_STREAM (not `$MQTT_rmsgs`' per-node ones)."""
+    for account in _objects(view.get("account_details")):
+        for stream in _objects(account.get("stream_detail")):
+            if stream.get("name") == MQTT_MSGS_STREAM:
+                yield from _objects(stream.get("consumer_detail"))
 
 
 def _objects(value: Any) -> list[dict[str, Any]]:
