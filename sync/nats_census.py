@@ -49,14 +49,14 @@ def consumer_census(views: list[dict[str, Any]]) -> ConsumerCensus:
     &config=true`: the union of every node's view (with one-copy consumers each node
     lists only its own), a consumer's pending count the highest any node reports."""
     found: dict[str, tuple[str, str, int]] = {}  # name: (subject, created, pending)
-    for c in (c for view in views for c in _msgs_consumers(view)):
+    for c in (c for view in views for c in msgs_consumers(view)):
         name = str(c.get("name", ""))
         raw = c.get("config")
         config: dict[str, Any] = raw if isinstance(raw, dict) else {}
         subjects = config.get("filter_subjects")
         subject = str(config.get("filter_subject") or (
             ",".join(map(str, subjects)) if isinstance(subjects, list) else ""))
-        pending = _count(c.get("num_pending"))
+        pending = json_count(c.get("num_pending"))
         if name in found:
             pending = max(pending, found[name][2])
         found[name] = (subject, str(c.get("created", "")), pending)
@@ -70,20 +70,21 @@ def consumer_census(views: list[dict[str, Any]]) -> ConsumerCensus:
         pending_on_extra=sum(p for v in doubled for _, p in v[:-1]))
 
 
-def _msgs_consumers(view: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def msgs_consumers(view: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The consumers one node lists on MQTT_MSGS_STREAM (not `$MQTT_rmsgs`' per-node ones)."""
-    for account in _objects(view.get("account_details")):
-        for stream in _objects(account.get("stream_detail")):
+    for account in json_objects(view.get("account_details")):
+        for stream in json_objects(account.get("stream_detail")):
             if stream.get("name") == MQTT_MSGS_STREAM:
-                yield from _objects(stream.get("consumer_detail"))
+                yield from json_objects(stream.get("consumer_detail"))
 
 
-def _objects(value: Any) -> list[dict[str, Any]]:
+def json_objects(value: Any) -> list[dict[str, Any]]:
     """The JSON objects of a list; anything else (absent, null, a stray type) is none."""
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-def _count(value: Any) -> int:
+def json_count(value: Any) -> int:
+    """A count from a node's JSON: a positive int, else 0 (null, a string, a bool)."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 

@@ -10,6 +10,9 @@
     python -m sync.nats_kit consumers --monitor n1:8222 --monitor n2:8222 --monitor n3:8222
         (leftover consumers after a full-cluster restart: docs/fleet.md "Leftover consumers";
         exit 0 none, 3 some, 1 no node answered)
+    python -m sync.nats_kit terminal T-00042 --monitor n1:8222 --monitor n2:8222 ...
+        (a terminal that hears nothing: its connection and its subscriptions' consumers;
+        exit 0 every one can deliver, 3 one cannot, 1 no node answered)
 
 `node.conf` and `users.conf` are the shipped templates; this module only substitutes their
 @PLACEHOLDER@s and keeps or drops their optional "# begin: NAME" ... "# end: NAME"
@@ -32,6 +35,7 @@ from sync import topics
 from sync.broker_kit import DESK_IDENTITY, SERVER_CERT, SERVER_KEY, Kit
 from sync.nats_admin import DEFAULT_TIMEOUT_S, NatsAdmin, NatsAdminError
 from sync.nats_census import JSZ_TIMEOUT_S, consumer_census, read_views
+from sync.nats_probe import probe_terminal, read_connections
 
 SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "nats"
 NODE = "node.conf"
@@ -335,6 +339,28 @@ def consumers(monitors: list[tuple[str, int]], timeout: float) -> int:
     return 3
 
 
+def terminal(terminal_id: str, monitors: list[tuple[str, int]], timeout: float,
+             light_session: bool = False) -> int:
+    """Print what the nodes hold for one terminal; 0: every downlink subscription can
+    deliver, 3: one cannot, 1: no node answered."""
+    views, failed = read_views(monitors, timeout)
+    connections, failed_connz = read_connections(monitors, terminal_id, timeout)
+    for line in failed + failed_connz:
+        print(f"nats_kit: {line}", file=sys.stderr)
+    if not views or not connections:
+        print("nats_kit: no node answered on its monitoring port: nothing to say",
+              file=sys.stderr)
+        return 1
+    probe = probe_terminal(terminal_id, views, connections, light_session)
+    print("\n".join(probe.lines()))
+    if not probe.silent:
+        return 0
+    print(f"terminal {terminal_id} cannot hear the desk on every subscription: its ack "
+          f"watch starts the session afresh once its payments wait [mqtt] ack_stall_s for "
+          f"an ack (docs/fleet.md \"A terminal that hears nothing\")")
+    return 3
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m sync.nats_kit",
                                  description=__doc__.split("\n\n")[0])
@@ -383,7 +409,25 @@ def main(argv: list[str]) -> int:
                         f"all seen")
     c.add_argument("--timeout", type=float, default=JSZ_TIMEOUT_S,
                    help="seconds to wait for each node (default %(default)s)")
+    t = sub.add_parser("terminal",
+                       help="one terminal's connection and its downlink subscriptions' "
+                            "consumers: can each deliver? (the nodes' /connz and /jsz)")
+    t.add_argument("terminal_id", help="the terminal's id, its MQTT client id")
+    t.add_argument("--monitor", required=True, action="append", type=_monitor,
+                   help=f"a node's monitoring port, HOST:PORT or HOST (port "
+                        f"{MONITOR_PORT}); once per node")
+    t.add_argument("--timeout", type=float, default=JSZ_TIMEOUT_S,
+                   help="seconds to wait for each node (default %(default)s)")
+    t.add_argument("--light-session", action="store_true",
+                   help="the terminal runs with [mqtt] light_session (ack and config at "
+                        "QoS 0: no consumer expected for them)")
     args = ap.parse_args(argv)
+    if args.op == "terminal":
+        if args.timeout <= 0:
+            ap.error("--timeout must be above 0")
+        if not topics.valid_terminal_id(args.terminal_id):
+            ap.error(f"terminal id {args.terminal_id!r}: letters, digits and '-', 1-32")
+        return terminal(args.terminal_id, args.monitor, args.timeout, args.light_session)
     if args.op == "consumers":
         if args.timeout <= 0:
             ap.error("--timeout must be above 0")
