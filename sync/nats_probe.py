@@ -68,14 +68,17 @@ class ConsumerView:
     ack_pending: int
     redelivered: int
     pending: int  # stored on its subject, not yet pushed
-    push_bound: bool  # NATS's own word: some connection subscribes its deliver subject
+    # NATS's own word that something listens on the deliver subject; 2.9.10 said true
+    # for a subject nobody subscribed, so the probe decides on `bound_here` alone
+    push_bound: bool
     bound_here: bool  # the terminal's live connection subscribes its deliver subject
 
     def line(self) -> str:
         return (f"{self.name} made {self.created or '?'}: pushes to "
                 f"{self.deliver_subject or '?'} ("
                 + ("the terminal's connection" if self.bound_here else
-                   "another connection" if self.push_bound else "no connection")
+                   f"not the terminal's connection; NATS's push_bound "
+                   f"{str(self.push_bound).lower()}")
                 + f"); delivered up to {self.delivered}, acknowledged up to "
                 f"{self.ack_floor}, {self.ack_pending} awaiting the terminal's ack, "
                 f"{self.redelivered} redelivered, {self.pending} not yet delivered")
