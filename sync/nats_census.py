@@ -7,9 +7,12 @@ left without a subscriber, holding undelivered copies (counted on 2.12.8 and 2.1
 TLS terminals; docs/fleet.md "Leftover consumers"). Neither 22 minutes nor the ack watch's
 clean sessions removed them, only a reset of the sessions' streams; each counts against
 the stream's consumer limit. The census reads the nodes' monitoring port (`/jsz`), which
-needs no credentials, and counts them:
+needs no credentials, and counts them beside that limit (past it, new subscriptions are
+refused):
 
-    python -m sync.nats_kit consumers --monitor n1:8222 --monitor n2:8222 ...
+    python -m sync.nats_kit consumers --monitor n1:8222 --monitor n2:8222 ... [--fail-at 80]
+
+deploy/systemd/kiosk-nats-census.timer runs it hourly (docs/fleet.md).
 """
 
 from __future__ import annotations
@@ -37,11 +40,21 @@ class ConsumerCensus:
     doubled: int  # subscriptions with more than one consumer
     extra: int  # consumers beyond one per subscription
     pending_on_extra: int  # undelivered messages on the older consumers of those
+    # the most consumers the stream may have (the lowest any node applies: the stream's
+    # own max_consumers, else the node's default_max_consumers, NATS 2.15 and later);
+    # None: no node applies one. Past it, new MQTT subscriptions are refused.
+    limit: int | None = None
 
     def line(self, when: str) -> str:
         return (f"JetStream consumers {when}: {self.consumers} for {self.subscriptions} "
                 f"subscriptions; {self.doubled} subscriptions with more than one consumer "
-                f"({self.extra} extra, {self.pending_on_extra} messages pending on them)")
+                f"({self.extra} extra, {self.pending_on_extra} messages pending on them); "
+                + (f"the stream's consumer limit {self.limit} ({self.used_percent:.1f}% "
+                   f"used)" if self.limit else "no consumer limit on these nodes"))
+
+    @property
+    def used_percent(self) -> float:
+        return 100.0 * self.consumers / self.limit if self.limit else 0.0
 
 
 def consumer_census(views: list[dict[str, Any]]) -> ConsumerCensus:
@@ -64,10 +77,29 @@ def consumer_census(views: list[dict[str, Any]]) -> ConsumerCensus:
     for name, (subject, created, pending) in found.items():
         subs.setdefault((name.split("_", 1)[0], subject), []).append((created, pending))
     doubled = [sorted(v) for v in subs.values() if len(v) > 1]
+    limits = [n for n in map(_limit, views) if n is not None]
     return ConsumerCensus(
         consumers=len(found), subscriptions=len(subs), doubled=len(doubled),
         extra=sum(len(v) - 1 for v in doubled),
-        pending_on_extra=sum(p for v in doubled for _, p in v[:-1]))
+        pending_on_extra=sum(p for v in doubled for _, p in v[:-1]),
+        limit=min(limits) if limits else None)
+
+
+def _limit(view: dict[str, Any]) -> int | None:
+    """The consumer limit one node applies to MQTT_MSGS_STREAM: the stream's own
+    `max_consumers` when set (above 0), else the node's `limits.default_max_consumers`."""
+    for account in json_objects(view.get("account_details")):
+        for stream in json_objects(account.get("stream_detail")):
+            if stream.get("name") == MQTT_MSGS_STREAM:
+                config = stream.get("config")
+                own = json_count(config.get("max_consumers")) if isinstance(
+                    config, dict) else 0
+                if own:
+                    return own
+    limits = view.get("limits")
+    default = json_count(limits.get("default_max_consumers")) if isinstance(
+        limits, dict) else 0
+    return default or None
 
 
 def msgs_consumers(view: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -8,8 +8,9 @@
     python -m sync.nats_kit reset-sessions --server 127.0.0.1:4222 [--password-file P]
         [--dry-run]   (after a full-cluster loss: docs/fleet.md "Resetting the MQTT sessions")
     python -m sync.nats_kit consumers --monitor n1:8222 --monitor n2:8222 --monitor n3:8222
-        (leftover consumers after a full-cluster restart: docs/fleet.md "Leftover consumers";
-        exit 0 none, 3 some, 1 no node answered)
+        [--fail-at 80]   (leftover consumers after a full-cluster restart, and the share of
+        the consumer limit taken: docs/fleet.md "Leftover consumers"; exit 0 none, 3 some,
+        4 at or past --fail-at percent of the limit, 1 no node answered)
     python -m sync.nats_kit terminal T-00042 --monitor n1:8222 --monitor n2:8222 ...
         (a terminal that hears nothing: its connection and its subscriptions' consumers;
         exit 0 every one can deliver, 3 one cannot, 1 no node answered)
@@ -317,8 +318,10 @@ def reset_sessions(admin: NatsAdmin, dry_run: bool) -> list[str]:
     return lines
 
 
-def consumers(monitors: list[tuple[str, int]], timeout: float) -> int:
-    """Print the census; 0: no leftovers, 3: leftovers, 1: no node answered."""
+def consumers(monitors: list[tuple[str, int]], timeout: float,
+              fail_at: float | None = None) -> int:
+    """Print the census; 0: no leftovers, 3: leftovers, 4: the consumers take `fail_at`
+    percent of the stream's limit or more, 1: no node answered."""
     views, failed = read_views(monitors, timeout)
     for line in failed:
         print(f"nats_kit: {line}", file=sys.stderr)
@@ -329,14 +332,22 @@ def consumers(monitors: list[tuple[str, int]], timeout: float) -> int:
     census = consumer_census(views)
     asked = f"{len(views)} of {len(monitors)} nodes answering"
     print(census.line(f"({asked})"))
+    near = fail_at is not None and census.limit is not None and \
+        census.used_percent >= fail_at
+    if near:
+        print(f"nats_kit: {census.consumers} consumers take {census.used_percent:.1f}% of "
+              f"the stream's limit of {census.limit} (alarm at {fail_at:g}%): past the "
+              f"limit new MQTT subscriptions are refused; remove leftovers "
+              f"(reset-sessions) or raise default_max_consumers (node --max-consumers) "
+              f"before then; docs/fleet.md \"Leftover consumers\"", file=sys.stderr)
     if census.extra == 0:
-        return 0
+        return 4 if near else 0
     print(f"{census.extra} leftover consumers: each counts against the stream's consumer "
           f"limit (default_max_consumers on NATS 2.15) and keeps undelivered copies on the "
           f"nodes. reset-sessions removes them with the sessions (terminals resend what the "
           f"desk has not acknowledged): do it in a quiet hour once the count nears the "
           f"limit; docs/fleet.md \"Leftover consumers\"")
-    return 3
+    return 4 if near else 3
 
 
 def terminal(terminal_id: str, monitors: list[tuple[str, int]], timeout: float,
@@ -409,6 +420,10 @@ def main(argv: list[str]) -> int:
                         f"all seen")
     c.add_argument("--timeout", type=float, default=JSZ_TIMEOUT_S,
                    help="seconds to wait for each node (default %(default)s)")
+    c.add_argument("--fail-at", type=float, default=None, metavar="PERCENT",
+                   help="exit 4 when the consumers take this share of the stream's "
+                        "consumer limit or more (NATS 2.15 and later apply one); the "
+                        "shipped timer, deploy/systemd/kiosk-nats-census.timer, uses 80")
     t = sub.add_parser("terminal",
                        help="one terminal's connection and its downlink subscriptions' "
                             "consumers: can each deliver? (the nodes' /connz and /jsz)")
@@ -431,7 +446,9 @@ def main(argv: list[str]) -> int:
     if args.op == "consumers":
         if args.timeout <= 0:
             ap.error("--timeout must be above 0")
-        return consumers(args.monitor, args.timeout)
+        if args.fail_at is not None and not 0 < args.fail_at <= 100:
+            ap.error("--fail-at must be a percentage above 0, at most 100")
+        return consumers(args.monitor, args.timeout, args.fail_at)
     if args.op == "reset-sessions":
         if args.user is not None and args.password_file is None:
             ap.error("--user needs --password-file")

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
@@ -171,3 +172,77 @@ def test_no_node_answering_is_one_clear_line_and_no_count(capsys):
     assert captured.out == ""
     assert "no node answered on its monitoring port: nothing counted" in captured.err
     assert "no /jsz answer" in captured.err
+
+
+def _limited(view: dict[str, Any], default: int | None = None,
+             own: int | None = None) -> dict[str, Any]:
+    """A node's view with its default_max_consumers and the stream's max_consumers."""
+    out = json.loads(json.dumps(view))
+    if default is not None:
+        out["limits"] = {"default_max_consumers": default}
+    out["account_details"][0]["stream_detail"][0]["config"] = {"max_consumers": own or -1}
+    return out
+
+
+def test_the_limit_is_the_lowest_any_node_applies_and_the_streams_own_comes_first():
+    v = _view(_consumer("sessA_1", SUBJECT.format("T1", "ack"), "2026-12-07T11:46:00Z"))
+    assert consumer_census([v, v]).limit is None
+    assert "no consumer limit on these nodes" in consumer_census([v]).line("now")
+    assert consumer_census([_limited(v, 1000), _limited(v, 900)]).limit == 900
+    assert consumer_census([_limited(v, 1000, own=40), _limited(v, 1000)]).limit == 40
+    census = consumer_census([_limited(v, 8)])
+    assert census.used_percent == 12.5
+    assert "the stream's consumer limit 8 (12.5% used)" in census.line("now")
+
+
+class _Jsz:
+    """A monitoring port answering one fixed /jsz: states a real cluster cannot be put
+    in within a test (thousands of consumers near their limit)."""
+
+    def __init__(self, view: dict[str, Any]) -> None:
+        import http.server
+        import threading
+
+        body = json.dumps(view).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_a: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_alarm_exits_4_near_the_limit_and_leftovers_alone_exit_3(capsys):
+    ack, cmd = SUBJECT.format("T1", "ack"), SUBJECT.format("T1", "cmd")
+    one_each = [_consumer("s_1", ack, "1"), _consumer("s_2", cmd, "1")]
+    leftover = [*one_each, _consumer("s_0", ack, "0", pending=2)]
+    cases = [  # consumers, limit, --fail-at, exit
+        (one_each, 4, "80", 0), (one_each, 2, "80", 4), (leftover, 10, "80", 3),
+        (leftover, 3, "80", 4), (leftover, 3, None, 3), (one_each, None, "80", 0)]
+    for consumers, limit, fail_at, code in cases:
+        jsz = _Jsz(_limited(_view(*consumers), default=limit))
+        try:
+            argv = ["consumers", "--monitor", jsz.address]
+            assert nats_kit.main(argv + (["--fail-at", fail_at] if fail_at else [])) == code
+        finally:
+            jsz.close()
+        captured = capsys.readouterr()
+        assert ("alarm at 80%" in captured.err) == (code == 4), captured
+        assert ("leftover consumers" in captured.out) == (consumers is leftover)
+    for bad in ("0", "101", "-5"):
+        with pytest.raises(SystemExit) as exc:
+            nats_kit.main(["consumers", "--monitor", "127.0.0.1:1", "--fail-at", bad])
+        assert exc.value.code == 2
