@@ -322,6 +322,7 @@ class Worker:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
         c.on_socket_open = self._on_socket_open
         c.on_socket_close = self._on_socket_close
         c.on_socket_register_write = self._on_register_write
@@ -586,6 +587,17 @@ class Worker:
             for p in t.pending.values():
                 p[3] = 0  # and the resend backoff starts over
             self.send(t, sorted(t.pending), resend=True)
+
+    def _on_subscribe(self, client: Any, idx: int, mid: int, rcs: list[Any],
+                      props: Any) -> None:
+        """A refused subscription (SUBACK 0x80; NATS answers so when a consumer's creation
+        times out): as sync/connection.py, the session is useless without it, so drop
+        the connection and subscribe again on the next node after the backoff. Until
+        2026-12-07 the simulator ignored it and the terminal waited for the ack watch."""
+        t = self.terms[idx]
+        if t.client is client and any(rc.is_failure for rc in rcs):
+            self.stats["subscribe_refused"] += 1
+            self.lost(t, "subscribe_refused")
 
     def _on_disconnect(self, client: Any, idx: int, flags: Any, rc: Any, props: Any) -> None:
         t = self.terms[idx]
@@ -1582,7 +1594,8 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
             f", duplicates de-duplicated {sum(d['duplicates'] for d in desks)}, signed acks "
             f"{sum(d['acks'] for d in desks)}, rejected {sum(d['rejected'] for d in desks)}; "
             f"acks seen twice by terminals {_sum(st, 'ack_repeat')}, acks refused "
-            f"{_sum(st, 'ack_rejected')}; "
+            f"{_sum(st, 'ack_rejected')}; subscriptions refused (SUBACK failure: the terminal "
+            f"reconnects and subscribes again, as the agent) {_sum(st, 'subscribe_refused')}; "
             + (f"ack watch ([mqtt] ack_stall_s {stall_s:.0f} s): {_sum(st, 'session_resets')} "
                f"session resets, {_sum(st, 'clean_connects')} clean sessions accepted, "
                f"{_sum(st, 'fresh_sessions')} connects that found no session kept (a reset's own "

@@ -44,6 +44,12 @@ class Verdict(Enum):
     # but a QoS 1 message goes only through a consumer: stored, never pushed. A consumer
     # deleted under a kept session looks so (tests/sync/test_nats_probe.py).
     NO_CONSUMER = "subscribed at QoS 1 without a consumer: what is stored is never pushed"
+    # seen after a full-cluster restart (2.12.8, 250 TLS terminals): the reconnect kept
+    # the session, which lists the subscription, and its consumers exist, but the new
+    # connection was given neither the subject nor a deliver subject for it; the client,
+    # told its session is present, does not subscribe again
+    LOST_ON_CONNECTION = ("the session keeps it, the connection lacks it: consumers "
+                          "exist, the connection subscribes none of their subjects")
     NOT_BOUND = "consumers, none pushing to the live connection"
     UNACKED = "delivered, not acknowledged by the terminal"
     UNDELIVERED = "stored for it, not delivered"
@@ -53,7 +59,7 @@ class Verdict(Enum):
     @property
     def silent(self) -> bool:
         return self in (Verdict.NOT_CONNECTED, Verdict.NOT_SUBSCRIBED, Verdict.NO_CONSUMER,
-                        Verdict.NOT_BOUND)
+                        Verdict.LOST_ON_CONNECTION, Verdict.NOT_BOUND)
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,7 @@ def _verdict(connected: bool, plain_subscribed: bool, qos0: bool,
         return Verdict.QOS0 if qos0 else Verdict.NO_CONSUMER
     bound = [c for c in found if c.bound_here]
     if not bound:
-        return Verdict.NOT_BOUND
+        return Verdict.NOT_BOUND if plain_subscribed else Verdict.LOST_ON_CONNECTION
     newest = bound[-1]
     if newest.ack_pending > 0:
         return Verdict.UNACKED

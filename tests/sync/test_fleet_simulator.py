@@ -1,12 +1,15 @@
 """The fleet benchmark's simulated terminals (bench/fleet.py) carry the agent's ack watch:
 publishes PUBACKed and no desk ack for `ack_stall_s` → the session is started afresh the
-way sync.connection does it. The benchmark's figures after a full-cluster loss rest on
-this copy behaving like the agent, so it is checked here on a real mosquitto with the
-benchmark's own worker and desk processes, MQTT 5 and 3.1.1 (the NATS runs' protocol)."""
+way sync.connection does it; and, as the agent, they drop a connection whose SUBACK
+refused a subscription and subscribe again after the backoff. The benchmark's figures
+after a full-cluster loss rest on this copy behaving like the agent, so it is checked
+here on a real mosquitto (a real NATS node for the refusal) with the benchmark's own
+worker and desk processes, MQTT 5 and 3.1.1 (the NATS runs' protocol)."""
 
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import threading
 import time
@@ -19,7 +22,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.fleet import PYTHON, Proc, _fleet_ids, desk_key
 from sync.keys import key_id, public_b64
+from tests.sync.broker import free_port, spawn_listening, stop_process
 from tests.sync.conftest import wait_for
+from tests.sync.nats import nats_server_path
 
 STALL_S = 1.0
 
@@ -109,3 +114,64 @@ def test_a_simulated_terminal_without_acks_resets_its_session_and_is_acked_once_
             desk.stop()
         watcher.loop_stop()
         watcher.disconnect()
+
+
+
+def _nats_conf(path: Path, ports: tuple[int, int], deny: str | None) -> None:
+    """One NATS node, JetStream and MQTT; connections without credentials are the user
+    `term`, whose subscribe permission denies `deny` (NATS then answers SUBACK 0x80)."""
+    sub = f'{{ allow: ">", deny: "{deny}" }}' if deny else '">"'
+    path.write_text(
+        f'server_name: s1\nlisten: 127.0.0.1:{ports[0]}\n'
+        f'jetstream {{ store_dir: "{path.parent / "js"}" }}\n'
+        f'mqtt {{ listen: 127.0.0.1:{ports[1]} }}\n'
+        f'authorization {{ users: [ {{ user: term, password: "not-used", permissions: '
+        f'{{ publish: ">", subscribe: {sub} }} }} ] }}\nno_auth_user: term\n',
+        encoding="utf-8")
+
+
+def test_a_refused_subscription_makes_the_simulated_terminal_reconnect_as_the_agent_does(
+        tmp_path: Path) -> None:
+    """A SUBACK failure (NATS answers so when a consumer's creation times out under
+    load; here a NATS node whose permissions deny the terminal's ack subject) drops the
+    connection and subscribes again after the backoff, as sync/connection.py's
+    `subscribe_refused`; once the node accepts the subscription (permissions reloaded)
+    the terminal stays connected. Before, the simulator ignored the refusal and the
+    terminal waited for its ack watch."""
+    tid = _fleet_ids(1)[0]
+    exe = nats_server_path()
+    assert exe, "nats-server is needed (scripts/system-deps.sh)"
+    ports = (free_port(), free_port())  # client, MQTT: the same again on the reload
+    mqtt_port = ports[1]
+    conf = tmp_path / "nats" / "s1.conf"
+    conf.parent.mkdir()
+    _nats_conf(conf, ports, f"kiosk.v1.{tid}.ack")
+    log = tmp_path / "nats" / "s1.log"
+    node = spawn_listening([exe, "-c", str(conf)], log, mqtt_port, "nats-server",
+                           lambda: log.read_text(errors="replace")[-4000:])
+    dk = desk_key()
+    worker = Proc([PYTHON, "-m", "bench.fleet", "worker", json.dumps({
+        "port": mqtt_port, "ports": [mqtt_port], "protocol": "3.1.1", "ids": [tid], "seed": 7,
+        "ack_stall_s": 0, "desk_kid": key_id("desk", dk.public_key()),
+        "desk_pub": public_b64(dk.public_key())})], "worker")
+    try:
+        worker.send({"op": "connect", "jitter_s": 0})
+        wait_for(lambda: _stats(worker)["stats"].get("subscribe_refused", 0) >= 2, 60,
+                 "two refused subscriptions, each followed by a new connection")
+        st = _stats(worker)["stats"]
+        assert st.get("lost:subscribe_refused", 0) >= 2, st
+        assert st.get("connects", 0) >= st["lost:subscribe_refused"], st
+        text = log.read_text(errors="replace")  # the wording differs between releases
+        assert "Subscription Violation" in text and f'Subject "kiosk.v1.{tid}.ack"' in text
+
+        _nats_conf(conf, ports, None)
+        node.send_signal(signal.SIGHUP)  # reload: the permission lifted
+        wait_for(lambda: _stats(worker)["connected"] == 1, 90, "connected, subscribed")
+        refused = _stats(worker)["stats"]["subscribe_refused"]
+        time.sleep(3)
+        st = _stats(worker)
+        assert st["connected"] == 1 and st["stats"]["subscribe_refused"] == refused, (
+            st, log.read_text(errors="replace")[-3000:])
+    finally:
+        worker.stop()
+        stop_process(node)

@@ -100,6 +100,21 @@ def test_consumers_pushing_elsewhere_are_not_bound_and_silent():
     assert "none pushing to the live connection" in text and "7 not yet delivered" in text
 
 
+def test_consumers_with_nothing_of_them_on_the_connection_are_a_lost_subscription():
+    """As a full-cluster restart left one terminal's ack (2.12.8): the kept session's
+    consumers, an old one and one made during the recovery, both with undelivered acks,
+    and a connection subscribing the other three leaves but nothing of this one."""
+    views = [_view(
+        _consumer("S_old", "ack", "$MQTT.sub.OLD", delivered=503, pending=7),
+        _consumer("S_late", "ack", "$MQTT.sub.LATE", created="2026-12-07T11:00:00Z",
+                  delivered=3652, pending=2))]
+    others = [x for leaf in ("cmd", "payment_status", "config")
+              for x in _subscribed(leaf, f"$MQTT.sub.{leaf}")]
+    probe = probe_terminal(T, views, {"n1": [_conn(*others)]})
+    assert probe.verdict("ack") is Verdict.LOST_ON_CONNECTION
+    assert Verdict.LOST_ON_CONNECTION.silent and probe.silent
+
+
 def test_no_consumer_is_silent_at_qos_1_and_expected_for_a_light_sessions_ack():
     conns = {"n1": [_conn(*(f"kiosk.v1.{T}.{leaf}" for leaf in topics.DOWN))]}
     full = probe_terminal(T, [], conns)
