@@ -2,8 +2,10 @@
 the desk's acks, and say when to start that session afresh.
 
 Seen on NATS: a JetStream consumer behind the terminal's `ack` subscription is lost or
-stuck (after a cluster's nodes were all killed, on 2.12, 2.14 and 2.15 some terminals'
-acks never came back; a deleted consumer does the same on every release). The connection
+stuck (after a cluster's nodes were all killed, on 2.12, 2.14 and 2.15 some benchmark
+terminals' acks never came back, at least part of them through a refused subscription
+the simulator ignored and the agent does not: sync/connection.py's subscribe_refused; a
+deleted consumer does the same on every release). The connection
 stays up, PUBACKs keep coming, the desk stores and acks every payment, and the acks
 wait in a stream nothing reads. A reconnect with the same session does not help; a
 clean session, which makes the subscriptions and their consumers again, does

@@ -44,12 +44,13 @@ class Verdict(Enum):
     # but a QoS 1 message goes only through a consumer: stored, never pushed. A consumer
     # deleted under a kept session looks so (tests/sync/test_nats_probe.py).
     NO_CONSUMER = "subscribed at QoS 1 without a consumer: what is stored is never pushed"
-    # seen after a full-cluster restart (2.12.8, 250 TLS terminals): the reconnect kept
-    # the session, which lists the subscription, and its consumers exist, but the new
-    # connection was given neither the subject nor a deliver subject for it; the client,
-    # told its session is present, does not subscribe again
-    LOST_ON_CONNECTION = ("the session keeps it, the connection lacks it: consumers "
-                          "exist, the connection subscribes none of their subjects")
+    # seen in a connect storm and after a full-cluster restart (2.12.8, 250 TLS
+    # terminals): the consumer's creation timed out (5 s), NATS refused the subscription
+    # (SUBACK 0x80) and took it off the connection, and made the consumer later anyway.
+    # A client that ignores the refusal hears nothing on it; the agent reconnects and
+    # subscribes again (sync/connection.py, subscribe_refused)
+    LOST_ON_CONNECTION = ("consumers exist, the connection subscribes none of their "
+                          "subjects (a refused subscription: subscribe again)")
     NOT_BOUND = "consumers, none pushing to the live connection"
     UNACKED = "delivered, not acknowledged by the terminal"
     UNDELIVERED = "stored for it, not delivered"

@@ -101,9 +101,10 @@ def test_consumers_pushing_elsewhere_are_not_bound_and_silent():
 
 
 def test_consumers_with_nothing_of_them_on_the_connection_are_a_lost_subscription():
-    """As a full-cluster restart left one terminal's ack (2.12.8): the kept session's
-    consumers, an old one and one made during the recovery, both with undelivered acks,
-    and a connection subscribing the other three leaves but nothing of this one."""
+    """As a refused subscription left one terminal's ack (2.12.8, a connect storm and
+    the restart after it): two consumers made after their creation timed out, both with
+    undelivered acks, and a connection subscribing the other three leaves but nothing of
+    this one."""
     views = [_view(
         _consumer("S_old", "ack", "$MQTT.sub.OLD", delivered=503, pending=7),
         _consumer("S_late", "ack", "$MQTT.sub.LATE", created="2026-12-07T11:00:00Z",
