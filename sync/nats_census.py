@@ -120,22 +120,30 @@ def json_count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
+def read_monitor(host: str, port: int, path: str,
+                 timeout: float = JSZ_TIMEOUT_S) -> tuple[dict[str, Any] | None, str]:
+    """One node's monitoring answer to `path` as a JSON object, or None and one line
+    saying why (down, not a NATS monitoring port, or not a JSON object)."""
+    what = path.split("?", 1)[0]
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=timeout) as r:
+            answer = json.load(r)
+    except (OSError, ValueError) as exc:
+        return None, f"{host}:{port}: no {what} answer ({exc})"
+    if not isinstance(answer, dict):
+        return None, f"{host}:{port}: {what} answered with something other than an object"
+    return answer, ""
+
+
 def read_views(monitors: Iterable[tuple[str, int]],
                timeout: float = JSZ_TIMEOUT_S) -> tuple[list[dict[str, Any]], list[str]]:
-    """Each node's /jsz answer, and one line per node that gave none (down, not a NATS
-    monitoring port, or not JSON)."""
+    """Each node's /jsz answer, and one line per node that gave none."""
     views: list[dict[str, Any]] = []
     failed: list[str] = []
     for host, port in monitors:
-        url = f"http://{host}:{port}{JSZ_QUERY}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as r:
-                view = json.load(r)
-        except (OSError, ValueError) as exc:
-            failed.append(f"{host}:{port}: no /jsz answer ({exc})")
-            continue
-        if not isinstance(view, dict):
-            failed.append(f"{host}:{port}: /jsz answered with something other than an object")
-            continue
-        views.append(view)
+        view, why = read_monitor(host, port, JSZ_QUERY, timeout)
+        if view is None:
+            failed.append(why)
+        else:
+            views.append(view)
     return views, failed

@@ -17,16 +17,20 @@ The fleet benchmark probes the terminals its watch sees waiting (bench/fleet.py)
 
 from __future__ import annotations
 
-import json
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 from sync import topics
-from sync.nats_census import JSZ_TIMEOUT_S, json_count, json_objects, msgs_consumers
+from sync.nats_census import (
+    JSZ_TIMEOUT_S,
+    json_count,
+    json_objects,
+    msgs_consumers,
+    read_monitor,
+)
 
 # NATS maps an MQTT topic to a subject ('/' -> '.') and stores QoS 1 messages for
 # sessions under this prefix (what a subscription's consumer filters on)
@@ -211,17 +215,11 @@ def read_connections(monitors: Iterable[tuple[str, int]], terminal_id: str,
     MQTT client id with their subscriptions; one line per node that gave none."""
     found: dict[str, list[dict[str, Any]]] = {}
     failed: list[str] = []
+    query = CONNZ_QUERY + urllib.parse.quote(terminal_id, safe="")
     for host, port in monitors:
-        node = f"{host}:{port}"
-        url = f"http://{node}{CONNZ_QUERY}{urllib.parse.quote(terminal_id, safe='')}"
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as r:
-                answer = json.load(r)
-        except (OSError, ValueError) as exc:
-            failed.append(f"{node}: no /connz answer ({exc})")
-            continue
-        if not isinstance(answer, dict):
-            failed.append(f"{node}: /connz answered with something other than an object")
-            continue
-        found[node] = json_objects(answer.get("connections"))
+        answer, why = read_monitor(host, port, query, timeout)
+        if answer is None:
+            failed.append(why)
+        else:
+            found[f"{host}:{port}"] = json_objects(answer.get("connections"))
     return found, failed
