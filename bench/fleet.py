@@ -759,6 +759,7 @@ class Worker:
         # across reconnects that kept the session: sync/ack_watch.py)
         connected = pending = holding = waiting = 0
         waited_max = 0.0
+        stalled: list[str] = []  # the ones to probe (STALL_PROBE_S)
         for t in self.terms:
             connected += t.connected
             pending += len(t.pending)
@@ -767,8 +768,8 @@ class Worker:
             if t.pending:
                 holding += 1
                 waiting += waited > 0
-        stalled = [t.tid for t in self.terms
-                   if t.pending and t.watch.waited_s() > STALL_PROBE_S][:PROBE_MAX]
+                if waited > STALL_PROBE_S and len(stalled) < PROBE_MAX:
+                    stalled.append(t.tid)
         out: dict[str, Any] = {
             "stalled": stalled,
             "stats": dict(self.stats),
@@ -1554,8 +1555,9 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
             if probe is not None and stalled:
                 others = random.Random(7).sample(
                     sorted(set(ids) - set(stalled)), min(len(stalled), n - len(stalled)))
+                probes = probe(stalled + others)  # one read of the nodes' /jsz for all
                 run.details.extend(stall_probe_lines(
-                    probe(stalled), probe(others), time.monotonic() - t_up))
+                    probes[:len(stalled)], probes[len(stalled):], time.monotonic() - t_up))
                 probe = None  # once a run: the stall sets in at the reconnect
             time.sleep(1)
         st = run.worker_stats()

@@ -88,14 +88,11 @@ def consumer_census(views: list[dict[str, Any]]) -> ConsumerCensus:
 def _limit(view: dict[str, Any]) -> int | None:
     """The consumer limit one node applies to MQTT_MSGS_STREAM: the stream's own
     `max_consumers` when set (above 0), else the node's `limits.default_max_consumers`."""
-    for account in json_objects(view.get("account_details")):
-        for stream in json_objects(account.get("stream_detail")):
-            if stream.get("name") == MQTT_MSGS_STREAM:
-                config = stream.get("config")
-                own = json_count(config.get("max_consumers")) if isinstance(
-                    config, dict) else 0
-                if own:
-                    return own
+    for stream in _msgs_streams(view):
+        config = stream.get("config")
+        own = json_count(config.get("max_consumers")) if isinstance(config, dict) else 0
+        if own:
+            return own
     limits = view.get("limits")
     default = json_count(limits.get("default_max_consumers")) if isinstance(
         limits, dict) else 0
@@ -104,10 +101,16 @@ def _limit(view: dict[str, Any]) -> int | None:
 
 def msgs_consumers(view: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The consumers one node lists on MQTT_MSGS_STREAM (not `$MQTT_rmsgs`' per-node ones)."""
+    for stream in _msgs_streams(view):
+        yield from json_objects(stream.get("consumer_detail"))
+
+
+def _msgs_streams(view: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """MQTT_MSGS_STREAM as one node's /jsz lists it (once per account that has it)."""
     for account in json_objects(view.get("account_details")):
         for stream in json_objects(account.get("stream_detail")):
             if stream.get("name") == MQTT_MSGS_STREAM:
-                yield from json_objects(stream.get("consumer_detail"))
+                yield stream
 
 
 def json_objects(value: Any) -> list[dict[str, Any]]:

@@ -411,41 +411,36 @@ def main(argv: list[str]) -> int:
     r.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                    help="seconds to wait for each answer (default %(default)s)")
     r.add_argument("--dry-run", action="store_true", help="list, delete nothing")
-    c = sub.add_parser("consumers",
+    # the options of the commands that read the nodes' monitoring ports
+    mon = argparse.ArgumentParser(add_help=False)
+    mon.add_argument("--monitor", required=True, action="append", type=_monitor,
+                     help=f"a node's monitoring port, HOST:PORT or HOST (port "
+                          f"{MONITOR_PORT}); once per node, so that one-copy consumers "
+                          f"are all seen")
+    mon.add_argument("--timeout", type=float, default=JSZ_TIMEOUT_S,
+                     help="seconds to wait for each node (default %(default)s)")
+    c = sub.add_parser("consumers", parents=[mon],
                        help="count the MQTT subscriptions' JetStream consumers and the "
                             "leftovers a full-cluster restart can leave (the nodes' /jsz)")
-    c.add_argument("--monitor", required=True, action="append", type=_monitor,
-                   help=f"a node's monitoring port, HOST:PORT or HOST (port "
-                        f"{MONITOR_PORT}); once per node, so that one-copy consumers are "
-                        f"all seen")
-    c.add_argument("--timeout", type=float, default=JSZ_TIMEOUT_S,
-                   help="seconds to wait for each node (default %(default)s)")
     c.add_argument("--fail-at", type=float, default=None, metavar="PERCENT",
                    help="exit 4 when the consumers take this share of the stream's "
                         "consumer limit or more (NATS 2.15 and later apply one); the "
                         "shipped timer, deploy/systemd/kiosk-nats-census.timer, uses 80")
-    t = sub.add_parser("terminal",
+    t = sub.add_parser("terminal", parents=[mon],
                        help="one terminal's connection and its downlink subscriptions' "
                             "consumers: can each deliver? (the nodes' /connz and /jsz)")
     t.add_argument("terminal_id", help="the terminal's id, its MQTT client id")
-    t.add_argument("--monitor", required=True, action="append", type=_monitor,
-                   help=f"a node's monitoring port, HOST:PORT or HOST (port "
-                        f"{MONITOR_PORT}); once per node")
-    t.add_argument("--timeout", type=float, default=JSZ_TIMEOUT_S,
-                   help="seconds to wait for each node (default %(default)s)")
     t.add_argument("--light-session", action="store_true",
                    help="the terminal runs with [mqtt] light_session (ack and config at "
                         "QoS 0: no consumer expected for them)")
     args = ap.parse_args(argv)
+    if args.op in ("terminal", "consumers") and args.timeout <= 0:
+        ap.error("--timeout must be above 0")
     if args.op == "terminal":
-        if args.timeout <= 0:
-            ap.error("--timeout must be above 0")
         if not topics.valid_terminal_id(args.terminal_id):
             ap.error(f"terminal id {args.terminal_id!r}: letters, digits and '-', 1-32")
         return terminal(args.terminal_id, args.monitor, args.timeout, args.light_session)
     if args.op == "consumers":
-        if args.timeout <= 0:
-            ap.error("--timeout must be above 0")
         if args.fail_at is not None and not 0 < args.fail_at <= 100:
             ap.error("--fail-at must be a percentage above 0, at most 100")
         return consumers(args.monitor, args.timeout, args.fail_at)
