@@ -137,7 +137,8 @@ def test_a_refused_subscription_makes_the_simulated_terminal_reconnect_as_the_ag
     connection and subscribes again after the backoff, as sync/connection.py's
     `subscribe_refused`; once the node accepts the subscription (permissions reloaded)
     the terminal stays connected. Before, the simulator ignored the refusal and the
-    terminal waited for its ack watch."""
+    terminal waited for its ack watch; then it reset its backoff at CONNACK, so a
+    refusal was retried after the shortest delay every time."""
     tid = _fleet_ids(1)[0]
     exe = nats_server_path()
     assert exe, "nats-server is needed (scripts/system-deps.sh)"
@@ -156,11 +157,15 @@ def test_a_refused_subscription_makes_the_simulated_terminal_reconnect_as_the_ag
         "desk_pub": public_b64(dk.public_key())})], "worker")
     try:
         worker.send({"op": "connect", "jitter_s": 0})
-        wait_for(lambda: _stats(worker)["stats"].get("subscribe_refused", 0) >= 2, 60,
-                 "two refused subscriptions, each followed by a new connection")
-        st = _stats(worker)["stats"]
-        assert st.get("lost:subscribe_refused", 0) >= 2, st
+        wait_for(lambda: _stats(worker)["stats"].get("subscribe_refused", 0) >= 3, 60,
+                 "three refused subscriptions, each followed by a new connection")
+        whole = _stats(worker)
+        st = whole["stats"]
+        assert st.get("lost:subscribe_refused", 0) >= 3, st
         assert st.get("connects", 0) >= st["lost:subscribe_refused"], st
+        # the backoff grows across refusals (the CONNACKs between do not reset it): a
+        # refusal storm under load eases instead of feeding itself
+        assert whole["backoff_attempts_max"] >= 3, whole
         text = log.read_text(errors="replace")  # the wording differs between releases
         assert "Subscription Violation" in text and f'Subject "kiosk.v1.{tid}.ack"' in text
 
@@ -172,6 +177,7 @@ def test_a_refused_subscription_makes_the_simulated_terminal_reconnect_as_the_ag
         st = _stats(worker)
         assert st["connected"] == 1 and st["stats"]["subscribe_refused"] == refused, (
             st, log.read_text(errors="replace")[-3000:])
+        assert st["backoff_attempts_max"] == 0, st  # subscribed: the backoff starts afresh
     finally:
         worker.stop()
         stop_process(node)
