@@ -110,11 +110,13 @@ $(NATS_UPSTREAM): scripts/nats-upstream.txt $(STAMP)
 	test -x $@ && touch $@
 
 # The test files that start a real NATS cluster: checked again on each upstream release.
-# The census (and its timer's command) and the probe rest on how NATS names an MQTT
-# subscription's consumer and what its monitoring port lists, which a release may change.
+# The census (and its timer's command), the probe and prune-consumers rest on how NATS
+# names an MQTT subscription's consumer and what its monitoring port lists, which a
+# release may change.
 NATS_CLUSTER_TESTS := tests/sync/test_cluster.py tests/sync/test_cluster_tls.py \
     tests/sync/test_cluster_reset.py tests/sync/test_nats_consumer_census.py \
-    tests/sync/test_nats_probe.py tests/sync/test_nats_census_unit.py
+    tests/sync/test_nats_probe.py tests/sync/test_nats_census_unit.py \
+    tests/sync/test_nats_prune.py
 
 test-nats-upstream: setup nats-upstream
 	KIOSK_NATS_SERVER=$(CURDIR)/$(NATS_UPSTREAM) $(PY) -m pytest -q $(NATS_CLUSTER_TESTS)

@@ -1588,6 +1588,13 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
                             ("after the restart's drain", census_after)):
             if found is not None:
                 run.details.append(found.line(when))
+        prune = getattr(broker, "prune_leftovers", None)  # the operator's remedy, measured
+        if prune is not None and census is not None and census_after is not None \
+                and census_after.extra:
+            run.details.extend(prune())
+            found = census()
+            if found is not None:
+                run.details.append(found.line("after prune-consumers"))
         desks = run.desk_stats()
         made = _sum(st, "payments")
         pending = sum(s["pending"] for s in st)

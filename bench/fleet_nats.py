@@ -22,9 +22,12 @@ What differs from the mosquitto run, and why:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -36,7 +39,8 @@ from typing import Any
 
 from agent.loopback import free_port as _free_port  # below the ephemeral range
 from bench.common import REPO, BenchError, BenchResult, Context, scratch_dir
-from sync.nats_census import ConsumerCensus, consumer_census, read_views
+from sync.nats_admin import NatsAdmin, NatsAdminError
+from sync.nats_census import JSZ_TIMEOUT_S, ConsumerCensus, consumer_census, read_views
 from sync.nats_probe import TerminalProbe, probe_terminal, read_connections
 from tests.sync.nats import max_consumers_for, nats_server_path, nats_server_version
 
@@ -70,6 +74,8 @@ ENV_TERMINALS = "KIOSK_FLEET_NATS_TERMINALS"
 # subscription, replicated on the three nodes. KIOSK_FLEET_NATS_TERMINALS overrides.
 DEFAULT_TERMINALS = 500
 QUICK_TERMINALS = 200
+OPERATOR_PASSWORD_BYTES = 24  # token_urlsafe: 32 characters, within bcrypt's 72 bytes
+PRUNE_CONFIRM_S = 5.0  # the two reads prune-consumers compares
 WAIT_S = 900.0  # connect storm and restart: JetStream work per session paces them
 READY_S = 90.0
 
@@ -122,14 +128,18 @@ class NatsClusterBroker:
         self.spawned_at: float | None = None  # the last start(): the restart's time zero
         self.tls: dict[str, str] | None = None
         self.conf_dir: Path | None = None
+        self.operator_password: str | None = None  # TLS: the client port needs a user
         if tls:
             from sync import broker_kit, nats_kit
 
             self.tls = tls_kit(folder, self.port, _free_port())
             self.conf_dir = folder / "nats-conf"
             nats_kit.tls_files(broker_kit.Kit(Path(self.tls["kit"])), self.conf_dir)
-            (self.conf_dir / nats_kit.USERS).write_text(nats_kit.render_users(terminal_ids),
-                                                        encoding="utf-8")
+            # with the operator user: prune-consumers runs as the operator runs it
+            self.operator_password = secrets.token_urlsafe(OPERATOR_PASSWORD_BYTES)
+            (self.conf_dir / nats_kit.USERS).write_text(
+                nats_kit.render_users(terminal_ids, operator_password=self.operator_password),
+                encoding="utf-8")
         self._write_confs()
 
     @property
@@ -192,6 +202,28 @@ class NatsClusterBroker:
         """What the nodes hold now (sync/nats_census.py); None when no node answers."""
         views, _ = read_views([("127.0.0.1", n.monitor) for n in self.nodes])
         return consumer_census(views) if views else None
+
+    def prune_leftovers(self) -> list[str]:
+        """`prune-consumers` as an operator runs it once the fleet has drained (any age:
+        nothing is being subscribed then): its closing line, or its error."""
+        from sync import nats_kit
+
+        monitors = [("127.0.0.1", n.monitor) for n in self.nodes]
+        user = nats_kit.OPERATOR_USER if self.operator_password else None
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = nats_kit.prune_consumers(
+                    monitors, JSZ_TIMEOUT_S,
+                    lambda: NatsAdmin("127.0.0.1", self.nodes[0].client, user,
+                                      self.operator_password),
+                    dry_run=False, min_age_s=0.0, confirm_after_s=PRUNE_CONFIRM_S)
+            except NatsAdminError as exc:  # the client port refused: as nats_kit says it
+                print(f"nats_kit: {exc}", file=err)
+                rc = 1
+        said = (out.getvalue().splitlines() or [""])[-1]
+        return [f"prune-consumers after the drain: {said}" if rc == 0 else
+                f"prune-consumers after the drain failed: {err.getvalue().strip()}"]
 
     def probe_terminals(self, terminal_ids: list[str]) -> list[TerminalProbe]:
         """Each terminal's connection and downlink consumers now (sync/nats_probe.py):

@@ -40,14 +40,17 @@ STATUS_NO_RESPONDERS = 503
 STATUS_LINE_PREFIX = b"NATS/1.0"
 INBOX_PREFIX = "_INBOX."
 INBOX_TOKEN_BYTES = 12
+SUBJECT_SPECIALS = ".*>"  # a token separator and the wildcards
 SHOWN_BYTES = 60  # how much of an unexpected answer an error message quotes
 
 JS_API = "$JS.API"
 JS_STREAM_NAMES = f"{JS_API}.STREAM.NAMES"
 JS_STREAM_DELETE = f"{JS_API}.STREAM.DELETE"
 JS_STREAM_INFO = f"{JS_API}.STREAM.INFO"
+JS_CONSUMER_DELETE = f"{JS_API}.CONSUMER.DELETE"
 # err_code values of the JetStream API (nats-server's errors.json)
 JS_ERR_STREAM_NOT_FOUND = 10059
+JS_ERR_CONSUMER_NOT_FOUND = 10014
 JS_ERR_NOT_ENABLED_FOR_ACCOUNT = 10039
 JS_ERR_NOT_ENABLED = 10076
 JS_ERR_UNAVAILABLE = 10008  # no meta leader yet / cluster not ready
@@ -336,6 +339,21 @@ def parse_delete(payload: bytes, stream: str) -> bool:
     return True
 
 
+def parse_consumer_delete(payload: bytes, stream: str, consumer: str) -> bool:
+    """A $JS.API.CONSUMER.DELETE response: True deleted, False the consumer was not there
+    (nor, NATS answers alike, its stream)."""
+    what = f"{JS_CONSUMER_DELETE}.{stream}.{consumer}"
+    doc = _json_object(payload, what)
+    err = api_error(doc, what)
+    if err is not None:
+        if err.err_code in (JS_ERR_CONSUMER_NOT_FOUND, JS_ERR_STREAM_NOT_FOUND):
+            return False
+        raise JsApiRefused(f"deleting consumer {consumer} of {stream}", err)
+    if doc.get("success") is not True:
+        raise NatsProtocolError(f"{what}: neither success nor an error: {_show(payload)}")
+    return True
+
+
 def parse_stream_info(payload: bytes, stream: str) -> StreamInfo | None:
     """A $JS.API.STREAM.INFO response; None when there is no such stream."""
     what = f"{JS_STREAM_INFO}.{stream}"
@@ -524,6 +542,15 @@ class NatsAdmin:
         """True: deleted; False: there was no such stream."""
         subject = f"{JS_STREAM_DELETE}.{_check_token(name, 'stream name')}"
         return parse_delete(self.request(subject, b"").payload, name)
+
+    def delete_consumer(self, stream: str, name: str) -> bool:
+        """True: deleted; False: there was no such consumer."""
+        if any(c in name for c in SUBJECT_SPECIALS):
+            raise NatsAdminError(f"consumer name {name[:40]!r}: '.', '*' and '>' would make "
+                                 f"it another subject")
+        subject = (f"{JS_CONSUMER_DELETE}.{_check_token(stream, 'stream name')}."
+                   f"{_check_token(name, 'consumer name')}")
+        return parse_consumer_delete(self.request(subject, b"").payload, stream, name)
 
 
 class _Timeout(NatsAdminError):

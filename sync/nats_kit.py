@@ -14,6 +14,9 @@
     python -m sync.nats_kit terminal T-00042 --monitor n1:8222 --monitor n2:8222 ...
         (a terminal that hears nothing: its connection and its subscriptions' consumers;
         exit 0 every one can deliver, 3 one cannot, 1 no node answered)
+    python -m sync.nats_kit prune-consumers --monitor n1:8222 ... --server 127.0.0.1:4222
+        [--password-file P] [--dry-run]   (the leftover consumers of connected terminals,
+        deleted one by one, sessions kept: docs/fleet.md "Leftover consumers")
 
 `node.conf` and `users.conf` are the shipped templates; this module only substitutes their
 @PLACEHOLDER@s and keeps or drops their optional "# begin: NAME" ... "# end: NAME"
@@ -28,15 +31,24 @@ import argparse
 import re
 import shutil
 import sys
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sync import topics
 from sync.broker_kit import DESK_IDENTITY, SERVER_CERT, SERVER_KEY, Kit
 from sync.nats_admin import DEFAULT_TIMEOUT_S, NatsAdmin, NatsAdminError
-from sync.nats_census import JSZ_TIMEOUT_S, consumer_census, read_views
+from sync.nats_census import JSZ_TIMEOUT_S, MQTT_MSGS_STREAM, consumer_census, read_views
 from sync.nats_probe import probe_terminal, read_connections
+from sync.nats_prune import (
+    CONFIRM_AFTER_S,
+    MIN_AGE_S,
+    LeftoverSurvey,
+    find_leftovers,
+    read_subscribed,
+)
 
 SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "nats"
 NODE = "node.conf"
@@ -338,15 +350,16 @@ def consumers(monitors: list[tuple[str, int]], timeout: float,
         print(f"nats_kit: {census.consumers} consumers take {census.used_percent:.1f}% of "
               f"the stream's limit of {census.limit} (alarm at {fail_at:g}%): past the "
               f"limit new MQTT subscriptions are refused; remove leftovers "
-              f"(reset-sessions) or raise default_max_consumers (node --max-consumers) "
-              f"before then; docs/fleet.md \"Leftover consumers\"", file=sys.stderr)
+              f"(prune-consumers, else reset-sessions) or raise default_max_consumers "
+              f"(node --max-consumers) before then; docs/fleet.md \"Leftover consumers\"",
+              file=sys.stderr)
     if census.extra == 0:
         return 4 if near else 0
     print(f"{census.extra} leftover consumers: each counts against the stream's consumer "
           f"limit (default_max_consumers on NATS 2.15) and keeps undelivered copies on the "
-          f"nodes. reset-sessions removes them with the sessions (terminals resend what the "
-          f"desk has not acknowledged): do it in a quiet hour once the count nears the "
-          f"limit; docs/fleet.md \"Leftover consumers\"")
+          f"nodes. prune-consumers deletes those of connected terminals, sessions kept; "
+          f"reset-sessions removes all with the sessions (terminals resend what the desk "
+          f"has not acknowledged); docs/fleet.md \"Leftover consumers\"")
     return 4 if near else 3
 
 
@@ -370,6 +383,64 @@ def terminal(terminal_id: str, monitors: list[tuple[str, int]], timeout: float,
           f"watch starts the session afresh once its payments wait [mqtt] ack_stall_s for "
           f"an ack (docs/fleet.md \"A terminal that hears nothing\")")
     return 3
+
+
+def survey_leftovers(monitors: list[tuple[str, int]], timeout: float,
+                     min_age_s: float) -> LeftoverSurvey | None:
+    """One read of every node (consumers, then connections); None, with one line each
+    on stderr, when a node did not answer: a terminal on that node would look connected
+    nowhere, and its consumers' own node may hold the only copy."""
+    views, failed = read_views(monitors, timeout)
+    subscribed, failed_connz = read_subscribed(monitors, timeout)
+    for line in failed + failed_connz:
+        print(f"nats_kit: {line}", file=sys.stderr)
+    if failed or failed_connz:
+        print("nats_kit: every node must answer on its monitoring port: nothing deleted",
+              file=sys.stderr)
+        return None
+    return find_leftovers(views, subscribed, datetime.now(UTC), min_age_s)
+
+
+def prune_consumers(monitors: list[tuple[str, int]], timeout: float,
+                    open_admin: Callable[[], NatsAdmin], dry_run: bool,
+                    min_age_s: float = MIN_AGE_S,
+                    confirm_after_s: float = CONFIRM_AFTER_S) -> int:
+    """Delete the leftovers two reads `confirm_after_s` apart agree on (or only list
+    them with `dry_run`: no client connection then); 0 done, 1 a node did not answer.
+    `open_admin` raises NatsAdminError with the line to print."""
+    first = survey_leftovers(monitors, timeout, min_age_s)
+    if first is None:
+        return 1
+    survey = first
+    if first.leftovers:
+        time.sleep(confirm_after_s)
+        second = survey_leftovers(monitors, timeout, min_age_s)
+        if second is None:
+            return 1
+        survey = first.confirmed_by(second)
+    deleted = gone = 0
+    if dry_run:
+        for leftover in survey.leftovers:
+            print(f"would delete {leftover.line()}")
+    elif survey.leftovers:
+        with open_admin() as admin:
+            for leftover in survey.leftovers:
+                if admin.delete_consumer(MQTT_MSGS_STREAM, leftover.name):
+                    deleted += 1
+                    print(f"deleted {leftover.line()}")
+                else:  # removed meanwhile (NATS, another operator)
+                    gone += 1
+                    print(f"gone already {leftover.line()}")
+    pending = sum(x.pending for x in survey.leftovers)
+    done = (f"{len(survey.leftovers)} leftover consumers would be deleted" if dry_run else
+            f"{deleted} leftover consumers deleted" + (f", {gone} gone already" if gone
+                                                         else ""))
+    print(f"{done} ({pending} messages pending on them, never to be pushed); "
+          f"{survey.offline} subscriptions with leftovers whose terminal is connected "
+          f"nowhere, left (run again once they are back); {survey.unjudged} consumers "
+          f"not judged (made less than {min_age_s:g} s ago, at no time the node gives, "
+          f"or named unlike NATS's own)")
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -400,17 +471,19 @@ def main(argv: list[str]) -> int:
                         "--version` prints): keeps what it needs, refuses what it "
                         "does not take")
     n.add_argument("--out", required=True)
-    r = sub.add_parser("reset-sessions",
+    # the options of the commands that use the JetStream API on a node's client port
+    adm = argparse.ArgumentParser(add_help=False)
+    adm.add_argument("--server", required=True, type=_server,
+                     help=f"a node's NATS client port, HOST:PORT (127.0.0.1:{CLIENT_PORT})")
+    adm.add_argument("--user", default=None,
+                     help=f"with --password-file; default {OPERATOR_USER}")
+    adm.add_argument("--password-file", help="the operator password on its first line")
+    adm.add_argument("--dry-run", action="store_true", help="list, delete nothing")
+    r = sub.add_parser("reset-sessions", parents=[adm],
                        help=f"delete the MQTT session streams ({', '.join(RESET_STREAMS)}) "
                             f"after a full-cluster loss")
-    r.add_argument("--server", required=True, type=_server,
-                   help=f"a node's NATS client port, HOST:PORT (127.0.0.1:{CLIENT_PORT})")
-    r.add_argument("--user", default=None,
-                   help=f"with --password-file; default {OPERATOR_USER}")
-    r.add_argument("--password-file", help="the operator password on its first line")
     r.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                    help="seconds to wait for each answer (default %(default)s)")
-    r.add_argument("--dry-run", action="store_true", help="list, delete nothing")
     # the options of the commands that read the nodes' monitoring ports
     mon = argparse.ArgumentParser(add_help=False)
     mon.add_argument("--monitor", required=True, action="append", type=_monitor,
@@ -433,9 +506,21 @@ def main(argv: list[str]) -> int:
     t.add_argument("--light-session", action="store_true",
                    help="the terminal runs with [mqtt] light_session (ack and config at "
                         "QoS 0: no consumer expected for them)")
+    pr = sub.add_parser("prune-consumers", parents=[mon, adm],
+                        help="delete the leftover consumers of connected terminals, one by "
+                             "one, sessions kept (the nodes' /jsz and /connz decide)")
+    pr.add_argument("--min-age", type=float, default=MIN_AGE_S, metavar="SECONDS",
+                    help="judge only consumers made this long ago or longer "
+                         "(default %(default)s)")
+    pr.add_argument("--confirm-after", type=float, default=CONFIRM_AFTER_S,
+                    metavar="SECONDS", help="read the nodes again after this long; delete "
+                                            "only what both reads find (default %(default)s)")
     args = ap.parse_args(argv)
-    if args.op in ("terminal", "consumers") and args.timeout <= 0:
+    if getattr(args, "timeout", 1.0) <= 0:  # the commands that reach a node
         ap.error("--timeout must be above 0")
+    if args.op in ("reset-sessions", "prune-consumers") and \
+            args.user is not None and args.password_file is None:
+        ap.error("--user needs --password-file")
     if args.op == "terminal":
         if not topics.valid_terminal_id(args.terminal_id):
             ap.error(f"terminal id {args.terminal_id!r}: letters, digits and '-', 1-32")
@@ -444,11 +529,8 @@ def main(argv: list[str]) -> int:
         if args.fail_at is not None and not 0 < args.fail_at <= 100:
             ap.error("--fail-at must be a percentage above 0, at most 100")
         return consumers(args.monitor, args.timeout, args.fail_at)
-    if args.op == "reset-sessions":
-        if args.user is not None and args.password_file is None:
-            ap.error("--user needs --password-file")
-        if args.timeout <= 0:
-            ap.error("--timeout must be above 0")
+    if args.op == "prune-consumers" and (args.min_age < 0 or args.confirm_after < 0):
+        ap.error("--min-age and --confirm-after must be 0 or more seconds")
     try:
         if args.op == "users":
             ids = [ln.strip() for ln in Path(args.ids).read_text(encoding="utf-8").splitlines()
@@ -460,11 +542,16 @@ def main(argv: list[str]) -> int:
             who = f" (and {OPERATOR_USER})" if password is not None else ""
             print(f"{args.out}: the desk and {len(ids)} terminals{who}")
             return 0
-        if args.op == "reset-sessions":
+        if args.op in ("reset-sessions", "prune-consumers"):
             host, port = args.server
             user = password = None
             if args.password_file is not None:
                 user, password = args.user or OPERATOR_USER, _read_password(args.password_file)
+            if args.op == "prune-consumers":
+                return prune_consumers(
+                    args.monitor, args.timeout,
+                    lambda: NatsAdmin(host, port, user, password, DEFAULT_TIMEOUT_S),
+                    args.dry_run, args.min_age, args.confirm_after)
             with NatsAdmin(host, port, user, password, args.timeout) as admin:
                 for line in reset_sessions(admin, args.dry_run):
                     print(line)

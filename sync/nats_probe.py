@@ -137,13 +137,13 @@ def probe_terminal(terminal_id: str, views: list[dict[str, Any]],
     nodes = tuple(sorted(node for node, found in conns.items() if found))
     subscribed = {str(s.get("subject", "")) for found in conns.values() for c in found
                   for s in json_objects(c.get("subscriptions_list_detail"))}
-    consumers = _consumers_by_subject(views)
+    consumers = consumers_by_subject(views)
     subs: list[SubscriptionProbe] = []
     for leaf in topics.DOWN:
         plain = topics.topic(terminal_id, leaf).replace("/", ".")
         subject = MQTT_MSGS_PREFIX + plain
         found = tuple(sorted(
-            (_view(c, subscribed) for c in consumers.get(subject, {}).values()),
+            (consumer_view(c, subscribed) for c in consumers.get(subject, {}).values()),
             key=lambda v: (v.created, v.name)))
         qos0 = light_session and leaf in topics.LIGHT
         subs.append(SubscriptionProbe(
@@ -170,7 +170,7 @@ def _verdict(connected: bool, plain_subscribed: bool, qos0: bool,
     return Verdict.IDLE
 
 
-def _consumers_by_subject(views: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+def consumers_by_subject(views: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """subject: {name: the consumer as the node with the most progress reports it}; a
     replica behind its leader reports less, and one-copy consumers only on their node."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -191,7 +191,7 @@ def _progress(c: dict[str, Any]) -> tuple[int, int]:
     return _seq(c.get("delivered")), _seq(c.get("ack_floor"))
 
 
-def _view(c: dict[str, Any], subscribed: set[str]) -> ConsumerView:
+def consumer_view(c: dict[str, Any], subscribed: set[str]) -> ConsumerView:
     raw = c.get("config")
     config: dict[str, Any] = raw if isinstance(raw, dict) else {}
     deliver = str(config.get("deliver_subject") or "")

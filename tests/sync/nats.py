@@ -32,7 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from sync.broker_kit import Kit
 from sync.connection import Endpoint
-from sync.nats_admin import JS_API, NatsAdmin
+from sync.nats_admin import NatsAdmin
 from sync.nats_kit import (
     FLEET_MAX_CONSUMERS,
     USERS,
@@ -322,9 +322,7 @@ class NatsCluster:
         with NatsAdmin("127.0.0.1", node.client_port) as admin:
             for stream, name, subject in self.consumers():
                 if subject == filter_subject:
-                    answer = json.loads(admin.request(
-                        f"{JS_API}.CONSUMER.DELETE.{stream}.{name}", b"").payload)
-                    assert answer.get("success") is True, answer
+                    assert admin.delete_consumer(stream, name), name
                     deleted += 1
         return deleted
 

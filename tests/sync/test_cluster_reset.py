@@ -319,6 +319,19 @@ def test_the_operator_user_may_reset_the_sessions_and_nothing_more(tls_node, cap
         assert {SESS, MSGS, RMSGS} <= set(a.stream_names())
 
 
+def test_the_operator_user_may_delete_consumers_of_the_qos1_stream_only(tls_node):
+    """prune-consumers deletes single consumers of $MQTT_msgs as kiosk.operator; the
+    retained state's consumers and the sessions' stream stay out of its reach."""
+    retained = sorted(name for stream, name, _ in tls_node.consumers() if stream == RMSGS)
+    assert retained, tls_node.consumers()  # one per node, made at the MQTT start
+    with _admin(tls_node.nodes[0], user=OPERATOR_USER, password=OPERATOR_PW) as a:
+        assert a.delete_consumer(MSGS, "nobody_1") is False  # allowed, not there
+        for stream, name in ((RMSGS, retained[0]), (SESS, "nobody_1")):
+            with pytest.raises(NatsAdminError, match="Permissions Violation"):
+                a.delete_consumer(stream, name)
+    assert retained[0] in {name for _, name, _ in tls_node.consumers()}
+
+
 def test_a_nats_server_without_jetstream_gives_exit_1_and_one_line(capsys, tmp_path):
     """Not a node of the fleet (JetStream off): the request is answered by nobody."""
     exe = nats_server_path()

@@ -15,11 +15,13 @@ from sync.nats_admin import (
     ConnectOptions,
     Frame,
     JsApiRefused,
+    NatsAdmin,
     NatsAdminError,
     NatsProtocolError,
     Op,
     connect_command,
     iter_frames,
+    parse_consumer_delete,
     parse_delete,
     parse_frame,
     parse_stream_info,
@@ -194,6 +196,32 @@ def test_delete_success_not_found_and_nonsense():
         parse_delete(b'{"success":false}', "$MQTT_sess")
 
 
+def test_consumer_delete_success_not_found_and_nonsense():
+    """prune-consumers deletes one leftover at a time; one deleted meanwhile (by NATS, by
+    another operator) or its stream gone is 'not there', not an error."""
+    assert parse_consumer_delete(b'{"success":true}', "$MQTT_msgs", "abc_1") is True
+    assert parse_consumer_delete(b'{"error":{"code":404,"err_code":10014,'
+                                 b'"description":"consumer not found"}}',
+                                 "$MQTT_msgs", "abc_1") is False
+    assert parse_consumer_delete(b'{"error":{"code":404,"err_code":10059,'
+                                 b'"description":"stream not found"}}',
+                                 "$MQTT_msgs", "abc_1") is False
+    with pytest.raises(JsApiRefused, match=r"deleting consumer abc_1 of \$MQTT_msgs"):
+        parse_consumer_delete(b'{"error":{"code":500,"err_code":10012,'
+                              b'"description":"boom"}}', "$MQTT_msgs", "abc_1")
+    with pytest.raises(NatsProtocolError, match="neither success nor an error"):
+        parse_consumer_delete(b'{"success":false}', "$MQTT_msgs", "abc_1")
+
+
+@pytest.mark.parametrize("name", ["", "a b", "a.b", "a*", "a>", "x\n"])
+def test_a_consumer_name_that_would_change_the_api_subject_is_refused(name):
+    """A name from a node's /jsz goes into a subject: a dot or a wildcard would make it
+    another subject (and NATS's durable names never hold them)."""
+    admin = NatsAdmin("127.0.0.1", 1)  # never connected: the name is refused first
+    with pytest.raises(NatsAdminError, match="consumer name"):
+        admin.delete_consumer("$MQTT_msgs", name)
+
+
 def test_stream_info_gives_the_creation_time_and_size_or_none():
     info = parse_stream_info(b'{"config":{"name":"$MQTT_rmsgs"},'
                              b'"created":"2026-12-04T15:00:00.123Z",'
@@ -227,7 +255,8 @@ def test_malformed_api_answers_raise_the_protocol_error(payload):
                               max_leaves=20).map(lambda d: json.dumps(d).encode())))
 def test_any_api_answer_is_parsed_or_refused_with_the_modules_error(payload):
     for parse in (parse_stream_names, lambda p: parse_delete(p, "$MQTT_sess"),
-                  lambda p: parse_stream_info(p, "$MQTT_sess")):
+                  lambda p: parse_stream_info(p, "$MQTT_sess"),
+                  lambda p: parse_consumer_delete(p, "$MQTT_msgs", "abc_1")):
         try:
             parse(payload)
         except NatsAdminError:

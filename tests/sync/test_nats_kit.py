@@ -229,6 +229,7 @@ def test_users_conf_with_an_operator_password_has_the_operator_on_the_client_por
     operator = body[body.index("kiosk.operator"):body.index('"CN=T0001"')]
     assert '"$JS.API.STREAM.DELETE.$MQTT_sess"' in operator
     assert '"$JS.API.STREAM.DELETE.$MQTT_msgs"' in operator
+    assert '"$JS.API.CONSUMER.DELETE.$MQTT_msgs.*"' in operator  # prune-consumers
     assert "rmsgs" not in operator and "kiosk.v1" not in operator
     assert text.count('{ user: "CN=') == 2  # the desk and T0001, as before
 

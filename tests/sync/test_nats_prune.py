@@ -1,0 +1,317 @@
+"""prune-consumers (sync/nats_prune.py, `python -m sync.nats_kit prune-consumers`): which
+consumers are leftovers of connected terminals, held to hand-made and fuzzed views, to
+monitoring ports that page or fail, and to a real 3-node cluster where a terminal's
+subscription has a second consumer pushing to nobody: it is deleted, the terminal still
+hears the desk, and an offline terminal's and a young consumer are left."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import urllib.parse
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
+
+from agent.loopback import free_port
+from sync import nats_kit, topics
+from sync.nats_admin import JS_API, NatsAdmin
+from sync.nats_census import MQTT_MSGS_STREAM, consumer_census, read_views
+from sync.nats_prune import created_at, find_leftovers, read_subscribed
+from tests.sync.conftest import wait_for
+from tests.sync.nats import NatsCluster
+
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+OLD = "2026-12-07T11:00:00.123456789Z"  # an hour before NOW
+MSGS = "$MQTT.msgs.kiosk.v1.{}.{}"
+
+
+def _consumer(name: str, deliver: str, terminal: str = "T1", leaf: str = "ack",
+              created: str = OLD, pending: int = 0) -> dict[str, Any]:
+    return {"name": name, "created": created, "num_pending": pending,
+            "config": {"filter_subject": MSGS.format(terminal, leaf),
+                       "deliver_subject": deliver}}
+
+
+def _view(*consumers: dict[str, Any], stream: str = "$MQTT_msgs") -> dict[str, Any]:
+    return {"account_details": [{"stream_detail": [{"name": stream,
+                                                    "consumer_detail": list(consumers)}]}]}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2026-12-07T11:00:00Z", datetime(2026, 12, 7, 11, tzinfo=UTC)),
+    ("2026-12-07T11:00:00.123456789Z", datetime(2026, 12, 7, 11, 0, 0, 123456, tzinfo=UTC)),
+    ("2026-12-07T14:00:00.5+03:00", datetime(2026, 12, 7, 11, 0, 0, 500000, tzinfo=UTC)),
+    ("", None), ("yesterday", None), ("2026-13-07T11:00:00Z", None),
+    ("2026-12-07T11:00:00", None),  # no zone: not NATS's, not judged
+])
+def test_a_nodes_creation_time_is_read_to_the_microsecond_or_not_at_all(text, expected):
+    assert created_at(text) == expected
+
+
+def test_the_consumer_not_pushing_to_a_live_connection_beside_one_that_does_is_a_leftover():
+    old = _consumer("sessA_old", "$MQTT.sub.nobody", pending=3)
+    new = _consumer("sessA_new", "$MQTT.sub.live", created="2026-12-07T11:30:00Z")
+    survey = find_leftovers([_view(old, new)] * 3, {"$MQTT.sub.live"}, NOW)
+    assert [(x.name, x.kept, x.pending) for x in survey.leftovers] == [
+        ("sessA_old", "sessA_new", 3)]
+    assert (survey.offline, survey.unjudged) == (0, 0)
+    assert "sessA_old on $MQTT.msgs.kiosk.v1.T1.ack" in survey.leftovers[0].line()
+    # the newer one may be the leftover: refused, made late, after the new SUBSCRIBE's
+    survey = find_leftovers([_view(old, new)], {"$MQTT.sub.nobody"}, NOW)
+    assert [(x.name, x.kept) for x in survey.leftovers] == [("sessA_new", "sessA_old")]
+
+
+def test_what_is_not_provably_a_leftover_is_kept():
+    live = {"$MQTT.sub.a", "$MQTT.sub.b"}
+    cases = [  # (consumers, leftovers, offline, unjudged)
+        # one consumer that pushes nowhere: a refused subscription's, not a second one
+        ([_consumer("s_1", "$MQTT.sub.x")], 0, 0, 0),
+        # two, neither live: the terminal is connected nowhere
+        ([_consumer("s_1", "$MQTT.sub.x"), _consumer("s_2", "$MQTT.sub.y")], 0, 1, 0),
+        # two live (never seen): neither is known to be the session's
+        ([_consumer("s_1", "$MQTT.sub.a"), _consumer("s_2", "$MQTT.sub.b")], 0, 0, 0),
+        # made a minute ago: maybe a subscription being made
+        ([_consumer("s_1", "$MQTT.sub.a"),
+          _consumer("s_2", "$MQTT.sub.x", created="2026-12-07T11:59:00Z")], 0, 0, 1),
+        # no time, or a name NATS does not make (it would go into an API subject)
+        ([_consumer("s_1", "$MQTT.sub.a"), _consumer("s_2", "$MQTT.sub.x", created="")],
+         0, 0, 1),
+        ([_consumer("s_1", "$MQTT.sub.a"), _consumer("s_2.x", "$MQTT.sub.x")], 0, 0, 1),
+        # two sessions on one subject (another client id): one consumer each
+        ([_consumer("s_1", "$MQTT.sub.a"), _consumer("t_1", "$MQTT.sub.x")], 0, 0, 0),
+        # two subjects of one session: one consumer each
+        ([_consumer("s_1", "$MQTT.sub.a"), _consumer("s_2", "$MQTT.sub.x", leaf="cmd")],
+         0, 0, 0),
+    ]
+    for consumers, leftovers, offline, unjudged in cases:
+        survey = find_leftovers([_view(*consumers)], live, NOW)
+        assert (len(survey.leftovers), survey.offline, survey.unjudged) == (
+            leftovers, offline, unjudged), consumers
+    # the retained messages' stream has a consumer per node, named alike: never touched
+    rmsgs = [_consumer("r_1", "$MQTT.sub.a"), _consumer("r_2", "$MQTT.sub.x")]
+    assert find_leftovers([_view(*rmsgs, stream="$MQTT_rmsgs")], live, NOW).leftovers == ()
+
+
+def test_min_age_decides_and_both_reads_must_agree():
+    old = _consumer("s_old", "$MQTT.sub.x")
+    new = _consumer("s_new", "$MQTT.sub.a")
+    # made 3,599.88 s before NOW
+    hour = find_leftovers([_view(old, new)], {"$MQTT.sub.a"}, NOW, min_age_s=3599)
+    assert len(hour.leftovers) == 1
+    assert find_leftovers([_view(old, new)], {"$MQTT.sub.a"}, NOW,
+                          min_age_s=3600).unjudged == 1
+    first = find_leftovers([_view(old, new)], {"$MQTT.sub.a"}, NOW)
+    later = find_leftovers([_view(old, new)], set(), NOW + timedelta(seconds=10))
+    confirmed = first.confirmed_by(later)  # the terminal left between the reads
+    assert confirmed.leftovers == () and confirmed.offline == 1
+    assert first.confirmed_by(first) == first
+
+
+@settings(max_examples=200)
+@given(st.lists(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.sampled_from(
+        ["account_details", "stream_detail", "consumer_detail", "name", "config",
+         "filter_subject", "deliver_subject", "created", "num_pending"]), c, max_size=4),
+    max_leaves=25), max_size=3),
+    st.sets(st.text(max_size=12), max_size=3))
+def test_any_json_the_nodes_answer_gives_a_survey_without_an_error(views, subscribed):
+    survey = find_leftovers([v for v in views if isinstance(v, dict)], subscribed, NOW)
+    assert survey.offline >= 0 and survey.unjudged >= 0
+
+
+class _Monitor:
+    """A monitoring port answering a fixed /jsz and paging a fixed list of connections
+    on /connz, as NATS does (`limit`, `offset`, `total`)."""
+
+    def __init__(self, jsz: dict[str, Any], connections: list[dict[str, Any]]) -> None:
+        asked: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                asked.append(self.path)
+                url = urllib.parse.urlsplit(self.path)
+                query = dict(urllib.parse.parse_qsl(url.query))
+                if url.path == "/connz":
+                    offset, limit = int(query.get("offset", 0)), int(query.get("limit", 1024))
+                    answer: dict[str, Any] = {
+                        "total": len(connections), "offset": offset, "limit": limit,
+                        "connections": connections[offset:offset + limit]}
+                else:
+                    answer = jsz
+                body = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_a: Any) -> None:
+                pass
+
+        self.asked = asked
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.port = self.server.server_address[1]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _conn(*subjects: str) -> dict[str, Any]:
+    return {"subscriptions_list_detail": [{"subject": s} for s in subjects]}
+
+
+def test_every_page_of_every_nodes_connections_is_read_and_a_silent_node_named():
+    conns = [_conn(f"$MQTT.sub.{i}", f"kiosk.v1.T{i}.ack") for i in range(5)]
+    node = _Monitor({}, conns)
+    down = free_port()
+    try:
+        subjects, failed = read_subscribed([("127.0.0.1", node.port)], page=2)
+        assert subjects == {s for i in range(5)
+                            for s in (f"$MQTT.sub.{i}", f"kiosk.v1.T{i}.ack")}
+        assert sum("/connz" in a for a in node.asked) == 3  # 2 + 2 + 1
+        subjects, failed = read_subscribed([("127.0.0.1", down), ("127.0.0.1", node.port)],
+                                           timeout=2)
+        assert len(subjects) == 10
+        assert len(failed) == 1 and f"127.0.0.1:{down}: no /connz answer" in failed[0]
+    finally:
+        node.close()
+
+
+def test_the_command_lists_on_a_dry_run_and_deletes_nothing_when_a_node_is_silent(capsys):
+    jsz = _view(_consumer("s_old", "$MQTT.sub.x", pending=4), _consumer("s_new", "$MQTT.sub.a"),
+                _consumer("u_1", "$MQTT.sub.y", terminal="T2"),
+                _consumer("u_2", "$MQTT.sub.z", terminal="T2"))
+    node = _Monitor(jsz, [_conn("$MQTT.sub.a")])
+    closed = f"127.0.0.1:{free_port()}"  # no client port: a dry run never connects
+    base = ["prune-consumers", "--monitor", f"127.0.0.1:{node.port}", "--server", closed,
+            "--confirm-after", "0"]
+    try:
+        assert nats_kit.main([*base, "--dry-run"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith("would delete s_old on $MQTT.msgs.kiosk.v1.T1.ack")
+        assert "4 pending; s_new delivers" in out[0]
+        assert out[1].startswith("1 leftover consumers would be deleted (4 messages")
+        assert "1 subscriptions with leftovers whose terminal is connected nowhere" in out[1]
+        # deleting needs the client port: one line, exit 1
+        assert nats_kit.main([*base, "--timeout", "2"]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1
+        assert closed in captured.err and captured.err.startswith("nats_kit: ")
+        silent = f"127.0.0.1:{free_port()}"
+        assert nats_kit.main([*base, "--dry-run", "--monitor", silent, "--timeout", "2"]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert f"{silent}: no /jsz answer" in captured.err
+        assert "every node must answer on its monitoring port: nothing deleted" in captured.err
+    finally:
+        node.close()
+    for bad in (["--min-age", "-1"], ["--confirm-after", "-5"], ["--timeout", "0"],
+                ["--user", "x"]):
+        with pytest.raises(SystemExit) as usage:
+            nats_kit.main([*base, *bad])
+        assert usage.value.code == 2
+
+
+def test_a_real_cluster_loses_a_connected_terminals_leftover_and_keeps_the_rest(
+        tmp_path, capsys):
+    """A kept session with four QoS 1 subscriptions on node 2 and a second consumer on its
+    ack subject pushing to a subject nobody subscribes (what a refused subscription
+    leaves); another kept session, disconnected, with the same. The dry run lists the
+    first only; with --min-age an hour nothing is judged; the run deletes it; the census
+    counts one extra consumer (the offline terminal's) instead of two; the terminal still
+    hears every ack; a second run finds nothing."""
+    cluster = NatsCluster(tmp_path / "nats").start()
+    monitors = [a for n in cluster.nodes for a in ("--monitor", f"127.0.0.1:{n.monitor_port}")]
+    argv = ["prune-consumers", *monitors, "--server",
+            f"127.0.0.1:{cluster.nodes[0].client_port}", "--min-age", "0",
+            "--confirm-after", "0.5"]
+    got: list[bytes] = []
+    clients: list[mqtt.Client] = []
+
+    def terminal(tid: str, on_message: Any = None) -> mqtt.Client:
+        granted: list[int] = []
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=tid, protocol=mqtt.MQTTv311,
+                        clean_session=False)
+        clients.append(c)
+        c.on_subscribe = lambda _c, _u, _m, rcs, _p: granted.extend(r.value for r in rcs)
+        c.on_message = on_message
+        c.connect("127.0.0.1", cluster.nodes[1].mqtt_port)
+        c.loop_start()
+        wait_for(c.is_connected, 20, f"{tid} connected")
+        c.subscribe([(topics.topic(tid, leaf), 1) for leaf in topics.DOWN])
+        wait_for(lambda: len(granted) == 4, 30, f"{tid}'s subscriptions granted")
+        assert granted == [1, 1, 1, 1]
+        return c
+
+    def stray(tid: str) -> str:
+        subject = MSGS.format(tid, "ack")
+        session = next(name.split("_", 1)[0] for _, name, s in cluster.consumers()
+                       if s == subject)
+        name = f"{session}_stray"
+        config = {"durable_name": name, "filter_subject": subject, "ack_policy": "explicit",
+                  "deliver_subject": "prune.nobody", "num_replicas": 3}
+        with NatsAdmin("127.0.0.1", cluster.nodes[0].client_port) as admin:
+            answer = json.loads(admin.request(
+                f"{JS_API}.CONSUMER.DURABLE.CREATE.{MQTT_MSGS_STREAM}.{name}",
+                json.dumps({"stream_name": MQTT_MSGS_STREAM, "config": config}).encode()
+            ).payload)
+        assert "error" not in answer, answer
+        return name
+
+    def census_extra() -> int:
+        views, failed = read_views([("127.0.0.1", n.monitor_port) for n in cluster.nodes])
+        assert not failed
+        return consumer_census(views).extra
+
+    try:
+        away = terminal("T-0002")
+        away.loop_stop()
+        away.disconnect()  # its session and consumers stay
+        term = terminal("T-0001", lambda _c, _u, m: got.append(m.payload))
+        desk = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="prune-desk",
+                           protocol=mqtt.MQTTv311)
+        clients.append(desk)
+        desk.connect("127.0.0.1", cluster.nodes[2].mqtt_port)
+        desk.loop_start()
+        wait_for(desk.is_connected, 20, "the desk's side connected")
+        leftover, offline = stray("T-0001"), stray("T-0002")
+        desk.publish(topics.topic("T-0001", topics.ACK), b"ack-1", qos=1)
+        wait_for(lambda: got == [b"ack-1"], 20, "the ack delivered beside the stray")
+        wait_for(lambda: census_extra() == 2, 20, "both strays counted")
+
+        assert nats_kit.main([*argv, "--dry-run"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert len(out) == 2 and out[0].startswith(f"would delete {leftover} on "), out
+        assert "1 subscriptions with leftovers whose terminal is connected nowhere" in out[1]
+        assert nats_kit.main([*argv, "--min-age", "3600"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out == [out[0]] and out[0].startswith("0 leftover consumers deleted"), out
+        assert "1 consumers not judged" in out[0]
+        assert census_extra() == 2
+
+        assert nats_kit.main(argv) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert len(out) == 2 and out[0].startswith(f"deleted {leftover} on "), out
+        assert out[1].startswith("1 leftover consumers deleted")
+        names = {name for _, name, _ in cluster.consumers()}
+        assert leftover not in names and offline in names
+        wait_for(lambda: census_extra() == 1, 20, "the offline terminal's stray left")
+        desk.publish(topics.topic("T-0001", topics.ACK), b"ack-2", qos=1)
+        wait_for(lambda: got == [b"ack-1", b"ack-2"], 20, "the next ack delivered")
+        assert nats_kit.main(argv) == 0
+        assert capsys.readouterr().out.startswith("0 leftover consumers deleted")
+        assert term.is_connected()
+    finally:
+        for client in clients:
+            client.loop_stop()
+            client.disconnect()
+        cluster.stop()
