@@ -42,7 +42,12 @@ from bench.common import REPO, BenchError, BenchResult, Context, scratch_dir
 from sync.nats_admin import NatsAdmin, NatsAdminError
 from sync.nats_census import JSZ_TIMEOUT_S, ConsumerCensus, consumer_census, read_views
 from sync.nats_probe import TerminalProbe, probe_terminal, read_connections
-from tests.sync.nats import max_consumers_for, nats_server_path, nats_server_version
+from tests.sync.nats import (
+    api_timeout_for,
+    max_consumers_for,
+    nats_server_path,
+    nats_server_version,
+)
 
 KEY = "fleet_nats"
 TITLE = ("Fleet on a 3-node NATS cluster (JetStream, MQTT 3.1.1, R3): simulated terminals, "
@@ -74,6 +79,9 @@ ENV_TERMINALS = "KIOSK_FLEET_NATS_TERMINALS"
 # subscription, replicated on the three nodes. KIOSK_FLEET_NATS_TERMINALS overrides.
 DEFAULT_TERMINALS = 500
 QUICK_TERMINALS = 200
+# node.conf's api_timeout section (NATS 2.11.3 and later) is the operator's choice:
+# KIOSK_FLEET_NATS_API_TIMEOUT=N keeps it with N seconds; unset or 0, NATS's own 5 s
+ENV_API_TIMEOUT = "KIOSK_FLEET_NATS_API_TIMEOUT"
 OPERATOR_PASSWORD_BYTES = 24  # token_urlsafe: 32 characters, within bcrypt's 72 bytes
 PRUNE_CONFIRM_S = 5.0  # the two reads prune-consumers compares
 WAIT_S = 900.0  # connect storm and restart: JetStream work per session paces them
@@ -120,6 +128,12 @@ class NatsClusterBroker:
         elif exe is not None:
             self.tls_key, self.tls_title = UPSTREAM_KEY, UPSTREAM_TITLE
         self.folder = folder
+        chosen = os.environ.get(ENV_API_TIMEOUT, "0")
+        try:
+            self.api_timeout_s = api_timeout_for(self.exe, int(chosen))
+        except ValueError:
+            raise BenchError(f"{ENV_API_TIMEOUT}={chosen!r}: whole seconds, 0 for NATS's "
+                             f"own 5") from None
         self.nodes = [_Node(f"n{i + 1}") for i in range(NODES)]
         self.port = self.nodes[0].mqtt
         self.desk_port = self.port
@@ -159,7 +173,8 @@ class NatsClusterBroker:
                 cluster_name="kiosk-bench", cluster_listen=f"127.0.0.1:{n.cluster}",
                 routes=tuple(f"127.0.0.1:{o.cluster}" for o in self.nodes if o is not n),
                 conf_dir=self.conf_dir, consumer_replicas=self.consumer_replicas,
-                max_consumers=max_consumers_for(self.exe))
+                max_consumers=max_consumers_for(self.exe),
+                mqtt_api_timeout_s=self.api_timeout_s)
             self._conf(n).write_text(render_node(spec), encoding="utf-8")
 
     def start(self) -> None:
@@ -292,6 +307,8 @@ class NatsClusterBroker:
         if self.light_session:
             consumers += ", light sessions (ack and config at QoS 0)"
         consumers += f"; nats-server {nats_server_version(self.exe)} ({self.exe})"
+        consumers += (f"; MQTT js_api_timeout {self.api_timeout_s} s" if self.api_timeout_s
+                      else "; MQTT js_api_timeout NATS's own 5 s")
         return ("TLS with a client certificate per terminal, deploy/nats/ node.conf + "
                 f"users.conf (verify_and_map, per-terminal permissions), {consumers}" if tls
                 else f"no TLS, deploy/nats/node.conf without its TLS section, {consumers}")

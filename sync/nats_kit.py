@@ -60,6 +60,12 @@ SECTION_TERMINAL = "terminal"
 SECTION_OPERATOR = "operator"
 SECTION_CONSUMER_LIMIT = "consumer_limit"
 SECTION_ONE_COPY = "one_copy_consumers"
+SECTION_API_TIMEOUT = "api_timeout"
+# mqtt.js_api_timeout: NATS 2.11.3 added it, earlier releases refuse the line. 30 s:
+# measured against 5 and 10 in a connect storm near capacity (docs/fleet.md); its cost,
+# a node's MQTT waiting that long after a start, keeps it the operator's choice.
+API_TIMEOUT_SINCE = (2, 11, 3)
+FLEET_MQTT_API_TIMEOUT_S = 30
 # NATS 2.15 caps every stream at 1,000 consumers by default; MQTT needs four per terminal
 # (QoS 1 subscriptions as consumers of $MQTT_msgs). Earlier versions refuse the setting.
 CONSUMER_LIMIT_SINCE = (2, 15)
@@ -129,6 +135,7 @@ class NodeSpec:
     routes: tuple[str, ...] = ()
     conf_dir: Path | None = None  # TLS files and users.conf; None: no TLS (labs only)
     max_consumers: int | None = None  # NATS 2.15 and later only; None: no such line
+    mqtt_api_timeout_s: int | None = None  # NATS 2.11.3 and later only; None: no line
     extra: dict[str, str] = field(default_factory=dict)
 
     def consumer_copies(self) -> int:
@@ -152,6 +159,8 @@ class NodeSpec:
             "ROUTES": ", ".join(f'"nats-route://{r}"' for r in self.routes),
             "CONF_DIR": str(self.conf_dir or ""),
             "MAX_CONSUMERS": str(self.max_consumers or ""),
+            "MQTT_API_TIMEOUT": f"{self.mqtt_api_timeout_s}s" if self.mqtt_api_timeout_s
+            else "",
             **self.extra,
         }
 
@@ -167,6 +176,11 @@ def parse_version(text: str) -> tuple[int, ...]:
 def needs_consumer_limit(version: str) -> bool:
     """Whether a node of this nats-server version needs the consumer_limit section."""
     return parse_version(version)[:2] >= CONSUMER_LIMIT_SINCE
+
+
+def takes_api_timeout(version: str) -> bool:
+    """Whether a node of this nats-server version takes mqtt's js_api_timeout."""
+    return parse_version(version) >= API_TIMEOUT_SINCE
 
 
 def fit_to_version(spec: NodeSpec, version: str) -> tuple[NodeSpec, list[str]]:
@@ -185,6 +199,15 @@ def fit_to_version(spec: NodeSpec, version: str) -> tuple[NodeSpec, list[str]]:
     elif spec.max_consumers is not None:
         raise NatsKitError(f"NATS {release} refuses default_max_consumers (only 2.15 and "
                            f"later know it): leave --max-consumers out")
+    if takes_api_timeout(release):
+        if spec.mqtt_api_timeout_s is None:
+            said.append(f"NATS {release}: MQTT's JetStream calls time out after NATS's 5 s; "
+                        f"near the cluster's capacity --mqtt-api-timeout "
+                        f"{FLEET_MQTT_API_TIMEOUT_S} keeps a connect storm from feeding "
+                        f"itself (docs/fleet.md \"Subscriptions refused under load\")")
+    elif spec.mqtt_api_timeout_s is not None:
+        raise NatsKitError(f"NATS {release} refuses mqtt js_api_timeout (2.11.3 added it): "
+                           f"leave --mqtt-api-timeout out")
     if spec.consumer_copies() == 1 and spec.replicas > 1 and \
             parse_version(release) > ONE_COPY_UNTIL:
         raise NatsKitError(f"NATS {release} ignores consumer_replicas (only 2.9.10 and "
@@ -206,6 +229,10 @@ def render_node(spec: NodeSpec, template: str | None = None) -> str:
                            f"four per terminal and more ({FLEET_MAX_CONSUMERS} serves "
                            f"200,000 terminals)")
     (keep if spec.max_consumers is not None else drop).append(SECTION_CONSUMER_LIMIT)
+    if spec.mqtt_api_timeout_s is not None and spec.mqtt_api_timeout_s < 1:
+        raise NatsKitError(f"MQTT API timeout {spec.mqtt_api_timeout_s} s: use whole "
+                           f"seconds, 1 or more ({FLEET_MQTT_API_TIMEOUT_S} as measured)")
+    (keep if spec.mqtt_api_timeout_s is not None else drop).append(SECTION_API_TIMEOUT)
     # As many copies as the streams is NATS's own default: no line, which every release
     # takes (from 2.9.12 on, `nats-server -t` refuses any consumer_replicas line).
     one_copy = spec.consumer_copies() == 1 and spec.replicas > 1
@@ -466,6 +493,12 @@ def main(argv: list[str]) -> int:
                    help=f"NATS 2.15 and later only: consumers per stream, four per terminal "
                         f"and more ({FLEET_MAX_CONSUMERS} serves 200,000); without it the "
                         f"node.conf line is left out, as NATS 2.9-2.14 need")
+    n.add_argument("--mqtt-api-timeout", type=int, default=None, metavar="SECONDS",
+                   help=f"NATS 2.11.3 and later only: how long an MQTT CONNECT or "
+                        f"SUBSCRIBE may wait for JetStream (NATS's default 5; "
+                        f"{FLEET_MQTT_API_TIMEOUT_S} measured better near capacity, at the "
+                        f"cost of a node's MQTT starting that much later); without it the "
+                        f"line is left out")
     n.add_argument("--for-version", metavar="VERSION",
                    help="the nodes' nats-server release (2.15.1, or what `nats-server "
                         "--version` prints): keeps what it needs, refuses what it "
@@ -561,7 +594,8 @@ def main(argv: list[str]) -> int:
         spec = NodeSpec(args.name, f"127.0.0.1:{CLIENT_PORT}", f"127.0.0.1:{MONITOR_PORT}",
                         Path(args.store), args.mqtt, replicas=3 if routes else 1, routes=routes,
                         conf_dir=conf_dir, consumer_replicas=args.consumer_replicas,
-                        max_consumers=args.max_consumers)
+                        max_consumers=args.max_consumers,
+                        mqtt_api_timeout_s=args.mqtt_api_timeout)
         said: list[str] = []
         if args.for_version is not None:
             spec, said = fit_to_version(spec, args.for_version)

@@ -41,6 +41,7 @@ from sync.nats_kit import (
     parse_version,
     render_node,
     render_users,
+    takes_api_timeout,
     tls_files,
 )
 from tests.sync.broker import free_port, spawn_listening, stop_process
@@ -80,6 +81,12 @@ def max_consumers_for(exe: str) -> int | None:
     """node.conf's consumer limit for this binary: the fleet's on 2.15 and later (which
     cap a stream at 1,000 consumers by default), none before (they refuse the line)."""
     return FLEET_MAX_CONSUMERS if needs_consumer_limit(nats_server_version(exe)) else None
+
+
+def api_timeout_for(exe: str, seconds: int | None) -> int | None:
+    """node.conf's MQTT js_api_timeout for this binary: `seconds` on 2.11.3 and later,
+    none before (2.9 refuses the line)."""
+    return seconds if seconds and takes_api_timeout(nats_server_version(exe)) else None
 
 
 @dataclass

@@ -26,7 +26,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from sync import broker_kit, nats_kit
 from sync.desk import Desk
-from sync.nats_kit import FLEET_MAX_CONSUMERS, NodeSpec, needs_consumer_limit, render_node
+from sync.nats_kit import (
+    FLEET_MAX_CONSUMERS,
+    FLEET_MQTT_API_TIMEOUT_S,
+    NodeSpec,
+    needs_consumer_limit,
+    render_node,
+    takes_api_timeout,
+)
+from tests.sync.broker import free_port, spawn_listening, stop_process
 from tests.sync.conftest import wait_for
 from tests.sync.nats import (
     NatsCluster,
@@ -386,8 +394,6 @@ def test_a_node_cut_off_from_its_cluster_is_named_and_left_for_a_good_one(
 
 
 def _dead_port() -> int:
-    from tests.sync.broker import free_port
-
     return free_port()  # nothing listens there
 
 
@@ -494,6 +500,51 @@ def test_the_consumer_limit_section_is_rendered_exactly_where_this_nats_server_a
         assert 'unknown field "default_max_consumers"' in said, (version, said)
 
 
+def test_the_api_timeout_section_is_rendered_exactly_where_this_nats_server_accepts_it(
+        tmp_path):
+    """nats_kit's rule (`takes_api_timeout`, 2.11.3 and later) against the binary itself:
+    `nats-server -t` on node.conf with mqtt's js_api_timeout; 2.9 refuses the field."""
+    exe = nats_server_path()
+    assert exe is not None
+    version = nats_server_version(exe)
+    conf = tmp_path / "node.conf"
+    conf.write_text(render_node(NodeSpec(
+        "n1", "127.0.0.1:4222", "127.0.0.1:8222", tmp_path / "store", "127.0.0.1:1883",
+        mqtt_api_timeout_s=FLEET_MQTT_API_TIMEOUT_S)), encoding="utf-8")
+    done = subprocess.run([exe, "-t", "-c", str(conf)], capture_output=True, text=True,
+                          timeout=30)
+    said = done.stdout + done.stderr
+    if not takes_api_timeout(version):
+        assert done.returncode != 0, (version, said)
+        assert 'unknown field "js_api_timeout"' in said, (version, said)
+        return
+    assert done.returncode == 0, (version, said)
+    # and a node started from it takes MQTT sessions with QoS 1 subscriptions
+    client, mqtt_port = free_port(), free_port()
+    conf.write_text(render_node(NodeSpec(
+        "n1", f"127.0.0.1:{client}", f"127.0.0.1:{free_port()}", tmp_path / "store",
+        f"127.0.0.1:{mqtt_port}", replicas=1, mqtt_api_timeout_s=FLEET_MQTT_API_TIMEOUT_S)),
+        encoding="utf-8")
+    log = tmp_path / "n1.log"
+    proc = spawn_listening([exe, "-c", str(conf)], log, mqtt_port, "nats-server",
+                           lambda: log.read_text(errors="replace"))
+    granted: list[int] = []
+    term = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="T-API", protocol=mqtt.MQTTv311,
+                       clean_session=False)
+    try:
+        term.on_subscribe = lambda _c, _u, _m, rcs, _p: granted.extend(r.value for r in rcs)
+        term.connect("127.0.0.1", mqtt_port)
+        term.loop_start()
+        wait_for(term.is_connected, 20, "connected to the node with js_api_timeout")
+        term.subscribe([("kiosk/v1/T-API/ack", 1), ("kiosk/v1/T-API/cmd", 1)])
+        wait_for(lambda: len(granted) == 2, 20, "two QoS 1 subscriptions answered")
+        assert granted == [1, 1], log.read_text(errors="replace")[-2000:]
+    finally:
+        term.loop_stop()
+        term.disconnect()
+        stop_process(proc)
+
+
 def test_the_operators_commands_write_files_this_nats_server_accepts(tmp_path, capsys):
     """docs/fleet.md's steps for one node of a TLS cluster, told the release of the binary
     under test the way the docs say (`--for-version "$(nats-server --version)"`): node,
@@ -514,6 +565,7 @@ def test_the_operators_commands_write_files_this_nats_server_accepts(tmp_path, c
     assert nats_kit.main(["users", "--ids", str(ids),
                           "--out", str(conf_dir / nats_kit.USERS)]) == 0
     assert ("default_max_consumers" in out.read_text()) == needs_consumer_limit(told)
+    assert "js_api_timeout" not in out.read_text()  # the operator's choice (--mqtt-api-timeout)
     done = subprocess.run([exe, "-t", "-c", str(out)], capture_output=True, text=True,
                           timeout=30)
     said = done.stdout + done.stderr

@@ -11,6 +11,7 @@ import pytest
 from sync import nats_kit
 from sync.nats_kit import (
     FLEET_MAX_CONSUMERS,
+    FLEET_MQTT_API_TIMEOUT_S,
     NatsKitError,
     NodeSpec,
     fit_to_version,
@@ -115,17 +116,52 @@ def test_fitting_a_node_to_its_release_keeps_the_consumer_limit_from_2_15_on(
         version, max_consumers):
     spec, said = fit_to_version(_spec(routes=("n2:6222",)), version)
     assert spec.max_consumers == max_consumers
-    assert bool(said) is (max_consumers is not None)
+    assert any("consumer_limit" in x for x in said) is (max_consumers is not None)
     body = _body(render_node(spec))
     assert ("default_max_consumers" in body) is (max_consumers is not None)
     assert "consumer_replicas" not in body
 
 
 def test_fitting_keeps_a_consumer_limit_the_operator_chose_and_refuses_it_before_2_15():
-    spec, said = fit_to_version(_spec(routes=("n2:6222",), max_consumers=80_000), "2.15.1")
+    spec, said = fit_to_version(_spec(routes=("n2:6222",), max_consumers=80_000,
+                                      mqtt_api_timeout_s=20), "2.15.1")  # nothing to say
     assert spec.max_consumers == 80_000 and said == []
     with pytest.raises(NatsKitError, match=re.escape("NATS 2.14.6 refuses default_max_consumers")):
         fit_to_version(_spec(routes=("n2:6222",), max_consumers=80_000), "2.14.6")
+
+
+@pytest.mark.parametrize(("version", "takes"), [
+    ("nats-server: v2.9.10", False), ("2.11.2", False), ("2.11.3", True), ("2.12.8", True),
+    ("v2.15.1", True),
+])
+def test_fitting_a_node_to_its_release_names_the_mqtt_api_timeout_where_it_exists(
+        version, takes):
+    """NATS's 5 s let a connect storm's consumer creations time out near capacity, each
+    refusal leaving an orphan consumer that loaded the cluster further (docs/fleet.md):
+    where the release takes the setting, the kit says so; the choice stays the
+    operator's (it delays a node's MQTT after a start by as much)."""
+    spec, said = fit_to_version(_spec(routes=("n2:6222",)), version)
+    assert spec.mqtt_api_timeout_s is None
+    assert any(f"--mqtt-api-timeout {FLEET_MQTT_API_TIMEOUT_S}" in x for x in said) is takes
+    assert "js_api_timeout" not in _body(render_node(spec))
+    if takes:
+        spec, _ = fit_to_version(_spec(routes=("n2:6222",),
+                                       mqtt_api_timeout_s=FLEET_MQTT_API_TIMEOUT_S), version)
+        body = _body(render_node(spec))
+        mqtt_block = body[body.index("mqtt {"):]
+        assert f'js_api_timeout: "{FLEET_MQTT_API_TIMEOUT_S}s"' in mqtt_block, mqtt_block
+
+
+def test_an_mqtt_api_timeout_is_kept_as_chosen_and_refused_where_nats_lacks_it():
+    spec, said = fit_to_version(_spec(mqtt_api_timeout_s=12), "2.14.6")
+    assert spec.mqtt_api_timeout_s == 12 and not any("api_timeout" in x for x in said)
+    assert 'js_api_timeout: "12s"' in _body(render_node(spec))
+    with pytest.raises(NatsKitError, match=re.escape("NATS 2.9.10 refuses mqtt js_api_timeout")):
+        fit_to_version(_spec(mqtt_api_timeout_s=30), "2.9.10")
+    for bad in (0, -5):
+        with pytest.raises(NatsKitError, match="whole seconds, 1 or more"):
+            render_node(_spec(mqtt_api_timeout_s=bad))
+    assert "js_api_timeout" not in _body(render_node(_spec()))  # no release said: no line
 
 
 @pytest.mark.parametrize(("version", "honoured"), [
