@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -32,7 +33,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from sync.broker_kit import Kit
 from sync.connection import Endpoint
-from sync.nats_admin import NatsAdmin
+from sync.nats_admin import JS_API, NatsAdmin
+from sync.nats_census import MQTT_MSGS_STREAM
 from sync.nats_kit import (
     FLEET_MAX_CONSUMERS,
     USERS,
@@ -333,6 +335,22 @@ class NatsCluster:
                     deleted += 1
         return deleted
 
+    def add_stray_consumer(self, filter_subject: str, name: str, deliver_subject: str) -> None:
+        """A consumer of $MQTT_msgs made through the JetStream API under `name` (a session's
+        hash + "_..." makes it that session's), pushing to `deliver_subject`: what a refused
+        subscription leaves behind when nobody subscribes that subject. Plain clusters only."""
+        assert self.conf_dir is None, "the client port needs a user with TLS on"
+        config = {"durable_name": name, "filter_subject": filter_subject,
+                  "ack_policy": "explicit", "deliver_subject": deliver_subject,
+                  "num_replicas": self.size}
+        node = next(n for n in self.nodes if n.running)
+        with NatsAdmin("127.0.0.1", node.client_port) as admin:
+            answer = json.loads(admin.request(
+                f"{JS_API}.CONSUMER.DURABLE.CREATE.{MQTT_MSGS_STREAM}.{name}",
+                json.dumps({"stream_name": MQTT_MSGS_STREAM, "config": config}).encode()
+            ).payload)
+        assert "error" not in answer, answer
+
     def stream_messages(self) -> dict[str, int]:
         """Each JetStream stream's message count as the first running node reports it
         (the MQTT streams are replicated on every node)."""
@@ -343,3 +361,47 @@ class NatsCluster:
         return {stream["name"]: stream["state"]["messages"]
                 for account in jsz.get("account_details") or []
                 for stream in account.get("stream_detail") or []}
+
+
+class FixedMonitor:
+    """A NATS monitoring port answering a fixed /jsz and paging a fixed list of
+    connections on /connz as NATS does (`limit`, `offset`, `total`): states a real cluster
+    cannot be put in within a test (thousands of consumers near their limit)."""
+
+    def __init__(self, jsz: dict[str, Any], connections: list[dict[str, Any]] | None = None
+                 ) -> None:
+        import http.server
+        import threading
+        import urllib.parse
+
+        conns = connections or []
+        asked: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                asked.append(self.path)
+                url = urllib.parse.urlsplit(self.path)
+                query = dict(urllib.parse.parse_qsl(url.query))
+                answer: dict[str, Any] = jsz
+                if url.path == "/connz":
+                    offset, limit = int(query.get("offset", 0)), int(query.get("limit", 1024))
+                    answer = {"total": len(conns), "offset": offset, "limit": limit,
+                              "connections": conns[offset:offset + limit]}
+                body = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_a: Any) -> None:
+                pass
+
+        self.asked = asked
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.port = self.server.server_address[1]
+        self.address = f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -16,10 +16,9 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sync import nats_kit
-from sync.nats_admin import JS_API, NatsAdmin
 from sync.nats_census import MQTT_MSGS_STREAM, consumer_census
 from tests.sync.conftest import wait_for
-from tests.sync.nats import NatsCluster
+from tests.sync.nats import FixedMonitor, NatsCluster
 
 SUBJECT = "$MQTT.msgs.kiosk.v1.{}.{}"
 
@@ -139,23 +138,15 @@ def test_a_real_cluster_names_a_sessions_consumers_as_the_census_expects(tmp_pat
 
         session = next(iter(by_session[0]))
         subject = "$MQTT.msgs.kiosk.v1.CENSUS0.ack"
-        name = f"{session}_leftover"
-        config = {"durable_name": name, "filter_subject": subject, "ack_policy": "explicit",
-                  "deliver_subject": "census.nobody", "num_replicas": 3}
-        node = cluster.nodes[0]
-        with NatsAdmin("127.0.0.1", node.client_port) as admin:
-            answer = json.loads(admin.request(
-                f"{JS_API}.CONSUMER.DURABLE.CREATE.{MQTT_MSGS_STREAM}.{name}",
-                json.dumps({"stream_name": MQTT_MSGS_STREAM, "config": config}).encode()
-            ).payload)
-        assert "error" not in answer, answer
+        cluster.add_stray_consumer(subject, f"{session}_leftover", "census.nobody")
         wait_for(lambda: sum(c[0] == MQTT_MSGS_STREAM for c in cluster.consumers()) == 5, 20,
                  "the leftover made")
         assert nats_kit.main(argv) == 3
         out = capsys.readouterr().out
         assert "5 for 4 subscriptions; 1 subscriptions with more than one consumer " \
             "(1 extra" in out, out
-        assert "1 leftover consumers" in out and "reset-sessions" in out
+        assert "1 leftover consumers" in out and "prune-consumers" in out
+        assert "reset-sessions" in out
     finally:
         for client in clients:
             client.loop_stop()
@@ -195,36 +186,6 @@ def test_the_limit_is_the_lowest_any_node_applies_and_the_streams_own_comes_firs
     assert "the stream's consumer limit 8 (12.5% used)" in census.line("now")
 
 
-class _Jsz:
-    """A monitoring port answering one fixed /jsz: states a real cluster cannot be put
-    in within a test (thousands of consumers near their limit)."""
-
-    def __init__(self, view: dict[str, Any]) -> None:
-        import http.server
-        import threading
-
-        body = json.dumps(view).encode()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_a: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_the_alarm_exits_4_near_the_limit_and_leftovers_alone_exit_3(capsys):
     ack, cmd = SUBJECT.format("T1", "ack"), SUBJECT.format("T1", "cmd")
     one_each = [_consumer("s_1", ack, "1"), _consumer("s_2", cmd, "1")]
@@ -233,7 +194,7 @@ def test_the_alarm_exits_4_near_the_limit_and_leftovers_alone_exit_3(capsys):
         (one_each, 4, "80", 0), (one_each, 2, "80", 4), (leftover, 10, "80", 3),
         (leftover, 3, "80", 4), (leftover, 3, None, 3), (one_each, None, "80", 0)]
     for consumers, limit, fail_at, code in cases:
-        jsz = _Jsz(_limited(_view(*consumers), default=limit))
+        jsz = FixedMonitor(_limited(_view(*consumers), default=limit))
         try:
             argv = ["consumers", "--monitor", jsz.address]
             assert nats_kit.main(argv + (["--fail-at", fail_at] if fail_at else [])) == code

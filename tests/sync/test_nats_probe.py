@@ -6,7 +6,6 @@ ones, and to a real 3-node cluster where a consumer is taken away under a kept s
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -18,8 +17,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.fleet import stall_probe_lines
 from sync import nats_kit, topics
-from sync.nats_admin import JS_API, NatsAdmin
-from sync.nats_census import MQTT_MSGS_STREAM
 from sync.nats_probe import Verdict, probe_terminal
 from tests.sync.conftest import wait_for
 from tests.sync.nats import NatsCluster
@@ -244,16 +241,7 @@ def test_a_real_cluster_shows_a_consumer_taken_away_and_one_pushing_to_nobody(
         assert out.count(Verdict.IDLE.value) == 3
         assert "cannot hear the desk" in out and "ack_stall_s" in out
 
-        name = f"{session}_stray"
-        config = {"durable_name": name, "filter_subject": ack_subject,
-                  "ack_policy": "explicit", "deliver_subject": "probe.nobody",
-                  "num_replicas": 3}
-        with NatsAdmin("127.0.0.1", cluster.nodes[0].client_port) as admin:
-            answer = json.loads(admin.request(
-                f"{JS_API}.CONSUMER.DURABLE.CREATE.{MQTT_MSGS_STREAM}.{name}",
-                json.dumps({"stream_name": MQTT_MSGS_STREAM, "config": config}).encode()
-            ).payload)
-        assert "error" not in answer, answer
+        cluster.add_stray_consumer(ack_subject, f"{session}_stray", "probe.nobody")
         desk.publish(topics.topic(T, topics.ACK), b"ack-2", qos=1).wait_for_publish(10)
         out = probe_out(3)
         assert f"  ack: {Verdict.NOT_BOUND.value}" in out, out

@@ -6,10 +6,6 @@ hears the desk, and an offline terminal's and a young consumer are left."""
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
-import urllib.parse
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,11 +17,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.loopback import free_port
 from sync import nats_kit, topics
-from sync.nats_admin import JS_API, NatsAdmin
-from sync.nats_census import MQTT_MSGS_STREAM, consumer_census, read_views
+from sync.nats_census import consumer_census, read_views
 from sync.nats_prune import created_at, find_leftovers, read_subscribed
 from tests.sync.conftest import wait_for
-from tests.sync.nats import NatsCluster
+from tests.sync.nats import FixedMonitor, NatsCluster
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 OLD = "2026-12-07T11:00:00.123456789Z"  # an hour before NOW
@@ -127,51 +122,13 @@ def test_any_json_the_nodes_answer_gives_a_survey_without_an_error(views, subscr
     assert survey.offline >= 0 and survey.unjudged >= 0
 
 
-class _Monitor:
-    """A monitoring port answering a fixed /jsz and paging a fixed list of connections
-    on /connz, as NATS does (`limit`, `offset`, `total`)."""
-
-    def __init__(self, jsz: dict[str, Any], connections: list[dict[str, Any]]) -> None:
-        asked: list[str] = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                asked.append(self.path)
-                url = urllib.parse.urlsplit(self.path)
-                query = dict(urllib.parse.parse_qsl(url.query))
-                if url.path == "/connz":
-                    offset, limit = int(query.get("offset", 0)), int(query.get("limit", 1024))
-                    answer: dict[str, Any] = {
-                        "total": len(connections), "offset": offset, "limit": limit,
-                        "connections": connections[offset:offset + limit]}
-                else:
-                    answer = jsz
-                body = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_a: Any) -> None:
-                pass
-
-        self.asked = asked
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.port = self.server.server_address[1]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def _conn(*subjects: str) -> dict[str, Any]:
     return {"subscriptions_list_detail": [{"subject": s} for s in subjects]}
 
 
 def test_every_page_of_every_nodes_connections_is_read_and_a_silent_node_named():
     conns = [_conn(f"$MQTT.sub.{i}", f"kiosk.v1.T{i}.ack") for i in range(5)]
-    node = _Monitor({}, conns)
+    node = FixedMonitor({}, conns)
     down = free_port()
     try:
         subjects, failed = read_subscribed([("127.0.0.1", node.port)], page=2)
@@ -190,7 +147,7 @@ def test_the_command_lists_on_a_dry_run_and_deletes_nothing_when_a_node_is_silen
     jsz = _view(_consumer("s_old", "$MQTT.sub.x", pending=4), _consumer("s_new", "$MQTT.sub.a"),
                 _consumer("u_1", "$MQTT.sub.y", terminal="T2"),
                 _consumer("u_2", "$MQTT.sub.z", terminal="T2"))
-    node = _Monitor(jsz, [_conn("$MQTT.sub.a")])
+    node = FixedMonitor(jsz, [_conn("$MQTT.sub.a")])
     closed = f"127.0.0.1:{free_port()}"  # no client port: a dry run never connects
     base = ["prune-consumers", "--monitor", f"127.0.0.1:{node.port}", "--server", closed,
             "--confirm-after", "0"]
@@ -256,16 +213,8 @@ def test_a_real_cluster_loses_a_connected_terminals_leftover_and_keeps_the_rest(
         subject = MSGS.format(tid, "ack")
         session = next(name.split("_", 1)[0] for _, name, s in cluster.consumers()
                        if s == subject)
-        name = f"{session}_stray"
-        config = {"durable_name": name, "filter_subject": subject, "ack_policy": "explicit",
-                  "deliver_subject": "prune.nobody", "num_replicas": 3}
-        with NatsAdmin("127.0.0.1", cluster.nodes[0].client_port) as admin:
-            answer = json.loads(admin.request(
-                f"{JS_API}.CONSUMER.DURABLE.CREATE.{MQTT_MSGS_STREAM}.{name}",
-                json.dumps({"stream_name": MQTT_MSGS_STREAM, "config": config}).encode()
-            ).payload)
-        assert "error" not in answer, answer
-        return name
+        cluster.add_stray_consumer(subject, f"{session}_stray", "prune.nobody")
+        return f"{session}_stray"
 
     def census_extra() -> int:
         views, failed = read_views([("127.0.0.1", n.monitor_port) for n in cluster.nodes])
