@@ -13,6 +13,7 @@ real desk database.
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
 import subprocess
 import time
@@ -391,6 +392,22 @@ def test_a_node_cut_off_from_its_cluster_is_named_and_left_for_a_good_one(
         mover.stop()
         stuck.stop()
         lone.stop()
+
+
+def test_a_cluster_that_does_not_come_up_leaves_no_node_running(tmp_path):
+    """The third node cannot bind its MQTT port (something else holds it): start()
+    raises, and the two nodes already started are stopped, not left to the machine."""
+    cluster = NatsCluster(tmp_path / "nats")
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", cluster.nodes[2].mqtt_port))
+    squatter.listen()
+    try:
+        with pytest.raises(RuntimeError):
+            cluster.start()
+        assert [n.running for n in cluster.nodes] == [False, False, False]
+    finally:
+        squatter.close()
+        cluster.stop()
 
 
 def _dead_port() -> int:
