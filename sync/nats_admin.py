@@ -183,6 +183,15 @@ def _check_token(value: str, what: str) -> str:
     return value
 
 
+def _check_name(value: str, what: str) -> str:
+    """A stream or consumer name, one token of a JetStream API subject: a '.' or a
+    wildcard would make it another subject (NATS's own names never hold them)."""
+    if any(c in value for c in SUBJECT_SPECIALS):
+        raise NatsAdminError(f"{what} {value[:40]!r}: '.', '*' and '>' would make it "
+                             f"another subject")
+    return _check_token(value, what)
+
+
 @dataclass(frozen=True)
 class ConnectOptions:
     """CONNECT's fields. `headers`/`no_responders`: a request nobody answers comes back
@@ -535,21 +544,18 @@ class NatsAdmin:
     def stream_info(self, name: str) -> StreamInfo | None:
         """The stream's creation time and size (the tests tell re-created streams by it;
         the operator user of users.conf may not ask for it)."""
-        subject = f"{JS_STREAM_INFO}.{_check_token(name, 'stream name')}"
+        subject = f"{JS_STREAM_INFO}.{_check_name(name, 'stream name')}"
         return parse_stream_info(self.request(subject, b"").payload, name)
 
     def delete_stream(self, name: str) -> bool:
         """True: deleted; False: there was no such stream."""
-        subject = f"{JS_STREAM_DELETE}.{_check_token(name, 'stream name')}"
+        subject = f"{JS_STREAM_DELETE}.{_check_name(name, 'stream name')}"
         return parse_delete(self.request(subject, b"").payload, name)
 
     def delete_consumer(self, stream: str, name: str) -> bool:
         """True: deleted; False: there was no such consumer."""
-        if any(c in name for c in SUBJECT_SPECIALS):
-            raise NatsAdminError(f"consumer name {name[:40]!r}: '.', '*' and '>' would make "
-                                 f"it another subject")
-        subject = (f"{JS_CONSUMER_DELETE}.{_check_token(stream, 'stream name')}."
-                   f"{_check_token(name, 'consumer name')}")
+        subject = (f"{JS_CONSUMER_DELETE}.{_check_name(stream, 'stream name')}."
+                   f"{_check_name(name, 'consumer name')}")
         return parse_consumer_delete(self.request(subject, b"").payload, stream, name)
 
 

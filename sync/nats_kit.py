@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from sync import topics
 from sync.broker_kit import DESK_IDENTITY, SERVER_CERT, SERVER_KEY, Kit
@@ -412,52 +413,58 @@ def terminal(terminal_id: str, monitors: list[tuple[str, int]], timeout: float,
     return 3
 
 
-def survey_leftovers(monitors: list[tuple[str, int]], timeout: float,
-                     min_age_s: float) -> LeftoverSurvey | None:
+def survey_leftovers(monitors: list[tuple[str, int]], timeout: float, min_age_s: float,
+                     err: TextIO) -> LeftoverSurvey | None:
     """One read of every node (consumers, then connections); None, with one line each
-    on stderr, when a node did not answer: a terminal on that node would look connected
+    on `err`, when a node did not answer: a terminal on that node would look connected
     nowhere, and its consumers' own node may hold the only copy."""
     views, failed = read_views(monitors, timeout)
     subscribed, failed_connz = read_subscribed(monitors, timeout)
     for line in failed + failed_connz:
-        print(f"nats_kit: {line}", file=sys.stderr)
+        print(f"nats_kit: {line}", file=err)
     if failed or failed_connz:
         print("nats_kit: every node must answer on its monitoring port: nothing deleted",
-              file=sys.stderr)
+              file=err)
         return None
     return find_leftovers(views, subscribed, datetime.now(UTC), min_age_s)
 
 
 def prune_consumers(monitors: list[tuple[str, int]], timeout: float,
                     open_admin: Callable[[], NatsAdmin], dry_run: bool,
-                    min_age_s: float = MIN_AGE_S,
-                    confirm_after_s: float = CONFIRM_AFTER_S) -> int:
+                    min_age_s: float = MIN_AGE_S, confirm_after_s: float = CONFIRM_AFTER_S,
+                    out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Delete the leftovers two reads `confirm_after_s` apart agree on (or only list
-    them with `dry_run`: no client connection then); 0 done, 1 a node did not answer.
-    `open_admin` raises NatsAdminError with the line to print."""
-    first = survey_leftovers(monitors, timeout, min_age_s)
+    them with `dry_run`: no client connection then); 0 done, 1 a node did not answer or
+    the client port refused (one line on `err`). Lines go to `out` and `err` (stdout and
+    stderr unless given: the benchmark keeps them)."""
+    out, err = out or sys.stdout, err or sys.stderr
+    first = survey_leftovers(monitors, timeout, min_age_s, err)
     if first is None:
         return 1
     survey = first
     if first.leftovers:
         time.sleep(confirm_after_s)
-        second = survey_leftovers(monitors, timeout, min_age_s)
+        second = survey_leftovers(monitors, timeout, min_age_s, err)
         if second is None:
             return 1
         survey = first.confirmed_by(second)
     deleted = gone = 0
     if dry_run:
         for leftover in survey.leftovers:
-            print(f"would delete {leftover.line()}")
+            print(f"would delete {leftover.line()}", file=out)
     elif survey.leftovers:
-        with open_admin() as admin:
-            for leftover in survey.leftovers:
-                if admin.delete_consumer(MQTT_MSGS_STREAM, leftover.name):
-                    deleted += 1
-                    print(f"deleted {leftover.line()}")
-                else:  # removed meanwhile (NATS, another operator)
-                    gone += 1
-                    print(f"gone already {leftover.line()}")
+        try:
+            with open_admin() as admin:
+                for leftover in survey.leftovers:
+                    if admin.delete_consumer(MQTT_MSGS_STREAM, leftover.name):
+                        deleted += 1
+                        print(f"deleted {leftover.line()}", file=out)
+                    else:  # removed meanwhile (NATS, another operator)
+                        gone += 1
+                        print(f"gone already {leftover.line()}", file=out)
+        except NatsAdminError as exc:
+            print(f"nats_kit: {exc}", file=err)
+            return 1
     pending = sum(x.pending for x in survey.leftovers)
     done = (f"{len(survey.leftovers)} leftover consumers would be deleted" if dry_run else
             f"{deleted} leftover consumers deleted" + (f", {gone} gone already" if gone
@@ -466,7 +473,7 @@ def prune_consumers(monitors: list[tuple[str, int]], timeout: float,
           f"{survey.offline} subscriptions with leftovers whose terminal is connected "
           f"nowhere, left (run again once they are back); {survey.unjudged} consumers "
           f"not judged (made less than {min_age_s:g} s ago, at no time the node gives, "
-          f"or named unlike NATS's own)")
+          f"or named unlike NATS's own)", file=out)
     return 0
 
 

@@ -37,10 +37,10 @@ MIN_AGE_S = 300.0  # a restore or a new SUBSCRIBE takes seconds, not minutes
 CONFIRM_AFTER_S = 10.0
 CONNZ_PAGE = 1024  # NATS's own default page of /connz
 CONNZ_ALL_QUERY = "/connz?subs=detail&limit={limit}&offset={offset}"
-# NATS writes RFC 3339 with up to nanoseconds; Python's datetime takes microseconds
 # what NATS names an MQTT consumer (session hash, '_', a unique part); anything else in a
 # node's answer is never deleted (it goes into a JetStream API subject)
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
+# NATS writes RFC 3339 with up to nanoseconds; Python's datetime takes microseconds
 _CREATED = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
 
 

@@ -6,6 +6,7 @@ hears the desk, and an offline terminal's and a young consumer are left."""
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.loopback import free_port
 from sync import nats_kit, topics
+from sync.nats_admin import NatsAdmin
 from sync.nats_census import consumer_census, read_views
 from sync.nats_prune import created_at, find_leftovers, read_subscribed
 from tests.sync.conftest import wait_for
@@ -169,6 +171,15 @@ def test_the_command_lists_on_a_dry_run_and_deletes_nothing_when_a_node_is_silen
         assert captured.out == ""
         assert f"{silent}: no /jsz answer" in captured.err
         assert "every node must answer on its monitoring port: nothing deleted" in captured.err
+        # the benchmark's way: its own streams, stdout and stderr untouched
+        out, err = io.StringIO(), io.StringIO()
+        host, port = closed.split(":")
+        assert nats_kit.prune_consumers(
+            [("127.0.0.1", node.port)], 2.0, lambda: NatsAdmin(host, int(port), timeout=2),
+            dry_run=False, confirm_after_s=0, out=out, err=err) == 1
+        assert out.getvalue() == "" and err.getvalue().count("\n") == 1
+        assert closed in err.getvalue()
+        assert capsys.readouterr() == ("", "")
     finally:
         node.close()
     for bad in (["--min-age", "-1"], ["--confirm-after", "-5"], ["--timeout", "0"],
