@@ -135,6 +135,9 @@ class MqttConfig:
     resend_after_s: float = 30.0
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
+    # TCP connect + TLS handshake, and again the wait for CONNACK; longer than a NATS
+    # node's MQTT js_api_timeout (docs/fleet.md "Subscriptions refused under load")
+    connect_timeout_s: float = 10.0
     clock_skew_s: int = 300
     protocol: str = "5"  # "5" or "3.1.1" (a NATS cluster speaks 3.1.1 only)
     hosts: tuple[tuple[str, int], ...] = ()  # a cluster's nodes; () = host and port
@@ -417,6 +420,7 @@ def _mqtt(r: TableReader, base: Path) -> MqttConfig:
         resend_after_s=_seconds(r, "resend_after_s", d.resend_after_s),
         reconnect_min_s=_seconds(r, "reconnect_min_s", d.reconnect_min_s),
         reconnect_max_s=_seconds(r, "reconnect_max_s", d.reconnect_max_s),
+        connect_timeout_s=_seconds(r, "connect_timeout_s", d.connect_timeout_s),
         clock_skew_s=r.positive("clock_skew_s", d.clock_skew_s),
         # the string "5" or "3.1.1": a bare 5 in TOML is a number, and must be told so
         protocol=r.read("protocol", Field(str, d.protocol, choices=MQTT_PROTOCOLS,

@@ -184,6 +184,7 @@ class SyncAgent:
             ),
             reconnect_min_s=m.reconnect_min_s,
             reconnect_max_s=m.reconnect_max_s,
+            connect_timeout_s=m.connect_timeout_s,
             max_inflight=max(20, min(1000, m.inflight // max(1, m.batch) + 10)),
         )
 

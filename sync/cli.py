@@ -124,6 +124,7 @@ def _desk(args: argparse.Namespace, consume: bool, db: Any = None, **kw: Any) ->
         endpoints=endpoints,
         partition=partition,
         takeover_after_s=_takeover_after(args.takeover_after) if partition else 0.0,
+        connect_timeout_s=_connect_timeout(args.connect_timeout),
         **kw,
     )
 
@@ -144,6 +145,17 @@ def _takeover_after(seconds: float) -> float:
     """`--takeover-after S`: 0 turns takeover off (a partition waits for its worker)."""
     if not 0 <= seconds < math.inf:  # also NaN
         raise KeyError_(f"--takeover-after {seconds}: give seconds >= 0 (0: never)")
+    return seconds
+
+
+def _connect_timeout(seconds: float | None) -> float:
+    """`--connect-timeout S`: one attempt's TCP + TLS, then its wait for CONNACK."""
+    from sync.connection import ConnSettings
+
+    if seconds is None:
+        return ConnSettings.connect_timeout_s
+    if not 0 < seconds < math.inf:  # also NaN
+        raise KeyError_(f"--connect-timeout {seconds}: give a positive number of seconds")
     return seconds
 
 
@@ -234,6 +246,9 @@ def desk_main(argv: list[str]) -> int:
                     help="with --partition: also take a share of a partition whose worker "
                     "has sent no heartbeat for this long, until it is back (0: never; "
                     "default %(default)s)")
+    ap.add_argument("--connect-timeout", type=float, default=None, metavar="SECONDS",
+                    help="one connect attempt: TCP and TLS, then again the wait for CONNACK "
+                    "(above a NATS node's MQTT js_api_timeout; default: the agent's, 10)")
     ap.add_argument("--tls-ca")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")

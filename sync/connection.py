@@ -93,6 +93,14 @@ LINK_TEXTS: dict[str, tuple[str, str]] = {
         "from its cluster, or an overloaded broker",
         "брокер закрыл соединение, не приняв его: узел отрезан от кластера или перегружен",
     ),
+    "connack_timeout": (
+        "the broker took the connection but did not accept it within [mqtt] "
+        "connect_timeout_s: an overloaded broker, or a cluster node still starting (a NATS "
+        "node may hold a CONNECT for its MQTT js_api_timeout)",
+        "брокер принял соединение, но не подтвердил его за [mqtt] connect_timeout_s: брокер "
+        "перегружен или узел кластера ещё запускается (узел NATS может держать CONNECT "
+        "до своего MQTT js_api_timeout)",
+    ),
     "tls_certificate": (
         "the broker's certificate does not match [mqtt] tls_ca or the host name",
         "сертификат брокера не подходит: проверьте [mqtt] tls_ca и имя хоста",
@@ -423,6 +431,10 @@ class Connection:
                     not self._connected.is_set()
                     and time.monotonic() - self._connecting_since > self.settings.connect_timeout_s
                 ):
+                    if self._attempt_problem is None:
+                        self._attempt_problem = (
+                            "connack_timeout",
+                            f"no CONNACK within {self.settings.connect_timeout_s:g} s")
                     self._lost("no CONNACK in time")
                     next_attempt = time.monotonic() + self.backoff.next_delay()
             except Exception as exc:  # a bug or an odd socket state: never kill the thread

@@ -150,6 +150,7 @@ class Desk:
         endpoints: tuple[Endpoint, ...] = (),
         partition: tuple[int, int] | None = None,
         takeover_after_s: float = 0.0,
+        connect_timeout_s: float = ConnSettings.connect_timeout_s,
     ) -> None:
         """`persistent=False`: a clean session that ends with the connection (one-shot
         tools leave nothing behind at the broker). `share_group`: payments and events on
@@ -240,6 +241,7 @@ class Desk:
                 subscriptions=subs,
                 reconnect_min_s=reconnect_min_s,
                 reconnect_max_s=max(reconnect_min_s, 5.0),
+                connect_timeout_s=connect_timeout_s,
                 max_inflight=1000,
                 clean_start=not persistent,
                 session_expiry_s=7 * 24 * 3600 if persistent else 0,
