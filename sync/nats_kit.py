@@ -67,6 +67,10 @@ SECTION_API_TIMEOUT = "api_timeout"
 # a node's MQTT waiting that long after a start, keeps it the operator's choice.
 API_TIMEOUT_SINCE = (2, 11, 3)
 FLEET_MQTT_API_TIMEOUT_S = 30
+# A node may hold a CONNECT for one such call (its first after a start: the sessions
+# stream's lookup) before answering; the terminals must wait longer than that, with room
+# for the TLS handshake and a loaded node (docs/fleet.md).
+CONNECT_TIMEOUT_MARGIN_S = 10
 # NATS 2.15 caps every stream at 1,000 consumers by default; MQTT needs four per terminal
 # (QoS 1 subscriptions as consumers of $MQTT_msgs). Earlier versions refuse the setting.
 CONSUMER_LIMIT_SINCE = (2, 15)
@@ -215,6 +219,15 @@ def fit_to_version(spec: NodeSpec, version: str) -> tuple[NodeSpec, list[str]]:
                            f"2.9.11 honour 1) and its nats-server -t refuses the line: "
                            f"leave --consumer-replicas out")
     return spec, said
+
+
+def connect_timeout_advice(api_timeout_s: int) -> str:
+    """The line `node --mqtt-api-timeout N` prints: the terminals' side of the setting."""
+    wait = api_timeout_s + CONNECT_TIMEOUT_MARGIN_S
+    return (f"MQTT js_api_timeout {api_timeout_s} s: a node may hold a CONNECT that long; set "
+            f"the terminals' [mqtt] connect_timeout_s = {wait} and the desk's "
+            f"--connect-timeout {wait} (their 10 s default gives up first; docs/fleet.md "
+            f"\"Subscriptions refused under load\")")
 
 
 def render_node(spec: NodeSpec, template: str | None = None) -> str:
@@ -611,6 +624,8 @@ def main(argv: list[str]) -> int:
         Path(args.out).write_text(text, encoding="utf-8")
         for line in said:
             print(line)
+        if spec.mqtt_api_timeout_s is not None:
+            print(connect_timeout_advice(spec.mqtt_api_timeout_s))
         print(f"{args.out}: node {args.name}; TLS files in {conf_dir}; check it with "
               f"nats-server -t -c {args.out} once users.conf is beside it")
         return 0

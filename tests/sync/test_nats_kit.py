@@ -343,3 +343,23 @@ def test_reset_sessions_usage_errors_exit_2(argv, capsys):
         nats_kit.main(argv)
     assert info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_the_node_command_names_the_terminals_side_of_an_mqtt_api_timeout(tmp_path, capsys):
+    """A node that may hold a CONNECT for N s needs terminals that wait longer: with the
+    agent's 10 s they give up first and try again, adding to the node's load."""
+    from kiosk.config import parse_config
+
+    args, _ = _node_command(tmp_path)
+    assert nats_kit.main([*args, "--mqtt-api-timeout", "30"]) == 0
+    said = capsys.readouterr().out
+    line = next(x for x in said.splitlines() if x.startswith("MQTT js_api_timeout 30 s"))
+    wait = 30 + nats_kit.CONNECT_TIMEOUT_MARGIN_S
+    assert f"[mqtt] connect_timeout_s = {wait}" in line and f"--connect-timeout {wait}" in line
+    # the line as written is a valid [mqtt] setting, longer than the node's hold
+    setting = line.split("[mqtt] ", 1)[1].split(" and ", 1)[0]
+    key, value = (x.strip() for x in setting.split("="))
+    mqtt = parse_config({"mqtt": {key: float(value)}}, "kiosk.toml", tmp_path).mqtt
+    assert mqtt.connect_timeout_s > 30
+    assert nats_kit.main(args) == 0
+    assert "connect_timeout_s" not in capsys.readouterr().out  # NATS's own 5 s: nothing to do
