@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import math
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -150,6 +151,25 @@ class MqttConfig:
 
 
 MQTT_PROTOCOLS = ("5", "3.1.1")
+
+
+# keep-alive over a connect timeout that is longer than the usual keep-alive: what the
+# desk takes and nats_kit advises (connect_timeout_problem says why it must be longer)
+KEEPALIVE_OVER_CONNECT_TIMEOUT_S = 5
+
+
+def connect_timeout_problem(connect_timeout_s: float, keepalive_s: int) -> str:
+    """Why a connect timeout cannot go with this keep-alive ("" when it can). paho closes a
+    socket that has received nothing for keepalive seconds, a CONNACK wait included (its
+    _check_keepalive): a longer connect timeout would silently end at the keep-alive."""
+    if not 0 < connect_timeout_s < math.inf:
+        return f"connect_timeout_s {connect_timeout_s:g}: give a positive number of seconds"
+    if keepalive_s > 0 and connect_timeout_s >= keepalive_s:
+        return (f"connect_timeout_s ({connect_timeout_s:g} s) must be shorter than keepalive_s "
+                f"({keepalive_s} s): the MQTT library gives up on a connection that has "
+                "heard nothing for keepalive_s, a CONNACK wait included; raise keepalive_s "
+                "too")
+    return ""
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -437,6 +457,9 @@ def _mqtt(r: TableReader, base: Path) -> MqttConfig:
         raise ConfigError(f"{r.where('tls_cert')} and 'mqtt.tls_key' go together")
     if out.tls_cert is not None and out.tls_ca is None:
         raise ConfigError(f"{r.where('tls_ca')} is required with a client certificate")
+    why = connect_timeout_problem(out.connect_timeout_s, out.keepalive_s)
+    if why:
+        raise ConfigError(f"{r.where('connect_timeout_s')}: {why}")
     if out.reconnect_max_s < out.reconnect_min_s:
         raise ConfigError(f"{r.where('reconnect_max_s')} must be >= mqtt.reconnect_min_s")
     if 0 < out.ack_stall_s <= out.resend_after_s:

@@ -50,7 +50,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from kiosk.config import parse_host_port
+from kiosk.config import connect_timeout_problem, parse_host_port
 from sync.backoff import Backoff
 
 log = logging.getLogger("sync.connection")
@@ -285,6 +285,9 @@ class ConnStats:
 
 class Connection:
     def __init__(self, settings: ConnSettings, handler: Handler, name: str = "mqtt-net") -> None:
+        why = connect_timeout_problem(settings.connect_timeout_s, settings.keepalive)
+        if why:
+            raise ValueError(why)
         self.settings = settings
         self.handler = handler
         self.name = name

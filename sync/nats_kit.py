@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from kiosk.config import KEEPALIVE_OVER_CONNECT_TIMEOUT_S, MqttConfig
 from sync import topics
 from sync.broker_kit import DESK_IDENTITY, SERVER_CERT, SERVER_KEY, Kit
 from sync.nats_admin import DEFAULT_TIMEOUT_S, NatsAdmin, NatsAdminError
@@ -224,10 +225,12 @@ def fit_to_version(spec: NodeSpec, version: str) -> tuple[NodeSpec, list[str]]:
 def connect_timeout_advice(api_timeout_s: int) -> str:
     """The line `node --mqtt-api-timeout N` prints: the terminals' side of the setting."""
     wait = api_timeout_s + CONNECT_TIMEOUT_MARGIN_S
+    keepalive = max(MqttConfig.keepalive_s, wait + KEEPALIVE_OVER_CONNECT_TIMEOUT_S)
     return (f"MQTT js_api_timeout {api_timeout_s} s: a node may hold a CONNECT that long; set "
-            f"the terminals' [mqtt] connect_timeout_s = {wait} and the desk's "
-            f"--connect-timeout {wait} (their 10 s default gives up first; docs/fleet.md "
-            f"\"Subscriptions refused under load\")")
+            f"the terminals' [mqtt] connect_timeout_s = {wait} with keepalive_s = "
+            f"{keepalive}, and the desk's --connect-timeout {wait} "
+            f"(their 10 s default gives up first; docs/fleet.md \"Subscriptions refused "
+            f"under load\")")
 
 
 def render_node(spec: NodeSpec, template: str | None = None) -> str:

@@ -2,15 +2,12 @@
 
 A NATS node that holds a CONNECT while it waits for JetStream (up to its MQTT
 js_api_timeout; docs/fleet.md "Subscriptions refused under load") looks, from the
-terminal, like a listener that accepts and says nothing. That is what SilentBroker is: a
-real TCP listener that accepts every connection, reads what comes and never answers.
+terminal, like a listener that accepts and says nothing: tests/sync/silent_broker.py.
 """
 
 from __future__ import annotations
 
 import math
-import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,50 +15,8 @@ import pytest
 from kiosk.config import ConfigError, MqttConfig, parse_config
 from sync.connection import Connection, ConnSettings
 from tests.sync.conftest import wait_for
+from tests.sync.silent_broker import SilentBroker
 from tests.sync.terminal import live_terminal
-
-
-class SilentBroker:
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self.got = 0  # bytes read: the CONNECT packets
-        self._held: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        self.sock.settimeout(0.05)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                pass
-            else:
-                conn.setblocking(False)
-                with self._lock:
-                    self.accepted += 1
-                    self._held.append(conn)
-            with self._lock:
-                for c in self._held:
-                    try:
-                        self.got += len(c.recv(4096))
-                    except (BlockingIOError, OSError):
-                        pass
-
-    def count(self) -> int:
-        with self._lock:
-            return self.accepted
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        for c in self._held:
-            c.close()
-        self.sock.close()
 
 
 class _Quiet:
@@ -81,7 +36,7 @@ def test_an_attempt_waits_connect_timeout_s_for_connack_then_names_it(protocol: 
     short = Connection(ConnSettings("127.0.0.1", short_b.port, "SHORT1",
                                     connect_timeout_s=0.5, **fast), _Quiet())  # type: ignore[arg-type]
     long_ = Connection(ConnSettings("127.0.0.1", long_b.port, "LONG1",
-                                    connect_timeout_s=60.0, **fast), _Quiet())  # type: ignore[arg-type]
+                                    connect_timeout_s=20.0, **fast), _Quiet())  # type: ignore[arg-type]
     short.start()
     long_.start()
     try:
@@ -156,7 +111,56 @@ def test_config_default_and_errors() -> None:
         return parse_config({"mqtt": table}, "kiosk.toml", Path("/etc/kiosk")).mqtt
 
     assert mqtt({}).connect_timeout_s == MqttConfig.connect_timeout_s == 10.0
-    assert mqtt({"connect_timeout_s": 45}).connect_timeout_s == 45.0
+    assert mqtt({"connect_timeout_s": 25}).connect_timeout_s == 25.0
     for bad in (0, -3, "10s", True):
         with pytest.raises(ConfigError, match=r"mqtt\.connect_timeout_s.*positive number"):
             mqtt({"connect_timeout_s": bad})
+
+
+def test_a_connect_timeout_must_be_shorter_than_the_keepalive() -> None:
+    def mqtt(table: dict[str, object]) -> MqttConfig:
+        return parse_config({"mqtt": table}, "kiosk.toml", Path("/etc/kiosk")).mqtt
+
+    with pytest.raises(ConfigError, match=r"mqtt\.connect_timeout_s.*shorter than keepalive_s"):
+        mqtt({"connect_timeout_s": 30})  # the keep-alive's default is 30
+    m = mqtt({"connect_timeout_s": 40, "keepalive_s": 45})
+    assert (m.connect_timeout_s, m.keepalive_s) == (40.0, 45)
+    with pytest.raises(ValueError, match="shorter than keepalive_s"):
+        Connection(ConnSettings("h", 1, "T1", connect_timeout_s=40), _Quiet())  # type: ignore[arg-type]
+
+
+def test_the_rule_s_reason_paho_gives_up_at_the_keepalive_before_connack() -> None:
+    """What the rule above rests on: paho itself closes a connection that has heard
+    nothing for the keep-alive, CONNACK or not. If a paho release stops doing this, this
+    test fails and the rule can go."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    silent = SilentBroker()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="KEEPALIVE1")
+    gone: list[object] = []
+    client.on_disconnect = lambda c, u, f, rc, p: gone.append(rc)
+    try:
+        client.connect("127.0.0.1", silent.port, keepalive=1)
+
+        def turn() -> bool:
+            client.loop(0.05)
+            return bool(gone)
+
+        wait_for(turn, 10, "paho closing the silent connection")
+        assert not client.is_connected() and silent.count() == 1
+    finally:
+        client.disconnect()
+        silent.close()
+
+
+def test_the_desk_raises_its_keepalive_with_its_connect_timeout(tmp_path: Path,
+                                                                  desk_key) -> None:  # type: ignore[no-untyped-def]
+    from kiosk.config import KEEPALIVE_OVER_CONNECT_TIMEOUT_S
+    from sync.desk import Desk
+
+    for timeout, keepalive in ((10.0, 30), (40.0, 40 + KEEPALIVE_OVER_CONNECT_TIMEOUT_S)):
+        desk = Desk("127.0.0.1", 1, desk_key.key, desk_key.kid, {},
+                    tmp_path / f"desk{timeout:g}.sqlite", connect_timeout_s=timeout)
+        assert desk.conn.settings.keepalive == keepalive
+        desk.store.close()

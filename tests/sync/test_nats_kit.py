@@ -356,10 +356,11 @@ def test_the_node_command_names_the_terminals_side_of_an_mqtt_api_timeout(tmp_pa
     line = next(x for x in said.splitlines() if x.startswith("MQTT js_api_timeout 30 s"))
     wait = 30 + nats_kit.CONNECT_TIMEOUT_MARGIN_S
     assert f"[mqtt] connect_timeout_s = {wait}" in line and f"--connect-timeout {wait}" in line
-    # the line as written is a valid [mqtt] setting, longer than the node's hold
-    setting = line.split("[mqtt] ", 1)[1].split(" and ", 1)[0]
-    key, value = (x.strip() for x in setting.split("="))
-    mqtt = parse_config({"mqtt": {key: float(value)}}, "kiosk.toml", tmp_path).mqtt
-    assert mqtt.connect_timeout_s > 30
+    # the line's settings, as written, are a valid [mqtt] table that outlasts the node's hold
+    settings = line.split("[mqtt] ", 1)[1].split(", and ", 1)[0]
+    table = {k.strip(): int(v) for k, v in (x.split("=") for x in settings.split(" with "))}
+    assert set(table) == {"connect_timeout_s", "keepalive_s"}
+    mqtt = parse_config({"mqtt": table}, "kiosk.toml", tmp_path).mqtt
+    assert mqtt.connect_timeout_s > 30 and mqtt.keepalive_s > mqtt.connect_timeout_s
     assert nats_kit.main(args) == 0
     assert "connect_timeout_s" not in capsys.readouterr().out  # NATS's own 5 s: nothing to do
