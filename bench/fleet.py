@@ -47,6 +47,7 @@ import errno
 import hashlib
 import heapq
 import json
+import math
 import os
 import random
 import re
@@ -98,6 +99,11 @@ ENV_TERMINALS = "KIOSK_FLEET_TERMINALS"
 # The terminals' ack watch ([mqtt] ack_stall_s): the agent's default unless this names
 # another (a site may set it shorter; 0 = off, as a terminal configured so)
 ENV_ACK_STALL = "KIOSK_FLEET_ACK_STALL_S"
+# The terminals' [mqtt] connect_timeout_s (TCP connect + TLS handshake, then again the
+# wait for CONNACK), and the desks' --connect-timeout: the agent's default unless this
+# names another. A NATS node with a
+# longer MQTT js_api_timeout may hold a CONNECT that long (docs/fleet.md).
+ENV_CONNECT_TIMEOUT = "KIOSK_FLEET_CONNECT_TIMEOUT_S"
 ACK_SETTLE_S = 120.0  # after a reset: the clean session, reconnect, resend, desk ack
 # a terminal whose payments have waited this long (connected time) for an ack is stalled
 # (a healthy one hears within seconds, a desk catching up after a restart within a
@@ -124,9 +130,9 @@ SHARE = "$share/desk/"
 TLS_WAIT_S = 240.0
 TIMER_BUDGET_S = 0.05  # a worker's timer work per loop turn: sockets and stdin come first
 # The agent's waits (sync/connection.py): its connect_timeout_s bounds the TCP connect and
-# TLS handshake (paho's connect_timeout) and, again, the wait for CONNACK.
-HANDSHAKE_TIMEOUT_S = ConnSettings.connect_timeout_s
-CONNACK_TIMEOUT_S = ConnSettings.connect_timeout_s
+# TLS handshake (paho's connect_timeout) and, again, the wait for CONNACK. A worker takes
+# the value from its config ("connect_timeout_s", ENV_CONNECT_TIMEOUT's), this by default.
+CONNECT_TIMEOUT_S = ConnSettings.connect_timeout_s
 # A field terminal does its own handshake on its own CPU; thousands in flight in one
 # simulator process would all crawl on this machine's and time out by the simulator's
 # fault. So a process keeps at most this many in flight; the others wait for a slot
@@ -269,6 +275,8 @@ class Worker:
         self.ack_lat: list[float] = []
         self.reconnect_done: list[float] = []
         self.stall_s = float(cfg.get("ack_stall_s", 0.0))
+        self.connect_timeout_s = float(cfg.get("connect_timeout_s", CONNECT_TIMEOUT_S))
+        self.keepalive_s = keepalive_for(self.connect_timeout_s)
         self.clean_done: list[tuple[int, Any]] = []  # clean sessions to end (_end_clean)
         self.terms: list[_Term] = []
         self.hs_cap = int(cfg.get("handshakes_in_flight", HANDSHAKES_IN_FLIGHT))
@@ -458,11 +466,11 @@ class Worker:
         t.client = c
         try:
             if self.v5:
-                c.connect("127.0.0.1", self._port_of(t), keepalive=KEEPALIVE_S,
+                c.connect("127.0.0.1", self._port_of(t), keepalive=self.keepalive_s,
                           bind_address=self._bind_of(t), clean_start=t.clean_next,
                           properties=props)
             else:
-                c.connect("127.0.0.1", self._port_of(t), keepalive=KEEPALIVE_S,
+                c.connect("127.0.0.1", self._port_of(t), keepalive=self.keepalive_s,
                           bind_address=self._bind_of(t))
         except (OSError, ValueError) as exc:  # SSLError is an OSError; bad certificate ValueError
             self._connect_failed(t, "refused", _why(exc))
@@ -865,7 +873,7 @@ class Worker:
                 # broker dropped them for keep-alive; resends and timeouts late)
                 for t in (self.terms[(misc_at + i) % len(self.terms)] for i in range(step)):
                     if t.handshake is not None and \
-                            now - t.connecting_since > HANDSHAKE_TIMEOUT_S:
+                            now - t.connecting_since > self.connect_timeout_s:
                         self._connect_failed(t, "tls_timeout" if t.tcp_done else "tcp_timeout")
                     if t.connected and t.watch.due():
                         self.reset_session(t)
@@ -878,7 +886,7 @@ class Worker:
                         if t.client is not None and t.client.loop_misc() != 0 and t.connected:
                             self.lost(t, "keepalive")
                         elif t.client is not None and not t.connected and \
-                                now - t.connecting_since > CONNACK_TIMEOUT_S:
+                                now - t.connecting_since > self.connect_timeout_s:
                             self.lost(t, "connack_timeout")
                 misc_at = (misc_at + step) % max(1, len(self.terms))
                 self._flush()
@@ -978,11 +986,13 @@ def desk_main(cfg: dict[str, Any]) -> None:
                     Path(cfg["db"]), client_id=cfg["client_id"], reconnect_min_s=1.0,
                     tls=tls_files, protocol="3.1.1",
                     endpoints=tuple(Endpoint("127.0.0.1", int(p)) for p in cfg["ports"]),
-                    partition=(int(cfg["partition"][0]), int(cfg["partition"][1])))
+                    partition=(int(cfg["partition"][0]), int(cfg["partition"][1])),
+                    connect_timeout_s=float(cfg.get("connect_timeout_s", CONNECT_TIMEOUT_S)))
     else:
         desk = Desk("127.0.0.1", int(cfg["desk_port"] if tls else cfg["port"]), key,
                     key_id("desk", key.public_key()), pubs, Path(cfg["db"]),
-                    client_id=cfg["client_id"], reconnect_min_s=1.0, tls=tls_files)
+                    client_id=cfg["client_id"], reconnect_min_s=1.0, tls=tls_files,
+                    connect_timeout_s=float(cfg.get("connect_timeout_s", CONNECT_TIMEOUT_S)))
         shared = tuple(Subscription(SHARE + topics.desk_filter(leaf), 1)
                        for leaf in (topics.PAYMENTS, topics.EVENTS, topics.STATE,
                                     topics.HEALTH))
@@ -1434,6 +1444,7 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
               "desk_pub": public_b64(dk.public_key())}
     stall_s = ack_stall_s()
     common["ack_stall_s"] = stall_s
+    common["connect_timeout_s"] = connect_timeout_s()
     wait_s = max(broker.wait_s, TLS_WAIT_S if tls else 0.0)
     binds = [f"127.0.0.{i}" for i in range(2, 10)]
     run = FleetRun(n, [], [], broker)
@@ -1542,6 +1553,7 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
         lost_by_restart_end = _sum(st, "disconnects")
         restart.extra = {"all_back_s": (max(done) - t_up) if all_back else None,
                          "down_s": t_up - t_kill,
+                         "connect_timeout_s": common["connect_timeout_s"],
                          "slot_wait_max_s": max(s.get("slot_wait_max_s", 0.0) for s in st),
                          "turn_max_s": max(s.get("turn_max_s", 0.0) for s in st),
                          "backlog": listen_backlog(broker.port)}
@@ -1710,7 +1722,9 @@ def _result(run: FleetRun, n: int, quick: bool, made: int, at_desk: int, distinc
          else f"{restart.connected_end} of {n} back at the end")
         + (f" / {drained:.1f} s after it was up" if drained is not None else " / not drained")
         + f" / peak {restart.peak_cores * 100:.0f}% of a core",
-        f"down {restart.extra['down_s']:.1f} s; backoff 1-60 s full jitter; desk workers "
+        f"down {restart.extra['down_s']:.1f} s; backoff 1-60 s full jitter; terminals' "
+        f"connect_timeout_s {restart.extra['connect_timeout_s']:g}, keepalive_s "
+        f"{keepalive_for(restart.extra['connect_timeout_s'])}; desk workers "
         + (f"back {desks:.1f} s" if desks is not None else "not all back"), "—", "none",
         verdict(None)))
 
@@ -1852,6 +1866,30 @@ def ack_stall_s() -> float:
         raise BenchError(f"{ENV_ACK_STALL}={raw!r}: 0 (off) or longer than the resend wait "
                          f"({RESEND_S:.0f} s), as [mqtt] ack_stall_s")
     return value
+
+
+def connect_timeout_s() -> float:
+    """The simulated terminals' [mqtt] connect_timeout_s: the agent's default, or the env's."""
+    raw = os.environ.get(ENV_CONNECT_TIMEOUT)
+    if not raw:
+        return CONNECT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BenchError(f"{ENV_CONNECT_TIMEOUT}={raw!r}: seconds, a number") from None
+    if value <= 0:
+        raise BenchError(f"{ENV_CONNECT_TIMEOUT}={raw!r}: a positive number of seconds, "
+                         "as [mqtt] connect_timeout_s")
+    return value
+
+
+def keepalive_for(connect_timeout: float) -> int:
+    """The terminals' keepalive_s: the agent's default, or longer than a longer connect
+    timeout, as [mqtt] requires (kiosk/config.py connect_timeout_problem) and
+    `nats_kit node --mqtt-api-timeout` advises."""
+    from kiosk.config import KEEPALIVE_OVER_CONNECT_TIMEOUT_S
+
+    return max(KEEPALIVE_S, math.ceil(connect_timeout) + KEEPALIVE_OVER_CONNECT_TIMEOUT_S)
 
 
 def fleet_size(quick: bool) -> tuple[int, str]:

@@ -181,3 +181,48 @@ def test_a_refused_subscription_makes_the_simulated_terminal_reconnect_as_the_ag
     finally:
         worker.stop()
         stop_process(node)
+
+
+@pytest.mark.parametrize(("timeout", "counted"), [(1.0, True), (20.0, False)])
+def test_a_simulated_terminal_waits_its_connect_timeout_for_connack(
+        timeout: float, counted: bool) -> None:
+    """As the agent's [mqtt] connect_timeout_s (KIOSK_FLEET_CONNECT_TIMEOUT_S in the
+    benchmark): against a listener that accepts and never answers (a NATS node holding
+    a CONNECT for its js_api_timeout), 1 s gives up and tries again; 20 s is still on its
+    first attempt after the 1 s run would have made several."""
+    from tests.sync.silent_broker import SilentBroker
+
+    tid = _fleet_ids(1)[0]
+    silent = SilentBroker()
+    dk = desk_key()
+    worker = Proc([PYTHON, "-m", "bench.fleet", "worker", json.dumps({
+        "port": silent.port, "protocol": "3.1.1", "ids": [tid], "seed": 7,
+        "ack_stall_s": 0, "connect_timeout_s": timeout,
+        "desk_kid": key_id("desk", dk.public_key()),
+        "desk_pub": public_b64(dk.public_key())})], "worker")
+    try:
+        worker.send({"op": "connect", "jitter_s": 0})
+        if counted:
+            wait_for(lambda: _stats(worker)["stats"].get("fail:connack_timeout", 0) >= 2, 60,
+                     "two CONNACK timeouts")
+            assert silent.count() >= 2
+        else:
+            wait_for(lambda: silent.count() == 1, 20, "the first attempt")
+            time.sleep(4.0)  # four of the 1 s timeouts
+            st = _stats(worker)
+            assert st["stats"].get("fail:connack_timeout", 0) == 0, st
+            assert silent.count() == 1 and st["connected"] == 0
+    finally:
+        worker.stop()
+        silent.close()
+
+
+def test_the_simulated_terminals_keepalive_outlasts_a_long_connect_timeout() -> None:
+    """paho ends a CONNACK wait at the keep-alive (tests/sync/test_connect_timeout.py):
+    the simulator's terminals take the keep-alive [mqtt] requires, as the desk does."""
+    from bench.fleet import KEEPALIVE_S, keepalive_for
+    from kiosk.config import connect_timeout_problem
+
+    assert keepalive_for(10.0) == KEEPALIVE_S == 30
+    for timeout in (10.0, 29.5, 30.0, 40.0, 95.0):
+        assert connect_timeout_problem(timeout, keepalive_for(timeout)) == ""
