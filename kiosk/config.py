@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import math
 import tomllib
 from collections.abc import Iterator
@@ -154,7 +155,7 @@ MQTT_PROTOCOLS = ("5", "3.1.1")
 
 
 # keep-alive over a connect timeout that is longer than the usual keep-alive: what the
-# desk takes and nats_kit advises (connect_timeout_problem says why it must be longer)
+# desk takes and nats_kit advises (connect_timeout_problem says why it must not be shorter)
 KEEPALIVE_OVER_CONNECT_TIMEOUT_S = 5
 
 
@@ -164,8 +165,8 @@ def connect_timeout_problem(connect_timeout_s: float, keepalive_s: int) -> str:
     _check_keepalive): a longer connect timeout would silently end at the keep-alive."""
     if not 0 < connect_timeout_s < math.inf:
         return f"connect_timeout_s {connect_timeout_s:g}: give a positive number of seconds"
-    if keepalive_s > 0 and connect_timeout_s >= keepalive_s:
-        return (f"connect_timeout_s ({connect_timeout_s:g} s) must be shorter than keepalive_s "
+    if keepalive_s > 0 and connect_timeout_s > keepalive_s:
+        return (f"connect_timeout_s ({connect_timeout_s:g} s) must not be longer than keepalive_s "
                 f"({keepalive_s} s): the MQTT library gives up on a connection that has "
                 "heard nothing for keepalive_s, a CONNACK wait included; raise keepalive_s "
                 "too")
@@ -457,6 +458,9 @@ def _mqtt(r: TableReader, base: Path) -> MqttConfig:
         raise ConfigError(f"{r.where('tls_cert')} and 'mqtt.tls_key' go together")
     if out.tls_cert is not None and out.tls_ca is None:
         raise ConfigError(f"{r.where('tls_ca')} is required with a client certificate")
+    if "connect_timeout_s" not in r.table:  # a file with a short keep-alive still loads
+        out = dataclasses.replace(out, connect_timeout_s=min(out.connect_timeout_s,
+                                                             out.keepalive_s))
     why = connect_timeout_problem(out.connect_timeout_s, out.keepalive_s)
     if why:
         raise ConfigError(f"{r.where('connect_timeout_s')}: {why}")
