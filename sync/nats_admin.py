@@ -15,6 +15,8 @@ Every failure is a `NatsAdminError` whose message is one line an operator can ac
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import secrets
 import socket
@@ -48,12 +50,14 @@ JS_STREAM_NAMES = f"{JS_API}.STREAM.NAMES"
 JS_STREAM_DELETE = f"{JS_API}.STREAM.DELETE"
 JS_STREAM_INFO = f"{JS_API}.STREAM.INFO"
 JS_CONSUMER_DELETE = f"{JS_API}.CONSUMER.DELETE"
+JS_STREAM_MSG_GET = f"{JS_API}.STREAM.MSG.GET"
 # err_code values of the JetStream API (nats-server's errors.json)
 JS_ERR_STREAM_NOT_FOUND = 10059
 JS_ERR_CONSUMER_NOT_FOUND = 10014
 JS_ERR_NOT_ENABLED_FOR_ACCOUNT = 10039
 JS_ERR_NOT_ENABLED = 10076
 JS_ERR_UNAVAILABLE = 10008  # no meta leader yet / cluster not ready
+JS_ERR_NO_MESSAGE = 10037  # a message get found nothing
 
 
 class NatsAdminError(Exception):
@@ -274,6 +278,16 @@ class StreamInfo:
     messages: int
 
 
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message of a stream as $JS.API.STREAM.MSG.GET returns it."""
+
+    subject: str
+    seq: int
+    data: bytes
+    time: str  # RFC 3339, as the server wrote it
+
+
 class JsApiRefused(NatsAdminError):
     """JetStream answered with an error object."""
 
@@ -361,6 +375,27 @@ def parse_consumer_delete(payload: bytes, stream: str, consumer: str) -> bool:
     if doc.get("success") is not True:
         raise NatsProtocolError(f"{what}: neither success nor an error: {_show(payload)}")
     return True
+
+
+def parse_msg_get(payload: bytes, stream: str) -> StoredMessage | None:
+    """A $JS.API.STREAM.MSG.GET response; None when no message matched."""
+    what = f"{JS_STREAM_MSG_GET}.{stream}"
+    doc = _json_object(payload, what)
+    err = api_error(doc, what)
+    if err is not None:
+        if err.err_code == JS_ERR_NO_MESSAGE:
+            return None
+        raise JsApiRefused(f"reading a message of {stream}", err)
+    msg = doc.get("message")
+    if not isinstance(msg, dict):
+        raise NatsProtocolError(f"{what}: no message object: {_show(payload)}")
+    try:
+        data = base64.b64decode(str(msg.get("data") or ""), validate=True)
+    except binascii.Error:
+        raise NatsProtocolError(f"{what}: the message's data is not base64: "
+                                f"{_show(payload)}") from None
+    return StoredMessage(str(msg.get("subject", "")), _int(msg, "seq", what), data,
+                         str(msg.get("time", "")))
 
 
 def parse_stream_info(payload: bytes, stream: str) -> StreamInfo | None:
@@ -551,6 +586,16 @@ class NatsAdmin:
         """True: deleted; False: there was no such stream."""
         subject = f"{JS_STREAM_DELETE}.{_check_name(name, 'stream name')}"
         return parse_delete(self.request(subject, b"").payload, name)
+
+    def last_message(self, stream: str, subject: str) -> StoredMessage | None:
+        """The stream's last message on `subject` (a literal subject: no wildcard), None
+        when it has none."""
+        if "*" in subject or ">" in subject or not subject:
+            raise NatsAdminError(f"subject {subject[:40]!r}: a literal subject, no wildcard")
+        request = json.dumps({"last_by_subj": _check_token(subject, "subject")}).encode()
+        return parse_msg_get(self.request(
+            f"{JS_STREAM_MSG_GET}.{_check_name(stream, 'stream name')}", request).payload,
+            stream)
 
     def delete_consumer(self, stream: str, name: str) -> bool:
         """True: deleted; False: there was no such consumer."""

@@ -15,8 +15,9 @@
         (a terminal that hears nothing: its connection and its subscriptions' consumers;
         exit 0 every one can deliver, 3 one cannot, 1 no node answered)
     python -m sync.nats_kit prune-consumers --monitor n1:8222 ... --server 127.0.0.1:4222
-        [--password-file P] [--dry-run]   (the leftover consumers of connected terminals,
-        deleted one by one, sessions kept: docs/fleet.md "Leftover consumers")
+        [--password-file P] [--dry-run]   (leftover consumers deleted one by one, sessions
+        kept; a terminal connected nowhere by its session's record: docs/fleet.md
+        "Leftover consumers")
 
 `node.conf` and `users.conf` are the shipped templates; this module only substitutes their
 @PLACEHOLDER@s and keeps or drops their optional "# begin: NAME" ... "# end: NAME"
@@ -28,6 +29,7 @@ mosquitto layout): `tls_files` copies them next to the rendered configuration.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shutil
 import sys
@@ -47,9 +49,13 @@ from sync.nats_probe import probe_terminal, read_connections
 from sync.nats_prune import (
     CONFIRM_AFTER_S,
     MIN_AGE_S,
+    SESSION_STREAM,
     LeftoverSurvey,
+    SessionRecord,
     find_leftovers,
+    parse_session_record,
     read_subscribed,
+    session_subject,
 )
 
 SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "nats"
@@ -401,7 +407,8 @@ def consumers(monitors: list[tuple[str, int]], timeout: float,
         return 4 if near else 0
     print(f"{census.extra} leftover consumers: each counts against the stream's consumer "
           f"limit (default_max_consumers on NATS 2.15) and keeps undelivered copies on the "
-          f"nodes. prune-consumers deletes those of connected terminals, sessions kept; "
+          f"nodes. prune-consumers deletes them one by one, sessions kept (those of "
+          f"terminals connected nowhere where the session's record tells); "
           f"reset-sessions removes all with the sessions (terminals resend what the desk "
           f"has not acknowledged); docs/fleet.md \"Leftover consumers\"")
     return 4 if near else 3
@@ -430,10 +437,14 @@ def terminal(terminal_id: str, monitors: list[tuple[str, int]], timeout: float,
 
 
 def survey_leftovers(monitors: list[tuple[str, int]], timeout: float, min_age_s: float,
-                     err: TextIO) -> LeftoverSurvey | None:
-    """One read of every node (consumers, then connections); None, with one line each
-    on `err`, when a node did not answer: a terminal on that node would look connected
-    nowhere, and its consumers' own node may hold the only copy."""
+                     err: TextIO, admin: Callable[[], NatsAdmin] | None = None,
+                     records_optional: bool = False) -> LeftoverSurvey | None:
+    """One read of every node (consumers, then connections), then, through `admin` (the
+    client port, opened only when needed), the records of the sessions connected nowhere;
+    None, with one line each on `err`, when a node did not answer: a terminal on that
+    node would look connected nowhere, and its consumers' own node may hold the only copy.
+    Records that cannot be read raise NatsAdminError, or with `records_optional` (a dry
+    run) leave those sessions' consumers alone, with one line on `err`."""
     views, failed = read_views(monitors, timeout)
     subscribed, failed_connz = read_subscribed(monitors, timeout)
     for line in failed + failed_connz:
@@ -442,7 +453,30 @@ def survey_leftovers(monitors: list[tuple[str, int]], timeout: float, min_age_s:
         print("nats_kit: every node must answer on its monitoring port: nothing deleted",
               file=err)
         return None
-    return find_leftovers(views, subscribed, datetime.now(UTC), min_age_s)
+    now = datetime.now(UTC)
+    survey = find_leftovers(views, subscribed, now, min_age_s)
+    if admin is not None and survey.offline_groups:
+        try:
+            records = read_session_records(admin(), survey.sessions())
+        except NatsAdminError as exc:
+            if not records_optional:
+                raise
+            print(f"nats_kit: {exc}; the sessions' records unread: consumers of terminals "
+                  f"connected nowhere left alone", file=err)
+        else:
+            survey = survey.with_records(records, now, min_age_s)
+    return survey
+
+
+def read_session_records(admin: NatsAdmin, sessions: Iterable[str]
+                         ) -> dict[str, SessionRecord | None]:
+    """Each session's last record in $MQTT_sess (None: none, or a hash NATS does not make)."""
+    records: dict[str, SessionRecord | None] = {}
+    for session in sorted(sessions):
+        subject = session_subject(session)
+        records[session] = (parse_session_record(admin.last_message(SESSION_STREAM, subject))
+                            if subject is not None else None)
+    return records
 
 
 def prune_consumers(monitors: list[tuple[str, int]], timeout: float,
@@ -450,17 +484,59 @@ def prune_consumers(monitors: list[tuple[str, int]], timeout: float,
                     min_age_s: float = MIN_AGE_S, confirm_after_s: float = CONFIRM_AFTER_S,
                     out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Delete the leftovers two reads `confirm_after_s` apart agree on (or only list
-    them with `dry_run`: no client connection then); 0 done, 1 a node did not answer or
-    the client port refused (one line on `err`). Lines go to `out` and `err` (stdout and
-    stderr unless given: the benchmark keeps them)."""
+    them with `dry_run`); 0 done, 1 a node did not answer or the client port refused (one
+    line on `err`). The client port is opened only to read sessions' records and to
+    delete. Lines go to `out` and `err` (stdout and stderr unless given: the benchmark
+    keeps them)."""
     out, err = out or sys.stdout, err or sys.stderr
-    first = survey_leftovers(monitors, timeout, min_age_s, err)
+    with _ClientPort(open_admin) as port:
+        try:
+            return _prune(monitors, timeout, port, dry_run, min_age_s, confirm_after_s,
+                          out, err)
+        except NatsAdminError as exc:
+            print(f"nats_kit: {exc}", file=err)
+            return 1
+
+
+class _ClientPort:
+    """The client connection prune-consumers opens once, when first needed; a refusal is
+    not tried again (one line for the operator, not one per use)."""
+
+    def __init__(self, open_admin: Callable[[], NatsAdmin]) -> None:
+        self._open = open_admin
+        self._stack = contextlib.ExitStack()
+        self._admin: NatsAdmin | None = None
+        self.refused = False
+
+    def __enter__(self) -> _ClientPort:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def admin(self) -> NatsAdmin:
+        if self._admin is None:
+            self.refused = True  # until it is open
+            self._admin = self._stack.enter_context(self._open())
+            self.refused = False
+        return self._admin
+
+    def reader(self) -> Callable[[], NatsAdmin] | None:
+        """What survey_leftovers reads the records with: nothing once refused."""
+        return None if self.refused else self.admin
+
+
+def _prune(monitors: list[tuple[str, int]], timeout: float, port: _ClientPort,
+           dry_run: bool, min_age_s: float, confirm_after_s: float, out: TextIO,
+           err: TextIO) -> int:
+    admin = port.admin
+    first = survey_leftovers(monitors, timeout, min_age_s, err, port.reader(), dry_run)
     if first is None:
         return 1
     survey = first
     if first.leftovers:
         time.sleep(confirm_after_s)
-        second = survey_leftovers(monitors, timeout, min_age_s, err)
+        second = survey_leftovers(monitors, timeout, min_age_s, err, port.reader(), dry_run)
         if second is None:
             return 1
         survey = first.confirmed_by(second)
@@ -469,27 +545,23 @@ def prune_consumers(monitors: list[tuple[str, int]], timeout: float,
         for leftover in survey.leftovers:
             print(f"would delete {leftover.line()}", file=out)
     elif survey.leftovers:
-        try:
-            with open_admin() as admin:
-                for leftover in survey.leftovers:
-                    if admin.delete_consumer(MQTT_MSGS_STREAM, leftover.name):
-                        deleted += 1
-                        print(f"deleted {leftover.line()}", file=out)
-                    else:  # removed meanwhile (NATS, another operator)
-                        gone += 1
-                        print(f"gone already {leftover.line()}", file=out)
-        except NatsAdminError as exc:
-            print(f"nats_kit: {exc}", file=err)
-            return 1
+        for leftover in survey.leftovers:
+            if admin().delete_consumer(MQTT_MSGS_STREAM, leftover.name):
+                deleted += 1
+                print(f"deleted {leftover.line()}", file=out)
+            else:  # removed meanwhile (NATS, another operator)
+                gone += 1
+                print(f"gone already {leftover.line()}", file=out)
     pending = sum(x.pending for x in survey.leftovers)
     done = (f"{len(survey.leftovers)} leftover consumers would be deleted" if dry_run else
             f"{deleted} leftover consumers deleted" + (f", {gone} gone already" if gone
                                                          else ""))
     print(f"{done} ({pending} messages pending on them, never to be pushed); "
           f"{survey.offline} subscriptions with leftovers whose terminal is connected "
-          f"nowhere, left (run again once they are back); {survey.unjudged} consumers "
-          f"not judged (made less than {min_age_s:g} s ago, at no time the node gives, "
-          f"or named unlike NATS's own)", file=out)
+          f"nowhere and whose session's record does not tell which is its own, left (run "
+          f"again once they are back); {survey.unjudged} consumers not judged (made less "
+          f"than {min_age_s:g} s ago or after their session's record, at no time the node "
+          f"gives, or named unlike NATS's own)", file=out)
     return 0
 
 
@@ -563,8 +635,9 @@ def main(argv: list[str]) -> int:
                    help="the terminal runs with [mqtt] light_session (ack and config at "
                         "QoS 0: no consumer expected for them)")
     pr = sub.add_parser("prune-consumers", parents=[mon, adm],
-                        help="delete the leftover consumers of connected terminals, one by "
-                             "one, sessions kept (the nodes' /jsz and /connz decide)")
+                        help="delete leftover consumers one by one, sessions kept (the nodes' "
+                             "/jsz and /connz decide; for terminals connected nowhere, their "
+                             "sessions' records in $MQTT_sess)")
     pr.add_argument("--min-age", type=float, default=MIN_AGE_S, metavar="SECONDS",
                     help="judge only consumers made this long ago or longer "
                          "(default %(default)s)")

@@ -321,7 +321,8 @@ def test_the_operator_user_may_reset_the_sessions_and_nothing_more(tls_node, cap
 
 def test_the_operator_user_may_delete_consumers_of_the_qos1_stream_only(tls_node):
     """prune-consumers deletes single consumers of $MQTT_msgs as kiosk.operator; the
-    retained state's consumers and the sessions' stream stay out of its reach."""
+    retained state's consumers and the sessions' stream stay out of its reach. It may
+    read a session's record, and no message of the other streams (the terminals')."""
     retained = sorted(name for stream, name, _ in tls_node.consumers() if stream == RMSGS)
     assert retained, tls_node.consumers()  # one per node, made at the MQTT start
     with _admin(tls_node.nodes[0], user=OPERATOR_USER, password=OPERATOR_PW) as a:
@@ -330,6 +331,12 @@ def test_the_operator_user_may_delete_consumers_of_the_qos1_stream_only(tls_node
             with pytest.raises(NatsAdminError, match="Permissions Violation"):
                 a.delete_consumer(stream, name)
     assert retained[0] in {name for _, name, _ in tls_node.consumers()}
+    with _admin(tls_node.nodes[0], user=OPERATOR_USER, password=OPERATOR_PW) as a:
+        assert a.last_message(SESS, "$MQTT.sess.nobody") is None  # allowed, none there
+        for stream, subject in ((MSGS, "$MQTT.msgs.kiosk.v1.T1.ack"),
+                                (RMSGS, "$MQTT.rmsgs.kiosk.v1.T1.state")):
+            with pytest.raises(NatsAdminError, match="Permissions Violation"):
+                a.last_message(stream, subject)
 
 
 def test_a_nats_server_without_jetstream_gives_exit_1_and_one_line(capsys, tmp_path):

@@ -222,6 +222,16 @@ def test_a_consumer_name_that_would_change_the_api_subject_is_refused(name):
         admin.delete_consumer("$MQTT_msgs", name)
 
 
+@pytest.mark.parametrize("subject", ["", "a b", "$MQTT.sess.*", "$MQTT.sess.>", "x\n"])
+def test_a_message_get_takes_one_literal_subject(subject):
+    """last_by_subj with a wildcard would answer with some other session's record."""
+    admin = NatsAdmin("127.0.0.1", 1)  # never connected: the subject is refused first
+    with pytest.raises(NatsAdminError, match="subject"):
+        admin.last_message("$MQTT_sess", subject)
+    with pytest.raises(NatsAdminError, match="stream name"):
+        admin.last_message("$MQTT.sess", "$MQTT.sess.abc")
+
+
 def test_stream_info_gives_the_creation_time_and_size_or_none():
     info = parse_stream_info(b'{"config":{"name":"$MQTT_rmsgs"},'
                              b'"created":"2026-12-04T15:00:00.123Z",'

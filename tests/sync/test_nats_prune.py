@@ -1,8 +1,10 @@
 """prune-consumers (sync/nats_prune.py, `python -m sync.nats_kit prune-consumers`): which
-consumers are leftovers of connected terminals, held to hand-made and fuzzed views, to
+consumers are leftovers (of connected terminals by their live connections, of the others
+by their sessions' records), held to hand-made and fuzzed views and records, to
 monitoring ports that page or fail, and to a real 3-node cluster where a terminal's
 subscription has a second consumer pushing to nobody: it is deleted, the terminal still
-hears the desk, and an offline terminal's and a young consumer are left."""
+hears the desk, a young consumer is left, and an offline terminal's once its record
+proves it."""
 
 from __future__ import annotations
 
@@ -18,9 +20,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.loopback import free_port
 from sync import nats_kit, topics
-from sync.nats_admin import NatsAdmin
+from sync.nats_admin import NatsAdmin, NatsProtocolError, StoredMessage, parse_msg_get
 from sync.nats_census import consumer_census, read_views
-from sync.nats_prune import created_at, find_leftovers, read_subscribed
+from sync.nats_prune import (
+    SessionRecord,
+    created_at,
+    find_leftovers,
+    parse_session_record,
+    read_subscribed,
+    session_subject,
+)
 from tests.sync.conftest import wait_for
 from tests.sync.nats import FixedMonitor, NatsCluster
 
@@ -111,6 +120,96 @@ def test_min_age_decides_and_both_reads_must_agree():
     assert first.confirmed_by(first) == first
 
 
+RECORD_AT = "2026-12-07T11:30:00.5Z"  # between OLD and NOW
+
+
+def _record(*pairs: tuple[str, str], written: str = RECORD_AT) -> SessionRecord:
+    """A session's record naming (leaf, consumer) pairs of terminal T1."""
+    return SessionRecord(written, {MSGS.format("T1", leaf): name for leaf, name in pairs})
+
+
+def test_a_terminal_connected_nowhere_is_judged_by_its_sessions_record():
+    """NATS uses only the consumer the session's record names (its `cons`): another one
+    of the same subject, made before the record was written, is a leftover."""
+    own, other = _consumer("s_own", "$MQTT.sub.x"), _consumer("s_other", "$MQTT.sub.y",
+                                                              pending=2)
+    survey = find_leftovers([_view(own, other)], set(), NOW)
+    assert survey.offline == 1 and survey.sessions() == {"s"}
+    judged = survey.with_records({"s": _record(("ack", "s_own"))}, NOW)
+    assert [(x.name, x.kept, x.by_record) for x in judged.leftovers] == [
+        ("s_other", "s_own", True)]
+    assert (judged.offline, judged.unjudged) == (0, 0)
+    assert "s_own is the session's, by its record" in judged.leftovers[0].line()
+    assert judged.confirmed_by(judged).leftovers == judged.leftovers
+    # the record names the other one: the other way round
+    assert [x.name for x in survey.with_records(
+        {"s": _record(("ack", "s_other"))}, NOW).leftovers] == ["s_own"]
+
+
+def test_what_a_record_does_not_prove_is_kept():
+    own, other = _consumer("s_own", "$MQTT.sub.x"), _consumer("s_other", "$MQTT.sub.y")
+    survey = find_leftovers([_view(own, other)], set(), NOW)
+    cases = [  # (records, offline, unjudged)
+        ({}, 1, 0),  # no record read
+        ({"s": None}, 1, 0),  # the session has none
+        ({"s": _record()}, 1, 0),  # its record lists no consumer for the subject
+        ({"s": _record(("cmd", "s_own"))}, 1, 0),  # ... only another subject's
+        ({"s": _record(("ack", "s_gone"))}, 1, 0),  # names one the nodes do not hold
+        ({"s": _record(("ack", "s_own"), written="")}, 1, 0),  # no time it was written
+        # the other was made after the record: the session may have taken it up since
+        ({"s": _record(("ack", "s_own"), written="2026-12-07T10:00:00Z")}, 0, 1),
+    ]
+    for records, offline, unjudged in cases:
+        judged = survey.with_records(records, NOW)
+        assert (judged.leftovers, judged.offline, judged.unjudged) == ((), offline,
+                                                                        unjudged), records
+    young = _consumer("s_other", "$MQTT.sub.y", created="2026-12-07T11:59:00Z")
+    judged = find_leftovers([_view(own, young)], set(), NOW).with_records(
+        {"s": _record(("ack", "s_own"), written="2026-12-07T11:59:30Z")}, NOW)
+    assert (judged.leftovers, judged.unjudged) == ((), 1)  # younger than min_age_s
+    # both reads must agree, by the same reason
+    by_record = survey.with_records({"s": _record(("ack", "s_own"))}, NOW)
+    assert by_record.confirmed_by(survey).leftovers == ()
+
+
+def test_a_sessions_record_is_read_from_what_nats_stores():
+    """The shape NATS writes (mqttPersistedSession: `cons` maps a subscription's subject
+    to its consumer's config) and anything else without an error."""
+    body = (b'{"origin":"x","id":"T1","subs":{"kiosk.v1.T1.ack":1},"cons":{"kiosk.v1.T1.'
+            b'ack":{"durable_name":"s_own","deliver_subject":"$MQTT.sub.x","filter_subject"'
+            b':"$MQTT.msgs.kiosk.v1.T1.ack","ack_policy":"explicit"}}}')
+    msg = StoredMessage("$MQTT.sess.s", 7, body, RECORD_AT)
+    assert parse_session_record(msg) == _record(("ack", "s_own"))
+    assert parse_session_record(None) is None
+    assert parse_session_record(StoredMessage("x", 1, b"not json", RECORD_AT)) is None
+    assert parse_session_record(StoredMessage("x", 1, b'{"id":"T1"}', RECORD_AT)) == \
+        SessionRecord(RECORD_AT, {})
+    assert session_subject("AbC123") == "$MQTT.sess.AbC123"
+    for bad in ("", "a.b", "a*", "a>", "a b", "x" * 65):
+        assert session_subject(bad) is None
+
+
+def test_a_message_get_answer_is_parsed_or_refused_in_one_line():
+    ok = (b'{"type":"io.nats.jetstream.api.v1.stream_msg_get_response","message":{"subject":'
+          b'"$MQTT.sess.s","seq":7,"data":"eyJpZCI6IlQxIn0=","time":"' + RECORD_AT.encode()
+          + b'"}}')
+    assert parse_msg_get(ok, "$MQTT_sess") == StoredMessage("$MQTT.sess.s", 7, b'{"id":"T1"}',
+                                                            RECORD_AT)
+    none = b'{"error":{"code":404,"err_code":10037,"description":"no message found"}}'
+    assert parse_msg_get(none, "$MQTT_sess") is None
+    for bad in (b'{"message":{"data":"!!"}}', b'{"type":"x"}', b"[]"):
+        with pytest.raises(NatsProtocolError):
+            parse_msg_get(bad, "$MQTT_sess")
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=80) | st.text(max_size=80).map(str.encode),
+       st.text(max_size=30))
+def test_any_bytes_as_a_record_give_an_answer(data, written):
+    record = parse_session_record(StoredMessage("$MQTT.sess.s", 1, data, written))
+    assert record is None or isinstance(record.consumers, dict)
+
+
 @settings(max_examples=200)
 @given(st.lists(st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=12),
@@ -150,12 +249,16 @@ def test_the_command_lists_on_a_dry_run_and_deletes_nothing_when_a_node_is_silen
                 _consumer("u_1", "$MQTT.sub.y", terminal="T2"),
                 _consumer("u_2", "$MQTT.sub.z", terminal="T2"))
     node = FixedMonitor(jsz, [_conn("$MQTT.sub.a")])
-    closed = f"127.0.0.1:{free_port()}"  # no client port: a dry run never connects
+    closed = f"127.0.0.1:{free_port()}"  # no client port: T2's record cannot be read
     base = ["prune-consumers", "--monitor", f"127.0.0.1:{node.port}", "--server", closed,
             "--confirm-after", "0"]
     try:
         assert nats_kit.main([*base, "--dry-run"]) == 0
-        out = capsys.readouterr().out.splitlines()
+        captured = capsys.readouterr()
+        out = captured.out.splitlines()
+        # one line, not one per read: T2 (connected nowhere) is left alone
+        assert captured.err.count("\n") == 1 and closed in captured.err
+        assert "the sessions' records unread" in captured.err
         assert out[0].startswith("would delete s_old on $MQTT.msgs.kiosk.v1.T1.ack")
         assert "4 pending; s_new delivers" in out[0]
         assert out[1].startswith("1 leftover consumers would be deleted (4 messages")
@@ -189,14 +292,15 @@ def test_the_command_lists_on_a_dry_run_and_deletes_nothing_when_a_node_is_silen
         assert usage.value.code == 2
 
 
-def test_a_real_cluster_loses_a_connected_terminals_leftover_and_keeps_the_rest(
-        tmp_path, capsys):
+def test_a_real_cluster_loses_its_leftovers_and_keeps_the_rest(tmp_path, capsys):
     """A kept session with four QoS 1 subscriptions on node 2 and a second consumer on its
     ack subject pushing to a subject nobody subscribes (what a refused subscription
-    leaves); another kept session, disconnected, with the same. The dry run lists the
-    first only; with --min-age an hour nothing is judged; the run deletes it; the census
-    counts one extra consumer (the offline terminal's) instead of two; the terminal still
-    hears every ack; a second run finds nothing."""
+    leaves); another kept session, disconnected, with the same, made after its session's
+    record. The dry run lists the first only; with --min-age an hour nothing is judged;
+    the run deletes it; the census counts one extra consumer (the offline terminal's)
+    instead of two; the terminal still hears every ack; a second run finds nothing. Once
+    the offline terminal has connected and left again (NATS writes its record at every
+    CONNECT), its record proves the stray is not its own: deleted, its own kept."""
     cluster = NatsCluster(tmp_path / "nats").start()
     monitors = [a for n in cluster.nodes for a in ("--monitor", f"127.0.0.1:{n.monitor_port}")]
     argv = ["prune-consumers", *monitors, "--server",
@@ -251,11 +355,13 @@ def test_a_real_cluster_loses_a_connected_terminals_leftover_and_keeps_the_rest(
         assert nats_kit.main([*argv, "--dry-run"]) == 0
         out = capsys.readouterr().out.splitlines()
         assert len(out) == 2 and out[0].startswith(f"would delete {leftover} on "), out
-        assert "1 subscriptions with leftovers whose terminal is connected nowhere" in out[1]
+        # the offline one's stray is younger than its session's record: not judged
+        assert "0 subscriptions with leftovers whose terminal is connected nowhere" in out[1]
+        assert "1 consumers not judged" in out[1]
         assert nats_kit.main([*argv, "--min-age", "3600"]) == 0
         out = capsys.readouterr().out.splitlines()
         assert out == [out[0]] and out[0].startswith("0 leftover consumers deleted"), out
-        assert "1 consumers not judged" in out[0]
+        assert "2 consumers not judged" in out[0]
         assert census_extra() == 2
 
         assert nats_kit.main(argv) == 0
@@ -270,6 +376,23 @@ def test_a_real_cluster_loses_a_connected_terminals_leftover_and_keeps_the_rest(
         assert nats_kit.main(argv) == 0
         assert capsys.readouterr().out.startswith("0 leftover consumers deleted")
         assert term.is_connected()
+
+        own = {name for _, name, s in cluster.consumers()
+               if s == MSGS.format("T-0002", "ack") and name != offline}
+        back = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="T-0002",
+                           protocol=mqtt.MQTTv311, clean_session=False)
+        back.connect("127.0.0.1", cluster.nodes[0].mqtt_port)
+        back.loop_start()
+        wait_for(back.is_connected, 20, "T-0002 back, its session restored")
+        back.loop_stop()
+        back.disconnect()  # connected nowhere again, its record now newer than the stray
+        assert nats_kit.main(argv) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert len(out) == 2 and out[0].startswith(f"deleted {offline} on "), out
+        assert f"{own.pop()} is the session's, by its record" in out[0]
+        wait_for(lambda: census_extra() == 0, 20, "no leftover anywhere")
+        names = {name for _, name, _ in cluster.consumers()}
+        assert len([n for n in names if n.startswith(offline.split("_")[0] + "_")]) == 4
     finally:
         for client in clients:
             client.loop_stop()
