@@ -130,9 +130,11 @@ SHARE = "$share/desk/"
 TLS_WAIT_S = 240.0
 TIMER_BUDGET_S = 0.05  # a worker's timer work per loop turn: sockets and stdin come first
 # The agent's waits (sync/connection.py): its connect_timeout_s bounds the TCP connect and
-# TLS handshake (paho's connect_timeout) and, again, the wait for CONNACK. A worker takes
-# the value from its config ("connect_timeout_s", ENV_CONNECT_TIMEOUT's), this by default.
+# TLS handshake (paho's connect_timeout; at most handshake_timeout_s) and, again, the wait
+# for CONNACK. A worker takes the value from its config ("connect_timeout_s",
+# ENV_CONNECT_TIMEOUT's), this by default.
 CONNECT_TIMEOUT_S = ConnSettings.connect_timeout_s
+HANDSHAKE_TIMEOUT_S = ConnSettings.handshake_timeout_s
 # A field terminal does its own handshake on its own CPU; thousands in flight in one
 # simulator process would all crawl on this machine's and time out by the simulator's
 # fault. So a process keeps at most this many in flight; the others wait for a slot
@@ -276,6 +278,7 @@ class Worker:
         self.reconnect_done: list[float] = []
         self.stall_s = float(cfg.get("ack_stall_s", 0.0))
         self.connect_timeout_s = float(cfg.get("connect_timeout_s", CONNECT_TIMEOUT_S))
+        self.handshake_timeout_s = min(self.connect_timeout_s, HANDSHAKE_TIMEOUT_S)
         self.keepalive_s = keepalive_for(self.connect_timeout_s)
         self.clean_done: list[tuple[int, Any]] = []  # clean sessions to end (_end_clean)
         self.terms: list[_Term] = []
@@ -873,7 +876,7 @@ class Worker:
                 # broker dropped them for keep-alive; resends and timeouts late)
                 for t in (self.terms[(misc_at + i) % len(self.terms)] for i in range(step)):
                     if t.handshake is not None and \
-                            now - t.connecting_since > self.connect_timeout_s:
+                            now - t.connecting_since > self.handshake_timeout_s:
                         self._connect_failed(t, "tls_timeout" if t.tcp_done else "tcp_timeout")
                     if t.connected and t.watch.due():
                         self.reset_session(t)

@@ -209,7 +209,10 @@ class ConnSettings:
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
     max_inflight: int = 100
-    connect_timeout_s: float = 10.0
+    connect_timeout_s: float = 10.0  # the TCP connect + TLS handshake, then the CONNACK wait
+    # ... but the TCP connect and TLS handshake at most this: a longer CONNACK wait (for a
+    # NATS node's js_api_timeout) must not slow failover from a node whose host is down
+    handshake_timeout_s: float = 10.0
     manual_ack: bool = True
 
     def all_endpoints(self) -> tuple[Endpoint, ...]:
@@ -467,7 +470,7 @@ class Connection:
                 manual_ack=s.manual_ack,
             )
         client.suppress_exceptions = True
-        client.connect_timeout = s.connect_timeout_s
+        client.connect_timeout = min(s.connect_timeout_s, s.handshake_timeout_s)
         client.max_inflight_messages_set(s.max_inflight)
         if s.tls_ca is not None:
             client.tls_set(

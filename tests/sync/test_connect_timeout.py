@@ -169,3 +169,26 @@ def test_the_desk_raises_its_keepalive_with_its_connect_timeout(tmp_path: Path,
                     tmp_path / f"desk{timeout:g}.sqlite", connect_timeout_s=timeout)
         assert desk.conn.settings.keepalive == keepalive
         desk.store.close()
+
+
+def test_a_long_connack_wait_keeps_the_handshake_short(tmp_path: Path) -> None:
+    """A node whose host is down (or a listener that never speaks TLS) still fails over
+    after the handshake bound, not after a CONNACK wait raised for js_api_timeout: a
+    TLS client whose ClientHello goes unanswered gives up after handshake_timeout_s."""
+    from sync import broker_kit
+
+    kit = broker_kit.init(tmp_path / "kit", "127.0.0.1", 1, 2, bind="127.0.0.1", days=30)
+    silent = SilentBroker()
+    conn = Connection(ConnSettings("127.0.0.1", silent.port, "TLSWAIT1", connect_timeout_s=20.0,
+                                   handshake_timeout_s=0.5, reconnect_min_s=0.05,
+                                   reconnect_max_s=0.1, tls_ca=kit.terminal_ca),
+                      _Quiet())  # type: ignore[arg-type]
+    conn.start()
+    try:
+        wait_for(lambda: silent.count() >= 3, 15, "three TLS attempts, none answered")
+        assert conn.link.problem == "unreachable", conn.link  # timed out, not refused
+        assert "timed out" in conn.link.detail
+        assert silent.got > 0  # the ClientHello went out each time
+    finally:
+        conn.stop()
+        silent.close()
