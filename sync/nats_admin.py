@@ -348,15 +348,25 @@ def parse_stream_names(payload: bytes) -> StreamNamesPage:
                            _int(doc, "offset", what), _int(doc, "limit", what))
 
 
+def _answer(payload: bytes, what: str, absent: tuple[int, ...], doing: str
+            ) -> dict[str, Any] | None:
+    """A JetStream API response's object; None when its error says the thing asked for is
+    not there (`absent` err_codes); JsApiRefused, about `doing`, for any other error."""
+    doc = _json_object(payload, what)
+    err = api_error(doc, what)
+    if err is None:
+        return doc
+    if err.err_code in absent:
+        return None
+    raise JsApiRefused(doing, err)
+
+
 def parse_delete(payload: bytes, stream: str) -> bool:
     """A $JS.API.STREAM.DELETE response: True deleted, False the stream was not there."""
     what = f"{JS_STREAM_DELETE}.{stream}"
-    doc = _json_object(payload, what)
-    err = api_error(doc, what)
-    if err is not None:
-        if err.err_code == JS_ERR_STREAM_NOT_FOUND:
-            return False
-        raise JsApiRefused(f"deleting {stream}", err)
+    doc = _answer(payload, what, (JS_ERR_STREAM_NOT_FOUND,), f"deleting {stream}")
+    if doc is None:
+        return False
     if doc.get("success") is not True:
         raise NatsProtocolError(f"{what}: neither success nor an error: {_show(payload)}")
     return True
@@ -366,12 +376,10 @@ def parse_consumer_delete(payload: bytes, stream: str, consumer: str) -> bool:
     """A $JS.API.CONSUMER.DELETE response: True deleted, False the consumer was not there
     (nor, NATS answers alike, its stream)."""
     what = f"{JS_CONSUMER_DELETE}.{stream}.{consumer}"
-    doc = _json_object(payload, what)
-    err = api_error(doc, what)
-    if err is not None:
-        if err.err_code in (JS_ERR_CONSUMER_NOT_FOUND, JS_ERR_STREAM_NOT_FOUND):
-            return False
-        raise JsApiRefused(f"deleting consumer {consumer} of {stream}", err)
+    doc = _answer(payload, what, (JS_ERR_CONSUMER_NOT_FOUND, JS_ERR_STREAM_NOT_FOUND),
+                  f"deleting consumer {consumer} of {stream}")
+    if doc is None:
+        return False
     if doc.get("success") is not True:
         raise NatsProtocolError(f"{what}: neither success nor an error: {_show(payload)}")
     return True
@@ -380,12 +388,9 @@ def parse_consumer_delete(payload: bytes, stream: str, consumer: str) -> bool:
 def parse_msg_get(payload: bytes, stream: str) -> StoredMessage | None:
     """A $JS.API.STREAM.MSG.GET response; None when no message matched."""
     what = f"{JS_STREAM_MSG_GET}.{stream}"
-    doc = _json_object(payload, what)
-    err = api_error(doc, what)
-    if err is not None:
-        if err.err_code == JS_ERR_NO_MESSAGE:
-            return None
-        raise JsApiRefused(f"reading a message of {stream}", err)
+    doc = _answer(payload, what, (JS_ERR_NO_MESSAGE,), f"reading a message of {stream}")
+    if doc is None:
+        return None
     msg = doc.get("message")
     if not isinstance(msg, dict):
         raise NatsProtocolError(f"{what}: no message object: {_show(payload)}")
@@ -401,12 +406,9 @@ def parse_msg_get(payload: bytes, stream: str) -> StoredMessage | None:
 def parse_stream_info(payload: bytes, stream: str) -> StreamInfo | None:
     """A $JS.API.STREAM.INFO response; None when there is no such stream."""
     what = f"{JS_STREAM_INFO}.{stream}"
-    doc = _json_object(payload, what)
-    err = api_error(doc, what)
-    if err is not None:
-        if err.err_code == JS_ERR_STREAM_NOT_FOUND:
-            return None
-        raise JsApiRefused(f"the information on {stream}", err)
+    doc = _answer(payload, what, (JS_ERR_STREAM_NOT_FOUND,), f"the information on {stream}")
+    if doc is None:
+        return None
     created, state = doc.get("created"), doc.get("state")
     if not isinstance(created, str) or not isinstance(state, dict):
         raise NatsProtocolError(f"{what}: no 'created' time or 'state': {_show(payload)}")
