@@ -24,10 +24,11 @@ from drivers.fieldspec import Field, Invalid, Problem, Table, join
 from kiosk.catalog import DEMO_CATALOG, Catalog, CatalogError, CommissionBand, Provider
 
 __all__ = [
-    "ACCEPTOR_KINDS", "DEMO_PIN_HASH", "PRINTER_KINDS", "PRINTER_POLICIES", "AcceptorConfig",
-    "Config", "ConfigError", "MqttConfig", "PathsConfig", "PrinterConfig", "TechnicianConfig",
-    "TerminalConfig", "TimeoutsConfig", "bands_from_list", "catalog_from_table", "load_config",
-    "parse_config", "parse_host_port",
+    "ACCEPTOR_KINDS", "DEMO_PIN_HASH", "KEEPALIVE_OVER_CONNECT_TIMEOUT_S", "PRINTER_KINDS",
+    "PRINTER_POLICIES", "AcceptorConfig", "Config", "ConfigError", "MqttConfig", "PathsConfig",
+    "PrinterConfig", "TechnicianConfig", "TerminalConfig", "TimeoutsConfig", "bands_from_list",
+    "catalog_from_table", "connect_timeout_problem", "load_config", "parse_config",
+    "parse_host_port",
 ]
 """What other packages may use; the table readers behind them are this module's own."""
 
