@@ -47,7 +47,6 @@ import errno
 import hashlib
 import heapq
 import json
-import math
 import os
 import random
 import re
@@ -83,6 +82,7 @@ from bench.common import (
     scratch_dir,
     verdict,
 )
+from kiosk.config import keepalive_for
 from sync.ack_watch import JITTER as ACK_JITTER
 from sync.connection import ConnSettings
 
@@ -1884,15 +1884,6 @@ def connect_timeout_s() -> float:
         raise BenchError(f"{ENV_CONNECT_TIMEOUT}={raw!r}: a positive number of seconds, "
                          "as [mqtt] connect_timeout_s")
     return value
-
-
-def keepalive_for(connect_timeout: float) -> int:
-    """The terminals' keepalive_s: the agent's default, or longer than a longer connect
-    timeout, as [mqtt] requires (kiosk/config.py connect_timeout_problem) and
-    `nats_kit node --mqtt-api-timeout` advises."""
-    from kiosk.config import KEEPALIVE_OVER_CONNECT_TIMEOUT_S
-
-    return max(KEEPALIVE_S, math.ceil(connect_timeout) + KEEPALIVE_OVER_CONNECT_TIMEOUT_S)
 
 
 def fleet_size(quick: bool) -> tuple[int, str]:

@@ -24,11 +24,11 @@ from drivers.fieldspec import Field, Invalid, Problem, Table, join
 from kiosk.catalog import DEMO_CATALOG, Catalog, CatalogError, CommissionBand, Provider
 
 __all__ = [
-    "ACCEPTOR_KINDS", "DEMO_PIN_HASH", "KEEPALIVE_OVER_CONNECT_TIMEOUT_S", "PRINTER_KINDS",
+    "ACCEPTOR_KINDS", "DEMO_PIN_HASH", "PRINTER_KINDS",
     "PRINTER_POLICIES", "AcceptorConfig", "Config", "ConfigError", "MqttConfig", "PathsConfig",
     "PrinterConfig", "TechnicianConfig", "TerminalConfig", "TimeoutsConfig", "bands_from_list",
-    "catalog_from_table", "connect_timeout_problem", "load_config", "parse_config",
-    "parse_host_port",
+    "catalog_from_table", "connect_timeout_problem", "keepalive_for", "load_config",
+    "parse_config", "parse_host_port",
 ]
 """What other packages may use; the table readers behind them are this module's own."""
 
@@ -155,22 +155,28 @@ class MqttConfig:
 MQTT_PROTOCOLS = ("5", "3.1.1")
 
 
-# keep-alive over a connect timeout that is longer than the usual keep-alive: what the
-# desk takes and nats_kit advises (connect_timeout_problem says why it must not be shorter)
-KEEPALIVE_OVER_CONNECT_TIMEOUT_S = 5
+_KEEPALIVE_OVER_CONNECT_TIMEOUT_S = 5
+
+
+def keepalive_for(connect_timeout_s: float, keepalive_s: int = MqttConfig.keepalive_s) -> int:
+    """The keep-alive to go with a connect timeout: `keepalive_s`, or a little longer than
+    a longer timeout (connect_timeout_problem says why). The desk takes it, nats_kit
+    advises it, the fleet benchmark's terminals use it."""
+    return max(keepalive_s, math.ceil(connect_timeout_s) + _KEEPALIVE_OVER_CONNECT_TIMEOUT_S)
 
 
 def connect_timeout_problem(connect_timeout_s: float, keepalive_s: int) -> str:
-    """Why a connect timeout cannot go with this keep-alive ("" when it can). paho closes a
-    socket that has received nothing for keepalive seconds, a CONNACK wait included (its
-    _check_keepalive): a longer connect timeout would silently end at the keep-alive."""
+    """Why a connect timeout cannot go with this keep-alive ("" when it can), worded after
+    the setting's name. paho closes a socket that has received nothing for keepalive
+    seconds, a CONNACK wait included (its _check_keepalive): a longer connect timeout
+    would silently end at the keep-alive."""
     if not 0 < connect_timeout_s < math.inf:
-        return f"connect_timeout_s {connect_timeout_s:g}: give a positive number of seconds"
+        return f"{connect_timeout_s:g}: give a positive number of seconds"
     if keepalive_s > 0 and connect_timeout_s > keepalive_s:
-        return (f"connect_timeout_s ({connect_timeout_s:g} s) must not be longer than keepalive_s "
+        return (f"{connect_timeout_s:g} s must not be longer than keepalive_s "
                 f"({keepalive_s} s): the MQTT library gives up on a connection that has "
-                "heard nothing for keepalive_s, a CONNACK wait included; raise keepalive_s "
-                "too")
+                f"heard nothing for keepalive_s, a CONNACK wait included; set keepalive_s "
+                f"to {keepalive_for(connect_timeout_s, keepalive_s)}")
     return ""
 
 

@@ -290,7 +290,7 @@ class Connection:
     def __init__(self, settings: ConnSettings, handler: Handler, name: str = "mqtt-net") -> None:
         why = connect_timeout_problem(settings.connect_timeout_s, settings.keepalive)
         if why:
-            raise ValueError(why)
+            raise ValueError(f"connect_timeout_s {why}")
         self.settings = settings
         self.handler = handler
         self.name = name
@@ -437,11 +437,10 @@ class Connection:
                     not self._connected.is_set()
                     and time.monotonic() - self._connecting_since > self.settings.connect_timeout_s
                 ):
+                    why = f"no CONNACK within {self.settings.connect_timeout_s:g} s"
                     if self._attempt_problem is None:
-                        self._attempt_problem = (
-                            "connack_timeout",
-                            f"no CONNACK within {self.settings.connect_timeout_s:g} s")
-                    self._lost("no CONNACK in time")
+                        self._attempt_problem = ("connack_timeout", why)
+                    self._lost(why)
                     next_attempt = time.monotonic() + self.backoff.next_delay()
             except Exception as exc:  # a bug or an odd socket state: never kill the thread
                 log.exception("%s: network loop error", self.name)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import queue
 import threading
 import time
@@ -33,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import Connection as DBConnection
 from sqlalchemy.exc import IntegrityError
 
-from kiosk.config import KEEPALIVE_OVER_CONNECT_TIMEOUT_S
+from kiosk.config import keepalive_for
 from sync import topics
 from sync.backoff import Backoff
 from sync.connection import PROTOCOL_5, Connection, ConnSettings, Endpoint, Inbound, Subscription
@@ -246,8 +245,7 @@ class Desk:
                 connect_timeout_s=connect_timeout_s,
                 # a CONNACK wait ends at the keep-alive too (kiosk/config.py
                 # connect_timeout_problem): a longer connect timeout brings a longer one
-                keepalive=max(ConnSettings.keepalive,
-                              math.ceil(connect_timeout_s) + KEEPALIVE_OVER_CONNECT_TIMEOUT_S),
+                keepalive=keepalive_for(connect_timeout_s, ConnSettings.keepalive),
                 max_inflight=1000,
                 clean_start=not persistent,
                 session_expiry_s=7 * 24 * 3600 if persistent else 0,

@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from kiosk.config import KEEPALIVE_OVER_CONNECT_TIMEOUT_S, MqttConfig
+from kiosk.config import keepalive_for
 from sync import topics
 from sync.broker_kit import DESK_IDENTITY, SERVER_CERT, SERVER_KEY, Kit
 from sync.nats_admin import DEFAULT_TIMEOUT_S, NatsAdmin, NatsAdminError
@@ -231,7 +231,7 @@ def fit_to_version(spec: NodeSpec, version: str) -> tuple[NodeSpec, list[str]]:
 def connect_timeout_advice(api_timeout_s: int) -> str:
     """The line `node --mqtt-api-timeout N` prints: the terminals' side of the setting."""
     wait = api_timeout_s + CONNECT_TIMEOUT_MARGIN_S
-    keepalive = max(MqttConfig.keepalive_s, wait + KEEPALIVE_OVER_CONNECT_TIMEOUT_S)
+    keepalive = keepalive_for(wait)
     return (f"MQTT js_api_timeout {api_timeout_s} s: a node may hold a CONNECT that long; set "
             f"the terminals' [mqtt] connect_timeout_s = {wait} with keepalive_s = "
             f"{keepalive}, and the desk's --connect-timeout {wait} "
@@ -506,7 +506,7 @@ class _ClientPort:
         self._open = open_admin
         self._stack = contextlib.ExitStack()
         self._admin: NatsAdmin | None = None
-        self.refused = False
+        self._refusal: NatsAdminError | None = None
 
     def __enter__(self) -> _ClientPort:
         return self
@@ -515,15 +515,19 @@ class _ClientPort:
         self._stack.close()
 
     def admin(self) -> NatsAdmin:
+        if self._refusal is not None:
+            raise self._refusal
         if self._admin is None:
-            self.refused = True  # until it is open
-            self._admin = self._stack.enter_context(self._open())
-            self.refused = False
+            try:
+                self._admin = self._stack.enter_context(self._open())
+            except NatsAdminError as exc:
+                self._refusal = exc
+                raise
         return self._admin
 
     def reader(self) -> Callable[[], NatsAdmin] | None:
         """What survey_leftovers reads the records with: nothing once refused."""
-        return None if self.refused else self.admin
+        return None if self._refusal is not None else self.admin
 
 
 def _prune(monitors: list[tuple[str, int]], timeout: float, port: _ClientPort,
