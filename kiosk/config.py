@@ -150,6 +150,10 @@ class MqttConfig:
     # publishes taken but no desk ack for this long (connected time): start the session afresh
     # (sync/ack_watch.py; docs/mqtt.md "Ack watch"); 0 = never
     ack_stall_s: float = 900.0
+    # ... and for this long counted only while the desk's beat for this terminal is heard
+    # (sync/desk_beat.py): the desk is up and storing, so the session is at fault; while
+    # the desk was heard recently, its silence holds ack_stall_s off; 0 = beats unused
+    ack_stall_heard_s: float = 300.0
 
 
 MQTT_PROTOCOLS = ("5", "3.1.1")
@@ -457,6 +461,8 @@ def _mqtt(r: TableReader, base: Path) -> MqttConfig:
         light_session=r.get("light_session", bool, d.light_session, "true or false"),
         ack_stall_s=r.read("ack_stall_s", Field(float, d.ack_stall_s,
                                                   "0 (off) or a number of seconds", lo=0)),
+        ack_stall_heard_s=r.read("ack_stall_heard_s", Field(
+            float, d.ack_stall_heard_s, "0 (off) or a number of seconds", lo=0)),
     )
     if out.hosts and ("host" in r.table or "port" in r.table):
         raise ConfigError(f"{r.where('hosts')} replaces mqtt.host and mqtt.port: give one "
@@ -473,10 +479,11 @@ def _mqtt(r: TableReader, base: Path) -> MqttConfig:
         raise ConfigError(f"{r.where('connect_timeout_s')}: {why}")
     if out.reconnect_max_s < out.reconnect_min_s:
         raise ConfigError(f"{r.where('reconnect_max_s')} must be >= mqtt.reconnect_min_s")
-    if 0 < out.ack_stall_s <= out.resend_after_s:
-        raise ConfigError(f"{r.where('ack_stall_s')} must be 0 (off) or longer than "
-                          f"mqtt.resend_after_s ({out.resend_after_s:g} s): a reset needs "
-                          "a resend that went unanswered")
+    for key in ("ack_stall_s", "ack_stall_heard_s"):
+        if 0 < getattr(out, key) <= out.resend_after_s:
+            raise ConfigError(f"{r.where(key)} must be 0 (off) or longer than "
+                              f"mqtt.resend_after_s ({out.resend_after_s:g} s): a reset "
+                              "needs a resend that went unanswered")
     if out.will_delay_s < 0:
         raise ConfigError(f"{r.where('will_delay_s')} must be 0 or more")
     r.finish()

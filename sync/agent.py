@@ -28,7 +28,7 @@ from kiosk.engine import PaymentEngine
 from kiosk.ledger import Ledger, LedgerError, LedgerTx
 from kiosk.ledger import desk as desk_ledger
 from kiosk.offers import NO_OFFERS
-from sync import topics
+from sync import desk_beat, topics
 from sync.ack_watch import AckWatch
 from sync.commands import Command, CommandError, check_fresh, check_seq, parse_command
 from sync.connection import (
@@ -148,7 +148,7 @@ class SyncAgent:
         self._reject_limit = _RateLimit(REJECT_EVENTS_PER_MIN)
         self._restart_after: float | None = None
         self._acks: list[int] = []
-        self.ack_watch = AckWatch(m.ack_stall_s)
+        self.ack_watch = AckWatch(m.ack_stall_s, heard_stall_s=m.ack_stall_heard_s)
         self.conn = Connection(self._settings(), self)
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -181,6 +181,10 @@ class SyncAgent:
                 *(Subscription(topics.topic(t, leaf), 0 if light and leaf in topics.LIGHT
                                else 1)
                   for leaf in (topics.ACK, topics.PAYMENT_STATUS, topics.CONFIG)),
+                # the desk's beat, live only; a broker whose ACL predates it refuses it and
+                # the session goes on (the ack watch then judges without it)
+                *((Subscription(desk_beat.TOPIC, 0, send_retained=False, optional=True),)
+                  if m.ack_stall_heard_s > 0 else ()),
             ),
             reconnect_min_s=m.reconnect_min_s,
             reconnect_max_s=m.reconnect_max_s,
@@ -350,17 +354,19 @@ class SyncAgent:
         """Publishes taken, no ack for the watch's wait: a broker session that lost its
         ack subscription (sync/ack_watch.py), or a desk that is down. Nothing in the
         ledger changes: the records stay in the outbox and go again on the new session."""
-        waited = self.ack_watch.waited_s()
+        waited, heard = self.ack_watch.waited_s(), self.ack_watch.heard_waited_s()
         self.ack_watch.reset_started()
         self.conn.reset_session()  # first: a ledger that cannot write must not stop it
-        log.warning("no desk ack for %.0f s of connected time while the broker took our "
-                    "publishes: the desk is down or this session's ack subscription is lost; "
-                    "starting the MQTT session afresh (reset %d; next after %.0f s more "
-                    "without an ack)",
-                    waited, self.ack_watch.resets, self.ack_watch.next_wait_s)
+        log.warning("no desk ack for %.0f s of connected time (%.0f s of it with the desk's "
+                    "beat heard) while the broker took our publishes: %s; starting the MQTT "
+                    "session afresh (reset %d; next after %.0f s more without an ack)",
+                    waited, heard,
+                    "this session's ack subscription is lost" if heard
+                    else "the desk is down or this session's ack subscription is lost",
+                    self.ack_watch.resets, self.ack_watch.next_wait_s)
         self.ledger.add_event("session_reset", "warning", {
-            "waited_s": round(waited), "resets": self.ack_watch.resets,
-            "in_flight": len(self.drain.in_flight),
+            "waited_s": round(waited), "heard_s": round(heard),
+            "resets": self.ack_watch.resets, "in_flight": len(self.drain.in_flight),
             "detail": "publishes taken but no desk ack: MQTT session started afresh"})
 
     def _restart_when_idle(self) -> None:
@@ -459,7 +465,9 @@ class SyncAgent:
     def _message(self, msg: Inbound) -> None:
         try:
             split = topics.split(msg.topic)
-            if split is None or split[0] != self.terminal_id:
+            if msg.topic == desk_beat.TOPIC:
+                self._on_beat(msg)
+            elif split is None or split[0] != self.terminal_id:
                 log.warning("message on an unexpected topic %s ignored", msg.topic)
             elif split[1] == topics.ACK:
                 self._on_ack(msg)
@@ -521,6 +529,23 @@ class SyncAgent:
             return
         self._acks.extend(seqs)  # committed once per worker round (_after_batch)
         self.ack_watch.acked()
+
+    def _on_beat(self, msg: Inbound) -> None:
+        """The desk's beat (sync/desk_beat.py): heard only live, signed by a desk key,
+        issued within clock_skew_s of our clock, from a worker that stores our records."""
+        try:
+            if msg.retain:
+                raise desk_beat.BeatError(
+                    "retained", "a retained desk beat is never taken for a live desk")
+            opened = open_envelope(msg.payload, desk_beat.PURPOSE, self.desk_keys)
+            beat = desk_beat.read_beat(opened.body, int(time.time() * 1000),
+                                       self.config.mqtt.clock_skew_s)
+        except (EnvelopeError, desk_beat.BeatError) as exc:
+            self._reject_event("desk_message_rejected", {
+                "topic": msg.topic, "reason": exc.code, "detail": str(exc)[:200]})
+            return
+        if beat.covers(self.terminal_id):
+            self.ack_watch.heard(beat.every_s)
 
     def _on_payment_status(self, msg: Inbound) -> None:
         body = self._open(msg, "payment_status", "desk_message_rejected")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sync import topics
+from sync.desk_beat import DEFAULT_EVERY_S as DEFAULT_BEAT_S
 from sync.desk_service.actions import (  # one path for the CLI and the page
     EXIT_NO_BROKER,
     EXIT_NOT_DELIVERED,
@@ -125,6 +126,7 @@ def _desk(args: argparse.Namespace, consume: bool, db: Any = None, **kw: Any) ->
         partition=partition,
         takeover_after_s=_takeover_after(args.takeover_after) if partition else 0.0,
         connect_timeout_s=_connect_timeout(args.connect_timeout),
+        beat_s=_beat(args.beat) if consume else 0.0,
         **kw,
     )
 
@@ -156,6 +158,18 @@ def _connect_timeout(seconds: float | None) -> float:
         return ConnSettings.connect_timeout_s
     if not 0 < seconds < math.inf:  # also NaN
         raise KeyError_(f"--connect-timeout {seconds}: give a positive number of seconds")
+    return seconds
+
+
+def _beat(seconds: float) -> float:
+    """`--beat S`: the desk beat's period (sync/desk_beat.py); 0: no beat."""
+    from sync import desk_beat
+
+    if seconds == 0:
+        return 0.0
+    if not desk_beat.MIN_EVERY_S <= seconds <= desk_beat.MAX_EVERY_S:  # also NaN
+        raise KeyError_(f"--beat {seconds}: give {desk_beat.MIN_EVERY_S:g}-"
+                        f"{desk_beat.MAX_EVERY_S:g} seconds, or 0 (no beat)")
     return seconds
 
 
@@ -249,6 +263,10 @@ def desk_main(argv: list[str]) -> int:
     ap.add_argument("--connect-timeout", type=float, default=None, metavar="SECONDS",
                     help="one connect attempt: TCP and TLS, then again the wait for CONNACK "
                     "(above a NATS node's MQTT js_api_timeout; default: the agent's, 10)")
+    ap.add_argument("--beat", type=float, default=DEFAULT_BEAT_S, metavar="SECONDS",
+                    help="a consuming desk publishes its signed beat this often, so the "
+                    "terminals' ack watch tells a desk that is away from a lost session "
+                    "(0: no beat; default %(default)s)")
     ap.add_argument("--tls-ca")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")

@@ -189,6 +189,9 @@ class Subscription:
     qos: int = 1
     send_retained: bool = True  # False: RETAIN_DO_NOT_SEND (command topics)
     retain_as_published: bool = False  # True: a live message keeps its retain flag
+    # True: a refusal is one log line and the session is kept (a broker whose ACL predates
+    # this subscription: the desk beat, sync/desk_beat.py); sent in its own SUBSCRIBE
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,7 @@ class ConnStats:
     connects: int = 0
     attempts: int = 0
     refused_publishes: int = 0
+    optional_refused: int = 0  # SUBACKs refusing an optional subscription
     last_error: str = ""
     reasons: list[str] = field(default_factory=list)
 
@@ -316,6 +320,7 @@ class Connection:
         # each client starts at its own node: a fleet spreads over a cluster
         self._endpoint_index = zlib.crc32(settings.client_id.encode()) % len(self.endpoints)
         self._attempt_problem: tuple[str, str] | None = None  # set by a refused CONNACK
+        self._optional_mids: dict[int, str] = {}  # SUBSCRIBE mid -> its optional topic
         self._logged_problems: set[tuple[str, str]] = set()  # since last subscribed
         self._link = LinkStatus("connecting", str(self.endpoint), protocol=settings.protocol,
                                 since_ms=_now_ms())
@@ -713,28 +718,12 @@ class Connection:
             return
         self.generation += 1
         self.stats.connects += 1
-        if not self.settings.subscriptions:
+        required = [sub for sub in self.settings.subscriptions if not sub.optional]
+        if not required:
             self._healthy()
-        if not self.settings.v5 and self.settings.subscriptions:
-            # 3.1.1: no subscription options (docs/mqtt.md, "Protocol levels")
-            client.subscribe([(sub.topic, sub.qos) for sub in self.settings.subscriptions])
-        subs = [
-            (
-                sub.topic,
-                SubscribeOptions(
-                    qos=sub.qos,
-                    retainAsPublished=sub.retain_as_published,
-                    retainHandling=(
-                        SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE
-                        if sub.send_retained
-                        else SubscribeOptions.RETAIN_DO_NOT_SEND
-                    ),
-                ),
-            )
-            for sub in self.settings.subscriptions
-        ] if self.settings.v5 else []
-        if subs:
-            client.subscribe(subs)
+        self._subscribe(client, required)
+        self._optional_mids = {self._subscribe(client, [sub]): sub.topic
+                               for sub in self.settings.subscriptions if sub.optional}
         self._connected.set()
         log.info(
             "%s: connected to %s (MQTT %s, session present: %s)",
@@ -748,6 +737,28 @@ class Connection:
         except Exception:
             log.exception("%s: on_connected handler failed", self.name)
 
+    def _subscribe(self, client: mqtt.Client, subs: list[Subscription]) -> int:
+        """One SUBSCRIBE packet; its mid (0: nothing to send)."""
+        if not subs:
+            return 0
+        if not self.settings.v5:  # 3.1.1: no subscription options (docs/mqtt.md)
+            return int(client.subscribe([(sub.topic, sub.qos) for sub in subs])[1] or 0)
+        return int(client.subscribe([
+            (
+                sub.topic,
+                SubscribeOptions(
+                    qos=sub.qos,
+                    retainAsPublished=sub.retain_as_published,
+                    retainHandling=(
+                        SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE
+                        if sub.send_retained
+                        else SubscribeOptions.RETAIN_DO_NOT_SEND
+                    ),
+                ),
+            )
+            for sub in subs
+        ])[1] or 0)
+
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                        reason_code: ReasonCode, properties: Properties | None) -> None:
         self.stats.reasons.append(str(reason_code))
@@ -756,6 +767,14 @@ class Connection:
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reason_codes: list[ReasonCode], properties: Properties | None) -> None:
         bad = [str(rc) for rc in reason_codes if rc.is_failure]
+        optional = self._optional_mids.pop(mid, None)
+        if optional is not None:
+            if bad:
+                self.stats.optional_refused += 1
+                log.warning("%s: %s refused the optional subscription %s (SUBACK %s): "
+                            "its access list predates it; the session goes on without it",
+                            self.name, self.endpoint, optional, ", ".join(bad))
+            return
         if bad:
             # Without its subscriptions the session is useless (no acks, no commands; a
             # desk would take nothing): drop it and reconnect, to the next node if any.

@@ -22,7 +22,6 @@ import queue
 import threading
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ from sqlalchemy import Connection as DBConnection
 from sqlalchemy.exc import IntegrityError
 
 from kiosk.config import keepalive_for
-from sync import topics
+from sync import desk_beat, topics
 from sync.backoff import Backoff
 from sync.connection import PROTOCOL_5, Connection, ConnSettings, Endpoint, Inbound, Subscription
 from sync.desk_service.db import CommitStats, DeskDB, database_lost, record_problem
@@ -67,6 +66,7 @@ class DeskStats:
     new_events: int = 0
     rejected: int = 0
     acks_sent: int = 0
+    beats_sent: int = 0
     conflicts: int = 0
     stale_offline: int = 0
     quarantined: int = 0
@@ -152,6 +152,7 @@ class Desk:
         partition: tuple[int, int] | None = None,
         takeover_after_s: float = 0.0,
         connect_timeout_s: float = ConnSettings.connect_timeout_s,
+        beat_s: float = 0.0,
     ) -> None:
         """`persistent=False`: a clean session that ends with the connection (one-shot
         tools leave nothing behind at the broker). `share_group`: payments and events on
@@ -163,7 +164,9 @@ class Desk:
         `partition` (k, n) then splits the work: this worker stores and acknowledges
         only the terminals whose crc32(id) % n == k (docs/fleet.md), and with
         `takeover_after_s` > 0 also those of a partition whose worker has sent no heartbeat for
-        that long (sync/desk_service/takeover.py)."""
+        that long (sync/desk_service/takeover.py). `beat_s` > 0 (a consuming worker):
+        publish the signed desk beat that often, from the storing thread
+        (sync/desk_beat.py)."""
         self.key, self.kid = key, kid
         self.protocol = protocol
         if share_group and protocol != PROTOCOL_5:
@@ -175,6 +178,11 @@ class Desk:
             raise ValueError(f"partition {partition[0]}/{partition[1]}: need 0 <= k < n")
         self.partition = partition
         self.share_group = share_group
+        if beat_s and not desk_beat.MIN_EVERY_S <= beat_s <= desk_beat.MAX_EVERY_S:
+            raise ValueError(f"beat every {beat_s:g} s: need {desk_beat.MIN_EVERY_S:g}-"
+                             f"{desk_beat.MAX_EVERY_S:g} s, or 0 (none)")
+        self.beat_s = beat_s if consume else 0.0
+        self._next_beat = 0.0  # monotonic
         self.terminal_keys = {
             t: {key_id(t, pub): pub} for t, pub in terminal_keys.items()
         }
@@ -299,7 +307,11 @@ class Desk:
     # -- worker ------------------------------------------------------------------------
     def _work(self) -> None:
         while not self._stop.is_set():
-            msg = self._queue.get()
+            self._maybe_beat()
+            try:
+                msg = self._queue.get(timeout=self._beat_wait())
+            except queue.Empty:
+                continue
             if msg is None:
                 return
             batch = [msg]
@@ -316,6 +328,27 @@ class Desk:
                 self._process(batch)
             except Exception:
                 log.exception("desk worker error")
+
+    def _beat_wait(self) -> float | None:
+        return None if not self.beat_s else max(0.05, self._next_beat - time.monotonic())
+
+    def _maybe_beat(self) -> None:
+        """On the storing thread, between batches: a worker whose database is lost (its
+        batch retried in _process) or whose link is down beats no more, and the
+        terminals' ack watches stop counting (sync/desk_beat.py)."""
+        now = time.monotonic()
+        if not self.beat_s or now < self._next_beat or not self.conn.connected:
+            return
+        self._next_beat = now + self.beat_s
+        share: tuple[int, Any] | None = None
+        if self.partition is not None:
+            k, n = self.partition
+            share = (n, self.takeover.share.covers if self.takeover is not None else {k})
+        body = desk_beat.beat_body(self.conn.settings.client_id, self.beat_s, self.now_ms(),
+                                   share)
+        self.conn.publish(desk_beat.TOPIC, seal(self.key, self.kid, desk_beat.PURPOSE, body),
+                          qos=0, tag=("beat",))
+        self.stats.beats_sent += 1
 
     def _process(self, batch: list[Inbound]) -> None:
         """Store the batch in one transaction, then (only then) acknowledge it.
@@ -435,7 +468,7 @@ class Desk:
         if self.partition is None:
             return True
         k, n = self.partition
-        part = zlib.crc32(terminal.encode()) % n
+        part = desk_beat.partition_of(terminal, n)
         return part == k if self.takeover is None else self.takeover.share.takes(part, terminal)
 
     @property

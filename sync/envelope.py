@@ -31,7 +31,8 @@ VERSION = 1
 DOMAIN = b"kiosk/v1\x00"
 MAX_ENVELOPE_BYTES = 256 * 1024
 PURPOSES = frozenset(
-    {"cmd", "cmd_result", "config", "ack", "payment_status", "payments", "events"}
+    {"cmd", "cmd_result", "config", "ack", "payment_status", "payments", "events",
+     "desk_beat"}
 )
 KEY_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 SIG_LEN = 64

@@ -300,3 +300,82 @@ def test_a_flapping_link_that_keeps_its_session_still_gets_reset(broker, desk_ke
         assert unacked(t) >= 2  # no desk: nothing was acknowledged, nothing lost
     finally:
         t.stop()
+
+
+# -- the desk's beat (sync/desk_beat.py) -------------------------------------------------
+def _heard_watch(stall_s: float = 900, heard_s: float = 60) -> tuple[AckWatch, Clock]:
+    clock = Clock()
+    return AckWatch(stall_s, clock, rng=lambda lo, hi: lo, heard_stall_s=heard_s), clock
+
+
+def _beats(w: AckWatch, clock: Clock, seconds: float, every: float = 10) -> None:
+    for _ in range(int(seconds // every)):
+        clock.now += every
+        w.heard(every)
+
+
+def test_a_desk_that_beats_while_acks_stay_away_resets_sooner():
+    w, clock = _heard_watch()
+    w.heard(10)
+    w.taken()
+    _beats(w, clock, 50)
+    assert w.heard_waited_s() == 50 and not w.due()
+    _beats(w, clock, 10)
+    assert w.heard_waited_s() == 60 and w.due()  # 60 s heard, not the 900 s of the first rule
+    assert w.waited_s() == 60
+    w.reset_started()
+    assert w.next_wait_s == 120 and w.heard_waited_s() == 0  # doubled, as the first rule's
+
+
+def test_only_time_with_the_desk_heard_counts_and_a_desk_silent_for_long_counts_little():
+    w, clock = _heard_watch()
+    w.taken()  # no beat yet: nothing counts until the first one marks the start
+    clock.now += 500
+    w.heard(10)
+    assert w.heard_waited_s() == 0
+    clock.now += 300  # the desk silent for 5 minutes (restarting): at most two beat periods
+    w.heard(10)
+    assert w.heard_waited_s() == 20 and not w.due()
+
+
+def test_offline_time_and_a_new_session_do_not_count_with_the_desk_heard():
+    w, clock = _heard_watch()
+    w.heard(10)
+    w.taken()
+    _beats(w, clock, 40)
+    w.disconnected()
+    clock.now += 5
+    w.heard(10)  # a beat reported after the drop
+    clock.now += 100
+    w.connected(session_present=True)
+    w.heard(10)  # the first beat of the connection marks, it does not count the outage
+    assert w.heard_waited_s() == 40
+    _beats(w, clock, 20)
+    assert w.due()
+    w.connected(session_present=False)
+    assert w.heard_waited_s() == 0 and not w.due()
+
+
+def test_a_silent_desk_holds_the_first_rule_until_it_has_been_silent_for_the_longest_wait():
+    w, clock = _heard_watch(stall_s=100)
+    w.heard(10)
+    w.taken()
+    clock.now += 100 * MAX_FACTOR - 1  # the desk went away: silence, not a lost session
+    assert w.waited_s() >= 100 and w.desk_holds() and not w.due()
+    assert w.next_wait_s == 60  # the beats judge while the desk holds
+    clock.now += 1
+    assert not w.desk_holds() and w.due() and w.next_wait_s == 100  # judged as before
+
+
+def test_without_beats_or_with_them_off_the_first_rule_is_unchanged():
+    w, clock = _heard_watch(stall_s=100)
+    w.taken()
+    clock.now += 100
+    assert w.due()  # never heard: an older desk, or an ACL that refused the beat
+    off, clock = _heard_watch(stall_s=100, heard_s=0)
+    off.heard(10)
+    off.taken()
+    _beats(off, clock, 100)
+    assert off.due() and not off.desk_holds()  # beats unused: the first rule judges
+    with pytest.raises(ValueError):
+        AckWatch(10, heard_stall_s=-1)

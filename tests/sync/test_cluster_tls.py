@@ -23,6 +23,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from sync import broker_kit
+from sync.connection import Connection, ConnSettings, Subscription
 from sync.desk import Desk
 from sync.envelope import seal
 from sync.keys import key_id
@@ -52,10 +53,11 @@ class TlsCluster:
                            tls_ca=self.kb.kit.terminal_ca, tls_cert=cert[0], tls_key=cert[1],
                            **kw)
 
-    def desk(self, desk_key, keys: dict, db: Path, name: str) -> Desk:  # type: ignore[no-untyped-def]
+    def desk(self, desk_key, keys: dict, db: Path, name: str, **kw) -> Desk:  # type: ignore[no-untyped-def]
         return Desk("127.0.0.1", 0, desk_key.key, desk_key.kid, keys, db, client_id=name,
                     protocol="3.1.1", endpoints=self.cluster.endpoints(), persistent=False,
-                    share_group="kiosk-desk", reconnect_min_s=0.2, tls=self.kb.desk_tls())
+                    share_group="kiosk-desk", reconnect_min_s=0.2, tls=self.kb.desk_tls(),
+                    **kw)
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +105,14 @@ def test_terminals_with_their_certificates_pay_and_take_commands_through_the_clu
     ta = live_terminal(tmp_path / "a", "TA", tc.terminal_cfg(desk_key, tc.kb.terminal("TA")))
     tb = live_terminal(tmp_path / "b", "TB", tc.terminal_cfg(desk_key, tc.kb.terminal("TB")))
     keys = {"TA": terminal_public_key(ta.config), "TB": terminal_public_key(tb.config)}
-    desk = tc.desk(desk_key, keys, tmp_path / "desk.sqlite", "desk-tls").start()
+    desk = tc.desk(desk_key, keys, tmp_path / "desk.sqlite", "desk-tls", beat_s=1.0).start()
     try:
         wait_for(lambda: all(t.agent.link_status().state == "connected" for t in (ta, tb)), 30,
                  "both online and subscribed")
+        # the desk's beat through users.conf: a terminal may read it (a QoS 0 subscription)
+        wait_for(lambda: all(t.agent.ack_watch.beats >= 1 for t in (ta, tb)), 30,
+                 "the desk's beat heard by both")
+        assert ta.agent.conn.stats.optional_refused == tb.agent.conn.stats.optional_refused == 0
         link = ta.agent.link_status()
         assert (link.state, link.protocol) == ("connected", "3.1.1"), link
         pa, pb = ta.pay(500), tb.pay(100)
@@ -120,6 +126,56 @@ def test_terminals_with_their_certificates_pay_and_take_commands_through_the_clu
         desk.stop()
         ta.stop()
         tb.stop()
+
+
+class _Handler:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+
+    def on_connected(self, connection_id: str, session_present: bool) -> None: ...
+
+    def on_disconnected(self, reason: str) -> None: ...
+
+    def on_message(self, msg) -> None:  # type: ignore[no-untyped-def]
+        self.messages.append((msg.topic, msg.payload))
+
+    def on_published(self, tag, ok: bool, reason: str) -> None: ...  # type: ignore[no-untyped-def]
+
+
+def test_a_refused_optional_subscription_is_one_line_and_the_session_stays(
+    tls_cluster, tmp_path, caplog
+):
+    """What a node whose users.conf predates the desk's beat does to the agent's beat
+    subscription (marked optional): SUBACK failure. The connection logs one line and
+    keeps its session; its own subscription works. A refused required one would end the
+    attempt (subscribe_refused). Here the optional one is another terminal's topic."""
+    tc = tls_cluster
+    cert = tc.kb.terminal("TB")
+    handler = _Handler()
+    conn = Connection(ConnSettings(
+        "127.0.0.1", 0, "TB-optional", protocol="3.1.1", endpoints=tc.cluster.endpoints(),
+        tls_ca=tc.kb.kit.terminal_ca, tls_cert=cert[0], tls_key=cert[1],
+        clean_start=True, session_expiry_s=0,
+        subscriptions=(Subscription("kiosk/v1/TB/cmd", 0),
+                       Subscription("kiosk/v1/TA/cmd", 0, optional=True))), handler)
+    desk = None
+    conn.start()
+    try:
+        wait_for(lambda: conn.stats.optional_refused == 1, 30, "the optional SUBACK refused")
+        wait_for(lambda: conn.link.state == "connected", 10, "connected and subscribed")
+        desk = _raw(tc, tc.kb.desk(), "desk-optional", tc.cluster.nodes[0].mqtt_port)
+        desk.publish("kiosk/v1/TB/cmd", b"to TB", qos=1).wait_for_publish(10)
+        wait_for(lambda: ("kiosk/v1/TB/cmd", b"to TB") in handler.messages, 10,
+                 "the session's own subscription")
+        assert conn.stats.connects == 1 and conn.link.state == "connected"
+        lines = [r.getMessage() for r in caplog.records
+                 if "refused the optional subscription" in r.getMessage()]
+        assert len(lines) == 1 and "kiosk/v1/TA/cmd" in lines[0], lines
+    finally:
+        if desk is not None:
+            desk.loop_stop()
+            desk.disconnect()
+        conn.stop()
 
 
 @pytest.mark.slow
@@ -192,8 +248,10 @@ def test_a_terminals_certificate_cannot_reach_another_terminals_topics(
 # 2.11.15 / 2.12.6) concern MQTT clients reaching `$MQTT.>`; docs/fleet.md says what the
 # shipped allow-only permissions give on Debian's 2.9.10.
 SUBSCRIBE_TRIES = 5
+# And the desk's beat, which every terminal reads and only the desk may publish.
 FORGED_TOPICS = ("kiosk/v1/TQ/cmd", "$MQTT/msgs/kiosk/v1/TQ/cmd",
-                 "$MQTT/rmsgs/kiosk/v1/TQ/cmd", "$JS/API/STREAM/DELETE/$MQTT_sess")
+                 "$MQTT/rmsgs/kiosk/v1/TQ/cmd", "$JS/API/STREAM/DELETE/$MQTT_sess",
+                 "kiosk/v1/_desk/beat")
 
 
 @pytest.mark.slow
