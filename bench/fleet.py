@@ -47,6 +47,7 @@ import errno
 import hashlib
 import heapq
 import json
+import math
 import os
 import random
 import re
@@ -82,11 +83,13 @@ from bench.common import (
     scratch_dir,
     verdict,
 )
-from kiosk.config import keepalive_for
+from kiosk.config import MqttConfig, keepalive_for
+from sync import desk_beat
 from sync.ack_watch import JITTER as ACK_JITTER
 from sync.connection import ConnSettings
 
 KEY = "fleet"
+CLOCK_SKEW_S = MqttConfig.clock_skew_s  # a beat further from our clock is stale (the agent's)
 TITLE = "Fleet: simulated terminals against one mosquitto, desk consumers on shared subscriptions"
 TLS_KEY = "fleet_tls"
 TLS_TITLE = ("Fleet over TLS: simulated terminals, each with its own client certificate, "
@@ -99,6 +102,11 @@ ENV_TERMINALS = "KIOSK_FLEET_TERMINALS"
 # The terminals' ack watch ([mqtt] ack_stall_s): the agent's default unless this names
 # another (a site may set it shorter; 0 = off, as a terminal configured so)
 ENV_ACK_STALL = "KIOSK_FLEET_ACK_STALL_S"
+# ... and its wait with the desk's beat heard ([mqtt] ack_stall_heard_s; 0 = beats unused,
+# and not subscribed), and the desks' beat period (kiosk desk serve --beat; 0 = none):
+# the shipped defaults unless these name others (sync/desk_beat.py)
+ENV_ACK_STALL_HEARD = "KIOSK_FLEET_ACK_STALL_HEARD_S"
+ENV_BEAT = "KIOSK_FLEET_BEAT_S"
 # The terminals' [mqtt] connect_timeout_s (TCP connect + TLS handshake, then again the
 # wait for CONNACK), and the desks' --connect-timeout: the agent's default unless this
 # names another. A NATS node with a
@@ -238,6 +246,7 @@ class _Term:
     watch: Any = None  # the agent's ack watch (sync.ack_watch.AckWatch)
     payment_mids: set[int] = field(default_factory=set)  # this client's payment publishes
     clean_next: bool = False  # a session reset: the next connection is the clean one
+    beat_mid: int = -1  # the desk beat's own SUBSCRIBE (optional, as the agent's)
     resetting: bool = False  # from a reset until its persistent session's CONNACK
 
 
@@ -277,6 +286,7 @@ class Worker:
         self.ack_lat: list[float] = []
         self.reconnect_done: list[float] = []
         self.stall_s = float(cfg.get("ack_stall_s", 0.0))
+        self.heard_s = float(cfg.get("ack_stall_heard_s", 0.0))
         self.connect_timeout_s = float(cfg.get("connect_timeout_s", CONNECT_TIMEOUT_S))
         self.handshake_timeout_s = min(self.connect_timeout_s, HANDSHAKE_TIMEOUT_S)
         self.keepalive_s = keepalive_for(self.connect_timeout_s)
@@ -294,7 +304,7 @@ class Worker:
             t.backoff = Backoff(1.0, 60.0, rng=self.rng.uniform)
             t.node = zlib.crc32(tid.encode()) % len(self.ports)
             t.health_phase = self.rng.random()
-            t.watch = AckWatch(self.stall_s, rng=self.rng.uniform)
+            t.watch = AckWatch(self.stall_s, rng=self.rng.uniform, heard_stall_s=self.heard_s)
             self.terms.append(t)
         if cfg.get("tls"):
             _terminal_tls(self.terms, cfg["tls"])
@@ -587,6 +597,10 @@ class Worker:
             ])
         else:  # 3.1.1: no subscription options
             client.subscribe([(t.topics[leaf], qos) for leaf, qos in self.qos.items()])
+        if self.heard_s > 0:  # the desk's beat, QoS 0, in a SUBSCRIBE of its own (the agent)
+            t.beat_mid = (
+                client.subscribe(desk_beat.TOPIC, options=SubscribeOptions(qos=0, retainHandling=2))
+                if self.v5 else client.subscribe(desk_beat.TOPIC, 0))[1]
         state = json.dumps({"v": 1, "terminal_id": t.tid, "state": "online",
                             "connection_id": t.connection_id,
                             "at_ms": int(time.time() * 1000), "agent_version": "0.1.0"})
@@ -606,6 +620,10 @@ class Worker:
         2026-12-07 the simulator ignored it and the terminal waited for the ack watch."""
         t = self.terms[idx]
         if t.client is not client:
+            return
+        if mid == t.beat_mid:  # optional, as the agent's: a refusal keeps the session
+            t.beat_mid = -1
+            self.stats["beat_refused"] += any(rc.is_failure for rc in rcs)
             return
         if any(rc.is_failure for rc in rcs):
             self.stats["subscribe_refused"] += 1
@@ -654,6 +672,9 @@ class Worker:
         from sync.envelope import EnvelopeError, open_envelope
 
         t = self.terms[idx]
+        if msg.topic == desk_beat.TOPIC:
+            self._beat(t, msg)
+            return
         leaf = msg.topic.rsplit("/", 1)[-1] if not msg.topic.endswith("cmd/result") else ""
         self.stats[f"in:{leaf}"] += 1
         if leaf != "ack":
@@ -675,6 +696,24 @@ class Worker:
             else:
                 self.stats["acked"] += 1
                 self.ack_lat.append(now - p[0])
+
+    def _beat(self, t: _Term, msg: Any) -> None:
+        """As the agent's _on_beat: live, signed, fresh, covering this terminal."""
+        from sync.envelope import EnvelopeError, open_envelope
+
+        self.stats["in:beat"] += 1
+        try:
+            if msg.retain:
+                raise desk_beat.BeatError("retained", "retained")
+            beat = desk_beat.read_beat(
+                open_envelope(bytes(msg.payload), desk_beat.PURPOSE, self.desk_keys).body,
+                int(time.time() * 1000), CLOCK_SKEW_S)
+        except (EnvelopeError, desk_beat.BeatError):
+            self.stats["beat_rejected"] += 1
+            return
+        if beat.covers(t.tid):
+            self.stats["beats_heard"] += 1
+            t.watch.heard(beat.every_s)
 
     # -- what a terminal sends ---------------------------------------------------------
     def health(self, t: _Term) -> None:
@@ -990,12 +1029,14 @@ def desk_main(cfg: dict[str, Any]) -> None:
                     tls=tls_files, protocol="3.1.1",
                     endpoints=tuple(Endpoint("127.0.0.1", int(p)) for p in cfg["ports"]),
                     partition=(int(cfg["partition"][0]), int(cfg["partition"][1])),
-                    connect_timeout_s=float(cfg.get("connect_timeout_s", CONNECT_TIMEOUT_S)))
+                    connect_timeout_s=float(cfg.get("connect_timeout_s", CONNECT_TIMEOUT_S)),
+                    beat_s=float(cfg.get("beat_s", 0.0)))
     else:
         desk = Desk("127.0.0.1", int(cfg["desk_port"] if tls else cfg["port"]), key,
                     key_id("desk", key.public_key()), pubs, Path(cfg["db"]),
                     client_id=cfg["client_id"], reconnect_min_s=1.0, tls=tls_files,
-                    connect_timeout_s=float(cfg.get("connect_timeout_s", CONNECT_TIMEOUT_S)))
+                    connect_timeout_s=float(cfg.get("connect_timeout_s", CONNECT_TIMEOUT_S)),
+                    beat_s=float(cfg.get("beat_s", 0.0)))
         shared = tuple(Subscription(SHARE + topics.desk_filter(leaf), 1)
                        for leaf in (topics.PAYMENTS, topics.EVENTS, topics.STATE,
                                     topics.HEALTH))
@@ -1447,6 +1488,8 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
               "desk_pub": public_b64(dk.public_key())}
     stall_s = ack_stall_s()
     common["ack_stall_s"] = stall_s
+    heard_s, beat_every = ack_stall_heard_s(), beat_s()
+    common["ack_stall_heard_s"], common["beat_s"] = heard_s, beat_every
     common["connect_timeout_s"] = connect_timeout_s()
     wait_s = max(broker.wait_s, TLS_WAIT_S if tls else 0.0)
     binds = [f"127.0.0.{i}" for i in range(2, 10)]
@@ -1635,6 +1678,13 @@ def run_fleet(n: int, quick: bool, folder: Path, log: bool = True, tls: bool = F
                f"{_sum(st, 'fresh_sessions')} connects that found no session kept (a reset's own "
                f"included; the watch's wait starts afresh on each)"
                if stall_s > 0 else "ack watch off (ack_stall_s 0)")
+            + (f"; desk beat every {beat_every:.0f} s, ack_stall_heard_s {heard_s:.0f} s: "
+               f"{_sum(st, 'beats_heard')} beats heard by terminals they cover ("
+               f"{_sum(st, 'in:beat')} delivered, {_sum(st, 'beat_rejected')} refused), "
+               f"beat subscription refused {_sum(st, 'beat_refused')} times"
+               if beat_every > 0 and heard_s > 0 else
+               f"; desk beat {'off' if beat_every <= 0 else 'unheard'} (beat {beat_every:.0f} "
+               f"s, ack_stall_heard_s {heard_s:.0f} s)")
             + f"; at the end {sum(s['holding'] for s in st)} terminals held unacknowledged "
             f"payments, {sum(s['watch_waiting'] for s in st)} of them with payments PUBACKed "
             f"and no ack since (connected time, kept sessions counted on; longest "
@@ -1856,18 +1906,35 @@ def _storm_text(p: Phase, workers: int, tls: bool) -> str:
 
 def ack_stall_s() -> float:
     """The simulated terminals' [mqtt] ack_stall_s: the agent's default, or the env's."""
-    from kiosk.config import MqttConfig
+    return _env_seconds(ENV_ACK_STALL, MqttConfig.ack_stall_s, RESEND_S,
+                        "as [mqtt] ack_stall_s (longer than the resend wait)")
 
-    raw = os.environ.get(ENV_ACK_STALL)
+
+def ack_stall_heard_s() -> float:
+    """The simulated terminals' [mqtt] ack_stall_heard_s: the agent's default, or the env's."""
+    return _env_seconds(ENV_ACK_STALL_HEARD, MqttConfig.ack_stall_heard_s, RESEND_S,
+                        "as [mqtt] ack_stall_heard_s (longer than the resend wait)")
+
+
+def beat_s() -> float:
+    """The desks' beat period: kiosk desk serve's default, or the env's."""
+    return _env_seconds(ENV_BEAT, desk_beat.DEFAULT_EVERY_S, desk_beat.MIN_EVERY_S,
+                        "as kiosk desk serve --beat", top=desk_beat.MAX_EVERY_S, above=False)
+
+
+def _env_seconds(name: str, default: float, low: float, why: str, top: float = math.inf,
+                 above: bool = True) -> float:
+    """0 (off), or seconds beyond `low` (from it when not `above`) up to `top`."""
+    raw = os.environ.get(name)
     if not raw:
-        return MqttConfig.ack_stall_s
+        return default
     try:
         value = float(raw)
     except ValueError:
-        raise BenchError(f"{ENV_ACK_STALL}={raw!r}: seconds, a number (0 = off)") from None
-    if value < 0 or 0 < value <= RESEND_S:
-        raise BenchError(f"{ENV_ACK_STALL}={raw!r}: 0 (off) or longer than the resend wait "
-                         f"({RESEND_S:.0f} s), as [mqtt] ack_stall_s")
+        raise BenchError(f"{name}={raw!r}: seconds, a number (0 = off)") from None
+    if value != 0 and not ((value > low if above else value >= low) and value <= top):
+        raise BenchError(f"{name}={raw!r}: 0 (off) or {'above' if above else 'at least'} "
+                         f"{low:g} s{'' if top == math.inf else f' up to {top:g} s'}, {why}")
     return value
 
 

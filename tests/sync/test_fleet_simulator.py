@@ -183,6 +183,57 @@ def test_a_refused_subscription_makes_the_simulated_terminal_reconnect_as_the_ag
         stop_process(node)
 
 
+def test_the_simulated_terminals_hear_the_desk_beat_and_a_refusal_keeps_their_session(
+        own_broker: Any, tmp_path: Path) -> None:
+    """As the agent: the benchmark's desk beats (beat_s), the simulated terminal verifies
+    each beat and feeds its ack watch; on a NATS node whose permissions deny the beat the
+    refused SUBSCRIBE is counted and the connection stays (it is optional)."""
+    tid = _fleet_ids(1)[0]
+    dk = desk_key()
+    keys = {"desk_kid": key_id("desk", dk.public_key()), "desk_pub": public_b64(dk.public_key())}
+    heard = {"ack_stall_s": 900, "ack_stall_heard_s": 300}
+    worker = Proc([PYTHON, "-m", "bench.fleet", "worker", json.dumps({
+        "port": own_broker.port, "ids": [tid], "seed": 7, **heard, **keys})], "worker")
+    desk = Proc([PYTHON, "-m", "bench.fleet", "desk", json.dumps({
+        "port": own_broker.port, "desk_port": own_broker.port, "tls": None, "terminals": 1,
+        "db": str(tmp_path / "desk.sqlite"), "client_id": "desk", "beat_s": 1.0, **keys})],
+        "desk")
+    try:
+        assert desk.read(60).get("ready")
+        worker.send({"op": "connect", "jitter_s": 0})
+        wait_for(lambda: _stats(worker)["stats"].get("beats_heard", 0) >= 2, 20,
+                 "two beats heard")
+        st = _stats(worker)["stats"]
+        assert st.get("beat_rejected", 0) == 0 and st.get("beat_refused", 0) == 0, st
+    finally:
+        worker.stop()
+        desk.stop()
+
+    exe = nats_server_path()
+    assert exe, "nats-server is needed (scripts/system-deps.sh)"
+    ports = (free_port(), free_port())
+    conf = tmp_path / "nats" / "s1.conf"
+    conf.parent.mkdir()
+    _nats_conf(conf, ports, "kiosk.v1._desk.beat")
+    log = tmp_path / "nats" / "s1.log"
+    node = spawn_listening([exe, "-c", str(conf)], log, ports[1], "nats-server",
+                           lambda: log.read_text(errors="replace")[-4000:])
+    worker = Proc([PYTHON, "-m", "bench.fleet", "worker", json.dumps({
+        "port": ports[1], "ports": [ports[1]], "protocol": "3.1.1", "ids": [tid], "seed": 7,
+        **heard, **keys})], "worker")
+    try:
+        worker.send({"op": "connect", "jitter_s": 0})
+        wait_for(lambda: _stats(worker)["stats"].get("beat_refused", 0) == 1, 30,
+                 "the beat's SUBSCRIBE refused")
+        time.sleep(1.0)
+        whole = _stats(worker)
+        assert whole["connected"] == 1 and whole["stats"].get("subscribe_refused", 0) == 0, whole
+        assert whole["stats"].get("connects", 0) == 1, whole
+    finally:
+        worker.stop()
+        stop_process(node)
+
+
 @pytest.mark.parametrize(("timeout", "counted"), [(1.0, True), (20.0, False)])
 def test_a_simulated_terminal_waits_its_connect_timeout_for_connack(
         timeout: float, counted: bool) -> None:
