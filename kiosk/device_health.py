@@ -94,7 +94,9 @@ def error_detail(data: Mapping[str, Any]) -> str:
 @dataclass(frozen=True)
 class SyncState:
     """The desk link: `enabled` ([mqtt] enabled), connected or not since `since_ms`,
-    the last delivery the desk acknowledged, the last disconnection's reason."""
+    the last delivery the desk acknowledged, the last disconnection's reason, and when
+    the desk's beat was last heard (a desk worker storing this terminal's records is up,
+    even with nothing to deliver)."""
 
     enabled: bool
     connected: bool = False
@@ -102,6 +104,7 @@ class SyncState:
     last_delivery_ms: int | None = None
     last_error: str = ""
     last_error_ms: int | None = None
+    desk_heard_ms: int | None = None
     # The broker link as the sync agent sees it (sync/connection.py LinkStatus.as_dict):
     # endpoint, protocol level, state since, problem code and its Russian/English text.
     link: Mapping[str, Any] | None = None

@@ -546,6 +546,7 @@ class SyncAgent:
             return
         if beat.covers(self.terminal_id):
             self.ack_watch.heard(beat.every_s)
+            self.engine.note_sync_desk_heard()  # the technician's status page
 
     def _on_payment_status(self, msg: Inbound) -> None:
         body = self._open(msg, "payment_status", "desk_message_rejected")

@@ -337,7 +337,10 @@ class Desk:
         batch retried in _process) or whose link is down beats no more, and the
         terminals' ack watches stop counting (sync/desk_beat.py)."""
         now = time.monotonic()
-        if not self.beat_s or now < self._next_beat or not self.conn.connected:
+        if not self.beat_s or now < self._next_beat:
+            return
+        if not self.conn.connected:
+            self._next_beat = now + min(1.0, self.beat_s)  # look again soon, not spin
             return
         self._next_beat = now + self.beat_s
         share: tuple[int, Any] | None = None

@@ -304,6 +304,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "net_down_never": ("нет связи с запуска", "disconnected since start"),
     "net_delivery": ("последняя доставка: {t}", "last delivery: {t}"),
     "net_no_delivery": ("доставок пока не было", "nothing delivered yet"),
+    "net_desk_heard": ("центр на связи: {t}", "desk heard: {t}"),
     "st_broker": ("Брокер", "Broker"),
     "net_broker": ("{endpoint}, версия протокола {protocol}{problem}",
                    "{endpoint}, MQTT {protocol}{problem}"),

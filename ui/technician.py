@@ -431,6 +431,9 @@ class TechScreen(BaseScreen):
         delivered = sync.get("last_delivery_ms")
         value = state + "; " + (t("net_delivery", t=_stamp(delivered)) if delivered
                                 else t("net_no_delivery"))
+        heard = sync.get("desk_heard_ms")  # the desk's beat: its workers are up
+        if heard:
+            value += "; " + t("net_desk_heard", t=_stamp(heard))
         raw = "" if sync.get("connected") else str(sync.get("last_error") or "")
         return _row(t("st_network"), value, "tech.st.network", t("raw", raw=raw) if raw else "")
 

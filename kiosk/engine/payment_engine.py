@@ -263,6 +263,13 @@ class PaymentEngine(SessionIntents, CashCollection, ServiceState, Printing, Offe
         with self._lock:
             self._sync_state = dataclasses.replace(self._sync_state, link=dict(link))
 
+    def note_sync_desk_heard(self) -> None:
+        """A desk worker that stores this terminal's records beat (sync/desk_beat.py)."""
+        with self._lock:
+            self._sync_state = dataclasses.replace(
+                self._sync_state, desk_heard_ms=self.ledger.now_ms()
+            )
+
     def note_sync_delivered(self) -> None:
         """The desk acknowledged messages from the outbox: the last delivery."""
         with self._lock:

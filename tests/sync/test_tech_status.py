@@ -14,7 +14,7 @@ def test_status_shows_the_mqtt_link_and_the_last_errors(own_broker, desk_key, tm
     tid = "T7001"
     term = live_terminal(tmp_path / "t", tid, mqtt_config(own_broker.port, desk_key))
     desk = make_desk(own_broker, desk_key, {tid: terminal_public_key(term.config)},
-                     tmp_path / "desk.sqlite", client_id="desk-tech").start()
+                     tmp_path / "desk.sqlite", client_id="desk-tech", beat_s=1.0).start()
     try:
         wait_for(lambda: service.status(term.engine)["sync"]["connected"], 10, "connected")
         sync = service.status(term.engine)["sync"]
@@ -26,6 +26,8 @@ def test_status_shows_the_mqtt_link_and_the_last_errors(own_broker, desk_key, tm
         term.pay(500)  # the desk stores it and acknowledges: a delivery
         wait_for(lambda: service.status(term.engine)["sync"]["last_delivery_ms"], 10,
                  "the desk's ack")
+        # the desk's beat: a worker storing this terminal's records is up
+        wait_for(lambda: service.status(term.engine)["sync"]["desk_heard_ms"], 10, "a beat")
 
         term.acceptor.set_status(AcceptorStatus.JAMMED, "0x43 drop cassette jammed")
         wait_for(lambda: service.status(term.engine)["last_errors"]["acceptor"], 5, "fault")
@@ -60,7 +62,8 @@ def test_last_errors_survive_a_restart_through_the_ledger(tmp_path, desk_key):
         st = service.status(again.engine)
         assert st["sync"] == {"enabled": False, "connected": False,
                               "since_ms": st["sync"]["since_ms"], "last_delivery_ms": None,
-                              "last_error": "", "last_error_ms": None, "link": None}
+                              "last_error": "", "last_error_ms": None, "desk_heard_ms": None,
+                              "link": None}
         acc = st["last_errors"]["acceptor"]
         assert acc["code"] == "acceptor_fault" and "cassette_out" in acc["detail"]
         assert "0x42" in acc["detail"] and acc["at_ms"] > 0

@@ -55,7 +55,7 @@ reconnect_max_s = 1.0
 {desk_key.toml()}""")
         config = load_config(term.core.config)
         desk = make_desk(broker, desk_key, {config.terminal.id: terminal_public_key(config)},
-                         tmp_path / "desk.sqlite", client_id="desk-ui").start()
+                         tmp_path / "desk.sqlite", client_id="desk-ui", beat_s=1.0).start()
         with ApiClient(term.core.socket) as c:
             c.connect()
             run_payment(c, "mts", "9161234567", [100], inbox_feeder(term.core.inbox))
@@ -66,9 +66,10 @@ reconnect_max_s = 1.0
         _login(d)
         d.on("tech")
 
-        # the desk acknowledged the payment: connected, with a last delivery
-        net = _refreshed(d, "tech.st.network", lambda t: "последняя доставка: " in t)
-        assert re.fullmatch(f"подключено с {STAMP}; последняя доставка: {STAMP}", net), net
+        # the desk acknowledged the payment: connected, with a last delivery; its beat heard
+        net = _refreshed(d, "tech.st.network", lambda t: "центр на связи: " in t)
+        assert re.fullmatch(f"подключено с {STAMP}; последняя доставка: {STAMP}; "
+                            f"центр на связи: {STAMP}", net), net
         assert d.text("tech.st.screen") == "ожидание клиента"
         assert d.text("tech.st.acceptor") == "отключён, исправен (включается на время оплаты)"
         assert d.text("tech.st.acceptor.raw").startswith("код: disabled")  # for support
@@ -91,7 +92,8 @@ reconnect_max_s = 1.0
         # the broker goes away: disconnected since when, why, and the last delivery kept
         broker.stop()
         net = _refreshed(d, "tech.st.network", lambda t: t.startswith("нет связи с "))
-        assert re.fullmatch(f"нет связи с {STAMP}; последняя доставка: {STAMP}", net), net
+        assert re.fullmatch(f"нет связи с {STAMP}; последняя доставка: {STAMP}; "
+                            f"центр на связи: {STAMP}", net), net
         assert d.text("tech.st.network.raw").startswith("код: ")
         assert re.fullmatch(f"{STAMP}: связь с брокером потеряна", d.text("tech.st.err.mqtt"))
         latin = {k: v for k, v in _main_lines(d).items() if re.search("[A-Za-z]{3,}", v)}
