@@ -52,6 +52,9 @@ log = logging.getLogger("sync.agent")
 DESK_OOS_CODE = "desk"
 POLL_S = 1.0  # look at the outbox at least this often (payments written by the engine)
 REJECT_EVENTS_PER_MIN = 20
+# a refused desk beat is one event per reason and hour: beats come every minute from each
+# worker, and one cause (this terminal's clock off, a desk key not pinned) refuses them all
+BEAT_REFUSAL_EVERY_S = 3600.0
 STATUS_REFUSALS = {
     "unknown_payment": "no such payment on this terminal",
     "not_allowed": "this record cannot take that status now",
@@ -148,6 +151,7 @@ class SyncAgent:
         self._reject_limit = _RateLimit(REJECT_EVENTS_PER_MIN)
         self._restart_after: float | None = None
         self._acks: list[int] = []
+        self._beat_refused: dict[str, tuple[float, int]] = {}  # reason -> (recorded, since)
         self.ack_watch = AckWatch(m.ack_stall_s, heard_stall_s=m.ack_stall_heard_s)
         self.conn = Connection(self._settings(), self)
 
@@ -541,12 +545,24 @@ class SyncAgent:
             beat = desk_beat.read_beat(opened.body, int(time.time() * 1000),
                                        self.config.mqtt.clock_skew_s)
         except (EnvelopeError, desk_beat.BeatError) as exc:
-            self._reject_event("desk_message_rejected", {
-                "topic": msg.topic, "reason": exc.code, "detail": str(exc)[:200]})
+            self._beat_refusal(msg.topic, exc.code, str(exc))
             return
         if beat.covers(self.terminal_id):
             self.ack_watch.heard(beat.every_s)
             self.engine.note_sync_desk_heard()  # the technician's status page
+
+    def _beat_refusal(self, topic: str, code: str, detail: str) -> None:
+        """One `desk_message_rejected` event per reason and BEAT_REFUSAL_EVERY_S, with the
+        number refused since the last one; the watch then judges without the beat."""
+        now = time.monotonic()
+        at, since = self._beat_refused.get(code, (-BEAT_REFUSAL_EVERY_S, 0))
+        if now - at < BEAT_REFUSAL_EVERY_S:
+            self._beat_refused[code] = (at, since + 1)
+            return
+        self._beat_refused[code] = (now, 0)
+        self._reject_event("desk_message_rejected", {
+            "topic": topic, "reason": code, "detail": detail[:200],
+            **({"refused_since_last": since} if since else {})})
 
     def _on_payment_status(self, msg: Inbound) -> None:
         body = self._open(msg, "payment_status", "desk_message_rejected")

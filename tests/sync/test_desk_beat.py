@@ -248,3 +248,28 @@ def test_a_desk_gone_silent_holds_the_reset_until_it_has_been_silent_for_the_lon
         if desk is not None:
             desk.stop()
         t.stop()
+
+
+def test_beats_from_a_desk_whose_clock_is_off_are_refused_and_recorded_once(
+        broker, desk_key, tmp_path):
+    """A desk clock 10 minutes ahead (or this terminal's behind): every beat is stale.
+    None is heard, and the refusal is one event, not one a minute for each worker."""
+    t = live_terminal(tmp_path / "t", "SKEW", mqtt_config(broker.port, desk_key))
+    desk = make_desk(broker, desk_key, {"SKEW": terminal_public_key(t.config)},
+                     tmp_path / "desk.sqlite", beat_s=1.0,
+                     clock=lambda: time.time() + 600).start()
+    try:
+        assert t.agent is not None
+        agent = t.agent
+        wait_for(lambda: desk.stats.beats_sent >= 4, 15, "four beats sent")
+        make_payments(t.ledger, 1)
+        wait_for(lambda: unacked(t) == 0, 20, "acknowledged: the acks do not depend on it")
+        events = [e for e in t.ledger.recent_events(kinds=("desk_message_rejected",))
+                  if e["data"].get("topic") == desk_beat.TOPIC]
+        assert len(events) == 1, events
+        assert events[0]["data"]["reason"] == "stale" and "600 s after" in \
+            events[0]["data"]["detail"]
+        assert agent.ack_watch.beats == 0 and not agent.ack_watch.desk_holds()
+    finally:
+        desk.stop()
+        t.stop()
