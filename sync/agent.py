@@ -185,8 +185,9 @@ class SyncAgent:
                 *(Subscription(topics.topic(t, leaf), 0 if light and leaf in topics.LIGHT
                                else 1)
                   for leaf in (topics.ACK, topics.PAYMENT_STATUS, topics.CONFIG)),
-                # the desk's beat, live only; a broker whose ACL predates it refuses it and
-                # the session goes on (the ack watch then judges without it)
+                # the desk's beat, live only; a NATS node whose users.conf predates it
+                # refuses it (mosquitto grants it, delivers nothing) and the session goes
+                # on: the ack watch then judges without it
                 *((Subscription(desk_beat.TOPIC, 0, send_retained=False, optional=True),)
                   if m.ack_stall_heard_s > 0 else ()),
             ),

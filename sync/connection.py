@@ -189,8 +189,8 @@ class Subscription:
     qos: int = 1
     send_retained: bool = True  # False: RETAIN_DO_NOT_SEND (command topics)
     retain_as_published: bool = False  # True: a live message keeps its retain flag
-    # True: a refusal is one log line and the session is kept (a broker whose ACL predates
-    # this subscription: the desk beat, sync/desk_beat.py); sent in its own SUBSCRIBE
+    # True: a refusal is one log line and the session is kept (a NATS node whose users.conf
+    # predates this subscription: the desk beat, sync/desk_beat.py); sent in its own SUBSCRIBE
     optional: bool = False
 
 
@@ -772,7 +772,8 @@ class Connection:
             if bad:
                 self.stats.optional_refused += 1
                 log.warning("%s: %s refused the optional subscription %s (SUBACK %s): "
-                            "its access list predates it; the session goes on without it",
+                            "probably an access list older than it; the session goes on "
+                            "without it",
                             self.name, self.endpoint, optional, ", ".join(bad))
             return
         if bad:
