@@ -379,3 +379,15 @@ def test_without_beats_or_with_them_off_the_first_rule_is_unchanged():
     assert off.due() and not off.desk_holds()  # beats unused: the first rule judges
     with pytest.raises(ValueError):
         AckWatch(10, heard_stall_s=-1)
+
+
+def test_beats_rarer_than_the_heard_wait_end_it_after_one_beat_period():
+    """Six partitioned workers beating every 360 s (docs/fleet.md "200,000 terminals"):
+    a terminal hears its own worker's beat every 360 s; the 300 s heard wait ends at the
+    first beat that brings 300 s or more, not never."""
+    w, clock = _heard_watch(heard_s=300)
+    w.heard(360)
+    w.taken()
+    clock.now += 360
+    w.heard(360)
+    assert w.heard_waited_s() == 360 and w.due()
