@@ -47,7 +47,6 @@ import errno
 import hashlib
 import heapq
 import json
-import math
 import os
 import random
 import re
@@ -699,15 +698,12 @@ class Worker:
 
     def _beat(self, t: _Term, msg: Any) -> None:
         """As the agent's _on_beat: live, signed, fresh, covering this terminal."""
-        from sync.envelope import EnvelopeError, open_envelope
+        from sync.envelope import EnvelopeError
 
         self.stats["in:beat"] += 1
         try:
-            if msg.retain:
-                raise desk_beat.BeatError("retained", "retained")
-            beat = desk_beat.read_beat(
-                open_envelope(bytes(msg.payload), desk_beat.PURPOSE, self.desk_keys).body,
-                int(time.time() * 1000), CLOCK_SKEW_S)
+            beat = desk_beat.open_beat(bytes(msg.payload), bool(msg.retain), self.desk_keys,
+                                       int(time.time() * 1000), CLOCK_SKEW_S)
         except (EnvelopeError, desk_beat.BeatError):
             self.stats["beat_rejected"] += 1
             return
@@ -1906,25 +1902,28 @@ def _storm_text(p: Phase, workers: int, tls: bool) -> str:
 
 def ack_stall_s() -> float:
     """The simulated terminals' [mqtt] ack_stall_s: the agent's default, or the env's."""
-    return _env_seconds(ENV_ACK_STALL, MqttConfig.ack_stall_s, RESEND_S,
-                        "as [mqtt] ack_stall_s (longer than the resend wait)")
+    return _env_seconds(ENV_ACK_STALL, MqttConfig.ack_stall_s, _stall_problem("ack_stall_s"))
 
 
 def ack_stall_heard_s() -> float:
     """The simulated terminals' [mqtt] ack_stall_heard_s: the agent's default, or the env's."""
-    return _env_seconds(ENV_ACK_STALL_HEARD, MqttConfig.ack_stall_heard_s, RESEND_S,
-                        "as [mqtt] ack_stall_heard_s (longer than the resend wait)")
+    return _env_seconds(ENV_ACK_STALL_HEARD, MqttConfig.ack_stall_heard_s,
+                        _stall_problem("ack_stall_heard_s"))
 
 
 def beat_s() -> float:
     """The desks' beat period: kiosk desk serve's default, or the env's."""
-    return _env_seconds(ENV_BEAT, desk_beat.DEFAULT_EVERY_S, desk_beat.MIN_EVERY_S,
-                        "as kiosk desk serve --beat", top=desk_beat.MAX_EVERY_S, above=False)
+    return _env_seconds(ENV_BEAT, desk_beat.DEFAULT_EVERY_S, desk_beat.every_problem)
 
 
-def _env_seconds(name: str, default: float, low: float, why: str, top: float = math.inf,
-                 above: bool = True) -> float:
-    """0 (off), or seconds beyond `low` (from it when not `above`) up to `top`."""
+def _stall_problem(key: str) -> Callable[[float], str]:
+    """As [mqtt] takes a watch's wait: 0 (off) or longer than the resend wait."""
+    return lambda value: ("" if value == 0 or value > RESEND_S else
+                          f"0 (off) or above {RESEND_S:g} s, as [mqtt] {key}")
+
+
+def _env_seconds(name: str, default: float, problem: Callable[[float], str]) -> float:
+    """The environment's number of seconds, refused with `problem`'s words; else the default."""
     raw = os.environ.get(name)
     if not raw:
         return default
@@ -1932,9 +1931,9 @@ def _env_seconds(name: str, default: float, low: float, why: str, top: float = m
         value = float(raw)
     except ValueError:
         raise BenchError(f"{name}={raw!r}: seconds, a number (0 = off)") from None
-    if value != 0 and not ((value > low if above else value >= low) and value <= top):
-        raise BenchError(f"{name}={raw!r}: 0 (off) or {'above' if above else 'at least'} "
-                         f"{low:g} s{'' if top == math.inf else f' up to {top:g} s'}, {why}")
+    why = problem(value)
+    if why:
+        raise BenchError(f"{name}={raw!r}: {why}")
     return value
 
 

@@ -86,19 +86,21 @@ class _Refusal:
 
 
 class _RateLimit:
-    """At most `per_min` rejection events a minute per kind; the rest are counted."""
+    """At most `per_window` rejection events per `window_s` per kind; the rest are
+    counted (`suppressed`, taken by the next event that is let through)."""
 
-    def __init__(self, per_min: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_min, self._clock = per_min, clock
+    def __init__(self, per_window: int, window_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_window, self.window_s, self._clock = per_window, window_s, clock
         self._window: dict[str, tuple[float, int]] = {}
         self.suppressed: dict[str, int] = {}
 
     def allow(self, kind: str) -> bool:
         now = self._clock()
         start, count = self._window.get(kind, (now, 0))
-        if now - start >= 60:
+        if now - start >= self.window_s:
             start, count = now, 0
-        if count >= self.per_min:
+        if count >= self.per_window:
             self.suppressed[kind] = self.suppressed.get(kind, 0) + 1
             self._window[kind] = (start, count)
             return False
@@ -151,7 +153,7 @@ class SyncAgent:
         self._reject_limit = _RateLimit(REJECT_EVENTS_PER_MIN)
         self._restart_after: float | None = None
         self._acks: list[int] = []
-        self._beat_refused: dict[str, tuple[float, int]] = {}  # reason -> (recorded, since)
+        self._beat_refusals = _RateLimit(1, BEAT_REFUSAL_EVERY_S)  # per refusal reason
         self.ack_watch = AckWatch(m.ack_stall_s, heard_stall_s=m.ack_stall_heard_s)
         self.conn = Connection(self._settings(), self)
 
@@ -539,12 +541,8 @@ class SyncAgent:
         """The desk's beat (sync/desk_beat.py): heard only live, signed by a desk key,
         issued within clock_skew_s of our clock, from a worker that stores our records."""
         try:
-            if msg.retain:
-                raise desk_beat.BeatError(
-                    "retained", "a retained desk beat is never taken for a live desk")
-            opened = open_envelope(msg.payload, desk_beat.PURPOSE, self.desk_keys)
-            beat = desk_beat.read_beat(opened.body, int(time.time() * 1000),
-                                       self.config.mqtt.clock_skew_s)
+            beat = desk_beat.open_beat(msg.payload, msg.retain, self.desk_keys,
+                                       int(time.time() * 1000), self.config.mqtt.clock_skew_s)
         except (EnvelopeError, desk_beat.BeatError) as exc:
             self._beat_refusal(msg.topic, exc.code, str(exc))
             return
@@ -555,12 +553,9 @@ class SyncAgent:
     def _beat_refusal(self, topic: str, code: str, detail: str) -> None:
         """One `desk_message_rejected` event per reason and BEAT_REFUSAL_EVERY_S, with the
         number refused since the last one; the watch then judges without the beat."""
-        now = time.monotonic()
-        at, since = self._beat_refused.get(code, (-BEAT_REFUSAL_EVERY_S, 0))
-        if now - at < BEAT_REFUSAL_EVERY_S:
-            self._beat_refused[code] = (at, since + 1)
+        if not self._beat_refusals.allow(code):
             return
-        self._beat_refused[code] = (now, 0)
+        since = self._beat_refusals.suppressed.pop(code, 0)
         self._reject_event("desk_message_rejected", {
             "topic": topic, "reason": code, "detail": detail[:200],
             **({"refused_since_last": since} if since else {})})

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from sync import topics
 from sync.desk_beat import DEFAULT_EVERY_S as DEFAULT_BEAT_S
+from sync.desk_beat import every_problem
 from sync.desk_service.actions import (  # one path for the CLI and the page
     EXIT_NO_BROKER,
     EXIT_NOT_DELIVERED,
@@ -163,13 +164,9 @@ def _connect_timeout(seconds: float | None) -> float:
 
 def _beat(seconds: float) -> float:
     """`--beat S`: the desk beat's period (sync/desk_beat.py); 0: no beat."""
-    from sync import desk_beat
-
-    if seconds == 0:
-        return 0.0
-    if not desk_beat.MIN_EVERY_S <= seconds <= desk_beat.MAX_EVERY_S:  # also NaN
-        raise KeyError_(f"--beat {seconds}: give {desk_beat.MIN_EVERY_S:g}-"
-                        f"{desk_beat.MAX_EVERY_S:g} seconds, or 0 (no beat)")
+    why = every_problem(seconds)
+    if why:
+        raise KeyError_(f"--beat {seconds}: {why}")
     return seconds
 
 

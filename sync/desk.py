@@ -178,9 +178,9 @@ class Desk:
             raise ValueError(f"partition {partition[0]}/{partition[1]}: need 0 <= k < n")
         self.partition = partition
         self.share_group = share_group
-        if beat_s and not desk_beat.MIN_EVERY_S <= beat_s <= desk_beat.MAX_EVERY_S:
-            raise ValueError(f"beat every {beat_s:g} s: need {desk_beat.MIN_EVERY_S:g}-"
-                             f"{desk_beat.MAX_EVERY_S:g} s, or 0 (none)")
+        why = desk_beat.every_problem(beat_s)
+        if why:
+            raise ValueError(f"beat every {beat_s:g} s: {why}")
         self.beat_s = beat_s if consume else 0.0
         self._next_beat = 0.0  # monotonic
         self.terminal_keys = {
@@ -346,7 +346,7 @@ class Desk:
         share: tuple[int, Any] | None = None
         if self.partition is not None:
             k, n = self.partition
-            share = (n, self.takeover.share.covers if self.takeover is not None else {k})
+            share = (n, self.takeover.covers if self.takeover is not None else {k})
         body = desk_beat.beat_body(self.conn.settings.client_id, self.beat_s, self.now_ms(),
                                    share)
         self.conn.publish(desk_beat.TOPIC, seal(self.key, self.kid, desk_beat.PURPOSE, body),

@@ -27,6 +27,7 @@ from typing import Any
 
 from kiosk.coded_error import CodedError
 from sync import topics
+from sync.envelope import open_envelope
 
 TOPIC = f"{topics.PREFIX}/_desk/beat"
 PURPOSE = "desk_beat"
@@ -35,6 +36,14 @@ MIN_EVERY_S = 1.0
 MAX_EVERY_S = 3600.0
 MAX_PARTITIONS = 4096  # far beyond any desk; bounds what a terminal reads
 WORKER_MAX = 64  # characters of the worker's client id kept in a beat
+
+
+def every_problem(seconds: float) -> str:
+    """Why a beat period cannot be used ("" when it can): 0 (no beat) or MIN-MAX seconds.
+    The desk, its command line and the fleet benchmark word their refusals around it."""
+    if seconds == 0 or MIN_EVERY_S <= seconds <= MAX_EVERY_S:  # NaN is neither
+        return ""
+    return f"give {MIN_EVERY_S:g}-{MAX_EVERY_S:g} seconds, or 0 (no beat)"
 
 
 def partition_of(terminal_id: str, n: int) -> int:
@@ -64,6 +73,15 @@ def beat_body(worker: str, every_s: float, issued_ms: int,
     n, parts = (0, ()) if share is None else share
     return {"v": 1, "worker": worker[:WORKER_MAX], "every_s": every_s, "n": n,
             "parts": sorted(set(parts)), "issued_ms": issued_ms}
+
+
+def open_beat(payload: bytes, retain: bool, keys: Mapping[str, Any], now_ms: int,
+              skew_s: float) -> Beat:
+    """A received beat, as the agent (and the fleet benchmark's terminals) take it: live,
+    signed by one of `keys`, then read_beat. EnvelopeError or BeatError otherwise."""
+    if retain:
+        raise BeatError("retained", "a retained desk beat is never taken for a live desk")
+    return read_beat(open_envelope(payload, PURPOSE, keys).body, now_ms, skew_s)
 
 
 def read_beat(body: Mapping[str, Any], now_ms: int, skew_s: float) -> Beat:
